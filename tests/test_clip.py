@@ -29,7 +29,9 @@ def test_held_out_design():
     assert sorted(s for _, s in clip.HELD_OUT) == sorted(clip.SHAPES)
     assert not set(clip.HELD_OUT) & set(clip.TRAIN_COMBOS)
     assert len(clip.TRAIN_COMBOS) + len(clip.HELD_OUT) == len(clip.COLOURS) * len(clip.SHAPES)
-    assert clip.zero_shot_captions() == [f"a {c} {s}" for c, s in clip.HELD_OUT]
+    assert clip.zero_shot_captions() == [
+        "a red circle", "an orange square", "a yellow triangle", "a green diamond", "a blue star",
+        "a purple cross"]
 
 
 def test_training_examples_avoid_held_out_and_captions_say_what_is_drawn():
@@ -50,7 +52,8 @@ def test_training_examples_avoid_held_out_and_captions_say_what_is_drawn():
 def test_held_out_examples_use_only_held_out_pairs_and_the_plain_caption():
     examples = clip.make_examples(60, combos=clip.HELD_OUT, seed=1, templates=[0])
     assert {(e["colour"], e["shape"]) for e in examples} <= set(clip.HELD_OUT)
-    assert all(e["caption"] == f"a {e['colour']} {e['shape']}" for e in examples)
+    assert all(e["caption"] in (f"a {e['colour']} {e['shape']}", f"an {e['colour']} {e['shape']}")
+               for e in examples)
 
 
 def test_caption_phrasings():
@@ -59,6 +62,10 @@ def test_caption_phrasings():
     assert clip.caption(scene, 3) == "a small blue star on the left"
     assert clip.caption(scene, 6) == "a star that is blue"
     assert len({clip.caption(scene, k) for k in range(len(clip.TEMPLATES))}) == len(clip.TEMPLATES)
+    orange = clip.Scene("orange", "cross", "large", "top")
+    assert clip.caption(orange) == "an orange cross"
+    assert clip.caption(orange, 4) == "there is an orange cross at the top"
+    assert clip.caption(orange, 1) == "a large orange cross"
 
 
 def test_drawing_puts_the_colour_where_the_shape_is():
@@ -208,3 +215,20 @@ def test_tokenizer_rejects_bad_input(tmp_path):
         clip.build_tokenizer([], tmp_path)
     with pytest.raises(ValueError, match="texts"):
         clip.build_tokenizer(["a red circle", 3], tmp_path)
+
+
+def test_tokenizer_is_the_same_every_time(tmp_path):
+    # the BPE trainer's own numbering changes from run to run; build_tokenizer's must not
+    texts = [e["caption"] for e in clip.make_examples(300, seed=2)]
+    first = clip.build_tokenizer(texts, tmp_path / "one").get_vocab()
+    for k in range(4):
+        assert clip.build_tokenizer(texts, tmp_path / f"again{k}").get_vocab() == first
+    assert first["<|startoftext|>"] == 0 and first["<|endoftext|>"] == 1
+    # the whole words come right after the 2 special tokens and the 2 x 256 byte symbols
+    words = sorted({w for t in texts for w in t.split()} - set("abcdefghijklmnopqrstuvwxyz"))
+    assert [first[w + "</w>"] for w in words] == list(range(514, 514 + len(words)))
+
+
+def test_tokenizer_vocab_size_too_small(tmp_path):
+    with pytest.raises(ValueError, match="vocab_size"):
+        clip.build_tokenizer(["a large purple triangle at the bottom"], tmp_path, vocab_size=260)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,7 @@ __all__ = [
     "contrastive_loss",
     "clip_loss_fn",
     "build_tokenizer",
+    "plot_training",
 ]
 
 # The palette: a name and its RGB centre; each drawing jitters the channels a little.
@@ -113,9 +115,10 @@ def caption(scene: Scene, template: int = 0) -> str:
     """The caption of `scene` in phrasing number `template` of :data:`TEMPLATES`."""
     if not isinstance(template, int) or not 0 <= template < len(TEMPLATES):
         raise ValueError(f"template must be an int in [0, {len(TEMPLATES)}), got {template!r}")
-    return TEMPLATES[template].format(
+    text = TEMPLATES[template].format(
         colour=scene.colour, shape=scene.shape, size=scene.size, where=_WHERE[scene.position]
     )
+    return re.sub(r"\ba (?=[aeiou])", "an ", text)  # "an orange square"
 
 
 def _outline(shape: str, cx: float, cy: float, r: float, angle: float) -> list[tuple[float, float]]:
@@ -211,7 +214,7 @@ def make_examples(
 
 
 def zero_shot_captions(combos=HELD_OUT) -> list[str]:
-    """The plain caption ("a red circle") of every (colour, shape) pair in `combos`."""
+    """The plain caption ("a red circle", "an orange square") of every (colour, shape) pair in `combos`."""
     return [caption(Scene(c, s, "small", "middle"), 0) for c, s in combos]
 
 
@@ -289,15 +292,52 @@ def build_tokenizer(texts, save_dir, *, vocab_size: int = 400):
         show_progress=False,
     )
     bpe.train_from_iterator(texts, trainer=trainer)
-    model = json.loads(bpe.to_str())["model"]
-    vocab = dict(model["vocab"])
-    # Every byte also as the last piece of a word, as in CLIP's vocabulary: then any text
-    # (a word never seen in training, a full stop) still tokenizes without an unknown token.
-    for char in pre_tokenizers.ByteLevel.alphabet():
-        vocab.setdefault(char + "</w>", len(vocab))
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    trained = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in trained["merges"]]
+    # The trainer numbers its tokens in an order that changes from run to run (ties between equal
+    # counts), so number them again in a fixed order: the special tokens, the bytes, each byte as the
+    # last piece of a word (as in CLIP's vocabulary, so that any text tokenizes without an unknown
+    # token), the whole words of `texts`, then the pieces BPE made on the way to them.
+    words = sorted(
+        {w for t in texts for w, _ in bpe.pre_tokenizer.pre_tokenize_str(bpe.normalizer.normalize_str(t))}
+    )
+    whole = [w + "</w>" for w in words]
+    missing = [t for t in whole if t not in trained["vocab"]]
+    if missing:
+        raise ValueError(
+            f"vocab_size={vocab_size} is too small to keep every word whole, e.g. {missing[:3]}; raise it"
+        )
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    order = [bos, eos, *alphabet, *(c + "</w>" for c in alphabet), *whole]
+    order = list(dict.fromkeys(order))  # one-letter words are already among the bytes
+    order += sorted(set(trained["vocab"]) - set(order), key=lambda t: (len(t), t))
+    vocab = {token: i for i, token in enumerate(order)}
     # CLIP's tokenizer class builds the same pipeline around our vocabulary and merges.
     tokenizer = CLIPTokenizerFast(vocab=vocab, merges=merges)
     save_dir = Path(save_dir)
     tokenizer.save_pretrained(save_dir)
     return CLIPTokenizerFast.from_pretrained(save_dir)
+
+
+def plot_training(history, metric: str = "accuracy", *, title: str | None = None):
+    """The loss at every step (left axis) and `metric` where it was evaluated (right axis).
+
+    `history` is the DataFrame ``utils.train`` returns. Plain matplotlib: no foundation helper
+    draws a linear two-axis curve.
+    """
+    import matplotlib.pyplot as plt
+
+    for column in ("step", "loss", metric):
+        if column not in history.columns:
+            raise ValueError(f"plot_training: history has no column {column!r} ({list(history.columns)})")
+    fig, ax = plt.subplots(figsize=(6.5, 3.5))
+    ax.plot(history["step"], history["loss"], color="tab:blue", lw=1)
+    ax.set(xlabel="training step", title=title)
+    ax.set_ylabel("contrastive loss", color="tab:blue")
+    evaluated = history.dropna(subset=[metric])
+    right = ax.twinx()
+    right.plot(evaluated["step"], evaluated[metric], "o-", color="tab:orange", ms=4)
+    right.set_ylabel(metric, color="tab:orange")
+    right.set_ylim(0, 1.02)
+    fig.tight_layout()
+    return ax
