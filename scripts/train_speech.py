@@ -36,6 +36,8 @@ def main(argv=None):
     parser.add_argument("--eval-epochs", type=int, default=3, help="epochs between evaluations")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--init", type=Path, default=None,
+                        help="start from this checkpoint instead of from scratch")
     parser.add_argument("--out", type=Path, default=speech.corpus_dir() / speech.CHECKPOINT_DIR)
     args = parser.parse_args(argv)
 
@@ -47,7 +49,10 @@ def main(argv=None):
     processor.save_pretrained(args.out)
     from transformers import Wav2Vec2ForCTC
 
-    model = Wav2Vec2ForCTC(speech.small_config(processor))
+    if args.init is not None:  # go on training a saved recogniser (same vocabulary)
+        model = Wav2Vec2ForCTC.from_pretrained(args.init)
+    else:
+        model = Wav2Vec2ForCTC(speech.small_config(processor))
     print(f"{sum(p.numel() for p in model.parameters()):,} parameters")
 
     def held_out_wer(m):  # also saves the latest weights, so a long run can be stopped early
@@ -57,7 +62,7 @@ def main(argv=None):
         print(f"{time.perf_counter() - start:.0f} s: held-out WER {wer:.3f}; {hyps[0]}", flush=True)
         return {"wer": wer}
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     history = utils.train(model, train_set, collate_fn=speech.CTCCollator(processor, augment=True,
                                                                           seed=args.seed),
                           batch_size=args.batch_size, epochs=args.epochs, lr=args.lr,
@@ -65,7 +70,7 @@ def main(argv=None):
                           eval_every=args.eval_epochs * math.ceil(len(train_set) / args.batch_size),
                           seed=args.seed, progress=False)
     print(history.dropna(subset=["wer"])[["step", "epoch", "loss", "wer"]].to_string(index=False))
-    print(f"trained in {time.perf_counter() - start:.0f} s")
+    print(f"trained in {time.perf_counter() - start:.0f} s ({time.process_time() - cpu:.0f} s of CPU)")
 
     model.save_pretrained(args.out)
     processor.save_pretrained(args.out)

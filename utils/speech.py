@@ -218,7 +218,8 @@ def greedy_ctc_steps(logits, tokenizer):
 
     `logits` is a (frames x vocabulary) array or tensor. Returns a dict with the token of every
     frame ("frames"), the tokens after merging repeats ("collapsed"), after dropping the blank
-    ("no_blanks") and the text, "|" turned into a space ("text").
+    ("no_blanks") and the text, "|" turned into a space ("text", exactly what the tokenizer's
+    `decode` and hence the ASR pipeline return).
     """
     logits = torch.as_tensor(logits)
     if logits.ndim != 2:
@@ -232,9 +233,8 @@ def greedy_ctc_steps(logits, tokenizer):
     collapsed = [token for token, _ in groupby(frames)]
     blank, delimiter = tokenizer.pad_token, tokenizer.word_delimiter_token
     no_blanks = [token for token in collapsed if token != blank]
-    text = "".join(" " if t == delimiter else t for t in no_blanks)
-    return {"frames": frames, "collapsed": collapsed, "no_blanks": no_blanks,
-            "text": " ".join(text.split())}
+    text = "".join(" " if t == delimiter else t for t in no_blanks).strip()
+    return {"frames": frames, "collapsed": collapsed, "no_blanks": no_blanks, "text": text}
 
 
 def ctc_segments(frames, blank="<pad>"):
@@ -262,17 +262,19 @@ def plot_ctc_alignment(speech, frames, *, frame_seconds=0.02, sampling_rate=SAMP
     speech = np.asarray(speech, dtype=np.float32)
     log_mel = log_mel_spectrogram(speech, sampling_rate)
     duration = len(speech) / sampling_rate
-    fig, ax = plt.subplots(figsize=(max(8.0, 2.2 * duration), 3.4))
+    fig, ax = plt.subplots(figsize=(max(8.0, 2.2 * duration), 3.6))
     ax.imshow(log_mel, origin="lower", aspect="auto", cmap="magma",
               extent=[0, duration, 0, log_mel.shape[0]])
-    top = log_mel.shape[0]
     for i, (token, start, stop) in enumerate(ctc_segments(frames, blank)):
         t0, t1 = start * frame_seconds, stop * frame_seconds
-        ax.axvspan(t0, t1, color="cyan", alpha=0.35, lw=0)
-        ax.text((t0 + t1) / 2, top * (0.9 if i % 2 else 0.8), "_" if token == "|" else token,
-                ha="center", va="center", color="white", fontsize=9, fontweight="bold")
-    ax.set(xlabel="time (s)", ylabel="mel bin", xlim=(0, duration),
-           title=title or "greedy CTC: the frames that emitted a character (shaded)")
+        ax.axvspan(t0, t1, color="cyan", alpha=0.45, lw=0)
+        # the characters sit in two staggered rows above the picture, so neighbours never collide
+        ax.text((t0 + t1) / 2, 1.03 + 0.07 * (i % 2), "_" if token == "|" else token,
+                transform=ax.get_xaxis_transform(), ha="center", va="bottom", fontsize=9,
+                fontweight="bold", clip_on=False)
+    ax.set(xlabel="time (s)", ylabel="mel bin", xlim=(0, duration))
+    ax.set_title(title or "greedy CTC: frames that emitted a character (shaded), blanks elsewhere",
+                 pad=28)
     fig.tight_layout()
     return _finish(fig, save)
 
