@@ -5,14 +5,12 @@ run to run and carry no meaning for the course, so they are left out of the comp
 sides: stderr streams (warnings, progress bars written to stderr) and ipywidgets views (tqdm's
 notebook progress bars). Everything else is compared, after tests/sanitize.cfg.
 """
-import os
 import sys
 from pathlib import Path
 
 import nbval.plugin
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("MPLBACKEND", "Agg")
 
 _original = nbval.plugin.transform_streams_for_comparison
 WIDGET = "application/vnd.jupyter.widget-view+json"

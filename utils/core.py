@@ -69,9 +69,12 @@ def setup(seed=0, quiet=True):
         datasets.disable_progress_bars()
         logging.getLogger("accelerate").setLevel(logging.ERROR)
         warnings.filterwarnings("ignore", category=FutureWarning)
-    try:  # figures as PNG (nbval compares SVG as text)
+    try:  # in a notebook: inline figures, as PNG (nbval compares SVG as text)
+        from IPython import get_ipython
         from matplotlib_inline.backend_inline import set_matplotlib_formats
 
+        if get_ipython() is not None and "IPKernelApp" in get_ipython().config:
+            get_ipython().run_line_magic("matplotlib", "inline")
         set_matplotlib_formats("png")
     except ImportError:
         pass

@@ -8,6 +8,7 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.text import Text
+from matplotlib.transforms import Bbox
 
 from .core import images_path
 
@@ -43,6 +44,12 @@ def _finish(fig, save):
     return fig
 
 
+def _text_box(annotation, renderer):
+    """The display box of an annotation's text alone (not its leader line), at its current offset."""
+    annotation.update_positions(renderer)
+    return Text.get_window_extent(annotation, renderer)
+
+
 def label_points(ax, x, y, labels, fontsize=8, max_tries=40, **kwargs):
     """Label the points (x[i], y[i]) so that no two labels overlap.
 
@@ -56,7 +63,9 @@ def label_points(ax, x, y, labels, fontsize=8, max_tries=40, **kwargs):
                          f"({len(x)}, {len(y)}, {len(labels)})")
     renderer = ax.figure.canvas.get_renderer()
     to_points = 72.0 / ax.figure.dpi
-    placed = []
+    # The points are obstacles too: a small box around each marker.
+    centres = ax.transData.transform(np.c_[x, y])
+    placed = [Bbox.from_extents(cx - 4, cy - 4, cx + 4, cy + 4) for cx, cy in centres]
     order = np.argsort(np.asarray(ax.transData.transform(np.c_[x, y]))[:, 1], kind="stable")
     texts = [None] * len(labels)
     for i in order:
@@ -64,12 +73,12 @@ def label_points(ax, x, y, labels, fontsize=8, max_tries=40, **kwargs):
                            fontsize=fontsize, va="center",
                            arrowprops=dict(arrowstyle="-", lw=0.4, color="0.6", shrinkA=0,
                                            shrinkB=2), **kwargs)
-        box = Text.get_window_extent(text, renderer)  # the text alone, not its leader line
+        box = _text_box(text, renderer)
         height = box.height * 1.1 * to_points
         for k in range(max_tries):
             dy = (k + 1) // 2 * height * (1 if k % 2 else -1)
             text.set_position((4, dy))
-            box = Text.get_window_extent(text, renderer)
+            box = _text_box(text, renderer)
             if not any(box.overlaps(other) for other in placed):
                 break
         placed.append(box)

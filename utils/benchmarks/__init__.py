@@ -4,8 +4,11 @@ A suite is a function `run(long: bool)` that yields records (dicts with the fiel
 RECORD_FIELDS, None where a field does not apply), registered with `@register("name")` in the
 module that SUITES names. Measure times with `time_ms` and memory with `peak_mib`.
 """
+import contextlib
 import importlib
+import os
 import statistics
+import sys
 import time
 
 import torch
@@ -55,6 +58,20 @@ def _walk(nodes):
         yield from _walk(node.children)
 
 
+@contextlib.contextmanager
+def _silent_stderr():
+    """Silence file descriptor 2 (the profiler's C++ side prints start/stop lines there)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def peak_mib(fn, device="cpu"):
     """Peak memory that torch allocates during one call of `fn()`, in MiB, above what was live.
 
@@ -71,8 +88,14 @@ def peak_mib(fn, device="cpu"):
     from torch._C._profiler import _EventType
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _silent_stderr():
+        prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+        prof.start()
+    try:
         fn()
+    finally:
+        with _silent_stderr():
+            prof.stop()
     events = [e for e in _walk(prof.profiler.kineto_results.experimental_event_tree())
               if e.tag == _EventType.Allocation and str(e.extra_fields.device) == "cpu"]
     if not events:
