@@ -27,7 +27,7 @@ __all__ = [
     "quadratic_kernel_attention", "linear_kernel_attention", "causal_linear_attention",
     "recurrent_linear_attention", "LinearAttentionRNN", "SoftmaxKVCache",
     "naive_softmax_attention", "chunked_softmax_attention", "sdpa",
-    "favor_error", "generation_times", "fit_slope", "crossover_n", "BENCH_SHAPE",
+    "favor_error", "generation_times", "fit_slope", "crossover_n", "bar_report", "BENCH_SHAPE",
 ]
 
 
@@ -304,28 +304,31 @@ class SoftmaxKVCache:
                                               self.values[..., :self.length, :])
 
 
-def generation_times(n_tokens=4096, *, batch=1, heads=4, dim=64, seed=0, device="cpu"):
-    """Wall time in ms of every generation step, for `LinearAttentionRNN` and `SoftmaxKVCache`.
+def generation_times(n_tokens=4096, *, batch=1, heads=4, dim=64, repeats=3, seed=0, device="cpu"):
+    """Wall time in ms of each generation step, `LinearAttentionRNN` against `SoftmaxKVCache`.
 
-    Returns a dict kernel -> list of n_tokens step times (random q, k, v for each token).
+    Both layers generate the same random q, k, v; their steps are interleaved token by token, so a
+    burst of load on a shared machine hits both alike, and each step's time is the median over
+    `repeats` generations. Returns a dict kernel -> list of n_tokens times.
     """
     _check_positive_int(n_tokens, "n_tokens", "generation_times")
+    _check_positive_int(repeats, "repeats", "generation_times")
     gen = torch.Generator().manual_seed(seed)
     q, k, v = (torch.randn(n_tokens, batch, heads, 1, dim, generator=gen).to(device) for _ in range(3))
     sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
-    times = {}
-    for name, layer in (("recurrent linear", LinearAttentionRNN()),
-                        ("softmax + KV cache", SoftmaxKVCache(n_tokens))):
-        steps = []
-        with torch.no_grad():
+    names = ("recurrent linear", "softmax + KV cache")
+    times = torch.zeros(len(names), repeats, n_tokens, dtype=torch.float64)
+    with torch.no_grad():
+        for r in range(repeats):
+            layers = (LinearAttentionRNN(), SoftmaxKVCache(n_tokens))
             for t in range(n_tokens):
-                sync()
-                start = time.perf_counter()
-                layer.step(q[t], k[t], v[t])
-                sync()
-                steps.append((time.perf_counter() - start) * 1e3)
-        times[name] = steps
-    return times
+                for i, layer in enumerate(layers):
+                    sync()
+                    start = time.perf_counter()
+                    layer.step(q[t], k[t], v[t])
+                    sync()
+                    times[i, r, t] = (time.perf_counter() - start) * 1e3
+    return {name: times[i].median(dim=0).values.tolist() for i, name in enumerate(names)}
 
 
 # ----------------------------------------------------------------------------- FAVOR+ accuracy
@@ -341,8 +344,12 @@ def favor_error(q, k, v, num_features, *, orthogonal=True, seed=0):
 # ----------------------------------------------------------------------------- benchmark suite
 BENCH_SHAPE = {"batch": 1, "heads": 4, "dim": 64}  # the peers' shape (shared/reference)
 FAVOR_FEATURES = 256
+MEMORY_N = 16384
+GENERATION_TOKENS, GENERATION_WINDOW = 4096, 256
 
-# kernel -> (function of q, k, v, pattern, largest n timed by default, by --long)
+_BENCH_FAVOR = FavorPlus(BENCH_SHAPE["dim"], FAVOR_FEATURES, seed=0)
+
+# kernel -> (function of q, k, v, pattern, largest n timed by default, largest with --long)
 KERNELS = {
     "naive": (naive_softmax_attention, "full", 4096, 8192),
     "sdpa": (sdpa, "full", 16384, 16384),
@@ -352,7 +359,7 @@ KERNELS = {
                              "causal", 8192, 16384),
     "linear": (linear_kernel_attention, "full", 32768, 131072),
     "causal linear": (causal_linear_attention, "causal", 32768, 131072),
-    "favor+": (None, "full", 32768, 131072),  # built per run (random features on the device)
+    "favor+": (lambda q, k, v: linear_kernel_attention(q, k, v, _BENCH_FAVOR), "full", 32768, 131072),
 }
 
 
@@ -389,32 +396,60 @@ def crossover_n(n, slow_ms, fast_ms):
     return math.exp(x0 + (x1 - x0) * -ratio[i - 1] / (ratio[i] - ratio[i - 1]))
 
 
+def _measure(fn, q, k, v, *, repeat, device, time_it=True):
+    """(median ms, peak MiB) of fn(q, k, v) without autograd."""
+    def call():
+        with torch.no_grad():
+            fn(q, k, v)
+    ms = time_ms(call, warmup=1, repeat=repeat) if time_it else None
+    return ms, peak_mib(call, device=device)
+
+
 @register("linear")
 def run(long=False):
-    """Time and peak memory of every kernel over n; then per-token generation times."""
+    """Time and peak memory of every kernel over n; the memory bar; per-token generation times."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     b, h, d = BENCH_SHAPE["batch"], BENCH_SHAPE["heads"], BENCH_SHAPE["dim"]
-    favor = FavorPlus(d, FAVOR_FEATURES, seed=0)
     gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for n in bench_sizes(long):
-            q, k, v = (torch.randn(b, h, n, d, generator=gen).to(device) for _ in range(3))
-            for kernel, (fn, pattern, top, top_long) in KERNELS.items():
-                if n > (top_long if long else top):
-                    continue
-                if kernel == "favor+":
-                    fn = lambda q, k, v: linear_kernel_attention(q, k, v, favor)  # noqa: E731
-                call = lambda: fn(q, k, v)  # noqa: E731
-                repeat = 5 if n <= 4096 else 3
+    for n in bench_sizes(long):
+        q, k, v = (torch.randn(b, h, n, d, generator=gen).to(device) for _ in range(3))
+        for kernel, (fn, pattern, top, top_long) in KERNELS.items():
+            if n <= (top_long if long else top):
+                ms, mib = _measure(fn, q, k, v, repeat=5 if n <= 4096 else 3, device=device)
                 yield {"suite": "linear", "kernel": kernel, "pattern": pattern, "n": n,
-                       "ms": time_ms(call, warmup=1, repeat=repeat),
-                       "peak_mib": peak_mib(call, device=device), "density": None}
-            del q, k, v
-    tokens = 16384 if long else 4096
+                       "ms": ms, "peak_mib": mib, "density": None}
+        del q, k, v
+    # the memory bar at n = 16384 on one head: the naive n x n matrix of 4 heads would need 8 GiB
+    q, k, v = (torch.randn(b, 1, MEMORY_N, d, generator=gen).to(device) for _ in range(3))
+    for kernel in ("naive", "chunked exact"):
+        _, mib = _measure(KERNELS[kernel][0], q, k, v, repeat=1, device=device, time_it=False)
+        yield {"suite": "linear", "kernel": kernel, "pattern": "full, 1 head", "n": MEMORY_N,
+               "ms": None, "peak_mib": mib, "density": None}
+    del q, k, v
+    tokens = 4 * GENERATION_TOKENS if long else GENERATION_TOKENS
     times = generation_times(tokens, batch=b, heads=h, dim=d, device=device)
-    window = 256
     for kernel, steps in times.items():
-        for t in range(window, tokens + 1, window):  # median of the `window` steps ending at t
+        for t in range(GENERATION_WINDOW, tokens + 1, GENERATION_WINDOW):
+            window = sorted(steps[t - GENERATION_WINDOW:t])  # median of the steps up to token t
             yield {"suite": "linear", "kernel": kernel, "pattern": "generation", "n": t,
-                   "ms": float(torch.tensor(steps[t - window:t]).median()), "peak_mib": None,
-                   "density": None}
+                   "ms": window[len(window) // 2], "peak_mib": None, "density": None}
+
+
+def bar_report(df):
+    """The issue's four ratios from one run of the suite (a DataFrame of its records)."""
+    def value(kernel, pattern, n, field):
+        rows = df[(df.kernel == kernel) & (df.pattern == pattern) & (df.n == n)]
+        if rows.empty:
+            raise ValueError(f"bar_report: no record for {kernel!r} ({pattern}) at n={n}")
+        return float(rows.iloc[0][field])
+
+    lin = df[(df.kernel == "linear") & (df.n >= 2048) & (df.n <= 32768)]
+    gen = df[(df.kernel == "recurrent linear") & (df.pattern == "generation")].sort_values("n")
+    return {
+        "linear: slope of log ms over log n, n in [2k, 32k]": fit_slope(lin.n.tolist(), lin.ms.tolist()),
+        "SDPA ms / linear ms at n=16384": value("sdpa", "full", 16384, "ms") / value("linear", "full", 16384, "ms"),
+        "naive / chunked exact peak MiB at n=16384": (
+            value("naive", "full, 1 head", MEMORY_N, "peak_mib")
+            / value("chunked exact", "full, 1 head", MEMORY_N, "peak_mib")),
+        "recurrent generation: last / first token ms": float(gen.ms.iloc[-1] / gen.ms.iloc[0]),
+    }
