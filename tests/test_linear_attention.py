@@ -246,3 +246,31 @@ def test_fit_slope_and_crossover():
     assert math.isclose(la.crossover_n(n, slow, fast), 1000, rel_tol=1e-9)
     assert la.crossover_n(n, fast, slow) is None
     assert la.crossover_n(n, [10.0] * 4, [1.0] * 4) == 256
+
+
+def test_benchmark_kernels_compute_what_their_names_say():
+    q, k, v = qkv(n=40, d=la.BENCH_SHAPE["dim"], dtype=torch.float32)
+    exact = {"full": la.sdpa(q, k, v), "causal": la.sdpa(q, k, v, causal=True)}
+    for name, (fn, pattern, top, top_long) in la.KERNELS.items():
+        out = fn(q, k, v)
+        assert out.shape == v.shape and top <= top_long
+        if name in ("naive", "chunked exact", "chunked exact causal", "sdpa causal"):
+            torch.testing.assert_close(out, exact[pattern], rtol=0, atol=1e-5)
+    assert la.bench_sizes()[0] == 256 and la.bench_sizes()[-1] == 32768
+    assert la.bench_sizes(long=True)[-1] == 131072
+
+
+def test_bar_report_reads_one_run():
+    import pandas as pd
+    rows = [{"kernel": "linear", "pattern": "full", "n": n, "ms": n / 1000, "peak_mib": None}
+            for n in (1024, 2048, 4096, 8192, 16384, 32768)]
+    rows += [{"kernel": "sdpa", "pattern": "full", "n": 16384, "ms": 1640.0, "peak_mib": None},
+             {"kernel": "naive", "pattern": "full, 1 head", "n": 16384, "ms": None, "peak_mib": 2048.0},
+             {"kernel": "chunked exact", "pattern": "full, 1 head", "n": 16384, "ms": None, "peak_mib": 64.0}]
+    rows += [{"kernel": "recurrent linear", "pattern": "generation", "n": t, "ms": ms, "peak_mib": None}
+             for t, ms in ((4096, 0.03), (256, 0.02))]
+    bars = list(la.bar_report(pd.DataFrame(rows)).values())
+    assert bars[0] == pytest.approx(1.0) and bars[1] == pytest.approx(100.0)
+    assert bars[2] == pytest.approx(32.0) and bars[3] == pytest.approx(1.5)
+    with pytest.raises(ValueError, match="no record for 'sdpa'"):
+        la.bar_report(pd.DataFrame(rows[:6] + rows[7:]))
