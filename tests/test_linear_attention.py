@@ -264,7 +264,7 @@ def test_bar_report_reads_one_run():
     import pandas as pd
     rows = [{"kernel": "linear", "pattern": "full", "n": n, "ms": n / 1000, "peak_mib": None}
             for n in (1024, 2048, 4096, 8192, 16384, 32768)]
-    rows += [{"kernel": "sdpa", "pattern": "full", "n": 16384, "ms": 1640.0, "peak_mib": None},
+    rows += [{"kernel": "sdpa", "pattern": "full", "n": 16384, "ms": 1638.4, "peak_mib": None},
              {"kernel": "naive", "pattern": "full, 1 head", "n": 16384, "ms": None, "peak_mib": 2048.0},
              {"kernel": "chunked exact", "pattern": "full, 1 head", "n": 16384, "ms": None, "peak_mib": 64.0}]
     rows += [{"kernel": "recurrent linear", "pattern": "generation", "n": t, "ms": ms, "peak_mib": None}
