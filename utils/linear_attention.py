@@ -27,7 +27,7 @@ __all__ = [
     "quadratic_kernel_attention", "linear_kernel_attention", "causal_linear_attention",
     "recurrent_linear_attention", "LinearAttentionRNN", "SoftmaxKVCache",
     "naive_softmax_attention", "chunked_softmax_attention", "sdpa",
-    "favor_error", "generation_times", "fit_slope", "crossover_n", "bar_report", "BENCH_SHAPE",
+    "favor_error", "plot_favor_error", "generation_times", "fit_slope", "crossover_n", "bar_report", "BENCH_SHAPE",
 ]
 
 
@@ -108,7 +108,7 @@ class FavorPlus:
     by their common largest feature: both factors cancel in attention's normalisation, but the key
     factor depends on the whole sequence, so FAVOR+ cannot run token by token in the recurrent form.
     """
-    rowwise = False  # key features depend on the other keys (see above)
+    rowwise = False  # all keys of a sequence share one stabiliser, so keys depend on each other
 
     def __init__(self, dim, num_features=256, *, orthogonal=True, seed=0):
         self.dim, self.num_features = dim, num_features
@@ -339,6 +339,31 @@ def favor_error(q, k, v, num_features, *, orthogonal=True, seed=0):
     approx = linear_kernel_attention(q, k, v, FavorPlus(q.shape[-1], num_features,
                                                         orthogonal=orthogonal, seed=seed))
     return ((approx - exact).norm() / exact.norm()).item()
+
+
+def plot_favor_error(errors, *, ax=None, save=None):
+    """Mean relative error against m, one line per projection, error bars one std over seeds.
+
+    `errors` is a DataFrame with columns projection, m, seed, error. (Plain matplotlib: the
+    shared power-law helper draws no error bars.)
+    """
+    import matplotlib.pyplot as plt
+
+    from .plotting import save_figure
+
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 4))
+    for projection, group in errors.groupby("projection"):
+        stats = group.groupby("m").error.agg(["mean", "std"])
+        ax.errorbar(stats.index, stats["mean"], yerr=stats["std"], marker="o", ms=4, capsize=3,
+                    label=f"{projection} projections")
+    ax.set(xscale="log", yscale="log", xlabel="random features m",
+           ylabel="relative error vs exact softmax",
+           title=f"FAVOR+ error, mean and std over {errors.seed.nunique()} seeds")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    if save:
+        save_figure(fig, save)
+    return ax
 
 
 # ----------------------------------------------------------------------------- benchmark suite
