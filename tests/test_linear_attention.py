@@ -274,3 +274,9 @@ def test_bar_report_reads_one_run():
     assert bars[2] == pytest.approx(32.0) and bars[3] == pytest.approx(1.5)
     with pytest.raises(ValueError, match="no record for 'sdpa'"):
         la.bar_report(pd.DataFrame(rows[:6] + rows[7:]))
+
+
+def test_negative_features_are_refused():
+    q, k, v = qkv()
+    with pytest.raises(ValueError, match="nonnegative features"):
+        la.linear_kernel_attention(q, k, v, lambda x, is_query=True: x)
