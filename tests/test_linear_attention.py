@@ -280,3 +280,14 @@ def test_negative_features_are_refused():
     q, k, v = qkv()
     with pytest.raises(ValueError, match="nonnegative features"):
         la.linear_kernel_attention(q, k, v, lambda x, is_query=True: x)
+
+
+def test_gradients_flow_through_the_in_place_steps():
+    gen = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(1, 2, 9, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+               for _ in range(3))
+    for fn in (la.linear_kernel_attention,
+               lambda q, k, v: la.causal_linear_attention(q, k, v, chunk_size=4),
+               lambda q, k, v: la.linear_kernel_attention(q, k, v, la.FavorPlus(4, 8)),
+               lambda q, k, v: la.chunked_softmax_attention(q, k, v, causal=True, query_chunk=4, key_chunk=3)):
+        assert torch.autograd.gradcheck(fn, (q, k, v))

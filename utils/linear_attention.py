@@ -68,7 +68,8 @@ def _divide(num, den):
     if (den < 0).any():  # den has one value per query: a cheap check next to num
         raise ValueError("kernelized attention: a normaliser phi(q).sum phi(k) is negative; "
                          "the feature map must return nonnegative features")
-    return num / den.clamp_min(torch.finfo(den.dtype).tiny).unsqueeze(-1)
+    # in place: num is always a fresh product here, and a large new tensor costs page faults
+    return num.div_(den.clamp_min(torch.finfo(den.dtype).tiny).unsqueeze(-1))
 
 
 # ----------------------------------------------------------------------------- feature maps
@@ -156,8 +157,7 @@ def linear_kernel_attention(q, k, v, feature_map=elu_plus_one):
     fq, fk = feature_map(q, is_query=True), feature_map(k, is_query=False)
     kv = fk.transpose(-2, -1) @ v  # (..., m, d_v): one small matrix for all queries
     z = fk.sum(-2).unsqueeze(-1)  # (..., m, 1)
-    out = fq @ torch.cat([kv, z], dim=-1)  # numerators and normalisers in one product
-    return _divide(out[..., :-1], out[..., -1])
+    return _divide(fq @ kv, (fq @ z).squeeze(-1))
 
 
 def causal_linear_attention(q, k, v, feature_map=elu_plus_one, *, chunk_size=64):
