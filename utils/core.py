@@ -64,6 +64,7 @@ def setup(seed=0, quiet=True):
         import transformers
 
         transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()  # "Loading weights", "Writing shards"
         datasets.logging.set_verbosity_error()
         datasets.disable_progress_bars()
         logging.getLogger("accelerate").setLevel(logging.ERROR)

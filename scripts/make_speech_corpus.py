@@ -1,0 +1,171 @@
+"""Synthesise the small speech corpus of notebook 06 with espeak-ng.
+
+The corpus lives in ``data/speech/``:
+
+* ``audio/*.flac``: one utterance per file, 16 kHz, mono, FLAC. Samples are rounded to
+  10 bits (60 dB of dynamic range: the hiss is inaudible under espeak-ng's buzzy voices and
+  far below the noise the training adds) and stored as 16-bit FLAC, which drops the six
+  unused bits losslessly: files half the size of full 16-bit FLAC.
+* ``transcripts.csv``: ``path`` (relative to ``data/speech``), ``text`` (upper case, the
+  LibriSpeech convention), ``split`` (train or heldout), ``voice``, ``speed`` (words per
+  minute), ``pitch`` (0-99), ``seconds``.
+
+Sentences come from a small grammar built around the book's example sentence,
+"MISTER QUILTER IS THE APOSTLE OF THE MIDDLE CLASSES AND WE ARE GLAD TO WELCOME HIS GOSPEL".
+The held-out split recombines the training vocabulary into sentences never heard in
+training, spoken by voices never heard in training at speeds never used in training.
+The book's sentence itself is the first held-out utterance.
+
+espeak-ng is needed only to regenerate the corpus, never to run the notebook:
+
+    apt-get install -y espeak-ng          # Debian/Ubuntu; brew install espeak-ng on macOS
+    python scripts/make_speech_corpus.py  # rewrites data/speech/audio and transcripts.csv
+    python -m utils.data                  # refreshes data/MANIFEST.sha256
+
+Everything is seeded, and espeak-ng is deterministic, so the same espeak-ng version
+rebuilds the same audio (checked with espeak-ng 1.51).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "data" / "speech"
+SAMPLING_RATE = 16_000
+BITS = 10
+
+BOOK_SENTENCE = (
+    "MISTER QUILTER IS THE APOSTLE OF THE MIDDLE CLASSES AND WE ARE GLAD TO WELCOME HIS GOSPEL"
+)
+
+# Voices are espeak-ng "language+variant" names; the held-out ones never occur in training.
+TRAIN_VOICES = [
+    "en-us+m1", "en-us+m3", "en-us+m7", "en-us+f1", "en-us+f3", "en-us+klatt",
+    "en-gb+m2", "en-gb+f2", "en-gb+m5", "en-gb-x-rp+m6", "en-029+f5", "en-gb-scotland+m4",
+]
+HELDOUT_VOICES = ["en-us+m2", "en-us+f4", "en-gb+m3", "en-gb-x-rp+f1"]
+TRAIN_SPEEDS = [130, 150, 170, 190]
+HELDOUT_SPEEDS = [140, 160, 180]
+
+# A small grammar: every word of the book's sentence occurs many times in training.
+PEOPLE = ["MISTER QUILTER", "MISTER BROWN", "DOCTOR GREEN", "THE TEACHER", "HIS SISTER",
+          "THE OLD FARMER"]
+GROUPS = ["WE", "THEY", "THE CHILDREN", "OUR FRIENDS"]
+NOUNS = ["APOSTLE", "FRIEND", "VOICE", "TEACHER", "GOSPEL", "STORY", "LETTER", "GARDEN"]
+PLURALS = ["CLASSES", "PEOPLE", "CHILDREN", "FARMERS", "CITIES", "SCHOOLS"]
+ADJECTIVES = ["MIDDLE", "OLD", "NEW", "GOOD", "SMALL", "WORKING", "QUIET"]
+FEELINGS = ["GLAD", "HAPPY", "PROUD", "READY", "SORRY"]
+VERBS = ["WELCOME", "READ", "HEAR", "FOLLOW", "VISIT", "OPEN", "WRITE"]
+OWNERS = ["HIS", "HER", "THE", "OUR", "THEIR"]
+
+
+def _clause(rng: random.Random) -> str:
+    """One clause of the grammar, picked at random."""
+    kind = rng.randrange(5)
+    if kind == 0:
+        return (f"{rng.choice(PEOPLE)} IS THE {rng.choice(NOUNS)} OF THE "
+                f"{rng.choice(ADJECTIVES)} {rng.choice(PLURALS)}")
+    if kind == 1:
+        return (f"{rng.choice(GROUPS)} ARE {rng.choice(FEELINGS)} TO {rng.choice(VERBS)} "
+                f"{rng.choice(OWNERS)} {rng.choice(NOUNS)}")
+    if kind == 2:
+        return f"{rng.choice(PEOPLE)} IS {rng.choice(FEELINGS)} TO {rng.choice(VERBS)} THE {rng.choice(PLURALS)}"
+    if kind == 3:
+        return (f"{rng.choice(GROUPS)} {rng.choice(VERBS)} {rng.choice(OWNERS)} "
+                f"{rng.choice(ADJECTIVES)} {rng.choice(NOUNS)}")
+    return f"THE {rng.choice(ADJECTIVES)} {rng.choice(PLURALS)} ARE {rng.choice(FEELINGS)}"
+
+
+def make_sentences(n: int, rng: random.Random, exclude: set[str]) -> list[str]:
+    """``n`` distinct sentences of one or two clauses, none of them in ``exclude``."""
+    sentences: list[str] = []
+    seen = set(exclude)
+    while len(sentences) < n:
+        text = _clause(rng)
+        if rng.random() < 0.3:
+            text = f"{text} AND {_clause(rng)}"
+        if text not in seen:
+            seen.add(text)
+            sentences.append(text)
+    return sentences
+
+
+def synthesise(text: str, voice: str, speed: int, pitch: int) -> np.ndarray:
+    """Speak ``text`` with espeak-ng; return 16 kHz mono float audio, silences trimmed."""
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "utt.wav"
+        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch),
+                        "-w", str(wav), text], check=True, capture_output=True)
+        audio, rate = sf.read(wav, dtype="float64")
+    if rate != 22_050:
+        raise RuntimeError(f"espeak-ng wrote {rate} Hz audio, expected 22050 Hz")
+    audio = resample_poly(audio, 320, 441)  # 22050 Hz * 320 / 441 = 16000 Hz
+    loud = np.flatnonzero(np.abs(audio) > 0.01)
+    pad = SAMPLING_RATE // 10  # keep 100 ms of silence on either side
+    audio = audio[max(loud[0] - pad, 0): loud[-1] + pad]
+    audio = 0.9 * audio / np.abs(audio).max()
+    step = 2.0 ** (BITS - 1)
+    return np.round(audio * step) / step
+
+
+def build(n_train: int, n_heldout: int, seed: int, out: Path) -> list[dict]:
+    rng = random.Random(seed)
+    train_text = make_sentences(n_train, rng, exclude={BOOK_SENTENCE})
+    heldout_text = [BOOK_SENTENCE] + make_sentences(n_heldout - 1, rng, exclude=set(train_text))
+    training_words = {w for s in train_text for w in s.split()}
+    unseen = {w for s in heldout_text for w in s.split()} - training_words
+    if unseen:
+        raise RuntimeError(f"held-out words missing from training: {sorted(unseen)}")
+
+    audio_dir = out / "audio"
+    if audio_dir.exists():
+        shutil.rmtree(audio_dir)
+    audio_dir.mkdir(parents=True)
+    rows = []
+    for split, texts, voices, speeds in [("train", train_text, TRAIN_VOICES, TRAIN_SPEEDS),
+                                         ("heldout", heldout_text, HELDOUT_VOICES, HELDOUT_SPEEDS)]:
+        for i, text in enumerate(texts):
+            voice, speed = voices[i % len(voices)], rng.choice(speeds)
+            pitch = rng.randrange(30, 71)
+            audio = synthesise(text, voice, speed, pitch)
+            path = f"audio/{split}_{i:03d}.flac"
+            sf.write(out / path, audio, SAMPLING_RATE, subtype="PCM_16", format="FLAC")
+            rows.append({"path": path, "text": text, "split": split, "voice": voice,
+                         "speed": speed, "pitch": pitch,
+                         "seconds": round(len(audio) / SAMPLING_RATE, 3)})
+    with open(out / "transcripts.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--train", type=int, default=180, help="training utterances")
+    parser.add_argument("--heldout", type=int, default=30, help="held-out utterances")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+    if shutil.which("espeak-ng") is None:
+        sys.exit("espeak-ng not found: apt-get install -y espeak-ng (or brew install espeak-ng)")
+    rows = build(args.train, args.heldout, args.seed, args.out)
+    size = sum((args.out / r["path"]).stat().st_size for r in rows)
+    hours = sum(r["seconds"] for r in rows)
+    print(f"{len(rows)} utterances, {hours:.0f} s of audio, {size / 2**20:.2f} MiB of FLAC")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,226 @@
+"""Tests of utils.speech: the corpus loader, frame arithmetic, greedy CTC and the shipped recogniser."""
+import shutil
+
+import jiwer
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+from transformers import Wav2Vec2Config, Wav2Vec2ForCTC, Wav2Vec2Model, Wav2Vec2Processor
+
+from utils import speech
+
+CHECKPOINT = speech.corpus_dir() / speech.CHECKPOINT_DIR
+
+
+@pytest.fixture(scope="module")
+def processor():
+    return Wav2Vec2Processor.from_pretrained(CHECKPOINT)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return Wav2Vec2ForCTC.from_pretrained(CHECKPOINT).eval()
+
+
+@pytest.fixture(scope="module")
+def heldout():
+    return speech.load_corpus("heldout")
+
+
+def small_corpus(tmp_path, n=3):
+    """A copy of the first `n` training utterances and their transcripts in tmp_path."""
+    table = speech.read_transcripts().head(n)
+    (tmp_path / "audio").mkdir()
+    for path in table["path"]:
+        shutil.copy(speech.corpus_dir() / path, tmp_path / path)
+    table.to_csv(tmp_path / "transcripts.csv", index=False)
+    return table
+
+
+# -- the corpus ---------------------------------------------------------------------------
+
+def test_corpus_as_shipped(heldout):
+    table = speech.read_transcripts()
+    assert table["split"].value_counts().to_dict() == {"train": 180, "heldout": 30}
+    assert heldout[0]["text"] == speech.BOOK_SENTENCE
+    assert speech.BOOK_SENTENCE not in set(table[table["split"] == "train"]["text"])
+    train = table[table["split"] == "train"]
+    assert not set(heldout["voice"]) & set(train["voice"])  # held-out voices are new
+    assert not set(heldout["speed"]) & set(train["speed"])  # and so are the speeds
+    train_words = {w for t in train["text"] for w in t.split()}
+    assert {w for t in heldout["text"] for w in t.split()} <= train_words
+    for example in heldout.select(range(3)):
+        assert len(example["speech"]) == pytest.approx(example["seconds"] * 16_000, abs=8)
+        assert 0.8 < np.abs(example["speech"]).max() <= 0.91
+
+
+def test_corpus_stays_small():
+    size = sum(f.stat().st_size for f in speech.corpus_dir().rglob("*") if f.is_file())
+    assert size < 8.5 * 2**20
+
+
+def test_load_corpus_reads_audio_in_map(tmp_path):
+    table = small_corpus(tmp_path)
+    ds = speech.load_corpus(root=tmp_path)
+    assert ds.num_rows == 3 and ds["text"] == list(table["text"])
+    reference, rate = sf.read(tmp_path / table["path"][1], dtype="float32")
+    assert rate == 16_000
+    np.testing.assert_array_equal(np.asarray(ds[1]["speech"], dtype=np.float32), reference)
+
+
+def test_missing_audio_file_is_named(tmp_path):
+    table = small_corpus(tmp_path)
+    (tmp_path / table["path"][2]).unlink()
+    with pytest.raises(FileNotFoundError, match="train_002.flac is missing"):
+        speech.load_corpus(root=tmp_path)
+
+
+def test_corrupt_audio_file_is_named(tmp_path):
+    table = small_corpus(tmp_path)
+    (tmp_path / table["path"][1]).write_bytes(b"fLaC this is not audio" * 10)
+    with pytest.raises(ValueError, match="train_001.flac cannot be read"):
+        speech.load_corpus(root=tmp_path)
+
+
+def test_truncated_audio_file_is_named(tmp_path):
+    table = small_corpus(tmp_path)
+    path = tmp_path / table["path"][0]
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(ValueError, match="train_000.flac"):
+        speech.load_corpus(root=tmp_path)
+
+
+def test_wrong_rate_and_channels_are_named(tmp_path):
+    table = small_corpus(tmp_path)
+    sf.write(tmp_path / table["path"][0], np.zeros(800), 8000, format="FLAC")
+    with pytest.raises(ValueError, match="train_000.flac is sampled at 8000 Hz"):
+        speech.load_corpus(root=tmp_path)
+    sf.write(tmp_path / table["path"][0], np.zeros((1600, 2)), 16_000, format="FLAC")
+    with pytest.raises(ValueError, match="train_000.flac has 2 channels"):
+        speech.load_corpus(root=tmp_path)
+
+
+def test_bad_transcripts(tmp_path):
+    with pytest.raises(FileNotFoundError, match="transcripts.csv"):
+        speech.load_corpus(root=tmp_path)
+    pd.DataFrame({"path": ["a.flac"], "text": ["A"]}).to_csv(tmp_path / "transcripts.csv")
+    with pytest.raises(ValueError, match="lacks the column"):
+        speech.load_corpus(root=tmp_path)
+    small_corpus(tmp_path)
+    with pytest.raises(ValueError, match="unknown split 'test'"):
+        speech.load_corpus("test", root=tmp_path)
+
+
+# -- frames --------------------------------------------------------------------------------
+
+def test_frame_rate_of_wav2vec2_base():
+    config = Wav2Vec2Config()  # the strides of wav2vec2-base: 5 * 2**6 = 320 samples
+    assert speech.frames_per_second(config) == 50.0
+    assert 1000 / speech.frames_per_second(config) == 20.0  # one frame per 20 ms
+    assert speech.receptive_field(config) == 400  # 25 ms, as the wav2vec 2.0 paper says
+
+
+def test_num_frames_matches_transformers():
+    config = Wav2Vec2Config(conv_dim=(4,) * 7, hidden_size=8, num_hidden_layers=1,
+                            num_attention_heads=2, intermediate_size=8,
+                            num_conv_pos_embeddings=4, num_conv_pos_embedding_groups=2)
+    tiny = Wav2Vec2Model(config).eval()
+    for n in [400, 401, 719, 720, 16_000, 83_521]:
+        assert speech.num_frames(config, n) == int(tiny._get_feat_extract_output_lengths(n))
+        with torch.no_grad():
+            assert tiny(torch.zeros(1, n)).last_hidden_state.shape[1] == speech.num_frames(config, n)
+    assert speech.num_frames(config, 16_000) == 49
+    assert speech.num_frames(config, 399) == 0
+
+
+def test_num_frames_rejects_nothing():
+    with pytest.raises(ValueError, match="at least one sample"):
+        speech.num_frames(Wav2Vec2Config(), 0)
+
+
+# -- greedy CTC ----------------------------------------------------------------------------
+
+def one_hot_logits(tokens, tokenizer):
+    ids = tokenizer.convert_tokens_to_ids(tokens)
+    logits = torch.full((len(ids), len(tokenizer)), -5.0)
+    logits[torch.arange(len(ids)), torch.tensor(ids)] = 5.0
+    return logits
+
+
+def test_greedy_ctc_steps_by_hand(processor):
+    tok = processor.tokenizer
+    frames = ["<pad>", "W", "W", "E", "<pad>", "|", "|", "A", "<pad>", "A", "R", "E", "E", "<pad>"]
+    steps = speech.greedy_ctc_steps(one_hot_logits(frames, tok), tok)
+    assert steps["frames"] == frames
+    assert steps["collapsed"] == ["<pad>", "W", "E", "<pad>", "|", "A", "<pad>", "A", "R", "E",
+                                  "<pad>"]
+    assert steps["no_blanks"] == ["W", "E", "|", "A", "A", "R", "E"]
+    assert steps["text"] == "WE AARE"  # a blank between two A's keeps both
+    assert steps["text"] == tok.decode(tok.convert_tokens_to_ids(frames))
+
+
+def test_greedy_ctc_steps_rejects_bad_logits(processor):
+    with pytest.raises(ValueError, match="frames x vocabulary"):
+        speech.greedy_ctc_steps(torch.zeros(1, 5, len(processor.tokenizer)), processor.tokenizer)
+    with pytest.raises(ValueError, match="classes but the tokenizer"):
+        speech.greedy_ctc_steps(torch.zeros(5, 3), processor.tokenizer)
+
+
+def test_ctc_segments():
+    frames = ["<pad>", "A", "A", "<pad>", "B", "|", "|", "<pad>"]
+    assert speech.ctc_segments(frames) == [("A", 1, 3), ("B", 4, 5), ("|", 5, 7)]
+    assert speech.ctc_segments(["<pad>"] * 3) == []
+
+
+# -- the recogniser ------------------------------------------------------------------------
+
+def test_vocab_and_processor(tmp_path):
+    vocab = speech.make_vocab(["AB BA", "CAB"])
+    assert vocab == {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, "A": 5, "B": 6, "C": 7}
+    processor = speech.make_processor(vocab, tmp_path)
+    ids = processor.tokenizer("AB CAB").input_ids
+    assert ids == [5, 6, 4, 7, 5, 6]
+    assert processor.tokenizer.decode(ids) == "AB CAB"
+    assert (tmp_path / "vocab.json").is_file()
+
+
+def test_collator_pads_labels_with_minus_100(processor, heldout):
+    batch = speech.CTCCollator(processor)([heldout[0], heldout[1]])
+    lengths = [len(heldout[i]["text"]) for i in range(2)]
+    assert batch["labels"].shape == (2, max(lengths))
+    short = int(np.argmin(lengths))
+    assert (batch["labels"][short, min(lengths):] == -100).all()
+    assert batch["input_values"].shape == batch["attention_mask"].shape
+    assert batch["attention_mask"].sum(1).tolist() == [len(heldout[i]["speech"]) for i in range(2)]
+
+
+def test_augment_is_seeded():
+    wave = np.sin(np.linspace(0, 200, 16_000)).astype(np.float32)
+    a = speech.augment(wave, np.random.default_rng(1))
+    b = speech.augment(wave, np.random.default_rng(1))
+    np.testing.assert_array_equal(a, b)
+    assert a.dtype == np.float32 and 0.85 * 16_000 < len(a) < 1.15 * 16_000
+
+
+def test_greedy_steps_match_the_tokenizer_on_real_outputs(model, processor, heldout):
+    inputs = processor(heldout[0]["speech"], sampling_rate=16_000, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**inputs).logits[0]
+    steps = speech.greedy_ctc_steps(logits, processor.tokenizer)
+    assert len(steps["frames"]) == speech.num_frames(model.config, len(heldout[0]["speech"]))
+    assert steps["text"] == processor.tokenizer.decode(logits.argmax(-1))
+
+
+def test_shipped_recogniser_word_error_rate(heldout):
+    """The shipped checkpoint's held-out WER through the ASR pipeline, as the notebook measures it.
+
+    Measured 0.654 when it was trained (scripts/train_speech.py, 30 epochs): far above the
+    issue's bar of 0.15, which this checkpoint does not meet. The test guards against a worse one.
+    """
+    from transformers import pipeline
+
+    asr = pipeline("automatic-speech-recognition", model=str(CHECKPOINT), device="cpu")
+    hypotheses = [asr(wave)["text"] for wave in heldout["speech"]]
+    assert jiwer.wer(list(heldout["text"]), hypotheses) == pytest.approx(0.654, abs=0.02)

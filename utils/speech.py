@@ -1,0 +1,293 @@
+"""Speech helpers of notebook 06: the synthetic corpus, a small wav2vec 2.0 recogniser, CTC.
+
+* `load_corpus` reads data/speech/transcripts.csv into a `datasets.Dataset` and reads every
+  audio file with soundfile inside `Dataset.map`, the way the book reads SUPERB; a missing,
+  unreadable or wrongly sampled file stops it with an error that names the file.
+* `frames_per_second` / `num_frames` derive wav2vec 2.0's frame rate from a `Wav2Vec2Config`.
+* `greedy_ctc_steps` shows greedy CTC decoding one step at a time; `ctc_segments` and
+  `plot_ctc_alignment` draw which frames emitted which character.
+* `make_processor`, `small_config`, `CTCCollator` and `transcribe` are the pieces the small
+  recogniser is built, trained and evaluated with.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from itertools import groupby
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+import torch
+
+from .core import data_path
+
+__all__ = [
+    "SAMPLING_RATE", "BOOK_SENTENCE", "CHECKPOINT_DIR", "corpus_dir", "read_transcripts",
+    "read_speech", "load_corpus", "make_vocab", "make_processor", "small_config",
+    "frames_per_second", "receptive_field", "num_frames", "CTCCollator", "augment", "greedy_ctc_steps",
+    "ctc_segments", "plot_ctc_alignment", "transcribe",
+]
+
+SAMPLING_RATE = 16_000
+BOOK_SENTENCE = (
+    "MISTER QUILTER IS THE APOSTLE OF THE MIDDLE CLASSES AND WE ARE GLAD TO WELCOME HIS GOSPEL"
+)
+COLUMNS = ["path", "text", "split", "voice", "speed", "pitch", "seconds"]
+CHECKPOINT_DIR = "model"  # the shipped recogniser, inside data/speech
+
+
+def corpus_dir():
+    """data/speech, where the corpus and the trained checkpoint live."""
+    return data_path("speech")
+
+
+def read_transcripts(root=None):
+    """The transcripts table (a DataFrame), checked for the columns the course relies on."""
+    root = Path(root) if root is not None else corpus_dir()
+    csv = root / "transcripts.csv"
+    if not csv.is_file():
+        raise FileNotFoundError(f"speech corpus: no transcripts file {csv.name} in {root.name}/; "
+                                "run scripts/make_speech_corpus.py to build the corpus")
+    table = pd.read_csv(csv)
+    missing = [c for c in COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"speech corpus: {csv.name} lacks the column(s) {missing}")
+    if table.empty:
+        raise ValueError(f"speech corpus: {csv.name} lists no utterances")
+    return table
+
+
+def read_speech(path, sampling_rate=SAMPLING_RATE):
+    """Read one mono audio file as float32; a missing, corrupt or mis-sampled file is an error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"speech corpus: audio file {path.name} is missing ({path})")
+    try:
+        speech, rate = sf.read(path, dtype="float32")
+    except (sf.LibsndfileError, RuntimeError, ValueError) as err:
+        raise ValueError(f"speech corpus: audio file {path.name} cannot be read ({err})") from err
+    if rate != sampling_rate:
+        raise ValueError(f"speech corpus: audio file {path.name} is sampled at {rate} Hz, "
+                         f"expected {sampling_rate} Hz")
+    if speech.ndim != 1:
+        raise ValueError(f"speech corpus: audio file {path.name} has {speech.shape[1]} channels, "
+                         "expected mono")
+    if speech.size == 0:
+        raise ValueError(f"speech corpus: audio file {path.name} holds no samples")
+    return speech
+
+
+def load_corpus(split=None, root=None):
+    """The corpus as a `datasets.Dataset` with columns path, text, ..., plus `speech` (float32 samples).
+
+    `split` is "train", "heldout" or None (everything). The audio is read in a `map`, as the
+    book reads SUPERB; every file that cannot be read raises an error naming it. `speech`
+    comes back as a NumPy array, the other columns as Python values.
+    """
+    from datasets import Dataset
+
+    root = Path(root) if root is not None else corpus_dir()
+    table = read_transcripts(root)
+    if split is not None:
+        if split not in set(table["split"]):
+            raise ValueError(f"speech corpus: unknown split {split!r}; "
+                             f"choose from {sorted(set(table['split']))}")
+        table = table[table["split"] == split].reset_index(drop=True)
+
+    def map_to_array(example):
+        example["speech"] = read_speech(root / example["path"])
+        return example
+
+    corpus = Dataset.from_pandas(table, preserve_index=False).map(map_to_array)
+    return corpus.with_format("numpy", columns=["speech"], output_all_columns=True)
+
+
+def make_vocab(texts):
+    """A character vocabulary for CTC: blank (<pad>), the other specials, "|" between words, letters."""
+    chars = sorted({c for text in texts for c in text if c != " "})
+    tokens = ["<pad>", "<s>", "</s>", "<unk>", "|"] + chars
+    return {token: i for i, token in enumerate(tokens)}
+
+
+def make_processor(vocab, directory):
+    """A `Wav2Vec2Processor`: character CTC tokenizer (vocab.json written to `directory`) + feature extractor."""
+    from transformers import (Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor,
+                              Wav2Vec2Processor)
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab_file = directory / "vocab.json"
+    vocab_file.write_text(json.dumps(vocab, indent=1) + "\n")
+    tokenizer = Wav2Vec2CTCTokenizer(str(vocab_file), unk_token="<unk>", pad_token="<pad>",
+                                     word_delimiter_token="|")
+    features = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SAMPLING_RATE,
+                                        padding_value=0.0, do_normalize=True,
+                                        return_attention_mask=True)
+    return Wav2Vec2Processor(feature_extractor=features, tokenizer=tokenizer)
+
+
+def small_config(processor, **overrides):
+    """A `Wav2Vec2Config` a few hundred times smaller than wav2vec2-base, same frame rate (20 ms)."""
+    from transformers import Wav2Vec2Config
+
+    settings = dict(
+        conv_dim=(16, 16, 16, 32, 32, 32, 64), conv_kernel=(10, 3, 3, 3, 3, 2, 2), conv_stride=(5, 2, 2, 2, 2, 2, 2),
+        feat_extract_norm="layer", conv_bias=True, do_stable_layer_norm=True,
+        hidden_size=128, num_hidden_layers=3, num_attention_heads=4, intermediate_size=256,
+        num_conv_pos_embeddings=32, num_conv_pos_embedding_groups=8,
+        hidden_dropout=0.05, attention_dropout=0.05, activation_dropout=0.0,
+        feat_proj_dropout=0.05, final_dropout=0.05, layerdrop=0.0,
+        mask_time_prob=0.05, mask_time_length=5,
+        ctc_loss_reduction="mean", ctc_zero_infinity=True,
+        vocab_size=len(processor.tokenizer), pad_token_id=processor.tokenizer.pad_token_id,
+    )
+    settings.update(overrides)
+    return Wav2Vec2Config(**settings)
+
+
+def frames_per_second(config, sampling_rate=SAMPLING_RATE):
+    """Output frames per second of audio: the sampling rate over the product of the conv strides."""
+    return sampling_rate / math.prod(config.conv_stride)
+
+
+def receptive_field(config):
+    """How many samples one output frame of the feature encoder sees."""
+    field, jump = 1, 1
+    for kernel, stride in zip(config.conv_kernel, config.conv_stride):
+        field += (kernel - 1) * jump
+        jump *= stride
+    return field
+
+
+def num_frames(config, num_samples):
+    """How many frames the feature encoder makes of `num_samples` samples (each conv: floor((L-k)/s)+1)."""
+    if num_samples < 1:
+        raise ValueError(f"num_frames: need at least one sample, got {num_samples}")
+    length = num_samples
+    for kernel, stride in zip(config.conv_kernel, config.conv_stride):
+        if length < kernel:
+            return 0
+        length = (length - kernel) // stride + 1
+    return length
+
+
+def augment(speech, rng):
+    """A randomly perturbed copy of `speech`: speed (resampling, so pitch too), loudness, noise."""
+    from scipy.signal import resample_poly
+
+    factor = rng.choice([0.9, 0.95, 1.0, 1.05, 1.1])
+    if factor != 1.0:
+        speech = resample_poly(speech, 100, round(100 * factor))
+    speech = speech * rng.uniform(0.3, 1.0)
+    noise = rng.normal(0.0, rng.uniform(0.0, 0.01), size=len(speech))
+    return (speech + noise).astype(np.float32)
+
+
+@dataclass
+class CTCCollator:
+    """Turns a list of corpus examples into a padded batch (input_values, attention_mask, labels).
+
+    Labels are padded with -100, which the CTC loss ignores. With `augment=True` each
+    waveform is perturbed first (see `augment`), drawing from a generator seeded with `seed`.
+    """
+
+    processor: object
+    augment: bool = False
+    seed: int = 0
+
+    def __post_init__(self):
+        self._rng = np.random.default_rng(self.seed)
+
+    def __call__(self, examples):
+        speech = [np.asarray(e["speech"], dtype=np.float32) for e in examples]
+        if self.augment:
+            speech = [augment(s, self._rng) for s in speech]
+        batch = self.processor.feature_extractor(speech, sampling_rate=SAMPLING_RATE,
+                                                 padding=True, return_tensors="pt")
+        labels = self.processor.tokenizer([e["text"] for e in examples], padding=True,
+                                          return_tensors="pt")
+        batch["labels"] = labels["input_ids"].masked_fill(labels["attention_mask"] == 0, -100)
+        return dict(batch)
+
+
+def greedy_ctc_steps(logits, tokenizer):
+    """Greedy CTC decoding spelled out: argmax per frame, collapse repeats, drop blanks, join.
+
+    `logits` is a (frames x vocabulary) array or tensor. Returns a dict with the token of every
+    frame ("frames"), the tokens after merging repeats ("collapsed"), after dropping the blank
+    ("no_blanks") and the text, "|" turned into a space ("text", exactly what the tokenizer's
+    `decode` and hence the ASR pipeline return).
+    """
+    logits = torch.as_tensor(logits)
+    if logits.ndim != 2:
+        raise ValueError(f"greedy_ctc_steps: need (frames x vocabulary) logits, got shape "
+                         f"{tuple(logits.shape)}")
+    if logits.shape[1] != len(tokenizer):
+        raise ValueError(f"greedy_ctc_steps: logits have {logits.shape[1]} classes but the "
+                         f"tokenizer has {len(tokenizer)} tokens")
+    ids = logits.argmax(dim=-1).tolist()
+    frames = tokenizer.convert_ids_to_tokens(ids)
+    collapsed = [token for token, _ in groupby(frames)]
+    blank, delimiter = tokenizer.pad_token, tokenizer.word_delimiter_token
+    no_blanks = [token for token in collapsed if token != blank]
+    text = "".join(" " if t == delimiter else t for t in no_blanks).strip()
+    return {"frames": frames, "collapsed": collapsed, "no_blanks": no_blanks, "text": text}
+
+
+def ctc_segments(frames, blank="<pad>"):
+    """Runs of one non-blank token in the per-frame tokens: a list of (token, first frame, last frame + 1)."""
+    segments, start = [], 0
+    for token, run in groupby(frames):
+        length = len(list(run))
+        if token != blank:
+            segments.append((token, start, start + length))
+        start += length
+    return segments
+
+
+def plot_ctc_alignment(speech, frames, *, frame_seconds=0.02, sampling_rate=SAMPLING_RATE,
+                       blank="<pad>", title=None, save=None):
+    """The log-mel spectrogram with the character each CTC frame emitted drawn over it.
+
+    `frames` is the per-frame token list of `greedy_ctc_steps`. Non-blank runs are shaded and
+    labelled ("|", the word delimiter, is drawn as "_"); blank frames are left clear.
+    """
+    import matplotlib.pyplot as plt
+
+    from .plotting import _finish, log_mel_spectrogram
+
+    speech = np.asarray(speech, dtype=np.float32)
+    log_mel = log_mel_spectrogram(speech, sampling_rate)
+    duration = len(speech) / sampling_rate
+    fig, ax = plt.subplots(figsize=(max(8.0, 2.2 * duration), 3.6))
+    ax.imshow(log_mel, origin="lower", aspect="auto", cmap="magma",
+              extent=[0, duration, 0, log_mel.shape[0]])
+    for i, (token, start, stop) in enumerate(ctc_segments(frames, blank)):
+        t0, t1 = start * frame_seconds, stop * frame_seconds
+        ax.axvspan(t0, t1, color="cyan", alpha=0.45, lw=0)
+        # the characters sit in two staggered rows above the picture, so neighbours never collide
+        ax.text((t0 + t1) / 2, 1.03 + 0.07 * (i % 2), "_" if token == "|" else token,
+                transform=ax.get_xaxis_transform(), ha="center", va="bottom", fontsize=9,
+                fontweight="bold", clip_on=False)
+    ax.set(xlabel="time (s)", ylabel="mel bin", xlim=(0, duration))
+    ax.set_title(title or "greedy CTC: frames that emitted a character (shaded), blanks elsewhere",
+                 pad=28)
+    fig.tight_layout()
+    return _finish(fig, save)
+
+
+@torch.no_grad()
+def transcribe(model, processor, speeches, batch_size=16):
+    """Greedy transcripts of a list of waveforms, batched (same decoding as the ASR pipeline)."""
+    model.eval()
+    texts = []
+    for i in range(0, len(speeches), batch_size):
+        chunk = [np.asarray(s, dtype=np.float32) for s in speeches[i:i + batch_size]]
+        inputs = processor.feature_extractor(chunk, sampling_rate=SAMPLING_RATE, padding=True,
+                                             return_tensors="pt")
+        logits = model(**inputs).logits
+        texts.extend(processor.tokenizer.batch_decode(logits.argmax(dim=-1)))
+    return texts
