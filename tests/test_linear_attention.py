@@ -1,0 +1,293 @@
+"""Tests of utils.linear_attention: every kernel against a reference, odd sizes, batch and heads.
+
+Equalities of two orders of the same computation are checked in float64 at 1e-10 (their float32
+rounding differs by more than the 1e-5 we would like to assert there, at these sums of many
+positive terms); kernels against PyTorch's float32 SDPA are checked in float32 at 1e-5.
+"""
+import math
+
+import pytest
+import torch
+
+from utils import linear_attention as la
+
+B, H, N, D = 2, 3, 37, 16  # odd sequence length, batch and heads
+FEATURE_MAPS = {"elu+1": la.elu_plus_one, "relu": la.relu_features,
+                "favor+": la.FavorPlus(D, 64, seed=1)}
+
+
+def qkv(n=N, d=D, dtype=torch.float64, seed=0, scale=1.0, dv=None):
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(B, H, n, d, generator=gen, dtype=dtype) * scale
+    k = torch.randn(B, H, n, d, generator=gen, dtype=dtype) * scale
+    v = torch.randn(B, H, n, dv or d, generator=gen, dtype=dtype)
+    return q, k, v
+
+
+def masked_quadratic_reference(q, k, v, phi, causal):
+    """Written out element by element from the kernel trick's formula, no shared code."""
+    fq, fk = phi(q, is_query=True), phi(k, is_query=False)
+    n = q.shape[-2]
+    out = torch.zeros(*q.shape[:-1], v.shape[-1], dtype=q.dtype)
+    for i in range(n):
+        keys = slice(0, i + 1) if causal else slice(0, n)
+        w = (fq[..., i:i + 1, :] * fk[..., keys, :]).sum(-1)  # (B, H, keys)
+        den = w.sum(-1, keepdim=True)
+        out[..., i, :] = torch.where(den > 0, (w.unsqueeze(-1) * v[..., keys, :]).sum(-2)
+                                     / torch.where(den > 0, den, 1), 0.0)
+    return out
+
+
+@pytest.mark.parametrize("name", FEATURE_MAPS)
+@pytest.mark.parametrize("causal", [False, True])
+def test_quadratic_order_matches_formula(name, causal):
+    q, k, v = qkv(dv=11)
+    phi = FEATURE_MAPS[name]
+    got = la.quadratic_kernel_attention(q, k, v, phi, causal=causal)
+    torch.testing.assert_close(got, masked_quadratic_reference(q, k, v, phi, causal), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", FEATURE_MAPS)
+def test_linear_order_equals_quadratic_order(name):
+    q, k, v = qkv(dv=11)
+    phi = FEATURE_MAPS[name]
+    torch.testing.assert_close(la.linear_kernel_attention(q, k, v, phi),
+                               la.quadratic_kernel_attention(q, k, v, phi), rtol=0, atol=1e-10)
+
+
+def test_linear_order_equals_quadratic_order_float32():
+    q, k, v = qkv(dtype=torch.float32)
+    torch.testing.assert_close(la.linear_kernel_attention(q, k, v),
+                               la.quadratic_kernel_attention(q, k, v), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", FEATURE_MAPS)
+@pytest.mark.parametrize("chunk_size", [1, 5, 8, 37, 64])
+def test_chunked_causal_linear_equals_masked_quadratic(name, chunk_size):
+    q, k, v = qkv(dv=11)
+    phi = FEATURE_MAPS[name]
+    torch.testing.assert_close(la.causal_linear_attention(q, k, v, phi, chunk_size=chunk_size),
+                               la.quadratic_kernel_attention(q, k, v, phi, causal=True),
+                               rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["elu+1", "relu"])
+def test_recurrent_equals_masked_quadratic(name):
+    q, k, v = qkv(dv=11)
+    phi = FEATURE_MAPS[name]
+    torch.testing.assert_close(la.recurrent_linear_attention(q, k, v, phi),
+                               la.quadratic_kernel_attention(q, k, v, phi, causal=True),
+                               rtol=0, atol=1e-10)
+
+
+def test_causal_linear_float32_close_to_float64():
+    q, k, v = qkv(n=300)
+    want = la.quadratic_kernel_attention(q, k, v, causal=True)
+    got = la.causal_linear_attention(q.float(), k.float(), v.float())
+    torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-5)
+
+
+def test_relu_query_with_no_mass_gives_zero_not_nan():
+    q, k, v = qkv(n=5)
+    q[..., 0, :] = -1.0  # relu(q_0) = 0: this query sees nothing
+    for out in (la.linear_kernel_attention(q, k, v, la.relu_features),
+                la.causal_linear_attention(q, k, v, la.relu_features, chunk_size=2)):
+        assert torch.isfinite(out).all()
+        assert (out[..., 0, :] == 0).all()
+
+
+def test_favor_recurrent_refused():
+    with pytest.raises(ValueError, match="one token at a time"):
+        la.LinearAttentionRNN(la.FavorPlus(D, 8))
+
+
+def test_rnn_step_matches_sequence_and_constant_state():
+    q, k, v = qkv(n=9)
+    rnn = la.LinearAttentionRNN()
+    want = la.quadratic_kernel_attention(q, k, v, causal=True)
+    for t in range(9):
+        out = rnn.step(q[..., t:t + 1, :], k[..., t:t + 1, :], v[..., t:t + 1, :])
+        torch.testing.assert_close(out[..., 0, :], want[..., t, :], rtol=0, atol=1e-10)
+        assert rnn.s.shape == (B, H, D, D) and rnn.z.shape == (B, H, 1, D)  # never grows
+
+
+# ----------------------------------------------------------------------------- FAVOR+
+def test_gaussian_projection_orthogonal_blocks_and_seed():
+    w = la.gaussian_projection(40, 16, orthogonal=True, seed=3, dtype=torch.float64)
+    assert w.shape == (40, 16)
+    for block in (w[:16], w[16:32]):
+        gram = block @ block.T
+        torch.testing.assert_close(gram, torch.diag(torch.diagonal(gram)), rtol=0, atol=1e-10)
+    torch.testing.assert_close(w, la.gaussian_projection(40, 16, seed=3, dtype=torch.float64))
+    assert not torch.equal(w, la.gaussian_projection(40, 16, seed=4, dtype=torch.float64))
+    iid = la.gaussian_projection(40, 16, orthogonal=False, seed=3, dtype=torch.float64)
+    assert abs((iid[:16] @ iid[:16].T)[0, 1].item()) > 1e-3  # iid rows are not orthogonal
+
+
+def test_gaussian_projection_rows_are_standard_normal():
+    w = la.gaussian_projection(4096, 16, seed=0, dtype=torch.float64)
+    assert abs(w.mean().item()) < 0.02
+    assert abs(w.var().item() - 1) < 0.03
+    assert abs((w.norm(dim=1) ** 2).mean().item() - 16) < 0.5  # chi-square with d dof
+
+
+def test_favor_is_unbiased_for_the_softmax_kernel():
+    d = 8
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(2, d, generator=gen, dtype=torch.float64) * 0.5
+    phi = la.FavorPlus(d, 20000, orthogonal=False, seed=0)
+    phi.projection = phi.projection.double()
+    # without stabilisers: exp(w.x' - |x'|^2/2) / sqrt(m), x' = x / d^(1/4)
+    xs, ys = x * d ** -0.25, y * d ** -0.25
+    fx = torch.exp(phi.projection @ xs - xs @ xs / 2)
+    fy = torch.exp(phi.projection @ ys - ys @ ys / 2)
+    estimate = (fx * fy).mean()
+    assert math.isclose(estimate.item(), math.exp(x @ y / math.sqrt(d)), rel_tol=0.03)
+
+
+def test_favor_error_shrinks_with_more_features_and_orthogonal_helps():
+    q, k, v = qkv(n=128, d=16, seed=2, scale=0.5)
+    errors = {}
+    for orthogonal in (False, True):
+        for m in (16, 256):
+            errors[orthogonal, m] = sum(la.favor_error(q, k, v, m, orthogonal=orthogonal, seed=s)
+                                        for s in range(4)) / 4
+    assert errors[True, 256] < errors[True, 16] / 2
+    assert errors[False, 256] < errors[False, 16] / 2
+    assert errors[True, 256] < errors[False, 256]
+
+
+def test_favor_large_inputs_stay_finite():
+    q, k, v = qkv(dtype=torch.float32, scale=100)
+    phi = la.FavorPlus(D, 32)
+    assert torch.isfinite(la.linear_kernel_attention(q, k, v, phi)).all()
+    assert torch.isfinite(la.causal_linear_attention(q, k, v, phi)).all()
+
+
+# ----------------------------------------------------------------------------- exact attention
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("chunks", [(1024, 4096), (7, 5), (5, 7), (16, 16), (1, 37)])
+def test_chunked_exact_equals_sdpa(causal, chunks):
+    q, k, v = qkv(dtype=torch.float32, dv=11)
+    got = la.chunked_softmax_attention(q, k, v, causal=causal, query_chunk=chunks[0], key_chunk=chunks[1])
+    want = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+
+
+def test_chunked_exact_cross_attention_lengths():
+    q, _, _ = qkv(n=13, dtype=torch.float32)
+    _, k, v = qkv(n=29, dtype=torch.float32, seed=1)
+    want = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    torch.testing.assert_close(la.chunked_softmax_attention(q, k, v, query_chunk=4, key_chunk=6),
+                               want, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_naive_equals_sdpa(causal):
+    q, k, v = qkv(dtype=torch.float32)
+    torch.testing.assert_close(la.naive_softmax_attention(q, k, v, causal=causal),
+                               la.sdpa(q, k, v, causal=causal), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_running_max_survives_logits_scaled_by_100(causal):
+    q, k, v = qkv(scale=100)  # logits of order 1e4: exp() alone would overflow even float64
+    assert not torch.isfinite(torch.exp(q @ k.transpose(-2, -1) / 4)).all()
+    # float32: must not overflow; float64: exact, since float32 rounding of logits near 1e4
+    # is large enough to swap near-ties, so the float64 run is the one compared at 1e-5
+    got32 = la.chunked_softmax_attention(q.float(), k.float(), v.float(), causal=causal,
+                                         query_chunk=6, key_chunk=5)
+    assert torch.isfinite(got32).all()
+    got = la.chunked_softmax_attention(q, k, v, causal=causal, query_chunk=6, key_chunk=5)
+    want = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+
+
+def test_kv_cache_equals_causal_sdpa():
+    q, k, v = qkv(n=10, dtype=torch.float32)
+    cache = la.SoftmaxKVCache(10)
+    steps = [cache.step(q[..., t:t + 1, :], k[..., t:t + 1, :], v[..., t:t + 1, :]) for t in range(10)]
+    want = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+    torch.testing.assert_close(torch.cat(steps, dim=-2), want, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="cache is full"):
+        cache.step(q[..., :1, :], k[..., :1, :], v[..., :1, :])
+
+
+# ----------------------------------------------------------------------------- bad input, helpers
+def test_bad_inputs_name_the_problem():
+    q, k, v = qkv()
+    with pytest.raises(ValueError, match="same feature size"):
+        la.linear_kernel_attention(q, k[..., :5], v)
+    with pytest.raises(ValueError, match="same number of keys"):
+        la.chunked_softmax_attention(q, k, v[..., :5, :])
+    with pytest.raises(ValueError, match="causal attention needs as many queries"):
+        la.causal_linear_attention(q[..., :5, :], k, v)
+    with pytest.raises(ValueError, match="leading"):
+        la.naive_softmax_attention(q[:1], k, v)
+    with pytest.raises(TypeError, match="share a dtype"):
+        la.quadratic_kernel_attention(q.float(), k, v)
+    with pytest.raises(TypeError, match="floating"):
+        la.linear_kernel_attention(q.long(), k.long(), v.long())
+    with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
+        la.causal_linear_attention(q, k, v, chunk_size=0)
+    with pytest.raises(ValueError, match="key_chunk"):
+        la.chunked_softmax_attention(q, k, v, key_chunk=2.5)
+    with pytest.raises(ValueError, match="built for d=8"):
+        la.linear_kernel_attention(q, k, v, la.FavorPlus(8, 4))
+    with pytest.raises(ValueError, match="one token at a time"):
+        la.LinearAttentionRNN().step(q, k, v)
+
+
+def test_fit_slope_and_crossover():
+    n = [256, 512, 1024, 2048]
+    assert math.isclose(la.fit_slope(n, [3 * x ** 1.5 for x in n]), 1.5, abs_tol=1e-9)
+    # slow ~ n^2/1000, fast ~ n: equal at n = 1000
+    slow, fast = [x * x / 1000 for x in n], [float(x) for x in n]
+    assert math.isclose(la.crossover_n(n, slow, fast), 1000, rel_tol=1e-9)
+    assert la.crossover_n(n, fast, slow) is None
+    assert la.crossover_n(n, [10.0] * 4, [1.0] * 4) == 256
+
+
+def test_benchmark_kernels_compute_what_their_names_say():
+    q, k, v = qkv(n=40, d=la.BENCH_SHAPE["dim"], dtype=torch.float32)
+    exact = {"full": la.sdpa(q, k, v), "causal": la.sdpa(q, k, v, causal=True)}
+    for name, (fn, pattern, top, top_long) in la.KERNELS.items():
+        out = fn(q, k, v)
+        assert out.shape == v.shape and top <= top_long
+        if name in ("naive", "chunked exact", "chunked exact causal", "sdpa causal"):
+            torch.testing.assert_close(out, exact[pattern], rtol=0, atol=1e-5)
+    assert la.bench_sizes()[0] == 256 and la.bench_sizes()[-1] == 32768
+    assert la.bench_sizes(long=True)[-1] == 131072
+
+
+def test_bar_report_reads_one_run():
+    import pandas as pd
+    rows = [{"kernel": "linear", "pattern": "full", "n": n, "ms": n / 1000, "peak_mib": None}
+            for n in (1024, 2048, 4096, 8192, 16384, 32768)]
+    rows += [{"kernel": "sdpa", "pattern": "full", "n": 16384, "ms": 1638.4, "peak_mib": None},
+             {"kernel": "naive", "pattern": "full, 1 head", "n": 16384, "ms": None, "peak_mib": 2048.0},
+             {"kernel": "chunked exact", "pattern": "full, 1 head", "n": 16384, "ms": None, "peak_mib": 64.0}]
+    rows += [{"kernel": "recurrent linear", "pattern": "generation", "n": t, "ms": ms, "peak_mib": None}
+             for t, ms in ((4096, 0.03), (256, 0.02))]
+    bars = list(la.bar_report(pd.DataFrame(rows)).values())
+    assert bars[0] == pytest.approx(1.0) and bars[1] == pytest.approx(100.0)
+    assert bars[2] == pytest.approx(32.0) and bars[3] == pytest.approx(1.5)
+    with pytest.raises(ValueError, match="no record for 'sdpa'"):
+        la.bar_report(pd.DataFrame(rows[:6] + rows[7:]))
+
+
+def test_negative_features_are_refused():
+    q, k, v = qkv()
+    with pytest.raises(ValueError, match="nonnegative features"):
+        la.linear_kernel_attention(q, k, v, lambda x, is_query=True: x)
+
+
+def test_gradients_flow_through_the_in_place_steps():
+    gen = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(1, 2, 9, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+               for _ in range(3))
+    for fn in (la.linear_kernel_attention,
+               lambda q, k, v: la.causal_linear_attention(q, k, v, chunk_size=4),
+               lambda q, k, v: la.linear_kernel_attention(q, k, v, la.FavorPlus(4, 8)),
+               lambda q, k, v: la.chunked_softmax_attention(q, k, v, causal=True, query_chunk=4, key_chunk=3)):
+        assert torch.autograd.gradcheck(fn, (q, k, v))

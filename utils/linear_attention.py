@@ -1,0 +1,500 @@
+"""Linearized attention, Performer's FAVOR+ and memory-efficient exact attention.
+
+Every function takes queries, keys and values shaped (..., n, d): any leading dimensions
+(batch, heads) are carried along. The pieces, in the order notebook 03 shows them:
+
+- feature maps phi: `elu_plus_one` (Katharopoulos et al. 2020), `relu_features`, and `FavorPlus`
+  (Choromanski et al. 2020: positive random features, orthogonal or iid projections, seeded);
+- kernelized attention in two orders: `quadratic_kernel_attention` (phi(Q) phi(K)^T, normalised,
+  times V) and `linear_kernel_attention` (phi(Q) times sums over the keys);
+- causal linear attention by chunked prefix sums (`causal_linear_attention`) and by a running
+  state (`recurrent_linear_attention`, `LinearAttentionRNN`);
+- exact softmax attention: `naive_softmax_attention` (the n x n matrix) and
+  `chunked_softmax_attention` (Rabe & Staats 2021: chunks, running max, log-sum-exp);
+- generation with softmax attention and a KV cache (`SoftmaxKVCache`), and the benchmark suite
+  "linear" (`python -m utils.benchmarks --suite linear [--long]`).
+"""
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+
+from .benchmarks import peak_mib, register, time_ms
+
+__all__ = [
+    "elu_plus_one", "relu_features", "FavorPlus", "gaussian_projection",
+    "quadratic_kernel_attention", "linear_kernel_attention", "causal_linear_attention",
+    "recurrent_linear_attention", "LinearAttentionRNN", "SoftmaxKVCache",
+    "naive_softmax_attention", "chunked_softmax_attention", "sdpa",
+    "favor_error", "plot_favor_error", "generation_times", "fit_slope", "crossover_n", "bar_report", "BENCH_SHAPE",
+]
+
+
+# ----------------------------------------------------------------------------- checks
+def _check_qkv(q, k, v, *, causal=False, who="attention"):
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{who}: {name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() < 2:
+            raise ValueError(f"{who}: {name} must be shaped (..., n, d), got shape {tuple(t.shape)}")
+        if not t.is_floating_point():
+            raise TypeError(f"{who}: {name} must be a floating tensor, got {t.dtype}")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise TypeError(f"{who}: q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    if q.shape[:-2] != k.shape[:-2] or k.shape[:-2] != v.shape[:-2]:
+        raise ValueError(f"{who}: q, k, v must share their leading (batch, head) dimensions, got "
+                         f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"{who}: q and k need the same feature size d, got {q.shape[-1]} and {k.shape[-1]}")
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"{who}: k and v need the same number of keys, got {k.shape[-2]} and {v.shape[-2]}")
+    if causal and q.shape[-2] != k.shape[-2]:
+        raise ValueError(f"{who}: causal attention needs as many queries as keys, "
+                         f"got {q.shape[-2]} and {k.shape[-2]}")
+
+
+def _check_positive_int(value, name, who):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{who}: {name} must be a positive integer, got {value!r}")
+
+
+def _divide(num, den):
+    """num / den row by row for nonnegative features: 0 where a row received no attention at all.
+
+    With features >= 0, den = phi(q).sum_j phi(k_j) is 0 only if every term is, and then num is 0
+    too, so clamping den to the smallest positive float turns 0 / 0 into 0 and changes nothing else.
+    """
+    if (den < 0).any():  # den has one value per query: a cheap check next to num
+        raise ValueError("kernelized attention: a normaliser phi(q).sum phi(k) is negative; "
+                         "the feature map must return nonnegative features")
+    # in place: num is always a fresh product here, and a large new tensor costs page faults
+    return num.div_(den.clamp_min(torch.finfo(den.dtype).tiny).unsqueeze(-1))
+
+
+# ----------------------------------------------------------------------------- feature maps
+def elu_plus_one(x, is_query=True):
+    """phi(x) = elu(x) + 1, positive everywhere (Katharopoulos et al. 2020)."""
+    return F.elu(x).add_(1)  # in place: one pass less over (..., n, d); elu's gradient uses x, not this
+
+
+def relu_features(x, is_query=True):
+    """phi(x) = max(x, 0): cheap, but a query may see no key at all (its output is then 0)."""
+    return F.relu(x)
+
+
+def gaussian_projection(num_features, dim, *, orthogonal=True, seed=0, dtype=torch.float32):
+    """A (num_features, dim) matrix whose rows are N(0, I) vectors.
+
+    With `orthogonal`, rows come in blocks of `dim` exactly orthogonal directions (QR of a
+    Gaussian matrix), each row rescaled to the length of an independent Gaussian vector, so that
+    every row is still distributed as N(0, I) but the rows within a block are orthogonal.
+    """
+    _check_positive_int(num_features, "num_features", "gaussian_projection")
+    _check_positive_int(dim, "dim", "gaussian_projection")
+    gen = torch.Generator().manual_seed(seed)
+    if not orthogonal:
+        return torch.randn(num_features, dim, generator=gen, dtype=torch.float64).to(dtype)
+    blocks = []
+    for _ in range(math.ceil(num_features / dim)):
+        g = torch.randn(dim, dim, generator=gen, dtype=torch.float64)
+        q, r = torch.linalg.qr(g)
+        q = q * torch.sign(torch.diagonal(r))  # make the QR factor unique (uniformly random)
+        blocks.append(q.T)  # rows are orthonormal directions
+    directions = torch.cat(blocks)[:num_features]
+    lengths = torch.randn(num_features, dim, generator=gen, dtype=torch.float64).norm(dim=1)
+    return (directions * lengths[:, None]).to(dtype)
+
+
+class FavorPlus:
+    """Performer's positive random features for the softmax kernel exp(q.k / sqrt(d)).
+
+    phi(x) = exp(w_i.x' - |x'|^2 / 2) / sqrt(m) for i = 1..m, with x' = x / d^(1/4) and w_i the
+    rows of `gaussian_projection`, so that E[phi(q).phi(k)] = exp(q.k / sqrt(d)).
+    For stability each query row is divided by its own largest feature and all keys of a sequence
+    by their common largest feature: both factors cancel in attention's normalisation, but the key
+    factor depends on the whole sequence, so FAVOR+ cannot run token by token in the recurrent form.
+    """
+    rowwise = False  # all keys of a sequence share one stabiliser, so keys depend on each other
+
+    def __init__(self, dim, num_features=256, *, orthogonal=True, seed=0):
+        self.dim, self.num_features = dim, num_features
+        self.orthogonal, self.seed = orthogonal, seed
+        self.projection = gaussian_projection(num_features, dim, orthogonal=orthogonal, seed=seed)
+
+    def __repr__(self):
+        kind = "orthogonal" if self.orthogonal else "iid"
+        return f"FavorPlus(dim={self.dim}, num_features={self.num_features}, {kind}, seed={self.seed})"
+
+    def __call__(self, x, is_query=True):
+        if x.shape[-1] != self.dim:
+            raise ValueError(f"FavorPlus: built for d={self.dim}, got inputs with d={x.shape[-1]}")
+        x = x * self.dim ** -0.25
+        logits = x @ self.projection.to(device=x.device, dtype=x.dtype).T  # (..., n, m)
+        if is_query:
+            # -|x|^2/2 is one constant per query row: it cancels, like the row's max
+            logits = logits - logits.amax(dim=-1, keepdim=True)
+        else:
+            logits = logits - (x * x).sum(-1, keepdim=True) / 2
+            logits = logits - logits.amax(dim=(-2, -1), keepdim=True)
+        return torch.exp(logits) / math.sqrt(self.num_features)
+
+
+# ----------------------------------------------------------------------------- kernelized attention
+def quadratic_kernel_attention(q, k, v, feature_map=elu_plus_one, *, causal=False):
+    """The O(n^2) order: A = phi(Q) phi(K)^T (masked if causal), rows normalised, times V."""
+    _check_qkv(q, k, v, causal=causal, who="quadratic_kernel_attention")
+    scores = feature_map(q, is_query=True) @ feature_map(k, is_query=False).transpose(-2, -1)
+    if causal:
+        n = q.shape[-2]
+        scores = scores * torch.ones(n, n, dtype=torch.bool, device=q.device).tril()
+    return _divide(scores @ v, scores.sum(-1))
+
+
+def linear_kernel_attention(q, k, v, feature_map=elu_plus_one):
+    """The O(n) order: phi(Q) (phi(K)^T V) / phi(Q) (sum_j phi(K_j)), never forming n x n."""
+    _check_qkv(q, k, v, who="linear_kernel_attention")
+    fq, fk = feature_map(q, is_query=True), feature_map(k, is_query=False)
+    kv = fk.transpose(-2, -1) @ v  # (..., m, d_v): one small matrix for all queries
+    z = fk.sum(-2).unsqueeze(-1)  # (..., m, 1)
+    return _divide(fq @ kv, (fq @ z).squeeze(-1))
+
+
+def causal_linear_attention(q, k, v, feature_map=elu_plus_one, *, chunk_size=64):
+    """Causal linear attention by prefix sums over chunks of `chunk_size` tokens.
+
+    Inside a chunk: the small masked quadratic form. Across chunks: each chunk adds its
+    phi(K)^T V and sum phi(K) to a running prefix sum, so only n / chunk_size states are kept
+    (a plain per-token prefix sum would keep n of them).
+    """
+    _check_qkv(q, k, v, causal=True, who="causal_linear_attention")
+    _check_positive_int(chunk_size, "chunk_size", "causal_linear_attention")
+    fq, fk = feature_map(q, is_query=True), feature_map(k, is_query=False)
+    n, c = q.shape[-2], chunk_size
+    pad = -n % c  # zero features at the end: later than every real query, so never seen
+    if pad:
+        fq, fk = F.pad(fq, (0, 0, 0, pad)), F.pad(fk, (0, 0, 0, pad))
+        v = F.pad(v, (0, 0, 0, pad))
+    chunks = (n + pad) // c
+    fq = fq.unflatten(-2, (chunks, c))  # (..., chunks, c, m)
+    fk = fk.unflatten(-2, (chunks, c))
+    v = v.unflatten(-2, (chunks, c))  # (..., chunks, c, d_v)
+    # within each chunk: masked quadratic form on c x c
+    local = (fq @ fk.transpose(-2, -1)) * torch.ones(c, c, dtype=torch.bool, device=q.device).tril()
+    num, den = local @ v, local.sum(-1)
+    # across chunks: states of all earlier chunks (exclusive prefix sum)
+    kv = fk.transpose(-2, -1) @ v  # (..., chunks, m, d_v)
+    z = fk.sum(-2)  # (..., chunks, m)
+    kv = torch.cat([torch.zeros_like(kv[..., :1, :, :]), kv[..., :-1, :, :].cumsum(-3)], dim=-3)
+    z = torch.cat([torch.zeros_like(z[..., :1, :]), z[..., :-1, :].cumsum(-2)], dim=-2)
+    num = num + fq @ kv
+    den = den + (fq @ z.unsqueeze(-1)).squeeze(-1)
+    out = _divide(num, den).flatten(-3, -2)
+    return out[..., :n, :]
+
+
+class LinearAttentionRNN:
+    """Causal linear attention as a recurrent network: the state is S = sum phi(k) v^T, z = sum phi(k).
+
+    `step(q, k, v)` takes one token, shaped (..., 1, d), and costs the same at every position.
+    """
+
+    def __init__(self, feature_map=elu_plus_one):
+        if not getattr(feature_map, "rowwise", True):
+            raise ValueError(f"LinearAttentionRNN: {feature_map!r} computes key features from the "
+                             "whole sequence, so it cannot run one token at a time")
+        self.feature_map = feature_map
+        self.s = self.z = None
+
+    def step(self, q, k, v):
+        _check_qkv(q, k, v, who="LinearAttentionRNN.step")
+        if q.shape[-2] != 1:
+            raise ValueError(f"LinearAttentionRNN.step: one token at a time, got {q.shape[-2]}")
+        fq, fk = self.feature_map(q, is_query=True), self.feature_map(k, is_query=False)
+        if self.s is None:
+            self.s = torch.zeros(*fk.shape[:-2], fk.shape[-1], v.shape[-1], dtype=v.dtype, device=v.device)
+            self.z = torch.zeros(*fk.shape[:-2], 1, fk.shape[-1], dtype=v.dtype, device=v.device)
+        self.s = self.s + fk.transpose(-2, -1) @ v  # (..., m, d_v)
+        self.z = self.z + fk  # (..., 1, m)
+        return _divide(fq @ self.s, (fq * self.z).sum(-1))
+
+
+def recurrent_linear_attention(q, k, v, feature_map=elu_plus_one):
+    """Causal linear attention token by token with `LinearAttentionRNN` (the RNN view)."""
+    _check_qkv(q, k, v, causal=True, who="recurrent_linear_attention")
+    rnn = LinearAttentionRNN(feature_map)
+    return torch.cat([rnn.step(q[..., t:t + 1, :], k[..., t:t + 1, :], v[..., t:t + 1, :])
+                      for t in range(q.shape[-2])], dim=-2)
+
+
+# ----------------------------------------------------------------------------- exact softmax attention
+def naive_softmax_attention(q, k, v, *, causal=False):
+    """softmax(Q K^T / sqrt(d)) V with the whole n x n matrix in memory."""
+    _check_qkv(q, k, v, causal=causal, who="naive_softmax_attention")
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if causal:
+        n = q.shape[-2]
+        mask = torch.ones(n, n, dtype=torch.bool, device=q.device).triu(1)
+        scores = scores.masked_fill(mask, float("-inf"))
+    return torch.softmax(scores, dim=-1) @ v
+
+
+def sdpa(q, k, v, *, causal=False):
+    """PyTorch's fused `scaled_dot_product_attention`, the reference and the fast baseline."""
+    return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+
+
+def chunked_softmax_attention(q, k, v, *, causal=False, query_chunk=1024, key_chunk=4096):
+    """Exact softmax attention in O(query_chunk x key_chunk) extra memory (Rabe & Staats 2021).
+
+    For each chunk of queries, walk over chunks of keys keeping a running max m, the running
+    sum of exp(score - m) and the running weighted sum of values; when the max grows, the old
+    sums are rescaled by exp(m_old - m_new). Nothing is ever exponentiated above 0, so large
+    logits cannot overflow. With `causal`, key chunks wholly in a query chunk's future are skipped.
+    """
+    _check_qkv(q, k, v, causal=causal, who="chunked_softmax_attention")
+    _check_positive_int(query_chunk, "query_chunk", "chunked_softmax_attention")
+    _check_positive_int(key_chunk, "key_chunk", "chunked_softmax_attention")
+    n_q, n_k, scale = q.shape[-2], k.shape[-2], 1 / math.sqrt(q.shape[-1])
+    outputs = []
+    for qs in range(0, n_q, query_chunk):
+        qc = q[..., qs:qs + query_chunk, :] * scale
+        rows = qc.shape[-2]
+        m = torch.full((*qc.shape[:-1], 1), float("-inf"), dtype=q.dtype, device=q.device)
+        total = torch.zeros_like(m)
+        acc = torch.zeros(*qc.shape[:-1], v.shape[-1], dtype=q.dtype, device=q.device)
+        for ks in range(0, n_k, key_chunk):
+            if causal and ks > qs + rows - 1:
+                break  # this key chunk and all later ones lie in the future of every query here
+            scores = qc @ k[..., ks:ks + key_chunk, :].transpose(-2, -1)
+            if causal and ks + scores.shape[-1] - 1 > qs:  # the chunk crosses the diagonal
+                i = torch.arange(qs, qs + rows, device=q.device)[:, None]
+                j = torch.arange(ks, ks + scores.shape[-1], device=q.device)[None, :]
+                scores = scores.masked_fill(j > i, float("-inf"))
+            m_new = torch.maximum(m, scores.amax(-1, keepdim=True))
+            shift = torch.where(torch.isinf(m_new), 0.0, m_new)  # rows that saw only masked keys
+            p = torch.exp(scores - shift)
+            rescale = torch.exp(m - shift)
+            total = total * rescale + p.sum(-1, keepdim=True)
+            acc = acc * rescale + p @ v[..., ks:ks + key_chunk, :]
+            m = m_new
+        outputs.append(acc / total)
+    return torch.cat(outputs, dim=-2)
+
+
+# ----------------------------------------------------------------------------- generation
+class SoftmaxKVCache:
+    """Softmax attention for generation: keys and values of past tokens stay in a cache.
+
+    `step(q, k, v)` takes one token shaped (..., 1, d); its cost grows with the number of tokens
+    already cached, since the new query attends to all of them.
+    """
+
+    def __init__(self, max_len):
+        _check_positive_int(max_len, "max_len", "SoftmaxKVCache")
+        self.max_len, self.length = max_len, 0
+        self.keys = self.values = None
+
+    def step(self, q, k, v):
+        _check_qkv(q, k, v, who="SoftmaxKVCache.step")
+        if q.shape[-2] != 1:
+            raise ValueError(f"SoftmaxKVCache.step: one token at a time, got {q.shape[-2]}")
+        if self.length == self.max_len:
+            raise ValueError(f"SoftmaxKVCache.step: the cache is full ({self.max_len} tokens)")
+        if self.keys is None:  # preallocated, so appending costs no copy of the past
+            self.keys = k.new_empty(*k.shape[:-2], self.max_len, k.shape[-1])
+            self.values = v.new_empty(*v.shape[:-2], self.max_len, v.shape[-1])
+        self.keys[..., self.length, :] = k[..., 0, :]
+        self.values[..., self.length, :] = v[..., 0, :]
+        self.length += 1
+        return F.scaled_dot_product_attention(q, self.keys[..., :self.length, :],
+                                              self.values[..., :self.length, :])
+
+
+def generation_times(n_tokens=4096, *, batch=1, heads=4, dim=64, repeats=3, seed=0, device="cpu"):
+    """Wall time in ms of each generation step, `LinearAttentionRNN` against `SoftmaxKVCache`.
+
+    Both layers generate the same random q, k, v; their steps are interleaved token by token, so a
+    burst of load on a shared machine hits both alike, and each step's time is the median over
+    `repeats` generations. Returns a dict kernel -> list of n_tokens times.
+    """
+    _check_positive_int(n_tokens, "n_tokens", "generation_times")
+    _check_positive_int(repeats, "repeats", "generation_times")
+    gen = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(n_tokens, batch, heads, 1, dim, generator=gen).to(device) for _ in range(3))
+    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
+    names = ("recurrent linear", "softmax + KV cache")
+    times = torch.zeros(len(names), repeats, n_tokens, dtype=torch.float64)
+    with torch.no_grad():
+        for r in range(repeats):
+            layers = (LinearAttentionRNN(), SoftmaxKVCache(n_tokens))
+            for t in range(n_tokens):
+                for i, layer in enumerate(layers):
+                    sync()
+                    start = time.perf_counter()
+                    layer.step(q[t], k[t], v[t])
+                    sync()
+                    times[i, r, t] = (time.perf_counter() - start) * 1e3
+    return {name: times[i].median(dim=0).values.tolist() for i, name in enumerate(names)}
+
+
+# ----------------------------------------------------------------------------- FAVOR+ accuracy
+def favor_error(q, k, v, num_features, *, orthogonal=True, seed=0):
+    """Relative Frobenius error of FAVOR+ attention against exact softmax attention."""
+    _check_qkv(q, k, v, who="favor_error")
+    exact = naive_softmax_attention(q, k, v)
+    approx = linear_kernel_attention(q, k, v, FavorPlus(q.shape[-1], num_features,
+                                                        orthogonal=orthogonal, seed=seed))
+    return ((approx - exact).norm() / exact.norm()).item()
+
+
+def plot_favor_error(errors, *, ax=None, save=None):
+    """Median relative error against m, one line per projection, bars from the best to the worst seed.
+
+    `errors` is a DataFrame with columns projection, m, seed, error. The estimator's errors are
+    heavy-tailed (one seed can be far off), so median and range describe them better than mean and
+    std. (Plain matplotlib: the shared power-law helper draws no error bars.)
+    """
+    import matplotlib.pyplot as plt
+
+    from .plotting import save_figure
+
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 4))
+    for projection, group in errors.groupby("projection"):
+        stats = group.groupby("m").error.agg(["median", "min", "max"])
+        spread = [stats["median"] - stats["min"], stats["max"] - stats["median"]]
+        ax.errorbar(stats.index, stats["median"], yerr=spread, marker="o", ms=4, capsize=3,
+                    label=f"{projection} projections")
+    ax.set(xscale="log", yscale="log", xlabel="random features m",
+           ylabel="relative error vs exact softmax",
+           title=f"FAVOR+ error: median, best and worst of {errors.seed.nunique()} seeds")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    if save:
+        save_figure(fig, save)
+    return ax
+
+
+# ----------------------------------------------------------------------------- benchmark suite
+BENCH_SHAPE = {"batch": 1, "heads": 4, "dim": 64}  # the peers' shape (shared/reference)
+FAVOR_FEATURES = 256
+MEMORY_N = 16384
+GENERATION_TOKENS, GENERATION_WINDOW = 4096, 256
+
+_BENCH_FAVOR = FavorPlus(BENCH_SHAPE["dim"], FAVOR_FEATURES, seed=0)
+
+# kernel -> (function of q, k, v, pattern, largest n timed by default, largest with --long)
+KERNELS = {
+    "naive": (naive_softmax_attention, "full", 4096, 8192),
+    "sdpa": (sdpa, "full", 16384, 16384),
+    "sdpa causal": (lambda q, k, v: sdpa(q, k, v, causal=True), "causal", 8192, 16384),
+    "chunked exact": (chunked_softmax_attention, "full", 8192, 16384),
+    "chunked exact causal": (lambda q, k, v: chunked_softmax_attention(q, k, v, causal=True),
+                             "causal", 8192, 16384),
+    "linear": (linear_kernel_attention, "full", 32768, 131072),
+    "causal linear": (causal_linear_attention, "causal", 32768, 131072),
+    "favor+": (lambda q, k, v: linear_kernel_attention(q, k, v, _BENCH_FAVOR), "full", 32768, 131072),
+}
+
+
+def bench_sizes(long=False):
+    """Sequence lengths of the sweep: 256 to 32k by default, to 128k with --long."""
+    top = 131072 if long else 32768
+    return [2 ** p for p in range(8, int(math.log2(top)) + 1)]
+
+
+def fit_slope(n, ms):
+    """Slope of the least-squares line through (log n, log ms): the exponent of n."""
+    n, ms = torch.tensor(n, dtype=torch.float64), torch.tensor(ms, dtype=torch.float64)
+    if len(n) < 2:
+        raise ValueError("fit_slope: needs at least two points")
+    x, y = n.log(), ms.log()
+    x = x - x.mean()
+    return ((x * (y - y.mean())).sum() / (x * x).sum()).item()
+
+
+def crossover_n(n, slow_ms, fast_ms):
+    """Smallest n from which `fast` stays faster than `slow`, interpolated in log-log.
+
+    Returns None if `fast` is never faster at the largest n, and n[0] if it is faster everywhere.
+    """
+    ratio = [math.log(s / f) for s, f in zip(slow_ms, fast_ms)]
+    if ratio[-1] <= 0:
+        return None
+    i = len(ratio) - 1
+    while i > 0 and ratio[i - 1] > 0:
+        i -= 1
+    if i == 0:
+        return n[0]
+    x0, x1 = math.log(n[i - 1]), math.log(n[i])
+    return math.exp(x0 + (x1 - x0) * -ratio[i - 1] / (ratio[i] - ratio[i - 1]))
+
+
+def _measure(fn, q, k, v, *, device, time_it=True, budget_ms=200, most_repeats=25):
+    """(median ms, peak MiB) of fn(q, k, v) without autograd.
+
+    The profiled call for the peak memory doubles as warm-up; one more call sets the number of
+    timed repeats (3 to `most_repeats`, about `budget_ms` in all), so that the median of a cheap
+    kernel rests on many calls and a burst of load on a shared machine moves it little.
+    """
+    def call():
+        with torch.no_grad():
+            fn(q, k, v)
+    mib = peak_mib(call, device=device)
+    if not time_it:
+        return None, mib
+    start = time.perf_counter()
+    call()
+    once = (time.perf_counter() - start) * 1e3
+    repeat = max(3, min(most_repeats, int(budget_ms / max(once, 1e-3))))
+    return time_ms(call, warmup=0, repeat=repeat), mib
+
+
+@register("linear")
+def run(long=False):
+    """Time and peak memory of every kernel over n; the memory bar; per-token generation times."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    b, h, d = BENCH_SHAPE["batch"], BENCH_SHAPE["heads"], BENCH_SHAPE["dim"]
+    gen = torch.Generator().manual_seed(0)
+    for n in bench_sizes(long):
+        q, k, v = (torch.randn(b, h, n, d, generator=gen).to(device) for _ in range(3))
+        for kernel, (fn, pattern, top, top_long) in KERNELS.items():
+            if n <= (top_long if long else top):
+                ms, mib = _measure(fn, q, k, v, device=device)
+                yield {"suite": "linear", "kernel": kernel, "pattern": pattern, "n": n,
+                       "ms": ms, "peak_mib": mib, "density": None}
+        del q, k, v
+    # the memory bar at n = 16384 on one head: the naive n x n matrix of 4 heads would need 8 GiB
+    q, k, v = (torch.randn(b, 1, MEMORY_N, d, generator=gen).to(device) for _ in range(3))
+    for kernel in ("naive", "chunked exact"):
+        _, mib = _measure(KERNELS[kernel][0], q, k, v, device=device, time_it=False)
+        yield {"suite": "linear", "kernel": kernel, "pattern": "full, 1 head", "n": MEMORY_N,
+               "ms": None, "peak_mib": mib, "density": None}
+    del q, k, v
+    tokens = 4 * GENERATION_TOKENS if long else GENERATION_TOKENS
+    times = generation_times(tokens, batch=b, heads=h, dim=d, device=device)
+    for kernel, steps in times.items():
+        for t in range(GENERATION_WINDOW, tokens + 1, GENERATION_WINDOW):
+            window = sorted(steps[t - GENERATION_WINDOW:t])  # median of the steps up to token t
+            yield {"suite": "linear", "kernel": kernel, "pattern": "generation", "n": t,
+                   "ms": window[len(window) // 2], "peak_mib": None, "density": None}
+
+
+def bar_report(df):
+    """The issue's four ratios from one run of the suite (a DataFrame of its records)."""
+    def value(kernel, pattern, n, field):
+        rows = df[(df.kernel == kernel) & (df.pattern == pattern) & (df.n == n)]
+        if rows.empty:
+            raise ValueError(f"bar_report: no record for {kernel!r} ({pattern}) at n={n}")
+        return float(rows.iloc[0][field])
+
+    lin = df[(df.kernel == "linear") & (df.n >= 2048) & (df.n <= 32768)]
+    gen = df[(df.kernel == "recurrent linear") & (df.pattern == "generation")].sort_values("n")
+    return {
+        "linear: slope of log ms over log n, n in [2k, 32k]": fit_slope(lin.n.tolist(), lin.ms.tolist()),
+        "SDPA ms / linear ms at n=16384": value("sdpa", "full", 16384, "ms") / value("linear", "full", 16384, "ms"),
+        "naive / chunked exact peak MiB at n=16384": (
+            value("naive", "full, 1 head", MEMORY_N, "peak_mib")
+            / value("chunked exact", "full, 1 head", MEMORY_N, "peak_mib")),
+        "recurrent generation: last / first token ms": float(gen.ms.iloc[-1] / gen.ms.iloc[0]),
+    }
