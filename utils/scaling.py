@@ -22,6 +22,7 @@ __all__ = [
     "non_embedding_approx", "count_parameters", "gpt2_config",
     "fit_offset_power_law", "fit_loss_curve", "doubling_time",
     "load_model_sizes", "char_vocab", "CharWindows", "loss_on", "run_sweep", "SWEEPS",
+    "compute_curves", "compute_frontier",
     "plot_timeline", "plot_kaplan_laws", "plot_isoflop",
 ]
 
@@ -311,9 +312,11 @@ def loss_on(model, windows, batch_size=64):
 # ---------------------------------------------------------------- the experiment
 
 # (n_layer, d_model, n_head) of each size. "cpu": the notebook's default (about a minute of
-# training on a quiet 2-core CPU); "gpu": the bigger sweep of scripts/scaling_sweep.py.
+# training on a quiet 2-core CPU; 6.6e3 to 4.5e5 non-embedding parameters, 1.8 decades; at least
+# two layers, since one-layer models fall off the trend); "gpu": the bigger sweep of
+# scripts/scaling_sweep.py.
 SWEEPS = {
-    "cpu": {"sizes": [(1, 16, 2), (1, 32, 2), (2, 48, 4), (2, 64, 4), (3, 96, 4), (4, 128, 4)],
+    "cpu": {"sizes": [(2, 16, 2), (2, 24, 2), (2, 32, 4), (2, 48, 4), (3, 64, 4), (4, 96, 4)],
             "steps": 300, "batch_size": 16, "block_size": 64, "lr": 3e-3},
     "gpu": {"sizes": [(2, 64, 4), (2, 128, 4), (4, 192, 6), (4, 256, 8), (6, 384, 8),
                       (8, 512, 8), (12, 768, 12)],
@@ -322,7 +325,7 @@ SWEEPS = {
 
 
 def run_sweep(text, sizes, *, steps, batch_size, block_size, lr, eval_every=None, val_fraction=0.1,
-              eval_windows=256, seed=0, threads=1, progress=False):
+              eval_windows=128, seed=0, threads=1, progress=False):
     """Train one GPT-2-shaped character model per (n_layer, d_model, n_head) in `sizes` for the
     same number of steps with the course's `train` loop; returns (results, histories).
 
@@ -374,6 +377,33 @@ def run_sweep(text, sizes, *, steps, batch_size, block_size, lr, eval_every=None
     return pd.DataFrame(rows), histories
 
 
+def compute_curves(results, histories, tokens_per_step):
+    """Every evaluation of every run as one table: name, non_embedding, step, flops (6 N D so
+    far), eval_loss."""
+    frames = []
+    for _, row in results.iterrows():
+        h = histories[row["name"]].dropna(subset=["eval_loss"])
+        frames.append(pd.DataFrame({"name": row["name"], "non_embedding": row["non_embedding"],
+                                    "step": h["step"].to_numpy(),
+                                    "flops": 6.0 * row["non_embedding"] * h["step"].to_numpy() * tokens_per_step,
+                                    "eval_loss": h["eval_loss"].to_numpy()}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def compute_frontier(curves, n_bins=12):
+    """The compute-efficient frontier: in each of `n_bins` log-spaced compute bins, the lowest
+    loss any run reached with at most that much compute. Returns flops, eval_loss, name."""
+    if curves.empty:
+        raise ValueError("compute_frontier: no evaluation points")
+    edges = np.logspace(np.log10(curves.flops.min()), np.log10(curves.flops.max()), n_bins)
+    rows = []
+    for c in edges:
+        seen = curves[curves.flops <= c * (1 + 1e-9)]
+        best = seen.loc[seen.eval_loss.idxmin()]
+        rows.append({"flops": c, "eval_loss": best.eval_loss, "name": best["name"]})
+    return pd.DataFrame(rows)
+
+
 # ---------------------------------------------------------------- figures (plain matplotlib)
 
 def plot_timeline(df, *, fit_line=None, ax=None, save=None):
@@ -386,7 +416,7 @@ def plot_timeline(df, *, fit_line=None, ax=None, save=None):
     from .plotting import label_points, save_figure
 
     if ax is None:
-        fig, ax = plt.subplots(figsize=(9, 5.5))
+        fig, ax = plt.subplots(figsize=(10, 7))
     fig = ax.figure
     dense, moe = df[~df.moe], df[df.moe]
     ax.scatter(dense.date, dense.parameters, color="C0", s=30, zorder=3, label="dense")
@@ -405,10 +435,11 @@ def plot_timeline(df, *, fit_line=None, ax=None, save=None):
     ax.set(xlabel="release date", ylabel="parameters")
     ax.xaxis.set_major_locator(mdates.YearLocator())
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y"))
-    ax.set_xlim(df.date.min() - pd.Timedelta(days=120), df.date.max() + pd.Timedelta(days=420))
+    ax.set_xlim(df.date.min() - pd.Timedelta(days=120), df.date.max() + pd.Timedelta(days=500))
+    ax.set_ylim(df.parameters.min() / 3, df.parameters.max() * 8)  # room for the labels
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(loc="upper left", fontsize=8)
-    label_points(ax, mdates.date2num(df.date), df.parameters, df.name)
+    ax.legend(loc="upper left", fontsize=9)
+    label_points(ax, mdates.date2num(df.date), df.parameters, df.name, fontsize=9)
     if save:
         save_figure(fig, save)
     return ax
@@ -426,6 +457,7 @@ def _range_fan(ax, x, y_mid, lo=0.05, hi=0.095):
 def plot_kaplan_laws(save=None):
     """Kaplan's three power laws, one log-log panel each, with the 0.05-0.095 range of slopes."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import ScalarFormatter
 
     from .plotting import plot_power_law, save_figure
 
@@ -441,6 +473,9 @@ def plot_kaplan_laws(save=None):
         plot_power_law(x, {label: y}, xlabel=xlabel, ylabel="test loss (nats/token)", ax=ax,
                        styles={label: {"color": "C0", "lw": 2}})
         _range_fan(ax, x, y)
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(ScalarFormatter())
+        ax.grid(True, which="minor", alpha=0.1)
         ax.legend(fontsize=8)
     fig.tight_layout()
     if save:
