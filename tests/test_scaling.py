@@ -154,6 +154,17 @@ def test_offset_power_law_recovers_known_parameters():
         sc.fit_offset_power_law(x[:3], y[:3])
 
 
+def test_pure_power_law_fit():
+    x = np.logspace(3, 6, 6)
+    fit = sc.fit_power_law(x, (8.8e13 / x) ** 0.076)
+    assert fit["alpha"] == pytest.approx(0.076)
+    assert fit["x_c"] == pytest.approx(8.8e13, rel=1e-6)
+    assert fit["alpha_err"] < 1e-9
+    assert fit["predict"](1e9) == pytest.approx(sc.kaplan_loss_n(1e9))
+    with pytest.raises(ValueError, match="finite and > 0"):
+        sc.fit_power_law(x, -x)
+
+
 def test_fit_loss_curve_uses_only_the_early_part():
     steps = np.arange(1, 201)
     losses = 2.0 + (50 / steps) ** 0.5
@@ -211,3 +222,23 @@ def test_corpus_is_the_shipped_novel():
     assert "It is a truth universally acknowledged" in text
     assert 600_000 < len(text) < 700_000
     assert len(sc.char_vocab(text)) == 75
+
+
+def test_run_sweep_trains_below_the_uniform_guess():
+    # two tiny sizes, 30 steps: the held-out loss must fall below log(vocabulary), the loss of
+    # a uniform guess, and the table must carry the exact counts
+    from utils import data_path
+
+    text = data_path("pride_and_prejudice.txt").read_text(encoding="utf-8")[:60_000]
+    results, histories = sc.run_sweep(text, [(1, 16, 2), (2, 32, 4)], steps=30, batch_size=8,
+                                      block_size=32, lr=3e-3, eval_every=10)
+    vocab = len(sc.char_vocab(text))
+    assert list(results.non_embedding) == [exact_gpt2_non_embedding(1, 16), exact_gpt2_non_embedding(2, 32)]
+    assert (results.val_loss < math.log(vocab)).all()
+    assert list(results.tokens) == [30 * 8 * 32] * 2
+    assert list(histories["L2-d32"].dropna(subset=["eval_loss"]).step) == [10, 20, 30]
+    curves = sc.compute_curves(results, histories, 8 * 32)
+    frontier = sc.compute_frontier(curves, n_bins=5)
+    assert (frontier.eval_loss.diff().dropna() <= 0).all()  # the envelope never rises
+    with pytest.raises(ValueError, match="no sizes"):
+        sc.run_sweep(text, [], steps=1, batch_size=1, block_size=8, lr=1e-3)
