@@ -5,8 +5,8 @@
     python scripts/scaling_sweep.py --preset cpu --out results.csv
 
 Writes one row per model size (parameter counts, tokens, FLOP, held-out loss, seconds) to a CSV whose
-first line records the command, the device and the library versions that produced it. Only commit a
-CSV that this script really wrote.
+first line records the command, the device and the library versions that produced it (read it
+back with pandas.read_csv(path, comment="#")). Only commit a CSV that this script really wrote.
 """
 import argparse
 import shlex

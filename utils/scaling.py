@@ -20,7 +20,7 @@ __all__ = [
     "kaplan_loss_n", "kaplan_loss_d", "kaplan_loss_c", "kaplan_optimal",
     "chinchilla_loss", "training_flops", "compute_optimal",
     "non_embedding_approx", "count_parameters", "gpt2_config",
-    "fit_offset_power_law", "fit_loss_curve", "doubling_time",
+    "fit_offset_power_law", "fit_power_law", "fit_loss_curve", "doubling_time",
     "load_model_sizes", "char_vocab", "CharWindows", "loss_on", "run_sweep", "SWEEPS",
     "compute_curves", "compute_frontier",
     "plot_timeline", "plot_kaplan_laws", "plot_isoflop",
@@ -214,6 +214,24 @@ def fit_offset_power_law(x, y, p0=None):
 
     return {"E": e, "x_c": xc, "alpha": float(alpha), "E_err": e * err[0], "x_c_err": xc * err[1],
             "alpha_err": float(err[2]), "predict": predict}
+
+
+def fit_power_law(x, y):
+    """Fit the pure power law y = (x_c / x)^alpha, a straight line on log-log axes (Kaplan's form),
+    by least squares on the logs; returns dict alpha, alpha_err (standard error), x_c, predict."""
+    from scipy.stats import linregress
+
+    x, y = np.atleast_1d(_positive("x", x)), np.atleast_1d(_positive("y", y))
+    if x.shape != y.shape or x.size < 3:
+        raise ValueError(f"need x and y of one shape with at least 3 points, got {x.shape} and {y.shape}")
+    res = linregress(np.log(x), np.log(y))
+    alpha = -res.slope
+    x_c = math.exp(res.intercept / alpha) if alpha else float("inf")
+
+    def predict(xnew):
+        return np.exp(res.intercept + res.slope * np.log(_positive("x", xnew)))
+
+    return {"alpha": float(alpha), "alpha_err": float(res.stderr), "x_c": x_c, "predict": predict}
 
 
 def fit_loss_curve(steps, losses, upto):
