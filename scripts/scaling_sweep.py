@@ -36,7 +36,7 @@ def main(argv=None):
     utils.seed_everything(0)
     text = utils.data_path("pride_and_prejudice.txt").read_text(encoding="utf-8")
     threads = 1 if args.preset == "cpu" else None
-    results, _ = sc.run_sweep(text, shapes, eval_every=args.eval_every, threads=threads,
+    results, _, _ = sc.run_sweep(text, shapes, eval_every=args.eval_every, threads=threads,
                               progress=True, **config)
     from accelerate import PartialState
 

@@ -214,6 +214,17 @@ def test_char_windows():
         sc.CharWindows("ab", vocab, 3)
 
 
+def test_char_tokenizer_matches_the_vocabulary():
+    vocab = sc.char_vocab("It is a truth\nuniversally acknowledged.")
+    tok = sc.char_tokenizer(vocab)
+    line = "a truth\nacknowledged"
+    ids = tok(line)["input_ids"]
+    assert ids == [vocab[ch] for ch in line]  # one id per character, the newline included
+    assert tok.decode(ids) == line
+    with pytest.raises(ValueError, match="empty"):
+        sc.char_tokenizer({})
+
+
 def test_corpus_is_the_shipped_novel():
     from utils import data_path
 
@@ -230,7 +241,7 @@ def test_run_sweep_trains_below_the_uniform_guess():
     from utils import data_path
 
     text = data_path("pride_and_prejudice.txt").read_text(encoding="utf-8")[:60_000]
-    results, histories = sc.run_sweep(text, [(1, 16, 2), (2, 32, 4)], steps=30, batch_size=8,
+    results, histories, models = sc.run_sweep(text, [(1, 16, 2), (2, 32, 4)], steps=30, batch_size=8,
                                       block_size=32, lr=3e-3, eval_every=10)
     vocab = len(sc.char_vocab(text))
     assert list(results.non_embedding) == [exact_gpt2_non_embedding(1, 16), exact_gpt2_non_embedding(2, 32)]
@@ -240,5 +251,6 @@ def test_run_sweep_trains_below_the_uniform_guess():
     curves = sc.compute_curves(results, histories, 8 * 32)
     frontier = sc.compute_frontier(curves, n_bins=5)
     assert (frontier.eval_loss.diff().dropna() <= 0).all()  # the envelope never rises
+    assert sc.loss_on(models["L2-d32"], sc.CharWindows(text[-3200:], sc.char_vocab(text), 32)) < math.log(vocab)
     with pytest.raises(ValueError, match="no sizes"):
         sc.run_sweep(text, [], steps=1, batch_size=1, block_size=8, lr=1e-3)

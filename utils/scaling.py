@@ -21,7 +21,7 @@ __all__ = [
     "chinchilla_loss", "training_flops", "compute_optimal",
     "non_embedding_approx", "count_parameters", "gpt2_config",
     "fit_offset_power_law", "fit_power_law", "fit_loss_curve", "doubling_time",
-    "load_model_sizes", "char_vocab", "CharWindows", "loss_on", "run_sweep", "SWEEPS",
+    "load_model_sizes", "char_vocab", "char_tokenizer", "CharWindows", "loss_on", "run_sweep", "SWEEPS",
     "compute_curves", "compute_frontier",
     "plot_timeline", "plot_kaplan_laws", "plot_isoflop",
 ]
@@ -284,6 +284,21 @@ def char_vocab(text):
     return {ch: i for i, ch in enumerate(sorted(set(text)))}
 
 
+def char_tokenizer(vocab):
+    """A transformers tokenizer for the character vocabulary `vocab` (built with `tokenizers`: one
+    token per character, newlines included, decoded by joining), so that a character model runs
+    through the usual `pipeline("text-generation")`."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    if not vocab:
+        raise ValueError("char_tokenizer: empty vocabulary")
+    tok = Tokenizer(models.WordLevel(vocab=dict(vocab), unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("(?m)."), behavior="isolated")  # (?m): . matches \n
+    tok.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(tokenizer_object=tok)
+
+
 class CharWindows:
     """Non-overlapping windows of `block_size` character ids; each item is a dict with
     input_ids and labels (the same tensor: GPT2LMHeadModel shifts the labels itself)."""
@@ -345,12 +360,13 @@ SWEEPS = {
 def run_sweep(text, sizes, *, steps, batch_size, block_size, lr, eval_every=None, val_fraction=0.1,
               eval_windows=128, seed=0, threads=1, progress=False):
     """Train one GPT-2-shaped character model per (n_layer, d_model, n_head) in `sizes` for the
-    same number of steps with the course's `train` loop; returns (results, histories).
+    same number of steps with the course's `train` loop; returns (results, histories, models).
 
     The last `val_fraction` of `text` is held out: `eval_windows` windows of it are scored every
     `eval_every` steps (history column eval_loss), all of it once at the end (results val_loss).
     results: one row per size with its parameter counts, the held-out loss, tokens seen and
-    training FLOP (6 N D, N non-embedding). histories: dict name -> the DataFrame `train` returned.
+    training FLOP (6 N D, N non-embedding). histories: dict name -> the DataFrame `train` returned;
+    models: dict name -> the trained GPT2LMHeadModel.
     `threads`: torch CPU threads while training (models this small run faster on one thread
     than on two; the previous setting is restored afterwards).
     """
@@ -367,7 +383,7 @@ def run_sweep(text, sizes, *, steps, batch_size, block_size, lr, eval_every=None
     val_set = CharWindows(text[split:], vocab, block_size)
     val_subset = CharWindows.__new__(CharWindows)
     val_subset.windows = val_set.windows[:eval_windows]
-    rows, histories = [], {}
+    rows, histories, models = [], {}, {}
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads or old_threads)
     try:
@@ -390,9 +406,10 @@ def run_sweep(text, sizes, *, steps, batch_size, block_size, lr, eval_every=None
                          "val_loss": loss_on(model, val_set),
                          "seconds": history["seconds"].iloc[-1]})
             histories[name] = history
+            models[name] = model
     finally:
         torch.set_num_threads(old_threads)
-    return pd.DataFrame(rows), histories
+    return pd.DataFrame(rows), histories, models
 
 
 def compute_curves(results, histories, tokens_per_step):
