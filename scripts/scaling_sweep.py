@@ -1,0 +1,56 @@
+"""The scaling sweep of notebooks/01_scaling_laws.ipynb as a script, for the bigger run on a GPU.
+
+    python scripts/scaling_sweep.py --preset gpu                 # one GPU (or the CPU, slowly)
+    accelerate launch scripts/scaling_sweep.py --preset gpu      # several GPUs
+    python scripts/scaling_sweep.py --preset cpu --out results.csv
+
+Writes one row per model size (parameter counts, tokens, FLOP, held-out loss, seconds) to a CSV whose
+first line records the command, the device and the library versions that produced it (read it
+back with pandas.read_csv(path, comment="#")). Only commit a CSV that this script really wrote.
+"""
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+
+import utils  # noqa: E402
+from utils import scaling as sc  # noqa: E402
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=sorted(sc.SWEEPS), default="gpu")
+    parser.add_argument("--steps", type=int, help="override the preset's number of steps")
+    parser.add_argument("--eval-every", type=int, default=None, help="evaluate every N steps")
+    parser.add_argument("--out", help="CSV to write (default data/scaling_sweep_<preset>.csv)")
+    args = parser.parse_args(argv)
+
+    config = dict(sc.SWEEPS[args.preset])
+    shapes = config.pop("sizes")
+    if args.steps:
+        config["steps"] = args.steps
+    utils.seed_everything(0)
+    text = utils.data_path("pride_and_prejudice.txt").read_text(encoding="utf-8")
+    threads = 1 if args.preset == "cpu" else None
+    results, _, _ = sc.run_sweep(text, shapes, eval_every=args.eval_every, threads=threads,
+                              progress=True, **config)
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        out = Path(args.out or utils.data_path(f"scaling_sweep_{args.preset}.csv"))
+        device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+        versions = ", ".join(f"{k} {v}" for k, v in utils.core.library_versions().items())
+        command = "python scripts/scaling_sweep.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(f"# made by: {command} | device: {device} | {versions}\n")
+            results.to_csv(f, index=False)
+        print(results.to_string(index=False))
+        print(f"wrote {utils.relative(out)}")
+
+
+if __name__ == "__main__":
+    main()
