@@ -12,6 +12,15 @@ from utils.vit import (DIGIT_NAMES, accuracy, cls_attention, digit_to_image, dig
                        small_vit_config, video_token_counts)
 
 
+@pytest.fixture
+def one_thread():
+    """The small ViT trains fastest on one thread; put the process's setting back afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def digits():
     return load_digits_dataset()
@@ -119,7 +128,7 @@ def test_video_token_counts_from_the_timesformer_config():
         video_token_counts(TimesformerConfig(), num_frames=0)
 
 
-def test_small_vit_learns_digits_and_runs_in_the_pipeline(digits, prepared, tmp_path):
+def test_small_vit_learns_digits_and_runs_in_the_pipeline(digits, prepared, tmp_path, one_thread):
     processor, train_data, test_data = prepared
     torch.manual_seed(0)
     model = ViTForImageClassification(small_vit_config())
