@@ -1,0 +1,146 @@
+"""Tests of utils.vit: the digits data set, the patch embedding, [CLS] attention, and a short
+training run of the small ViT that must learn (no Hub, no timing)."""
+import numpy as np
+import pytest
+import torch
+from transformers import TimesformerConfig, ViTForImageClassification, pipeline
+from transformers.models.vit.modeling_vit import ViTPatchEmbeddings
+
+from utils import train
+from utils.vit import (DIGIT_NAMES, accuracy, cls_attention, digit_to_image, digits_processor,
+                       embed_patches_by_matmul, load_digits_dataset, patchify, predict, prepare,
+                       small_vit_config, video_token_counts)
+
+
+@pytest.fixture
+def one_thread():
+    """The small ViT trains fastest on one thread; put the process's setting back afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits_dataset()
+
+
+@pytest.fixture(scope="module")
+def prepared(digits):
+    processor = digits_processor()
+    return processor, prepare(digits["train"], processor), prepare(digits["test"], processor)
+
+
+def test_digit_to_image_maps_grey_levels_to_bytes():
+    values = np.zeros(64)
+    values[:3] = [16, 8, 1]
+    image = digit_to_image(values)
+    assert image.size == (8, 8) and image.mode == "L"
+    assert list(np.asarray(image)[0, :4]) == [255, 128, 16, 0]  # 255 * v / 16, rounded
+
+
+@pytest.mark.parametrize("bad, message", [(np.zeros(63), "64 values"), (np.full(64, 17), "0..16"),
+                                          (np.full(64, -1), "0..16")])
+def test_digit_to_image_rejects_bad_input(bad, message):
+    with pytest.raises(ValueError, match=message):
+        digit_to_image(bad)
+
+
+def test_digits_dataset_is_a_stratified_split(digits):
+    assert digits["train"].num_rows == 1437 and digits["test"].num_rows == 360
+    assert digits["train"].features["label"].names == DIGIT_NAMES
+    assert digits["test"][0]["image"].size == (8, 8)
+    counts = np.bincount(digits["test"]["label"], minlength=10)
+    assert counts.min() >= 35 and counts.max() <= 37  # 20% of 174..183 digits a class
+    again = load_digits_dataset()
+    assert again["test"]["label"] == digits["test"]["label"]
+    with pytest.raises(ValueError, match="test_size"):
+        load_digits_dataset(test_size=1.5)
+
+
+def test_prepare_gives_what_the_pipeline_gives(digits, prepared):
+    processor, _, test = prepared
+    assert test[0]["pixel_values"].shape == (3, 8, 8)
+    assert float(test[:]["pixel_values"].min()) == -1.0 and float(test[:]["pixel_values"].max()) == 1.0
+    classifier = pipeline("image-classification", model=ViTForImageClassification(small_vit_config()),
+                          image_processor=processor)
+    for i in range(3):
+        from_pipeline = classifier.preprocess(digits["test"][i]["image"])["pixel_values"][0]
+        assert torch.allclose(from_pipeline, test[i]["pixel_values"])
+    with pytest.raises(ValueError, match="label"):
+        prepare(digits["test"].remove_columns("label"), processor)
+
+
+def test_patchify_cuts_row_by_row_channel_first():
+    image = torch.arange(2 * 4 * 4, dtype=torch.float32).reshape(1, 2, 4, 4)
+    patches = patchify(image, 2)
+    assert patches.shape == (1, 4, 8)
+    # first patch: channel 0 pixels (0,1,4,5), then channel 1 pixels (16,17,20,21)
+    assert patches[0, 0].tolist() == [0, 1, 4, 5, 16, 17, 20, 21]
+    assert patches[0, 1].tolist() == [2, 3, 6, 7, 18, 19, 22, 23]
+    assert patches[0, 2, :4].tolist() == [8, 9, 12, 13]
+    with pytest.raises(ValueError, match="does not split"):
+        patchify(image, 3)
+    with pytest.raises(ValueError, match="batch, channels"):
+        patchify(image[0], 2)
+
+
+def test_patch_embedding_convolution_is_a_matrix_product():
+    torch.manual_seed(0)
+    config = small_vit_config(image_size=16, patch_size=4, hidden_size=24)
+    embeddings = ViTPatchEmbeddings(config)
+    pixels = torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        expected = embeddings(pixels)
+        ours = embed_patches_by_matmul(pixels, embeddings.projection)
+    assert ours.shape == (3, 16, 24)
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="stride"):
+        embed_patches_by_matmul(pixels, torch.nn.Conv2d(3, 8, kernel_size=4, stride=2))
+
+
+def test_cls_attention_reads_the_first_row_of_the_attention():
+    torch.manual_seed(0)
+    model = ViTForImageClassification(small_vit_config())
+    pixels = torch.randn(2, 3, 8, 8)
+    before = model.config._attn_implementation
+    maps = cls_attention(model, pixels, layer=1)
+    assert model.config._attn_implementation == before and model.training
+    model.set_attn_implementation("eager")
+    with torch.no_grad():
+        weights = model(pixel_values=pixels, output_attentions=True).attentions[1]
+    assert maps.shape == (2, 4, 4)
+    torch.testing.assert_close(maps.flatten(1), weights[:, :, 0, 1:].mean(1))
+    torch.testing.assert_close(maps.sum((1, 2)) + weights[:, :, 0, 0].mean(1), torch.ones(2))
+    with pytest.raises(ValueError, match="layer"):
+        cls_attention(model, pixels, layer=6)
+
+
+def test_video_token_counts_from_the_timesformer_config():
+    counts = video_token_counts(TimesformerConfig())  # 8 frames of 224 x 224 in 16 x 16 patches
+    assert counts["patches_per_frame"] == 196 and counts["image_tokens"] == 197
+    assert counts["video_tokens"] == 8 * 196 + 1 == 1569
+    assert counts["joint_scores"] == 1569**2
+    assert counts["divided_scores"] == 8 * 196 * (8 + 196 + 1)
+    assert video_token_counts(TimesformerConfig(), num_frames=1)["video_tokens"] == 197
+    with pytest.raises(ValueError, match="num_frames"):
+        video_token_counts(TimesformerConfig(), num_frames=0)
+
+
+def test_small_vit_learns_digits_and_runs_in_the_pipeline(digits, prepared, tmp_path, one_thread):
+    processor, train_data, test_data = prepared
+    torch.manual_seed(0)
+    model = ViTForImageClassification(small_vit_config())
+    chance = accuracy(model, test_data)
+    history = train(model, train_data, batch_size=32, epochs=10, lr=1e-3, progress=False,
+                    eval_fn=lambda m: {"accuracy": accuracy(m, test_data)})
+    first, last = history.loss.iloc[:10].mean(), history.loss.iloc[-10:].mean()
+    assert last < 0.5 * first
+    assert chance < 0.3 and history.accuracy.iloc[-1] > 0.6  # chance is 0.1
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    classifier = pipeline("image-classification", model=str(tmp_path))
+    images = digits["test"][:20]["image"]
+    labels = [max(out, key=lambda r: r["score"])["label"] for out in classifier(images)]
+    assert labels == [DIGIT_NAMES[i] for i in predict(model, test_data.select(range(20)))]
