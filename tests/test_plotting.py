@@ -57,6 +57,10 @@ def test_show_masks_titles_give_density_and_save(tmp_path, monkeypatch):
 def test_heatmap_checks_shape_and_annotates():
     ax = plotting.plot_heatmap(np.eye(2), ["a", "b"], ["x", "y"], fmt=".1f")
     assert sorted(t.get_text() for t in ax.texts) == ["0.0", "0.0", "1.0", "1.0"]
+    colours = {t.get_text(): t.get_color() for t in ax.texts}
+    assert colours == {"0.0": "white", "1.0": "black"}  # viridis: dark low, light high
+    blues = plotting.plot_heatmap(np.eye(2), ["a", "b"], ["x", "y"], fmt=".1f", cmap="Blues")
+    assert {t.get_text(): t.get_color() for t in blues.texts} == {"0.0": "black", "1.0": "white"}
     with pytest.raises(ValueError, match="shape"):
         plotting.plot_heatmap(np.eye(2), ["a"], ["x", "y"])
 

@@ -198,11 +198,11 @@ def plot_heatmap(matrix, row_labels, col_labels, *, title=None, fmt=".2f", cmap=
     ax.set_xticks(range(len(col_labels)), [str(c) for c in col_labels], rotation=45, ha="right",
                   fontsize=8)
     ax.set_yticks(range(len(row_labels)), [str(r) for r in row_labels], fontsize=8)
-    if annotate:
-        middle = (np.nanmax(matrix) + np.nanmin(matrix)) / 2
+    if annotate:  # white text on dark cells, black on light ones, whatever the colormap
         for (i, j), v in np.ndenumerate(matrix):
+            r, g, b, _ = image.cmap(image.norm(v))
             ax.text(j, i, format(v, fmt), ha="center", va="center", fontsize=7,
-                    color="white" if v < middle else "black")
+                    color="white" if 0.299 * r + 0.587 * g + 0.114 * b < 0.5 else "black")
     ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     fig.tight_layout()
