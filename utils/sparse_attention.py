@@ -25,7 +25,7 @@ __all__ = [
     "BLOCK_SIZE", "and_masks", "or_masks",
     "band", "dilated", "global_tokens", "random_keys", "block_local", "lookup", "blockwise", "full",
     "longformer", "bigbird", "bigbird_uses_full_attention", "star_transformer", "atomic_patterns", "compounds",
-    "dense_mask", "block_table", "token_density", "block_density",
+    "dense_mask", "block_table", "token_density", "block_density", "tiles", "longformer_attended",
     "reference_attention", "naive_attention", "sdpa_attention", "flex_sparse_attention",
     "block_sparse_attention", "KERNELS", "benchmark_patterns", "benchmark",
 ]
@@ -93,11 +93,11 @@ def lookup(table):
 
         return lookup_mask
 
-    flat = table.reshape(-1, table.shape[-1])  # (heads * n, n): row h * n + q holds head h's query q
+    flat = table.flatten()  # one axis: fewer symbolic sizes for torch.compile
     n = torch.tensor(table.shape[-1])
 
     def per_head_lookup_mask(b, h, q_idx, kv_idx):
-        return flat[h * n + q_idx, kv_idx]
+        return flat[(h * n + q_idx) * n + kv_idx]
 
     return per_head_lookup_mask
 
@@ -289,6 +289,36 @@ def block_density(mask_mod, n, *, heads=1, block_size=BLOCK_SIZE, device="cpu"):
     return anys.float().mean().item()
 
 
+def tiles(mask, block_size):
+    """Which block_size x block_size tiles of a dense bool mask (..., n, n) hold any True: (..., n_blocks, n_blocks)."""
+    bs = _check_int("block_size", block_size, 1)
+    n = mask.shape[-1]
+    n_blocks = -(-n // bs)
+    padded = F.pad(mask, (0, n_blocks * bs - n, 0, n_blocks * bs - mask.shape[-2]))
+    return padded.unflatten(-1, (n_blocks, bs)).unflatten(-3, (n_blocks, bs)).any(dim=-1).any(dim=-2)
+
+
+def longformer_attended(attentions, global_attentions, global_attention_mask):
+    """The (batch, heads, n, n) bool mask of the pairs a transformers LongformerModel layer attended, read
+    from its outputs: ``attentions`` (batch, heads, n, x + w + 1) holds, per query, the weights on the x
+    global tokens and then on the keys at offsets -w/2 .. w/2; ``global_attentions`` (batch, heads, n', x)
+    the weights of each global query on every key (n' >= n: the model pads to a multiple of w)."""
+    batch, heads, n, width = attentions.shape
+    x = 0 if global_attentions is None else global_attentions.shape[-1]
+    half = (width - x - 1) // 2
+    keys = torch.arange(n)[:, None] + torch.arange(-half, half + 1)  # key of each window slot, (n, w + 1)
+    inside = (keys >= 0) & (keys < n)
+    counts = torch.zeros(batch, heads, n, n)
+    slots = keys.clamp(0, n - 1).expand(batch, heads, n, -1)
+    counts.scatter_add_(-1, slots, ((attentions[..., x:] > 0) & inside).float())
+    attended = counts > 0
+    for b in range(batch):
+        for g, p in enumerate(global_attention_mask[b].nonzero()[:, 0].tolist()):
+            attended[b, :, :, p] |= attentions[b, :, :, g] > 0  # every query on global key p
+            attended[b, :, p, :] = global_attentions[b, :, :n, g] > 0  # global query p on every key
+    return attended
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Kernels: (q, k, v, mask_mod) -> output, q, k, v of shape (batch, heads, n, head_dim)
 # ---------------------------------------------------------------------------------------------------------
@@ -330,8 +360,14 @@ def sdpa_attention(q, k, v, mask_mod):
 
 
 @functools.cache
-def _compiled_flex():
-    return torch.compile(flex_attention, dynamic=True)
+def _compiled_flex(dynamic=True):
+    return torch.compile(flex_attention, dynamic=dynamic)
+
+
+# Patterns whose kernel torch 2.13 fails to build with dynamic shapes on the CPU: its C++ template renames
+# a size symbol by plain text replacement ("ks1" also hits "ks14"), which breaks once a kernel has more than
+# ten symbolic sizes. Those patterns get a kernel compiled for their exact shapes instead.
+_STATIC_ONLY = set()
 
 
 @functools.lru_cache(maxsize=32)
@@ -354,31 +390,42 @@ def flex_sparse_attention(q, k, v, mask_mod):
     """(3) FlexAttention compiled with torch.compile, skipping the tiles the BlockMask leaves out."""
     _, heads, n, _ = _check_qkv(q, k, v, mask_mod)
     block_mask = to_block_mask(mask_mod, n, heads=heads, device=str(q.device))
-    return _compiled_flex()(q, k, v, block_mask=block_mask)
+    if mask_mod not in _STATIC_ONLY:
+        try:
+            return _compiled_flex(dynamic=True)(q, k, v, block_mask=block_mask)
+        except Exception as error:  # torch._inductor.exc.InductorError
+            if q.device.type != "cpu" or "SplitSize" not in str(error):
+                raise
+            _STATIC_ONLY.add(mask_mod)
+    return _compiled_flex(dynamic=False)(q, k, v, block_mask=block_mask)
 
 
 @functools.lru_cache(maxsize=32)
 def _gather_plan(mask_mod, n, heads, block_size, device):
-    """For each group of query blocks that need the same number K of key blocks: the (head, query block)
-    pairs, their K key blocks, and the token mask inside those tiles."""
+    """Query blocks grouped by how many key blocks K they need. Per group: the query blocks, their K key
+    blocks (as rows of the block axis, or of the flattened (head, block) axis when heads differ), the
+    (G, block_size, K * block_size) mask of pairs to drop inside those tiles, and its fully masked rows."""
     anys, _ = block_table(mask_mod, n, heads=heads, block_size=block_size, device=device)
     shared = anys.shape[0] == 1  # one pattern for every head
+    n_blocks = anys.shape[-1]
     counts = anys.sum(dim=-1)
     offsets = torch.arange(block_size, device=device)
+    b = torch.zeros((), dtype=torch.long, device=device)
     groups = []
     for K in counts.unique().tolist():
         if K == 0:
             continue  # query blocks that see nothing keep their zero output
         head, q_block = (counts == K).nonzero(as_tuple=True)
-        kv_blocks = anys[head, q_block].nonzero()[:, 1].view(-1, K)
+        kv_block = anys[head, q_block].nonzero()[:, 1].view(-1, K)
         q_pos = q_block[:, None] * block_size + offsets  # (G, bs)
-        kv_pos = (kv_blocks[:, :, None] * block_size + offsets).flatten(1)  # (G, K * bs)
-        b = torch.zeros((), dtype=torch.long, device=device)
+        kv_pos = (kv_block[:, :, None] * block_size + offsets).flatten(1)  # (G, K * bs)
         allowed = mask_mod(b, head[:, None, None], q_pos.clamp(max=n - 1)[:, :, None],
                            kv_pos.clamp(max=n - 1)[:, None, :])
-        allowed = allowed & (kv_pos < n)[:, None, :]
-        dead = ~allowed.any(dim=-1, keepdim=True)
-        groups.append((head, q_block, kv_blocks, allowed, dead if dead.any() else None))
+        masked = ~(allowed & (kv_pos < n)[:, None, :])
+        dead = masked.all(dim=-1, keepdim=True)
+        if not shared:  # rows of the flattened (head, block) axis
+            q_block, kv_block = head * n_blocks + q_block, head[:, None] * n_blocks + kv_block
+        groups.append((q_block, kv_block, masked, dead if dead.any() else None))
     return shared, groups
 
 
@@ -390,22 +437,21 @@ def block_sparse_attention(q, k, v, mask_mod, block_size=BLOCK_SIZE):
     shared, groups = _gather_plan(mask_mod, n, heads, bs, str(q.device))
     n_blocks = -(-n // bs)
     pad = (0, 0, 0, n_blocks * bs - n)
-    qb, kb, vb = (F.pad(t, pad).view(batch, heads, n_blocks, bs, d) for t in (q, k, v))
-    out = q.new_zeros(batch, heads, n_blocks, bs, d)
-    for head, q_block, kv_blocks, allowed, dead in groups:
-        if shared:  # the same tiles for all heads: gather along the block axis only
-            qg, kg, vg = qb[:, :, q_block], kb[:, :, kv_blocks], vb[:, :, kv_blocks]
-        else:  # per-head tiles: pick (head, block) pairs
-            qg, kg, vg = qb[:, head, q_block], kb[:, head[:, None], kv_blocks], vb[:, head[:, None], kv_blocks]
-        kg, vg = kg.flatten(-3, -2), vg.flatten(-3, -2)  # (..., G, K * bs, d)
-        scores = (qg @ kg.transpose(-1, -2)).mul_(1 / math.sqrt(d)).masked_fill_(~allowed, float("-inf"))
+    # one row per block: (batch, heads, blocks, bs * d) for a shared pattern, (batch, heads * blocks, bs * d) if not
+    rows = (batch, heads, n_blocks, bs * d) if shared else (batch, heads * n_blocks, bs * d)
+    qb, kb, vb = (F.pad(t, pad).reshape(rows) for t in (q, k, v))
+    axis = qb.dim() - 2
+    out = torch.zeros_like(qb)
+    for q_block, kv_block, masked, dead in groups:
+        G, K = kv_block.shape
+        qg = qb.index_select(axis, q_block).unflatten(-1, (bs, d))  # (..., G, bs, d)
+        kg = kb.index_select(axis, kv_block.flatten()).unflatten(axis, (G, K)).reshape(qg.shape[:-3] + (G, K * bs, d))
+        vg = vb.index_select(axis, kv_block.flatten()).unflatten(axis, (G, K)).reshape(kg.shape)
+        scores = (qg @ kg.transpose(-1, -2)).mul_(1 / math.sqrt(d)).masked_fill_(masked, float("-inf"))
         weights = torch.softmax(scores, dim=-1)
         if dead is not None:
             weights.masked_fill_(dead, 0.0)  # fully masked rows give zeros
-        if shared:
-            out[:, :, q_block] = weights @ vg
-        else:
-            out[:, head, q_block] = weights @ vg
+        out.index_copy_(axis, q_block, (weights @ vg).flatten(-2))
     return out.view(batch, heads, n_blocks * bs, d)[:, :, :n]
 
 
@@ -441,17 +487,9 @@ def benchmark(ns, *, patterns=None, kernels=None, heads=4, head_dim=64, repeat=3
     unknown = set(kernels) - set(KERNELS)
     if unknown:
         raise ValueError(f"unknown kernels {sorted(unknown)}; choose from {sorted(KERNELS)}")
-    cuda = torch.device(device).type == "cuda"
 
     def timed(fn):
-        def call():
-            out = fn()
-            if cuda:
-                torch.cuda.synchronize()
-            return out
-        ms = time_ms(call, warmup=1, repeat=repeat)
-        memory = None if cuda else peak_mib(call)
-        return ms, memory
+        return time_ms(fn, warmup=1, repeat=repeat), peak_mib(fn, device=str(device))
 
     generator = torch.Generator(device=device).manual_seed(seed)
     for n in ns:

@@ -15,7 +15,9 @@ __all__ = ["RECORD_FIELDS", "SUITES", "register", "time_ms", "peak_mib", "run", 
 RECORD_FIELDS = ("suite", "kernel", "pattern", "n", "ms", "peak_mib", "density")
 
 # suite name -> module that registers it (imported only when the suite is asked for)
-SUITES = {}
+SUITES = {
+    "sparse": "utils.sparse_attention",
+}
 
 _REGISTRY = {}
 
