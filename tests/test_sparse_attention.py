@@ -223,7 +223,7 @@ def test_bigbird_falls_back_to_full_attention_on_short_inputs():
     ids = torch.randint(3, 100, (1, n))
     with torch.no_grad():
         model(ids)  # switches the model to full attention
-    assert model.config.attention_type == "original_full"
+    assert model.attention_type == "original_full"
     seen = []
     hook = model.encoder.layer[0].attention.self.register_forward_hook(lambda m, i, o: seen.append(o[1]))
     with torch.no_grad():
