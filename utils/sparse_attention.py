@@ -210,12 +210,11 @@ def atomic_patterns(n=64, seed=0):
 
 def compounds(n=64, seed=0):
     """The compound patterns at length ``n`` (for figures)."""
-    block = max(1, n // 8)
     return {
         "Star-Transformer": star_transformer(0),
         "Longformer": longformer(max(1, n // 16), [0, n // 2]),
-        "BigBird": bigbird(n, block, 1, seed=seed),
-        "block-local": block_local(block),
+        "BigBird": bigbird(n, max(1, n // 16), 1, seed=seed),
+        "block-local": block_local(max(1, n // 8)),
     }
 
 
@@ -361,6 +360,9 @@ def sdpa_attention(q, k, v, mask_mod):
 
 @functools.cache
 def _compiled_flex(dynamic=True):
+    # Each new pattern function is one more compiled variant of flex_attention. Past dynamo's limit of 8
+    # variants per function it would silently run flex_attention uncompiled, which holds all n x n scores.
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
     return torch.compile(flex_attention, dynamic=dynamic)
 
 
