@@ -18,7 +18,7 @@ SKIP_MESSAGE = "Skipped: this cell needs the Hugging Face Hub, which cannot be r
 @dataclass(frozen=True)
 class Checkpoint:
     repo_id: str
-    revision: str  # the commit the transformers pipeline pins as its default for this task
+    revision: str | None = None  # the commit a transformers pipeline pins, where one does
 
     @property
     def card_url(self):
@@ -26,12 +26,17 @@ class Checkpoint:
 
 
 # The pretrained checkpoints the course uses, in one place. Revisions are the ones the
-# pipeline defaults pin in transformers 5.23 (tests/test_hub.py checks they still agree).
+# pipeline defaults pin in transformers 5.23 (tests/test_hub.py checks they still agree);
+# no pipeline pins GPT-2 (notebook 01 counts its parameters) or the two long-document models
+# whose configs notebook 02 reads.
 CHECKPOINTS = {
     "vit": Checkpoint("google/vit-base-patch16-224", "3f49326"),
     "tapas": Checkpoint("google/tapas-base-finetuned-wtq", "e3dde19"),
     "wav2vec2": Checkpoint("facebook/wav2vec2-base-960h", "22aad52"),
     "clip": Checkpoint("openai/clip-vit-base-patch32", "3d74acf"),
+    "gpt2": Checkpoint("openai-community/gpt2"),
+    "longformer": Checkpoint("allenai/longformer-base-4096"),
+    "bigbird": Checkpoint("google/bigbird-roberta-base"),
 }
 
 _TRUE = {"1", "on", "yes", "true"}

@@ -19,6 +19,7 @@ RECORD_FIELDS = ("suite", "kernel", "pattern", "n", "ms", "peak_mib", "density")
 
 # suite name -> module that registers it (imported only when the suite is asked for)
 SUITES = {
+    "sparse": "utils.sparse_attention",
     "linear": "utils.linear_attention",
 }
 

@@ -1,0 +1,232 @@
+"""Tests of utils.sparse_attention: patterns against explicit masks, kernels against the float64 reference,
+and the patterns against the positions that transformers' Longformer and BigBird really attend."""
+import pytest
+import torch
+
+from utils import sparse_attention as sa
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def grid(n):
+    return torch.arange(n)[:, None], torch.arange(n)[None, :]
+
+
+def dense(pattern, n, heads=1):
+    return sa.dense_mask(pattern, n, heads=heads)
+
+
+def drop_late_queries(b, h, q_idx, kv_idx):
+    """Queries from position 100 on see nothing: fully masked rows."""
+    return q_idx < 100
+
+
+# ------------------------------------------------------------------------------------------------ patterns
+def test_atomic_patterns_match_their_definitions():
+    n = 37
+    i, j = grid(n)
+    assert torch.equal(dense(sa.band(3), n)[0], (i - j).abs() <= 3)
+    assert torch.equal(dense(sa.dilated(8, 3), n)[0], ((i - j).abs() <= 8) & ((i - j) % 3 == 0))
+    assert torch.equal(dense(sa.global_tokens(0, 5), n)[0], (i == 0) | (j == 0) | (i == 5) | (j == 5))
+    assert torch.equal(dense(sa.block_local(8), n)[0], i // 8 == j // 8)
+    assert dense(sa.full(), n).all()
+
+
+def test_random_keys_draws_k_distinct_keys_per_query_and_head():
+    pattern = sa.random_keys(50, 4, seed=3, heads=2, exclude=sa.band(1))
+    mask = dense(pattern, 50, heads=2)
+    assert mask.shape == (2, 50, 50)
+    assert (mask.sum(-1) == 4).all()
+    assert not (mask & dense(sa.band(1), 50)).any()  # never inside the excluded pattern
+    assert not torch.equal(mask[0], mask[1])  # heads draw separately
+    assert torch.equal(mask, dense(sa.random_keys(50, 4, seed=3, heads=2, exclude=sa.band(1)), 50, heads=2))
+    assert not torch.equal(mask, dense(sa.random_keys(50, 4, seed=4, heads=2, exclude=sa.band(1)), 50, heads=2))
+
+
+def test_compounds_are_and_or_compositions():
+    n = 40
+    band, glob = dense(sa.band(2), n), dense(sa.global_tokens(0, 20), n)
+    assert torch.equal(dense(sa.longformer(2, [0, 20]), n), band | glob)
+    assert torch.equal(dense(sa.and_masks(sa.band(2), sa.global_tokens(0, 20)), n), band & glob)
+    assert torch.equal(dense(sa.star_transformer(0), n), dense(sa.band(1), n) | dense(sa.global_tokens(0), n))
+
+
+def test_bigbird_blocks_window_global_random_and_fallback():
+    n, bs, r = 96, 8, 2  # 12 blocks
+    mask = dense(sa.bigbird(n, bs, r, heads=3, seed=1), n, heads=3)
+    blocks = sa.tiles(mask, bs)
+    qb, kb = grid(12)
+    window_and_global = ((qb - kb).abs() <= 1) | (qb == 0) | (kb == 0) | (qb == 11) | (kb == 11)
+    assert (blocks & window_and_global).sum() == 3 * window_and_global.sum()
+    random = blocks & ~window_and_global
+    assert (random[:, 1:-1].sum(-1) == r).all()  # r random blocks in every non-global row
+    assert torch.equal(mask, blocks.repeat_interleave(bs, -1).repeat_interleave(bs, -2))  # whole blocks
+    assert sa.bigbird_uses_full_attention((5 + 2 * r) * bs, bs, r)
+    assert dense(sa.bigbird((5 + 2 * r) * bs, bs, r), (5 + 2 * r) * bs).all()
+
+
+def test_densities_follow_the_formulas():
+    n, w = 256, 5
+    assert sa.token_density(sa.band(w), n) == pytest.approx(((2 * w + 1) * n - w * (w + 1)) / n**2)
+    assert sa.token_density(sa.block_local(16), n) == pytest.approx(16 / n)
+    assert sa.token_density(sa.global_tokens(0, 1), n) == pytest.approx((4 * n - 4) / n**2)
+    assert sa.token_density(sa.random_keys(n, 7), n) == pytest.approx(7 / n)
+    # block density: a band of 256 on 128-tiles at n = 8192 computes 5 tiles a row, 3 fewer at the edges
+    assert sa.block_density(sa.band(256), 8192) == pytest.approx((64 * 5 - 6) / 64**2)
+
+
+def test_block_table_agrees_with_the_dense_mask():
+    n, bs = 150, 16  # not a multiple of the block
+    pattern = sa.bigbird(n, 16, 1, heads=2, seed=0)
+    anys, fulls = sa.block_table(pattern, n, heads=2, block_size=bs)
+    mask = dense(pattern, n, heads=2)
+    assert torch.equal(anys, sa.tiles(mask, bs))
+    assert fulls[:, :-1, :-1].eq(sa.tiles(~mask, bs)[:, :-1, :-1].logical_not()).all()
+    assert not fulls[:, -1].any() and not fulls[:, :, -1].any()  # edge tiles stick out: never full
+
+
+# ------------------------------------------------------------------------------------------------- kernels
+def cases():
+    """(name, pattern, n, batch, heads): odd n, one head, batch > 1, per-head patterns, empty rows."""
+    return [
+        ("band", sa.band(7), 200, 2, 3),
+        ("dilated", sa.dilated(40, 4), 131, 1, 1),
+        ("global", sa.global_tokens(0, 64), 129, 3, 1),
+        ("random", sa.random_keys(150, 9, heads=2, seed=5), 150, 2, 2),
+        ("block-local", sa.block_local(32), 100, 1, 2),
+        ("Longformer", sa.longformer(6, [0, 50]), 257, 2, 1),
+        ("BigBird", sa.bigbird(300, 16, 2, heads=2, seed=2), 300, 2, 2),
+        ("Star", sa.star_transformer(3), 77, 1, 1),
+        ("empty rows", sa.and_masks(sa.band(4), drop_late_queries), 140, 2, 2),
+    ]
+
+
+def random_qkv(batch, heads, n, d=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(batch, heads, n, d, generator=g) for _ in range(3)]
+
+
+@pytest.mark.parametrize("kernel", ["naive", "sdpa_mask", "block_sparse"])
+@pytest.mark.parametrize("name,pattern,n,batch,heads", cases(), ids=[c[0] for c in cases()])
+def test_eager_kernels_match_the_reference(kernel, name, pattern, n, batch, heads):
+    q, k, v = random_qkv(batch, heads, n)
+    expected = sa.reference_attention(q, k, v, dense(pattern, n, heads))
+    out = sa.KERNELS[kernel](q, k, v, pattern)
+    assert not out.isnan().any()
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("block_size", [7, 16, 64])
+def test_block_sparse_any_block_size(block_size):
+    pattern, n = sa.bigbird(100, 10, 1, heads=2, seed=1), 100
+    q, k, v = random_qkv(2, 2, n)
+    expected = sa.reference_attention(q, k, v, dense(pattern, n, 2))
+    torch.testing.assert_close(sa.block_sparse_attention(q, k, v, pattern, block_size), expected, atol=1e-5, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def flex_cases():
+    """Two pattern shapes only: every new pattern function costs a compilation."""
+    return [
+        (sa.and_masks(sa.band(4), drop_late_queries), 140, 2, 2),
+        (sa.and_masks(sa.band(9), drop_late_queries), 257, 1, 1),
+        (sa.bigbird(300, 16, 2, heads=2, seed=2), 300, 2, 2),
+        (sa.bigbird(200, 16, 1, heads=3, seed=4), 200, 1, 3),
+    ]
+
+
+def test_compiled_flex_matches_the_reference(flex_cases):
+    for pattern, n, batch, heads in flex_cases:
+        q, k, v = random_qkv(batch, heads, n)
+        expected = sa.reference_attention(q, k, v, dense(pattern, n, heads))
+        out = sa.flex_sparse_attention(q, k, v, pattern)
+        assert not out.isnan().any()
+        torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+
+
+def test_fully_masked_rows_give_zeros():
+    pattern, n = sa.and_masks(sa.band(4), drop_late_queries), 140
+    q, k, v = random_qkv(1, 2, n)
+    for kernel in ("naive", "sdpa_mask", "block_sparse"):
+        out = sa.KERNELS[kernel](q, k, v, pattern)
+        assert torch.equal(out[:, :, 100:], torch.zeros_like(out[:, :, 100:])), kernel
+        assert out[:, :, :100].abs().sum() > 0
+
+
+def test_bad_input_is_named():
+    with pytest.raises(ValueError, match="window"):
+        sa.band(-1)
+    with pytest.raises(ValueError, match="dilation"):
+        sa.dilated(4, 0)
+    with pytest.raises(ValueError, match="keys_per_query"):
+        sa.random_keys(5, 6)
+    with pytest.raises(ValueError, match="one shape"):
+        sa.naive_attention(torch.zeros(1, 1, 4, 2), torch.zeros(1, 1, 5, 2), torch.zeros(1, 1, 5, 2), sa.band(1))
+    with pytest.raises(TypeError, match="mask_mod"):
+        sa.sdpa_attention(*random_qkv(1, 1, 4), "band")
+    with pytest.raises(TypeError, match="bool"):
+        sa.dense_mask(lambda b, h, q, kv: q - kv, 4)
+    with pytest.raises(ValueError, match="unknown kernels"):
+        list(sa.benchmark([64], kernels=["fast"]))
+
+
+# --------------------------------------------------------------------------- against transformers' models
+def test_longformer_attends_exactly_band_plus_global():
+    from transformers import LongformerConfig, LongformerModel
+
+    n, window, glob = 64, 8, [0, 40]
+    config = LongformerConfig(attention_window=window, hidden_size=32, num_attention_heads=2,
+                              num_hidden_layers=1, intermediate_size=64, max_position_embeddings=n + 2,
+                              vocab_size=100)
+    torch.manual_seed(0)
+    model = LongformerModel(config).eval()
+    ids = torch.randint(3, 100, (2, n))
+    global_mask = torch.zeros(2, n, dtype=torch.long)
+    global_mask[:, glob] = 1
+    with torch.no_grad():
+        out = model(ids, global_attention_mask=global_mask, output_attentions=True)
+    attended = sa.longformer_attended(out.attentions[0], out.global_attentions[0], global_mask)
+    assert torch.equal(attended, dense(sa.longformer(window // 2, glob), n).expand(2, 2, n, n))
+
+
+def bigbird_model(train, block_size=8, random_blocks=2, seed=0):
+    from transformers import BigBirdConfig, BigBirdModel
+
+    config = BigBirdConfig(vocab_size=100, hidden_size=32, num_attention_heads=2, num_hidden_layers=2,
+                           intermediate_size=64, max_position_embeddings=256, attention_type="block_sparse",
+                           block_size=block_size, num_random_blocks=random_blocks, hidden_dropout_prob=0.0,
+                           attention_probs_dropout_prob=0.0)
+    torch.manual_seed(seed)
+    return BigBirdModel(config).train(train)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_bigbird_block_sparse_attends_our_pattern(train):
+    n, bs, r, heads = 128, 8, 2, 2
+    model = bigbird_model(train, bs, r)
+    with torch.no_grad():
+        out = model(torch.randint(3, 100, (1, n)), output_attentions=True)
+    n_blocks = n // bs
+    window_and_global = dense(sa.or_masks(sa.band(1), sa.global_tokens(0, n_blocks - 1)), n_blocks)
+    for layer in out.attentions:
+        attended = layer[0] > 0
+        random = sa.tiles(attended, bs) & ~window_and_global
+        assert (random[:, 1:-1].sum(-1) == (r if train else 0)).all()  # eval draws no random blocks
+        ours = sa.bigbird(n, bs, r, heads=heads, random_blocks=random)
+        assert torch.equal(attended, dense(ours, n, heads))
+
+
+def test_bigbird_falls_back_to_full_attention_on_short_inputs():
+    bs, r = 8, 2
+    n = (5 + 2 * r) * bs
+    model = bigbird_model(True, bs, r)
+    ids = torch.randint(3, 100, (1, n))
+    with torch.no_grad():
+        model(ids)  # switches the model to full attention
+    assert model.attention_type == "original_full"
+    seen = []
+    hook = model.encoder.layer[0].attention.self.register_forward_hook(lambda m, i, o: seen.append(o[1]))
+    with torch.no_grad():
+        model(ids, output_attentions=True)
+    hook.remove()
+    assert torch.equal(seen[0][0] > 0, dense(sa.bigbird(n, bs, r), n).expand(2, n, n))

@@ -1,0 +1,530 @@
+"""Sparse attention patterns, four kernels that apply them, and the ``sparse`` benchmark suite.
+
+A pattern is a function ``mask_mod(b, h, q_idx, kv_idx) -> bool tensor``: True where query ``q_idx`` may
+attend key ``kv_idx`` (the convention of ``torch.nn.attention.flex_attention`` and of attention-gym).
+Our patterns use only elementwise operations and indexing, so one function serves both FlexAttention,
+which calls it on scalars, and ``dense_mask``, which calls it on broadcast index grids. Compose them with
+``or_masks`` and ``and_masks``. Numeric parameters live in 0-d tensors, so a compiled FlexAttention kernel
+is reused when only their values change. Patterns never depend on the batch index.
+
+Rule for fully masked rows: a query that may attend no key at all gets an output of zeros (no NaN), in
+every kernel here, as torch's SDPA and FlexAttention also do.
+"""
+
+import functools
+import math
+import numbers
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention.flex_attention import BlockMask, and_masks, flex_attention, or_masks
+
+from utils.benchmarks import peak_mib, register, time_ms
+
+__all__ = [
+    "BLOCK_SIZE", "and_masks", "or_masks",
+    "band", "dilated", "global_tokens", "random_keys", "block_local", "lookup", "blockwise", "full",
+    "longformer", "bigbird", "bigbird_uses_full_attention", "star_transformer", "atomic_patterns", "compounds",
+    "dense_mask", "block_table", "token_density", "block_density", "tiles", "longformer_attended",
+    "reference_attention", "naive_attention", "sdpa_attention", "flex_sparse_attention",
+    "block_sparse_attention", "KERNELS", "benchmark_patterns", "benchmark",
+]
+
+BLOCK_SIZE = 128  # the tile a kernel skips or computes: FlexAttention's default block
+
+
+def _check_int(name, value, minimum=0):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The five atomic patterns
+# ---------------------------------------------------------------------------------------------------------
+def band(window):
+    """Sliding window: query i attends key j when |i - j| <= window (``window`` keys on each side)."""
+    w = torch.tensor(_check_int("window", window))
+
+    def band_mask(b, h, q_idx, kv_idx):
+        return (q_idx - kv_idx).abs() <= w
+
+    return band_mask
+
+
+def dilated(window, dilation):
+    """Dilated window: keys at most ``window`` away whose distance is a multiple of ``dilation``."""
+    w = torch.tensor(_check_int("window", window))
+    d = torch.tensor(_check_int("dilation", dilation, 1))
+
+    def dilated_mask(b, h, q_idx, kv_idx):
+        distance = (q_idx - kv_idx).abs()
+        return (distance <= w) & (distance % d == 0)
+
+    return dilated_mask
+
+
+def global_tokens(*positions):
+    """Global attention: the tokens at ``positions`` attend every key, and every query attends them."""
+    if not positions:
+        raise ValueError("global_tokens needs at least one position")
+    pos = [torch.tensor(_check_int("position", p)) for p in sorted(set(positions))]
+
+    def global_mask(b, h, q_idx, kv_idx):
+        hit = (q_idx == pos[0]) | (kv_idx == pos[0])
+        for p in pos[1:]:
+            hit = hit | (q_idx == p) | (kv_idx == p)
+        return hit
+
+    return global_mask
+
+
+def lookup(table):
+    """A pattern read from a boolean table, shape (n, n) or (heads, n, n): True where the query attends."""
+    if not isinstance(table, torch.Tensor) or table.dtype != torch.bool or table.dim() not in (2, 3):
+        raise ValueError("lookup needs a bool tensor of shape (n, n) or (heads, n, n)")
+    if table.shape[-1] != table.shape[-2]:
+        raise ValueError(f"lookup needs a square table, got shape {tuple(table.shape)}")
+    if table.dim() == 2 or table.shape[0] == 1:
+        shared = table.reshape(table.shape[-2:])
+
+        def lookup_mask(b, h, q_idx, kv_idx):
+            return shared[q_idx, kv_idx]
+
+        return lookup_mask
+
+    flat = table.flatten()  # one axis: fewer symbolic sizes for torch.compile
+    n = torch.tensor(table.shape[-1])
+
+    def per_head_lookup_mask(b, h, q_idx, kv_idx):
+        return flat[(h * n + q_idx) * n + kv_idx]
+
+    return per_head_lookup_mask
+
+
+def random_keys(n, keys_per_query, *, seed=0, heads=1, exclude=None, device=None):
+    """Random attention: each query of a length-``n`` sequence attends ``keys_per_query`` keys drawn
+    uniformly without replacement (a different draw per head), among the keys that the pattern ``exclude``
+    does not already cover (fewer when fewer are left). Reproducible from ``seed``."""
+    n = _check_int("n", n, 1)
+    k = _check_int("keys_per_query", keys_per_query)
+    heads = _check_int("heads", heads, 1)
+    if k > n:
+        raise ValueError(f"keys_per_query={k} is more than the n={n} keys there are")
+    generator = torch.Generator().manual_seed(_check_int("seed", seed))
+    table = torch.zeros(heads, n, n, dtype=torch.bool)
+    rows_per_chunk = max(1, 2**22 // (heads * n))
+    for start in range(0, n, rows_per_chunk):
+        stop = min(n, start + rows_per_chunk)
+        scores = torch.rand(heads, stop - start, n, generator=generator)
+        if exclude is not None:
+            scores.masked_fill_(_evaluate(exclude, torch.arange(start, stop), n, heads, "cpu"), -1.0)
+        top, idx = scores.topk(k, dim=-1)
+        table[:, start:stop].scatter_(-1, idx, top >= 0)  # excluded keys (score -1) only when too few are left
+    return lookup(table.to(device) if device is not None else table)
+
+
+def block_local(block_size):
+    """Block-local attention: the sequence is cut into blocks and a query attends the keys of its block."""
+    size = torch.tensor(_check_int("block_size", block_size, 1))
+
+    def block_local_mask(b, h, q_idx, kv_idx):
+        return q_idx // size == kv_idx // size
+
+    return block_local_mask
+
+
+def blockwise(pattern, block_size):
+    """Lift a pattern from tokens to blocks: query i attends key j when block i // size attends block j // size."""
+    size = torch.tensor(_check_int("block_size", block_size, 1))
+
+    def blockwise_mask(b, h, q_idx, kv_idx):
+        return pattern(b, h, q_idx // size, kv_idx // size)
+
+    return blockwise_mask
+
+
+def full():
+    """Dense attention: every query attends every key."""
+
+    def full_mask(b, h, q_idx, kv_idx):
+        return (q_idx >= 0) & (kv_idx >= 0)
+
+    return full_mask
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Compounds
+# ---------------------------------------------------------------------------------------------------------
+def longformer(window, global_positions):
+    """Longformer (Beltagy et al. 2020): a band of ``window`` keys on each side plus global tokens.
+    transformers' ``attention_window`` is the two-sided width, so it corresponds to ``window = attention_window // 2``."""
+    return or_masks(band(window), global_tokens(*global_positions))
+
+
+def star_transformer(relay=0):
+    """Star-Transformer (Guo et al. 2019): each token sees its two neighbours (a band of 3) and one relay token."""
+    return or_masks(band(1), global_tokens(relay))
+
+
+def bigbird_uses_full_attention(n, block_size, num_random_blocks):
+    """transformers' BigBirdModel switches to full attention when n <= (5 + 2 r) * block_size."""
+    return n <= (5 + 2 * num_random_blocks) * block_size
+
+
+def bigbird(n, block_size=64, num_random_blocks=3, *, seed=0, heads=1, random_blocks=None,
+            full_when_short=True, device=None):
+    """BigBird's ITC pattern (Zaheer et al. 2020) on blocks of ``block_size`` tokens, as transformers runs it:
+    the first and last blocks are global, each block sees its neighbour blocks (a band of 3 blocks), and
+    ``num_random_blocks`` random blocks per query block and head, drawn outside window and global blocks.
+    ``random_blocks`` (bool, (heads, n_blocks, n_blocks)) replaces the draw with given random blocks.
+    With ``full_when_short`` it is full attention when the model would fall back to it (see
+    ``bigbird_uses_full_attention``)."""
+    n = _check_int("n", n, 1)
+    block_size = _check_int("block_size", block_size, 1)
+    r = _check_int("num_random_blocks", num_random_blocks)
+    if full_when_short and bigbird_uses_full_attention(n, block_size, r):
+        return full()
+    n_blocks = -(-n // block_size)
+    window_and_global = or_masks(band(1), global_tokens(0, n_blocks - 1))
+    if random_blocks is None:
+        random = random_keys(n_blocks, min(r, n_blocks), seed=seed, heads=heads, exclude=window_and_global,
+                             device=device)
+    else:
+        if tuple(random_blocks.shape[-2:]) != (n_blocks, n_blocks):
+            raise ValueError(f"random_blocks must end in ({n_blocks}, {n_blocks}), got {tuple(random_blocks.shape)}")
+        random = lookup(random_blocks.to(device) if device is not None else random_blocks)
+    return blockwise(or_masks(window_and_global, random), block_size)
+
+
+def atomic_patterns(n=64, seed=0):
+    """The five atomic patterns with parameters that read well at length ``n`` (for figures)."""
+    return {
+        "global": global_tokens(0, n // 2),
+        "band": band(max(1, n // 32)),
+        "dilated": dilated(max(2, n // 8), 2),
+        "random": random_keys(n, max(1, n // 16), seed=seed),
+        "block-local": block_local(max(1, n // 8)),
+    }
+
+
+def compounds(n=64, seed=0):
+    """The compound patterns at length ``n`` (for figures)."""
+    return {
+        "Star-Transformer": star_transformer(0),
+        "Longformer": longformer(max(1, n // 16), [0, n // 2]),
+        "BigBird": bigbird(n, max(1, n // 16), 1, seed=seed),
+        "block-local": block_local(max(1, n // 8)),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Evaluating a pattern: dense masks, block tables, densities
+# ---------------------------------------------------------------------------------------------------------
+def _evaluate(mask_mod, rows, n, heads, device):
+    """The pattern on query rows ``rows`` and all n keys: bool (1 or heads, len(rows), n)."""
+    b = torch.zeros((), dtype=torch.long, device=device)
+    h = torch.arange(heads, device=device).view(heads, 1, 1)
+    q = rows.to(device).view(1, -1, 1)
+    kv = torch.arange(n, device=device).view(1, 1, n)
+    m = mask_mod(b, h, q, kv)
+    if not isinstance(m, torch.Tensor) or m.dtype != torch.bool:
+        raise TypeError(f"pattern {getattr(mask_mod, '__name__', mask_mod)!r} must return a bool tensor")
+    shape = torch.broadcast_shapes(m.shape, (1, len(rows), n))
+    if len(shape) != 3 or shape[0] not in (1, heads):
+        raise ValueError(f"pattern {getattr(mask_mod, '__name__', mask_mod)!r} gave a mask of shape {tuple(shape)}")
+    return m.expand(shape)
+
+
+def _row_chunks(n, heads, multiple=1):
+    rows = max(multiple, (2**24 // (heads * n)) // multiple * multiple)
+    return [torch.arange(s, min(n, s + rows)) for s in range(0, n, rows)]
+
+
+def _check_n_heads(n, heads):
+    return _check_int("n", n, 1), _check_int("heads", heads, 1)
+
+
+@functools.lru_cache(maxsize=4)
+def dense_mask(mask_mod, n, *, heads=1, device="cpu"):
+    """The pattern as a bool tensor (1 or heads, n, n); the first dimension is 1 when it ignores the head."""
+    n, heads = _check_n_heads(n, heads)
+    parts = [_evaluate(mask_mod, rows, n, heads, device) for rows in _row_chunks(n, heads)]
+    width = max(p.shape[0] for p in parts)
+    return torch.cat([p.expand(width, -1, -1) for p in parts], dim=1)
+
+
+@functools.lru_cache(maxsize=32)
+def block_table(mask_mod, n, *, heads=1, block_size=BLOCK_SIZE, device="cpu"):
+    """Which block_size x block_size tiles the pattern touches: (any, full), two bool tensors of shape
+    (1 or heads, n_blocks, n_blocks). A tile is computed when ``any`` is True; a ``full`` tile needs no mask.
+    Tiles that stick out past n (when n is not a multiple of block_size) are never full."""
+    n, heads = _check_n_heads(n, heads)
+    bs = _check_int("block_size", block_size, 1)
+    n_blocks = -(-n // bs)
+    anys, fulls = [], []
+    for rows in _row_chunks(n, heads, multiple=bs):
+        m = _evaluate(mask_mod, rows, n, heads, device)
+        m = F.pad(m, (0, n_blocks * bs - n, 0, -len(rows) % bs))  # pad with False to whole tiles
+        tiles = m.view(m.shape[0], -1, bs, n_blocks, bs)
+        anys.append(tiles.any(dim=4).any(dim=2))
+        fulls.append(tiles.all(dim=4).all(dim=2))
+    width = max(a.shape[0] for a in anys)
+    return (torch.cat([a.expand(width, -1, -1) for a in anys], dim=1),
+            torch.cat([f.expand(width, -1, -1) for f in fulls], dim=1))
+
+
+def token_density(mask_mod, n, *, heads=1):
+    """Fraction of the n x n (query, key) pairs the pattern allows (mean over heads)."""
+    n, heads = _check_n_heads(n, heads)
+    total = sum(_evaluate(mask_mod, rows, n, heads, "cpu").float().sum(dim=(1, 2)).mean().item()
+                for rows in _row_chunks(n, heads))
+    return total / (n * n)
+
+
+def block_density(mask_mod, n, *, heads=1, block_size=BLOCK_SIZE, device="cpu"):
+    """Fraction of block_size x block_size tiles a block-sparse kernel computes (mean over heads)."""
+    anys, _ = block_table(mask_mod, n, heads=heads, block_size=block_size, device=device)
+    return anys.float().mean().item()
+
+
+def tiles(mask, block_size):
+    """Which block_size x block_size tiles of a dense bool mask (..., n, n) hold any True: (..., n_blocks, n_blocks)."""
+    bs = _check_int("block_size", block_size, 1)
+    n = mask.shape[-1]
+    n_blocks = -(-n // bs)
+    padded = F.pad(mask, (0, n_blocks * bs - n, 0, n_blocks * bs - mask.shape[-2]))
+    return padded.unflatten(-1, (n_blocks, bs)).unflatten(-3, (n_blocks, bs)).any(dim=-1).any(dim=-2)
+
+
+def longformer_attended(attentions, global_attentions, global_attention_mask):
+    """The (batch, heads, n, n) bool mask of the pairs a transformers LongformerModel layer attended, read
+    from its outputs: ``attentions`` (batch, heads, n, x + w + 1) holds, per query, the weights on the x
+    global tokens and then on the keys at offsets -w/2 .. w/2; ``global_attentions`` (batch, heads, n', x)
+    the weights of each global query on every key (n' >= n: the model pads to a multiple of w)."""
+    batch, heads, n, width = attentions.shape
+    x = 0 if global_attentions is None else global_attentions.shape[-1]
+    half = (width - x - 1) // 2
+    keys = torch.arange(n)[:, None] + torch.arange(-half, half + 1)  # key of each window slot, (n, w + 1)
+    inside = (keys >= 0) & (keys < n)
+    counts = torch.zeros(batch, heads, n, n)
+    slots = keys.clamp(0, n - 1).expand(batch, heads, n, -1)
+    counts.scatter_add_(-1, slots, ((attentions[..., x:] > 0) & inside).float())
+    attended = counts > 0
+    for b in range(batch):
+        for g, p in enumerate(global_attention_mask[b].nonzero()[:, 0].tolist()):
+            attended[b, :, :, p] |= attentions[b, :, :, g] > 0  # every query on global key p
+            attended[b, :, p, :] = global_attentions[b, :, :n, g] > 0  # global query p on every key
+    return attended
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Kernels: (q, k, v, mask_mod) -> output, q, k, v of shape (batch, heads, n, head_dim)
+# ---------------------------------------------------------------------------------------------------------
+def _check_qkv(q, k, v, mask_mod):
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor) or t.dim() != 4 or not t.is_floating_point():
+            raise ValueError(f"{name} must be a float tensor of shape (batch, heads, n, head_dim)")
+    if not (q.shape == k.shape == v.shape):
+        raise ValueError(f"q, k, v must have one shape, got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    if not callable(mask_mod):
+        raise TypeError(f"mask_mod must be a pattern function (b, h, q_idx, kv_idx) -> bool, got {mask_mod!r}")
+    return q.shape
+
+
+def reference_attention(q, k, v, mask):
+    """Dense softmax attention in float64 with a bool mask broadcastable to (batch, heads, n, n)."""
+    q64, k64, v64 = q.double(), k.double(), v.double()
+    scores = q64 @ k64.transpose(-1, -2) / math.sqrt(q.shape[-1])
+    scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    weights = torch.where(mask.any(dim=-1, keepdim=True), weights, 0.0)  # fully masked rows give zeros
+    return (weights @ v64).to(q.dtype)
+
+
+def naive_attention(q, k, v, mask_mod):
+    """(1) Materialise all n x n scores, mask them, softmax: the memory the patterns promise to save."""
+    _, heads, n, d = _check_qkv(q, k, v, mask_mod)
+    mask = dense_mask(mask_mod, n, heads=heads, device=str(q.device))
+    scores = (q @ k.transpose(-1, -2)).mul_(1 / math.sqrt(d)).masked_fill_(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-1).nan_to_num_(0.0)  # a row of -inf becomes NaN: make it 0
+    return weights @ v
+
+
+def sdpa_attention(q, k, v, mask_mod):
+    """(2) torch's scaled_dot_product_attention with the pattern as a dense bool mask."""
+    _, heads, n, _ = _check_qkv(q, k, v, mask_mod)
+    mask = dense_mask(mask_mod, n, heads=heads, device=str(q.device))
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+@functools.cache
+def _compiled_flex(dynamic=True):
+    # Each new pattern function is one more compiled variant of flex_attention. Past dynamo's limit of 8
+    # variants per function it would silently run flex_attention uncompiled, which holds all n x n scores.
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    return torch.compile(flex_attention, dynamic=dynamic)
+
+
+# Patterns whose kernel torch 2.13 fails to build with dynamic shapes on the CPU: its C++ template renames
+# a size symbol by plain text replacement ("ks1" also hits "ks14"), which breaks once a kernel has more than
+# ten symbolic sizes. Those patterns get a kernel compiled for their exact shapes instead.
+_STATIC_ONLY = set()
+
+
+@functools.lru_cache(maxsize=32)
+def to_block_mask(mask_mod, n, *, heads=1, block_size=BLOCK_SIZE, device="cpu"):
+    """The FlexAttention BlockMask of a pattern, built from ``block_table`` one row of tiles at a time
+    (create_block_mask would hold the whole n x n mask in memory at once)."""
+    anys, fulls = block_table(mask_mod, n, heads=heads, block_size=block_size, device=device)
+    partial = anys & ~fulls
+
+    def ordered(blocks):  # per row of tiles: how many to compute, and which (FlexAttention's format)
+        count = blocks.sum(dim=-1, dtype=torch.int32)
+        index = torch.argsort(blocks.to(torch.int8), dim=-1, descending=True, stable=True).to(torch.int32)
+        return count[None].contiguous(), index[None].contiguous()
+
+    return BlockMask.from_kv_blocks(*ordered(partial), *ordered(fulls), BLOCK_SIZE=block_size,
+                                    mask_mod=mask_mod, seq_lengths=(n, n))
+
+
+def flex_sparse_attention(q, k, v, mask_mod):
+    """(3) FlexAttention compiled with torch.compile, skipping the tiles the BlockMask leaves out."""
+    _, heads, n, _ = _check_qkv(q, k, v, mask_mod)
+    block_mask = to_block_mask(mask_mod, n, heads=heads, device=str(q.device))
+    if mask_mod not in _STATIC_ONLY:
+        try:
+            return _compiled_flex(dynamic=True)(q, k, v, block_mask=block_mask)
+        except Exception as error:  # torch._inductor.exc.InductorError
+            if q.device.type != "cpu" or "SplitSize" not in str(error):
+                raise
+            _STATIC_ONLY.add(mask_mod)
+    return _compiled_flex(dynamic=False)(q, k, v, block_mask=block_mask)
+
+
+@functools.lru_cache(maxsize=32)
+def _gather_plan(mask_mod, n, heads, block_size, device):
+    """Query blocks grouped by how many key blocks K they need. Per group: the query blocks, their K key
+    blocks (as rows of the block axis, or of the flattened (head, block) axis when heads differ), the
+    (G, block_size, K * block_size) mask of pairs to drop inside those tiles, and its fully masked rows."""
+    anys, _ = block_table(mask_mod, n, heads=heads, block_size=block_size, device=device)
+    shared = anys.shape[0] == 1  # one pattern for every head
+    n_blocks = anys.shape[-1]
+    counts = anys.sum(dim=-1)
+    offsets = torch.arange(block_size, device=device)
+    b = torch.zeros((), dtype=torch.long, device=device)
+    groups = []
+    for K in counts.unique().tolist():
+        if K == 0:
+            continue  # query blocks that see nothing keep their zero output
+        head, q_block = (counts == K).nonzero(as_tuple=True)
+        kv_block = anys[head, q_block].nonzero()[:, 1].view(-1, K)
+        q_pos = q_block[:, None] * block_size + offsets  # (G, bs)
+        kv_pos = (kv_block[:, :, None] * block_size + offsets).flatten(1)  # (G, K * bs)
+        allowed = mask_mod(b, head[:, None, None], q_pos.clamp(max=n - 1)[:, :, None],
+                           kv_pos.clamp(max=n - 1)[:, None, :])
+        masked = ~(allowed & (kv_pos < n)[:, None, :])
+        dead = masked.all(dim=-1, keepdim=True)
+        if not shared:  # rows of the flattened (head, block) axis
+            q_block, kv_block = head * n_blocks + q_block, head[:, None] * n_blocks + kv_block
+        groups.append((q_block, kv_block, masked, dead if dead.any() else None))
+    return shared, groups
+
+
+def block_sparse_attention(q, k, v, mask_mod, block_size=BLOCK_SIZE):
+    """(4) Block-sparse attention in plain PyTorch: each query block gathers only the key blocks it needs,
+    so the work is proportional to the number of tiles computed, not to n x n."""
+    batch, heads, n, d = _check_qkv(q, k, v, mask_mod)
+    bs = _check_int("block_size", block_size, 1)
+    shared, groups = _gather_plan(mask_mod, n, heads, bs, str(q.device))
+    n_blocks = -(-n // bs)
+    pad = (0, 0, 0, n_blocks * bs - n)
+    # one row per block: (batch, heads, blocks, bs * d) for a shared pattern, (batch, heads * blocks, bs * d) if not
+    rows = (batch, heads, n_blocks, bs * d) if shared else (batch, heads * n_blocks, bs * d)
+    qb, kb, vb = (F.pad(t, pad).reshape(rows) for t in (q, k, v))
+    axis = qb.dim() - 2
+    out = torch.zeros_like(qb)
+    for q_block, kv_block, masked, dead in groups:
+        G, K = kv_block.shape
+        qg = qb.index_select(axis, q_block).unflatten(-1, (bs, d))  # (..., G, bs, d)
+        kg = kb.index_select(axis, kv_block.flatten()).unflatten(axis, (G, K)).reshape(qg.shape[:-3] + (G, K * bs, d))
+        vg = vb.index_select(axis, kv_block.flatten()).unflatten(axis, (G, K)).reshape(kg.shape)
+        scores = (qg @ kg.transpose(-1, -2)).mul_(1 / math.sqrt(d)).masked_fill_(masked, float("-inf"))
+        weights = torch.softmax(scores, dim=-1)
+        if dead is not None:
+            weights.masked_fill_(dead, 0.0)  # fully masked rows give zeros
+        out.index_copy_(axis, q_block, (weights @ vg).flatten(-2))
+    return out.view(batch, heads, n_blocks * bs, d)[:, :, :n]
+
+
+KERNELS = {
+    "naive": naive_attention,
+    "sdpa_mask": sdpa_attention,
+    "flex": flex_sparse_attention,
+    "block_sparse": block_sparse_attention,
+}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Benchmarks
+# ---------------------------------------------------------------------------------------------------------
+def benchmark_patterns(n, heads=4, device=None):
+    """The patterns the benchmark times at length n."""
+    patterns = {
+        "band w=256": band(256),
+        "dilated w=1024 d=4": dilated(1024, 4),
+        "BigBird b=128 r=3": bigbird(n, 128, 3, heads=heads, seed=0, device=device),
+    }
+    if n <= 16384:  # its table holds n x n booleans
+        patterns["random 2%"] = random_keys(n, max(1, round(0.02 * n)), seed=0, device=device)
+    return patterns
+
+
+def benchmark(ns, *, patterns=None, kernels=None, heads=4, head_dim=64, repeat=3, max_dense_mask_n=8192,
+              max_naive_n=4096, device="cpu", seed=0):
+    """Time each kernel on each pattern (and dense unmasked SDPA once per n); yields the suite's records.
+    ``patterns`` picks names from ``benchmark_patterns``; kernels that materialise n x n are skipped above
+    ``max_naive_n`` (naive) and ``max_dense_mask_n`` (SDPA with a mask)."""
+    kernels = list(KERNELS) if kernels is None else kernels
+    unknown = set(kernels) - set(KERNELS)
+    if unknown:
+        raise ValueError(f"unknown kernels {sorted(unknown)}; choose from {sorted(KERNELS)}")
+
+    def timed(fn):
+        return time_ms(fn, warmup=1, repeat=repeat), peak_mib(fn, device=str(device))
+
+    generator = torch.Generator(device=device).manual_seed(seed)
+    for n in ns:
+        q, k, v = (torch.randn(1, heads, n, head_dim, generator=generator, device=device) for _ in range(3))
+        ms, memory = timed(lambda: F.scaled_dot_product_attention(q, k, v))
+        yield {"suite": "sparse", "kernel": "sdpa_dense", "pattern": "none", "n": n, "ms": ms,
+               "peak_mib": memory, "density": 1.0}
+        available = benchmark_patterns(n, heads=heads, device=device)
+        names = list(available) if patterns is None else patterns
+        for name in names:
+            if name not in available:
+                if name in benchmark_patterns(1024, heads=1):
+                    continue  # a pattern left out at this n
+                raise ValueError(f"unknown pattern {name!r}; choose from {sorted(available)}")
+            mask_mod = available[name]
+            density = block_density(mask_mod, n, heads=heads, device=str(device))
+            for kernel in kernels:
+                if (kernel == "naive" and n > max_naive_n) or (kernel == "sdpa_mask" and n > max_dense_mask_n):
+                    continue
+                fn = KERNELS[kernel]
+                ms, memory = timed(lambda: fn(q, k, v, mask_mod))
+                yield {"suite": "sparse", "kernel": kernel, "pattern": name, "n": n, "ms": ms,
+                       "peak_mib": memory, "density": density}
+            dense_mask.cache_clear()  # the n x n masks are large: keep one pattern's at a time
+        del q, k, v
+
+
+@register("sparse")
+def run(long=False):
+    """Default: n = 1k, 4k, 8k on the CPU. ``long``: up to 16k on the CPU, and up to 64k when a GPU is there."""
+    if torch.cuda.is_available() and long:
+        return benchmark([1024, 4096, 16384, 65536], device="cuda", max_naive_n=16384, max_dense_mask_n=16384)
+    if long:
+        return benchmark([1024, 2048, 4096, 8192, 16384], max_naive_n=8192, max_dense_mask_n=16384)
+    # the notebook's default: the kernels that hold n x n numbers stop at 4k
+    return benchmark([1024, 4096, 8192], max_naive_n=4096, max_dense_mask_n=4096)
