@@ -55,11 +55,16 @@ def main(argv=None):
         model = Wav2Vec2ForCTC(speech.small_config(processor))
     print(f"{sum(p.numel() for p in model.parameters()):,} parameters")
 
-    def held_out_wer(m):  # also saves the latest weights, so a long run can be stopped early
+    best = {"wer": math.inf}
+
+    def held_out_wer(m):  # also saves the best weights so far, so a long run can be stopped early
         hyps = speech.transcribe(m, processor, heldout["speech"])
-        m.save_pretrained(args.out)
         wer = jiwer.wer(list(heldout["text"]), hyps)
-        print(f"{time.perf_counter() - start:.0f} s: held-out WER {wer:.3f}; {hyps[0]}", flush=True)
+        if wer < best["wer"]:
+            best["wer"] = wer
+            m.save_pretrained(args.out)
+        print(f"{time.perf_counter() - start:.0f} s: held-out WER {wer:.3f} (best {best['wer']:.3f}); "
+              f"{hyps[0]}", flush=True)
         return {"wer": wer}
 
     start, cpu = time.perf_counter(), time.process_time()
@@ -72,8 +77,10 @@ def main(argv=None):
     print(history.dropna(subset=["wer"])[["step", "epoch", "loss", "wer"]].to_string(index=False))
     print(f"trained in {time.perf_counter() - start:.0f} s ({time.process_time() - cpu:.0f} s of CPU)")
 
-    model.save_pretrained(args.out)
-    processor.save_pretrained(args.out)
+    processor.save_pretrained(args.out)  # the weights are the best evaluated ones, saved above
+    model = Wav2Vec2ForCTC.from_pretrained(args.out)
+    train_wer = jiwer.wer(list(train_set["text"]), speech.transcribe(model, processor, train_set["speech"]))
+    print(f"training WER of the saved weights: {train_wer:.3f}")
     from transformers import pipeline
 
     asr = pipeline("automatic-speech-recognition", model=str(args.out), device="cpu")

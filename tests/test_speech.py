@@ -216,11 +216,12 @@ def test_greedy_steps_match_the_tokenizer_on_real_outputs(model, processor, held
 def test_shipped_recogniser_word_error_rate(heldout):
     """The shipped checkpoint's held-out WER through the ASR pipeline, as the notebook measures it.
 
-    Measured 0.654 when it was trained (scripts/train_speech.py, 30 epochs): far above the
-    issue's bar of 0.15, which this checkpoint does not meet. The test guards against a worse one.
+    Measured 0.550 when it was trained (scripts/train_speech.py, 30 epochs, then 7 more from that
+    checkpoint; data/README.md has both commands): far above the issue's bar of 0.15, which this
+    checkpoint does not meet. The test guards against a worse one.
     """
     from transformers import pipeline
 
     asr = pipeline("automatic-speech-recognition", model=str(CHECKPOINT), device="cpu")
     hypotheses = [asr(wave)["text"] for wave in heldout["speech"]]
-    assert jiwer.wer(list(heldout["text"]), hypotheses) == pytest.approx(0.654, abs=0.02)
+    assert jiwer.wer(list(heldout["text"]), hypotheses) == pytest.approx(0.550, abs=0.02)
