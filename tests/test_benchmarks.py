@@ -1,0 +1,58 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from utils import benchmarks
+from utils.core import REPO_ROOT
+
+
+def test_peak_mib_sees_the_largest_live_allocation():
+    def work():
+        a = torch.ones(1024, 1024)  # 4 MiB
+        b = torch.ones(2048, 1024)  # 8 MiB, 12 MiB live together
+        del a
+        c = torch.ones(1024, 1024)  # back to 12 MiB, not more
+        return (b.sum() + c.sum()).item()
+
+    assert benchmarks.peak_mib(work) == pytest.approx(12.0, abs=0.01)
+
+
+def test_time_ms_counts_calls_and_checks_repeat():
+    calls = []
+    ms = benchmarks.time_ms(lambda: calls.append(1), warmup=2, repeat=3)
+    assert len(calls) == 5 and ms >= 0
+    with pytest.raises(ValueError, match="repeat"):
+        benchmarks.time_ms(lambda: None, repeat=0)
+
+
+def test_registry_runs_suites_and_rejects_unknown(monkeypatch):
+    monkeypatch.setattr(benchmarks, "_REGISTRY", {})
+
+    @benchmarks.register("toy")
+    def toy(long):
+        yield {"suite": "toy", "kernel": "k", "n": 64 if not long else 128, "ms": 1.5}
+
+    df = benchmarks.run(["toy"])
+    assert list(df.columns) == list(benchmarks.RECORD_FIELDS)
+    assert df.n.tolist() == [64] and df.pattern.isna().all()
+    assert benchmarks.run(["toy"], long=True).n.tolist() == [128]
+    with pytest.raises(KeyError, match="unknown benchmark suite"):
+        benchmarks.run(["nope"])
+
+
+def test_every_listed_suite_registers_itself():
+    for suite, module in benchmarks.SUITES.items():
+        assert benchmarks._load(suite) is not None, module
+
+
+def test_command_line_prints_json():
+    out = subprocess.run([sys.executable, "-m", "utils.benchmarks", "--json", "--suite", "none"],
+                         cwd=REPO_ROOT, capture_output=True, text=True)
+    assert out.returncode != 0 and "unknown benchmark suite" in out.stderr
+    if not benchmarks.SUITES:
+        out = subprocess.run([sys.executable, "-m", "utils.benchmarks", "--json"], cwd=REPO_ROOT,
+                             capture_output=True, text=True, check=True)
+        assert json.loads(out.stdout) == []

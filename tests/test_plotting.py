@@ -1,0 +1,90 @@
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
+
+from utils import plotting  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def test_label_points_leaves_no_overlap():
+    fig, ax = plt.subplots()
+    x = np.array([1.0, 1.01, 1.02, 1.03, 2.0])
+    y = np.array([1.0, 1.0, 1.01, 0.99, 1.0])
+    ax.scatter(x, y)
+    texts = plotting.label_points(ax, x, y, ["alpha", "beta", "gamma", "delta", "far"])
+    renderer = fig.canvas.get_renderer()
+    boxes = [Text.get_window_extent(t, renderer) for t in texts]  # text only, no leader line
+    assert not any(boxes[i].overlaps(boxes[j]) for i in range(5) for j in range(i + 1, 5))
+
+
+def test_label_points_checks_lengths():
+    fig, ax = plt.subplots()
+    with pytest.raises(ValueError, match="length"):
+        plotting.label_points(ax, [1, 2], [1], ["a", "b"])
+
+
+def test_power_law_is_log_log_and_straight():
+    x = np.logspace(6, 10, 5)
+    ax = plotting.plot_power_law(x, {"L(N)": (8.8e13 / x) ** 0.076}, xlabel="N", ylabel="loss")
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+    xs, ys = ax.lines[0].get_data()
+    slope = np.polyfit(np.log(xs), np.log(ys), 1)[0]
+    assert slope == pytest.approx(-0.076)
+
+
+def test_show_masks_titles_give_density_and_save(tmp_path, monkeypatch):
+    monkeypatch.setattr(plotting, "images_path", lambda name: tmp_path / name)
+    band = np.abs(np.subtract.outer(np.arange(8), np.arange(8))) <= 1
+    fig = plotting.show_masks({"band": band, "full": np.ones((8, 8), bool)}, save="masks.png")
+    titles = [ax.get_title() for ax in fig.axes[:2]]
+    assert titles == [f"band\ndensity {band.mean():.1%}", "full\ndensity 100.0%"]
+    assert (tmp_path / "masks.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="2-D"):
+        plotting.show_masks({"bad": np.ones(3)})
+
+
+def test_heatmap_checks_shape_and_annotates():
+    ax = plotting.plot_heatmap(np.eye(2), ["a", "b"], ["x", "y"], fmt=".1f")
+    assert sorted(t.get_text() for t in ax.texts) == ["0.0", "0.0", "1.0", "1.0"]
+    with pytest.raises(ValueError, match="shape"):
+        plotting.plot_heatmap(np.eye(2), ["a"], ["x", "y"])
+
+
+def test_show_images_grid_and_titles():
+    fig = plotting.show_images([np.zeros((4, 4)), np.ones((4, 4, 3))], titles=["a", "b"], ncols=2)
+    assert [ax.get_title() for ax in fig.axes] == ["a", "b"]
+    with pytest.raises(ValueError, match="titles"):
+        plotting.show_images([np.zeros((4, 4))], titles=["a", "b"])
+
+
+def test_waveform_spectrogram_shares_the_time_axis():
+    sr = 16000
+    t = np.arange(sr) / sr
+    fig = plotting.plot_waveform_spectrogram(np.sin(2 * np.pi * 440 * t), sr)
+    top, bottom = fig.axes[:2]
+    assert bottom.images[0].get_extent()[1] == pytest.approx(1.0)
+    mel = bottom.images[0].get_array()
+    assert mel.shape[0] == 80
+    # a 440 Hz tone puts its energy in the low mel bins
+    assert np.argmax(mel.mean(axis=1)) < 40
+    with pytest.raises(ValueError, match="1-D"):
+        plotting.plot_waveform_spectrogram(np.zeros((2, 2)), sr)
+
+
+def test_benchmark_one_line_per_kernel():
+    df = pd.DataFrame({"n": [256, 512, 256, 512], "ms": [1.0, 4.0, 1.0, 2.0],
+                       "kernel": ["sdpa", "sdpa", "linear", "linear"]})
+    ax = plotting.plot_benchmark(df)
+    assert sorted(line.get_label() for line in ax.lines) == ["linear", "sdpa"]
+    with pytest.raises(ValueError, match="columns"):
+        plotting.plot_benchmark(df, hue="pattern")

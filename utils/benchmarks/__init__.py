@@ -1,0 +1,112 @@
+"""Benchmark registry and measuring tools: `python -m utils.benchmarks`.
+
+A suite is a function `run(long: bool)` that yields records (dicts with the fields of
+RECORD_FIELDS, None where a field does not apply), registered with `@register("name")` in the
+module that SUITES names. Measure times with `time_ms` and memory with `peak_mib`.
+"""
+import importlib
+import statistics
+import time
+
+import torch
+
+__all__ = ["RECORD_FIELDS", "SUITES", "register", "time_ms", "peak_mib", "run", "suites"]
+
+RECORD_FIELDS = ("suite", "kernel", "pattern", "n", "ms", "peak_mib", "density")
+
+# suite name -> module that registers it (imported only when the suite is asked for)
+SUITES = {}
+
+_REGISTRY = {}
+
+
+def register(suite):
+    """Decorator: register `run(long: bool) -> iterable of records` under `suite`."""
+    def decorate(fn):
+        _REGISTRY[suite] = fn
+        return fn
+    return decorate
+
+
+def _sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def time_ms(fn, warmup=1, repeat=5):
+    """Median wall time of `fn()` in milliseconds, after `warmup` untimed calls."""
+    if repeat < 1:
+        raise ValueError(f"time_ms: repeat must be >= 1, got {repeat}")
+    for _ in range(warmup):
+        fn()
+    _sync()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        _sync()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def _walk(nodes):
+    for node in nodes:
+        yield node
+        yield from _walk(node.children)
+
+
+def peak_mib(fn, device="cpu"):
+    """Peak memory that torch allocates during one call of `fn()`, in MiB, above what was live.
+
+    On the CPU it replays the allocation events of the torch profiler (each carries the running
+    total); on a GPU it reads torch.cuda.max_memory_allocated.
+    """
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - before) / 2**20
+    from torch._C._profiler import _EventType
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = [e for e in _walk(prof.profiler.kineto_results.experimental_event_tree())
+              if e.tag == _EventType.Allocation and str(e.extra_fields.device) == "cpu"]
+    if not events:
+        return 0.0
+    events.sort(key=lambda e: e.start_time_ns)
+    first = events[0].extra_fields
+    baseline = first.total_allocated - first.alloc_size
+    return max(0, max(e.extra_fields.total_allocated for e in events) - baseline) / 2**20
+
+
+def suites():
+    """The names of all known suites."""
+    return sorted(set(SUITES) | set(_REGISTRY))
+
+
+def _load(suite):
+    if suite not in _REGISTRY:
+        if suite not in SUITES:
+            raise KeyError(f"unknown benchmark suite {suite!r}; known: {suites() or 'none yet'}")
+        importlib.import_module(SUITES[suite])
+        if suite not in _REGISTRY:
+            raise RuntimeError(f"module {SUITES[suite]} did not register suite {suite!r}")
+    return _REGISTRY[suite]
+
+
+def run(suites_to_run=None, long=False):
+    """Run suites (all by default); returns a DataFrame with the columns RECORD_FIELDS."""
+    import pandas as pd
+
+    records = []
+    for suite in suites_to_run or suites():
+        for record in _load(suite)(long):
+            unknown = set(record) - set(RECORD_FIELDS)
+            if unknown:
+                raise ValueError(f"suite {suite!r} produced unknown fields {sorted(unknown)}")
+            records.append({field: record.get(field) for field in RECORD_FIELDS})
+    return pd.DataFrame(records, columns=list(RECORD_FIELDS))

@@ -1,0 +1,109 @@
+"""Create and run the course's notebooks.
+
+python -m utils.notebooks new NN_name "Title" "Two-line promise"
+python -m utils.notebooks run [NOTEBOOK ...] [--inplace] [--online]
+    executes notebooks headless (offline unless --online) and prints a table of each
+    notebook's status and wall time; with no NOTEBOOK, all of notebooks/*.ipynb.
+"""
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+
+from .core import REPO_ROOT, REPO_URL
+
+NOTEBOOKS = REPO_ROOT / "notebooks"
+IGNORE_OUTPUT = {"tags": ["nbval-ignore-output"]}
+
+# The first code cell of every notebook (tests/test_notebooks.py checks they all match).
+SETUP_CELL = f'''\
+# Set-up. In Colab: fetch the course and install what Colab lacks (never torch).
+# Everywhere: import the course's utils, seed, quiet the logs, print the versions.
+import os, pathlib, subprocess, sys
+if "google.colab" in sys.modules and not pathlib.Path("course").exists():
+    subprocess.run(["git", "clone", "--depth", "1", "{REPO_URL}", "course"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r",
+                    "course/requirements-colab.txt"], check=True)
+    os.chdir("course/notebooks")
+here = pathlib.Path.cwd()
+sys.path.insert(0, str(next(p for p in [here, *here.parents] if (p / "utils").is_dir())))
+import utils
+utils.setup()'''
+
+
+def badge(name):
+    url = f"https://colab.research.google.com/github/{REPO_URL.removeprefix('https://github.com/')}/blob/main/notebooks/{name}.ipynb"
+    return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})"
+
+
+def new(name, title, promise):
+    path = NOTEBOOKS / f"{name}.ipynb"
+    if path.exists():
+        raise FileExistsError(f"notebooks/{name}.ipynb already exists")
+    nb = nbformat.v4.new_notebook()
+    nb.metadata.update({"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                       "language": "python"},
+                        "language_info": {"name": "python"}})
+    nb.cells = [nbformat.v4.new_markdown_cell(f"# {title}\n\n{promise}\n\n{badge(name)}"),
+                nbformat.v4.new_code_cell(SETUP_CELL, metadata=IGNORE_OUTPUT)]
+    NOTEBOOKS.mkdir(exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+def execute(path, inplace=False, online=False, timeout=900):
+    """Run one notebook in a fresh kernel of this environment; returns (status, seconds)."""
+    from nbclient import NotebookClient
+
+    if not online:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}},
+                            record_timing=False, store_widget_state=False)
+    start = time.perf_counter()
+    try:
+        client.execute()
+        status = "ok"
+    except Exception as err:  # noqa: BLE001 - reported in the table, not hidden
+        status = f"FAILED: {type(err).__name__}: {str(err).strip().splitlines()[-1][:120]}"
+    seconds = time.perf_counter() - start
+    if inplace and status == "ok":
+        nbformat.write(nb, path)
+    return status, seconds
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m utils.notebooks", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_new = sub.add_parser("new", help="create a notebook with the title and set-up cell")
+    p_new.add_argument("name"), p_new.add_argument("title"), p_new.add_argument("promise")
+    p_run = sub.add_parser("run", help="execute notebooks headless and print a status table")
+    p_run.add_argument("notebooks", nargs="*")
+    p_run.add_argument("--inplace", action="store_true", help="save the outputs into the notebook")
+    p_run.add_argument("--online", action="store_true", help="do not force HF_HUB_OFFLINE=1")
+    args = parser.parse_args(argv)
+    if args.command == "new":
+        print(f"created {new(args.name, args.title, args.promise).relative_to(REPO_ROOT)}")
+        return 0
+    paths = [Path(p).resolve() for p in args.notebooks] or sorted(NOTEBOOKS.glob("*.ipynb"))
+    if not paths:
+        print("no notebooks found")
+        return 1
+    print(f"{'notebook':<34} {'status':<8} {'seconds':>8}", flush=True)
+    failed, total = 0, 0.0
+    for path in paths:
+        status, seconds = execute(path, inplace=args.inplace, online=args.online)
+        failed += status != "ok"
+        total += seconds
+        print(f"{path.name:<34} {status:<8} {seconds:8.1f}", flush=True)
+    print(f"{'total':<34} {'ok' if not failed else f'{failed} failed':<8} {total:8.1f}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

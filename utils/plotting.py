@@ -1,0 +1,225 @@
+"""One call a figure: the plotting helpers every notebook shares.
+
+Each helper draws on a new figure (or on `ax` when given), returns the Figure or Axes, and with
+`save="name.png"` also writes images/name.png. Notebooks end plotting cells with plt.show().
+"""
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.text import Text
+
+from .core import images_path
+
+__all__ = ["set_figsize", "label_points", "plot_power_law", "show_masks", "show_images",
+           "plot_waveform_spectrogram", "plot_heatmap", "plot_benchmark", "save_figure"]
+
+
+def set_figsize(width=6.0, height=4.0):
+    """Default size of new figures, in inches."""
+    plt.rcParams["figure.figsize"] = (width, height)
+
+
+def save_figure(fig, name):
+    """Write `fig` to images/<name> as PNG; returns the path."""
+    if not str(name).endswith(".png"):
+        raise ValueError(f"save_figure: figures are saved as PNG, got {name!r}")
+    path = images_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight", metadata={"Software": None})
+    return path
+
+
+def _new_axes(ax, figsize=None):
+    if ax is not None:
+        return ax.figure, ax
+    fig, ax = plt.subplots(figsize=figsize)
+    return fig, ax
+
+
+def _finish(fig, save):
+    if save:
+        save_figure(fig, save)
+    return fig
+
+
+def label_points(ax, x, y, labels, fontsize=8, max_tries=40, **kwargs):
+    """Label the points (x[i], y[i]) so that no two labels overlap.
+
+    Each label starts just right of its point; if it would overlap a label already placed it
+    takes the nearest free slot above or below (0, +h, -h, +2h, ... with h its height), and a
+    thin line joins it to its point. Returns the Text objects.
+    """
+    x, y, labels = list(x), list(y), [str(s) for s in labels]
+    if not len(x) == len(y) == len(labels):
+        raise ValueError(f"label_points: x, y and labels differ in length "
+                         f"({len(x)}, {len(y)}, {len(labels)})")
+    renderer = ax.figure.canvas.get_renderer()
+    to_points = 72.0 / ax.figure.dpi
+    placed = []
+    order = np.argsort(np.asarray(ax.transData.transform(np.c_[x, y]))[:, 1], kind="stable")
+    texts = [None] * len(labels)
+    for i in order:
+        text = ax.annotate(labels[i], (x[i], y[i]), xytext=(4, 0), textcoords="offset points",
+                           fontsize=fontsize, va="center",
+                           arrowprops=dict(arrowstyle="-", lw=0.4, color="0.6", shrinkA=0,
+                                           shrinkB=2), **kwargs)
+        box = Text.get_window_extent(text, renderer)  # the text alone, not its leader line
+        height = box.height * 1.1 * to_points
+        for k in range(max_tries):
+            dy = (k + 1) // 2 * height * (1 if k % 2 else -1)
+            text.set_position((4, dy))
+            box = Text.get_window_extent(text, renderer)
+            if not any(box.overlaps(other) for other in placed):
+                break
+        placed.append(box)
+        texts[i] = text
+    return texts
+
+
+def plot_power_law(x, series, *, xlabel, ylabel, title=None, ax=None, save=None, styles=None):
+    """Log-log lines: `series` maps a name to y (sharing x) or to its own (x, y) pair."""
+    fig, ax = _new_axes(ax)
+    for name, values in series.items():
+        xs, ys = values if isinstance(values, tuple) else (x, values)
+        ax.loglog(xs, ys, label=name, **(styles or {}).get(name, {}))
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(True, which="both", alpha=0.3)
+    if len(series) > 1:
+        ax.legend(fontsize=8)
+    _finish(fig, save)
+    return ax
+
+
+def _grid(n, ncols, size):
+    ncols = ncols or min(n, 5)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    return fig, axes.flat
+
+
+def show_masks(masks, *, ncols=None, title=None, size=2.6, save=None):
+    """Attention masks side by side: `masks` maps a name to a 2-D boolean array (query x key).
+
+    Each panel's title gives the name and the fraction of positions attended (density).
+    """
+    if not masks:
+        raise ValueError("show_masks: no masks given")
+    fig, axes = _grid(len(masks), ncols, size)
+    for ax, (name, mask) in zip(axes, masks.items()):
+        mask = np.asarray(mask, dtype=bool)
+        if mask.ndim != 2:
+            raise ValueError(f"show_masks: mask {name!r} must be 2-D, got shape {mask.shape}")
+        ax.imshow(mask, cmap="Blues", vmin=0, vmax=1.3, interpolation="nearest")
+        ax.set_title(f"{name}\ndensity {mask.mean():.1%}", fontsize=9)
+        ax.set_xticks([]), ax.set_yticks([])
+        ax.set_xlabel("key", fontsize=8), ax.set_ylabel("query", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _finish(fig, save)
+
+
+def show_images(images, *, titles=None, ncols=None, size=2.2, cmap=None, save=None):
+    """A grid of images (PIL images or arrays), with optional titles."""
+    images = list(images)
+    if not images:
+        raise ValueError("show_images: no images given")
+    if titles is not None and len(titles) != len(images):
+        raise ValueError(f"show_images: {len(titles)} titles for {len(images)} images")
+    fig, axes = _grid(len(images), ncols, size)
+    for i, (ax, img) in enumerate(zip(axes, images)):
+        arr = np.asarray(img)
+        ax.imshow(arr, cmap=cmap or ("gray" if arr.ndim == 2 else None))
+        ax.axis("off")
+        if titles is not None:
+            ax.set_title(str(titles[i]), fontsize=9)
+    fig.tight_layout()
+    return _finish(fig, save)
+
+
+def plot_waveform_spectrogram(wave, sampling_rate, *, log_mel=None, title=None, hop_length=160,
+                              save=None):
+    """The waveform over time and, below it, a log-mel spectrogram on the same time axis.
+
+    `log_mel` is a (mel bins x frames) array; if None it is computed with transformers'
+    audio_utils (25 ms windows, 10 ms hop, 80 mel bins).
+    """
+    wave = np.asarray(wave, dtype=np.float32)
+    if wave.ndim != 1 or wave.size == 0:
+        raise ValueError(f"plot_waveform_spectrogram: need a 1-D non-empty waveform, got {wave.shape}")
+    if log_mel is None:
+        log_mel = log_mel_spectrogram(wave, sampling_rate, hop_length=hop_length)
+    duration = len(wave) / sampling_rate
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 4.5), sharex=True,
+                                      gridspec_kw={"height_ratios": [1, 1.6]})
+    top.plot(np.arange(len(wave)) / sampling_rate, wave, lw=0.5)
+    top.set(ylabel="amplitude", title=title)
+    bottom.imshow(log_mel, origin="lower", aspect="auto", cmap="magma",
+                  extent=[0, duration, 0, log_mel.shape[0]])
+    bottom.set(xlabel="time (s)", ylabel="mel bin")
+    fig.tight_layout()
+    return _finish(fig, save)
+
+
+def log_mel_spectrogram(wave, sampling_rate, n_mels=80, hop_length=160, win_length=400):
+    """A log-mel spectrogram (mel bins x frames) computed with transformers.audio_utils."""
+    from transformers.audio_utils import mel_filter_bank, spectrogram, window_function
+
+    mel = mel_filter_bank(num_frequency_bins=win_length // 2 + 1, num_mel_filters=n_mels,
+                          min_frequency=0.0, max_frequency=sampling_rate / 2,
+                          sampling_rate=sampling_rate, norm="slaney", mel_scale="slaney")
+    return spectrogram(np.asarray(wave, dtype=np.float32), window_function(win_length, "hann"),
+                       frame_length=win_length, hop_length=hop_length, power=2.0,
+                       mel_filters=mel, log_mel="dB", db_range=80.0)
+
+
+def plot_heatmap(matrix, row_labels, col_labels, *, title=None, fmt=".2f", cmap="viridis",
+                 annotate=True, ax=None, save=None, xlabel=None, ylabel=None):
+    """A labelled heatmap (similarity matrices, confusion matrices, token channels)."""
+    matrix = np.asarray(matrix, dtype=float)
+    if matrix.shape != (len(row_labels), len(col_labels)):
+        raise ValueError(f"plot_heatmap: matrix shape {matrix.shape} does not match "
+                         f"{len(row_labels)} row and {len(col_labels)} column labels")
+    fig, ax = _new_axes(ax, figsize=(max(4, 0.6 * len(col_labels) + 2),
+                                     max(3, 0.45 * len(row_labels) + 1.5)))
+    image = ax.imshow(matrix, cmap=cmap, aspect="auto")
+    ax.set_xticks(range(len(col_labels)), [str(c) for c in col_labels], rotation=45, ha="right",
+                  fontsize=8)
+    ax.set_yticks(range(len(row_labels)), [str(r) for r in row_labels], fontsize=8)
+    if annotate:
+        middle = (np.nanmax(matrix) + np.nanmin(matrix)) / 2
+        for (i, j), v in np.ndenumerate(matrix):
+            ax.text(j, i, format(v, fmt), ha="center", va="center", fontsize=7,
+                    color="white" if v < middle else "black")
+    ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    fig.tight_layout()
+    _finish(fig, save)
+    return ax
+
+
+def plot_benchmark(df, *, x="n", y="ms", hue="kernel", style=None, ax=None, save=None,
+                   title=None, ylabel=None):
+    """Benchmark curves on log-log axes: one line per `hue` (and line style per `style`)."""
+    missing = [c for c in (x, y, hue, style) if c is not None and c not in df.columns]
+    if missing:
+        raise ValueError(f"plot_benchmark: columns {missing} not in the data ({list(df.columns)})")
+    fig, ax = _new_axes(ax, figsize=(6.5, 4.2))
+    data = df.dropna(subset=[y])
+    styles = ["-", "--", ":", "-."]
+    style_of = {v: styles[i % 4] for i, v in enumerate(sorted(data[style].unique()))} if style else {}
+    for keys, group in data.groupby([hue] + ([style] if style else []), sort=True):
+        keys = keys if isinstance(keys, tuple) else (keys,)
+        group = group.sort_values(x)
+        label = " / ".join(str(k) for k in keys)
+        ax.loglog(group[x], group[y], style_of.get(keys[-1], "-") if style else "-",
+                  marker="o", ms=3, label=label)
+    ax.set(xlabel=x, ylabel=ylabel or y, title=title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    _finish(fig, save)
+    return ax
