@@ -225,3 +225,20 @@ def test_encode_and_collate(tokenizer):
         types = item["token_type_ids"]
         marked = {(int(r) - 1, int(c) - 1) for r, c, lab in zip(types[:, 2], types[:, 1], item["labels"]) if lab}
         assert marked == set(example.coordinates)
+
+
+def test_cell_probabilities_average_token_probabilities(tokenizer):
+    import torch
+
+    questions, table = tapas.book_examples()
+    inputs = tokenizer(table=table, queries=questions[0][0], return_tensors="pt")
+    types = inputs["token_type_ids"][0]
+    # logit +4 on the tokens of "Summarization" (row 5, column 2 in TAPAS's 1-based ids), -4 elsewhere
+    in_cell = (types[:, 0] == 1) & (types[:, 2] == 5) & (types[:, 1] == 2)
+    logits = torch.where(in_cell, 4.0, -4.0)[None]
+    probabilities = tapas.cell_probabilities(inputs, logits, table.shape)
+    assert probabilities.shape == (6, 5)
+    assert probabilities[4, 1] == pytest.approx(torch.sigmoid(torch.tensor(4.0)).item())
+    assert probabilities.sum() == pytest.approx(probabilities[4, 1] + 29 * torch.sigmoid(torch.tensor(-4.0)).item())
+    with pytest.raises(ValueError, match="logits of one example"):
+        tapas.cell_probabilities(inputs, logits[0], table.shape)

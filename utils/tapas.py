@@ -602,6 +602,28 @@ def small_config(vocab_size, **overrides):
     return TapasConfig(**settings)
 
 
+def cell_probabilities(inputs, logits, shape):
+    """Mean token probability of every table cell, as a (rows, columns) array, for one example.
+
+    The same average that ``TapasTokenizer.convert_logits_to_predictions`` thresholds at 0.5.
+    """
+    import numpy as np
+    import torch
+
+    if logits.dim() != 2 or logits.shape[0] != 1:
+        raise ValueError(f"expected the logits of one example, shape (1, tokens), got {tuple(logits.shape)}")
+    rows, columns = shape
+    types = inputs["token_type_ids"][0]
+    probs = torch.sigmoid(logits[0]) * inputs["attention_mask"][0]
+    total, count = np.zeros(shape), np.zeros(shape)
+    for p, segment, col, row in zip(probs.tolist(), types[:, 0].tolist(), types[:, 1].tolist(), types[:, 2].tolist()):
+        if segment == 1 and 1 <= row <= rows and 1 <= col <= columns:
+            total[row - 1, col - 1] += p
+            count[row - 1, col - 1] += 1
+    with np.errstate(invalid="ignore"):
+        return total / count
+
+
 def evaluate(pipe, examples):
     """Ask ``pipe`` every example's question; a DataFrame with the executed answers and whether each is right."""
     rows = []
