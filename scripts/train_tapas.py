@@ -36,6 +36,7 @@ def main(argv=None):
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--test-tables", type=int, default=25, help="held-out tables (about 6 questions each)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--init", default=None, help="continue from this saved model instead of a fresh one")
     parser.add_argument("--out", default=str(utils.data_path("tapas", "small_tapas")))
     args = parser.parse_args(argv)
     if args.threads:
@@ -55,24 +56,32 @@ def main(argv=None):
     config = tapas.small_config(
         tokenizer.vocab_size, num_hidden_layers=args.layers, hidden_size=args.hidden, intermediate_size=4 * args.hidden
     )
-    model = TapasForQuestionAnswering(config)
+    if args.init:
+        model = TapasForQuestionAnswering.from_pretrained(args.init)
+        if model.config.vocab_size != tokenizer.vocab_size:
+            raise SystemExit(f"--init {args.init}: vocabulary of {model.config.vocab_size} tokens, expected {tokenizer.vocab_size}")
+    else:
+        model = TapasForQuestionAnswering(config)
     history = utils.train(
         model, train_data, collate_fn=tapas.collate, batch_size=args.batch_size, max_steps=args.steps, lr=args.lr
     )
     seconds = float(history["seconds"].iloc[-1])
     print(f"trained {args.steps} steps in {seconds:.0f} s, last loss {history['loss'].tail(20).mean():.3f}", flush=True)
 
+    out = Path(args.out)
+    model.save_pretrained(out)  # safetensors
+    tokenizer.save_pretrained(out)
+    history.round(6).to_csv(out / "history.csv", index=False)
+
     pipe = pipeline("table-question-answering", model=model, tokenizer=tokenizer)
     test = tapas.evaluate(pipe, tapas.generate_examples(args.test_tables, seed=TEST_SEED))
     book_questions, book_table = tapas.book_examples()
-    book = [
-        tapas.denotation_match(tapas.execute_pipeline_answer(pipe(table=book_table, query=q)), gold)
-        for q, _, gold in book_questions
-    ]
+    book = [tapas.ask(pipe, book_table, q, gold)["correct"] for q, _, gold in book_questions]
     metrics = {
         "command": (
             f"python scripts/train_tapas.py --tables {args.tables} --steps {args.steps} --batch-size {args.batch_size}"
             f" --lr {args.lr} --layers {args.layers} --hidden {args.hidden} --test-tables {args.test_tables}"
+            + (f" --init {args.init}" if args.init else "")
         ),
         "train_questions": len(train_data),
         "steps": args.steps,
@@ -84,11 +93,7 @@ def main(argv=None):
         "parameters": sum(p.numel() for p in model.parameters()),
     }
     print(json.dumps(metrics, indent=1))
-    out = Path(args.out)
-    model.save_pretrained(out)  # safetensors
-    tokenizer.save_pretrained(out)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
-    history.round(6).to_csv(out / "history.csv", index=False)
     print(f"saved to {utils.relative(out)}")
 
 

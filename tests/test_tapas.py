@@ -242,3 +242,24 @@ def test_cell_probabilities_average_token_probabilities(tokenizer):
     assert probabilities.sum() == pytest.approx(probabilities[4, 1] + 29 * torch.sigmoid(torch.tensor(-4.0)).item())
     with pytest.raises(ValueError, match="logits of one example"):
         tapas.cell_probabilities(inputs, logits[0], table.shape)
+
+
+def test_ask_and_evaluate_with_a_stand_in_pipeline():
+    questions, table = tapas.book_examples()
+    replies = {
+        questions[1][0]: {"answer": "SUM > 10, 36", "cells": ["10", "36"], "aggregator": "SUM"},
+        questions[0][0]: {"answer": "", "cells": [], "aggregator": "NONE"},  # nothing selected
+    }
+
+    def pipe(table, query):
+        return replies[query]
+
+    row = tapas.ask(pipe, table, questions[1][0], 46)
+    assert row == dict(question=questions[1][0], tapas="SUM > 10, 36", executed=46, gold=46, correct=True)
+    row = tapas.ask(pipe, table, questions[0][0], "Summarization")
+    assert row["executed"] is None and row["correct"] is False
+    assert "correct" not in tapas.ask(pipe, table, questions[1][0])
+    examples = [e for e in tapas.generate_examples(1, seed=0) if e.kind == "sum"]
+    replies[examples[0].question] = {"answer": "", "cells": examples[0].answer_text, "aggregator": "SUM"}
+    results = tapas.evaluate(pipe, examples)
+    assert results["correct"].tolist() == [True] and results["kind"].tolist() == ["sum"]

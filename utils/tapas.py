@@ -585,7 +585,7 @@ def small_config(vocab_size, **overrides):
     settings = dict(
         vocab_size=vocab_size,
         hidden_size=128,
-        num_hidden_layers=4,
+        num_hidden_layers=2,
         num_attention_heads=4,
         intermediate_size=512,
         max_position_embeddings=128,
@@ -624,23 +624,24 @@ def cell_probabilities(inputs, logits, shape):
         return total / count
 
 
+def ask(pipe, table, question, gold=None):
+    """One question through a table-question-answering pipeline: its answer, the executed value, the check.
+
+    An answer that cannot be executed (NONE or AVERAGE over no cell, SUM over text) gets the value
+    None and counts as wrong.
+    """
+    answer = pipe(table=table, query=question)
+    try:
+        value = execute_pipeline_answer(answer)
+    except ValueError:
+        value = None
+    row = dict(question=question, tapas=answer["answer"], executed=value)
+    if gold is not None:
+        row.update(gold=gold, correct=value is not None and denotation_match(value, gold))
+    return row
+
+
 def evaluate(pipe, examples):
     """Ask ``pipe`` every example's question; a DataFrame with the executed answers and whether each is right."""
-    rows = []
-    for example in examples:
-        answer = pipe(table=example.table, query=example.question)
-        try:
-            value = execute_pipeline_answer(answer)
-        except ValueError:
-            value = None
-        rows.append(
-            dict(
-                kind=example.kind,
-                question=example.question,
-                tapas=answer["answer"],
-                executed=value,
-                gold=example.gold,
-                correct=value is not None and denotation_match(value, example.gold),
-            )
-        )
+    rows = [dict(kind=e.kind, **ask(pipe, e.table, e.question, e.gold)) for e in examples]
     return pd.DataFrame(rows)
