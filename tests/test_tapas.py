@@ -1,0 +1,265 @@
+"""Tests of utils.tapas: executing TAPAS answers, the table/question generator, the vocabulary."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from utils import tapas
+
+
+# --- execute_answer -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "aggregator, cells, expected",
+    [
+        ("SUM", ["10", "36", "24", "46", "19", "3"], 138),
+        ("AVERAGE", ["10", "36", "24", "46", "19", "3"], 23),
+        ("AVERAGE", ["1", "2"], 1.5),
+        ("COUNT", ["36", "24", "46"], 3),
+        ("COUNT", [], 0),
+        ("NONE", ["Summarization"], "Summarization"),
+        ("NONE", ["a", "b"], ["a", "b"]),
+        ("SUM", ["1,200", "3.5"], 1203.5),
+        ("SUM", [], 0),
+        ("sum", ["2", "2"], 4),
+        (1, ["2", "2"], 4),  # an index into AGGREGATION_LABELS
+        (3, ["x", "y"], 2),
+    ],
+)
+def test_execute_answer_values(aggregator, cells, expected):
+    value = tapas.execute_answer(aggregator, cells)
+    assert value == expected
+    assert type(value) is type(expected)
+
+
+def test_execute_answer_average_is_exact_mean():
+    cells = ["4.99", "12.5", "7"]
+    assert math.isclose(tapas.execute_answer("AVERAGE", cells), (4.99 + 12.5 + 7) / 3)
+
+
+def test_execute_answer_non_numeric_cell_under_sum_names_the_cell():
+    with pytest.raises(ValueError, match=r"SUM needs numeric cells: cell 'Summarization' is not a number"):
+        tapas.execute_answer("SUM", ["10", "Summarization"])
+    with pytest.raises(ValueError, match="AVERAGE needs numeric cells"):
+        tapas.execute_answer("AVERAGE", ["n/a"])
+
+
+@pytest.mark.parametrize(
+    "aggregator, cells, error, message",
+    [
+        ("MAX", ["1"], ValueError, "unknown aggregator 'MAX'"),
+        (7, ["1"], ValueError, "aggregator index 7"),
+        (None, ["1"], TypeError, "aggregator must be a str"),
+        ("SUM", "10", TypeError, "cells must be a list"),
+        ("SUM", [None], TypeError, "each cell must be a str"),
+        ("NONE", [], ValueError, "NONE with no selected cell"),
+        ("AVERAGE", [], ValueError, "AVERAGE of no selected cell"),
+    ],
+)
+def test_execute_answer_bad_input(aggregator, cells, error, message):
+    with pytest.raises(error, match=message):
+        tapas.execute_answer(aggregator, cells)
+
+
+def test_execute_pipeline_answer():
+    answer = {"answer": "SUM > 10, 36", "coordinates": [(0, 4), (1, 4)], "cells": ["10", "36"], "aggregator": "SUM"}
+    assert tapas.execute_pipeline_answer(answer) == 46
+    assert tapas.execute_pipeline_answer({"answer": "74", "cells": ["74"]}) == "74"  # no aggregation head
+    with pytest.raises(TypeError, match="'cells' key"):
+        tapas.execute_pipeline_answer({"answer": "74"})
+
+
+def test_denotation_match():
+    assert tapas.denotation_match("74", 74)
+    assert tapas.denotation_match(23.0, 23)
+    assert tapas.denotation_match(" Question  answering", "question answering")
+    assert tapas.denotation_match(["1", "2"], [1, 2])
+    assert not tapas.denotation_match("74", 75)
+    assert not tapas.denotation_match("Summarization", 4)
+    assert not tapas.denotation_match(["1"], [1, 2])
+
+
+def test_prepare_table_casts_to_str_and_resets_index():
+    frame = pd.DataFrame({"name": ["a", "b", "c"], "pages": [3, 1, 2]}).sort_values("pages")
+    table = tapas.prepare_table(frame)
+    assert list(table.index) == [0, 1, 2]
+    assert table["pages"].tolist() == ["1", "2", "3"]
+    assert all(isinstance(v, str) for v in table.to_numpy().ravel())
+
+
+@pytest.mark.parametrize(
+    "table, error, message",
+    [
+        (pd.DataFrame(), ValueError, r"the table is empty \(0 rows, 0 columns\)"),
+        (pd.DataFrame({"a": []}), ValueError, "the table is empty"),
+        ({"a": ["1"]}, TypeError, "must be a pandas DataFrame"),
+        (pd.DataFrame([[1, 2]], columns=["a", "a"]), ValueError, "column names must be unique"),
+    ],
+)
+def test_prepare_table_bad_input(table, error, message):
+    with pytest.raises(error, match=message):
+        tapas.prepare_table(table)
+
+
+# --- the generator --------------------------------------------------------------------------
+
+
+def test_book_questions_gold_values():
+    questions, table = tapas.book_examples()
+    assert [gold for _, _, gold in questions] == ["Summarization", 138, 74, 3]
+    assert table.shape == (6, 5)
+    assert table.loc[3, "number_of_pages"] == "46"
+
+
+def test_generator_is_seeded():
+    a = tapas.generate_examples(3, seed=5)
+    b = tapas.generate_examples(3, seed=5)
+    c = tapas.generate_examples(3, seed=6)
+    assert [(e.question, e.gold) for e in a] == [(e.question, e.gold) for e in b]
+    assert [(e.question, e.gold) for e in a] != [(e.question, e.gold) for e in c]
+
+
+def test_generated_examples_are_consistent():
+    examples = tapas.generate_examples(40, seed=0)
+    kinds = {e.kind for e in examples}
+    assert kinds >= {"lookup", "lookup by id", "sum", "average", "count with condition", "count rows"}
+    assert {e.aggregator for e in examples} == {"NONE", "SUM", "AVERAGE", "COUNT"}
+    for e in examples:
+        assert all(isinstance(v, str) for v in e.table.to_numpy().ravel())
+        assert list(e.table.index) == list(range(len(e.table)))
+        # the gold value (from the pandas one-liner) is what executing the right operator on the labelled cells gives
+        assert tapas.denotation_match(tapas.execute_answer(e.aggregator, e.answer_text), e.gold), e
+        # the labelled cells lie in one column, as TAPAS's single-column selection assumes
+        assert len({col for _, col in e.coordinates}) == 1
+
+
+def test_generator_gold_uses_pandas_on_numbers():
+    frame, schema = tapas.make_table(3, theme="players", n_rows=5)
+    assert frame.shape[0] == 5 and schema["entity"] == ("player", "players")
+    numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])]
+    assert numeric
+    column = numeric[0]
+    assert tapas.run_pandas(f'df["{column}"].sum()', frame) == int(frame[column].sum())
+    assert tapas.run_pandas("len(df)", frame) == 5
+
+
+def test_generator_table_shapes_vary():
+    shapes = {e.table.shape for e in tapas.generate_examples(30, seed=1)}
+    assert len({rows for rows, _ in shapes}) >= 3
+    assert len({cols for _, cols in shapes}) >= 2
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(n_tables=0), "n_tables must be a positive int"),
+        (dict(n_tables=2, themes=["planets"]), "unknown theme 'planets'"),
+    ],
+)
+def test_generator_bad_input(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        tapas.generate_examples(**kwargs)
+
+
+def test_make_table_bad_input():
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        tapas.make_table(0, n_rows=1)
+    with pytest.raises(ValueError, match="unknown theme"):
+        tapas.make_table(0, theme="planets")
+
+
+# --- vocabulary and tokenizer ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    from transformers import TapasTokenizer
+
+    folder = tmp_path_factory.mktemp("vocab")
+    corpus = folder / "corpus.txt"
+    corpus.write_text("\n".join(tapas.corpus_lines(n_tables=40)), encoding="utf-8")
+    vocab = tapas.build_vocab(corpus, folder, vocab_size=400)
+    return TapasTokenizer(str(vocab))
+
+
+def test_vocab_has_special_tokens_first(tokenizer):
+    assert tokenizer.convert_tokens_to_ids(tapas.SPECIAL_TOKENS) == list(range(len(tapas.SPECIAL_TOKENS)))
+    assert tokenizer.pad_token_id == 0
+    assert len(tokenizer) == tokenizer.vocab_size  # [EMPTY] is in the vocabulary, not an added token
+
+
+def test_build_vocab_bad_input(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no text to build the vocabulary"):
+        tapas.build_vocab(tmp_path / "missing.txt", tmp_path)
+    (tmp_path / "t.txt").write_text("a b c")
+    with pytest.raises(ValueError, match="vocab_size must be an int above 6"):
+        tapas.build_vocab(tmp_path / "t.txt", tmp_path, vocab_size=3)
+
+
+def test_tokenizer_channels_on_book_table(tokenizer):
+    questions, table = tapas.book_examples()
+    enc = tokenizer(table=table, queries=questions[3][0])
+    types = pd.DataFrame(enc["token_type_ids"], columns=tapas.TOKEN_TYPES)
+    tokens = tokenizer.convert_ids_to_tokens(enc["input_ids"])
+    assert tokens[0] == "[CLS]"
+    assert types["column"].max() == 5 and types["row"].max() == 6
+    # number_of_pages cells: ranks 1 (3 pages) .. 6 (46 pages); 36, 24 and 46 are above the question's 20
+    pages = types[(types["column"] == 5) & (types["row"] > 0)].drop_duplicates("row").set_index("row")
+    assert pages["column rank"].tolist() == [2, 5, 4, 6, 3, 1]
+    assert pages["inverse column rank"].tolist() == [5, 2, 3, 1, 4, 6]
+    assert pages["numeric relation"].tolist() == [4, 2, 2, 2, 4, 4]  # 4: the question's 20 is greater, 2: less
+
+
+def test_encode_and_collate(tokenizer):
+    examples = tapas.generate_examples(2, seed=0)[:3]
+    items = tapas.encode_examples(tokenizer, examples)
+    batch = tapas.collate(items)
+    length = max(item["input_ids"].shape[0] for item in items)
+    assert batch["input_ids"].shape == (3, length)
+    assert batch["token_type_ids"].shape == (3, length, 7)
+    assert batch["aggregation_labels"].tolist() == [e.aggregation_label for e in examples]
+    # the labels mark exactly the tokens of the gold cells
+    for item, example in zip(items, examples):
+        types = item["token_type_ids"]
+        marked = {(int(r) - 1, int(c) - 1) for r, c, lab in zip(types[:, 2], types[:, 1], item["labels"]) if lab}
+        assert marked == set(example.coordinates)
+
+
+def test_cell_probabilities_average_token_probabilities(tokenizer):
+    import torch
+
+    questions, table = tapas.book_examples()
+    inputs = tokenizer(table=table, queries=questions[0][0], return_tensors="pt")
+    types = inputs["token_type_ids"][0]
+    # logit +4 on the tokens of "Summarization" (row 5, column 2 in TAPAS's 1-based ids), -4 elsewhere
+    in_cell = (types[:, 0] == 1) & (types[:, 2] == 5) & (types[:, 1] == 2)
+    logits = torch.where(in_cell, 4.0, -4.0)[None]
+    probabilities = tapas.cell_probabilities(inputs, logits, table.shape)
+    assert probabilities.shape == (6, 5)
+    assert probabilities[4, 1] == pytest.approx(torch.sigmoid(torch.tensor(4.0)).item())
+    assert probabilities.sum() == pytest.approx(probabilities[4, 1] + 29 * torch.sigmoid(torch.tensor(-4.0)).item())
+    with pytest.raises(ValueError, match="logits of one example"):
+        tapas.cell_probabilities(inputs, logits[0], table.shape)
+
+
+def test_ask_and_evaluate_with_a_stand_in_pipeline():
+    questions, table = tapas.book_examples()
+    replies = {
+        questions[1][0]: {"answer": "SUM > 10, 36", "cells": ["10", "36"], "aggregator": "SUM"},
+        questions[0][0]: {"answer": "", "cells": [], "aggregator": "NONE"},  # nothing selected
+    }
+
+    def pipe(table, query):
+        return replies[query]
+
+    row = tapas.ask(pipe, table, questions[1][0], 46)
+    assert row == dict(question=questions[1][0], tapas="SUM > 10, 36", executed=46, gold=46, correct=True)
+    row = tapas.ask(pipe, table, questions[0][0], "Summarization")
+    assert row["executed"] is None and row["correct"] is False
+    assert "correct" not in tapas.ask(pipe, table, questions[1][0])
+    examples = [e for e in tapas.generate_examples(1, seed=0) if e.kind == "sum"]
+    replies[examples[0].question] = {"answer": "", "cells": examples[0].answer_text, "aggregator": "SUM"}
+    results = tapas.evaluate(pipe, examples)
+    assert results["correct"].tolist() == [True] and results["kind"].tolist() == ["sum"]

@@ -1,0 +1,647 @@
+"""Question answering over tables with TAPAS (notebook 05).
+
+Three jobs:
+
+* execute a TAPAS answer: the model predicts an aggregation operator and a set of cells, and
+  :func:`execute_answer` turns the pair into the value a reader wants (the pipeline only prints
+  ``"SUM > 10, 36, ..."``);
+* generate seeded synthetic tables and questions whose gold answers come from a pandas one-liner
+  (:func:`generate_examples`), the training and test data of the small TAPAS;
+* build a WordPiece vocabulary with the ``tokenizers`` library from the text shipped in
+  ``data/tapas/`` so that :class:`transformers.TapasTokenizer` can load it (:func:`build_vocab`).
+
+The remaining helpers encode examples for training, build the small model's config and score a
+``table-question-answering`` pipeline on generated questions.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+AGGREGATION_LABELS = {0: "NONE", 1: "SUM", 2: "AVERAGE", 3: "COUNT"}
+"""The WTQ checkpoints' operators, in their order (google/tapas-base-finetuned-wtq's config)."""
+
+AGGREGATION_IDS = {name: index for index, name in AGGREGATION_LABELS.items()}
+
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[EMPTY]"]
+"""TapasTokenizer's special tokens; [PAD] first so that its id is 0, the config's pad_token_id."""
+
+TOKEN_TYPES = [
+    "segment",
+    "column",
+    "row",
+    "previous answer",
+    "column rank",
+    "inverse column rank",
+    "numeric relation",
+]
+"""The seven channels of ``token_type_ids``, in the order TapasTokenizer writes them."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Executing an answer
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_number(text):
+    """The number written in a table cell: ``"1,234"`` -> 1234.0; ValueError when there is none."""
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
+        raise TypeError(f"a cell must be a str or a number, got {type(text).__name__}: {text!r}")
+    if isinstance(text, (int, float)):
+        return float(text)
+    try:
+        value = float(text.strip().replace(",", ""))
+    except ValueError:
+        raise ValueError(f"cell {text!r} is not a number") from None
+    if math.isnan(value) or math.isinf(value):
+        raise ValueError(f"cell {text!r} is not a finite number")
+    return value
+
+
+def _as_int_if_whole(value):
+    return int(value) if float(value).is_integer() else float(value)
+
+
+def execute_answer(aggregator, cells):
+    """Apply TAPAS's aggregation operator to the selected cells and return the answer's value.
+
+    ``aggregator`` is one of ``"NONE"``, ``"SUM"``, ``"AVERAGE"``, ``"COUNT"`` (or its index in
+    :data:`AGGREGATION_LABELS`); ``cells`` is the list of selected cell texts, as the pipeline's
+    ``answer["cells"]`` gives them. NONE returns the cell text (one cell) or the list of texts;
+    SUM and AVERAGE return a number and refuse cells that are not numbers; COUNT returns how many
+    cells were selected.
+    """
+    if isinstance(aggregator, int) and not isinstance(aggregator, bool):
+        if aggregator not in AGGREGATION_LABELS:
+            raise ValueError(f"aggregator index {aggregator} is not one of {sorted(AGGREGATION_LABELS)}")
+        aggregator = AGGREGATION_LABELS[aggregator]
+    if not isinstance(aggregator, str):
+        raise TypeError(f"aggregator must be a str such as 'SUM', got {type(aggregator).__name__}")
+    operator = aggregator.strip().upper()
+    if operator not in AGGREGATION_IDS:
+        raise ValueError(f"unknown aggregator {aggregator!r}; expected one of {list(AGGREGATION_IDS)}")
+    if isinstance(cells, (str, bytes)) or not isinstance(cells, (list, tuple)):
+        raise TypeError(f"cells must be a list of cell texts, got {type(cells).__name__}: {cells!r}")
+    for cell in cells:
+        if not isinstance(cell, (str, int, float)) or isinstance(cell, bool):
+            raise TypeError(f"each cell must be a str or a number, got {type(cell).__name__}: {cell!r}")
+
+    if operator == "COUNT":
+        return len(cells)
+    if operator == "NONE":
+        if not cells:
+            raise ValueError("NONE with no selected cell has no value")
+        texts = [str(cell) for cell in cells]
+        return texts[0] if len(texts) == 1 else texts
+    if operator == "AVERAGE" and not cells:
+        raise ValueError("AVERAGE of no selected cell is undefined")
+    numbers = []
+    for cell in cells:
+        try:
+            numbers.append(parse_number(cell))
+        except ValueError as error:
+            raise ValueError(f"{operator} needs numeric cells: {error}") from None
+    total = math.fsum(numbers)
+    value = total if operator == "SUM" else total / len(numbers)
+    return _as_int_if_whole(round(value, 9))
+
+
+def execute_pipeline_answer(answer):
+    """:func:`execute_answer` on one answer dict of ``pipeline("table-question-answering")``."""
+    if not isinstance(answer, dict) or "cells" not in answer:
+        raise TypeError(f"expected the pipeline's answer dict with a 'cells' key, got {answer!r}")
+    return execute_answer(answer.get("aggregator", "NONE"), list(answer["cells"]))
+
+
+def denotation_match(predicted, gold, *, rel_tol=1e-6):
+    """Whether an executed answer equals the gold value (numbers compared as numbers)."""
+    if isinstance(predicted, list) or isinstance(gold, list):
+        left = predicted if isinstance(predicted, list) else [predicted]
+        right = gold if isinstance(gold, list) else [gold]
+        return len(left) == len(right) and all(denotation_match(a, b) for a, b in zip(left, right))
+    try:
+        a, b = parse_number(predicted), parse_number(gold)
+    except (TypeError, ValueError):
+        return " ".join(str(predicted).lower().split()) == " ".join(str(gold).lower().split())
+    return math.isclose(a, b, rel_tol=rel_tol, abs_tol=1e-9)
+
+
+def prepare_table(table):
+    """The table as TapasTokenizer needs it: every cell a str and a 0..n-1 row index.
+
+    TapasTokenizer addresses rows with ``iloc`` using the labels that ``iterrows`` yields, so a
+    table with any other index (after a filter or a sort) would silently read the wrong rows.
+    """
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"table must be a pandas DataFrame, got {type(table).__name__}")
+    if table.shape[0] == 0 or table.shape[1] == 0:
+        raise ValueError(f"the table is empty ({table.shape[0]} rows, {table.shape[1]} columns): nothing to ask about")
+    if not table.columns.is_unique:
+        raise ValueError(f"column names must be unique, got {list(table.columns)}")
+    return table.reset_index(drop=True).astype(str)
+
+
+# ---------------------------------------------------------------------------------------------
+# Synthetic tables and questions
+# ---------------------------------------------------------------------------------------------
+
+BOOK_ROWS = [
+    (0, "Introduction", 1, 11),
+    (1, "Text classification", 12, 48),
+    (2, "Named Entity Recognition", 49, 73),
+    (3, "Question Answering", 74, 120),
+    (4, "Summarization", 121, 140),
+    (5, "Conclusion", 141, 144),
+]
+
+
+def book_frame():
+    """The book's table of chapters with numeric columns (cast to str with :func:`prepare_table`)."""
+    frame = pd.DataFrame(BOOK_ROWS, columns=["chapter", "name", "start_page", "end_page"])
+    frame["number_of_pages"] = frame["end_page"] - frame["start_page"]
+    return frame
+
+
+BOOK_QUESTIONS = [
+    ("What's the topic in chapter 4?", 'df.loc[df["chapter"] == 4, "name"].item()'),
+    ("What is the total number of pages?", 'df["number_of_pages"].sum()'),
+    (
+        "On which page does the chapter about question-answering start?",
+        'df.loc[df["name"] == "Question Answering", "start_page"].item()',
+    ),
+    ("How many chapters have more than 20 pages?", '(df["number_of_pages"] > 20).sum()'),
+]
+"""The book's four questions with the pandas one-liner that answers each."""
+
+
+def run_pandas(code, frame):
+    """Evaluate one of our pandas one-liners on ``frame`` (named ``df`` in the code)."""
+    value = eval(code, {"__builtins__": {"len": len}}, {"df": frame})  # noqa: S307 - our own generated code
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float):
+        value = _as_int_if_whole(round(value, 9))
+    return value
+
+
+@dataclass
+class Example:
+    """One generated question about one table, with its gold answer and strong supervision."""
+
+    table: pd.DataFrame  # every cell a str, as TAPAS reads it
+    question: str
+    aggregator: str  # NONE, SUM, AVERAGE or COUNT
+    coordinates: list  # (row, column) of the cells the operator applies to
+    pandas: str  # the one-liner, on the numeric frame named df
+    gold: object  # its value
+    kind: str = ""  # the template family, for per-kind accuracy
+
+    @property
+    def answer_text(self):
+        return [self.table.iat[row, col] for row, col in self.coordinates]
+
+    @property
+    def aggregation_label(self):
+        return AGGREGATION_IDS[self.aggregator]
+
+
+@dataclass
+class _Column:
+    header: str
+    phrases: list  # how questions name it
+    low: int = 0
+    high: int = 100
+    decimals: int = 0
+    lookup: list = field(default_factory=list)  # extra lookup templates with {entity} and {key}
+
+
+_TOPIC_WORDS = (
+    "text classification named entity recognition question answering summarization translation generation "
+    "efficiency training scaling attention tokenization sentiment analysis retrieval search speech vision tables "
+    "dialogue evaluation compression pretraining transformers labels few shot learning multilingual models data "
+    "future directions anatomy deployment datasets decoding embeddings clustering parsing grammar memory "
+    "optimization ethics bias introduction conclusion overview basics advanced methods history"
+).split()
+_FIRST = "ana ben carla dev emma felix gina hugo iris jonas kai lena mateo nora omar paula quinn rosa sami tara".split()
+_LAST = "silva meyer okafor tanaka novak rossi haddad kowalski garcia lindqvist moreau patel svensson ito".split()
+_PLACES = (
+    "porto bergen lyon kyoto accra quito perth tartu gdansk malaga osaka leeds graz cusco hobart tromso valencia "
+    "nantes sapporo krakow"
+).split()
+_COUNTRIES = "portugal norway france japan ghana ecuador australia estonia poland spain".split()
+_ADJECTIVES = "red quiet rapid golden tiny smart silver bold fresh lunar solar wooden".split()
+_NOUNS = "lamp kettle chair bottle camera drone backpack speaker clock mug tent bicycle".split()
+_TEAMS = "rovers united city athletic wanderers rangers".split()
+
+
+def _title(words):
+    text = " ".join(words)
+    return text[:1].upper() + text[1:]
+
+
+def _unique(rng, make, n):
+    seen, values = set(), []
+    while len(values) < n:
+        value = make()
+        if value.lower() not in seen:
+            seen.add(value.lower())
+            values.append(value)
+    return values
+
+
+def _distinct_numbers(rng, n, low, high, decimals=0):
+    if decimals:
+        scale = 10**decimals
+        picks = rng.sample(range(int(low * scale), int(high * scale) + 1), n)
+        return [round(p / scale, decimals) for p in picks]
+    return rng.sample(range(low, high + 1), n)
+
+
+def _chapters(rng, n_rows):
+    names = _unique(rng, lambda: _title(rng.sample(_TOPIC_WORDS, rng.choice([1, 1, 2, 2, 3]))), n_rows)
+    first = rng.choice([0, 1])
+    pages = [rng.randint(2, 50) for _ in range(n_rows)]
+    start = [1 + rng.randint(0, 20)]
+    for length in pages[:-1]:
+        start.append(start[-1] + length)
+    frame = pd.DataFrame({"chapter": range(first, first + n_rows), "name": names, "start_page": start})
+    frame["end_page"] = frame["start_page"] + pd.Series(pages)
+    frame["number_of_pages"] = pages
+    columns = {
+        "start_page": _Column(
+            "start_page",
+            ["start page", "first page"],
+            lookup=["On which page does the {entity} about {key} start?", "Where does the {entity} on {key} start?"],
+        ),
+        "end_page": _Column(
+            "end_page",
+            ["end page", "last page"],
+            lookup=["On which page does the {entity} about {key} end?"],
+        ),
+        "number_of_pages": _Column("number_of_pages", ["pages", "number of pages"]),
+    }
+    keep = ["chapter", "name"] + rng.sample(["start_page", "end_page", "number_of_pages"], rng.choice([2, 3]))
+    keep = [c for c in frame.columns if c in keep]
+    numeric = {c: columns[c] for c in keep if c in columns}
+    schema = dict(entity=("chapter", "chapters"), key="name", key_phrases=["topic", "name", "title"], id="chapter")
+    return frame[keep], schema, numeric
+
+
+def _generic(rng, n_rows, entity, key, key_phrases, make_key, extra_text, numeric_pool, id_column=None):
+    frame = pd.DataFrame({key: _unique(rng, make_key, n_rows)})
+    if extra_text is not None:
+        header, choices = extra_text
+        frame[header] = [rng.choice(choices) for _ in range(n_rows)]
+    picked = rng.sample(numeric_pool, rng.randint(2, min(3, len(numeric_pool))))
+    numeric = {}
+    for column in picked:
+        frame[column.header] = _distinct_numbers(rng, n_rows, column.low, column.high, column.decimals)
+        numeric[column.header] = column
+    if id_column is not None:
+        frame.insert(0, id_column, range(1, n_rows + 1))
+    schema = dict(entity=entity, key=key, key_phrases=key_phrases, id=id_column)
+    return frame, schema, numeric
+
+
+def _players(rng, n_rows):
+    pool = [
+        _Column("goals", ["goals"], 0, 40),
+        _Column("games", ["games", "matches"], 1, 60),
+        _Column("assists", ["assists"], 0, 30),
+        _Column("age", ["age"], 17, 39),
+    ]
+    return _generic(
+        rng, n_rows, ("player", "players"), "player", ["player", "name"],
+        lambda: f"{rng.choice(_FIRST).title()} {rng.choice(_LAST).title()}",
+        ("team", [t.title() for t in _TEAMS]), pool,
+    )
+
+
+def _cities(rng, n_rows):
+    pool = [
+        _Column("population", ["population", "inhabitants"], 50, 3000),
+        _Column("area_km2", ["area"], 20, 900),
+        _Column("founded", ["founding year"], 900, 1900),
+        _Column("museums", ["museums"], 1, 60),
+    ]
+    return _generic(
+        rng, n_rows, ("city", "cities"), "city", ["city", "name"],
+        lambda: rng.choice(_PLACES).title(), ("country", [c.title() for c in _COUNTRIES]), pool,
+    )
+
+
+def _products(rng, n_rows):
+    pool = [
+        _Column("price", ["price"], 2, 300, decimals=rng.choice([0, 2])),
+        _Column("stock", ["units in stock", "stock"], 0, 500),
+        _Column("orders", ["orders"], 1, 900),
+        _Column("weight_g", ["weight"], 50, 5000),
+    ]
+    return _generic(
+        rng, n_rows, ("product", "products"), "product", ["product", "name"],
+        lambda: _title([rng.choice(_ADJECTIVES), rng.choice(_NOUNS)]), None, pool, id_column="item",
+    )
+
+
+def _episodes(rng, n_rows):
+    pool = [
+        _Column("minutes", ["minutes", "running time"], 18, 70),
+        _Column("viewers", ["viewers"], 100, 9000),
+        _Column("scenes", ["scenes"], 3, 80),
+    ]
+    return _generic(
+        rng, n_rows, ("episode", "episodes"), "title", ["title", "name"],
+        lambda: _title(rng.sample(_TOPIC_WORDS + _NOUNS, rng.choice([1, 2, 3]))), None, pool, id_column="episode",
+    )
+
+
+THEMES = {"chapters": _chapters, "players": _players, "cities": _cities, "products": _products, "episodes": _episodes}
+"""Table shapes: name -> maker(rng, n_rows) returning (numeric frame, schema, numeric columns)."""
+
+
+def make_table(seed=0, *, theme=None, n_rows=None):
+    """One synthetic table: (numeric pandas frame, schema). ``prepare_table`` gives TAPAS's str view."""
+    rng = random.Random(seed)
+    return _make_table(rng, theme, n_rows)[:2]
+
+
+def _make_table(rng, theme=None, n_rows=None):
+    theme = theme if theme is not None else rng.choice(sorted(THEMES))
+    if theme not in THEMES:
+        raise ValueError(f"unknown theme {theme!r}; choose one of {sorted(THEMES)}")
+    n_rows = n_rows if n_rows is not None else rng.randint(3, 8)
+    if not isinstance(n_rows, int) or n_rows < 2:
+        raise ValueError(f"a generated table needs at least 2 rows, got n_rows={n_rows!r}")
+    return THEMES[theme](rng, n_rows)
+
+
+def _key_variant(rng, key):
+    """How a question may spell a table's key: as written, lower case, or hyphenated."""
+    words = key.split()
+    return rng.choice([key, key.lower(), "-".join(w.lower() for w in words) if len(words) > 1 else key.lower()])
+
+
+def _threshold(rng, values):
+    """A round-ish number strictly between two of the values, so 'more than' selects 1..n-1 cells."""
+    ordered = sorted(values)
+    gaps = list(range(len(ordered) - 1))
+    rng.shuffle(gaps)
+    for i in gaps:
+        lo, hi = ordered[i], ordered[i + 1]
+        candidates = [v for v in range(math.floor(lo) + 1, math.ceil(hi)) if lo < v < hi]
+        if candidates:
+            round_ones = [v for v in candidates if v % 10 == 0] or [v for v in candidates if v % 5 == 0]
+            return rng.choice(round_ones or candidates)
+    return None
+
+
+def questions_for_table(frame, schema, numeric, rng):
+    """Every question family once for this table, as :class:`Example` objects (gold by pandas)."""
+    table = prepare_table(frame)
+    col = {name: i for i, name in enumerate(frame.columns)}
+    singular, plural = schema["entity"]
+    key = schema["key"]
+    out = []
+
+    def add(question, aggregator, coordinates, code, kind):
+        gold = run_pandas(code, frame)
+        out.append(Example(table, question, aggregator, sorted(coordinates), code, gold, kind))
+
+    name, column = rng.choice(sorted(numeric.items()))
+    row = rng.randrange(len(frame))
+    key_value = frame[key].iat[row]
+    templates = ["What is the {phrase} of {key}?", "What's the {phrase} for {key}?", "Tell me the {phrase} of {key}."]
+    template = rng.choice(templates + column.lookup)
+    question = template.format(phrase=rng.choice(column.phrases), key=_key_variant(rng, key_value), entity=singular)
+    add(question, "NONE", [(row, col[name])], f'df.loc[df["{key}"] == {key_value!r}, "{name}"].item()', "lookup")
+
+    if schema.get("id"):
+        row = rng.randrange(len(frame))
+        ident = int(frame[schema["id"]].iat[row])
+        template = rng.choice(
+            ["What's the {phrase} in {entity} {id}?", "What is the {phrase} of {entity} {id}?", "Which {phrase} has {entity} {id}?"]
+        )
+        question = template.format(phrase=rng.choice(schema["key_phrases"]), entity=singular, id=ident)
+        add(question, "NONE", [(row, col[key])], f'df.loc[df["{schema["id"]}"] == {ident}, "{key}"].item()', "lookup by id")
+
+    name, column = rng.choice(sorted(numeric.items()))
+    phrase = rng.choice(column.phrases)
+    template = rng.choice(
+        ["What is the total {phrase}?", "What is the total number of {phrase}?", "What is the sum of the {phrase}?",
+         "How many {phrase} are there in total?", "What are the {phrase} of all {plural} added up?"]
+    )
+    cells = [(r, col[name]) for r in range(len(frame))]
+    add(template.format(phrase=phrase, plural=plural), "SUM", cells, f'df["{name}"].sum()', "sum")
+
+    name, column = rng.choice(sorted(numeric.items()))
+    phrase = rng.choice(column.phrases)
+    template = rng.choice(
+        ["What is the average {phrase}?", "What is the mean {phrase}?", "What is the average {phrase} per {singular}?",
+         "On average, what is the {phrase} of a {singular}?"]
+    )
+    cells = [(r, col[name]) for r in range(len(frame))]
+    add(template.format(phrase=phrase, singular=singular), "AVERAGE", cells, f'df["{name}"].mean()', "average")
+
+    name, column = rng.choice(sorted(numeric.items()))
+    threshold = _threshold(rng, frame[name].tolist())
+    if threshold is not None:
+        phrase = rng.choice(column.phrases)
+        more = rng.random() < 0.5
+        if more:
+            template = rng.choice(["How many {plural} have more than {v} {phrase}?", "How many {plural} have {phrase} above {v}?",
+                                   "How many {plural} have {phrase} greater than {v}?"])
+        else:
+            template = rng.choice(["How many {plural} have less than {v} {phrase}?", "How many {plural} have {phrase} below {v}?",
+                                   "How many {plural} have fewer than {v} {phrase}?"])
+        op = ">" if more else "<"
+        cells = [(r, col[name]) for r, v in enumerate(frame[name]) if (v > threshold if more else v < threshold)]
+        add(template.format(plural=plural, v=threshold, phrase=phrase), "COUNT", cells,
+            f'(df["{name}"] {op} {threshold}).sum()', "count with condition")
+
+    template = rng.choice(["How many {plural} are there?", "How many {plural} does the table list?",
+                           "What is the number of {plural}?"])
+    cells = [(r, col[key]) for r in range(len(frame))]
+    add(template.format(plural=plural), "COUNT", cells, "len(df)", "count rows")
+    return out
+
+
+def generate_examples(n_tables, *, seed=0, questions_per_table=None, themes=None):
+    """Examples from ``n_tables`` seeded synthetic tables (one per question family, or a sample).
+
+    Different seeds give different tables, so training and test sets come from two seeds.
+    """
+    if not isinstance(n_tables, int) or n_tables < 1:
+        raise ValueError(f"n_tables must be a positive int, got {n_tables!r}")
+    rng = random.Random(seed)
+    chosen = sorted(THEMES) if themes is None else list(themes)
+    for theme in chosen:
+        if theme not in THEMES:
+            raise ValueError(f"unknown theme {theme!r}; choose from {sorted(THEMES)}")
+    examples = []
+    for _ in range(n_tables):
+        frame, schema, numeric = _make_table(rng, rng.choice(chosen))
+        questions = questions_for_table(frame, schema, numeric, rng)
+        if questions_per_table is not None:
+            questions = rng.sample(questions, min(questions_per_table, len(questions)))
+        examples.extend(questions)
+    return examples
+
+
+def book_examples():
+    """The book's table and four questions as :class:`Example` objects, gold from pandas."""
+    frame = book_frame()
+    table = prepare_table(frame)
+    return [(question, code, run_pandas(code, frame)) for question, code in BOOK_QUESTIONS], table
+
+
+# ---------------------------------------------------------------------------------------------
+# Vocabulary, encoding, model config, evaluation
+# ---------------------------------------------------------------------------------------------
+
+
+def corpus_lines(n_tables=400, seed=1234):
+    """Text to learn the vocabulary from: generated tables (header and rows) and their questions."""
+    lines = []
+    for frame_seed in range(seed, seed + n_tables):
+        rng = random.Random(frame_seed)
+        frame, schema, numeric = _make_table(rng)
+        table = prepare_table(frame)
+        lines.append(" ".join(table.columns))
+        lines.extend(" ".join(row) for row in table.itertuples(index=False))
+        lines.extend(example.question for example in questions_for_table(frame, schema, numeric, rng))
+    return lines
+
+
+def build_vocab(text_file, out_dir, *, vocab_size=2000):
+    """Train a lower-cased WordPiece vocabulary on ``text_file``; write and return ``out_dir/vocab.txt``."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    text_file = Path(text_file)
+    if not text_file.is_file():
+        raise FileNotFoundError(f"no text to build the vocabulary from at {text_file}")
+    if not isinstance(vocab_size, int) or vocab_size <= len(SPECIAL_TOKENS):
+        raise ValueError(f"vocab_size must be an int above {len(SPECIAL_TOKENS)}, got {vocab_size!r}")
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    # Same normalisation and splitting as TapasTokenizer's BasicTokenizer: lower case, strip accents,
+    # split on white space and punctuation.
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False)
+    tokenizer.train([str(text_file)], trainer)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer.model.save(str(out_dir))  # writes vocab.txt, one token a line, in id order
+    return out_dir / "vocab.txt"
+
+
+def encode_examples(tokenizer, examples):
+    """Tokenize examples for strong supervision: one dict of 1-D/2-D tensors per example."""
+    import torch
+
+    encoded = []
+    for example in examples:
+        enc = tokenizer(
+            table=example.table,
+            queries=example.question,
+            answer_coordinates=example.coordinates,
+            answer_text=example.answer_text,
+            truncation=True,
+        )
+        item = {k: torch.tensor(enc[k]) for k in ("input_ids", "attention_mask", "token_type_ids", "labels")}
+        item["aggregation_labels"] = torch.tensor(example.aggregation_label)
+        encoded.append(item)
+    return encoded
+
+
+def collate(batch):
+    """Pad a list of :func:`encode_examples` items to the longest one and stack them."""
+    import torch
+
+    length = max(item["input_ids"].shape[0] for item in batch)
+    out = {}
+    for key in batch[0]:
+        if batch[0][key].dim() == 0:
+            out[key] = torch.stack([item[key] for item in batch])
+            continue
+        padded = []
+        for item in batch:
+            value = item[key]
+            pad = length - value.shape[0]
+            shape = (pad,) + tuple(value.shape[1:])
+            padded.append(torch.cat([value, value.new_zeros(shape)]))
+        out[key] = torch.stack(padded)
+    return out
+
+
+def small_config(vocab_size, **overrides):
+    """A small TapasConfig for the WTQ operators with strong supervision of the aggregator."""
+    from transformers import TapasConfig
+
+    settings = dict(
+        vocab_size=vocab_size,
+        hidden_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=512,
+        max_position_embeddings=128,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        num_aggregation_labels=len(AGGREGATION_LABELS),
+        aggregation_labels=dict(AGGREGATION_LABELS),
+        no_aggregation_label_index=0,
+        use_answer_as_supervision=False,
+        select_one_column=True,
+        init_cell_selection_weights_to_zero=True,
+    )
+    settings.update(overrides)
+    return TapasConfig(**settings)
+
+
+def cell_probabilities(inputs, logits, shape):
+    """Mean token probability of every table cell, as a (rows, columns) array, for one example.
+
+    The same average that ``TapasTokenizer.convert_logits_to_predictions`` thresholds at 0.5.
+    """
+    import numpy as np
+    import torch
+
+    if logits.dim() != 2 or logits.shape[0] != 1:
+        raise ValueError(f"expected the logits of one example, shape (1, tokens), got {tuple(logits.shape)}")
+    rows, columns = shape
+    types = inputs["token_type_ids"][0]
+    probs = torch.sigmoid(logits[0]) * inputs["attention_mask"][0]
+    total, count = np.zeros(shape), np.zeros(shape)
+    for p, segment, col, row in zip(probs.tolist(), types[:, 0].tolist(), types[:, 1].tolist(), types[:, 2].tolist()):
+        if segment == 1 and 1 <= row <= rows and 1 <= col <= columns:
+            total[row - 1, col - 1] += p
+            count[row - 1, col - 1] += 1
+    with np.errstate(invalid="ignore"):
+        return total / count
+
+
+def ask(pipe, table, question, gold=None):
+    """One question through a table-question-answering pipeline: its answer, the executed value, the check.
+
+    An answer that cannot be executed (NONE or AVERAGE over no cell, SUM over text) gets the value
+    None and counts as wrong.
+    """
+    answer = pipe(table=table, query=question)
+    try:
+        value = execute_pipeline_answer(answer)
+    except ValueError:
+        value = None
+    row = dict(question=question, tapas=answer["answer"], executed=value)
+    if gold is not None:
+        row.update(gold=gold, correct=value is not None and denotation_match(value, gold))
+    return row
+
+
+def evaluate(pipe, examples):
+    """Ask ``pipe`` every example's question; a DataFrame with the executed answers and whether each is right."""
+    rows = [dict(kind=e.kind, **ask(pipe, e.table, e.question, e.gold)) for e in examples]
+    return pd.DataFrame(rows)
