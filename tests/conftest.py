@@ -27,3 +27,19 @@ def _comparable(outputs):
 
 
 nbval.plugin.transform_streams_for_comparison = _comparable
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """After the notebooks ran, every shipped file must still match the manifest.
+
+    A notebook that saves a figure into images/ must draw the same bytes every run; otherwise the
+    next run's manifest test fails. Checked here so that one run catches it.
+    """
+    if not any(str(item.fspath).endswith(".ipynb") for item in getattr(session, "items", [])):
+        return
+    from utils.data import check_manifest
+
+    problems = check_manifest()
+    if problems:
+        print("\nrunning the notebooks changed shipped files:\n  " + "\n  ".join(problems))
+        session.exitstatus = 1
