@@ -10,7 +10,7 @@ from pathlib import Path
 
 import nbval.plugin
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 _original = nbval.plugin.transform_streams_for_comparison
 WIDGET = "application/vnd.jupyter.widget-view+json"
