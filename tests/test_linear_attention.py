@@ -55,6 +55,15 @@ def test_linear_order_equals_quadratic_order(name):
                                la.quadratic_kernel_attention(q, k, v, phi), rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("chunk_size", [1, 5, 8, 37])
+def test_linear_order_in_chunks_equals_one_pass(chunk_size):
+    q, k, v = qkv(dv=11)  # a chunk size that does not divide n leaves a short last chunk
+    torch.testing.assert_close(la.linear_kernel_attention(q, k, v, chunk_size=chunk_size),
+                               la.quadratic_kernel_attention(q, k, v), rtol=0, atol=1e-10)
+    with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
+        la.linear_kernel_attention(q, k, v, chunk_size=0)
+
+
 def test_linear_order_equals_quadratic_order_float32():
     q, k, v = qkv(dtype=torch.float32)
     torch.testing.assert_close(la.linear_kernel_attention(q, k, v),

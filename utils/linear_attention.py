@@ -151,13 +151,26 @@ def quadratic_kernel_attention(q, k, v, feature_map=elu_plus_one, *, causal=Fals
     return _divide(scores @ v, scores.sum(-1))
 
 
-def linear_kernel_attention(q, k, v, feature_map=elu_plus_one):
-    """The O(n) order: phi(Q) (phi(K)^T V) / phi(Q) (sum_j phi(K_j)), never forming n x n."""
+def linear_kernel_attention(q, k, v, feature_map=elu_plus_one, *, chunk_size=4096):
+    """The O(n) order: phi(Q) (phi(K)^T V) / phi(Q) (sum_j phi(K_j)), never forming n x n.
+
+    Both passes stream over the sequence `chunk_size` tokens at a time: first the keys, adding
+    each chunk's phi(K)^T V and sum phi(K) to the two small sums; then the queries, each chunk
+    written into the output. The arithmetic is the same as in one pass, but the features of
+    only one chunk exist at a time, so they stay in cache and memory grows only with the output.
+    """
     _check_qkv(q, k, v, who="linear_kernel_attention")
-    fq, fk = feature_map(q, is_query=True), feature_map(k, is_query=False)
-    kv = fk.transpose(-2, -1) @ v  # (..., m, d_v): one small matrix for all queries
-    z = fk.sum(-2).unsqueeze(-1)  # (..., m, 1)
-    return _divide(fq @ kv, (fq @ z).squeeze(-1))
+    _check_positive_int(chunk_size, "chunk_size", "linear_kernel_attention")
+    kv, z = 0, 0  # sum_j phi(k_j) v_j^T, shaped (..., m, d_v), and sum_j phi(k_j), shaped (..., m)
+    for s in range(0, k.shape[-2], chunk_size):
+        fk = feature_map(k[..., s:s + chunk_size, :], is_query=False)
+        kv = kv + fk.transpose(-2, -1) @ v[..., s:s + chunk_size, :]
+        z = z + fk.sum(-2)
+    out = q.new_empty(*q.shape[:-1], v.shape[-1])
+    for s in range(0, q.shape[-2], chunk_size):
+        fq = feature_map(q[..., s:s + chunk_size, :], is_query=True)
+        out[..., s:s + chunk_size, :] = _divide(fq @ kv, (fq @ z.unsqueeze(-1)).squeeze(-1))
+    return out
 
 
 def causal_linear_attention(q, k, v, feature_map=elu_plus_one, *, chunk_size=64):
