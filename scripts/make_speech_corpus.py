@@ -56,6 +56,13 @@ TRAIN_VOICES = [
     "en-gb+m2", "en-gb+f2", "en-gb+m5", "en-gb-x-rp+m6", "en-029+f5", "en-gb-scotland+m4",
 ]
 HELDOUT_VOICES = ["en-us+m2", "en-us+f4", "en-gb+m3", "en-gb-x-rp+f1"]
+# Voices of the second batch of training utterances (none of them held out), so that training hears
+# 27 voices in all: an unseen voice is then less far from every voice the recogniser knows.
+EXTRA_TRAIN_VOICES = [
+    "en-us+m4", "en-us+m5", "en-us+m6", "en-us+f2", "en-us+f5", "en-us+klatt2", "en-us-nyc+m1",
+    "en-gb+m1", "en-gb+f3", "en-gb-x-rp+m2", "en-gb-x-rp+f3", "en-029+m1", "en-gb-scotland+f2",
+    "en-gb-x-gbclan+m7", "en-gb-x-gbcwmd+f5",
+]
 TRAIN_SPEEDS = [130, 150, 170, 190]
 HELDOUT_SPEEDS = [140, 160, 180]
 
@@ -120,10 +127,14 @@ def synthesise(text: str, voice: str, speed: int, pitch: int) -> np.ndarray:
     return np.round(audio * step) / step
 
 
-def build(n_train: int, n_heldout: int, seed: int, out: Path) -> list[dict]:
+def build(n_train: int, n_heldout: int, seed: int, out: Path, n_extra: int = 0) -> list[dict]:
     rng = random.Random(seed)
     train_text = make_sentences(n_train, rng, exclude={BOOK_SENTENCE})
     heldout_text = [BOOK_SENTENCE] + make_sentences(n_heldout - 1, rng, exclude=set(train_text))
+    # the extra training utterances come last, from their own generator, so that adding them
+    # leaves the first n_train + n_heldout utterances exactly as they were
+    extra_rng = random.Random(seed + 1)
+    extra_text = make_sentences(n_extra, extra_rng, exclude={*train_text, *heldout_text})
     training_words = {w for s in train_text for w in s.split()}
     unseen = {w for s in heldout_text for w in s.split()} - training_words
     if unseen:
@@ -134,13 +145,15 @@ def build(n_train: int, n_heldout: int, seed: int, out: Path) -> list[dict]:
         shutil.rmtree(audio_dir)
     audio_dir.mkdir(parents=True)
     rows = []
-    for split, texts, voices, speeds in [("train", train_text, TRAIN_VOICES, TRAIN_SPEEDS),
-                                         ("heldout", heldout_text, HELDOUT_VOICES, HELDOUT_SPEEDS)]:
+    batches = [("train", 0, train_text, TRAIN_VOICES, TRAIN_SPEEDS, rng),
+               ("heldout", 0, heldout_text, HELDOUT_VOICES, HELDOUT_SPEEDS, rng),
+               ("train", n_train, extra_text, EXTRA_TRAIN_VOICES, TRAIN_SPEEDS, extra_rng)]
+    for split, first, texts, voices, speeds, draw in batches:
         for i, text in enumerate(texts):
-            voice, speed = voices[i % len(voices)], rng.choice(speeds)
-            pitch = rng.randrange(30, 71)
+            voice, speed = voices[i % len(voices)], draw.choice(speeds)
+            pitch = draw.randrange(30, 71)
             audio = synthesise(text, voice, speed, pitch)
-            path = f"audio/{split}_{i:03d}.flac"
+            path = f"audio/{split}_{first + i:03d}.flac"
             sf.write(out / path, audio, SAMPLING_RATE, subtype="PCM_16", format="FLAC")
             rows.append({"path": path, "text": text, "split": split, "voice": voice,
                          "speed": speed, "pitch": pitch,
@@ -156,12 +169,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--train", type=int, default=180, help="training utterances")
     parser.add_argument("--heldout", type=int, default=30, help="held-out utterances")
+    parser.add_argument("--extra-train", type=int, default=220,
+                        help="training utterances added after the held-out ones, by more voices")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     if shutil.which("espeak-ng") is None:
         sys.exit("espeak-ng not found: apt-get install -y espeak-ng (or brew install espeak-ng)")
-    rows = build(args.train, args.heldout, args.seed, args.out)
+    rows = build(args.train, args.heldout, args.seed, args.out, args.extra_train)
     size = sum((args.out / r["path"]).stat().st_size for r in rows)
     hours = sum(r["seconds"] for r in rows)
     print(f"{len(rows)} utterances, {hours:.0f} s of audio, {size / 2**20:.2f} MiB of FLAC")

@@ -29,10 +29,10 @@ TRAIN_SEED, TEST_SEED = 1, 2
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tables", type=int, default=700, help="training tables (about 6 questions each)")
-    parser.add_argument("--steps", type=int, default=1600)
+    parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=5e-4)  # 2e-3 never separates the cells of a column
-    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--test-tables", type=int, default=25, help="held-out tables (about 6 questions each)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")

@@ -43,7 +43,7 @@ def small_corpus(tmp_path, n=3):
 
 def test_corpus_as_shipped(heldout):
     table = speech.read_transcripts()
-    assert table["split"].value_counts().to_dict() == {"train": 180, "heldout": 30}
+    assert table["split"].value_counts().to_dict() == {"train": 400, "heldout": 30}
     assert heldout[0]["text"] == speech.BOOK_SENTENCE
     assert speech.BOOK_SENTENCE not in set(table[table["split"] == "train"]["text"])
     train = table[table["split"] == "train"]
@@ -58,7 +58,7 @@ def test_corpus_as_shipped(heldout):
 
 def test_corpus_stays_small():
     size = sum(f.stat().st_size for f in speech.corpus_dir().rglob("*") if f.is_file())
-    assert size < 8.5 * 2**20
+    assert size < 15 * 2**20  # at most half of the course's 30 MiB data budget
 
 
 def test_load_corpus_reads_audio_in_map(tmp_path):
@@ -213,15 +213,24 @@ def test_greedy_steps_match_the_tokenizer_on_real_outputs(model, processor, held
     assert steps["text"] == processor.tokenizer.decode(logits.argmax(-1))
 
 
+def test_batched_transcripts_equal_one_at_a_time(model, processor, heldout):
+    # utterances of different lengths: in a batch the shorter ones are padded, and the frames of the
+    # padding must not reach the transcript
+    waves = [heldout[i]["speech"] for i in range(4)]
+    assert len({len(w) for w in waves}) == 4
+    one_by_one = [speech.transcribe(model, processor, [w])[0] for w in waves]
+    assert speech.transcribe(model, processor, waves, batch_size=4) == one_by_one
+
+
 def test_shipped_recogniser_word_error_rate(heldout):
     """The shipped checkpoint's held-out WER through the ASR pipeline, as the notebook measures it.
 
-    Measured 0.550 when it was trained (scripts/train_speech.py, 30 epochs, then 7 more from that
-    checkpoint; data/README.md has both commands): far above the issue's bar of 0.15, which this
-    checkpoint does not meet. The test guards against a worse one.
+    Measured 0.071 when it was trained (scripts/train_speech.py: 150 epochs on the first 180 training
+    utterances, stopped after 110, then 60 epochs on all 400 from that checkpoint; data/README.md
+    has the commands), inside the issue's bar of 0.15. The test guards against a worse checkpoint.
     """
     from transformers import pipeline
 
     asr = pipeline("automatic-speech-recognition", model=str(CHECKPOINT), device="cpu")
     hypotheses = [asr(wave)["text"] for wave in heldout["speech"]]
-    assert jiwer.wer(list(heldout["text"]), hypotheses) == pytest.approx(0.550, abs=0.02)
+    assert jiwer.wer(list(heldout["text"]), hypotheses) == pytest.approx(0.071, abs=0.02)

@@ -482,7 +482,8 @@ def benchmark_patterns(n, heads=4, device=None):
 
 def benchmark(ns, *, patterns=None, kernels=None, heads=4, head_dim=64, repeat=3, max_dense_mask_n=8192,
               max_naive_n=4096, device="cpu", seed=0):
-    """Time each kernel on each pattern (and dense unmasked SDPA once per n); yields the suite's records.
+    """Time each kernel on each pattern (and, once per n, dense unmasked SDPA and FlexAttention computing
+    every tile); yields the suite's records.
     ``patterns`` picks names from ``benchmark_patterns``; kernels that materialise n x n are skipped above
     ``max_naive_n`` (naive) and ``max_dense_mask_n`` (SDPA with a mask)."""
     kernels = list(KERNELS) if kernels is None else kernels
@@ -494,11 +495,16 @@ def benchmark(ns, *, patterns=None, kernels=None, heads=4, head_dim=64, repeat=3
         return time_ms(fn, warmup=1, repeat=repeat), peak_mib(fn, device=str(device))
 
     generator = torch.Generator(device=device).manual_seed(seed)
+    no_mask = full()
     for n in ns:
         q, k, v = (torch.randn(1, heads, n, head_dim, generator=generator, device=device) for _ in range(3))
         ms, memory = timed(lambda: F.scaled_dot_product_attention(q, k, v))
         yield {"suite": "sparse", "kernel": "sdpa_dense", "pattern": "none", "n": n, "ms": ms,
                "peak_mib": memory, "density": 1.0}
+        if "flex" in kernels:  # every tile computed: FlexAttention's own speed per tile, against SDPA's
+            ms, memory = timed(lambda: flex_sparse_attention(q, k, v, no_mask))
+            yield {"suite": "sparse", "kernel": "flex", "pattern": "none", "n": n, "ms": ms,
+                   "peak_mib": memory, "density": 1.0}
         available = benchmark_patterns(n, heads=heads, device=device)
         names = list(available) if patterns is None else patterns
         for name in names:

@@ -281,13 +281,18 @@ def plot_ctc_alignment(speech, frames, *, frame_seconds=0.02, sampling_rate=SAMP
 
 @torch.no_grad()
 def transcribe(model, processor, speeches, batch_size=16):
-    """Greedy transcripts of a list of waveforms, batched (same decoding as the ASR pipeline)."""
+    """Greedy transcripts of a list of waveforms, batched (same decoding as the ASR pipeline).
+
+    A batch pads the shorter waveforms, and the model emits frames for the padding too; each
+    utterance is decoded from its own frames only, so batching does not change a transcript.
+    """
     model.eval()
     texts = []
     for i in range(0, len(speeches), batch_size):
         chunk = [np.asarray(s, dtype=np.float32) for s in speeches[i:i + batch_size]]
         inputs = processor.feature_extractor(chunk, sampling_rate=SAMPLING_RATE, padding=True,
                                              return_tensors="pt")
-        logits = model(**inputs).logits
-        texts.extend(processor.tokenizer.batch_decode(logits.argmax(dim=-1)))
+        ids = model(**inputs).logits.argmax(dim=-1)
+        texts.extend(processor.tokenizer.decode(row[:num_frames(model.config, len(wave))])
+                     for row, wave in zip(ids, chunk))
     return texts
