@@ -4,7 +4,7 @@ The notebook can only afford a short live run; this script trains the same model
 config, processor, collator and the course's one training loop, `utils.train`) for longer
 on the CPU, then writes a checkpoint the ASR pipeline loads:
 
-    python scripts/train_speech.py                  # the shipped checkpoint (see data/README.md)
+    python scripts/train_speech.py                  # data/README.md lists the runs behind the shipped checkpoint
     python scripts/train_speech.py --epochs 5 --out /tmp/try   # a quick experiment
 
 It prints the word error rate on the held-out split (voices and speeds never heard in

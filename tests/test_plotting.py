@@ -93,3 +93,11 @@ def test_benchmark_one_line_per_kernel():
     assert sorted(line.get_label() for line in ax.lines) == ["linear", "sdpa"]
     with pytest.raises(ValueError, match="columns"):
         plotting.plot_benchmark(df, hue="pattern")
+
+
+def test_benchmark_labels_the_measured_sizes():
+    df = pd.DataFrame({"n": [1024, 4096, 8192], "ms": [1.0, 4.0, 9.0], "kernel": ["flex"] * 3})
+    ax = plotting.plot_benchmark(df)
+    ax.figure.canvas.draw()
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1k", "4k", "8k"]
+    assert not any(t.get_text() for t in ax.xaxis.get_minorticklabels())

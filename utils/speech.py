@@ -249,32 +249,40 @@ def ctc_segments(frames, blank="<pad>"):
 
 
 def plot_ctc_alignment(speech, frames, *, frame_seconds=0.02, sampling_rate=SAMPLING_RATE,
-                       blank="<pad>", title=None, save=None):
+                       blank="<pad>", window=None, title=None, save=None):
     """The log-mel spectrogram with the character each CTC frame emitted drawn over it.
 
-    `frames` is the per-frame token list of `greedy_ctc_steps`. Non-blank runs are shaded and
-    labelled ("|", the word delimiter, is drawn as "_"); blank frames are left clear.
+    `frames` is the per-frame token list of `greedy_ctc_steps`. Each run of one non-blank token is
+    marked in a strip along the top (alternating two colours, so that neighbouring runs stay apart),
+    starts at a thin line and is labelled above the picture ("|", the word delimiter, is drawn as "_");
+    blank frames leave the strip empty. `window`, a
+    (start, stop) pair in seconds, zooms in on part of the utterance.
     """
     import matplotlib.pyplot as plt
 
     from .plotting import _finish, log_mel_spectrogram
 
     speech = np.asarray(speech, dtype=np.float32)
-    log_mel = log_mel_spectrogram(speech, sampling_rate)
     duration = len(speech) / sampling_rate
-    fig, ax = plt.subplots(figsize=(max(8.0, 2.2 * duration), 3.6))
-    ax.imshow(log_mel, origin="lower", aspect="auto", cmap="magma",
-              extent=[0, duration, 0, log_mel.shape[0]])
-    for i, (token, start, stop) in enumerate(ctc_segments(frames, blank)):
-        t0, t1 = start * frame_seconds, stop * frame_seconds
-        ax.axvspan(t0, t1, color="cyan", alpha=0.45, lw=0)
-        # the characters sit in two staggered rows above the picture, so neighbours never collide
-        ax.text((t0 + t1) / 2, 1.03 + 0.07 * (i % 2), "_" if token == "|" else token,
-                transform=ax.get_xaxis_transform(), ha="center", va="bottom", fontsize=9,
+    start, stop = (0.0, duration) if window is None else window
+    if not 0 <= start < stop <= duration + 1e-9:
+        raise ValueError(f"plot_ctc_alignment: window {window} is not inside the utterance (0 to {duration:.2f} s)")
+    log_mel = log_mel_spectrogram(speech, sampling_rate)
+    fig, ax = plt.subplots(figsize=(min(16.0, max(8.0, 6.5 * (stop - start))), 3.8))
+    ax.imshow(log_mel, origin="lower", aspect="auto", cmap="magma", extent=[0, duration, 0, log_mel.shape[0]])
+    shown = [seg for seg in ctc_segments(frames, blank)
+             if start <= seg[1] * frame_seconds and seg[2] * frame_seconds <= stop]
+    for i, (token, first, last) in enumerate(shown):
+        t0, t1 = first * frame_seconds, last * frame_seconds
+        ax.axvspan(t0, t1, ymin=0.93, color=("cyan", "white")[i % 2], lw=0)  # a strip along the top
+        ax.axvline(t0, color="white", lw=0.6, alpha=0.6)
+        # three staggered rows above the picture, so that neighbours never collide
+        ax.text((t0 + t1) / 2, 1.02 + 0.08 * (i % 3), "_" if token == "|" else token,
+                transform=ax.get_xaxis_transform(), ha="center", va="bottom", fontsize=10,
                 fontweight="bold", clip_on=False)
-    ax.set(xlabel="time (s)", ylabel="mel bin", xlim=(0, duration))
-    ax.set_title(title or "greedy CTC: frames that emitted a character (shaded), blanks elsewhere",
-                 pad=28)
+    ax.set(xlabel="time (s)", ylabel="mel bin", xlim=(start, stop))
+    ax.set_title(title or "greedy CTC: each character over the frames that emitted it (strip on top); "
+                 "gaps in the strip are blank frames", pad=46, fontsize=10)
     fig.tight_layout()
     return _finish(fig, save)
 
