@@ -45,9 +45,12 @@ def main(argv=None):
     from transformers import TapasForQuestionAnswering, TapasTokenizer, pipeline
 
     utils.seed_everything(0)
-    with tempfile.TemporaryDirectory() as folder:
-        vocab = tapas.build_vocab(utils.data_path("tapas", "corpus.txt"), folder)
-        tokenizer = TapasTokenizer(str(vocab))
+    if args.init:  # its own vocabulary: tokenizers does not rebuild a WordPiece vocabulary token for token
+        tokenizer = TapasTokenizer.from_pretrained(args.init)
+    else:
+        with tempfile.TemporaryDirectory() as folder:
+            vocab = tapas.build_vocab(utils.data_path("tapas", "corpus.txt"), folder)
+            tokenizer = TapasTokenizer(str(vocab))
     start = time.perf_counter()
     train_examples = tapas.generate_examples(args.tables, seed=TRAIN_SEED)
     train_data = tapas.encode_examples(tokenizer, train_examples)
