@@ -255,8 +255,8 @@ def plot_ctc_alignment(speech, frames, *, frame_seconds=0.02, sampling_rate=SAMP
     `frames` is the per-frame token list of `greedy_ctc_steps`. Each run of one non-blank token is
     marked in a strip along the top (alternating two colours, so that neighbouring runs stay apart),
     starts at a thin line and is labelled above the picture ("|", the word delimiter, is drawn as "_");
-    blank frames leave the strip empty. `window`, a
-    (start, stop) pair in seconds, zooms in on part of the utterance.
+    blank frames leave the strip empty. `window`, a (start, stop) pair in seconds, zooms in on part
+    of the utterance; a window outside the utterance is an error.
     """
     import matplotlib.pyplot as plt
 
