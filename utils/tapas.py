@@ -400,6 +400,17 @@ def _threshold(rng, values):
     return None
 
 
+def _lookup_by_name(frame, schema, name, column, row, rng):
+    """The arguments of ``add`` for a question naming row ``row`` by its key and asking for ``name``."""
+    key = schema["key"]
+    key_value = frame[key].iat[row]
+    templates = ["What is the {phrase} of {key}?", "What's the {phrase} for {key}?", "Tell me the {phrase} of {key}."]
+    template = rng.choice(templates + column.lookup)
+    question = template.format(phrase=rng.choice(column.phrases), key=_key_variant(rng, key_value), entity=schema["entity"][0])
+    code = f'df.loc[df["{key}"] == {key_value!r}, "{name}"].item()'
+    return question, "NONE", [(row, list(frame.columns).index(name))], code, "lookup"
+
+
 def questions_for_table(frame, schema, numeric, rng):
     """Every question family once for this table, as :class:`Example` objects (gold by pandas)."""
     table = prepare_table(frame)
@@ -414,11 +425,7 @@ def questions_for_table(frame, schema, numeric, rng):
 
     name, column = rng.choice(sorted(numeric.items()))
     row = rng.randrange(len(frame))
-    key_value = frame[key].iat[row]
-    templates = ["What is the {phrase} of {key}?", "What's the {phrase} for {key}?", "Tell me the {phrase} of {key}."]
-    template = rng.choice(templates + column.lookup)
-    question = template.format(phrase=rng.choice(column.phrases), key=_key_variant(rng, key_value), entity=singular)
-    add(question, "NONE", [(row, col[name])], f'df.loc[df["{key}"] == {key_value!r}, "{name}"].item()', "lookup")
+    add(*_lookup_by_name(frame, schema, name, column, row, rng))
 
     if schema.get("id"):
         row = rng.randrange(len(frame))
@@ -489,6 +496,28 @@ def generate_examples(n_tables, *, seed=0, questions_per_table=None, themes=None
         if questions_per_table is not None:
             questions = rng.sample(questions, min(questions_per_table, len(questions)))
         examples.extend(questions)
+    return examples
+
+
+def generate_lookups(n_tables, *, seed=0):
+    """Lookup-by-name questions only: one per row of ``n_tables`` seeded tables, each asking for a
+    random numeric column of the row its key names.
+
+    Matching the question's words to a cell is the one skill that no token-type channel hands
+    TAPAS (numbers get the numeric-relation channel), so it needs many more examples than the
+    one lookup per table that :func:`generate_examples` writes.
+    """
+    if not isinstance(n_tables, int) or n_tables < 1:
+        raise ValueError(f"n_tables must be a positive int, got {n_tables!r}")
+    rng = random.Random(seed)
+    examples = []
+    for _ in range(n_tables):
+        frame, schema, numeric = _make_table(rng)
+        table = prepare_table(frame)
+        for row in range(len(frame)):
+            name, column = rng.choice(sorted(numeric.items()))
+            question, aggregator, coordinates, code, kind = _lookup_by_name(frame, schema, name, column, row, rng)
+            examples.append(Example(table, question, aggregator, coordinates, code, run_pandas(code, frame), kind))
     return examples
 
 
