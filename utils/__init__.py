@@ -1,7 +1,7 @@
 """The small library behind the course's notebooks."""
 from .core import REPO_ROOT, REPO_URL, data_path, images_path, relative, seed_everything, setup
 from .hub import CHECKPOINTS, hub_available
-from .plotting import (label_points, plot_benchmark, plot_heatmap, plot_power_law,
+from .plotting import (label_points, plot_benchmark, plot_heatmap, plot_power_law, plot_training,
                        plot_waveform_spectrogram, set_figsize, show_images, show_masks)
 from .source import print_source, show_source, source_text
 from .training import train
@@ -9,6 +9,7 @@ from .training import train
 __all__ = [
     "REPO_ROOT", "REPO_URL", "data_path", "images_path", "relative", "seed_everything", "setup",
     "CHECKPOINTS", "hub_available", "print_source", "show_source", "source_text", "train",
-    "label_points", "plot_benchmark", "plot_heatmap", "plot_power_law", "plot_waveform_spectrogram",
+    "label_points", "plot_benchmark", "plot_heatmap", "plot_power_law", "plot_training",
+    "plot_waveform_spectrogram",
     "set_figsize", "show_images", "show_masks",
 ]

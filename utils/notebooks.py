@@ -23,8 +23,9 @@ SETUP_CELL = f'''\
 # Set-up. In Colab: fetch the course and install what Colab lacks (never torch).
 # Everywhere: import the course's utils, seed, quiet the logs, print the versions.
 import os, pathlib, subprocess, sys
+REPO_URL = "{REPO_URL}"
 if "google.colab" in sys.modules and not pathlib.Path("course").exists():
-    subprocess.run(["git", "clone", "--depth", "1", "{REPO_URL}", "course"], check=True)
+    subprocess.run(["git", "clone", "--depth", "1", REPO_URL, "course"], check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r",
                     "course/requirements-colab.txt"], check=True)
     os.chdir("course/notebooks")

@@ -13,7 +13,8 @@ from matplotlib.transforms import Bbox
 from .core import images_path
 
 __all__ = ["set_figsize", "label_points", "plot_power_law", "show_masks", "show_images",
-           "plot_waveform_spectrogram", "plot_heatmap", "plot_benchmark", "save_figure"]
+           "plot_waveform_spectrogram", "plot_heatmap", "plot_benchmark", "plot_training",
+           "save_figure"]
 
 
 def set_figsize(width=6.0, height=4.0):
@@ -245,3 +246,35 @@ def _compact_size(value):
     """A power-of-two size as people write it: 512, 1k, 16k (k = 1024)."""
     value = int(round(value))
     return f"{value // 1024}k" if value >= 1024 and value % 1024 == 0 else str(value)
+
+
+def plot_training(history, metric=None, *, loss_label="training loss", metric_label=None,
+                  logy=False, title=None, ax=None, save=None):
+    """A training run in one figure: the loss at every step (left axis, with its running mean)
+    and `metric` where it was evaluated (right axis, as markers).
+
+    `history` is the DataFrame ``utils.train`` returns (columns step, loss and the metrics that
+    its eval_fn reported). Returns the loss Axes.
+    """
+    needed = ["step", "loss"] + ([metric] if metric else [])
+    missing = [c for c in needed if c not in history.columns]
+    if missing:
+        raise ValueError(f"plot_training: history has no column {missing[0]!r} "
+                         f"(it has {list(history.columns)})")
+    fig, ax = _new_axes(ax, figsize=(6.5, 3.5))
+    window = max(1, len(history) // 40)
+    ax.plot(history["step"], history["loss"], color="tab:blue", lw=0.6, alpha=0.35)
+    ax.plot(history["step"], history["loss"].rolling(window, min_periods=1).mean(),
+            color="tab:blue", lw=1.5, label=f"{loss_label} (mean of {window} steps)")
+    ax.set(xlabel="training step", title=title, yscale="log" if logy else "linear")
+    ax.set_ylabel(loss_label, color="tab:blue")
+    if metric:
+        evaluated = history.dropna(subset=[metric])
+        right = ax.twinx()
+        right.plot(evaluated["step"], evaluated[metric], "o-", color="tab:orange", ms=4)
+        right.set_ylabel(metric_label or metric, color="tab:orange")
+        low = float(evaluated[metric].min()) if len(evaluated) else 0.0
+        right.set_ylim(min(0.0, low) if low < 0.5 else 0.5 * low, 1.02 if low >= 0 else None)
+    fig.tight_layout()
+    _finish(fig, save)
+    return ax
