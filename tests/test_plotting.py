@@ -101,3 +101,22 @@ def test_benchmark_labels_the_measured_sizes():
     ax.figure.canvas.draw()
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1k", "4k", "8k"]
     assert not any(t.get_text() for t in ax.xaxis.get_minorticklabels())
+
+
+def test_plot_training_draws_loss_and_the_evaluated_metric():
+    history = pd.DataFrame({"step": range(1, 101), "loss": np.linspace(2.0, 0.5, 100)})
+    history["accuracy"] = np.nan
+    history.loc[[49, 99], "accuracy"] = [0.6, 0.9]
+    ax = plotting.plot_training(history, "accuracy", loss_label="contrastive loss")
+    raw, mean = ax.lines
+    assert list(raw.get_xdata()) == list(range(1, 101))
+    assert mean.get_ydata()[-1] == pytest.approx(history["loss"].tail(2).mean())  # window 100 // 40
+    (right,) = [a for a in ax.figure.axes if a is not ax]
+    assert list(right.lines[0].get_ydata()) == [0.6, 0.9]  # only the evaluated rows
+    assert ax.get_ylabel() == "contrastive loss" and right.get_ylabel() == "accuracy"
+
+
+def test_plot_training_names_a_missing_column():
+    history = pd.DataFrame({"step": [1, 2], "loss": [1.0, 0.9]})
+    with pytest.raises(ValueError, match="'accuracy'"):
+        plotting.plot_training(history, "accuracy")
