@@ -416,21 +416,39 @@ def download(names=None, out=print):
         _get(name)
     set_hub_timeouts()
     api = HfApi()
-    plan = {name: _repo_files(CHECKPOINTS[name], api) for name in names}
+    plan, failed = {}, []
+    for name in names:
+        try:
+            plan[name] = _repo_files(CHECKPOINTS[name], api)
+        except Exception as err:  # noqa: BLE001 - one line per name, then the others
+            failed.append(_report_failure(name, err, out))
     total = sum(sum(files.values()) for files, _ in plan.values())
-    out(f"{len(names)} name(s), {sum(len(f) for f, _ in plan.values())} files, {_size(total)} in all:")
+    out(f"{len(plan)} name(s), {sum(len(f) for f, _ in plan.values())} files, {_size(total)} in all:")
     for name, (files, _) in plan.items():
         out(f"  {name:<18} {CHECKPOINTS[name].describe():<58} {_size(sum(files.values())):>9}")
     for name, (files, _) in plan.items():
         checkpoint = CHECKPOINTS[name]
-        snapshot_download(checkpoint.repo_id, revision=checkpoint.pinned, repo_type=checkpoint.repo_type,
-                          allow_patterns=list(files))
-        if checkpoint.repo_type == "dataset":
-            import datasets
+        try:
+            snapshot_download(checkpoint.repo_id, revision=checkpoint.pinned, repo_type=checkpoint.repo_type,
+                              allow_patterns=list(files))
+            if checkpoint.repo_type == "dataset":
+                import datasets
 
-            datasets.load_dataset(checkpoint.repo_id, checkpoint.config, split=checkpoint.split,
-                                  revision=checkpoint.revision)
-    out("done: " + ", ".join(names))
+                datasets.load_dataset(checkpoint.repo_id, checkpoint.config, split=checkpoint.split,
+                                      revision=checkpoint.revision)
+        except Exception as err:  # noqa: BLE001
+            failed.append(_report_failure(name, err, out))
+    done = [n for n in plan if n not in failed]
+    out(f"done: {', '.join(done) or 'nothing'}" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return not failed
+
+
+def _report_failure(name, err, out):
+    failure = hub_failure(err)
+    if failure is None:
+        raise err
+    out(f"could not download {name} ({CHECKPOINTS[name].describe()}): {failure[0]}. To fix: {failure[1]}.")
+    return name
 
 
 def status(out=print):
@@ -463,8 +481,7 @@ def main(argv=None):
     if not hub_available():
         print("The Hugging Face Hub cannot be reached (or HF_HUB_OFFLINE=1 is set): nothing downloaded.")
         return 1
-    download(args.names)
-    return 0
+    return 0 if download(args.names) else 1
 
 
 if __name__ == "__main__":
