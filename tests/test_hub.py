@@ -178,3 +178,21 @@ def test_the_registry_names_datasets_and_files():
     assert hub.CHECKPOINTS["librispeech_dummy"].card_url.startswith("https://huggingface.co/datasets/")
     assert list(hub.CHECKPOINTS)[-1] == "llava"
     assert set(hub.EXPECTATIONS) <= {p.stem for p in (hub.Path(__file__).parent.parent / "notebooks").glob("*.ipynb")}
+
+
+def test_a_pipeline_that_could_not_load_is_read_through_its_text(monkeypatch, capsys, run_cell):
+    """transformers' pipeline turns every load error into one ValueError holding the tracebacks."""
+    run, shell = run_cell
+    online(monkeypatch)
+    shell.user_ns["error"] = ValueError(
+        "Could not load model google/vit-base-patch16-224 with any of the following classes: (...). "
+        "See the original errors:\n\nwhile loading with AutoModelForImageClassification, an error is thrown:\n"
+        "Traceback (most recent call last):\n  ...\nhttpx2.RemoteProtocolError: peer closed connection "
+        "without sending complete message body (received 164340 bytes, expected 328680)\n\n"
+        "The above exception was the direct cause of the following exception:\n\n"
+        "OSError: Can't load the model for 'google/vit-base-patch16-224'. ... a file named pytorch_model.bin.\n")
+    run("vit", "raise error")
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "connection failed (RemoteProtocolError" in out
+    assert "pytorch_model.bin" not in out
+    assert hub.hub_failure(ValueError("Could not load model x: a plain ValueError")) is None

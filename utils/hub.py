@@ -17,7 +17,9 @@ import ast
 import contextlib
 import errno
 import linecache
+import logging
 import os
+import re
 import sys
 import threading
 import urllib.error
@@ -230,49 +232,62 @@ def _status_code(err):
     return code if isinstance(code, int) else None
 
 
+_NETWORK = {"ConnectError", "ConnectTimeout", "ReadTimeout", "ReadError", "WriteError", "TimeoutException",
+            "NetworkError", "RemoteProtocolError", "ProtocolError", "ConnectionError", "ConnectionResetError",
+            "ConnectionRefusedError", "TimeoutError", "ChunkedEncodingError", "ProxyError", "SSLError"}
+# A line of a formatted traceback that names an exception: "httpx2.RemoteProtocolError: peer closed..."
+_ERROR_LINE = re.compile(r"^(?:[\w]+\.)*(\w+(?:Error|Exception|Enabled)): ?(.*)$", re.M)
+
+
+def _facts(err):
+    """(class name, message, HTTP status, errno) for every error in `err`'s chain, root cause last.
+
+    A transformers pipeline that cannot load a model raises one ValueError holding the formatted
+    tracebacks of its attempts; the errors named in that text count too (root cause first there).
+    """
+    facts = []
+    for e in _chain(err):
+        message = str(e).strip()
+        facts.append((type(e).__name__, message, _status_code(e), getattr(e, "errno", None),
+                      type(e).__mro__))
+        if isinstance(e, ValueError) and message.startswith("Could not load model"):
+            for name, text in _ERROR_LINE.findall(message):
+                code = re.search(r"\b([45]\d\d) (?:Client|Server) Error", text)
+                number = re.match(r"\[Errno (\d+)\]", text)
+                facts.append((name, text, int(code.group(1)) if code else None,
+                              int(number.group(1)) if number else None, ()))
+    return facts
+
+
 def hub_failure(err):
-    """If `err` is a failure to reach or load something from the Hub, the cause and what to do.
+    """If `err` is a failure to reach or load something from the Hub, (cause, what to do).
 
     Returns None for anything else (a bug in the cell's code), which the magic re-raises.
     """
-    from huggingface_hub import errors as hf_errors
-
-    network = [ConnectionError, TimeoutError]
-    for module in ("httpx2", "httpx", "requests"):
-        lib = sys.modules.get(module)
-        if lib is not None:
-            network.append(lib.RequestException if module == "requests" else lib.HTTPError)
-    hub_errors = (hf_errors.HfHubHTTPError, hf_errors.EntryNotFoundError,
-                  hf_errors.OfflineModeIsEnabled, hf_errors.RevisionResolutionError)
-    ds_exceptions = sys.modules.get("datasets.exceptions")
-    if ds_exceptions is not None:
-        hub_errors += (ds_exceptions.DatasetNotFoundError,)
-    for e in _chain(err):
-        code = _status_code(e)
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:140]
-        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+    for name, message, code, number, mro in _facts(err):
+        names = {name} | {c.__name__ for c in mro}
+        first = (message.splitlines() or [name])[0][:140]
+        if number in (errno.ENOSPC, errno.EDQUOT):
             return "the disk is full", "free some space (or set HF_HOME to a larger disk) and run the cell again"
-        if code in (401, 403) or isinstance(e, hf_errors.GatedRepoError):
+        if code in (401, 403) or "GatedRepoError" in names:
             return (f"HTTP {code or 401}, access denied",
                     "log in with `hf auth login` (or set HF_TOKEN) if the model needs it, then run the cell again")
         if code == 429:
             return "HTTP 429, too many requests", "wait a few minutes and run the cell again"
-        if isinstance(e, hf_errors.RevisionNotFoundError):
-            return ("the pinned revision is not on the Hub",
-                    "update its revision in utils/hub.py (CHECKPOINTS)")
-        if isinstance(e, hf_errors.RepositoryNotFoundError):
-            return ("the repository is not on the Hub (HTTP 404)",
-                    "check its name in utils/hub.py (CHECKPOINTS)")
-        if isinstance(e, (hf_errors.LocalEntryNotFoundError, hf_errors.OfflineModeIsEnabled)):
+        if "RevisionNotFoundError" in names:
+            return "the pinned revision is not on the Hub", "update its revision in utils/hub.py (CHECKPOINTS)"
+        if "RepositoryNotFoundError" in names or "DatasetNotFoundError" in names:
+            return "the repository is not on the Hub (HTTP 404)", "check its name in utils/hub.py (CHECKPOINTS)"
+        if names & {"LocalEntryNotFoundError", "OfflineModeIsEnabled"}:
             return ("it is not in the local cache and the Hub cannot be reached",
                     "run `python -m utils.hub download` where there is network")
-        if isinstance(e, hf_errors.EntryNotFoundError):
-            return f"a file is missing: {first}", "check the revision in utils/hub.py (CHECKPOINTS)"
-        if isinstance(e, hub_errors):
-            return f"{type(e).__name__}: {first}", "run the cell again; if it persists, check the network"
-        if isinstance(e, tuple(network)):
-            return (f"the connection failed ({type(e).__name__}: {first})",
-                    "check the network and run the cell again")
+        if "EntryNotFoundError" in names:
+            return f"a file is missing ({first})", "check the revision in utils/hub.py (CHECKPOINTS)"
+        if names & _NETWORK:
+            return (f"the connection failed ({name}: {first})",
+                    "check the network (or proxy) and run the cell again")
+        if names & {"HfHubHTTPError", "RevisionResolutionError"}:
+            return f"{name}: {first}", "run the cell again; if it persists, check the network"
     return None
 
 
@@ -334,6 +349,9 @@ def run_hub_cell(shell, line, cell):
             else:
                 print(SKIP_MESSAGE)
             return
+    hub_logger = logging.getLogger("huggingface_hub")
+    level = hub_logger.level
+    hub_logger.setLevel(logging.ERROR)  # no "Trying to resume download" lines: one line says it all
     try:
         with contextlib.nullcontext() if online else _libraries_offline():
             _run_cell_body(shell, cell)
@@ -347,6 +365,8 @@ def run_hub_cell(shell, line, cell):
             _failed[name] = cause
         what = ", ".join(f"{n} ({CHECKPOINTS[n].describe()})" for n in culprits)
         print(f"Skipped: could not load {what}: {cause}. To fix: {todo}.")
+    finally:
+        hub_logger.setLevel(level)
 
 
 def register_hub_magic(shell=None):
