@@ -89,11 +89,14 @@ def execute(path, inplace=False, online=False, timeout=900, checks=()):
             status = "ok"
             for what, expression in checks:
                 probe = nbformat.v4.new_code_cell(f"print(bool({expression}))")
+                nb.cells.append(probe)  # for the run only: removed before anything is saved
                 try:
-                    client.execute_cell(probe, len(nb.cells))
+                    client.execute_cell(probe, len(nb.cells) - 1)
                     answer = "".join(o.get("text", "") for o in probe.outputs).strip()
                 except CellExecutionError as err:
-                    answer = str(err).strip().splitlines()[-1][:80]
+                    answer = f"{err.ename}: {err.evalue}"[:80]
+                finally:
+                    nb.cells.pop()
                 if answer != "True":
                     status = f"FAILED check: {what} ({answer})"
                     break
