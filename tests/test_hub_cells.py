@@ -126,18 +126,22 @@ def offline_kernel(prefilled_home, standin_hub):
     kernel.close()
 
 
-def run_until_last_hub_cell(kernel, path, way):
+def run_until_last_hub_cell(kernel, path, way, built):
     status, out = kernel.run(f"get_ipython().run_line_magic('reset', '-f')\n"
                              f"import os\nos.chdir({str(path.parent)!r})")
     assert status == "ok", out
-    printed, unfetched = {}, []
+    printed, unfetched, unserved = {}, [], []
     for index, source in hub_cells(path):
         status, outputs = kernel.run(source)
         text = "".join(t for name, t in outputs if name in ("stdout", "display", "error"))
         assert status == "ok", f"{path.name} cell {index} raised:\n{text[-3000:]}"
         if source.startswith("%%hub"):
             first = (text.strip().splitlines() or ["(no output)"])[0]
-            if way == "offline" and "a file is missing" in first:
+            names = source.splitlines()[0].split()[1:]
+            if set(names) - set(built):  # no stand-in to serve: one line, said at the end
+                assert text.startswith("Skipped") and text.count("\n") == 1, f"{path.name} cell {index}: {text}"
+                unserved.append(f"cell {index} ({' '.join(names)})")
+            elif way == "offline" and "a file is missing" in first:
                 # the cell loads more than the prefetch fetches for it (see its files in CHECKPOINTS)
                 unfetched.append(f"cell {index}: {first}")
             else:
@@ -146,6 +150,8 @@ def run_until_last_hub_cell(kernel, path, way):
             SUMMARY.append((way, path.stem, index, source.splitlines()[0], first[:100]))
         elif index == hub_cells(path)[0][0] and way == "online":
             assert "Hugging Face Hub: reachable" in text, text
+    if unserved:
+        pytest.xfail(f"{path.name}: no stand-in for {'; '.join(unserved)}")
     if unfetched:  # said, not silent: the notebook or CHECKPOINTS must change
         pytest.xfail(f"{path.name} loads files that `python -m utils.hub download` does not fetch: "
                      + "; ".join(unfetched))
@@ -196,15 +202,15 @@ def test_failures_print_one_line_and_the_rest_runs(online_kernel, standin_hub):
 
 
 @pytest.mark.parametrize("path", WITH_HUB_CELLS, ids=lambda p: p.stem)
-def test_hub_cells_run_online_against_the_standin_hub(online_kernel, path):
-    printed = run_until_last_hub_cell(online_kernel, path, "online")
+def test_hub_cells_run_online_against_the_standin_hub(online_kernel, standin_hub, path):
+    printed = run_until_last_hub_cell(online_kernel, path, "online", standin_hub.built)
     assert printed
 
 
 @pytest.mark.parametrize("path", WITH_HUB_CELLS, ids=lambda p: p.stem)
 def test_hub_cells_run_offline_from_a_prefilled_cache(offline_kernel, standin_hub, path):
     before = len(standin_hub.requests)
-    printed = run_until_last_hub_cell(offline_kernel, path, "offline")
+    printed = run_until_last_hub_cell(offline_kernel, path, "offline", standin_hub.built)
     assert printed
     assert standin_hub.requests[before:] == []  # offline means no request at all
 
