@@ -207,3 +207,24 @@ def test_a_file_missing_from_the_cache_is_one_line(monkeypatch, capsys, run_cell
     out = capsys.readouterr().out
     assert out.startswith("Skipped: could not load gpt2 (openai-community/gpt2 at main): a file is missing")
     assert out.count("\n") == 1
+
+
+def test_the_online_expectations_name_what_the_notebooks_define():
+    """`utils.notebooks run --online --check` evaluates these in the notebooks: their names must exist."""
+    import ast
+    import builtins
+    import re
+
+    import nbformat
+
+    for stem, checks in hub.EXPECTATIONS.items():
+        path = hub.Path(__file__).parent.parent / "notebooks" / f"{stem}.ipynb"
+        source = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+        for what, expression in checks:
+            tree = ast.parse(expression, mode="eval")
+            bound = {a.arg for node in ast.walk(tree) if isinstance(node, ast.Lambda) for a in node.args.args}
+            bound |= {n.id for node in ast.walk(tree) if isinstance(node, ast.comprehension)
+                      for n in ast.walk(node.target) if isinstance(n, ast.Name)}
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Name) and node.id not in bound and not hasattr(builtins, node.id):
+                    assert re.search(rf"\b{node.id}\b", source), f"{stem}: {what!r} uses {node.id}, which it lacks"
