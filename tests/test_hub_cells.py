@@ -16,7 +16,7 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
+import time
 
 import nbformat
 import pytest
@@ -165,9 +165,12 @@ def test_failures_print_one_line_and_the_rest_runs(online_kernel, standin_hub):
     assert status == "ok" and "Hugging Face Hub: reachable" in "".join(t for _, t in out)
 
     def stdout(code):
+        start = time.perf_counter()
         status, outputs = kernel.run(code)
         assert status == "ok", outputs
-        return "".join(t for name, t in outputs if name in ("stdout", "display"))
+        text = "".join(t for name, t in outputs if name in ("stdout", "display"))
+        SUMMARY.append(("failure", f"{time.perf_counter() - start:.1f} s", 0, code.splitlines()[0], text[:100]))
+        return text
 
     vit, tapas, clip = (hub_standins.CHECKPOINTS[k] for k in ("vit", "tapas", "clip"))
     hub.faults = {vit.repo_id: "cut", tapas.repo_id: "missing"}
@@ -224,12 +227,12 @@ def test_every_hub_name_has_a_standin(standin_hub):
         pytest.xfail(f"no stand-in for {', '.join(sorted(missing))}: LlavaOnevisionProcessor needs torchvision")
 
 
-def pytest_terminal_summary_lines():
-    return [f"{way:<8} {nb:<26} cell {i:>2} {line:<28} -> {first}" for way, nb, i, line, first in SUMMARY]
+def _summary_lines():
+    return [f"{way:<8} {nb:<26} cell {i:>2} {line:<28} -> {first.strip()}" for way, nb, i, line, first in SUMMARY]
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _print_summary():
     yield
     if SUMMARY:
-        print("\n%%hub cells against the stand-ins:\n" + "\n".join(pytest_terminal_summary_lines()))
+        print("\n%%hub cells against the stand-ins:\n" + "\n".join(_summary_lines()))
