@@ -1,6 +1,5 @@
 """The small library behind the course's notebooks."""
 from .core import REPO_ROOT, REPO_URL, data_path, images_path, relative, seed_everything, setup
-from .hub import CHECKPOINTS, hub_available
 from .plotting import (label_points, plot_benchmark, plot_heatmap, plot_power_law, plot_training,
                        plot_waveform_spectrogram, set_figsize, show_images, show_masks)
 from .source import print_source, show_source, source_text
@@ -13,3 +12,11 @@ __all__ = [
     "plot_waveform_spectrogram",
     "set_figsize", "show_images", "show_masks",
 ]
+
+
+def __getattr__(name):  # utils.hub is imported on first use, so that `python -m utils.hub` runs cleanly
+    if name in ("CHECKPOINTS", "hub_available"):
+        from . import hub
+
+        return getattr(hub, name)
+    raise AttributeError(f"module 'utils' has no attribute {name!r}")

@@ -1,9 +1,11 @@
 """Create and run the course's notebooks.
 
 python -m utils.notebooks new NN_name "Title" "Two-line promise"
-python -m utils.notebooks run [NOTEBOOK ...] [--inplace] [--online]
+python -m utils.notebooks run [NOTEBOOK ...] [--inplace] [--online [--check]]
     executes notebooks headless (offline unless --online) and prints a table of each
     notebook's status and wall time; with no NOTEBOOK, all of notebooks/*.ipynb.
+    --check (with --online) then asserts what the real checkpoints must give
+    (utils.hub.EXPECTATIONS) in each notebook's namespace.
 """
 import argparse
 import os
@@ -14,6 +16,7 @@ from pathlib import Path
 import nbformat
 
 from .core import REPO_ROOT, REPO_URL
+from .hub import EXPECTATIONS
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 IGNORE_OUTPUT = {"tags": ["nbval-ignore-output"]}
@@ -55,20 +58,48 @@ def new(name, title, promise):
     return path
 
 
-def execute(path, inplace=False, online=False, timeout=900):
-    """Run one notebook in a fresh kernel of this environment; returns (status, seconds)."""
+def execute(path, inplace=False, online=False, timeout=900, checks=()):
+    """Run one notebook in a fresh kernel of this environment; returns (status, seconds).
+
+    `checks` are (what, expression) pairs evaluated in the notebook's namespace after its last
+    cell; the status names the first that is not True.
+    """
     from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
 
     if not online:
         os.environ["HF_HUB_OFFLINE"] = "1"
+    # No kernel warning lines between the table's rows: the debugger's two about frozen modules,
+    # and ipykernel's about TCP without encryption (the kernel is local to this process).
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}},
-                            record_timing=False, store_widget_state=False)
+                            record_timing=False, store_widget_state=False,
+                            extra_arguments=["--IPKernelApp.log_level=ERROR"])
     start = time.perf_counter()
     try:
-        client.execute()
-        status = "ok"
+        client.reset_execution_trackers()
+        with client.setup_kernel():  # what NotebookClient.execute does, then the checks
+            info = client.wait_for_reply(client.kc.kernel_info())
+            if "language_info" in info["content"]:
+                nb.metadata["language_info"] = info["content"]["language_info"]
+            for index, cell in enumerate(nb.cells):
+                client.execute_cell(cell, index, execution_count=client.code_cells_executed + 1)
+            status = "ok"
+            for what, expression in checks:
+                probe = nbformat.v4.new_code_cell(f"print(bool({expression}))")
+                nb.cells.append(probe)  # for the run only: removed before anything is saved
+                try:
+                    client.execute_cell(probe, len(nb.cells) - 1)
+                    answer = "".join(o.get("text", "") for o in probe.outputs).strip()
+                except CellExecutionError as err:
+                    answer = f"{err.ename}: {err.evalue}"[:80]
+                finally:
+                    nb.cells.pop()
+                if answer != "True":
+                    status = f"FAILED check: {what} ({answer})"
+                    break
     except Exception as err:  # noqa: BLE001 - reported in the table, not hidden
         status = f"FAILED: {type(err).__name__}: {str(err).strip().splitlines()[-1][:120]}"
     seconds = time.perf_counter() - start
@@ -87,7 +118,11 @@ def main(argv=None):
     p_run.add_argument("notebooks", nargs="*")
     p_run.add_argument("--inplace", action="store_true", help="save the outputs into the notebook")
     p_run.add_argument("--online", action="store_true", help="do not force HF_HUB_OFFLINE=1")
+    p_run.add_argument("--check", action="store_true",
+                       help="with --online: assert what the real checkpoints give (utils.hub.EXPECTATIONS)")
     args = parser.parse_args(argv)
+    if getattr(args, "check", False) and not args.online:
+        parser.error("--check needs --online: the expectations are about the real checkpoints")
     if args.command == "new":
         print(f"created {new(args.name, args.title, args.promise).relative_to(REPO_ROOT)}")
         return 0
@@ -98,7 +133,8 @@ def main(argv=None):
     print(f"{'notebook':<34} {'status':<8} {'seconds':>8}", flush=True)
     failed, total = 0, 0.0
     for path in paths:
-        status, seconds = execute(path, inplace=args.inplace, online=args.online)
+        checks = EXPECTATIONS.get(path.stem, []) if args.check else []
+        status, seconds = execute(path, inplace=args.inplace, online=args.online, checks=checks)
         failed += status != "ok"
         total += seconds
         print(f"{path.name:<34} {status:<8} {seconds:8.1f}", flush=True)

@@ -21,6 +21,22 @@ def default_loss(model, batch):
     return model(**batch).loss
 
 
+def _progress_bar(total, disable):
+    """tqdm's bar; in a notebook also the handle of its display, to replace it when training ends.
+
+    A notebook widget's text fallback, which GitHub, nbviewer and a closed JupyterLab show, is
+    frozen at "0%"; replacing the display with one summary line leaves the finished state there.
+    """
+    from tqdm.notebook import tqdm as notebook_tqdm
+
+    if disable or not issubclass(tqdm, notebook_tqdm):
+        return tqdm(total=total, desc="training", disable=disable), None
+    from IPython.display import display
+
+    bar = tqdm(total=total, desc="training", display=False)
+    return bar, display(bar.container, display_id=True)
+
+
 def _check(name, value, low, allow_none=False):
     if value is None and allow_none:
         return
@@ -72,7 +88,7 @@ def train(model, train_data, *, collate_fn=None, batch_size=32, epochs=1, max_st
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
 
     history, step, start = [], 0, time.perf_counter()
-    bar = tqdm(total=total, desc="training", disable=not progress or not accelerator.is_main_process)
+    bar, shown = _progress_bar(total, disable=not progress or not accelerator.is_main_process)
     model.train()
     while step < total:
         for batch in loader:
@@ -97,6 +113,10 @@ def train(model, train_data, *, collate_fn=None, batch_size=32, epochs=1, max_st
             if step >= total:
                 break
     bar.close()
+    if shown is not None:  # the saved notebook keeps this line, not a frozen "0%" text of the widget
+        from IPython.display import Pretty
+
+        shown.update(Pretty(f"training: {step}/{total} steps done"))
     model.eval()
     accelerator.free_memory()
     return pd.DataFrame(history)
