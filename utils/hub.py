@@ -75,7 +75,7 @@ CHECKPOINTS = {
     "bigbird": Checkpoint("google/bigbird-roberta-base", files=("config.json",)),
     "librispeech_dummy": Checkpoint("hf-internal-testing/librispeech_asr_dummy", repo_type="dataset",
                                     config="clean", split="validation"),
-    "llava": Checkpoint("llava-hf/llava-onevision-qwen2-0.5b-ov-hf"),
+    "llava": Checkpoint("llava-hf/llava-interleave-qwen-0.5b-hf"),
 }
 
 # What the real checkpoints must give, checked by `python -m utils.notebooks run --online --check`
