@@ -5,7 +5,7 @@
 
 An `ImageGPTForCausalImageModeling` from `utils.igpt.small_igpt_config` learns the 1,149 training
 digits of `utils.vit.load_digits_dataset(validation_size=0.2)` (no labels: only the pixels, each
-digit moved by up to one pixel at random) with the course's training loop, `utils.train`. The
+digit moved sideways by up to one pixel at random) with the course's training loop, `utils.train`. The
 validation digits' loss per pixel is measured as it goes and the best epoch's weights are kept;
 the 360 test digits are never read. Saves model.safetensors, config.json, history.csv and
 metrics.json (the command, the step count, the validation loss) to --out (default data/igpt_digits).
@@ -65,12 +65,15 @@ def main(argv=None):
     best_step = int(evaluated.loc[evaluated["val_nll"].idxmin(), "step"])
     model.load_state_dict(best["state"])
 
+    given = argv if argv is not None else sys.argv[1:]
+    recipe = [a for i, a in enumerate(given) if a != "--out" and (i == 0 or given[i - 1] != "--out")
+              and not a.startswith("--out=")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     history[["step", "epoch", "loss", "val_nll"]].to_csv(out / "history.csv", index=False, float_format="%.5f")
     metrics = {
-        "command": "python scripts/train_igpt.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": " ".join(["python scripts/train_igpt.py", *recipe]),  # --out only says where it went
         "train_digits": len(train_tokens), "validation_digits": len(val_tokens),
         "steps": int(history["step"].iloc[-1]), "best_step": best_step,
         "validation_nll_per_pixel": round(best["val_nll"], 4),

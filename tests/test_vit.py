@@ -252,3 +252,20 @@ def test_show_cls_attention_uses_one_colour_scale():
     assert all(im.get_clim() == (0, 0.25) for im in overlays)
     with pytest.raises(ValueError, match="one 2-D map per image"):
         show_cls_attention([np.zeros((8, 8))], maps)
+
+
+def test_shipped_validation_runs_match_the_models_and_the_splits(digits):
+    import pandas as pd
+
+    from utils import data_path
+
+    runs = pd.read_csv(data_path("vit_digits", "validation.csv"))
+    assert set(runs["model"]) == {"ViT", "CNN"} and len(runs) == 32
+    sizes = {"ViT": sum(p.numel() for p in ViTForImageClassification(small_vit_config()).parameters()),
+             "CNN": sum(p.numel() for p in SmallCNN().parameters())}
+    assert (runs["parameters"] == runs["model"].map(sizes)).all()
+    train = load_digits_dataset(validation_size=0.2)["train"]
+    for fraction, n in runs.groupby("fraction")["training_digits"].first().items():
+        assert subset(train, fraction).num_rows == n
+    assert (runs["steps"] == [max(30 * -(-n // 64), 300) for n in runs["training_digits"]]).all()
+    assert np.allclose(runs["validation_accuracy"], 1 - runs["validation_errors"] / 288, atol=1e-4)

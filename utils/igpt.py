@@ -59,8 +59,9 @@ def to_pixels(tokens) -> np.ndarray:
 
 
 class TokenShift:
-    """Collate (n, 65) token rows into a batch for `utils.train`, each digit moved by a random whole
-    number of pixels (-max_shift..max_shift each way, blank border): the same augmentation as the ViT's."""
+    """Collate (n, 65) token rows into a batch for `utils.train`, each digit moved sideways by a random
+    whole number of pixels (-max_shift..max_shift, blank border). Never up or down: the digits fill
+    their frame from top to bottom, so a vertical shift would cut strokes off (see RandomShift)."""
 
     def __init__(self, max_shift: int = 1, seed: int = 0):
         if not isinstance(max_shift, int) or max_shift < 0:
@@ -73,10 +74,9 @@ class TokenShift:
         s = self.max_shift
         if s:
             images = tokens[:, 1:].reshape(-1, DIGITS_SIZE, DIGITS_SIZE)
-            padded = torch.nn.functional.pad(images, (s, s, s, s), value=0)
-            offsets = torch.randint(0, 2 * s + 1, (len(tokens), 2), generator=self.generator).tolist()
-            images = torch.stack([padded[i, dy:dy + DIGITS_SIZE, dx:dx + DIGITS_SIZE]
-                                  for i, (dy, dx) in enumerate(offsets)])
+            padded = torch.nn.functional.pad(images, (s, s), value=0)
+            offsets = torch.randint(0, 2 * s + 1, (len(tokens),), generator=self.generator).tolist()
+            images = torch.stack([padded[i, :, dx:dx + DIGITS_SIZE] for i, dx in enumerate(offsets)])
             tokens = torch.cat([tokens[:, :1], images.reshape(len(tokens), -1)], dim=1)
         return {"input_ids": tokens, "labels": tokens}
 
