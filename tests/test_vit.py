@@ -269,3 +269,14 @@ def test_shipped_validation_runs_match_the_models_and_the_splits(digits):
         assert subset(train, fraction).num_rows == n
     assert (runs["steps"] == [max(30 * -(-n // 64), 300) for n in runs["training_digits"]]).all()
     assert np.allclose(runs["validation_accuracy"], 1 - runs["validation_errors"] / 288, atol=1e-4)
+
+
+def test_score_table_formats_one_row_per_model():
+    from utils.vit import score_table
+
+    labels = np.arange(10) % 3
+    table = score_table({"right": labels, "half": np.where(np.arange(10) < 5, labels, -1)}, labels)
+    assert list(table.index) == ["right", "half"] and list(table["errors"]) == [0, 5]
+    assert table.loc["half", "accuracy"] == "50.0%"
+    half = score(np.where(np.arange(10) < 5, labels, -1), labels)
+    assert table.loc["half", "95% interval"] == f"{half['low']:.1%} to {half['high']:.1%}"

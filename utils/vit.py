@@ -225,6 +225,19 @@ def score(predictions, labels, confidence: float = 0.95) -> dict:
             "low": float(interval.low), "high": float(interval.high)}
 
 
+def score_table(predictions: dict, labels, confidence: float = 0.95):
+    """One row per model of `predictions` (name -> predicted labels): accuracy, errors and the
+    Wilson interval of `score`, as a DataFrame ready to show."""
+    import pandas as pd
+
+    rows = {name: score(p, labels, confidence) for name, p in predictions.items()}
+    table = pd.DataFrame(rows).T
+    return pd.DataFrame({"accuracy": [f"{r['accuracy']:.1%}" for r in rows.values()],
+                         "errors": table["errors"].astype(int).to_numpy(),
+                         f"{confidence:.0%} interval": [f"{r['low']:.1%} to {r['high']:.1%}" for r in rows.values()]},
+                        index=list(rows))
+
+
 def patchify(pixel_values: torch.Tensor, patch_size: int) -> torch.Tensor:
     """Cut images (batch, channels, height, width) into non-overlapping square patches, row by row,
     and flatten each patch channel-first: returns (batch, num_patches, channels * patch_size**2)."""
@@ -275,8 +288,8 @@ def cls_attention(model, pixel_values: torch.Tensor, layer: int = -1) -> torch.T
 
 def show_cls_attention(images, maps, *, titles=None, size=1.7, save=None):
     """[CLS] attention maps (n, rows, cols) laid over their digits (n PIL images or 8 x 8 arrays):
-    the digit in grey, each patch tinted by its attention on ONE colour scale shared by all panels
-    (so a brighter patch means more attention in any panel), and one colour bar."""
+    the digit in grey (ink dark), each patch tinted red by its attention on ONE colour scale shared
+    by all panels (a redder patch means more attention in any panel), and one colour bar."""
     import matplotlib.pyplot as plt
 
     maps = np.asarray(maps, dtype=np.float64)
@@ -285,12 +298,15 @@ def show_cls_attention(images, maps, *, titles=None, size=1.7, save=None):
         raise ValueError(f"need one 2-D map per image: {len(images)} images, maps of shape {maps.shape}")
     if titles is not None and len(titles) != len(images):
         raise ValueError(f"{len(titles)} titles for {len(images)} images")
+    from matplotlib.colors import LinearSegmentedColormap
+
     vmax = float(maps.max())
+    tint = LinearSegmentedColormap.from_list("attention", [(0.85, 0.1, 0.1, 0.0), (0.85, 0.1, 0.1, 0.9)])
     fig, axes = plt.subplots(1, len(images), figsize=(size * len(images) + 0.8, size + 0.4), squeeze=False)
     for i, (ax, image, heat) in enumerate(zip(axes[0], images, maps)):
         height, width = image.shape
-        ax.imshow(image, cmap="gray", extent=(0, width, height, 0))
-        shown = ax.imshow(heat, cmap="magma", alpha=0.6, vmin=0, vmax=vmax, extent=(0, width, height, 0),
+        ax.imshow(image, cmap="Greys", vmin=0, vmax=max(float(image.max()), 1e-9), extent=(0, width, height, 0))
+        shown = ax.imshow(heat, cmap=tint, vmin=0, vmax=vmax, extent=(0, width, height, 0),
                           interpolation="nearest")
         ax.set_xticks([]), ax.set_yticks([])
         if titles is not None:
@@ -370,6 +386,7 @@ __all__ = [
     "predict",
     "prepare",
     "score",
+    "score_table",
     "show_cls_attention",
     "show_patch_grid",
     "small_vit_config",
