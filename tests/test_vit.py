@@ -7,9 +7,10 @@ from transformers import TimesformerConfig, ViTForImageClassification, pipeline
 from transformers.models.vit.modeling_vit import ViTPatchEmbeddings
 
 from utils import train
-from utils.vit import (DIGIT_NAMES, accuracy, cls_attention, digit_to_image, digits_processor,
-                       embed_patches_by_matmul, load_digits_dataset, patchify, predict, prepare,
-                       small_vit_config, video_token_counts)
+from utils.vit import (DIGIT_NAMES, RandomShift, SmallCNN, accuracy, cls_attention, digit_to_image,
+                       digits_arrays, digits_processor, embed_patches_by_matmul, load_digits_dataset,
+                       patchify, predict, prepare, score, show_cls_attention, small_vit_config, subset,
+                       train_digits, video_token_counts)
 
 
 @pytest.fixture
@@ -122,8 +123,12 @@ def test_video_token_counts_from_the_timesformer_config():
     assert counts["patches_per_frame"] == 196 and counts["image_tokens"] == 197
     assert counts["video_tokens"] == 8 * 196 + 1 == 1569
     assert counts["joint_scores"] == 1569**2
-    assert counts["divided_scores"] == 8 * 196 * (8 + 196 + 1)
-    assert video_token_counts(TimesformerConfig(), num_frames=1)["video_tokens"] == 197
+    # divided: 196 places x 8 x 8 across time, then 8 frames x (196 + [CLS])^2 within a frame
+    assert counts["divided_scores"] == 196 * 8**2 + 8 * 197**2 == counts["temporal_scores"] + counts["spatial_scores"]
+    one = video_token_counts(TimesformerConfig(), num_frames=1)
+    assert one["video_tokens"] == 197 and one["joint_scores"] == one["image_scores"] == 197**2
+    # one frame: the spatial step is the image's attention; the time step adds each patch's score with itself
+    assert one["divided_scores"] == one["joint_scores"] + 196
     with pytest.raises(ValueError, match="num_frames"):
         video_token_counts(TimesformerConfig(), num_frames=0)
 
@@ -144,3 +149,134 @@ def test_small_vit_learns_digits_and_runs_in_the_pipeline(digits, prepared, tmp_
     images = digits["test"][:20]["image"]
     labels = [max(out, key=lambda r: r["score"])["label"] for out in classifier(images)]
     assert labels == [DIGIT_NAMES[i] for i in predict(model, test_data.select(range(20)))]
+
+
+def test_validation_split_is_carved_from_train_and_leaves_test_alone(digits):
+    three = load_digits_dataset(validation_size=0.2)
+    assert {k: v.num_rows for k, v in three.items()} == {"train": 1149, "validation": 288, "test": 360}
+    assert three["test"]["label"] == digits["test"]["label"]
+    X_test, _ = digits_arrays(three["test"])
+    assert np.array_equal(X_test, digits_arrays(digits["test"])[0])
+    counts = np.bincount(three["validation"]["label"], minlength=10)
+    assert counts.min() >= 27 and counts.max() <= 30  # 20% of 139..146 training digits a class
+    with pytest.raises(ValueError, match="validation_size"):
+        load_digits_dataset(validation_size=0)
+
+
+def test_digits_arrays_give_back_scikit_learns_grey_levels(digits):
+    from sklearn.datasets import load_digits
+
+    X_train, y_train = digits_arrays(digits["train"])
+    X_test, _ = digits_arrays(digits["test"])
+    assert X_train.shape == (1437, 64) and y_train.shape == (1437,)
+    ours = np.concatenate([X_train, X_test])
+    original = load_digits().data
+    key = lambda a: a[np.lexsort(a.T[::-1])]  # the same rows in some order: sort them both
+    assert np.array_equal(key(ours), key(original))
+
+
+def test_subset_is_stratified_and_checks_the_fraction(digits):
+    tenth = subset(digits["train"], 0.1)
+    assert tenth.num_rows == 143
+    assert np.bincount(tenth["label"], minlength=10).min() >= 13
+    assert subset(digits["train"], 1.0) is digits["train"]
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match="fraction"):
+            subset(digits["train"], bad)
+
+
+def test_random_shift_moves_whole_pixels_and_fills_with_background():
+    image = torch.full((3, 8, 8), -1.0)
+    image[:, 3, 4] = 1.0
+    examples = [{"pixel_values": image, "labels": torch.tensor(7)}] * 200
+    batch = RandomShift(max_dx=2, max_dy=0, seed=0)(examples)
+    assert batch["pixel_values"].shape == (200, 3, 8, 8) and batch["labels"].tolist() == [7] * 200
+    where = [(batch["pixel_values"][i, 0] > 0).nonzero().tolist() for i in range(200)]
+    assert all(len(w) == 1 and w[0][0] == 3 for w in where)  # never up or down
+    assert {w[0][1] for w in where} == {2, 3, 4, 5, 6}  # 4 - 2 .. 4 + 2, each seen
+    assert (batch["pixel_values"] <= -1).sum() == 200 * 3 * 63  # everything else is background
+    both = RandomShift(max_dx=1, max_dy=1, seed=0)(examples)
+    assert {tuple((both["pixel_values"][i, 0] > 0).nonzero()[0].tolist()) for i in range(200)} == \
+        {(r, c) for r in (2, 3, 4) for c in (3, 4, 5)}
+    assert torch.equal(RandomShift(0)(examples[:2])["pixel_values"], torch.stack([image, image]))
+    with pytest.raises(ValueError, match="max_dy"):
+        RandomShift(max_dx=1, max_dy=-1)
+
+
+def test_small_cnn_matches_the_vit_in_size_and_speaks_its_interface():
+    cnn = SmallCNN()
+    vit_size = sum(p.numel() for p in ViTForImageClassification(small_vit_config()).parameters())
+    cnn_size = sum(p.numel() for p in cnn.parameters())
+    assert abs(cnn_size - vit_size) / vit_size < 0.05
+    pixels, labels = torch.randn(5, 3, 8, 8), torch.tensor([0, 1, 2, 3, 4])
+    out = cnn(pixel_values=pixels, labels=labels)
+    assert out.logits.shape == (5, 10)
+    torch.testing.assert_close(out.loss, torch.nn.functional.cross_entropy(out.logits, labels))
+    assert cnn(pixel_values=pixels).loss is None
+    with pytest.raises(ValueError, match="8, 8"):
+        cnn(pixel_values=torch.randn(5, 3, 16, 16))
+
+
+def test_score_gives_the_wilson_interval():
+    labels = np.zeros(360, dtype=int)
+    predictions = labels.copy()
+    predictions[:5] = 1
+    result = score(predictions, labels)
+    n, p, z = 360, 355 / 360, 1.959963984540054
+    centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
+    half = z / (1 + z**2 / n) * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))
+    assert result["errors"] == 5 and result["n"] == 360 and result["accuracy"] == pytest.approx(p)
+    assert result["low"] == pytest.approx(centre - half) and result["high"] == pytest.approx(centre + half)
+    assert score(labels, labels)["high"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="shapes"):
+        score(predictions[:10], labels)
+
+
+def test_train_digits_runs_epochs_or_at_least_min_steps(prepared, one_thread):
+    _, train_data, _ = prepared
+    few = train_data.select(range(40))
+    torch.manual_seed(0)
+    history = train_digits(SmallCNN(width=4, hidden=8), few, epochs=1, min_steps=5, batch_size=16)
+    assert len(history) == 5  # 1 epoch would be 3 steps
+    history = train_digits(SmallCNN(width=4, hidden=8), few, epochs=3, min_steps=2, batch_size=16, max_dx=0)
+    assert len(history) == 9
+
+
+def test_show_cls_attention_uses_one_colour_scale():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    maps = np.stack([np.full((4, 4), 1 / 32), np.eye(4) / 4])
+    fig = show_cls_attention([np.zeros((8, 8)), np.ones((8, 8))], maps, titles=["a", "b"])
+    overlays = [ax.images[1] for ax in fig.axes[:2]]
+    assert all(im.get_clim() == (0, 0.25) for im in overlays)
+    with pytest.raises(ValueError, match="one 2-D map per image"):
+        show_cls_attention([np.zeros((8, 8))], maps)
+
+
+def test_shipped_validation_runs_match_the_models_and_the_splits(digits):
+    import pandas as pd
+
+    from utils import data_path
+
+    runs = pd.read_csv(data_path("vit_digits", "validation.csv"))
+    assert set(runs["model"]) == {"ViT", "CNN"} and len(runs) == 32
+    sizes = {"ViT": sum(p.numel() for p in ViTForImageClassification(small_vit_config()).parameters()),
+             "CNN": sum(p.numel() for p in SmallCNN().parameters())}
+    assert (runs["parameters"] == runs["model"].map(sizes)).all()
+    train = load_digits_dataset(validation_size=0.2)["train"]
+    for fraction, n in runs.groupby("fraction")["training_digits"].first().items():
+        assert subset(train, fraction).num_rows == n
+    assert (runs["steps"] == [max(30 * -(-n // 64), 300) for n in runs["training_digits"]]).all()
+    assert np.allclose(runs["validation_accuracy"], 1 - runs["validation_errors"] / 288, atol=1e-4)
+
+
+def test_score_table_formats_one_row_per_model():
+    from utils.vit import score_table
+
+    labels = np.arange(10) % 3
+    table = score_table({"right": labels, "half": np.where(np.arange(10) < 5, labels, -1)}, labels)
+    assert list(table.index) == ["right", "half"] and list(table["errors"]) == [0, 5]
+    assert table.loc["half", "accuracy"] == "50.0%"
+    half = score(np.where(np.arange(10) < 5, labels, -1), labels)
+    assert table.loc["half", "95% interval"] == f"{half['low']:.1%} to {half['high']:.1%}"

@@ -32,10 +32,13 @@ def digit_to_image(values) -> Image.Image:
     return Image.fromarray(pixels, mode="L")
 
 
-def load_digits_dataset(test_size: float = 0.2, seed: int = 0):
+def load_digits_dataset(test_size: float = 0.2, seed: int = 0, validation_size: float | None = None):
     """scikit-learn's 1,797 handwritten digits as a `datasets.DatasetDict` with a stratified
-    "train" and "test" split; columns "image" (8 x 8 PIL image) and "label" (ClassLabel "0".."9")."""
-    from datasets import ClassLabel, Dataset, Features
+    "train" and "test" split; columns "image" (8 x 8 PIL image) and "label" (ClassLabel "0".."9").
+
+    With `validation_size` (a fraction of the training split) a stratified "validation" split is
+    carved out of "train"; "test" stays exactly the same digits either way."""
+    from datasets import ClassLabel, Dataset, DatasetDict, Features
     from datasets import Image as ImageFeature
     from sklearn.datasets import load_digits
 
@@ -47,7 +50,13 @@ def load_digits_dataset(test_size: float = 0.2, seed: int = 0):
         {"image": [digit_to_image(v) for v in digits.data], "label": digits.target.tolist()},
         features=features,
     )
-    return dataset.train_test_split(test_size=test_size, seed=seed, stratify_by_column="label")
+    splits = dataset.train_test_split(test_size=test_size, seed=seed, stratify_by_column="label")
+    if validation_size is None:
+        return splits
+    if not 0 < validation_size < 1:
+        raise ValueError(f"validation_size must be a fraction between 0 and 1, got {validation_size!r}")
+    carved = splits["train"].train_test_split(test_size=validation_size, seed=seed, stratify_by_column="label")
+    return DatasetDict(train=carved["train"], validation=carved["test"], test=splits["test"])
 
 
 def digits_processor():
@@ -116,6 +125,119 @@ def accuracy(model, dataset) -> float:
     return float((predict(model, dataset) == labels).mean())
 
 
+def digits_arrays(dataset) -> tuple[np.ndarray, np.ndarray]:
+    """A digits split as scikit-learn wants it: (n, 64) grey levels 0..16 and (n,) labels."""
+    pixels = np.stack([np.rint(np.asarray(image, dtype=np.float64) * DIGITS_MAX / 255).ravel()
+                       for image in dataset["image"]])
+    return pixels, np.asarray(dataset["label"])
+
+
+def subset(dataset, fraction: float, seed: int = 0):
+    """A stratified `fraction` of a split (e.g. 0.1 for a tenth of the training digits); 1.0 is the split itself."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+    if fraction == 1:
+        return dataset
+    return dataset.train_test_split(train_size=fraction, seed=seed, stratify_by_column="label")["train"]
+
+
+class RandomShift:
+    """A collate function that stacks prepared examples and moves each image by a random whole number
+    of pixels, up to `max_dx` sideways and `max_dy` up or down, filling the uncovered border with
+    `background` (-1, the processor's value for a blank pixel). Zero shifts only stack.
+
+    The digits were scaled to fill their frame from top to bottom (every one has ink in its first
+    and last row) but seldom reach the left and right edges, so only sideways shifts keep them whole."""
+
+    def __init__(self, max_dx: int = 1, max_dy: int = 0, background: float = -1.0, seed: int = 0):
+        for name, value in (("max_dx", max_dx), ("max_dy", max_dy)):
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a whole number of pixels >= 0, got {value!r}")
+        self.max_dx, self.max_dy, self.background = max_dx, max_dy, background
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, examples):
+        pixels = torch.stack([e["pixel_values"] for e in examples])
+        labels = torch.as_tensor([int(e["labels"]) for e in examples])
+        sx, sy = self.max_dx, self.max_dy
+        if sx or sy:
+            height, width = pixels.shape[-2:]
+            padded = torch.nn.functional.pad(pixels, (sx, sx, sy, sy), value=self.background)
+            dys = torch.randint(0, 2 * sy + 1, (len(examples),), generator=self.generator).tolist()
+            dxs = torch.randint(0, 2 * sx + 1, (len(examples),), generator=self.generator).tolist()
+            pixels = torch.stack([padded[i, :, dy:dy + height, dx:dx + width]
+                                  for i, (dy, dx) in enumerate(zip(dys, dxs))])
+        return {"pixel_values": pixels, "labels": labels}
+
+
+class SmallCNN(torch.nn.Module):
+    """The sceptic's baseline, LeNet-shaped: two 3 x 3 convolutions (ReLU after each), one 2 x 2
+    max-pool, a hidden layer and a linear classifier, on 8 x 8 RGB digits. With the defaults it has
+    about as many parameters as the notebook's ViT. It is called like a transformers image
+    classifier: `model(pixel_values=..., labels=...)` returns `.logits` and, with labels, `.loss`."""
+
+    def __init__(self, width: int = 32, hidden: int = 176, num_channels: int = 3, num_labels: int = 10):
+        super().__init__()
+        nn = torch.nn
+        self.features = nn.Sequential(
+            nn.Conv2d(num_channels, width, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        )
+        self.classifier = nn.Sequential(nn.Linear(2 * width * (DIGITS_SIZE // 2) ** 2, hidden), nn.ReLU(),
+                                        nn.Linear(hidden, num_labels))
+
+    def forward(self, pixel_values, labels=None):
+        from transformers.modeling_outputs import ImageClassifierOutput
+
+        if pixel_values.ndim != 4 or pixel_values.shape[-2:] != (DIGITS_SIZE, DIGITS_SIZE):
+            raise ValueError(f"SmallCNN takes (batch, channels, {DIGITS_SIZE}, {DIGITS_SIZE}) images, "
+                             f"got shape {tuple(pixel_values.shape)}")
+        logits = self.classifier(self.features(pixel_values))
+        loss = None if labels is None else torch.nn.functional.cross_entropy(logits, labels)
+        return ImageClassifierOutput(loss=loss, logits=logits)
+
+
+def train_digits(model, train_data, *, max_dx: int = 1, max_dy: int = 0, epochs: int = 30, min_steps: int = 300,
+                 batch_size: int = 64, lr: float = 2e-3, eval_fn=None, eval_every: int | None = None,
+                 seed: int = 0, progress: bool = False):
+    """One recipe for every digits classifier of the notebook (the ViT, the CNN, each point of the
+    data-efficiency curve): `utils.train` for `epochs` passes or at least `min_steps` steps (a tenth
+    of the data gets as many updates as half of it), each batch shifted by RandomShift(max_dx, max_dy)."""
+    from .training import train
+
+    steps = max(epochs * -(-len(train_data) // batch_size), min_steps)
+    return train(model, train_data, collate_fn=RandomShift(max_dx, max_dy, seed=seed), batch_size=batch_size,
+                 max_steps=steps, lr=lr, eval_fn=eval_fn, eval_every=eval_every, seed=seed, progress=progress)
+
+
+def score(predictions, labels, confidence: float = 0.95) -> dict:
+    """Accuracy of `predictions` against `labels` with its number of errors and a Wilson interval
+    (scipy's binomtest): a dict with accuracy, errors, n, low and high."""
+    from scipy.stats import binomtest
+
+    predictions, labels = np.asarray(predictions), np.asarray(labels)
+    if predictions.shape != labels.shape or labels.ndim != 1 or not len(labels):
+        raise ValueError(f"predictions and labels must be two 1-D arrays of one length, got shapes "
+                         f"{predictions.shape} and {labels.shape}")
+    correct = int((predictions == labels).sum())
+    interval = binomtest(correct, len(labels)).proportion_ci(confidence_level=confidence, method="wilson")
+    return {"accuracy": correct / len(labels), "errors": len(labels) - correct, "n": len(labels),
+            "low": float(interval.low), "high": float(interval.high)}
+
+
+def score_table(predictions: dict, labels, confidence: float = 0.95):
+    """One row per model of `predictions` (name -> predicted labels): accuracy, errors and the
+    Wilson interval of `score`, as a DataFrame ready to show."""
+    import pandas as pd
+
+    rows = {name: score(p, labels, confidence) for name, p in predictions.items()}
+    table = pd.DataFrame(rows).T
+    return pd.DataFrame({"accuracy": [f"{r['accuracy']:.1%}" for r in rows.values()],
+                         "errors": table["errors"].astype(int).to_numpy(),
+                         f"{confidence:.0%} interval": [f"{r['low']:.1%} to {r['high']:.1%}" for r in rows.values()]},
+                        index=list(rows))
+
+
 def patchify(pixel_values: torch.Tensor, patch_size: int) -> torch.Tensor:
     """Cut images (batch, channels, height, width) into non-overlapping square patches, row by row,
     and flatten each patch channel-first: returns (batch, num_patches, channels * patch_size**2)."""
@@ -164,6 +286,37 @@ def cls_attention(model, pixel_values: torch.Tensor, layer: int = -1) -> torch.T
     return from_cls.reshape(-1, grid, grid)
 
 
+def show_cls_attention(images, maps, *, titles=None, size=1.7, save=None):
+    """[CLS] attention maps (n, rows, cols) laid over their digits (n PIL images or 8 x 8 arrays):
+    the digit in grey (ink dark), each patch tinted red by its attention on ONE colour scale shared
+    by all panels (a redder patch means more attention in any panel), and one colour bar."""
+    import matplotlib.pyplot as plt
+
+    maps = np.asarray(maps, dtype=np.float64)
+    images = [np.asarray(image, dtype=np.float64) for image in images]
+    if maps.ndim != 3 or len(maps) != len(images):
+        raise ValueError(f"need one 2-D map per image: {len(images)} images, maps of shape {maps.shape}")
+    if titles is not None and len(titles) != len(images):
+        raise ValueError(f"{len(titles)} titles for {len(images)} images")
+    from matplotlib.colors import LinearSegmentedColormap
+
+    vmax = float(maps.max())
+    tint = LinearSegmentedColormap.from_list("attention", [(0.85, 0.1, 0.1, 0.0), (0.85, 0.1, 0.1, 0.9)])
+    fig, axes = plt.subplots(1, len(images), figsize=(size * len(images) + 0.8, size + 0.4), squeeze=False)
+    for i, (ax, image, heat) in enumerate(zip(axes[0], images, maps)):
+        height, width = image.shape
+        ax.imshow(image, cmap="Greys", vmin=0, vmax=max(float(image.max()), 1e-9), extent=(0, width, height, 0))
+        shown = ax.imshow(heat, cmap=tint, vmin=0, vmax=vmax, extent=(0, width, height, 0),
+                          interpolation="nearest")
+        ax.set_xticks([]), ax.set_yticks([])
+        if titles is not None:
+            ax.set_title(str(titles[i]), fontsize=9)
+    fig.colorbar(shown, ax=list(axes[0]), fraction=0.02, pad=0.02, label="[CLS] attention")
+    if save:
+        save_figure(fig, save)
+    return fig
+
+
 def show_patch_grid(image: Image.Image, patch_size: int = 16, size: int = 224, save: str | None = None):
     """Draw `image`, resized to size x size as a ViT sees it, with its patch grid and patch numbers.
     Plain matplotlib: the foundation's show_images draws no grid."""
@@ -193,9 +346,11 @@ def video_token_counts(config, num_frames: int | None = None) -> dict:
     """Tokens and attention scores per head and layer for a video transformer config
     (e.g. transformers.TimesformerConfig) against one image of the same size.
 
-    Joint space-time attention lets every token see every other one; TimeSformer's divided
-    attention lets a patch token see the T tokens at its place in time, then the N + 1 tokens
-    of its own frame ([CLS] included)."""
+    Joint space-time attention lets every one of the T * N + 1 tokens see every other one ([CLS]
+    included, as a query and as a key). TimeSformer's divided attention, as transformers'
+    TimesformerLayer computes it, first lets each of the N patch places attend across its T frames
+    (N * T**2 scores, [CLS] not taking part), then lets each frame attend within itself with a copy
+    of [CLS] in front (T * (N + 1)**2 scores); the [CLS] copies are averaged afterwards."""
     frames = config.num_frames if num_frames is None else num_frames
     if frames < 1:
         raise ValueError(f"num_frames must be at least 1, got {frames}")
@@ -209,23 +364,33 @@ def video_token_counts(config, num_frames: int | None = None) -> dict:
         "video_tokens": video_tokens,
         "image_scores": image_tokens**2,
         "joint_scores": video_tokens**2,
-        "divided_scores": frames * per_frame * (frames + per_frame + 1),
+        "temporal_scores": per_frame * frames**2,
+        "spatial_scores": frames * (per_frame + 1) ** 2,
+        "divided_scores": per_frame * frames**2 + frames * (per_frame + 1) ** 2,
     }
 
 
 __all__ = [
     "DIGITS_SIZE",
     "DIGIT_NAMES",
+    "RandomShift",
+    "SmallCNN",
     "accuracy",
     "cls_attention",
     "digit_to_image",
+    "digits_arrays",
     "digits_processor",
     "embed_patches_by_matmul",
     "load_digits_dataset",
     "patchify",
     "predict",
     "prepare",
+    "score",
+    "score_table",
+    "show_cls_attention",
     "show_patch_grid",
     "small_vit_config",
+    "subset",
+    "train_digits",
     "video_token_counts",
 ]

@@ -1,0 +1,71 @@
+"""The validation runs behind notebook 04's choices for the small ViT and the small CNN.
+
+    python scripts/vit_digits_choices.py                    # writes data/vit_digits/validation.csv
+    python scripts/vit_digits_choices.py --fractions 0.1 --shifts 0x0 --out /tmp/try.csv   # a quick try
+
+Both models train with the notebook's one recipe (`utils.vit.train_digits`) on stratified
+fractions of the 1,149 training digits of `load_digits_dataset(validation_size=0.2)`, for each
+random-shift augmentation in --shifts (sideways x up-down), and are scored on the 288 validation digits; the 360 test
+digits are never read. One row per run: model, parameters, max_dx, max_dy, fraction, training digits,
+steps, validation accuracy and errors. The notebook reads the file for its data-efficiency curve
+and its choice of augmentation, and re-trains one row itself to check that it agrees.
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import utils  # noqa: E402
+from utils import vit  # noqa: E402
+
+
+def run(kind, train_data, validation_data, max_dx, max_dy, seed=0):
+    """Train one model of `kind` ("ViT" or "CNN") with the notebook's recipe; its validation score."""
+    from transformers import ViTForImageClassification
+
+    torch.manual_seed(seed)
+    model = ViTForImageClassification(vit.small_vit_config()) if kind == "ViT" else vit.SmallCNN()
+    history = vit.train_digits(model, train_data, max_dx=max_dx, max_dy=max_dy, seed=seed)
+    result = vit.score(vit.predict(model, validation_data), validation_data[:]["labels"].numpy())
+    return {"model": kind, "parameters": sum(p.numel() for p in model.parameters()), "max_dx": max_dx, "max_dy": max_dy,
+            "training_digits": len(train_data), "steps": len(history),
+            "validation_accuracy": round(result["accuracy"], 4), "validation_errors": result["errors"]}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--fractions", type=float, nargs="+", default=[0.1, 0.25, 0.5, 1.0])
+    parser.add_argument("--shifts", nargs="+", default=["0x0", "1x0", "2x0", "1x1"],
+                        help="random shifts as DXxDY: at most DX pixels sideways and DY up or down")
+    parser.add_argument("--models", nargs="+", default=["ViT", "CNN"], choices=["ViT", "CNN"])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default=str(utils.data_path("vit_digits", "validation.csv")))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    digits = vit.load_digits_dataset(validation_size=0.2, seed=0)
+    processor = vit.digits_processor()
+    validation_data = vit.prepare(digits["validation"], processor)
+    rows = []
+    for fraction in args.fractions:
+        train_data = vit.prepare(vit.subset(digits["train"], fraction, seed=0), processor)
+        for shift in args.shifts:
+            max_dx, max_dy = (int(v) for v in shift.split("x"))
+            for kind in args.models:
+                start = time.perf_counter()
+                row = {"fraction": fraction, **run(kind, train_data, validation_data, max_dx, max_dy)}
+                rows.append(row)
+                print(row, f"{time.perf_counter() - start:.0f} s", flush=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(out, index=False)
+    print(f"wrote {len(rows)} rows to {utils.relative(out)}")
+
+
+if __name__ == "__main__":
+    main()
