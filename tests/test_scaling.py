@@ -369,3 +369,26 @@ def test_effective_data_of_repeated_epochs():
     assert sc.effective_data(1.0, 1e6) == pytest.approx(16.4, rel=1e-3)
     with pytest.raises(ValueError, match="epochs"):
         sc.effective_data(1.0, 0.5)
+
+
+def test_ngram_loss_against_hand_counts():
+    # unigram with add-k: train "aab" -> P(a) = (2 + 1) / (3 + 2), P(b) = (1 + 1) / (3 + 2)
+    vocab = {"a": 0, "b": 1}
+    expected = -(math.log(3 / 5) + math.log(2 / 5)) / 2
+    assert sc.ngram_loss("aab", "ab", n=1, k=1.0, vocab=vocab) == pytest.approx(expected)
+    # bigram: after "a" the training text has "a" once and "b" once -> P(b | a) = (1 + 1) / (2 + 2)
+    assert sc.ngram_loss("aab", "ab", n=2, k=1.0, vocab=vocab) == pytest.approx(-math.log(2 / 4))
+    # a text that repeats is predicted almost perfectly by a long enough context
+    assert sc.ngram_loss("abcabcabc" * 20, "abcabc", n=3, k=1e-3) < 0.01
+    with pytest.raises(ValueError, match="not in the vocabulary"):
+        sc.ngram_loss("aab", "abz", n=1, vocab=vocab)
+
+
+def test_ngram_baseline_chooses_on_the_development_slice():
+    from utils import data_path
+
+    text = data_path("pride_and_prejudice.txt").read_text(encoding="utf-8")[:100_000]
+    table, best = sc.ngram_baseline(text, orders=(1, 2, 3), ks=(0.1, 1.0))
+    assert len(table) == 6
+    assert (best["n"], best["k"]) == tuple(table.loc[table.dev_loss.idxmin(), ["n", "k"]])
+    assert best["val_loss"] < math.log(len(sc.char_vocab(text)))

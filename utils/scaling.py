@@ -25,7 +25,7 @@ __all__ = [
     "kaplan_loss_n", "kaplan_loss_d", "kaplan_loss_c", "kaplan_optimal",
     "flops_per_token", "measure_training_flops", "embedding_parameters",
     "ACCELERATORS", "training_memory", "devices_to_hold", "training_budget", "inference_flops",
-    "inference_aware_optimal", "effective_data", "tokens_to_reach",
+    "inference_aware_optimal", "effective_data", "tokens_to_reach", "ngram_loss", "ngram_baseline",
     "chinchilla_loss", "training_flops", "compute_optimal",
     "non_embedding_approx", "count_parameters", "gpt2_config",
     "fit_offset_power_law", "fit_power_law", "fit_loss_curve", "doubling_time",
@@ -287,7 +287,10 @@ def training_budget(flops, *, peak_flops, utilization, n_devices=1, price_per_de
 def inference_flops(n_params, tokens=1):
     """Forward FLOP to process or generate `tokens` tokens with an N-parameter model: 2 N each
     (one multiply-add per parameter; attention over a long context adds to it)."""
-    return 2.0 * _positive("n_params", n_params) * _positive("tokens", tokens)
+    tokens_arr = np.asarray(tokens, dtype=float)
+    if not np.all(np.isfinite(tokens_arr)) or np.any(tokens_arr < 0):
+        raise ValueError(f"tokens must be finite and >= 0, got {tokens!r}")
+    return 2.0 * _positive("n_params", n_params) * (tokens_arr if tokens_arr.ndim else float(tokens_arr))
 
 
 def inference_aware_optimal(loss, inference_tokens, fit=HOFFMANN_2022):
@@ -543,6 +546,74 @@ def loss_on(model, windows, batch_size=64):
     return total / count
 
 
+def _ngram_keys(ids, n, v):
+    ctx = np.zeros(len(ids) - n + 1, dtype=np.int64)
+    for i in range(n - 1):
+        ctx = ctx * v + ids[i:len(ids) - n + 1 + i]
+    return ctx, ctx * v + ids[n - 1:]
+
+
+class _NgramCounts:
+    """Counts of every n-gram and every (n-1)-character context of a text (ids in `vocab`)."""
+
+    def __init__(self, text, n, vocab):
+        self.n, self.v, self.vocab = n, len(vocab), vocab
+        ctx, key = _ngram_keys(self.ids(text), n, self.v)
+        self.keys, self.key_counts = np.unique(key, return_counts=True)
+        self.ctxs, self.ctx_counts = np.unique(ctx, return_counts=True)
+
+    def ids(self, text):
+        unknown = set(text) - set(self.vocab)
+        if unknown:
+            raise ValueError(f"ngram_loss: characters not in the vocabulary: {sorted(unknown)[:10]}")
+        if len(text) < self.n:
+            raise ValueError(f"ngram_loss: a text shorter than n = {self.n}")
+        return np.fromiter((self.vocab[c] for c in text), dtype=np.int64, count=len(text))
+
+    def loss(self, text, k):
+        def lookup(table, counts, query):
+            pos = np.clip(np.searchsorted(table, query), 0, len(table) - 1)
+            return np.where(table[pos] == query, counts[pos], 0)
+
+        ctx, key = _ngram_keys(self.ids(text), self.n, self.v)
+        p = (lookup(self.keys, self.key_counts, key) + k) / (lookup(self.ctxs, self.ctx_counts, ctx) + k * self.v)
+        return float(-np.log(p).mean())
+
+
+def ngram_loss(train_text, eval_text, n=3, k=0.1, vocab=None):
+    """Held-out loss (nats per character) of an add-k smoothed character n-gram model counted on
+    `train_text` and scored on every character of `eval_text` after its first n - 1.
+
+    P(c | the n - 1 characters before it) = (count(context, c) + k) / (count(context) + k V).
+    `vocab` defaults to `char_vocab` of both texts together (V symbols)."""
+    n, k = _positive_int("n", n), _positive("k", k)
+    vocab = vocab or char_vocab(train_text + eval_text)
+    if len(vocab) ** n >= 2 ** 62:
+        raise ValueError(f"ngram_loss: n = {n} is too large for a vocabulary of {len(vocab)}")
+    return _NgramCounts(train_text, n, vocab).loss(eval_text, k)
+
+
+def ngram_baseline(text, *, val_fraction=0.1, orders=(1, 2, 3, 4, 5, 6), ks=(0.001, 0.01, 0.1, 1.0)):
+    """The simplest strong baseline of a character language model, on `run_sweep`'s split.
+
+    The last `val_fraction` of `text` is held out (as in `run_sweep`). The order n and smoothing
+    k are chosen on a development slice (the last `val_fraction` of the training part, the model
+    counted on the rest); the chosen model is then counted on the whole training part and scored
+    once on the held-out text. Returns (table of development losses, dict n, k, val_loss)."""
+    vocab = char_vocab(text)
+    split = int(len(text) * (1 - val_fraction))
+    train_text, val_text = text[:split], text[split:]
+    dev_split = int(len(train_text) * (1 - val_fraction))
+    rows = []
+    for n in orders:
+        counts = _NgramCounts(train_text[:dev_split], _positive_int("n", n), vocab)
+        rows += [{"n": n, "k": k, "dev_loss": counts.loss(train_text[dev_split:], _positive("k", k))} for k in ks]
+    table = pd.DataFrame(rows)
+    best = table.loc[table.dev_loss.idxmin()]
+    n, k = int(best.n), float(best.k)
+    return table, {"n": n, "k": k, "val_loss": ngram_loss(train_text, val_text, n, k, vocab)}
+
+
 # ---------------------------------------------------------------- the experiment
 
 # (n_layer, d_model, n_head) of each size. "cpu": the notebook's default (about a minute of
@@ -713,7 +784,7 @@ def plot_timeline(df, *, fit_line=None, fits=None, ax=None, save=None):
     ax.set_xlim(df.date.min() - pd.Timedelta(days=120), df.date.max() + pd.Timedelta(days=500))
     ax.set_ylim(df.parameters.min() / 3, df.parameters.max() * 8)  # room for the labels
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(loc="upper left", fontsize=9)
+    ax.legend(loc="lower right", fontsize=9)
     label_points(ax, mdates.date2num(df.date), df.parameters, df.name, fontsize=9)
     if save:
         save_figure(fig, save)
@@ -818,8 +889,8 @@ def plot_allocation(budgets, allocations, points=None, *, save=None):
         marker = "*XPDo^"[k % 6]
         ax_n.plot(c, n, marker, color="k", ms=10, ls="none", label=label)
         ax_d.plot(c, d, marker, color="k", ms=10, ls="none", label=label)
-    ax_n.legend(fontsize=8)
-    ax_d.legend(fontsize=8)
+    ax_n.legend(fontsize=8, loc="lower right")
+    ax_d.legend(fontsize=8, loc="upper left")
     fig.suptitle("How to split a training budget between parameters and tokens")
     fig.tight_layout()
     if save:
