@@ -271,6 +271,18 @@ def test_run_sweep_trains_below_the_uniform_guess():
     reached = sc.tokens_to_reach(curves, float(curves.eval_loss.max()) + 1)
     assert (reached == curves.tokens.min()).all()  # a loss above every point: reached at once
     assert np.isnan(sc.tokens_to_reach(curves, 0.0)).all()
+    # the one-call figures draw one line per size plus their overlays
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fit_c = sc.fit_power_law(frontier_full.flops, frontier_full.eval_loss)
+    ax = sc.plot_compute_frontier(curves, frontier_full, fit_c)
+    assert [line.get_label() for line in ax.get_lines()][:2] == ["L1-d16", "L2-d32"]
+    mid = float(curves.eval_loss.median())
+    ax = sc.plot_sample_efficiency(curves, mid, sc.tokens_to_reach(curves, mid))
+    assert "target loss" in ax.get_legend_handles_labels()[1][-1]
+    plt.close("all")
     with pytest.raises(ValueError, match="no sizes"):
         sc.run_sweep(text, [], steps=1, batch_size=1, block_size=8, lr=1e-3)
 

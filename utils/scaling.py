@@ -872,6 +872,28 @@ def _size_styles(names):
                    "ls": lines[k % len(lines)]} for k, name in enumerate(names)}
 
 
+def _curves_per_size(curves, x):
+    """New axes with one held-out-loss line per run of `curves` against column `x`."""
+    import matplotlib.pyplot as plt
+
+    _, ax = plt.subplots(figsize=(7.5, 4.8))
+    styles = _size_styles(list(dict.fromkeys(curves.name)))
+    for name, g in curves.groupby("name", sort=False):
+        ax.loglog(g[x], g.eval_loss, lw=1.2, ms=3.5, label=name, **styles[name])
+    return ax, styles
+
+
+def _finish_loss_axes(ax, xlabel, title, save):
+    from .plotting import save_figure
+
+    ax.set(xlabel=xlabel, ylabel="held-out loss (nats per character)", title=title)
+    _log_axes_plain(ax)
+    ax.legend(fontsize=8, ncol=2)
+    if save:
+        save_figure(ax.figure, save)
+    return ax
+
+
 def plot_allocation(budgets, allocations, points=None, *, save=None):
     """Compute-optimal parameters (left) and tokens (right) against the budget, one line per
     allocation rule; `allocations` maps a label to (N array, D array) over `budgets`, `points`
@@ -889,10 +911,13 @@ def plot_allocation(budgets, allocations, points=None, *, save=None):
         marker = "*XPDo^"[k % 6]
         ax_n.plot(c, n, marker, color="k", ms=10, ls="none", label=label)
         ax_d.plot(c, d, marker, color="k", ms=10, ls="none", label=label)
-    ax_n.legend(fontsize=8, loc="lower right")
-    ax_d.legend(fontsize=8, loc="upper left")
+    for ax in (ax_n, ax_d):
+        if ax.get_legend():
+            ax.get_legend().remove()
+    handles, labels = ax_n.get_legend_handles_labels()
     fig.suptitle("How to split a training budget between parameters and tokens")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
     if save:
         save_figure(fig, save)
     return fig
@@ -930,26 +955,14 @@ def plot_loss_vs_size(results, pure, fit, *, steps, extrapolate=10, save=None):
 def plot_compute_frontier(curves, frontier, fit, *, x="flops_counted", save=None):
     """Held-out loss against training compute, one line (colour, marker, style) per size, the
     frontier of `compute_frontier` and its fit `fit` (a dict with `predict` and `alpha`)."""
-    import matplotlib.pyplot as plt
-
-    from .plotting import save_figure
-
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    styles = _size_styles(list(dict.fromkeys(curves.name)))
-    for name, g in curves.groupby("name", sort=False):
-        ax.loglog(g[x], g.eval_loss, lw=1.2, ms=3.5, label=name, **styles[name])
+    ax, _ = _curves_per_size(curves, x)
     ax.loglog(frontier.flops, frontier.eval_loss, "ko", ms=5, mfc="none", label="frontier")
     ax.loglog(frontier.flops, fit["predict"](frontier.flops), "k-", lw=1.5, alpha=0.7,
               label=f"power-law fit, alpha_C = {fit['alpha']:.3f}")
     xlabel = ("training compute, counted with attention and head (FLOP)" if x == "flops_counted"
               else "training compute C = 6 N D (FLOP)")
-    ax.set(xlabel=xlabel, ylabel="held-out loss (nats per character)",
-           title="Loss against compute: the lower envelope is the compute-efficient frontier")
-    _log_axes_plain(ax)
-    ax.legend(fontsize=8, ncol=2)
-    if save:
-        save_figure(fig, save)
-    return ax
+    return _finish_loss_axes(ax, xlabel, "Loss against compute: the lower envelope is the "
+                             "compute-efficient frontier", save)
 
 
 def plot_loss_forecast(history, fit, *, start, cut, window=10, save=None):
@@ -987,21 +1000,10 @@ def plot_sample_efficiency(curves, loss, reached, *, save=None):
     """Held-out loss against training tokens seen, one line per size, the target `loss` as a
     horizontal line and, for each size, where it first reached it (`reached`, from
     `tokens_to_reach`)."""
-    import matplotlib.pyplot as plt
-
-    from .plotting import save_figure
-
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    styles = _size_styles(list(dict.fromkeys(curves.name)))
-    for name, g in curves.groupby("name", sort=False):
-        ax.loglog(g.tokens, g.eval_loss, lw=1.2, ms=3.5, label=name, **styles[name])
-        if np.isfinite(reached.get(name, np.nan)):
-            ax.plot(reached[name], loss, "o", ms=9, mfc="none", mec=styles[name]["color"], mew=2)
+    ax, styles = _curves_per_size(curves, "tokens")
+    for name, tokens in reached.items():
+        if np.isfinite(tokens):
+            ax.plot(tokens, loss, "o", ms=9, mfc="none", mec=styles[name]["color"], mew=2)
     ax.axhline(loss, color="k", lw=0.8, ls=":", label=f"target loss {loss}")
-    ax.set(xlabel="training tokens (characters) seen", ylabel="held-out loss (nats per character)",
-           title="Sample efficiency: larger models reach a loss on fewer tokens")
-    _log_axes_plain(ax)
-    ax.legend(fontsize=8, ncol=2)
-    if save:
-        save_figure(fig, save)
-    return ax
+    return _finish_loss_axes(ax, "training tokens (characters) seen",
+                             "Sample efficiency: larger models reach a loss on fewer tokens", save)
