@@ -4,9 +4,11 @@
     accelerate launch scripts/scaling_sweep.py --preset gpu      # several GPUs
     python scripts/scaling_sweep.py --preset cpu --out results.csv
 
-Writes one row per model size (parameter counts, tokens, FLOP, held-out loss, seconds) to a CSV whose
-first line records the command, the device and the library versions that produced it (read it
-back with pandas.read_csv(path, comment="#")). Only commit a CSV that this script really wrote.
+Writes one row per model size (parameter counts, tokens, FLOP as 6ND and counted, held-out loss,
+seconds) to a CSV, and with --eval-every the held-out curves of every run (utils.scaling.compute_curves:
+step, tokens, FLOP, eval_loss) to a second CSV next to it (<out>_curves.csv). The first line of each
+records the command, the device and the library versions that produced it (read them back with
+pandas.read_csv(path, comment="#")). Only commit a CSV that this script really wrote.
 """
 import argparse
 import shlex
@@ -36,8 +38,8 @@ def main(argv=None):
     utils.seed_everything(0)
     text = utils.data_path("pride_and_prejudice.txt").read_text(encoding="utf-8")
     threads = 1 if args.preset == "cpu" else None
-    results, _, _ = sc.run_sweep(text, shapes, eval_every=args.eval_every, threads=threads,
-                              progress=True, **config)
+    results, histories, _ = sc.run_sweep(text, shapes, eval_every=args.eval_every, threads=threads,
+                                         progress=True, **config)
     from accelerate import PartialState
 
     if PartialState().is_main_process:
@@ -45,11 +47,19 @@ def main(argv=None):
         device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
         versions = ", ".join(f"{k} {v}" for k, v in utils.core.library_versions().items())
         command = "python scripts/scaling_sweep.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+        header = f"# made by: {command} | device: {device} | {versions}\n"
         with open(out, "w", encoding="utf-8") as f:
-            f.write(f"# made by: {command} | device: {device} | {versions}\n")
+            f.write(header)
             results.to_csv(f, index=False)
         print(results.to_string(index=False))
         print(f"wrote {utils.relative(out)}")
+        if args.eval_every:
+            curves = sc.compute_curves(results, histories, config["batch_size"] * config["block_size"])
+            curves_out = out.with_name(out.stem + "_curves.csv")
+            with open(curves_out, "w", encoding="utf-8") as f:
+                f.write(header)
+                curves.to_csv(f, index=False)
+            print(f"wrote {utils.relative(curves_out)}")
 
 
 if __name__ == "__main__":

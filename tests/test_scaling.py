@@ -82,8 +82,18 @@ def test_kaplan_allocation_grows_n_as_c_to_0_73():
     n2, d2 = sc.kaplan_optimal(1e23)
     assert math.log10(n2 / n1) == pytest.approx(0.73)
     assert math.log10(d2 / d1) == pytest.approx(0.27)
-    n, d = sc.kaplan_optimal(6 * 175e9 * 300e9)  # the anchor (GPT-3) is on the line
+    n, d = sc.kaplan_optimal(6 * 175e9 * 300e9, anchor=(175e9, 300e9))  # an anchor is on its line
     assert (n, d) == (pytest.approx(175e9), pytest.approx(300e9))
+
+
+def test_kaplan_allocation_uses_the_papers_constant():
+    # Kaplan et al. Table 6: N_opt = 1.3e9 C_min^0.73 (C_min in PF-days), so 1.3e9 at one PF-day
+    n, d = sc.kaplan_optimal(sc.PF_DAY, critical_batch=False)
+    assert n == pytest.approx(1.3e9)
+    assert 6 * n * d == pytest.approx(sc.PF_DAY)
+    # Hoffmann et al. 2022, appendix D.4: Kaplan's law gives 4.68B parameters at 1e21 FLOP
+    # (training at the critical batch size, C = 2 C_min)
+    assert sc.kaplan_optimal(1e21)[0] == pytest.approx(4.68e9, rel=2e-3)
 
 
 # ------------------------------------------------------------ counting parameters
@@ -252,5 +262,145 @@ def test_run_sweep_trains_below_the_uniform_guess():
     frontier = sc.compute_frontier(curves, n_bins=5)
     assert (frontier.eval_loss.diff().dropna() <= 0).all()  # the envelope never rises
     assert sc.loss_on(models["L2-d32"], sc.CharWindows(text[-3200:], sc.char_vocab(text), 32)) < math.log(vocab)
+    # the full FLOP count exceeds 6ND (attention scores and output head), most for the smallest
+    assert (results.flops_counted > results.flops).all()
+    ratio = results.flops_counted / results.flops
+    assert ratio.iloc[0] > ratio.iloc[1]
+    frontier_full = sc.compute_frontier(curves, n_bins=5, x="flops_counted")
+    assert frontier_full.flops.max() == pytest.approx(curves.flops_counted.max())
+    reached = sc.tokens_to_reach(curves, float(curves.eval_loss.max()) + 1)
+    assert (reached == curves.tokens.min()).all()  # a loss above every point: reached at once
+    assert np.isnan(sc.tokens_to_reach(curves, 0.0)).all()
+    # the one-call figures draw one line per size plus their overlays
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fit_c = sc.fit_power_law(frontier_full.flops, frontier_full.eval_loss)
+    ax = sc.plot_compute_frontier(curves, frontier_full, fit_c)
+    assert [line.get_label() for line in ax.get_lines()][:2] == ["L1-d16", "L2-d32"]
+    mid = float(curves.eval_loss.median())
+    ax = sc.plot_sample_efficiency(curves, mid, sc.tokens_to_reach(curves, mid))
+    assert "target loss" in ax.get_legend_handles_labels()[1][-1]
+    plt.close("all")
     with pytest.raises(ValueError, match="no sizes"):
         sc.run_sweep(text, [], steps=1, batch_size=1, block_size=8, lr=1e-3)
+
+
+# ------------------------------------------------------------ counting FLOPs
+
+
+@pytest.mark.parametrize("shape", [(1, 16, 2), (2, 32, 4), (3, 48, 4)])
+def test_flop_formula_matches_flop_counter(shape):
+    # torch's FlopCounterMode, over a forward with the loss and a backward, counts exactly
+    # 3 x (weight matrices + full attention scores + output head) per token
+    from transformers import GPT2LMHeadModel
+
+    n_layer, d_model, n_head = shape
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(sc.gpt2_config(n_layer, d_model, n_head, vocab_size=75, n_positions=32))
+    ids = torch.randint(0, 75, (4, 32))
+    measured = sc.measure_training_flops(model, ids)
+    expected = sc.flops_per_token(n_layer, d_model, 32, 75)
+    assert measured == expected["training"] * ids.numel()
+    assert expected["weights"] == 2 * sc.non_embedding_approx(n_layer, d_model)
+    # Kaplan et al. Table 1: C_forward = 2N + 2 n_layer n_ctx d_attn (causal half of the scores)
+    half = sc.flops_per_token(n_layer, d_model, 32, 75, causal_half=True)
+    assert half["attention"] == 2 * n_layer * 32 * d_model
+
+
+def test_embedding_parameters_of_gpt2_small():
+    # 50257 x 768 token embedding plus 1024 x 768 positions = 39,383,808 (count_parameters above)
+    assert sc.embedding_parameters(768, 50257, 1024) == 39_383_808
+    with pytest.raises(ValueError, match="d_model"):
+        sc.embedding_parameters(0, 10)
+
+
+# ------------------------------------------------------------ the cost of scale
+
+def test_gpt3_compute_and_the_books_cost_estimate():
+    # Brown et al. 2020, Table D.1: 3.14e23 FLOP to train GPT-3 175B (6ND with 300B tokens: 3.15e23)
+    assert sc.training_flops(175e9, 300e9) == pytest.approx(3.14e23, rel=5e-3)
+    # the book's $4.6M (Lambda Labs): 28 TFLOPS per V100 -> 355 GPU-years, at about $1.5 an hour
+    budget = sc.training_budget(3.14e23, peak_flops=28e12, utilization=1.0, price_per_device_hour=1.5)
+    assert budget["device_years"] == pytest.approx(355, abs=1)
+    assert budget["cost"] == pytest.approx(4.6e6, rel=0.02)
+
+
+def test_mixed_precision_adam_and_zero_match_the_zero_paper():
+    # Rajbhandari et al. 2019: 16 bytes per parameter; their 7.5B example on 64 devices:
+    # 120 GB baseline, 31.4 GB (stage 1), 16.6 GB (stage 2), 1.9 GB (stage 3)
+    base = sc.training_memory(1)
+    assert (base["weights"], base["gradients"], base["optimizer"], base["total"]) == (2, 2, 12, 16)
+    got = [sc.training_memory(7.5e9, zero_stage=z, n_devices=64)["total"] / 1e9 for z in range(4)]
+    assert got == [pytest.approx(120), pytest.approx(31.4, abs=0.05), pytest.approx(16.6, abs=0.05),
+                   pytest.approx(1.9, abs=0.05)]
+    # just to hold Llama 3.1 405B's state: 405e9 x 16 bytes over 80 GB devices
+    assert sc.devices_to_hold(405e9, 80e9) == 81
+    with pytest.raises(ValueError, match="zero_stage"):
+        sc.training_memory(1e9, zero_stage=4)
+
+
+def test_llama3_405b_budget_and_gpu_hours():
+    # Llama 3 paper (arXiv:2407.21783): 405B parameters, 15.6T tokens, 3.8e25 FLOP, 38-43% MFU
+    # on H100s; the Llama 3.1 model card: 30.84M H100-80GB GPU-hours for the 405B model
+    assert sc.training_flops(405e9, 15.6e12) == pytest.approx(3.8e25, rel=0.01)
+    h100 = sc.ACCELERATORS["H100"]["peak_flops"]
+    low = sc.training_budget(3.8e25, peak_flops=h100, utilization=0.43)["device_hours"]
+    high = sc.training_budget(3.8e25, peak_flops=h100, utilization=0.38)["device_hours"]
+    assert 24e6 < low < high < 30.84e6  # the card's hours also cover what pre-training alone does not
+    days = sc.training_budget(3.8e25, peak_flops=h100, utilization=0.4, n_devices=16384)["days"]
+    assert 60 < days < 75
+    with pytest.raises(ValueError, match="utilization"):
+        sc.training_budget(1e20, peak_flops=1e12, utilization=1.5)
+
+
+def test_inference_flops_and_the_inference_aware_optimum():
+    assert sc.inference_flops(7e9, 1000) == 2 * 7e9 * 1000
+    n_opt, d_opt = sc.compute_optimal(5.76e23)
+    target = sc.chinchilla_loss(n_opt, d_opt)
+    # nothing to serve: the training-compute optimum of the same loss
+    none = sc.inference_aware_optimal(target, 0)
+    assert none["n"] == pytest.approx(n_opt, rel=1e-3)
+    assert none["total_flops"] == pytest.approx(5.76e23, rel=1e-5)
+    # Sardana et al.: with many tokens to serve, a smaller model trained longer costs less overall
+    served = sc.inference_aware_optimal(target, 1e13)
+    assert served["n"] < n_opt and served["tokens_per_param"] > none["tokens_per_param"]
+    assert float(sc.chinchilla_loss(served["n"], served["d"])) == pytest.approx(target, abs=1e-6)
+    assert served["total_flops"] < 5.76e23 + sc.inference_flops(n_opt, 1e13)
+    with pytest.raises(ValueError, match="irreducible"):
+        sc.inference_aware_optimal(1.0, 0)
+
+
+def test_effective_data_of_repeated_epochs():
+    # Muennighoff et al. 2023: one epoch is fresh data; four are worth almost four (about 3.7)
+    assert sc.effective_data(1e9, 1) == pytest.approx(1e9)
+    four = sc.effective_data(1.0, 4)
+    assert 3.6 < four < 4
+    # many repetitions saturate at U (1 + R*)
+    assert sc.effective_data(1.0, 1e6) == pytest.approx(16.4, rel=1e-3)
+    with pytest.raises(ValueError, match="epochs"):
+        sc.effective_data(1.0, 0.5)
+
+
+def test_ngram_loss_against_hand_counts():
+    # unigram with add-k: train "aab" -> P(a) = (2 + 1) / (3 + 2), P(b) = (1 + 1) / (3 + 2)
+    vocab = {"a": 0, "b": 1}
+    expected = -(math.log(3 / 5) + math.log(2 / 5)) / 2
+    assert sc.ngram_loss("aab", "ab", n=1, k=1.0, vocab=vocab) == pytest.approx(expected)
+    # bigram: after "a" the training text has "a" once and "b" once -> P(b | a) = (1 + 1) / (2 + 2)
+    assert sc.ngram_loss("aab", "ab", n=2, k=1.0, vocab=vocab) == pytest.approx(-math.log(2 / 4))
+    # a text that repeats is predicted almost perfectly by a long enough context
+    assert sc.ngram_loss("abcabcabc" * 20, "abcabc", n=3, k=1e-3) < 0.01
+    with pytest.raises(ValueError, match="not in the vocabulary"):
+        sc.ngram_loss("aab", "abz", n=1, vocab=vocab)
+
+
+def test_ngram_baseline_chooses_on_the_development_slice():
+    from utils import data_path
+
+    text = data_path("pride_and_prejudice.txt").read_text(encoding="utf-8")[:100_000]
+    table, best = sc.ngram_baseline(text, orders=(1, 2, 3), ks=(0.1, 1.0))
+    assert len(table) == 6
+    assert (best["n"], best["k"]) == tuple(table.loc[table.dev_loss.idxmin(), ["n", "k"]])
+    assert best["val_loss"] < math.log(len(sc.char_vocab(text)))

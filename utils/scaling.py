@@ -8,6 +8,11 @@ Sources (constants as published):
 - Hoffmann et al. 2022, "Training Compute-Optimal Large Language Models", arXiv:2203.15556
   (Chinchilla; parametric fit of approach 3).
 - Besiroglu et al. 2024, "Chinchilla Scaling: A replication attempt", arXiv:2404.10102.
+- Rajbhandari et al. 2019, "ZeRO: Memory Optimizations Toward Training Trillion Parameter Models",
+  arXiv:1910.02054 (16 bytes per parameter of mixed-precision Adam; the three ZeRO stages).
+- Sardana et al. 2023, "Beyond Chinchilla-Optimal: Accounting for Inference in Language Model
+  Scaling Laws", arXiv:2401.00448.
+- Muennighoff et al. 2023, "Scaling Data-Constrained Language Models", arXiv:2305.16264.
 """
 import math
 from dataclasses import dataclass
@@ -18,12 +23,16 @@ import pandas as pd
 __all__ = [
     "PF_DAY", "KAPLAN", "ChinchillaFit", "HOFFMANN_2022", "BESIROGLU_2024",
     "kaplan_loss_n", "kaplan_loss_d", "kaplan_loss_c", "kaplan_optimal",
+    "flops_per_token", "measure_training_flops", "embedding_parameters",
+    "ACCELERATORS", "training_memory", "devices_to_hold", "training_budget", "inference_flops",
+    "inference_aware_optimal", "effective_data", "tokens_to_reach", "ngram_loss", "ngram_baseline",
     "chinchilla_loss", "training_flops", "compute_optimal",
     "non_embedding_approx", "count_parameters", "gpt2_config",
     "fit_offset_power_law", "fit_power_law", "fit_loss_curve", "doubling_time",
     "load_model_sizes", "char_vocab", "char_tokenizer", "CharWindows", "loss_on", "run_sweep", "SWEEPS",
     "compute_curves", "compute_frontier",
-    "plot_timeline", "plot_kaplan_laws", "plot_isoflop",
+    "plot_timeline", "plot_kaplan_laws", "plot_isoflop", "plot_allocation", "plot_loss_vs_size",
+    "plot_compute_frontier", "plot_loss_forecast", "plot_sample_efficiency",
 ]
 
 PF_DAY = 1e15 * 86400  # one petaFLOP/s sustained for a day = 8.64e19 FLOP
@@ -34,8 +43,10 @@ KAPLAN = {
     "alpha_N": 0.076, "N_c": 8.8e13,
     "alpha_D": 0.095, "D_c": 5.4e13,
     "alpha_C": 0.050, "C_c": 3.1e8,  # PF-days
-    "N_exponent": 0.73,  # compute-efficient allocation: N_opt grows as C^0.73 ...
-    "D_exponent": 0.27,  # ... and the data as C^0.27
+    "N_exponent": 0.73,  # compute-efficient allocation: N_opt = N_e C_min^0.73 ...
+    "N_e": 1.3e9,        # ... non-embedding parameters at C_min = 1 PF-day (their Table 6, Figure 14)
+    "D_exponent": 0.27,  # ... and the data D_opt = D_e C_min^0.27
+    "D_e": 2e10,         # tokens (Table 6)
 }
 
 
@@ -124,17 +135,210 @@ def compute_optimal(c, fit=HOFFMANN_2022):
     return fit.G * (c / 6) ** fit.a, (c / 6) ** fit.b / fit.G
 
 
-def kaplan_optimal(c, anchor=(175e9, 300e9)):
-    """(N, D) of Kaplan's compute-efficient allocation N ~ C^0.73, D = C / (6 N).
+def kaplan_optimal(c, anchor=None, *, critical_batch=True):
+    """(N, D) of Kaplan et al.'s compute-efficient allocation for a training budget of `c` FLOP.
 
-    Kaplan et al. give the exponent; the constant in front is taken from `anchor`, a
-    (parameters, tokens) run assumed to lie on the allocation (default: GPT-3, which followed it).
+    By default Kaplan's own constants: N_opt = 1.3e9 * C_min^0.73 non-embedding parameters, C_min
+    in PF-days (their Table 6 and Figure 14), and D = C / (6 N). C_min is the compute a run would
+    need at a batch far below the critical batch size; training at the critical batch size
+    spends twice that (Kaplan et al., section 5.1), so C_min = c / 2 unless `critical_batch` is
+    False (then `c` is taken to be C_min itself). With C_min = c / 2 this gives 4.68e9 parameters
+    at 1e21 FLOP, the figure Hoffmann et al. 2022 (appendix D.4) took from Kaplan's law.
+
+    `anchor`: a (parameters, tokens) run assumed to lie on the line instead; only the exponent
+    0.73 is then Kaplan's.
     """
     c = _positive("c (FLOP)", c)
-    n0, d0 = (_positive("anchor", v) for v in anchor)
-    c0 = 6 * n0 * d0
-    n = n0 * (c / c0) ** KAPLAN["N_exponent"]
+    if anchor is not None:
+        n0, d0 = (_positive("anchor", v) for v in anchor)
+        n = n0 * (c / (6 * n0 * d0)) ** KAPLAN["N_exponent"]
+    else:
+        c_min = c / 2 if critical_batch else c
+        n = KAPLAN["N_e"] * (c_min / PF_DAY) ** KAPLAN["N_exponent"]
     return n, c / (6 * n)
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def flops_per_token(n_layer, d_model, n_ctx, vocab_size, *, d_ff=None, causal_half=False):
+    """Forward FLOP per token of a GPT-2-shaped decoder (2 FLOP per multiply-add), by part.
+
+    - "weights": 2 x the weight matrices of the blocks, 2 n_layer (4 d^2 + 2 d d_ff); this is
+      Kaplan's 2N without the biases and layer norms, which cost no matrix products;
+    - "attention": the score matrix QK^T and its product with V, 4 n_layer n_ctx d_model for a
+      full n_ctx x n_ctx matrix, as the kernels compute it; with `causal_half` only the lower
+      triangle is counted, 2 n_layer n_ctx d_model, Kaplan et al.'s Table 1 entry;
+    - "head": the output projection onto the vocabulary, 2 d_model n_vocab (outside N);
+    - "forward" their sum and "training" three times it (the backward pass costs two forwards).
+
+    C = 6 N D keeps only "weights": the others matter most for small, short-context models.
+    """
+    n_layer, d_model = _positive_int("n_layer", n_layer), _positive_int("d_model", d_model)
+    n_ctx, vocab_size = _positive_int("n_ctx", n_ctx), _positive_int("vocab_size", vocab_size)
+    d_ff = 4 * d_model if d_ff is None else _positive_int("d_ff", d_ff)
+    weights = 2 * n_layer * (4 * d_model ** 2 + 2 * d_model * d_ff)
+    attention = (2 if causal_half else 4) * n_layer * n_ctx * d_model
+    head = 2 * d_model * vocab_size
+    forward = weights + attention + head
+    return {"weights": weights, "attention": attention, "head": head, "forward": forward,
+            "training": 3 * forward}
+
+
+def measure_training_flops(model, input_ids):
+    """FLOP of one training step (forward with the loss, then backward) of a transformers causal
+    LM on the batch `input_ids`, counted by `torch.utils.flop_counter.FlopCounterMode`.
+
+    The count is taken with eager attention (the model's own setting is restored afterwards):
+    the fused CPU attention kernel behind SDPA is not among the operations FlopCounterMode knows,
+    so under SDPA the attention scores would go uncounted. No optimiser step is taken.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    if not isinstance(model, torch.nn.Module) or not hasattr(model, "config"):
+        raise TypeError(f"measure_training_flops needs a transformers model, got {type(model).__name__}")
+    if not torch.is_tensor(input_ids) or input_ids.ndim != 2:
+        raise ValueError("measure_training_flops: input_ids must be a 2-d tensor (batch, length)")
+    old = model.config._attn_implementation
+    model.config._attn_implementation = "eager"
+    try:
+        with FlopCounterMode(display=False) as counter:
+            out = model(input_ids=input_ids, labels=input_ids)
+            out.loss.backward()
+    finally:
+        model.config._attn_implementation = old
+        model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def embedding_parameters(d_model, vocab_size, n_ctx=0):
+    """Parameters of a token embedding (vocab_size x d_model, tied to the output layer) plus a
+    learned position embedding (n_ctx x d_model; 0 for rotary or relative positions)."""
+    d_model, vocab_size = _positive_int("d_model", d_model), _positive_int("vocab_size", vocab_size)
+    if isinstance(n_ctx, bool) or not isinstance(n_ctx, (int, np.integer)) or n_ctx < 0:
+        raise ValueError(f"n_ctx must be an integer >= 0, got {n_ctx!r}")
+    return (vocab_size + int(n_ctx)) * d_model
+
+
+# ---------------------------------------------------------------- the cost of scale
+
+# Peak dense tensor throughput (FLOP/s, 16-bit inputs, no sparsity) and memory (bytes) from the
+# vendors' data sheets: NVIDIA V100 SXM2 (125 TFLOPS fp16, 32 GB), A100 SXM 80GB (312 TFLOPS
+# bf16), H100 SXM (989 TFLOPS bf16, 80 GB; the accelerator of the Llama 3 paper).
+ACCELERATORS = {
+    "V100": {"peak_flops": 125e12, "memory": 32e9},
+    "A100": {"peak_flops": 312e12, "memory": 80e9},
+    "H100": {"peak_flops": 989e12, "memory": 80e9},
+}
+
+# Bytes per parameter of mixed-precision Adam (Rajbhandari et al. 2019, section 3.1):
+# fp16 weights 2, fp16 gradients 2, and the fp32 optimiser state K = 12 (master weights,
+# momentum and variance, 4 each).
+_ADAM_BYTES = {"weights": 2, "gradients": 2, "optimizer": 12}
+
+
+def training_memory(n_params, *, zero_stage=0, n_devices=1):
+    """Bytes per device of the model state of mixed-precision Adam training, before activations.
+
+    ZeRO (Rajbhandari et al. 2019) partitions across `n_devices` data-parallel devices the
+    optimiser state (stage 1), also the gradients (stage 2), also the weights (stage 3).
+    Returns a dict: weights, gradients, optimizer and total bytes per device.
+    """
+    n_params = _positive("n_params", n_params)
+    if zero_stage not in (0, 1, 2, 3):
+        raise ValueError(f"zero_stage must be 0, 1, 2 or 3, got {zero_stage!r}")
+    n_devices = _positive_int("n_devices", n_devices)
+    split = {"optimizer": zero_stage >= 1, "gradients": zero_stage >= 2, "weights": zero_stage >= 3}
+    out = {k: n_params * b / (n_devices if split[k] else 1) for k, b in _ADAM_BYTES.items()}
+    out["total"] = sum(out.values())
+    return out
+
+
+def devices_to_hold(n_params, device_memory=80e9, *, bytes_per_param=16):
+    """The fewest devices of `device_memory` bytes that can hold the training state at all:
+    the whole state spread evenly (ZeRO stage 3), activations and buffers left out."""
+    n_params, device_memory = _positive("n_params", n_params), _positive("device_memory", device_memory)
+    return int(math.ceil(n_params * _positive("bytes_per_param", bytes_per_param) / device_memory))
+
+
+def training_budget(flops, *, peak_flops, utilization, n_devices=1, price_per_device_hour=None):
+    """Time and cost of `flops` of training on devices of `peak_flops` FLOP/s each, of which a
+    fraction `utilization` is achieved (model FLOPs utilisation, MFU).
+
+    Returns a dict: device_hours, device_years, days (wall clock on `n_devices`) and, when
+    `price_per_device_hour` is given, cost in the same currency.
+    """
+    flops, peak_flops = _positive("flops", flops), _positive("peak_flops", peak_flops)
+    utilization = _positive("utilization", utilization)
+    if utilization > 1:
+        raise ValueError(f"utilization is a fraction of the peak, at most 1, got {utilization!r}")
+    n_devices = _positive_int("n_devices", n_devices)
+    hours = flops / (peak_flops * utilization) / 3600
+    out = {"device_hours": hours, "device_years": hours / (24 * 365.25), "days": hours / n_devices / 24}
+    if price_per_device_hour is not None:
+        out["cost"] = hours * _positive("price_per_device_hour", price_per_device_hour)
+    return out
+
+
+def inference_flops(n_params, tokens=1):
+    """Forward FLOP to process or generate `tokens` tokens with an N-parameter model: 2 N each
+    (one multiply-add per parameter; attention over a long context adds to it)."""
+    tokens_arr = np.asarray(tokens, dtype=float)
+    if not np.all(np.isfinite(tokens_arr)) or np.any(tokens_arr < 0):
+        raise ValueError(f"tokens must be finite and >= 0, got {tokens!r}")
+    return 2.0 * _positive("n_params", n_params) * (tokens_arr if tokens_arr.ndim else float(tokens_arr))
+
+
+def inference_aware_optimal(loss, inference_tokens, fit=HOFFMANN_2022):
+    """Sardana et al. 2023: the model that reaches `loss` (on `fit`'s parametric law) with the
+    least total compute, training 6 N D plus serving 2 N `inference_tokens`.
+
+    For each N the law fixes the training tokens D(N) that reach the loss; the total is
+    minimised over N numerically. Returns a dict: n, d (training tokens), tokens_per_param,
+    training_flops, inference_flops, total_flops.
+    """
+    from scipy.optimize import minimize_scalar
+
+    fit = _fit(fit)
+    loss = float(loss)
+    if not loss > fit.E:
+        raise ValueError(f"loss must be above the fit's irreducible loss E = {fit.E}, got {loss!r}")
+    d_inf = float(inference_tokens)
+    if not math.isfinite(d_inf) or d_inf < 0:
+        raise ValueError(f"inference_tokens must be finite and >= 0, got {inference_tokens!r}")
+    n_min = (fit.A / (loss - fit.E)) ** (1 / fit.alpha)  # below this size no amount of data suffices
+
+    def tokens(n):
+        return (fit.B / (loss - fit.E - fit.A / n ** fit.alpha)) ** (1 / fit.beta)
+
+    def log_total(log_n):
+        n = 10 ** log_n
+        return math.log(6 * n * tokens(n) + 2 * n * d_inf)
+
+    lo = math.log10(n_min) + 1e-6
+    res = minimize_scalar(log_total, bounds=(lo, lo + 6), method="bounded", options={"xatol": 1e-8})
+    n = 10 ** res.x
+    d = tokens(n)
+    n, d = float(n), float(d)
+    return {"n": n, "d": d, "tokens_per_param": d / n, "training_flops": 6 * n * d,
+            "inference_flops": 2 * n * d_inf, "total_flops": 6 * n * d + 2 * n * d_inf}
+
+
+def effective_data(unique_tokens, epochs, r_star=15.4):
+    """Muennighoff et al. 2023 (eq. 5): the fresh-data equivalent D' of `epochs` passes over
+    `unique_tokens` tokens, D' = U + U R* (1 - exp(-R / R*)) with R = epochs - 1 repetitions;
+    R*_D = 15.4 is their fitted constant (repeated tokens lose value with that "half-life")."""
+    u = _positive("unique_tokens", unique_tokens)
+    epochs = _positive("epochs", epochs)
+    if np.any(np.asarray(epochs) < 1):
+        raise ValueError(f"epochs must be >= 1, got {epochs!r}")
+    r = np.asarray(epochs, dtype=float) - 1
+    out = u + u * r_star * (1 - np.exp(-r / r_star))
+    return out if np.ndim(out) else float(out)
 
 
 # ---------------------------------------------------------------- counting parameters
@@ -342,6 +546,74 @@ def loss_on(model, windows, batch_size=64):
     return total / count
 
 
+def _ngram_keys(ids, n, v):
+    ctx = np.zeros(len(ids) - n + 1, dtype=np.int64)
+    for i in range(n - 1):
+        ctx = ctx * v + ids[i:len(ids) - n + 1 + i]
+    return ctx, ctx * v + ids[n - 1:]
+
+
+class _NgramCounts:
+    """Counts of every n-gram and every (n-1)-character context of a text (ids in `vocab`)."""
+
+    def __init__(self, text, n, vocab):
+        self.n, self.v, self.vocab = n, len(vocab), vocab
+        ctx, key = _ngram_keys(self.ids(text), n, self.v)
+        self.keys, self.key_counts = np.unique(key, return_counts=True)
+        self.ctxs, self.ctx_counts = np.unique(ctx, return_counts=True)
+
+    def ids(self, text):
+        unknown = set(text) - set(self.vocab)
+        if unknown:
+            raise ValueError(f"ngram_loss: characters not in the vocabulary: {sorted(unknown)[:10]}")
+        if len(text) < self.n:
+            raise ValueError(f"ngram_loss: a text shorter than n = {self.n}")
+        return np.fromiter((self.vocab[c] for c in text), dtype=np.int64, count=len(text))
+
+    def loss(self, text, k):
+        def lookup(table, counts, query):
+            pos = np.clip(np.searchsorted(table, query), 0, len(table) - 1)
+            return np.where(table[pos] == query, counts[pos], 0)
+
+        ctx, key = _ngram_keys(self.ids(text), self.n, self.v)
+        p = (lookup(self.keys, self.key_counts, key) + k) / (lookup(self.ctxs, self.ctx_counts, ctx) + k * self.v)
+        return float(-np.log(p).mean())
+
+
+def ngram_loss(train_text, eval_text, n=3, k=0.1, vocab=None):
+    """Held-out loss (nats per character) of an add-k smoothed character n-gram model counted on
+    `train_text` and scored on every character of `eval_text` after its first n - 1.
+
+    P(c | the n - 1 characters before it) = (count(context, c) + k) / (count(context) + k V).
+    `vocab` defaults to `char_vocab` of both texts together (V symbols)."""
+    n, k = _positive_int("n", n), _positive("k", k)
+    vocab = vocab or char_vocab(train_text + eval_text)
+    if len(vocab) ** n >= 2 ** 62:
+        raise ValueError(f"ngram_loss: n = {n} is too large for a vocabulary of {len(vocab)}")
+    return _NgramCounts(train_text, n, vocab).loss(eval_text, k)
+
+
+def ngram_baseline(text, *, val_fraction=0.1, orders=(1, 2, 3, 4, 5, 6), ks=(0.001, 0.01, 0.1, 1.0)):
+    """The simplest strong baseline of a character language model, on `run_sweep`'s split.
+
+    The last `val_fraction` of `text` is held out (as in `run_sweep`). The order n and smoothing
+    k are chosen on a development slice (the last `val_fraction` of the training part, the model
+    counted on the rest); the chosen model is then counted on the whole training part and scored
+    once on the held-out text. Returns (table of development losses, dict n, k, val_loss)."""
+    vocab = char_vocab(text)
+    split = int(len(text) * (1 - val_fraction))
+    train_text, val_text = text[:split], text[split:]
+    dev_split = int(len(train_text) * (1 - val_fraction))
+    rows = []
+    for n in orders:
+        counts = _NgramCounts(train_text[:dev_split], _positive_int("n", n), vocab)
+        rows += [{"n": n, "k": k, "dev_loss": counts.loss(train_text[dev_split:], _positive("k", k))} for k in ks]
+    table = pd.DataFrame(rows)
+    best = table.loc[table.dev_loss.idxmin()]
+    n, k = int(best.n), float(best.k)
+    return table, {"n": n, "k": k, "val_loss": ngram_loss(train_text, val_text, n, k, vocab)}
+
+
 # ---------------------------------------------------------------- the experiment
 
 # (n_layer, d_model, n_head) of each size. "cpu": the notebook's default (about a minute of
@@ -365,7 +637,8 @@ def run_sweep(text, sizes, *, steps, batch_size, block_size, lr, eval_every=None
     The last `val_fraction` of `text` is held out: `eval_windows` windows of it are scored every
     `eval_every` steps (history column eval_loss), all of it once at the end (results val_loss).
     results: one row per size with its parameter counts, the held-out loss, tokens seen and
-    training FLOP (6 N D, N non-embedding). histories: dict name -> the DataFrame `train` returned;
+    training FLOP, both as 6 N D with N non-embedding (`flops`) and counted with attention and
+    output head (`flops_counted`, `flops_per_token` from `flops_per_token`). histories: dict name -> the DataFrame `train` returned;
     models: dict name -> the trained GPT2LMHeadModel.
     `threads`: torch CPU threads while training (models this small run faster on one thread
     than on two; the previous setting is restored afterwards).
@@ -398,10 +671,12 @@ def run_sweep(text, sizes, *, steps, batch_size, block_size, lr, eval_every=None
                             eval_fn=lambda m: {"eval_loss": loss_on(m, val_subset)},
                             eval_every=eval_every, seed=seed, progress=progress)
             tokens = steps * batch_size * block_size
+            per_token = flops_per_token(n_layer, d_model, block_size, len(vocab))["training"]
             rows.append({"name": name, "n_layer": n_layer, "d_model": d_model, "n_head": n_head,
                          "non_embedding": counts["non_embedding"], "total": counts["total"],
                          "approx_12Ld2": non_embedding_approx(n_layer, d_model),
                          "tokens": tokens, "flops": training_flops(counts["non_embedding"], tokens),
+                         "flops_per_token": per_token, "flops_counted": per_token * tokens,
                          "train_loss": history["loss"].tail(20).mean(),
                          "val_loss": loss_on(model, val_set),
                          "seconds": history["seconds"].iloc[-1]})
@@ -413,38 +688,70 @@ def run_sweep(text, sizes, *, steps, batch_size, block_size, lr, eval_every=None
 
 
 def compute_curves(results, histories, tokens_per_step):
-    """Every evaluation of every run as one table: name, non_embedding, step, flops (6 N D so
-    far), eval_loss."""
+    """Every evaluation of every run as one table: name, non_embedding, step, tokens (seen so
+    far), flops (6 N D so far), flops_counted (with attention and head, where `results` has
+    flops_per_token) and eval_loss."""
     frames = []
     for _, row in results.iterrows():
         h = histories[row["name"]].dropna(subset=["eval_loss"])
-        frames.append(pd.DataFrame({"name": row["name"], "non_embedding": row["non_embedding"],
-                                    "step": h["step"].to_numpy(),
-                                    "flops": 6.0 * row["non_embedding"] * h["step"].to_numpy() * tokens_per_step,
-                                    "eval_loss": h["eval_loss"].to_numpy()}))
+        tokens = h["step"].to_numpy() * tokens_per_step
+        frame = pd.DataFrame({"name": row["name"], "non_embedding": row["non_embedding"],
+                              "step": h["step"].to_numpy(), "tokens": tokens,
+                              "flops": 6.0 * row["non_embedding"] * tokens,
+                              "eval_loss": h["eval_loss"].to_numpy()})
+        if "flops_per_token" in row:
+            frame.insert(5, "flops_counted", row["flops_per_token"] * tokens)
+        frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 
 
-def compute_frontier(curves, n_bins=12):
+def compute_frontier(curves, n_bins=12, x="flops"):
     """The compute-efficient frontier: in each of `n_bins` log-spaced compute bins, the lowest
-    loss any run reached with at most that much compute. Returns flops, eval_loss, name."""
+    loss any run reached with at most that much compute (column `x`: "flops" for 6 N D,
+    "flops_counted" for the full count). Returns flops (the bin edge), eval_loss, name."""
     if curves.empty:
         raise ValueError("compute_frontier: no evaluation points")
-    edges = np.logspace(np.log10(curves.flops.min()), np.log10(curves.flops.max()), n_bins)
+    if x not in curves.columns:
+        raise ValueError(f"compute_frontier: curves has no column {x!r} (it has {list(curves.columns)})")
+    edges = np.logspace(np.log10(curves[x].min()), np.log10(curves[x].max()), n_bins)
     rows = []
     for c in edges:
-        seen = curves[curves.flops <= c * (1 + 1e-9)]
+        seen = curves[curves[x] <= c * (1 + 1e-9)]
         best = seen.loc[seen.eval_loss.idxmin()]
         rows.append({"flops": c, "eval_loss": best.eval_loss, "name": best["name"]})
     return pd.DataFrame(rows)
 
 
+def tokens_to_reach(curves, loss):
+    """Sample efficiency: for each run in `curves` (from `compute_curves`), the training tokens
+    after which its held-out loss first fell to `loss`, interpolated linearly in log tokens
+    between the two evaluations around the crossing; NaN for a run that never got there.
+    Returns a Series indexed by run name, in the order of `curves`."""
+    out = {}
+    for name, g in curves.groupby("name", sort=False):
+        t, y = g["tokens"].to_numpy(float), g["eval_loss"].to_numpy(float)
+        below = np.flatnonzero(y <= loss)
+        if not len(below):
+            out[name] = float("nan")
+            continue
+        i = below[0]
+        if i == 0:
+            out[name] = t[0]
+            continue
+        frac = (y[i - 1] - loss) / (y[i - 1] - y[i])
+        out[name] = float(np.exp(np.log(t[i - 1]) + frac * (np.log(t[i]) - np.log(t[i - 1]))))
+    return pd.Series(out, name=f"tokens to loss {loss}")
+
+
 # ---------------------------------------------------------------- figures (plain matplotlib)
 
-def plot_timeline(df, *, fit_line=None, ax=None, save=None):
+def plot_timeline(df, *, fit_line=None, fits=None, ax=None, save=None):
     """Parameters against release date on a log scale; dense models as dots, mixture-of-experts
     models as open diamonds (total parameters) joined to a small filled diamond (active
-    parameters per token, where the table has them). Labels placed by `label_points`."""
+    parameters per token, where the table has them). Labels placed by `label_points`.
+
+    `fit_line`: one fitted function of the date, drawn over the whole table; `fits`: several,
+    each a tuple (label, function, first date, last date) drawn over its own range."""
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
@@ -466,6 +773,10 @@ def plot_timeline(df, *, fit_line=None, ax=None, save=None):
     if fit_line is not None:
         span = pd.date_range(df.date.min(), df.date.max(), periods=50)
         ax.plot(span, fit_line(span), color="0.4", ls="--", lw=1, label="fit to the dense models")
+    for k, (label, line, first, last) in enumerate(fits or []):
+        span = pd.date_range(pd.Timestamp(first), pd.Timestamp(last), periods=50)
+        ax.plot(span, line(span), color=("0.3", "C2", "C4")[k % 3], ls=("--", "-.", ":")[k % 3],
+                lw=1.5, label=label)
     ax.set_yscale("log")
     ax.set(xlabel="release date", ylabel="parameters")
     ax.xaxis.set_major_locator(mdates.YearLocator())
@@ -473,7 +784,7 @@ def plot_timeline(df, *, fit_line=None, ax=None, save=None):
     ax.set_xlim(df.date.min() - pd.Timedelta(days=120), df.date.max() + pd.Timedelta(days=500))
     ax.set_ylim(df.parameters.min() / 3, df.parameters.max() * 8)  # room for the labels
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(loc="upper left", fontsize=9)
+    ax.legend(loc="lower right", fontsize=9)
     label_points(ax, mdates.date2num(df.date), df.parameters, df.name, fontsize=9)
     if save:
         save_figure(fig, save)
@@ -540,3 +851,159 @@ def plot_isoflop(budgets, fit=HOFFMANN_2022, *, ax=None, save=None):
     if save:
         save_figure(fig, save)
     return ax
+
+
+def _log_axes_plain(ax):
+    """Plain numbers (not powers of ten) on a log y axis that spans less than a decade."""
+    from matplotlib.ticker import ScalarFormatter
+
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(ScalarFormatter())
+    ax.grid(True, which="both", alpha=0.3)
+
+
+def _size_styles(names):
+    """One colour, marker and line style per run, so that sizes stay apart in grey print too."""
+    import matplotlib.pyplot as plt
+
+    markers, lines = "os^Dvp*hX", ["-", "--", "-.", ":"]
+    n = max(1, len(names) - 1)
+    return {name: {"color": plt.cm.viridis(0.9 * k / n), "marker": markers[k % len(markers)],
+                   "ls": lines[k % len(lines)]} for k, name in enumerate(names)}
+
+
+def _curves_per_size(curves, x):
+    """New axes with one held-out-loss line per run of `curves` against column `x`."""
+    import matplotlib.pyplot as plt
+
+    _, ax = plt.subplots(figsize=(7.5, 4.8))
+    styles = _size_styles(list(dict.fromkeys(curves.name)))
+    for name, g in curves.groupby("name", sort=False):
+        ax.loglog(g[x], g.eval_loss, lw=1.2, ms=3.5, label=name, **styles[name])
+    return ax, styles
+
+
+def _finish_loss_axes(ax, xlabel, title, save):
+    from .plotting import save_figure
+
+    ax.set(xlabel=xlabel, ylabel="held-out loss (nats per character)", title=title)
+    _log_axes_plain(ax)
+    ax.legend(fontsize=8, ncol=2)
+    if save:
+        save_figure(ax.figure, save)
+    return ax
+
+
+def plot_allocation(budgets, allocations, points=None, *, save=None):
+    """Compute-optimal parameters (left) and tokens (right) against the budget, one line per
+    allocation rule; `allocations` maps a label to (N array, D array) over `budgets`, `points`
+    maps a model's label to its (C, N, D), drawn as markers on both panels."""
+    import matplotlib.pyplot as plt
+
+    from .plotting import plot_power_law, save_figure
+
+    fig, (ax_n, ax_d) = plt.subplots(1, 2, figsize=(12, 4.4))
+    plot_power_law(budgets, {k: v[0] for k, v in allocations.items()}, xlabel="training compute C (FLOP)",
+                   ylabel="compute-optimal parameters N", ax=ax_n)
+    plot_power_law(budgets, {k: v[1] for k, v in allocations.items()}, xlabel="training compute C (FLOP)",
+                   ylabel="compute-optimal tokens D", ax=ax_d)
+    for k, (label, (c, n, d)) in enumerate((points or {}).items()):
+        marker = "*XPDo^"[k % 6]
+        ax_n.plot(c, n, marker, color="k", ms=10, ls="none", label=label)
+        ax_d.plot(c, d, marker, color="k", ms=10, ls="none", label=label)
+    for ax in (ax_n, ax_d):
+        if ax.get_legend():
+            ax.get_legend().remove()
+    handles, labels = ax_n.get_legend_handles_labels()
+    fig.suptitle("How to split a training budget between parameters and tokens")
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    if save:
+        save_figure(fig, save)
+    return fig
+
+
+def plot_loss_vs_size(results, pure, fit, *, steps, extrapolate=10, save=None):
+    """The sweep's held-out losses against non-embedding parameters, the pure power law `pure`
+    and the offset fit `fit` (from `fit_power_law` / `fit_offset_power_law`), the latter
+    extended `extrapolate` times past the largest model."""
+    import matplotlib.pyplot as plt
+
+    from .plotting import save_figure
+
+    n = results.non_embedding
+    n_far = extrapolate * n.max()
+    grid = np.logspace(np.log10(n.min()) - 0.2, np.log10(n_far), 100)
+    inside = grid <= n.max()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.loglog(n, results.val_loss, "o", color="C0", ms=7, label=f"held-out loss after {steps} steps")
+    ax.loglog(grid, pure["predict"](grid), color="0.5", lw=1,
+              label=f"pure power law, alpha = {pure['alpha']:.3f} +/- {pure['alpha_err']:.3f}")
+    ax.loglog(grid[inside], fit["predict"](grid[inside]), color="C1",
+              label=f"offset fit, alpha = {fit['alpha']:.2f} +/- {fit['alpha_err']:.2f}")
+    ax.loglog(grid[~inside], fit["predict"](grid[~inside]), color="C1", ls="--", label="extrapolation")
+    ax.axhline(fit["E"], color="0.5", lw=0.8, ls=":", label=f"E = {fit['E']:.2f}")
+    ax.set(xlabel="non-embedding parameters N", ylabel="loss (nats per character)",
+           title=f"{len(results)} GPT-2 sizes on Pride and Prejudice")
+    _log_axes_plain(ax)
+    ax.legend(fontsize=8)
+    if save:
+        save_figure(fig, save)
+    return ax
+
+
+def plot_compute_frontier(curves, frontier, fit, *, x="flops_counted", save=None):
+    """Held-out loss against training compute, one line (colour, marker, style) per size, the
+    frontier of `compute_frontier` and its fit `fit` (a dict with `predict` and `alpha`)."""
+    ax, _ = _curves_per_size(curves, x)
+    ax.loglog(frontier.flops, frontier.eval_loss, "ko", ms=5, mfc="none", label="frontier")
+    ax.loglog(frontier.flops, fit["predict"](frontier.flops), "k-", lw=1.5, alpha=0.7,
+              label=f"power-law fit, alpha_C = {fit['alpha']:.3f}")
+    xlabel = ("training compute, counted with attention and head (FLOP)" if x == "flops_counted"
+              else "training compute C = 6 N D (FLOP)")
+    return _finish_loss_axes(ax, xlabel, "Loss against compute: the lower envelope is the "
+                             "compute-efficient frontier", save)
+
+
+def plot_loss_forecast(history, fit, *, start, cut, window=10, save=None):
+    """A run's training loss (running mean of `window` steps), the fit `fit` of steps
+    start+1..cut and its extrapolation, the two ends of the fitted range marked and labelled,
+    and the learning-rate schedule on a second axis."""
+    import matplotlib.pyplot as plt
+
+    from .plotting import save_figure
+
+    smooth = history.loss.rolling(window, min_periods=1).mean()
+    last = int(history.step.max())
+    t = np.arange(start + 1, last + 1)
+    fig, ax = plt.subplots(figsize=(7.5, 4.3))
+    ax.plot(history.step, smooth, color="C0", label=f"training loss ({window}-step mean)")
+    ax.plot(t[t <= cut], fit["predict"](t[t <= cut]), color="C1", lw=2, label=f"fit on steps {start + 1}-{cut}")
+    ax.plot(t[t > cut], fit["predict"](t[t > cut]), color="C1", ls="--", label="extrapolation")
+    ax.axvline(start, color="0.5", lw=0.8, ls=":", label=f"fit starts (step {start + 1}, after warm-up)")
+    ax.axvline(cut, color="0.3", lw=0.8, ls="-.", label=f"fit ends (step {cut})")
+    ax.set(xlabel="step", ylabel="loss (nats per character)",
+           ylim=(smooth.min() * 0.95, smooth[start:].max() * 1.1),
+           title="Forecasting the end of a run from its start")
+    right = ax.twinx()
+    right.plot(history.step, history.lr, color="0.6", lw=1, label="learning rate (right axis)")
+    right.set_ylabel("learning rate", color="0.4")
+    handles = ax.get_legend_handles_labels()
+    extra = right.get_legend_handles_labels()
+    ax.legend(handles[0] + extra[0], handles[1] + extra[1], fontsize=8, loc="upper right")
+    if save:
+        save_figure(fig, save)
+    return ax
+
+
+def plot_sample_efficiency(curves, loss, reached, *, save=None):
+    """Held-out loss against training tokens seen, one line per size, the target `loss` as a
+    horizontal line and, for each size, where it first reached it (`reached`, from
+    `tokens_to_reach`)."""
+    ax, styles = _curves_per_size(curves, "tokens")
+    for name, tokens in reached.items():
+        if np.isfinite(tokens):
+            ax.plot(tokens, loss, "o", ms=9, mfc="none", mec=styles[name]["color"], mew=2)
+    ax.axhline(loss, color="k", lw=0.8, ls=":", label=f"target loss {loss}")
+    return _finish_loss_axes(ax, "training tokens (characters) seen",
+                             "Sample efficiency: larger models reach a loss on fewer tokens", save)
