@@ -26,7 +26,7 @@ __all__ = [
     "band", "dilated", "global_tokens", "random_keys", "block_local", "lookup", "blockwise", "full",
     "longformer", "bigbird", "bigbird_uses_full_attention", "star_transformer", "atomic_patterns", "compounds",
     "causal", "sliding_window", "sink_tokens", "kv_cache_mib",
-    "dense_mask", "block_table", "token_density", "block_density", "tiles", "tile_states", "show_tiles",
+    "dense_mask", "block_table", "token_density", "block_density", "tiles", "tile_states", "show_tiles", "plot_speedup",
     "longformer_attended",
     "reference_attention", "naive_attention", "sdpa_attention", "flex_sparse_attention",
     "block_sparse_attention", "KERNELS", "benchmark_patterns", "benchmark",
@@ -370,9 +370,45 @@ def show_tiles(patterns, n, *, block_size=BLOCK_SIZE, ncols=None, size=3.0, save
         ax.set_xlabel("key", fontsize=8), ax.set_ylabel("query", fontsize=8)
     fig.legend([Line2D([], [], color=c, lw=2) for c in colours.values()],
                [f"partial {block_size}x{block_size} tile (mask applied)", "full tile (no mask)"],
-               loc="lower center", ncol=2, fontsize=8, frameon=False, bbox_to_anchor=(0.5, -0.04))
+               loc="upper center", ncol=2, fontsize=8, frameon=False, bbox_to_anchor=(0.5, 0.0))
     fig.tight_layout()
     return _finish(fig, save)
+
+
+def plot_speedup(results, *, n=None, ax=None, save=None):
+    """Measured speedup over dense SDPA against the ideal 1 / (fraction of tiles computed), one marker per
+    pattern and one colour per kernel, from the records of ``benchmark`` at length ``n`` (default: the largest)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    from utils.plotting import _finish, _new_axes
+
+    df = results[(results.pattern != "none") & results.kernel.isin(["flex", "block_sparse", "sdpa_mask", "naive"])]
+    n = df.n.max() if n is None else n
+    df = df[df.n == n].assign(ideal=lambda d: 1 / d.density)
+    if df.empty:
+        raise ValueError(f"plot_speedup: no sparse records at n={n}")
+    fig, ax = _new_axes(ax, figsize=(6.2, 4.4))
+    line = [min(1.0, df.ideal.min()) / 1.3, df.ideal.max() * 1.3]
+    ax.plot(line, line, color="grey", linestyle="--", label="ideal: 1 / tile density")
+    markers = dict(zip(df.pattern.unique(), "osD^vP*"))
+    colours = dict(zip(df.kernel.unique(), plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    for (kernel, pattern), row in df.groupby(["kernel", "pattern"], sort=False):
+        ax.scatter(row.ideal, row.speedup, marker=markers[pattern], color=colours[kernel], s=55, zorder=3)
+    handles = [plt.Line2D([], [], color=c, marker="o", linestyle="", label=k) for k, c in colours.items()]
+    handles += [plt.Line2D([], [], color="black", marker=m, linestyle="", label=p, fillstyle="none")
+                for p, m in markers.items()]
+    ax.legend(handles=[ax.get_lines()[0], *handles], fontsize=8, loc="upper left")
+    ax.axhline(1.0, color="grey", linestyle=":", linewidth=1)
+    ax.set_xscale("log"), ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):  # plain numbers on the log axes
+        axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axis.set_minor_formatter(FuncFormatter(lambda value, _: f"{value:g}" if round(value, 6) in (2, 3, 5, 0.2, 0.3, 0.5) else ""))
+    ax.set_xlabel("ideal speedup = 1 / fraction of 128x128 tiles computed")
+    ax.set_ylabel("measured speedup over dense SDPA")
+    ax.set_title(f"n = {n}: speedup against the ideal")
+    _finish(fig, save)
+    return ax
 
 
 def tiles(mask, block_size):
@@ -536,8 +572,14 @@ def _gather_plan(mask_mod, n, heads, block_size, device):
         q_run, kv_run = _progression(q_block), _progression(kv_block[:, 0])
         if q_run and kv_run and torch.equal(kv_block, kv_block[:, :1] + torch.arange(K, device=device)):
             slide = (q_run, kv_run)
-        groups.append({"q_block": q_block, "kv_block": kv_block, "slide": slide, "bias": bias,
-                       "dead": dead if dead.any() else None})
+        dead = dead if dead.any() else None
+        # gathered key tiles are copies: take at most about 256 tiles of them at a time (less memory, warm caches)
+        chunk = len(q_block) if slide is not None else max(1, 256 // K)
+        for start in range(0, len(q_block), chunk):
+            part = slice(start, start + chunk)
+            groups.append({"q_block": q_block[part], "kv_block": kv_block[part], "slide": slide,
+                           "bias": bias if bias is None or bias.shape[1] == 1 else bias[:, part],
+                           "dead": None if dead is None or not dead[part].any() else dead[part]})
     return shared, groups, bool((counts > 0).all())
 
 
