@@ -540,7 +540,7 @@ def _gather_plan(mask_mod, n, heads, block_size, device):
     ``q_block`` (G,) and ``kv_block`` (G, K): tile rows, of the tile axis, or of the flattened (head, tile) axis
     when heads differ; ``slide``: ((q start, q step), (kv start, kv step)) when query tile g needs the K
     consecutive key tiles from kv start + g * kv step, so that both can be strided views instead of copies
-    (a band), else None; ``bias``: the additive mask (0 or -inf) of the pairs inside those tiles, shape
+    (a band), else None; ``bias``: the bool mask of the pairs allowed inside those tiles, shape
     (1, G or 1, block_size, K * block_size), None when every pair is allowed; ``dead``: the query rows that
     may attend nothing, None when there are none. Also returns whether every query tile is in a group."""
     anys, _ = block_table(mask_mod, n, heads=heads, block_size=block_size, device=device)
@@ -562,10 +562,10 @@ def _gather_plan(mask_mod, n, heads, block_size, device):
         allowed = allowed.expand(len(q_block), block_size, K * block_size)
         dead = ~allowed.any(dim=-1, keepdim=True)
         bias = None
-        if not allowed.all():  # SDPA's fused CPU kernel wants an additive float mask with four dimensions
+        if not allowed.all():
             if (allowed == allowed[:1]).all():
                 allowed = allowed[:1]  # the same inside every query tile (a band): broadcast it
-            bias = torch.zeros(allowed.shape, device=device).masked_fill_(~allowed, -math.inf)[None]
+            bias = allowed.contiguous()[None]  # bool here; an additive float mask when it is used
         if not shared:  # rows of the flattened (head, tile) axis
             q_block, kv_block = head * n_blocks + q_block, head[:, None] * n_blocks + kv_block
         slide = None
@@ -613,7 +613,10 @@ def block_sparse_attention(q, k, v, mask_mod, block_size=BLOCK_SIZE):
             qg = qb.index_select(1, group["q_block"]).view(R, G, bs, d)
             kv_block = group["kv_block"].flatten()
             kg, vg = (t.index_select(1, kv_block).view(R, G, K * bs, d) for t in (kb, vb))
-        og = F.scaled_dot_product_attention(qg, kg, vg, attn_mask=group["bias"])
+        bias = group["bias"]
+        if bias is not None:  # SDPA's fused CPU kernel wants an additive float mask with four dimensions
+            bias = torch.zeros(bias.shape, dtype=q.dtype, device=q.device).masked_fill_(~bias, -math.inf)
+        og = F.scaled_dot_product_attention(qg, kg, vg, attn_mask=bias)
         if group["dead"] is not None:
             og = og.masked_fill(group["dead"], 0.0)  # a query that may attend nothing gets zeros
         if group["slide"] is not None:
