@@ -230,3 +230,61 @@ def test_bigbird_falls_back_to_full_attention_on_short_inputs():
         model(ids, output_attentions=True)
     hook.remove()
     assert torch.equal(seen[0][0] > 0, dense(sa.bigbird(n, bs, r), n).expand(2, n, n))
+
+
+# ------------------------------------------------------------------------------- patterns since the book
+def test_sliding_window_equals_transformers_mask_function():
+    from transformers.masking_utils import sliding_window_causal_mask_function
+
+    n, w = 50, 7
+    i, j = grid(n)
+    theirs = sliding_window_causal_mask_function(w)(0, 0, i, j)
+    assert torch.equal(dense(sa.sliding_window(w), n)[0], theirs)
+    assert torch.equal(dense(sa.causal(), n)[0], j <= i)
+    with_sinks = sa.or_masks(sa.sliding_window(w), sa.and_masks(sa.causal(), sa.sink_tokens(4)))
+    assert torch.equal(dense(with_sinks, n)[0], theirs | ((j < 4) & (j <= i)))
+
+
+def test_kv_cache_mib_counts_keys_and_values_per_layer():
+    # Mistral 7B (arXiv:2310.06825, Table 1): 32 layers, 8 KV heads of 128, fp16: 128 KiB per position
+    assert sa.kv_cache_mib(1, layers=32, kv_heads=8, head_dim=128) == pytest.approx(0.125)
+    assert sa.kv_cache_mib(32768, layers=32, kv_heads=8, head_dim=128, windows=4096) == pytest.approx(512)
+    # two layers, one global and one with a window of 10, after 100 tokens: 110 positions kept
+    assert sa.kv_cache_mib(100, layers=2, kv_heads=1, head_dim=1, windows=[None, 10], bytes_per_value=2**19) == 110
+    with pytest.raises(ValueError, match="one window per layer"):
+        sa.kv_cache_mib(10, layers=3, kv_heads=1, head_dim=1, windows=[None, 4])
+
+
+def test_tile_states_mark_skipped_partial_and_full_tiles():
+    states = sa.tile_states(sa.sliding_window(16), 64, block_size=16)
+    expected = torch.zeros(4, 4, dtype=torch.long)
+    for i in range(4):
+        expected[i, i] = 1  # the diagonal tile: causal inside, so partial
+        if i:
+            expected[i, i - 1] = 1  # the window reaches 15 keys back: partial
+    assert torch.equal(states, expected)
+    assert (sa.tile_states(sa.full(), 64, block_size=16) == 2).all()
+
+
+# ------------------------------------------------------------------ the block-sparse kernel's two paths
+def test_block_sparse_slides_views_for_a_band_and_gathers_for_bigbird():
+    n = 1024
+    _, band_groups, _ = sa._gather_plan(sa.band(256), n, 2, sa.BLOCK_SIZE, "cpu")
+    assert all(g["slide"] is not None for g in band_groups)
+    middle = max(band_groups, key=lambda g: len(g["q_block"]))
+    assert middle["bias"].shape[1] == 1  # away from the edges one mask serves every query tile
+    _, bigbird_groups, _ = sa._gather_plan(sa.bigbird(n, 128, 1, heads=2), n, 2, sa.BLOCK_SIZE, "cpu")
+    assert any(g["slide"] is None for g in bigbird_groups)
+    assert all(g["bias"] is None for g in bigbird_groups)  # BigBird's blocks fill whole tiles
+    for pattern, heads in ((sa.band(256), 2), (sa.bigbird(n, 128, 1, heads=2), 2), (sa.sliding_window(300), 1)):
+        q, k, v = random_qkv(1, heads, n, d=64)
+        expected = sa.reference_attention(q, k, v, dense(pattern, n, heads))
+        torch.testing.assert_close(sa.block_sparse_attention(q, k, v, pattern), expected, atol=1e-5, rtol=0)
+
+
+def test_block_sparse_takes_non_contiguous_inputs():
+    q, k, v = (t.transpose(1, 2).contiguous().transpose(1, 2) for t in random_qkv(2, 3, 300))
+    assert not q.is_contiguous()
+    pattern = sa.or_masks(sa.sliding_window(40), sa.and_masks(sa.causal(), sa.sink_tokens(4)))
+    expected = sa.reference_attention(q, k, v, dense(pattern, 300))
+    torch.testing.assert_close(sa.block_sparse_attention(q, k, v, pattern), expected, atol=1e-5, rtol=0)

@@ -25,7 +25,9 @@ __all__ = [
     "BLOCK_SIZE", "and_masks", "or_masks",
     "band", "dilated", "global_tokens", "random_keys", "block_local", "lookup", "blockwise", "full",
     "longformer", "bigbird", "bigbird_uses_full_attention", "star_transformer", "atomic_patterns", "compounds",
-    "dense_mask", "block_table", "token_density", "block_density", "tiles", "longformer_attended",
+    "causal", "sliding_window", "sink_tokens", "kv_cache_mib",
+    "dense_mask", "block_table", "token_density", "block_density", "tiles", "tile_states", "show_tiles", "plot_speedup",
+    "longformer_attended",
     "reference_attention", "naive_attention", "sdpa_attention", "flex_sparse_attention",
     "block_sparse_attention", "KERNELS", "benchmark_patterns", "benchmark",
 ]
@@ -151,6 +153,53 @@ def full():
         return (q_idx >= 0) & (kv_idx >= 0)
 
     return full_mask
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Patterns of decoders since the book: causal windows, sinks, and the KV cache they need
+# ---------------------------------------------------------------------------------------------------------
+def causal():
+    """Causal attention: query i attends key j when j <= i."""
+
+    def causal_mask(b, h, q_idx, kv_idx):
+        return kv_idx <= q_idx
+
+    return causal_mask
+
+
+def sliding_window(window):
+    """Causal sliding window (Mistral 7B, Gemma 2's local layers): query i attends the ``window`` keys
+    i - window + 1 .. i, itself included (transformers' ``sliding_window_causal_mask_function``)."""
+    w = torch.tensor(_check_int("window", window, 1))
+
+    def sliding_window_mask(b, h, q_idx, kv_idx):
+        return (kv_idx <= q_idx) & (q_idx - kv_idx < w)
+
+    return sliding_window_mask
+
+
+def sink_tokens(count):
+    """Attention sinks (StreamingLLM, Xiao et al. 2023): every query attends the first ``count`` keys.
+    Combine with a causal pattern: ``or_masks(sliding_window(w), and_masks(causal(), sink_tokens(4)))``."""
+    c = torch.tensor(_check_int("count", count, 1))
+
+    def sink_mask(b, h, q_idx, kv_idx):
+        return kv_idx < c
+
+    return sink_mask
+
+
+def kv_cache_mib(tokens, *, layers, kv_heads, head_dim, windows=None, bytes_per_value=2):
+    """MiB of keys and values a decoder keeps after ``tokens`` tokens. ``windows`` gives each layer's
+    sliding window (None for a global layer; one value for all layers): a windowed layer keeps a rolling
+    cache of its last ``window`` positions only."""
+    tokens, layers = _check_int("tokens", tokens), _check_int("layers", layers, 1)
+    windows = [windows] * layers if windows is None or isinstance(windows, numbers.Integral) else list(windows)
+    if len(windows) != layers:
+        raise ValueError(f"windows must give one window per layer ({layers}), got {len(windows)}")
+    kept = sum(tokens if w is None else min(tokens, _check_int("window", w, 1)) for w in windows)
+    per_position = 2 * _check_int("kv_heads", kv_heads, 1) * _check_int("head_dim", head_dim, 1) * bytes_per_value
+    return kept * per_position / 2**20
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -288,6 +337,80 @@ def block_density(mask_mod, n, *, heads=1, block_size=BLOCK_SIZE, device="cpu"):
     return anys.float().mean().item()
 
 
+def tile_states(mask_mod, n, *, head=0, block_size=BLOCK_SIZE):
+    """Per block_size x block_size tile of one head: 0 skipped (no pair allowed), 1 partial (needs the mask),
+    2 full (every pair allowed): an int tensor (n_blocks, n_blocks)."""
+    anys, fulls = block_table(mask_mod, n, heads=head + 1, block_size=block_size)
+    anys, fulls = anys[min(head, anys.shape[0] - 1)], fulls[min(head, fulls.shape[0] - 1)]
+    return anys.long() + fulls.long()
+
+
+def show_tiles(patterns, n, *, block_size=BLOCK_SIZE, ncols=None, size=3.0, save=None):
+    """What a block-sparse kernel does with each tile of each pattern (a dict name -> mask_mod) at length n:
+    the allowed pairs in blue, tiles skipped (white), partial (orange frame) and full (green frame)."""
+    import matplotlib.patches as patches
+    from matplotlib.lines import Line2D
+
+    from utils.plotting import _finish, _grid
+
+    if not patterns:
+        raise ValueError("show_tiles: no patterns given")
+    fig, axes = _grid(len(patterns), ncols, size)
+    colours = {1: "tab:orange", 2: "tab:green"}
+    for ax, (name, pattern) in zip(axes, patterns.items()):
+        states = tile_states(pattern, n, block_size=block_size)
+        ax.imshow(dense_mask(pattern, n)[0], cmap="Blues", vmin=0, vmax=1.3, interpolation="nearest")
+        for (i, j), state in zip(torch.cartesian_prod(*[torch.arange(len(states))] * 2).tolist(), states.flatten().tolist()):
+            if state:
+                ax.add_patch(patches.Rectangle((j * block_size - 0.5, i * block_size - 0.5), block_size, block_size,
+                                               fill=False, edgecolor=colours[state], linewidth=1.2))
+        counts = [(states == s).sum().item() for s in (0, 1, 2)]
+        ax.set_title(f"{name}\n{counts[0]} skipped, {counts[1]} partial, {counts[2]} full", fontsize=9)
+        ax.set_xticks([]), ax.set_yticks([])
+        ax.set_xlabel("key", fontsize=8), ax.set_ylabel("query", fontsize=8)
+    fig.legend([Line2D([], [], color=c, lw=2) for c in colours.values()],
+               [f"partial {block_size}x{block_size} tile (mask applied)", "full tile (no mask)"],
+               loc="upper center", ncol=2, fontsize=8, frameon=False, bbox_to_anchor=(0.5, 0.0))
+    fig.tight_layout()
+    return _finish(fig, save)
+
+
+def plot_speedup(results, *, n=None, ax=None, save=None):
+    """Measured speedup over dense SDPA against the ideal 1 / (fraction of tiles computed), one marker per
+    pattern and one colour per kernel, from the records of ``benchmark`` at length ``n`` (default: the largest)."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    from utils.plotting import _finish, _new_axes
+
+    df = results[(results.pattern != "none") & results.kernel.isin(["flex", "block_sparse", "sdpa_mask", "naive"])]
+    n = df.n.max() if n is None else n
+    df = df[df.n == n].assign(ideal=lambda d: 1 / d.density)
+    if df.empty:
+        raise ValueError(f"plot_speedup: no sparse records at n={n}")
+    fig, ax = _new_axes(ax, figsize=(6.2, 4.4))
+    line = [min(1.0, df.ideal.min()) / 1.3, df.ideal.max() * 1.3]
+    ax.plot(line, line, color="grey", linestyle="--", label="ideal: 1 / tile density")
+    markers = dict(zip(df.pattern.unique(), "osD^vP*"))
+    colours = dict(zip(df.kernel.unique(), plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    for (kernel, pattern), row in df.groupby(["kernel", "pattern"], sort=False):
+        ax.scatter(row.ideal, row.speedup, marker=markers[pattern], color=colours[kernel], s=55, zorder=3)
+    handles = [plt.Line2D([], [], color=c, marker="o", linestyle="", label=k) for k, c in colours.items()]
+    handles += [plt.Line2D([], [], color="black", marker=m, linestyle="", label=p, fillstyle="none")
+                for p, m in markers.items()]
+    ax.legend(handles=[ax.get_lines()[0], *handles], fontsize=8, loc="upper left")
+    ax.axhline(1.0, color="grey", linestyle=":", linewidth=1)
+    ax.set_xscale("log"), ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):  # plain numbers on the log axes
+        axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axis.set_minor_formatter(FuncFormatter(lambda value, _: f"{value:g}" if round(value, 6) in (2, 3, 5, 0.2, 0.3, 0.5) else ""))
+    ax.set_xlabel("ideal speedup = 1 / fraction of 128x128 tiles computed")
+    ax.set_ylabel("measured speedup over dense SDPA")
+    ax.set_title(f"n = {n}: speedup against the ideal")
+    _finish(fig, save)
+    return ax
+
+
 def tiles(mask, block_size):
     """Which block_size x block_size tiles of a dense bool mask (..., n, n) hold any True: (..., n_blocks, n_blocks)."""
     bs = _check_int("block_size", block_size, 1)
@@ -402,11 +525,24 @@ def flex_sparse_attention(q, k, v, mask_mod):
     return _compiled_flex(dynamic=False)(q, k, v, block_mask=block_mask)
 
 
+def _progression(x):
+    """(start, step) when the 1-D tensor x is start, start + step, start + 2 step, ... (step >= 1), else None."""
+    step = int(x[1] - x[0]) if len(x) > 1 else 1
+    if step >= 1 and torch.equal(x, x[0] + step * torch.arange(len(x), device=x.device)):
+        return int(x[0]), step
+    return None
+
+
 @functools.lru_cache(maxsize=32)
 def _gather_plan(mask_mod, n, heads, block_size, device):
-    """Query blocks grouped by how many key blocks K they need. Per group: the query blocks, their K key
-    blocks (as rows of the block axis, or of the flattened (head, block) axis when heads differ), the
-    (G, block_size, K * block_size) mask of pairs to drop inside those tiles, and its fully masked rows."""
+    """How ``block_sparse_attention`` computes a pattern: the query tiles grouped by how many key tiles K they
+    need, one fused SDPA call per group. Per group a dict with
+    ``q_block`` (G,) and ``kv_block`` (G, K): tile rows, of the tile axis, or of the flattened (head, tile) axis
+    when heads differ; ``slide``: ((q start, q step), (kv start, kv step)) when query tile g needs the K
+    consecutive key tiles from kv start + g * kv step, so that both can be strided views instead of copies
+    (a band), else None; ``bias``: the bool mask of the pairs allowed inside those tiles, shape
+    (1, G or 1, block_size, K * block_size), None when every pair is allowed; ``dead``: the query rows that
+    may attend nothing, None when there are none. Also returns whether every query tile is in a group."""
     anys, _ = block_table(mask_mod, n, heads=heads, block_size=block_size, device=device)
     shared = anys.shape[0] == 1  # one pattern for every head
     n_blocks = anys.shape[-1]
@@ -416,44 +552,77 @@ def _gather_plan(mask_mod, n, heads, block_size, device):
     groups = []
     for K in counts.unique().tolist():
         if K == 0:
-            continue  # query blocks that see nothing keep their zero output
+            continue  # query tiles that see nothing keep their zero output
         head, q_block = (counts == K).nonzero(as_tuple=True)
         kv_block = anys[head, q_block].nonzero()[:, 1].view(-1, K)
         q_pos = q_block[:, None] * block_size + offsets  # (G, bs)
         kv_pos = (kv_block[:, :, None] * block_size + offsets).flatten(1)  # (G, K * bs)
         allowed = mask_mod(b, head[:, None, None], q_pos.clamp(max=n - 1)[:, :, None],
-                           kv_pos.clamp(max=n - 1)[:, None, :])
-        masked = ~(allowed & (kv_pos < n)[:, None, :])
-        dead = masked.all(dim=-1, keepdim=True)
-        if not shared:  # rows of the flattened (head, block) axis
+                           kv_pos.clamp(max=n - 1)[:, None, :]) & (kv_pos < n)[:, None, :]
+        allowed = allowed.expand(len(q_block), block_size, K * block_size)
+        dead = ~allowed.any(dim=-1, keepdim=True)
+        bias = None
+        if not allowed.all():
+            if (allowed == allowed[:1]).all():
+                allowed = allowed[:1]  # the same inside every query tile (a band): broadcast it
+            bias = allowed.contiguous()[None]  # bool here; an additive float mask when it is used
+        if not shared:  # rows of the flattened (head, tile) axis
             q_block, kv_block = head * n_blocks + q_block, head[:, None] * n_blocks + kv_block
-        groups.append((q_block, kv_block, masked, dead if dead.any() else None))
-    return shared, groups
+        slide = None
+        q_run, kv_run = _progression(q_block), _progression(kv_block[:, 0])
+        if q_run and kv_run and torch.equal(kv_block, kv_block[:, :1] + torch.arange(K, device=device)):
+            slide = (q_run, kv_run)
+        dead = dead if dead.any() else None
+        # gathered key tiles are copies: take at most about 256 tiles of them at a time (less memory, warm caches)
+        chunk = len(q_block) if slide is not None else max(1, 256 // K)
+        for start in range(0, len(q_block), chunk):
+            part = slice(start, start + chunk)
+            groups.append({"q_block": q_block[part], "kv_block": kv_block[part], "slide": slide,
+                           "bias": bias if bias is None or bias.shape[1] == 1 else bias[:, part],
+                           "dead": None if dead is None or not dead[part].any() else dead[part]})
+    return shared, groups, bool((counts > 0).all())
 
 
 def block_sparse_attention(q, k, v, mask_mod, block_size=BLOCK_SIZE):
-    """(4) Block-sparse attention in plain PyTorch: each query block gathers only the key blocks it needs,
-    so the work is proportional to the number of tiles computed, not to n x n."""
+    """(4) Block-sparse attention in plain PyTorch: each query tile takes only the key tiles it needs and
+    hands them to the fused ``scaled_dot_product_attention``, so the work grows with the number of tiles
+    computed, not with n x n. Query tiles that need the same number K of key tiles share one call; key tiles
+    that slide along with the query tile (a band) are strided views, others are gathered."""
     batch, heads, n, d = _check_qkv(q, k, v, mask_mod)
     bs = _check_int("block_size", block_size, 1)
-    shared, groups = _gather_plan(mask_mod, n, heads, bs, str(q.device))
+    shared, groups, covered = _gather_plan(mask_mod, n, heads, bs, str(q.device))
     n_blocks = -(-n // bs)
-    pad = (0, 0, 0, n_blocks * bs - n)
-    # one row per block: (batch, heads, blocks, bs * d) for a shared pattern, (batch, heads * blocks, bs * d) if not
-    rows = (batch, heads, n_blocks, bs * d) if shared else (batch, heads * n_blocks, bs * d)
-    qb, kb, vb = (F.pad(t, pad).reshape(rows) for t in (q, k, v))
-    axis = qb.dim() - 2
-    out = torch.zeros_like(qb)
-    for q_block, kv_block, masked, dead in groups:
-        G, K = kv_block.shape
-        qg = qb.index_select(axis, q_block).unflatten(-1, (bs, d))  # (..., G, bs, d)
-        kg = kb.index_select(axis, kv_block.flatten()).unflatten(axis, (G, K)).reshape(qg.shape[:-3] + (G, K * bs, d))
-        vg = vb.index_select(axis, kv_block.flatten()).unflatten(axis, (G, K)).reshape(kg.shape)
-        scores = (qg @ kg.transpose(-1, -2)).mul_(1 / math.sqrt(d)).masked_fill_(masked, float("-inf"))
-        weights = torch.softmax(scores, dim=-1)
-        if dead is not None:
-            weights.masked_fill_(dead, 0.0)  # fully masked rows give zeros
-        out.index_copy_(axis, q_block, (weights @ vg).flatten(-2))
+    # one row per tile: (batch * heads, tiles, bs * d) for a shared pattern, (batch, heads * tiles, bs * d) if not
+    rows = (batch * heads, n_blocks, bs * d) if shared else (batch, heads * n_blocks, bs * d)
+    if n % bs:
+        q, k, v = (F.pad(t, (0, 0, 0, n_blocks * bs - n)) for t in (q, k, v))
+    qb, kb, vb = (t.reshape(rows).contiguous() for t in (q, k, v))
+    R, T, tile = rows[0], rows[1], bs * d
+    out = torch.empty_like(qb) if covered else torch.zeros_like(qb)
+
+    def view(t, start, step, width):  # (R, G, width * bs, d): G windows of `width` tiles, `step` tiles apart
+        return t.as_strided((R, G, width * bs, d), (T * tile, step * tile, d, 1), t.storage_offset() + start * tile)
+
+    for group in groups:
+        G, K = group["kv_block"].shape
+        if group["slide"] is not None:
+            (q_start, q_step), (kv_start, kv_step) = group["slide"]
+            qg = view(qb, q_start, q_step, 1)
+            kg, vg = view(kb, kv_start, kv_step, K), view(vb, kv_start, kv_step, K)
+        else:
+            qg = qb.index_select(1, group["q_block"]).view(R, G, bs, d)
+            kv_block = group["kv_block"].flatten()
+            kg, vg = (t.index_select(1, kv_block).view(R, G, K * bs, d) for t in (kb, vb))
+        bias = group["bias"]
+        if bias is not None:  # SDPA's fused CPU kernel wants an additive float mask with four dimensions
+            bias = torch.zeros(bias.shape, dtype=q.dtype, device=q.device).masked_fill_(~bias, -math.inf)
+        og = F.scaled_dot_product_attention(qg, kg, vg, attn_mask=bias)
+        if group["dead"] is not None:
+            og = og.masked_fill(group["dead"], 0.0)  # a query that may attend nothing gets zeros
+        if group["slide"] is not None:
+            view(out, q_start, q_step, 1).copy_(og)
+        else:
+            out.index_copy_(1, group["q_block"], og.view(R, G, tile))
     return out.view(batch, heads, n_blocks * bs, d)[:, :, :n]
 
 
@@ -481,9 +650,11 @@ def benchmark_patterns(n, heads=4, device=None):
 
 
 def benchmark(ns, *, patterns=None, kernels=None, heads=4, head_dim=64, repeat=3, max_dense_mask_n=8192,
-              max_naive_n=4096, device="cpu", seed=0):
-    """Time each kernel on each pattern (and, once per n, dense unmasked SDPA and FlexAttention computing
-    every tile); yields the suite's records.
+              max_naive_n=4096, device="cpu", seed=0, dense_flex=True):
+    """Time each kernel on each pattern (and, once per n, dense unmasked SDPA and, with ``dense_flex``,
+    FlexAttention computing every tile); yields the suite's records. ``speedup`` is over dense SDPA at the
+    same n, ``of_ideal`` that speedup times the fraction of tiles computed (1 would be perfect skipping at
+    SDPA's speed per tile).
     ``patterns`` picks names from ``benchmark_patterns``; kernels that materialise n x n are skipped above
     ``max_naive_n`` (naive) and ``max_dense_mask_n`` (SDPA with a mask)."""
     kernels = list(KERNELS) if kernels is None else kernels
@@ -498,13 +669,16 @@ def benchmark(ns, *, patterns=None, kernels=None, heads=4, head_dim=64, repeat=3
     no_mask = full()
     for n in ns:
         q, k, v = (torch.randn(1, heads, n, head_dim, generator=generator, device=device) for _ in range(3))
-        ms, memory = timed(lambda: F.scaled_dot_product_attention(q, k, v))
-        yield {"suite": "sparse", "kernel": "sdpa_dense", "pattern": "none", "n": n, "ms": ms,
-               "peak_mib": memory, "density": 1.0}
-        if "flex" in kernels:  # every tile computed: FlexAttention's own speed per tile, against SDPA's
-            ms, memory = timed(lambda: flex_sparse_attention(q, k, v, no_mask))
-            yield {"suite": "sparse", "kernel": "flex", "pattern": "none", "n": n, "ms": ms,
-                   "peak_mib": memory, "density": 1.0}
+        dense_ms, memory = timed(lambda: F.scaled_dot_product_attention(q, k, v))
+
+        def record(kernel, pattern, ms, memory, density):
+            speedup = dense_ms / ms
+            return {"suite": "sparse", "kernel": kernel, "pattern": pattern, "n": n, "ms": ms, "peak_mib": memory,
+                    "density": density, "speedup": speedup, "of_ideal": speedup * density}
+
+        yield record("sdpa_dense", "none", dense_ms, memory, 1.0)
+        if "flex" in kernels and dense_flex:  # every tile computed: FlexAttention's speed per tile against SDPA's
+            yield record("flex", "none", *timed(lambda: flex_sparse_attention(q, k, v, no_mask)), 1.0)
         available = benchmark_patterns(n, heads=heads, device=device)
         names = list(available) if patterns is None else patterns
         for name in names:
@@ -518,9 +692,7 @@ def benchmark(ns, *, patterns=None, kernels=None, heads=4, head_dim=64, repeat=3
                 if (kernel == "naive" and n > max_naive_n) or (kernel == "sdpa_mask" and n > max_dense_mask_n):
                     continue
                 fn = KERNELS[kernel]
-                ms, memory = timed(lambda: fn(q, k, v, mask_mod))
-                yield {"suite": "sparse", "kernel": kernel, "pattern": name, "n": n, "ms": ms,
-                       "peak_mib": memory, "density": density}
+                yield record(kernel, name, *timed(lambda: fn(q, k, v, mask_mod)), density)
             dense_mask.cache_clear()  # the n x n masks are large: keep one pattern's at a time
         del q, k, v
 
@@ -533,4 +705,4 @@ def run(long=False):
     if long:
         return benchmark([1024, 2048, 4096, 8192, 16384], max_naive_n=8192, max_dense_mask_n=16384)
     # the notebook's default: the kernels that hold n x n numbers stop at 4k
-    return benchmark([1024, 4096, 8192], max_naive_n=4096, max_dense_mask_n=4096)
+    return benchmark([1024, 4096, 8192], max_naive_n=4096, max_dense_mask_n=4096, repeat=5)

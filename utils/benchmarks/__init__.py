@@ -15,7 +15,9 @@ import torch
 
 __all__ = ["RECORD_FIELDS", "SUITES", "register", "time_ms", "peak_mib", "run", "suites"]
 
-RECORD_FIELDS = ("suite", "kernel", "pattern", "n", "ms", "peak_mib", "density")
+RECORD_FIELDS = ("suite", "kernel", "pattern", "n", "ms", "peak_mib", "density",
+                 # sparse suite: speedup over dense SDPA at the same n, and speedup / (1 / density)
+                 "speedup", "of_ideal")
 
 # suite name -> module that registers it (imported only when the suite is asked for)
 SUITES = {

@@ -24,7 +24,8 @@ def main(argv=None):
     elif df.empty:
         print("no benchmark suites registered yet")
     else:
-        print(df.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        for _, part in df.groupby("suite", sort=False):  # each suite's own columns
+            print(part.dropna(axis=1, how="all").to_string(index=False, float_format=lambda v: f"{v:.3g}"))
 
 
 if __name__ == "__main__":
