@@ -200,6 +200,7 @@ class Example:
     pandas: str  # the one-liner, on the numeric frame named df
     gold: object  # its value
     kind: str = ""  # the template family, for per-kind accuracy
+    theme: str = ""  # the table's theme (set by generate_split and broad_lookups)
 
     @property
     def answer_text(self):
@@ -218,6 +219,7 @@ class _Column:
     high: int = 100
     decimals: int = 0
     lookup: list = field(default_factory=list)  # extra lookup templates with {entity} and {key}
+    countable: bool = False  # its phrases are things one counts ("goals"), so "how many goals" reads well
 
 
 _TOPIC_WORDS = (
@@ -529,6 +531,329 @@ def book_examples():
 
 
 # ---------------------------------------------------------------------------------------------
+# The broad generator: many themes, many phrasings, and splits that hold some of each out
+# ---------------------------------------------------------------------------------------------
+#
+# generate_examples above is the generator the shipped checkpoint was trained on (five themes, a
+# few templates per question kind); it stays as it is so that its seeded sets stay reproducible.
+# generate_split below draws from BROAD_THEMES (those five plus eight more) for training, and keeps
+# HELD_OUT_THEMES and the HELD_OUT templates of every question kind out of training, to measure
+# what a model does with tables and words it has never seen.
+
+_SYNONYMS = {  # more names for the five original themes' columns, used by the broad generator only
+    "goals": ["goals scored"], "games": ["appearances"], "assists": ["assists made"], "age": ["years of age"],
+    "population": ["number of inhabitants", "residents"], "area_km2": ["area in square kilometres", "size"],
+    "founded": ["year of founding"], "museums": ["museums"], "price": ["cost"], "stock": ["units available"],
+    "orders": ["orders placed"], "weight_g": ["weight in grams"], "minutes": ["length in minutes", "duration"],
+    "viewers": ["audience"], "scenes": ["scenes"], "start_page": ["opening page"], "end_page": ["final page"],
+    "number_of_pages": ["length in pages", "page count"],
+}
+_COUNTABLE = {"goals", "games", "assists", "museums", "orders", "viewers", "scenes", "number_of_pages", "stock"}
+
+
+def _col(header, phrases, low, high, decimals=0, countable=False):
+    return _Column(header, phrases, low, high, decimals, countable=countable)
+
+
+def _names(rng, *pools):
+    return _title([rng.choice(pool) for pool in pools])
+
+
+_WORDS = "river stone garden winter summer morning silent golden little great lost hidden open north".split()
+_BROAD = {  # theme -> (entity, key, key phrases, key maker, text column or None, numeric pool, id column)
+    "books": (("book", "books"), "title", ["title", "name"], lambda rng: _names(rng, _WORDS, _NOUNS + _TOPIC_WORDS),
+              ("author", [f"{f.title()} {l.title()}" for f, l in zip(_FIRST, _LAST)]),
+              [_col("pages", ["pages", "number of pages", "length"], 80, 900, countable=True),
+               _col("year", ["year", "publication year"], 1800, 2023),
+               _col("copies_sold", ["copies sold", "sales"], 1000, 90000, countable=True)], None),
+    "employees": (("employee", "employees"), "employee", ["employee", "name"],
+                  lambda rng: f"{rng.choice(_FIRST).title()} {rng.choice(_LAST).title()}",
+                  ("department", ["Sales", "Finance", "Research", "Support", "Legal"]),
+                  [_col("salary", ["salary", "pay", "yearly salary"], 28000, 99000),
+                   _col("age", ["age"], 20, 64),
+                   _col("projects", ["projects"], 0, 25, countable=True),
+                   _col("years_employed", ["years employed", "years of service"], 0, 30)], "staff_id"),
+    "restaurants": (("restaurant", "restaurants"), "restaurant", ["restaurant", "name"],
+                    lambda rng: _names(rng, _ADJECTIVES, ["fork", "table", "kitchen", "oven", "garden", "spoon", "grill"]),
+                    ("cuisine", ["Italian", "Thai", "Mexican", "Greek", "Indian", "Korean"]),
+                    [_col("seats", ["seats", "places"], 12, 220, countable=True),
+                     _col("rating", ["rating", "score"], 1, 5, decimals=1),
+                     _col("dishes", ["dishes", "items on the menu"], 8, 90, countable=True)], None),
+    "cars": (("car", "cars"), "model", ["model", "name"],
+             lambda rng: _names(rng, ["swift", "nova", "arrow", "breeze", "falcon", "comet", "ranger", "pulse"], ["gt", "one", "x", "sport", "eco", "max"]),
+             ("maker", ["Volta", "Kestrel", "Nordwagen", "Aurum", "Takara"]),
+             [_col("horsepower", ["horsepower", "power"], 60, 600),
+              _col("top_speed", ["top speed", "maximum speed"], 120, 320),
+              _col("seats", ["seats"], 2, 9, countable=True)], None),
+    "songs": (("song", "songs"), "song", ["song", "title"], lambda rng: _names(rng, _WORDS, _WORDS + _NOUNS),
+              ("artist", ["The Lanterns", "Mira Sol", "Paper Boats", "Kofi Mensah", "Blue Harbour"]),
+              [_col("length_seconds", ["length in seconds", "duration"], 90, 420),
+               _col("plays", ["plays", "streams"], 500, 99000, countable=True),
+               _col("year", ["year", "release year"], 1960, 2024)], "track"),
+    "films": (("film", "films"), "film", ["film", "title", "movie"], lambda rng: _names(rng, _WORDS, _WORDS + _TOPIC_WORDS),
+              ("genre", ["Drama", "Comedy", "Thriller", "Documentary", "Western"]),
+              [_col("runtime", ["runtime", "running time", "length"], 70, 190),
+               _col("budget_musd", ["budget", "budget in millions"], 1, 250),
+               _col("awards", ["awards", "prizes"], 0, 14, countable=True)], None),
+    "hotels": (("hotel", "hotels"), "hotel", ["hotel", "name"],
+               lambda rng: "Hotel " + _names(rng, _PLACES + _ADJECTIVES), ("town", [p.title() for p in _PLACES[:8]]),
+               [_col("rooms", ["rooms", "bedrooms"], 8, 400, countable=True),
+                _col("floors", ["floors", "storeys"], 1, 30, countable=True),
+                _col("price_per_night", ["price per night", "nightly rate", "price"], 40, 600)], None),
+    "schools": (("school", "schools"), "school", ["school", "name"],
+                lambda rng: _names(rng, _PLACES + _WORDS, ["academy", "high school", "college", "school"]),
+                ("district", ["North", "South", "East", "West", "Central"]),
+                [_col("students", ["students", "pupils"], 80, 2400, countable=True),
+                 _col("teachers", ["teachers", "staff"], 6, 160, countable=True),
+                 _col("founded", ["founding year", "year founded"], 1850, 2015)], "school_id"),
+}
+_HELD_OUT = {  # themes never drawn for training: their words, headers and shapes are new to a model
+    "rivers": (("river", "rivers"), "river", ["river", "name"],
+               lambda rng: rng.choice(["Avon", "Tamar", "Severn", "Loire", "Douro", "Tagus", "Elbe", "Oder", "Vistula", "Drava",
+                                       "Sava", "Tisza", "Ebro", "Rhone", "Shannon", "Tweed", "Dee", "Mersey"]),
+               ("country", [c.title() for c in _COUNTRIES]),
+               [_col("length_km", ["length", "length in km"], 40, 1200),
+                _col("tributaries", ["tributaries"], 0, 40, countable=True),
+                _col("bridges", ["bridges"], 1, 300, countable=True)], None),
+    "planets": (("planet", "planets"), "planet", ["planet", "name"],
+                lambda rng: rng.choice(["Kepler", "Gliese", "Trappist", "Wolf", "Ross", "Tau"]) + f" {rng.randint(2, 99)}{rng.choice('bcdef')}",
+                ("star_type", ["red dwarf", "yellow dwarf", "orange dwarf"]),
+                [_col("moons", ["moons", "satellites"], 0, 30, countable=True),
+                 _col("diameter_km", ["diameter", "width"], 2000, 140000),
+                 _col("orbit_days", ["orbital period", "days per orbit"], 3, 900)], None),
+    "mountains": (("mountain", "mountains"), "mountain", ["mountain", "peak", "name"],
+                  lambda rng: "Mount " + rng.choice(["Ardent", "Corran", "Eldor", "Halvar", "Istra", "Kestrel", "Lomond", "Morvan",
+                                                     "Orla", "Pelham", "Ravel", "Sorrel", "Tessin", "Varda"]),
+                  ("mountain_range", ["Alps", "Andes", "Rockies", "Pyrenees", "Carpathians"]),
+                  [_col("height_m", ["height", "elevation", "altitude"], 1500, 8800),
+                   _col("first_ascent", ["year of the first ascent", "first ascent"], 1780, 1990),
+                   _col("routes", ["routes", "climbing routes"], 1, 45, countable=True)], None),
+    "orders": (("order", "orders"), "customer", ["customer", "name"],
+               lambda rng: f"{rng.choice(_FIRST).title()} {rng.choice(_LAST).title()}",
+               ("status", ["shipped", "pending", "delivered", "returned"]),
+               [_col("quantity", ["quantity", "items"], 1, 60, countable=True),
+                _col("total_eur", ["total", "amount", "order value"], 5, 900),
+                _col("days_to_ship", ["days to ship", "shipping time"], 1, 20)], "order_id"),
+    "animals": (("animal", "animals"), "species", ["species", "animal", "name"],
+                lambda rng: rng.choice(["Red Fox", "Brown Bear", "Grey Wolf", "Snow Leopard", "Sea Otter", "Barn Owl", "Green Turtle",
+                                        "Giant Panda", "Harbour Seal", "Golden Eagle", "River Otter", "Arctic Hare"]),
+                ("habitat", ["forest", "mountains", "coast", "grassland", "wetland"]),
+                [_col("weight_kg", ["weight", "body weight"], 1, 600),
+                 _col("lifespan_years", ["lifespan", "life expectancy"], 2, 80),
+                 _col("offspring", ["offspring per year", "young per year"], 1, 12, countable=True)], None),
+}
+
+
+def _spec_maker(spec):
+    entity, key, key_phrases, make_key, text, pool, id_column = spec
+
+    def make(rng, n_rows):
+        return _generic(rng, n_rows, entity, key, key_phrases, lambda: make_key(rng), text, pool, id_column=id_column)
+
+    return make
+
+
+BROAD_THEMES = dict(THEMES, **{name: _spec_maker(spec) for name, spec in _BROAD.items()})
+"""The training themes of the broad generator: the five original ones and eight more."""
+
+HELD_OUT_THEMES = {name: _spec_maker(spec) for name, spec in _HELD_OUT.items()}
+"""Themes that no training split draws: the "unseen themes" test."""
+
+# Templates per question kind: "train" ones may appear in training, "held out" ones never do.
+# Each is (text, tag): tag "countable" asks for a column one counts ("How many goals ..."), ">" and
+# "<" give a condition's direction. The original generator's templates are all among the train ones.
+TEMPLATES = {
+    "lookup": {
+        "train": [("What is the {phrase} of {key}?", ""), ("What's the {phrase} for {key}?", ""),
+                  ("Tell me the {phrase} of {key}.", ""), ("How many {phrase} does {key} have?", "countable"),
+                  ("What {phrase} does {key} have?", ""), ("What is {key}'s {phrase}?", ""),
+                  ("Give me the {phrase} of {key}.", ""), ("Show the {phrase} for {key}.", ""),
+                  ("Which {phrase} does the {singular} {key} have?", ""), ("How many {phrase} for {key}?", "countable"),
+                  ("{key}: what is the {phrase}?", ""), ("Look up the {phrase} of {key}.", "")],
+        "held out": [("How many {phrase} has {key} got?", "countable"), ("Could you tell me the {phrase} of {key}?", ""),
+                     ("For {key}, what is the {phrase}?", ""), ("I need the {phrase} of {key}.", ""),
+                     ("What does the table give as the {phrase} of {key}?", "")],
+    },
+    "lookup by id": {
+        "train": [("What's the {phrase} in {singular} {id}?", ""), ("What is the {phrase} of {singular} {id}?", ""),
+                  ("Which {phrase} has {singular} {id}?", ""), ("What is the {phrase} of {singular} number {id}?", ""),
+                  ("Name the {phrase} of {singular} {id}.", ""), ("Give the {phrase} for {singular} {id}.", "")],
+        "held out": [("Which {phrase} belongs to {singular} {id}?", ""), ("Tell me the {phrase} for {singular} {id}.", ""),
+                     ("What {phrase} does {singular} {id} have?", "")],
+    },
+    "sum": {
+        "train": [("What is the total {phrase}?", ""), ("What is the total number of {phrase}?", "countable"),
+                  ("What is the sum of the {phrase}?", ""), ("How many {phrase} are there in total?", "countable"),
+                  ("What are the {phrase} of all {plural} added up?", ""), ("What is the combined {phrase}?", ""),
+                  ("What's the combined {phrase} of all {plural}?", ""), ("What do the {phrase} add up to?", ""),
+                  ("What is the {phrase} of all {plural} together?", ""), ("Total {phrase}?", ""),
+                  ("Sum of the {phrase}?", ""), ("How many {phrase} do the {plural} have in total?", "countable")],
+        "held out": [("If you add up the {phrase}, what do you get?", ""), ("What is the overall {phrase}?", ""),
+                     ("Give me the grand total of the {phrase}.", ""),
+                     ("Altogether, how many {phrase} do the {plural} have?", "countable")],
+    },
+    "average": {
+        "train": [("What is the average {phrase}?", ""), ("What is the mean {phrase}?", ""),
+                  ("What is the average {phrase} per {singular}?", ""), ("On average, what is the {phrase} of a {singular}?", ""),
+                  ("What's the mean {phrase} of the {plural}?", ""), ("Average {phrase}?", ""),
+                  ("What is the {phrase} on average?", ""), ("What is the average {phrase} across all {plural}?", ""),
+                  ("How many {phrase} does a {singular} have on average?", "countable")],
+        "held out": [("What's the {phrase} of a typical {singular}, taking the mean?", ""), ("Compute the mean of the {phrase}.", ""),
+                     ("What is the arithmetic mean of the {phrase}?", "")],
+    },
+    "count with condition": {
+        "train": [("How many {plural} have more than {v} {phrase}?", ">"), ("How many {plural} have {phrase} above {v}?", ">"),
+                  ("How many {plural} have {phrase} greater than {v}?", ">"), ("How many {plural} have less than {v} {phrase}?", "<"),
+                  ("How many {plural} have {phrase} below {v}?", "<"), ("How many {plural} have fewer than {v} {phrase}?", "<"),
+                  ("How many {plural} have a {phrase} higher than {v}?", ">"), ("How many {plural} have a {phrase} lower than {v}?", "<"),
+                  ("For how many {plural} is the {phrase} more than {v}?", ">"), ("For how many {plural} is the {phrase} lower than {v}?", "<"),
+                  ("How many {plural} have over {v} {phrase}?", ">"), ("How many {plural} have under {v} {phrase}?", "<"),
+                  ("Count the {plural} with {phrase} above {v}.", ">"), ("Number of {plural} with {phrase} below {v}?", "<")],
+        "held out": [("In how many {plural} does the {phrase} exceed {v}?", ">"), ("Of the {plural}, how many have more than {v} {phrase}?", ">"),
+                     ("How many {plural} are there with {phrase} smaller than {v}?", "<"),
+                     ("How many {plural} have a {phrase} of less than {v}?", "<")],
+    },
+    "count rows": {
+        "train": [("How many {plural} are there?", ""), ("How many {plural} does the table list?", ""),
+                  ("What is the number of {plural}?", ""), ("How many rows does the table have?", ""),
+                  ("Count the {plural}.", ""), ("How many {plural} are listed?", ""), ("How many {plural} are in the table?", "")],
+        "held out": [("How many {plural} do we have here?", ""), ("What's the count of {plural}?", ""),
+                     ("In total, how many {plural} appear?", "")],
+    },
+}
+
+SPLITS = {
+    "train": (BROAD_THEMES, "train", 101),
+    "validation": (BROAD_THEMES, "train", 102),
+    "in template": (BROAD_THEMES, "train", 103),
+    "unseen phrasings": (BROAD_THEMES, "held out", 104),
+    "unseen themes": (HELD_OUT_THEMES, "train", 105),
+}
+"""Split name -> (themes, template set, default seed). Training and validation share themes and
+templates with "in template" (new tables only); "unseen phrasings" asks about the training themes
+with held-out templates only; "unseen themes" asks about held-out themes with training templates."""
+
+
+def _pick(rng, kind, which, countable=True):
+    options = [t for t in TEMPLATES[kind][which] if countable or t[1] != "countable"]
+    return rng.choice(options)
+
+
+def _phrase(rng, name, column):
+    return rng.choice(list(column.phrases) + _SYNONYMS.get(name, []))
+
+
+def _countable(name, column):
+    return column.countable or name in _COUNTABLE
+
+
+def _fill(text, schema, **values):
+    singular, plural = schema["entity"]
+    question = text.format(singular=singular, plural=plural, **values)
+    return question[:1].upper() + question[1:]
+
+
+def _broad_lookup(frame, schema, numeric, rng, which, row):
+    """(question, aggregator, coordinates, code, kind) of a lookup by name of row ``row``."""
+    key = schema["key"]
+    text_columns = [c for c in frame.columns if c not in numeric and c not in (key, schema.get("id"))]
+    if text_columns and rng.random() < 0.25:  # now and then the text column
+        name, count_ok = rng.choice(text_columns), False
+        phrase = name.replace("_", " ")
+    else:
+        name, column = rng.choice(sorted(numeric.items()))
+        count_ok, phrase = _countable(name, column), _phrase(rng, name, column)
+    text, _ = _pick(rng, "lookup", which, count_ok)
+    if which == "train" and name in numeric and numeric[name].lookup and rng.random() < 0.3:
+        text = rng.choice(numeric[name].lookup)  # a column's own wording ("On which page does ... start?")
+    key_value = frame[key].iat[row]
+    question = _fill(text, schema, phrase=phrase, key=_key_variant(rng, key_value), entity=schema["entity"][0])
+    code = f'df.loc[df["{key}"] == {key_value!r}, "{name}"].item()'
+    return question, "NONE", [(row, list(frame.columns).index(name))], code, "lookup"
+
+
+def broad_questions(frame, schema, numeric, rng, which="train"):
+    """Every question kind once for this table, phrased with the ``which`` templates ("train" or
+    "held out"), naming columns by any of their phrases and synonyms."""
+    if which not in ("train", "held out"):
+        raise ValueError(f"which must be 'train' or 'held out', got {which!r}")
+    table = prepare_table(frame)
+    col = {name: i for i, name in enumerate(frame.columns)}
+    key = schema["key"]
+    out = []
+
+    def add(question, aggregator, coordinates, code, kind):
+        gold = run_pandas(code, frame)
+        out.append(Example(table, question, aggregator, sorted(coordinates), code, gold, kind))
+
+    fill = lambda text, **values: _fill(text, schema, **values)  # noqa: E731
+    add(*_broad_lookup(frame, schema, numeric, rng, which, rng.randrange(len(frame))))
+
+    if schema.get("id"):
+        row = rng.randrange(len(frame))
+        ident = int(frame[schema["id"]].iat[row])
+        text, _ = _pick(rng, "lookup by id", which)
+        add(fill(text, phrase=rng.choice(schema["key_phrases"]), id=ident), "NONE", [(row, col[key])],
+            f'df.loc[df["{schema["id"]}"] == {ident}, "{key}"].item()', "lookup by id")
+
+    for kind, aggregator, method in (("sum", "SUM", "sum"), ("average", "AVERAGE", "mean")):
+        name, column = rng.choice(sorted(numeric.items()))
+        text, _ = _pick(rng, kind, which, _countable(name, column))
+        add(fill(text, phrase=_phrase(rng, name, column)), aggregator, [(r, col[name]) for r in range(len(frame))],
+            f'df["{name}"].{method}()', kind)
+
+    name, column = rng.choice(sorted(numeric.items()))
+    threshold = _threshold(rng, frame[name].tolist())
+    if threshold is not None:
+        text, op = _pick(rng, "count with condition", which)
+        cells = [(r, col[name]) for r, v in enumerate(frame[name]) if (v > threshold if op == ">" else v < threshold)]
+        add(fill(text, phrase=_phrase(rng, name, column), v=threshold), "COUNT", cells,
+            f'(df["{name}"] {op} {threshold}).sum()', "count with condition")
+
+    text, _ = _pick(rng, "count rows", which)
+    add(fill(text), "COUNT", [(r, col[key]) for r in range(len(frame))], "len(df)", "count rows")
+    return out
+
+
+def generate_split(split, n_tables, *, seed=None):
+    """Examples of one split of :data:`SPLITS` from ``n_tables`` seeded tables, one question per kind.
+
+    The seed defaults to the split's own, so each split is a fixed set; pass another seed for a
+    fresh sample of the same distribution.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {list(SPLITS)}")
+    if not isinstance(n_tables, int) or n_tables < 1:
+        raise ValueError(f"n_tables must be a positive int, got {n_tables!r}")
+    themes, which, default_seed = SPLITS[split]
+    rng = random.Random(default_seed if seed is None else seed)
+    examples = []
+    for _ in range(n_tables):
+        theme = rng.choice(sorted(themes))
+        frame, schema, numeric = themes[theme](rng, rng.randint(3, 8))
+        for example in broad_questions(frame, schema, numeric, rng, which):
+            example.theme = theme
+            examples.append(example)
+    return examples
+
+
+def broad_lookups(n_tables, *, seed=0):
+    """Lookups by name (one per row of ``n_tables`` training-theme tables) in the training templates."""
+    if not isinstance(n_tables, int) or n_tables < 1:
+        raise ValueError(f"n_tables must be a positive int, got {n_tables!r}")
+    rng = random.Random(seed)
+    examples = []
+    for _ in range(n_tables):
+        theme = rng.choice(sorted(BROAD_THEMES))
+        frame, schema, numeric = BROAD_THEMES[theme](rng, rng.randint(3, 8))
+        table = prepare_table(frame)
+        for row in range(len(frame)):
+            question, aggregator, coordinates, code, kind = _broad_lookup(frame, schema, numeric, rng, "train", row)
+            examples.append(Example(table, question, aggregator, coordinates, code, run_pandas(code, frame), kind, theme))
+    return examples
+
+
+# ---------------------------------------------------------------------------------------------
 # Vocabulary, encoding, model config, evaluation
 # ---------------------------------------------------------------------------------------------
 
@@ -674,3 +999,20 @@ def evaluate(pipe, examples):
     """Ask ``pipe`` every example's question; a DataFrame with the executed answers and whether each is right."""
     rows = [dict(kind=e.kind, **ask(pipe, e.table, e.question, e.gold)) for e in examples]
     return pd.DataFrame(rows)
+
+
+def accuracy_by_kind(results, *, confidence=0.95):
+    """Right / asked per question kind and in all, with Wilson intervals, from :func:`evaluate`'s frame."""
+    from scipy.stats import binomtest
+
+    if not isinstance(results, pd.DataFrame) or not {"kind", "correct"} <= set(results.columns):
+        raise TypeError("results must be the DataFrame of tapas.evaluate, with 'kind' and 'correct' columns")
+    if len(results) == 0:
+        raise ValueError("results is empty: no question was asked")
+    groups = [(kind, group["correct"]) for kind, group in results.groupby("kind")] + [("all", results["correct"])]
+    rows = []
+    for kind, correct in groups:
+        right, asked = int(correct.sum()), len(correct)
+        interval = binomtest(right, asked).proportion_ci(confidence, method="wilson")
+        rows.append(dict(kind=kind, right=right, asked=asked, accuracy=right / asked, low=interval.low, high=interval.high))
+    return pd.DataFrame(rows).set_index("kind")
