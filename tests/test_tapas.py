@@ -414,3 +414,40 @@ def test_shipped_model_meets_the_bars():
     assert results["correct"].mean() == pytest.approx(metrics["held_out_accuracy"], abs=0.01)
     assert results["correct"].mean() >= 0.85
     assert results.groupby("kind")["correct"].mean().min() >= 0.85
+
+
+# --- the loss terms, strong and weak supervision -----------------------------------------------
+
+
+@pytest.mark.parametrize("weak", [False, True])
+def test_loss_terms_add_up_to_the_models_loss(tokenizer, weak):
+    import torch
+    from transformers import TapasForQuestionAnswering
+
+    torch.manual_seed(0)
+    overrides = dict(tapas.WTQ_WEAK_SUPERVISION, init_cell_selection_weights_to_zero=False) if weak else {}
+    model = TapasForQuestionAnswering(tapas.small_config(tokenizer.vocab_size, num_hidden_layers=1, **overrides)).eval()
+    questions, table = tapas.book_examples()
+    # a text answer (its cell), a number that is no cell (138) and a number that is also a cell (3)
+    queries = [questions[0][0], questions[1][0], questions[3][0]]
+    coordinates = [[(4, 1)], [], [(5, 4)]] if weak else [[(4, 1)], [(r, 4) for r in range(6)], [(1, 4), (3, 4), (2, 4)]]
+    texts = [[table.iat[r, c] for r, c in cells] for cells in coordinates]
+    inputs = tokenizer(table=table, queries=queries, answer_coordinates=coordinates, answer_text=texts,
+                       padding="longest", return_tensors="pt")
+    supervision = (dict(float_answer=torch.tensor([float("nan"), 138.0, 3.0])) if weak
+                   else dict(aggregation_labels=torch.tensor([0, 1, 3])))
+    with torch.no_grad():
+        terms = tapas.loss_terms(model, inputs, **supervision)
+        loss = model(**inputs, **supervision).loss
+    assert terms["total"].item() == pytest.approx(loss.item(), rel=1e-5)
+    if weak:
+        assert terms["aggregate"][:2].tolist() == [0.0, 1.0]  # text: select cells; 138 is no cell: aggregate
+        assert terms["cell_selection"][1] == 0 and terms["answer"][0] == 0
+        assert terms["answer"][1] > 0
+    else:
+        assert terms["aggregate"].tolist() == [0, 0, 0] and terms["answer"].tolist() == [0, 0, 0]
+        assert (terms["cell_selection"] > 0).all() and (terms["aggregation"] > 0).all()
+    with pytest.raises(ValueError, match="needs float_answer" if weak else "needs aggregation_labels"):
+        tapas.loss_terms(model, inputs)
+    with pytest.raises(ValueError, match="model.eval"):
+        tapas.loss_terms(model.train(), inputs, **supervision)

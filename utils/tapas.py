@@ -871,13 +871,57 @@ def corpus_lines(n_tables=400, seed=1234):
     return lines
 
 
+def broad_corpus_lines(n_tables=2000, seed=1234):
+    """Text for a vocabulary of the broad generator: training-theme tables and training-template
+    questions only, so that the held-out themes and phrasings stay unseen by the vocabulary too."""
+    lines = []
+    for example in generate_split("train", n_tables, seed=seed):
+        lines.append(example.question)
+        if example.kind == "count rows":  # once per table
+            lines.append(" ".join(c.replace("_", " ") for c in example.table.columns))
+            lines.extend(" ".join(row) for row in example.table.itertuples(index=False))
+    return lines
+
+
+def whole_word_share(tokenizer, texts):
+    """The share of the words in ``texts`` (as the tokenizer splits words) that are one vocabulary token."""
+    words = [word for text in texts for word in tokenizer.basic_tokenizer.tokenize(text)]
+    if not words:
+        raise ValueError("no words in texts")
+    return sum(word in tokenizer.vocab for word in words) / len(words)
+
+
+def transplant_vocabulary(model, old_tokenizer, new_tokenizer):
+    """Give ``model`` the input embeddings of ``new_tokenizer``'s vocabulary, in place.
+
+    Tokens both vocabularies hold keep their trained vectors; the others start from the config's
+    initialiser. This lets a trained model continue with a larger vocabulary.
+    """
+    import torch
+
+    old = model.get_input_embeddings().weight.data
+    if old.shape[0] != len(old_tokenizer.vocab):
+        raise ValueError(f"the model has {old.shape[0]} input embeddings but old_tokenizer {len(old_tokenizer.vocab)} tokens")
+    new = torch.empty(len(new_tokenizer.vocab), old.shape[1]).normal_(0.0, model.config.initializer_range)
+    kept = 0
+    for token, index in new_tokenizer.vocab.items():
+        if token in old_tokenizer.vocab:
+            new[index] = old[old_tokenizer.vocab[token]]
+            kept += 1
+    model.set_input_embeddings(torch.nn.Embedding.from_pretrained(new, freeze=False, padding_idx=model.config.pad_token_id))
+    model.config.vocab_size = new.shape[0]
+    return kept
+
+
 def build_vocab(text_file, out_dir, *, vocab_size=2000):
-    """Train a lower-cased WordPiece vocabulary on ``text_file``; write and return ``out_dir/vocab.txt``."""
+    """Train a lower-cased WordPiece vocabulary on ``text_file`` (a path or a list of paths); write and
+    return ``out_dir/vocab.txt``."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
-    text_file = Path(text_file)
-    if not text_file.is_file():
-        raise FileNotFoundError(f"no text to build the vocabulary from at {text_file}")
+    files = [Path(f) for f in (text_file if isinstance(text_file, (list, tuple)) else [text_file])]
+    for file in files:
+        if not file.is_file():
+            raise FileNotFoundError(f"no text to build the vocabulary from at {file}")
     if not isinstance(vocab_size, int) or vocab_size <= len(SPECIAL_TOKENS):
         raise ValueError(f"vocab_size must be an int above {len(SPECIAL_TOKENS)}, got {vocab_size!r}")
     tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
@@ -886,7 +930,7 @@ def build_vocab(text_file, out_dir, *, vocab_size=2000):
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False)
-    tokenizer.train([str(text_file)], trainer)
+    tokenizer.train([str(file) for file in files], trainer)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer.model.save(str(out_dir))  # writes vocab.txt, one token a line, in id order
@@ -1016,3 +1060,74 @@ def accuracy_by_kind(results, *, confidence=0.95):
         interval = binomtest(right, asked).proportion_ci(confidence, method="wilson")
         rows.append(dict(kind=kind, right=right, asked=asked, accuracy=right / asked, low=interval.low, high=interval.high))
     return pd.DataFrame(rows).set_index("kind")
+
+
+WTQ_WEAK_SUPERVISION = dict(
+    use_answer_as_supervision=True,
+    answer_loss_cutoff=0.664694,
+    cell_selection_preference=0.207951,
+    huber_loss_delta=0.121194,
+    temperature=0.0352513,
+)
+"""The weak-supervision settings in google/tapas-base-finetuned-wtq's config.json (the same values
+as the transformers TAPAS guide's WTQ example)."""
+
+
+def loss_terms(model, inputs, *, aggregation_labels=None, float_answer=None):
+    """The terms of ``TapasForQuestionAnswering``'s loss for a batch, one value per example.
+
+    With ``model.config.use_answer_as_supervision`` false (strong supervision) pass
+    ``aggregation_labels``; with it true (weak supervision, the answer alone) pass ``float_answer``
+    (NaN where the answer is text) and ``inputs`` from the tokenizer called with the answer, which
+    holds ``numeric_values`` and ``numeric_values_scale``. Returns a dict of tensors:
+    ``aggregate`` (1 where the model must aggregate, 0 where it must select the answer's cells),
+    ``cell_selection`` (its likelihood loss, counted only where aggregate is 0), ``aggregation``
+    (cross-entropy to the label, or under weak supervision -log P(NONE) or -log P(any operator)),
+    ``answer`` (Huber loss between the expected result of the soft selection and the answer),
+    ``kept`` (0 where the answer loss is above the cutoff and the example is dropped) and
+    ``total``, the mean over the batch that the model's own ``loss`` equals.
+    """
+    import torch
+    from transformers.models.tapas import modeling_tapas as mt
+
+    config = model.config
+    if not config.select_one_column or config.num_aggregation_labels == 0 or config.disable_per_token_loss:
+        raise ValueError("loss_terms follows the WTQ set-up: select_one_column, an aggregation head, per-token loss")
+    weak = bool(config.use_answer_as_supervision)
+    if weak and float_answer is None:
+        raise ValueError("weak supervision (use_answer_as_supervision=True) needs float_answer")
+    if not weak and aggregation_labels is None:
+        raise ValueError("strong supervision needs aggregation_labels")
+    if model.training:
+        raise ValueError("call model.eval() first: dropout would make the terms differ from a second forward pass")
+    labels, types = inputs["labels"], inputs["token_type_ids"]
+    sequence, pooled = model.tapas(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                                   token_type_ids=types)[:2]
+    rows = mt.IndexMap(torch.clamp(types[:, :, 2], max=config.max_num_rows - 1), config.max_num_rows, batch_dims=1)
+    columns = mt.IndexMap(torch.clamp(types[:, :, 1], max=config.max_num_columns - 1), config.max_num_columns, batch_dims=1)
+    cells = mt.ProductIndexMap(rows, columns)
+    cell_mask, _ = mt.reduce_mean(inputs["attention_mask"].float(), cells)
+    logits = mt.compute_token_logits(sequence, config.temperature, model.output_weights, model.output_bias)
+    column_logits = mt.compute_column_logits(sequence, model.column_output_weights, model.column_output_bias, cells,
+                                             cell_mask, config.allow_empty_column_selection)
+    aggregation_logits = model.aggregation_classifier(pooled)
+    selection, logits = mt._single_column_cell_selection_loss(logits, column_logits, labels, cells, columns, cell_mask)
+    if not weak:
+        aggregate = torch.zeros(labels.shape[0])
+        aggregation = mt._calculate_aggregation_loss(aggregation_logits, None, aggregation_labels, False,
+                                                     config.num_aggregation_labels, config.aggregation_loss_weight)
+        answer, kept, cell_selection = torch.zeros_like(aggregation), torch.ones_like(aggregation), selection
+    else:
+        aggregate = mt._calculate_aggregate_mask(float_answer, pooled, config.cell_selection_preference, labels,
+                                                 model.aggregation_classifier)
+        aggregation = mt._calculate_aggregation_loss(aggregation_logits, aggregate, torch.zeros_like(labels[:, 0]), True,
+                                                     config.num_aggregation_labels, config.aggregation_loss_weight)
+        table_mask = (types[:, :, 2] > 0).float()
+        answer, kept = mt._calculate_regression_loss(float_answer, aggregate,
+                                                     torch.distributions.Bernoulli(logits=logits, validate_args=False),
+                                                     inputs["numeric_values"], inputs["numeric_values_scale"], table_mask,
+                                                     aggregation_logits, config)
+        cell_selection = selection * (1.0 - aggregate)
+    total = cell_selection.mean() + ((aggregation + answer) * kept).mean()
+    return dict(aggregate=aggregate, cell_selection=cell_selection, aggregation=aggregation, answer=answer, kept=kept,
+                total=total)
