@@ -1041,7 +1041,7 @@ def ask(pipe, table, question, gold=None):
 
 def evaluate(pipe, examples):
     """Ask ``pipe`` every example's question; a DataFrame with the executed answers and whether each is right."""
-    rows = [dict(kind=e.kind, **ask(pipe, e.table, e.question, e.gold)) for e in examples]
+    rows = [dict(kind=e.kind, theme=e.theme, **ask(pipe, e.table, e.question, e.gold)) for e in examples]
     return pd.DataFrame(rows)
 
 
