@@ -414,6 +414,12 @@ def test_shipped_model_meets_the_bars():
     assert results["correct"].mean() == pytest.approx(metrics["held_out_accuracy"], abs=0.01)
     assert results["correct"].mean() >= 0.85
     assert results.groupby("kind")["correct"].mean().min() >= 0.85
+    # split_metrics.json: the broad generator's splits, written by train_tapas.py --score; one split re-scored
+    splits = json.loads((folder / "split_metrics.json").read_text())
+    assert set(splits["splits"]) == {"in template", "unseen phrasings", "unseen themes"}
+    themes = tapas.accuracy_by_kind(tapas.evaluate(pipe, tapas.generate_split("unseen themes", 30)))
+    assert {kind: int(row.right) for kind, row in themes.iterrows()} == {
+        kind: score["right"] for kind, score in splits["splits"]["unseen themes"].items()}
 
 
 # --- the loss terms, strong and weak supervision -----------------------------------------------
