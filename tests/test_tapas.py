@@ -192,6 +192,102 @@ def test_make_table_bad_input():
         tapas.make_table(0, theme="planets")
 
 
+# --- the broad generator and its splits ----------------------------------------------------
+
+
+def _template_regex(text):
+    import re
+
+    parts = re.split(r"\{[a-z]+\}", text)
+    pattern = "(.+)".join(re.escape(part) for part in parts)
+    return re.compile(pattern, re.IGNORECASE)
+
+
+def _matches(question, which):
+    """The question kinds whose ``which`` templates (and, for training, the columns' own) write ``question``."""
+    own = {("lookup", t) for t in ["On which page does the {entity} about {key} start?",
+                                   "Where does the {entity} on {key} start?", "On which page does the {entity} about {key} end?"]}
+    templates = {(kind, text) for kind, sets in tapas.TEMPLATES.items() for text, _ in sets[which]}
+    templates |= own if which == "train" else set()
+    return {kind for kind, text in templates if _template_regex(text).fullmatch(question)}
+
+
+def test_broad_generator_has_a_dozen_themes_and_many_phrasings():
+    assert len(tapas.BROAD_THEMES) >= 12 and set(tapas.THEMES) <= set(tapas.BROAD_THEMES)
+    assert len(tapas.HELD_OUT_THEMES) >= 4 and not set(tapas.HELD_OUT_THEMES) & set(tapas.BROAD_THEMES)
+    for kind, sets in tapas.TEMPLATES.items():
+        assert len(sets["train"]) >= 6 and len(sets["held out"]) >= 3, kind
+        assert not {t for t, _ in sets["train"]} & {t for t, _ in sets["held out"]}, kind
+    lookups = [t for t, _ in tapas.TEMPLATES["lookup"]["train"]]
+    assert any(t.startswith("How many") for t in lookups)  # "how many" is not always COUNT
+    sums = " ".join(t for t, _ in tapas.TEMPLATES["sum"]["train"])
+    assert "total" in sums and "combined" in sums and "Sum of" in sums
+    conditions = " ".join(t for t, _ in tapas.TEMPLATES["count with condition"]["train"])
+    for word in ("lower", "higher", "fewer", "more"):
+        assert word in conditions
+
+
+@pytest.mark.parametrize("split", list(tapas.SPLITS))
+def test_splits_are_seeded_and_consistent(split):
+    examples = tapas.generate_split(split, 40)
+    again = tapas.generate_split(split, 40)
+    assert [(e.question, e.gold) for e in examples] == [(e.question, e.gold) for e in again]
+    assert [e.question for e in examples] != [e.question for e in tapas.generate_split(split, 40, seed=7)]
+    assert {e.kind for e in examples} == {"lookup", "lookup by id", "sum", "average", "count with condition", "count rows"}
+    themes, which, _ = tapas.SPLITS[split]
+    assert {e.theme for e in examples} <= set(themes)
+    for e in examples:
+        assert tapas.denotation_match(tapas.execute_answer(e.aggregator, e.answer_text), e.gold), e
+        assert len({col for _, col in e.coordinates}) == 1
+        # every question is in its split's templates and, for the unseen phrasings, in no training template
+        assert e.kind in _matches(e.question, which), e.question
+        if which == "held out":
+            assert e.kind not in _matches(e.question, "train"), e.question
+
+
+def test_splits_hold_out_what_they_say():
+    train = tapas.generate_split("train", 200)
+    unseen = tapas.generate_split("unseen phrasings", 100)
+    themes = tapas.generate_split("unseen themes", 100)
+    train_questions = {e.question.lower() for e in train}
+    assert not train_questions & {e.question.lower() for e in unseen}
+    assert {e.theme for e in themes} == set(tapas.HELD_OUT_THEMES)
+    assert not {e.theme for e in train} & {e.theme for e in themes}
+    # the original generator's templates are among the training ones: its questions are in-template
+    for e in tapas.generate_examples(20, seed=2):
+        assert e.kind in _matches(e.question, "train"), e.question
+    book_questions, _ = tapas.book_examples()  # and so are the book's four
+    assert [bool(_matches(question, "train")) for question, _, _ in book_questions] == [True] * 4
+    with pytest.raises(ValueError, match="unknown split 'test'"):
+        tapas.generate_split("test", 3)
+    with pytest.raises(ValueError, match="n_tables must be a positive int"):
+        tapas.generate_split("train", 0)
+
+
+def test_accuracy_by_kind_wilson_intervals():
+    results = pd.DataFrame({"kind": ["sum"] * 10 + ["lookup"] * 4, "correct": [True] * 9 + [False] + [True] * 4})
+    table = tapas.accuracy_by_kind(results)
+    assert table.loc["sum", ["right", "asked"]].tolist() == [9, 10]
+    assert table.loc["all", "accuracy"] == pytest.approx(13 / 14)
+    # Wilson's interval for 9 of 10 at 95%: 0.5958 .. 0.9821 (closed form, z = 1.96)
+    z, p, n = 1.959964, 0.9, 10
+    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    assert table.loc["sum", "low"] == pytest.approx(centre - half, abs=1e-4)
+    assert table.loc["sum", "high"] == pytest.approx(centre + half, abs=1e-4)
+    assert table.loc["lookup", "high"] == pytest.approx(1.0)
+    with pytest.raises(TypeError, match="'kind' and 'correct' columns"):
+        tapas.accuracy_by_kind(pd.DataFrame({"x": [1]}))
+    with pytest.raises(ValueError, match="results is empty"):
+        tapas.accuracy_by_kind(results.iloc[:0])
+
+
+def test_broad_lookups_name_every_row():
+    examples = tapas.broad_lookups(6, seed=1)
+    assert all(e.kind == "lookup" and e.aggregator == "NONE" for e in examples)
+    rows = [e.coordinates[0][0] for e in examples]
+    assert rows.count(0) == 6 and len(examples) >= 18
+
+
 # --- vocabulary and tokenizer ---------------------------------------------------------------
 
 
@@ -318,3 +414,46 @@ def test_shipped_model_meets_the_bars():
     assert results["correct"].mean() == pytest.approx(metrics["held_out_accuracy"], abs=0.01)
     assert results["correct"].mean() >= 0.85
     assert results.groupby("kind")["correct"].mean().min() >= 0.85
+    # split_metrics.json: the broad generator's splits, written by train_tapas.py --score; one split re-scored
+    splits = json.loads((folder / "split_metrics.json").read_text())
+    assert set(splits["splits"]) == {"in template", "unseen phrasings", "unseen themes"}
+    themes = tapas.accuracy_by_kind(tapas.evaluate(pipe, tapas.generate_split("unseen themes", 30)))
+    assert {kind: int(row.right) for kind, row in themes.iterrows()} == {
+        kind: score["right"] for kind, score in splits["splits"]["unseen themes"].items()}
+
+
+# --- the loss terms, strong and weak supervision -----------------------------------------------
+
+
+@pytest.mark.parametrize("weak", [False, True])
+def test_loss_terms_add_up_to_the_models_loss(tokenizer, weak):
+    import torch
+    from transformers import TapasForQuestionAnswering
+
+    torch.manual_seed(0)
+    overrides = dict(tapas.WTQ_WEAK_SUPERVISION, init_cell_selection_weights_to_zero=False) if weak else {}
+    model = TapasForQuestionAnswering(tapas.small_config(tokenizer.vocab_size, num_hidden_layers=1, **overrides)).eval()
+    questions, table = tapas.book_examples()
+    # a text answer (its cell), a number that is no cell (138) and a number that is also a cell (3)
+    queries = [questions[0][0], questions[1][0], questions[3][0]]
+    coordinates = [[(4, 1)], [], [(5, 4)]] if weak else [[(4, 1)], [(r, 4) for r in range(6)], [(1, 4), (3, 4), (2, 4)]]
+    texts = [[table.iat[r, c] for r, c in cells] for cells in coordinates]
+    inputs = tokenizer(table=table, queries=queries, answer_coordinates=coordinates, answer_text=texts,
+                       padding="longest", return_tensors="pt")
+    supervision = (dict(float_answer=torch.tensor([float("nan"), 138.0, 3.0])) if weak
+                   else dict(aggregation_labels=torch.tensor([0, 1, 3])))
+    with torch.no_grad():
+        terms = tapas.loss_terms(model, inputs, **supervision)
+        loss = model(**inputs, **supervision).loss
+    assert terms["total"].item() == pytest.approx(loss.item(), rel=1e-5)
+    if weak:
+        assert terms["aggregate"][:2].tolist() == [0.0, 1.0]  # text: select cells; 138 is no cell: aggregate
+        assert terms["cell_selection"][1] == 0 and terms["answer"][0] == 0
+        assert terms["answer"][1] > 0
+    else:
+        assert terms["aggregate"].tolist() == [0, 0, 0] and terms["answer"].tolist() == [0, 0, 0]
+        assert (terms["cell_selection"] > 0).all() and (terms["aggregation"] > 0).all()
+    with pytest.raises(ValueError, match="needs float_answer" if weak else "needs aggregation_labels"):
+        tapas.loss_terms(model, inputs)
+    with pytest.raises(ValueError, match="model.eval"):
+        tapas.loss_terms(model.train(), inputs, **supervision)

@@ -200,6 +200,7 @@ class Example:
     pandas: str  # the one-liner, on the numeric frame named df
     gold: object  # its value
     kind: str = ""  # the template family, for per-kind accuracy
+    theme: str = ""  # the table's theme (set by generate_split and broad_lookups)
 
     @property
     def answer_text(self):
@@ -218,6 +219,7 @@ class _Column:
     high: int = 100
     decimals: int = 0
     lookup: list = field(default_factory=list)  # extra lookup templates with {entity} and {key}
+    countable: bool = False  # its phrases are things one counts ("goals"), so "how many goals" reads well
 
 
 _TOPIC_WORDS = (
@@ -529,6 +531,329 @@ def book_examples():
 
 
 # ---------------------------------------------------------------------------------------------
+# The broad generator: many themes, many phrasings, and splits that hold some of each out
+# ---------------------------------------------------------------------------------------------
+#
+# generate_examples above is the generator the shipped checkpoint was trained on (five themes, a
+# few templates per question kind); it stays as it is so that its seeded sets stay reproducible.
+# generate_split below draws from BROAD_THEMES (those five plus eight more) for training, and keeps
+# HELD_OUT_THEMES and the HELD_OUT templates of every question kind out of training, to measure
+# what a model does with tables and words it has never seen.
+
+_SYNONYMS = {  # more names for the five original themes' columns, used by the broad generator only
+    "goals": ["goals scored"], "games": ["appearances"], "assists": ["assists made"], "age": ["years of age"],
+    "population": ["number of inhabitants", "residents"], "area_km2": ["area in square kilometres", "size"],
+    "founded": ["year of founding"], "museums": ["museums"], "price": ["cost"], "stock": ["units available"],
+    "orders": ["orders placed"], "weight_g": ["weight in grams"], "minutes": ["length in minutes", "duration"],
+    "viewers": ["audience"], "scenes": ["scenes"], "start_page": ["opening page"], "end_page": ["final page"],
+    "number_of_pages": ["length in pages", "page count"],
+}
+_COUNTABLE = {"goals", "games", "assists", "museums", "orders", "viewers", "scenes", "number_of_pages", "stock"}
+
+
+def _col(header, phrases, low, high, decimals=0, countable=False):
+    return _Column(header, phrases, low, high, decimals, countable=countable)
+
+
+def _names(rng, *pools):
+    return _title([rng.choice(pool) for pool in pools])
+
+
+_WORDS = "river stone garden winter summer morning silent golden little great lost hidden open north".split()
+_BROAD = {  # theme -> (entity, key, key phrases, key maker, text column or None, numeric pool, id column)
+    "books": (("book", "books"), "title", ["title", "name"], lambda rng: _names(rng, _WORDS, _NOUNS + _TOPIC_WORDS),
+              ("author", [f"{f.title()} {l.title()}" for f, l in zip(_FIRST, _LAST)]),
+              [_col("pages", ["pages", "number of pages", "length"], 80, 900, countable=True),
+               _col("year", ["year", "publication year"], 1800, 2023),
+               _col("copies_sold", ["copies sold", "sales"], 1000, 90000, countable=True)], None),
+    "employees": (("employee", "employees"), "employee", ["employee", "name"],
+                  lambda rng: f"{rng.choice(_FIRST).title()} {rng.choice(_LAST).title()}",
+                  ("department", ["Sales", "Finance", "Research", "Support", "Legal"]),
+                  [_col("salary", ["salary", "pay", "yearly salary"], 28000, 99000),
+                   _col("age", ["age"], 20, 64),
+                   _col("projects", ["projects"], 0, 25, countable=True),
+                   _col("years_employed", ["years employed", "years of service"], 0, 30)], "staff_id"),
+    "restaurants": (("restaurant", "restaurants"), "restaurant", ["restaurant", "name"],
+                    lambda rng: _names(rng, _ADJECTIVES, ["fork", "table", "kitchen", "oven", "garden", "spoon", "grill"]),
+                    ("cuisine", ["Italian", "Thai", "Mexican", "Greek", "Indian", "Korean"]),
+                    [_col("seats", ["seats", "places"], 12, 220, countable=True),
+                     _col("rating", ["rating", "score"], 1, 5, decimals=1),
+                     _col("dishes", ["dishes", "items on the menu"], 8, 90, countable=True)], None),
+    "cars": (("car", "cars"), "model", ["model", "name"],
+             lambda rng: _names(rng, ["swift", "nova", "arrow", "breeze", "falcon", "comet", "ranger", "pulse"], ["gt", "one", "x", "sport", "eco", "max"]),
+             ("maker", ["Volta", "Kestrel", "Nordwagen", "Aurum", "Takara"]),
+             [_col("horsepower", ["horsepower", "power"], 60, 600),
+              _col("top_speed", ["top speed", "maximum speed"], 120, 320),
+              _col("seats", ["seats"], 2, 9, countable=True)], None),
+    "songs": (("song", "songs"), "song", ["song", "title"], lambda rng: _names(rng, _WORDS, _WORDS + _NOUNS),
+              ("artist", ["The Lanterns", "Mira Sol", "Paper Boats", "Kofi Mensah", "Blue Harbour"]),
+              [_col("length_seconds", ["length in seconds", "duration"], 90, 420),
+               _col("plays", ["plays", "streams"], 500, 99000, countable=True),
+               _col("year", ["year", "release year"], 1960, 2024)], "track"),
+    "films": (("film", "films"), "film", ["film", "title", "movie"], lambda rng: _names(rng, _WORDS, _WORDS + _TOPIC_WORDS),
+              ("genre", ["Drama", "Comedy", "Thriller", "Documentary", "Western"]),
+              [_col("runtime", ["runtime", "running time", "length"], 70, 190),
+               _col("budget_musd", ["budget", "budget in millions"], 1, 250),
+               _col("awards", ["awards", "prizes"], 0, 14, countable=True)], None),
+    "hotels": (("hotel", "hotels"), "hotel", ["hotel", "name"],
+               lambda rng: "Hotel " + _names(rng, _PLACES + _ADJECTIVES), ("town", [p.title() for p in _PLACES[:8]]),
+               [_col("rooms", ["rooms", "bedrooms"], 8, 400, countable=True),
+                _col("floors", ["floors", "storeys"], 1, 30, countable=True),
+                _col("price_per_night", ["price per night", "nightly rate", "price"], 40, 600)], None),
+    "schools": (("school", "schools"), "school", ["school", "name"],
+                lambda rng: _names(rng, _PLACES + _WORDS, ["academy", "high school", "college", "school"]),
+                ("district", ["North", "South", "East", "West", "Central"]),
+                [_col("students", ["students", "pupils"], 80, 2400, countable=True),
+                 _col("teachers", ["teachers", "staff"], 6, 160, countable=True),
+                 _col("founded", ["founding year", "year founded"], 1850, 2015)], "school_id"),
+}
+_HELD_OUT = {  # themes never drawn for training: their words, headers and shapes are new to a model
+    "rivers": (("river", "rivers"), "river", ["river", "name"],
+               lambda rng: rng.choice(["Avon", "Tamar", "Severn", "Loire", "Douro", "Tagus", "Elbe", "Oder", "Vistula", "Drava",
+                                       "Sava", "Tisza", "Ebro", "Rhone", "Shannon", "Tweed", "Dee", "Mersey"]),
+               ("country", [c.title() for c in _COUNTRIES]),
+               [_col("length_km", ["length", "length in km"], 40, 1200),
+                _col("tributaries", ["tributaries"], 0, 40, countable=True),
+                _col("bridges", ["bridges"], 1, 300, countable=True)], None),
+    "planets": (("planet", "planets"), "planet", ["planet", "name"],
+                lambda rng: rng.choice(["Kepler", "Gliese", "Trappist", "Wolf", "Ross", "Tau"]) + f" {rng.randint(2, 99)}{rng.choice('bcdef')}",
+                ("star_type", ["red dwarf", "yellow dwarf", "orange dwarf"]),
+                [_col("moons", ["moons", "satellites"], 0, 30, countable=True),
+                 _col("diameter_km", ["diameter", "width"], 2000, 140000),
+                 _col("orbit_days", ["orbital period", "days per orbit"], 3, 900)], None),
+    "mountains": (("mountain", "mountains"), "mountain", ["mountain", "peak", "name"],
+                  lambda rng: "Mount " + rng.choice(["Ardent", "Corran", "Eldor", "Halvar", "Istra", "Kestrel", "Lomond", "Morvan",
+                                                     "Orla", "Pelham", "Ravel", "Sorrel", "Tessin", "Varda"]),
+                  ("mountain_range", ["Alps", "Andes", "Rockies", "Pyrenees", "Carpathians"]),
+                  [_col("height_m", ["height", "elevation", "altitude"], 1500, 8800),
+                   _col("first_ascent", ["year of the first ascent", "first ascent"], 1780, 1990),
+                   _col("routes", ["routes", "climbing routes"], 1, 45, countable=True)], None),
+    "orders": (("order", "orders"), "customer", ["customer", "name"],
+               lambda rng: f"{rng.choice(_FIRST).title()} {rng.choice(_LAST).title()}",
+               ("status", ["shipped", "pending", "delivered", "returned"]),
+               [_col("quantity", ["quantity", "items"], 1, 60, countable=True),
+                _col("total_eur", ["total", "amount", "order value"], 5, 900),
+                _col("days_to_ship", ["days to ship", "shipping time"], 1, 20)], "order_id"),
+    "animals": (("animal", "animals"), "species", ["species", "animal", "name"],
+                lambda rng: rng.choice(["Red Fox", "Brown Bear", "Grey Wolf", "Snow Leopard", "Sea Otter", "Barn Owl", "Green Turtle",
+                                        "Giant Panda", "Harbour Seal", "Golden Eagle", "River Otter", "Arctic Hare"]),
+                ("habitat", ["forest", "mountains", "coast", "grassland", "wetland"]),
+                [_col("weight_kg", ["weight", "body weight"], 1, 600),
+                 _col("lifespan_years", ["lifespan", "life expectancy"], 2, 80),
+                 _col("offspring", ["offspring per year", "young per year"], 1, 12, countable=True)], None),
+}
+
+
+def _spec_maker(spec):
+    entity, key, key_phrases, make_key, text, pool, id_column = spec
+
+    def make(rng, n_rows):
+        return _generic(rng, n_rows, entity, key, key_phrases, lambda: make_key(rng), text, pool, id_column=id_column)
+
+    return make
+
+
+BROAD_THEMES = dict(THEMES, **{name: _spec_maker(spec) for name, spec in _BROAD.items()})
+"""The training themes of the broad generator: the five original ones and eight more."""
+
+HELD_OUT_THEMES = {name: _spec_maker(spec) for name, spec in _HELD_OUT.items()}
+"""Themes that no training split draws: the "unseen themes" test."""
+
+# Templates per question kind: "train" ones may appear in training, "held out" ones never do.
+# Each is (text, tag): tag "countable" asks for a column one counts ("How many goals ..."), ">" and
+# "<" give a condition's direction. The original generator's templates are all among the train ones.
+TEMPLATES = {
+    "lookup": {
+        "train": [("What is the {phrase} of {key}?", ""), ("What's the {phrase} for {key}?", ""),
+                  ("Tell me the {phrase} of {key}.", ""), ("How many {phrase} does {key} have?", "countable"),
+                  ("What {phrase} does {key} have?", ""), ("What is {key}'s {phrase}?", ""),
+                  ("Give me the {phrase} of {key}.", ""), ("Show the {phrase} for {key}.", ""),
+                  ("Which {phrase} does the {singular} {key} have?", ""), ("How many {phrase} for {key}?", "countable"),
+                  ("{key}: what is the {phrase}?", ""), ("Look up the {phrase} of {key}.", "")],
+        "held out": [("How many {phrase} has {key} got?", "countable"), ("Could you tell me the {phrase} of {key}?", ""),
+                     ("For {key}, what is the {phrase}?", ""), ("I need the {phrase} of {key}.", ""),
+                     ("What does the table give as the {phrase} of {key}?", "")],
+    },
+    "lookup by id": {
+        "train": [("What's the {phrase} in {singular} {id}?", ""), ("What is the {phrase} of {singular} {id}?", ""),
+                  ("Which {phrase} has {singular} {id}?", ""), ("What is the {phrase} of {singular} number {id}?", ""),
+                  ("Name the {phrase} of {singular} {id}.", ""), ("Give the {phrase} for {singular} {id}.", "")],
+        "held out": [("Which {phrase} belongs to {singular} {id}?", ""), ("Tell me the {phrase} for {singular} {id}.", ""),
+                     ("What {phrase} does {singular} {id} have?", "")],
+    },
+    "sum": {
+        "train": [("What is the total {phrase}?", ""), ("What is the total number of {phrase}?", "countable"),
+                  ("What is the sum of the {phrase}?", ""), ("How many {phrase} are there in total?", "countable"),
+                  ("What are the {phrase} of all {plural} added up?", ""), ("What is the combined {phrase}?", ""),
+                  ("What's the combined {phrase} of all {plural}?", ""), ("What do the {phrase} add up to?", ""),
+                  ("What is the {phrase} of all {plural} together?", ""), ("Total {phrase}?", ""),
+                  ("Sum of the {phrase}?", ""), ("How many {phrase} do the {plural} have in total?", "countable")],
+        "held out": [("If you add up the {phrase}, what do you get?", ""), ("What is the overall {phrase}?", ""),
+                     ("Give me the grand total of the {phrase}.", ""),
+                     ("Altogether, how many {phrase} do the {plural} have?", "countable")],
+    },
+    "average": {
+        "train": [("What is the average {phrase}?", ""), ("What is the mean {phrase}?", ""),
+                  ("What is the average {phrase} per {singular}?", ""), ("On average, what is the {phrase} of a {singular}?", ""),
+                  ("What's the mean {phrase} of the {plural}?", ""), ("Average {phrase}?", ""),
+                  ("What is the {phrase} on average?", ""), ("What is the average {phrase} across all {plural}?", ""),
+                  ("How many {phrase} does a {singular} have on average?", "countable")],
+        "held out": [("What's the {phrase} of a typical {singular}, taking the mean?", ""), ("Compute the mean of the {phrase}.", ""),
+                     ("What is the arithmetic mean of the {phrase}?", "")],
+    },
+    "count with condition": {
+        "train": [("How many {plural} have more than {v} {phrase}?", ">"), ("How many {plural} have {phrase} above {v}?", ">"),
+                  ("How many {plural} have {phrase} greater than {v}?", ">"), ("How many {plural} have less than {v} {phrase}?", "<"),
+                  ("How many {plural} have {phrase} below {v}?", "<"), ("How many {plural} have fewer than {v} {phrase}?", "<"),
+                  ("How many {plural} have a {phrase} higher than {v}?", ">"), ("How many {plural} have a {phrase} lower than {v}?", "<"),
+                  ("For how many {plural} is the {phrase} more than {v}?", ">"), ("For how many {plural} is the {phrase} lower than {v}?", "<"),
+                  ("How many {plural} have over {v} {phrase}?", ">"), ("How many {plural} have under {v} {phrase}?", "<"),
+                  ("Count the {plural} with {phrase} above {v}.", ">"), ("Number of {plural} with {phrase} below {v}?", "<")],
+        "held out": [("In how many {plural} does the {phrase} exceed {v}?", ">"), ("Of the {plural}, how many have more than {v} {phrase}?", ">"),
+                     ("How many {plural} are there with {phrase} smaller than {v}?", "<"),
+                     ("How many {plural} have a {phrase} of less than {v}?", "<")],
+    },
+    "count rows": {
+        "train": [("How many {plural} are there?", ""), ("How many {plural} does the table list?", ""),
+                  ("What is the number of {plural}?", ""), ("How many rows does the table have?", ""),
+                  ("Count the {plural}.", ""), ("How many {plural} are listed?", ""), ("How many {plural} are in the table?", "")],
+        "held out": [("How many {plural} do we have here?", ""), ("What's the count of {plural}?", ""),
+                     ("In total, how many {plural} appear?", "")],
+    },
+}
+
+SPLITS = {
+    "train": (BROAD_THEMES, "train", 101),
+    "validation": (BROAD_THEMES, "train", 102),
+    "in template": (BROAD_THEMES, "train", 103),
+    "unseen phrasings": (BROAD_THEMES, "held out", 104),
+    "unseen themes": (HELD_OUT_THEMES, "train", 105),
+}
+"""Split name -> (themes, template set, default seed). Training and validation share themes and
+templates with "in template" (new tables only); "unseen phrasings" asks about the training themes
+with held-out templates only; "unseen themes" asks about held-out themes with training templates."""
+
+
+def _pick(rng, kind, which, countable=True):
+    options = [t for t in TEMPLATES[kind][which] if countable or t[1] != "countable"]
+    return rng.choice(options)
+
+
+def _phrase(rng, name, column):
+    return rng.choice(list(column.phrases) + _SYNONYMS.get(name, []))
+
+
+def _countable(name, column):
+    return column.countable or name in _COUNTABLE
+
+
+def _fill(text, schema, **values):
+    singular, plural = schema["entity"]
+    question = text.format(singular=singular, plural=plural, **values)
+    return question[:1].upper() + question[1:]
+
+
+def _broad_lookup(frame, schema, numeric, rng, which, row):
+    """(question, aggregator, coordinates, code, kind) of a lookup by name of row ``row``."""
+    key = schema["key"]
+    text_columns = [c for c in frame.columns if c not in numeric and c not in (key, schema.get("id"))]
+    if text_columns and rng.random() < 0.25:  # now and then the text column
+        name, count_ok = rng.choice(text_columns), False
+        phrase = name.replace("_", " ")
+    else:
+        name, column = rng.choice(sorted(numeric.items()))
+        count_ok, phrase = _countable(name, column), _phrase(rng, name, column)
+    text, _ = _pick(rng, "lookup", which, count_ok)
+    if which == "train" and name in numeric and numeric[name].lookup and rng.random() < 0.3:
+        text = rng.choice(numeric[name].lookup)  # a column's own wording ("On which page does ... start?")
+    key_value = frame[key].iat[row]
+    question = _fill(text, schema, phrase=phrase, key=_key_variant(rng, key_value), entity=schema["entity"][0])
+    code = f'df.loc[df["{key}"] == {key_value!r}, "{name}"].item()'
+    return question, "NONE", [(row, list(frame.columns).index(name))], code, "lookup"
+
+
+def broad_questions(frame, schema, numeric, rng, which="train"):
+    """Every question kind once for this table, phrased with the ``which`` templates ("train" or
+    "held out"), naming columns by any of their phrases and synonyms."""
+    if which not in ("train", "held out"):
+        raise ValueError(f"which must be 'train' or 'held out', got {which!r}")
+    table = prepare_table(frame)
+    col = {name: i for i, name in enumerate(frame.columns)}
+    key = schema["key"]
+    out = []
+
+    def add(question, aggregator, coordinates, code, kind):
+        gold = run_pandas(code, frame)
+        out.append(Example(table, question, aggregator, sorted(coordinates), code, gold, kind))
+
+    fill = lambda text, **values: _fill(text, schema, **values)  # noqa: E731
+    add(*_broad_lookup(frame, schema, numeric, rng, which, rng.randrange(len(frame))))
+
+    if schema.get("id"):
+        row = rng.randrange(len(frame))
+        ident = int(frame[schema["id"]].iat[row])
+        text, _ = _pick(rng, "lookup by id", which)
+        add(fill(text, phrase=rng.choice(schema["key_phrases"]), id=ident), "NONE", [(row, col[key])],
+            f'df.loc[df["{schema["id"]}"] == {ident}, "{key}"].item()', "lookup by id")
+
+    for kind, aggregator, method in (("sum", "SUM", "sum"), ("average", "AVERAGE", "mean")):
+        name, column = rng.choice(sorted(numeric.items()))
+        text, _ = _pick(rng, kind, which, _countable(name, column))
+        add(fill(text, phrase=_phrase(rng, name, column)), aggregator, [(r, col[name]) for r in range(len(frame))],
+            f'df["{name}"].{method}()', kind)
+
+    name, column = rng.choice(sorted(numeric.items()))
+    threshold = _threshold(rng, frame[name].tolist())
+    if threshold is not None:
+        text, op = _pick(rng, "count with condition", which)
+        cells = [(r, col[name]) for r, v in enumerate(frame[name]) if (v > threshold if op == ">" else v < threshold)]
+        add(fill(text, phrase=_phrase(rng, name, column), v=threshold), "COUNT", cells,
+            f'(df["{name}"] {op} {threshold}).sum()', "count with condition")
+
+    text, _ = _pick(rng, "count rows", which)
+    add(fill(text), "COUNT", [(r, col[key]) for r in range(len(frame))], "len(df)", "count rows")
+    return out
+
+
+def generate_split(split, n_tables, *, seed=None):
+    """Examples of one split of :data:`SPLITS` from ``n_tables`` seeded tables, one question per kind.
+
+    The seed defaults to the split's own, so each split is a fixed set; pass another seed for a
+    fresh sample of the same distribution.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {list(SPLITS)}")
+    if not isinstance(n_tables, int) or n_tables < 1:
+        raise ValueError(f"n_tables must be a positive int, got {n_tables!r}")
+    themes, which, default_seed = SPLITS[split]
+    rng = random.Random(default_seed if seed is None else seed)
+    examples = []
+    for _ in range(n_tables):
+        theme = rng.choice(sorted(themes))
+        frame, schema, numeric = themes[theme](rng, rng.randint(3, 8))
+        for example in broad_questions(frame, schema, numeric, rng, which):
+            example.theme = theme
+            examples.append(example)
+    return examples
+
+
+def broad_lookups(n_tables, *, seed=0):
+    """Lookups by name (one per row of ``n_tables`` training-theme tables) in the training templates."""
+    if not isinstance(n_tables, int) or n_tables < 1:
+        raise ValueError(f"n_tables must be a positive int, got {n_tables!r}")
+    rng = random.Random(seed)
+    examples = []
+    for _ in range(n_tables):
+        theme = rng.choice(sorted(BROAD_THEMES))
+        frame, schema, numeric = BROAD_THEMES[theme](rng, rng.randint(3, 8))
+        table = prepare_table(frame)
+        for row in range(len(frame)):
+            question, aggregator, coordinates, code, kind = _broad_lookup(frame, schema, numeric, rng, "train", row)
+            examples.append(Example(table, question, aggregator, coordinates, code, run_pandas(code, frame), kind, theme))
+    return examples
+
+
+# ---------------------------------------------------------------------------------------------
 # Vocabulary, encoding, model config, evaluation
 # ---------------------------------------------------------------------------------------------
 
@@ -546,13 +871,57 @@ def corpus_lines(n_tables=400, seed=1234):
     return lines
 
 
+def broad_corpus_lines(n_tables=2000, seed=1234):
+    """Text for a vocabulary of the broad generator: training-theme tables and training-template
+    questions only, so that the held-out themes and phrasings stay unseen by the vocabulary too."""
+    lines = []
+    for example in generate_split("train", n_tables, seed=seed):
+        lines.append(example.question)
+        if example.kind == "count rows":  # once per table
+            lines.append(" ".join(c.replace("_", " ") for c in example.table.columns))
+            lines.extend(" ".join(row) for row in example.table.itertuples(index=False))
+    return lines
+
+
+def whole_word_share(tokenizer, texts):
+    """The share of the words in ``texts`` (as the tokenizer splits words) that are one vocabulary token."""
+    words = [word for text in texts for word in tokenizer.basic_tokenizer.tokenize(text)]
+    if not words:
+        raise ValueError("no words in texts")
+    return sum(word in tokenizer.vocab for word in words) / len(words)
+
+
+def transplant_vocabulary(model, old_tokenizer, new_tokenizer):
+    """Give ``model`` the input embeddings of ``new_tokenizer``'s vocabulary, in place.
+
+    Tokens both vocabularies hold keep their trained vectors; the others start from the config's
+    initialiser. This lets a trained model continue with a larger vocabulary.
+    """
+    import torch
+
+    old = model.get_input_embeddings().weight.data
+    if old.shape[0] != len(old_tokenizer.vocab):
+        raise ValueError(f"the model has {old.shape[0]} input embeddings but old_tokenizer {len(old_tokenizer.vocab)} tokens")
+    new = torch.empty(len(new_tokenizer.vocab), old.shape[1]).normal_(0.0, model.config.initializer_range)
+    kept = 0
+    for token, index in new_tokenizer.vocab.items():
+        if token in old_tokenizer.vocab:
+            new[index] = old[old_tokenizer.vocab[token]]
+            kept += 1
+    model.set_input_embeddings(torch.nn.Embedding.from_pretrained(new, freeze=False, padding_idx=model.config.pad_token_id))
+    model.config.vocab_size = new.shape[0]
+    return kept
+
+
 def build_vocab(text_file, out_dir, *, vocab_size=2000):
-    """Train a lower-cased WordPiece vocabulary on ``text_file``; write and return ``out_dir/vocab.txt``."""
+    """Train a lower-cased WordPiece vocabulary on ``text_file`` (a path or a list of paths); write and
+    return ``out_dir/vocab.txt``."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
-    text_file = Path(text_file)
-    if not text_file.is_file():
-        raise FileNotFoundError(f"no text to build the vocabulary from at {text_file}")
+    files = [Path(f) for f in (text_file if isinstance(text_file, (list, tuple)) else [text_file])]
+    for file in files:
+        if not file.is_file():
+            raise FileNotFoundError(f"no text to build the vocabulary from at {file}")
     if not isinstance(vocab_size, int) or vocab_size <= len(SPECIAL_TOKENS):
         raise ValueError(f"vocab_size must be an int above {len(SPECIAL_TOKENS)}, got {vocab_size!r}")
     tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
@@ -561,7 +930,7 @@ def build_vocab(text_file, out_dir, *, vocab_size=2000):
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False)
-    tokenizer.train([str(text_file)], trainer)
+    tokenizer.train([str(file) for file in files], trainer)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer.model.save(str(out_dir))  # writes vocab.txt, one token a line, in id order
@@ -672,5 +1041,93 @@ def ask(pipe, table, question, gold=None):
 
 def evaluate(pipe, examples):
     """Ask ``pipe`` every example's question; a DataFrame with the executed answers and whether each is right."""
-    rows = [dict(kind=e.kind, **ask(pipe, e.table, e.question, e.gold)) for e in examples]
+    rows = [dict(kind=e.kind, theme=e.theme, **ask(pipe, e.table, e.question, e.gold)) for e in examples]
     return pd.DataFrame(rows)
+
+
+def accuracy_by_kind(results, *, confidence=0.95):
+    """Right / asked per question kind and in all, with Wilson intervals, from :func:`evaluate`'s frame."""
+    from scipy.stats import binomtest
+
+    if not isinstance(results, pd.DataFrame) or not {"kind", "correct"} <= set(results.columns):
+        raise TypeError("results must be the DataFrame of tapas.evaluate, with 'kind' and 'correct' columns")
+    if len(results) == 0:
+        raise ValueError("results is empty: no question was asked")
+    groups = [(kind, group["correct"]) for kind, group in results.groupby("kind")] + [("all", results["correct"])]
+    rows = []
+    for kind, correct in groups:
+        right, asked = int(correct.sum()), len(correct)
+        interval = binomtest(right, asked).proportion_ci(confidence, method="wilson")
+        rows.append(dict(kind=kind, right=right, asked=asked, accuracy=right / asked, low=interval.low, high=interval.high))
+    return pd.DataFrame(rows).set_index("kind")
+
+
+WTQ_WEAK_SUPERVISION = dict(
+    use_answer_as_supervision=True,
+    answer_loss_cutoff=0.664694,
+    cell_selection_preference=0.207951,
+    huber_loss_delta=0.121194,
+    temperature=0.0352513,
+)
+"""The weak-supervision settings in google/tapas-base-finetuned-wtq's config.json (the same values
+as the transformers TAPAS guide's WTQ example)."""
+
+
+def loss_terms(model, inputs, *, aggregation_labels=None, float_answer=None):
+    """The terms of ``TapasForQuestionAnswering``'s loss for a batch, one value per example.
+
+    With ``model.config.use_answer_as_supervision`` false (strong supervision) pass
+    ``aggregation_labels``; with it true (weak supervision, the answer alone) pass ``float_answer``
+    (NaN where the answer is text) and ``inputs`` from the tokenizer called with the answer, which
+    holds ``numeric_values`` and ``numeric_values_scale``. Returns a dict of tensors:
+    ``aggregate`` (1 where the model must aggregate, 0 where it must select the answer's cells),
+    ``cell_selection`` (its likelihood loss, counted only where aggregate is 0), ``aggregation``
+    (cross-entropy to the label, or under weak supervision -log P(NONE) or -log P(any operator)),
+    ``answer`` (Huber loss between the expected result of the soft selection and the answer),
+    ``kept`` (0 where the answer loss is above the cutoff and the example is dropped) and
+    ``total``, the mean over the batch that the model's own ``loss`` equals.
+    """
+    import torch
+    from transformers.models.tapas import modeling_tapas as mt
+
+    config = model.config
+    if not config.select_one_column or config.num_aggregation_labels == 0 or config.disable_per_token_loss:
+        raise ValueError("loss_terms follows the WTQ set-up: select_one_column, an aggregation head, per-token loss")
+    weak = bool(config.use_answer_as_supervision)
+    if weak and float_answer is None:
+        raise ValueError("weak supervision (use_answer_as_supervision=True) needs float_answer")
+    if not weak and aggregation_labels is None:
+        raise ValueError("strong supervision needs aggregation_labels")
+    if model.training:
+        raise ValueError("call model.eval() first: dropout would make the terms differ from a second forward pass")
+    labels, types = inputs["labels"], inputs["token_type_ids"]
+    sequence, pooled = model.tapas(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                                   token_type_ids=types)[:2]
+    rows = mt.IndexMap(torch.clamp(types[:, :, 2], max=config.max_num_rows - 1), config.max_num_rows, batch_dims=1)
+    columns = mt.IndexMap(torch.clamp(types[:, :, 1], max=config.max_num_columns - 1), config.max_num_columns, batch_dims=1)
+    cells = mt.ProductIndexMap(rows, columns)
+    cell_mask, _ = mt.reduce_mean(inputs["attention_mask"].float(), cells)
+    logits = mt.compute_token_logits(sequence, config.temperature, model.output_weights, model.output_bias)
+    column_logits = mt.compute_column_logits(sequence, model.column_output_weights, model.column_output_bias, cells,
+                                             cell_mask, config.allow_empty_column_selection)
+    aggregation_logits = model.aggregation_classifier(pooled)
+    selection, logits = mt._single_column_cell_selection_loss(logits, column_logits, labels, cells, columns, cell_mask)
+    if not weak:
+        aggregate = torch.zeros(labels.shape[0])
+        aggregation = mt._calculate_aggregation_loss(aggregation_logits, None, aggregation_labels, False,
+                                                     config.num_aggregation_labels, config.aggregation_loss_weight)
+        answer, kept, cell_selection = torch.zeros_like(aggregation), torch.ones_like(aggregation), selection
+    else:
+        aggregate = mt._calculate_aggregate_mask(float_answer, pooled, config.cell_selection_preference, labels,
+                                                 model.aggregation_classifier)
+        aggregation = mt._calculate_aggregation_loss(aggregation_logits, aggregate, torch.zeros_like(labels[:, 0]), True,
+                                                     config.num_aggregation_labels, config.aggregation_loss_weight)
+        table_mask = (types[:, :, 2] > 0).float()
+        answer, kept = mt._calculate_regression_loss(float_answer, aggregate,
+                                                     torch.distributions.Bernoulli(logits=logits, validate_args=False),
+                                                     inputs["numeric_values"], inputs["numeric_values_scale"], table_mask,
+                                                     aggregation_logits, config)
+        cell_selection = selection * (1.0 - aggregate)
+    total = cell_selection.mean() + ((aggregation + answer) * kept).mean()
+    return dict(aggregate=aggregate, cell_selection=cell_selection, aggregation=aggregation, answer=answer, kept=kept,
+                total=total)
