@@ -243,3 +243,53 @@ def test_shipped_recogniser_word_error_rate(heldout):
     asr = pipeline("automatic-speech-recognition", model=str(CHECKPOINT), device="cpu")
     hypotheses = [asr(wave)["text"] for wave in heldout["speech"]]
     assert jiwer.wer(list(heldout["text"]), hypotheses) == pytest.approx(0.071, abs=0.02)
+
+
+# -- wav2vec 2.0's self-supervised objective -----------------------------------------------
+
+@pytest.fixture(scope="module")
+def pretraining_inputs():
+    from transformers import Wav2Vec2ForPreTraining
+    from transformers.models.wav2vec2.modeling_wav2vec2 import (_compute_mask_indices,
+                                                                _sample_negative_indices)
+
+    torch.manual_seed(0)
+    np.random.seed(0)
+    config = speech.pretraining_config()
+    model = Wav2Vec2ForPreTraining(config)
+    wave = torch.randn(1, 32_000)
+    frames = int(model._get_feat_extract_output_lengths(32_000))
+    mask = _compute_mask_indices((1, frames), config.mask_time_prob, config.mask_time_length,
+                                 min_masks=2)
+    negatives = _sample_negative_indices((1, frames), config.num_negatives, mask)
+    return model, wave, torch.tensor(mask), torch.tensor(negatives, dtype=torch.long)
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_pretraining_losses_match_the_model(pretraining_inputs, mode):
+    model, wave, mask, negatives = pretraining_inputs
+    getattr(model, mode)()
+    torch.manual_seed(5)  # in training the Gumbel noise is drawn from this seed, by both
+    with torch.no_grad():
+        reference = model(wave, mask_time_indices=mask, sampled_negative_indices=negatives)
+        torch.manual_seed(5)
+        ours = speech.pretraining_losses(model, wave, mask, negatives)
+    for name, ref in [("contrastive", reference.contrastive_loss), ("diversity", reference.diversity_loss),
+                      ("perplexity", reference.codevector_perplexity), ("loss", reference.loss)]:
+        assert ours[name].item() == pytest.approx(ref.item(), rel=1e-5), name
+    assert ours["logits"].shape == (int(mask.sum()), 1 + model.config.num_negatives)
+    torch.testing.assert_close(ours["targets"], reference.projected_quantized_states, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours["c"], reference.projected_states, rtol=1e-5, atol=1e-5)
+    # the loss of a random model is close to guessing among the 1 + K candidates
+    per_frame = ours["contrastive"].item() / int(mask.sum())
+    assert 0.5 * np.log(21) < per_frame < 2 * np.log(21)
+
+
+def test_pretraining_losses_reject_bad_shapes(pretraining_inputs):
+    model, wave, mask, negatives = pretraining_inputs
+    with pytest.raises(ValueError, match="mask_time_indices has shape"):
+        speech.pretraining_losses(model, wave, mask[:, :-1], negatives)
+    with pytest.raises(ValueError, match="sampled_negative_indices has shape"):
+        speech.pretraining_losses(model, wave, mask, negatives[..., :3])
+    with pytest.raises(ValueError, match="no frame is masked"):
+        speech.pretraining_losses(model, wave, torch.zeros_like(mask), negatives)

@@ -8,6 +8,9 @@
   `plot_ctc_alignment` draw which frames emitted which character.
 * `make_processor`, `small_config`, `CTCCollator` and `transcribe` are the pieces the small
   recogniser is built, trained and evaluated with.
+* `pretraining_config` and `pretraining_losses` spell out wav2vec 2.0's self-supervised objective
+  (quantised targets, sampled negatives, contrastive and diversity losses) on a
+  `Wav2Vec2ForPreTraining`, step by step, to be checked against the model's own loss.
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ __all__ = [
     "SAMPLING_RATE", "BOOK_SENTENCE", "CHECKPOINT_DIR", "corpus_dir", "read_transcripts",
     "read_speech", "load_corpus", "make_vocab", "make_processor", "small_config",
     "frames_per_second", "receptive_field", "num_frames", "CTCCollator", "augment", "greedy_ctc_steps",
-    "ctc_segments", "plot_ctc_alignment", "transcribe",
+    "ctc_segments", "plot_ctc_alignment", "transcribe", "pretraining_config", "pretraining_losses",
 ]
 
 SAMPLING_RATE = 16_000
@@ -304,3 +307,101 @@ def transcribe(model, processor, speeches, batch_size=16):
         texts.extend(processor.tokenizer.decode(row[:num_frames(model.config, len(wave))])
                      for row, wave in zip(ids, chunk))
     return texts
+
+
+def pretraining_config(**overrides):
+    """A small `Wav2Vec2Config` for `Wav2Vec2ForPreTraining`: the recogniser's shape, smaller codebooks.
+
+    Masking as in the wav2vec 2.0 paper (spans of 10 frames, `mask_time_prob=0.65`: transformers'
+    fraction, about half the frames masked), contrastive temperature 0.1 and diversity weight 0.1
+    (arXiv:2006.11477, sections 3.2 and 4.2); 2 codebooks of 32 entries (base: 2 x 320) and 20
+    negatives (base: 100), so that a short utterance has enough masked frames to draw them from.
+    No dropout or layer drop, so that a forward pass draws random numbers only for the Gumbel noise.
+    """
+    from transformers import Wav2Vec2Config
+
+    settings = dict(
+        conv_dim=(16, 16, 16, 32, 32, 32, 64), conv_kernel=(10, 3, 3, 3, 3, 2, 2),
+        conv_stride=(5, 2, 2, 2, 2, 2, 2), feat_extract_norm="layer", conv_bias=True,
+        do_stable_layer_norm=True, hidden_size=128, num_hidden_layers=3, num_attention_heads=4,
+        intermediate_size=256, num_conv_pos_embeddings=32, num_conv_pos_embedding_groups=8,
+        hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, feat_proj_dropout=0.0,
+        feat_quantizer_dropout=0.0, final_dropout=0.0, layerdrop=0.0,
+        mask_time_prob=0.65, mask_time_length=10, num_codevector_groups=2,
+        num_codevectors_per_group=32, codevector_dim=64, proj_codevector_dim=64, num_negatives=20,
+        contrastive_logits_temperature=0.1, diversity_loss_weight=0.1,
+    )
+    settings.update(overrides)
+    return Wav2Vec2Config(**settings)
+
+
+def pretraining_losses(model, input_values, mask_time_indices, sampled_negative_indices):
+    """wav2vec 2.0's self-supervised loss computed by hand from a `Wav2Vec2ForPreTraining`'s weights.
+
+    `mask_time_indices` (batch x frames, bool) are the masked frames (transformers'
+    `_compute_mask_indices`), `sampled_negative_indices` (batch x frames x K) the flat indices of
+    the K distractors of every frame (`_sample_negative_indices`). Step by step:
+
+    1. the feature encoder's frames z; the transformer reads them with the masked ones replaced by
+       one learned vector, and its outputs c are projected (`project_hid`);
+    2. each unmasked frame z is quantised: per codebook a linear map gives logits over the entries,
+       one entry is picked (Gumbel softmax in training, argmax in evaluation), the picked entries
+       are concatenated and projected (`project_q`): the targets q;
+    3. for every masked frame, cosine similarity of c_t with its own q_t and with K distractors q
+       from other masked frames of the same utterance, over the temperature kappa; a distractor
+       identical to the target is left out;
+    4. contrastive loss: cross-entropy of picking the true q_t, summed over masked frames;
+    5. diversity loss: (G V - perplexity) / (G V) times the number of masked frames, where the
+       perplexity is exp(entropy) of each codebook's average softmax over the masked frames, summed
+       over codebooks; the loss is contrastive + alpha * diversity (paper, equations 2-4).
+
+    Returns a dict of tensors: the steps' values ("codes": chosen entry per frame and codebook,
+    "logits": (masked frames x (1 + K))) and "contrastive", "diversity", "perplexity", "loss".
+    In training mode it draws the Gumbel noise exactly as `torch.nn.functional.gumbel_softmax`
+    does, so with the same seed it reproduces the model's own sample.
+    """
+    config = model.config
+    mask = torch.as_tensor(mask_time_indices, dtype=torch.bool)
+    negatives = torch.as_tensor(sampled_negative_indices, dtype=torch.long)
+    batch, length = input_values.shape[0], mask.shape[-1]
+    frames = int(model._get_feat_extract_output_lengths(input_values.shape[-1]))
+    if mask.shape != (batch, frames):
+        raise ValueError(f"pretraining_losses: mask_time_indices has shape {tuple(mask.shape)}, "
+                         f"the audio makes ({batch}, {frames}) frames")
+    if negatives.shape != (batch, length, config.num_negatives):
+        raise ValueError(f"pretraining_losses: sampled_negative_indices has shape "
+                         f"{tuple(negatives.shape)}, expected ({batch}, {length}, {config.num_negatives})")
+    if not mask.any():
+        raise ValueError("pretraining_losses: no frame is masked, so there is nothing to predict")
+
+    out = model.wav2vec2(input_values, mask_time_indices=mask)  # step 1
+    c = model.project_hid(out.last_hidden_state)
+    z = out.extract_features
+    groups, entries = config.num_codevector_groups, config.num_codevectors_per_group
+    code_logits = model.quantizer.weight_proj(z).view(batch, length, groups, entries)  # step 2
+    if model.training:
+        gumbel = -torch.empty_like(code_logits).exponential_().log()
+        codes = ((code_logits + gumbel) / model.quantizer.temperature).argmax(-1)
+        probs = code_logits.softmax(-1)  # the perplexity uses the noiseless softmax
+    else:
+        codes = code_logits.argmax(-1)
+        probs = torch.nn.functional.one_hot(codes, entries).to(code_logits.dtype)
+    codebooks = model.quantizer.codevectors.view(groups, entries, -1)
+    picked = torch.stack([codebooks[g][codes[..., g]] for g in range(groups)], dim=-2)
+    q = model.project_q(picked.flatten(-2))  # (batch, frames, proj dim)
+
+    flat_q = q.reshape(batch * length, -1)  # step 3
+    candidates = torch.cat([q[mask][:, None], flat_q[negatives[mask]]], dim=1)  # (masked, 1 + K, dim)
+    logits = torch.cosine_similarity(c[mask][:, None], candidates, dim=-1)
+    logits = logits / config.contrastive_logits_temperature
+    same = (candidates[:, 1:] == candidates[:, :1]).all(-1)
+    logits[:, 1:] = logits[:, 1:].masked_fill(same, float("-inf"))
+    contrastive = -torch.log_softmax(logits, dim=-1)[:, 0].sum()  # step 4
+
+    average = probs[mask].mean(0)  # step 5: (groups, entries)
+    perplexity = torch.exp(-(torch.xlogy(average, average)).sum(-1)).sum()
+    total = groups * entries
+    diversity = (total - perplexity) / total * mask.sum()
+    return {"z": z, "c": c, "codes": codes, "targets": q, "logits": logits,
+            "contrastive": contrastive, "diversity": diversity, "perplexity": perplexity,
+            "loss": contrastive + config.diversity_loss_weight * diversity}
