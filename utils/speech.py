@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import math
+import random
+import re
 from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
@@ -32,12 +34,14 @@ __all__ = [
     "read_speech", "load_corpus", "make_vocab", "make_processor", "small_config",
     "frames_per_second", "receptive_field", "num_frames", "CTCCollator", "augment", "greedy_ctc_steps",
     "ctc_segments", "plot_ctc_alignment", "transcribe", "pretraining_config", "pretraining_losses",
+    "ALPHABET", "normalise_text", "book_sentences", "score_utterances", "error_rates",
 ]
 
 SAMPLING_RATE = 16_000
 BOOK_SENTENCE = (
     "MISTER QUILTER IS THE APOSTLE OF THE MIDDLE CLASSES AND WE ARE GLAD TO WELCOME HIS GOSPEL"
 )
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ' "  # what the open-vocabulary corpus spells with
 COLUMNS = ["path", "text", "split", "voice", "speed", "pitch", "seconds"]
 CHECKPOINT_DIR = "model"  # the shipped recogniser, inside data/speech
 
@@ -405,3 +409,111 @@ def pretraining_losses(model, input_values, mask_time_indices, sampled_negative_
     return {"z": z, "c": c, "codes": codes, "targets": q, "logits": logits,
             "contrastive": contrastive, "diversity": diversity, "perplexity": perplexity,
             "loss": contrastive + config.diversity_loss_weight * diversity}
+
+
+_ABBREVIATIONS = {"MR": "MISTER", "MRS": "MISSUS", "DR": "DOCTOR", "ST": "SAINT"}
+
+
+def normalise_text(text):
+    """A sentence as a transcript: upper case, letters, apostrophes inside words and single spaces.
+
+    "Mr." and "Mrs." are spelled out as they are spoken (MISTER, MISSUS), hyphens and dashes become
+    spaces, other punctuation goes. Returns None for a sentence a reader could not say from its
+    letters alone (digits, or any other character outside `ALPHABET`).
+    """
+    text = text.upper().replace("\u2019", "'").replace("_", "")
+    text = re.sub(r"\b(MRS?|DR|ST)\.", lambda m: _ABBREVIATIONS[m.group(1)], text)
+    text = re.sub(r"[-\u2014]+", " ", text)
+    text = re.sub(r"[.,;:!?\"()*]", " ", text)
+    words = [w.strip("'") for w in text.split()]
+    text = " ".join(w for w in words if w)
+    if not text or any(c not in ALPHABET for c in text):
+        return None
+    return text
+
+
+def book_sentences(path=None, block=25, fractions=(0.8, 0.1, 0.1), seed=0, min_words=4,
+                   max_words=12):
+    """Sentences of a book split into train / validation / test by source passage.
+
+    The book's paragraphs are cut into blocks of `block` consecutive paragraphs, and whole blocks
+    go to one split (a seeded shuffle, in the proportions `fractions`), so that a test sentence
+    never shares a passage, and rarely a name or a phrase, with a training one. Returns a dict
+    split -> list of normalised sentences of `min_words` to `max_words` words (`normalise_text`).
+    """
+    if len(fractions) != 3 or abs(sum(fractions) - 1) > 1e-9 or min(fractions) <= 0:
+        raise ValueError(f"book_sentences: fractions {fractions} must be three positive shares summing to 1")
+    path = Path(path) if path is not None else data_path("pride_and_prejudice.txt")
+    paragraphs = [" ".join(p.split()) for p in path.read_text(encoding="utf-8").split("\n\n")]
+    paragraphs = [p for p in paragraphs if p and not p.upper().startswith("CHAPTER")]
+    blocks = [paragraphs[i:i + block] for i in range(0, len(paragraphs), block)]
+    order = list(range(len(blocks)))
+    random.Random(seed).shuffle(order)
+    cut1 = round(fractions[0] * len(blocks))
+    cut2 = cut1 + max(1, round(fractions[1] * len(blocks)))
+    names = {i: ("train" if k < cut1 else "validation" if k < cut2 else "test")
+             for k, i in enumerate(order)}
+    splits = {"train": [], "validation": [], "test": []}
+    for i, paragraphs_of_block in enumerate(blocks):
+        for paragraph in paragraphs_of_block:
+            for raw in re.split(r"(?<=[.!?;:])\s+", re.sub(r"\b(Mrs?|Dr|St)\.", r"\1", paragraph)):
+                text = normalise_text(raw)
+                if text and min_words <= len(text.split()) <= max_words:
+                    splits[names[i]].append(text)
+    for name in splits:  # a sentence repeated across passages ("Oh!") stays in its first split
+        seen = {t for other in ("train", "validation", "test") if other != name
+                for t in splits[other]} if name == "test" else set()
+        splits[name] = list(dict.fromkeys(t for t in splits[name] if t not in seen))
+    return splits
+
+
+def score_utterances(asr, dataset, batch_size=8):
+    """Transcribe every utterance of `dataset` with an ASR pipeline and count its errors with jiwer.
+
+    Returns a DataFrame: the dataset's columns (without the audio) plus `heard`, the character and
+    word edit counts (`char_errors`, `word_errors`: substitutions + deletions + insertions) and
+    the reference lengths (`chars`, `words`), from which `error_rates` pools rates.
+    """
+    import jiwer
+
+    heard = [out["text"] for out in asr(list(dataset["speech"]), batch_size=batch_size)]
+    table = dataset.remove_columns("speech").to_pandas().assign(heard=heard)
+    rows = []
+    for ref, hyp in zip(table["text"], heard):
+        words = jiwer.process_words(ref, hyp or "")
+        chars = jiwer.process_characters(ref, hyp or "")
+        rows.append({"word_errors": words.substitutions + words.deletions + words.insertions,
+                     "words": len(ref.split()),
+                     "char_errors": chars.substitutions + chars.deletions + chars.insertions,
+                     "chars": len(ref)})
+    return pd.concat([table, pd.DataFrame(rows)], axis=1)
+
+
+def error_rates(scores, by=None, n_boot=1000, seed=0, level=0.95):
+    """CER and WER pooled over utterances (errors / reference length), with bootstrap intervals.
+
+    `scores` is a `score_utterances` table; `by` a column name (or None: one row for all). Each
+    interval resamples the group's utterances with replacement `n_boot` times (seeded) and takes
+    the central `level` share of the pooled rates. Returns a DataFrame with columns
+    utterances, cer, cer_low, cer_high, wer, wer_low, wer_high.
+    """
+    missing = {"char_errors", "chars", "word_errors", "words"} - set(scores.columns)
+    if missing:
+        raise ValueError(f"error_rates: scores lack the column(s) {sorted(missing)}; "
+                         "make them with score_utterances")
+    if by is not None and by not in scores.columns:
+        raise ValueError(f"error_rates: no column {by!r} to group by")
+    rng = np.random.default_rng(seed)
+    groups = [("all", scores)] if by is None else list(scores.groupby(by))
+    rows = []
+    tail = (1 - level) / 2
+    for name, group in groups:
+        row = {by or "split": name, "utterances": len(group)}
+        picks = rng.integers(0, len(group), size=(n_boot, len(group)))
+        for rate, errors, length in [("cer", "char_errors", "chars"), ("wer", "word_errors", "words")]:
+            e, n = group[errors].to_numpy(), group[length].to_numpy()
+            boot = e[picks].sum(1) / n[picks].sum(1)
+            row[rate] = e.sum() / n.sum()
+            row[f"{rate}_low"], row[f"{rate}_high"] = np.quantile(boot, [tail, 1 - tail])
+        rows.append(row)
+    return pd.DataFrame(rows).set_index(by or "split")
