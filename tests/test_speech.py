@@ -174,6 +174,12 @@ def test_ctc_segments():
     assert speech.ctc_segments(["<pad>"] * 3) == []
 
 
+def test_ctc_words():
+    frames = ["<pad>", "H", "E", "L", "<pad>", "L", "O", "|", "|", "<pad>", "W", "E", "<pad>", "|", "A"]
+    assert speech.ctc_words(frames) == [("HELLO", 1, 7), ("WE", 10, 12), ("A", 14, 15)]
+    assert speech.ctc_words(["<pad>", "|", "<pad>"]) == []
+
+
 # -- the recogniser ------------------------------------------------------------------------
 
 def test_vocab_and_processor(tmp_path):

@@ -33,7 +33,7 @@ __all__ = [
     "SAMPLING_RATE", "BOOK_SENTENCE", "CHECKPOINT_DIR", "corpus_dir", "read_transcripts",
     "read_speech", "load_corpus", "make_vocab", "make_processor", "small_config",
     "frames_per_second", "receptive_field", "num_frames", "CTCCollator", "augment", "greedy_ctc_steps",
-    "ctc_segments", "plot_ctc_alignment", "transcribe", "pretraining_config", "pretraining_losses",
+    "ctc_segments", "ctc_words", "plot_ctc_alignment", "transcribe", "pretraining_config", "pretraining_losses",
     "ALPHABET", "normalise_text", "book_sentences", "score_utterances", "error_rates",
 ]
 
@@ -255,17 +255,37 @@ def ctc_segments(frames, blank="<pad>"):
     return segments
 
 
-def plot_ctc_alignment(speech, frames, *, frame_seconds=0.02, sampling_rate=SAMPLING_RATE,
-                       blank="<pad>", window=None, title=None, save=None):
-    """The log-mel spectrogram with the character each CTC frame emitted drawn over it.
+def ctc_words(frames, blank="<pad>", delimiter="|"):
+    """The words of per-frame CTC tokens with their frames: a list of (word, first frame, last frame + 1).
 
-    `frames` is the per-frame token list of `greedy_ctc_steps`. Each run of one non-blank token is
-    marked in a strip along the top (alternating two colours, so that neighbouring runs stay apart),
-    starts at a thin line and is labelled above the picture ("|", the word delimiter, is drawn as "_");
-    blank frames leave the strip empty. `window`, a (start, stop) pair in seconds, zooms in on part
-    of the utterance; a window outside the utterance is an error.
+    A word runs from the first frame of its first letter to the last frame of its last letter;
+    words are cut at the delimiter token (blanks inside a word, as between the two L's of
+    "HELLO", do not cut it).
+    """
+    words, letters = [], []
+    for token, first, last in ctc_segments(frames, blank) + [(delimiter, None, None)]:
+        if token == delimiter:
+            if letters:
+                words.append(("".join(t for t, _, _ in letters), letters[0][1], letters[-1][2]))
+            letters = []
+        else:
+            letters.append((token, first, last))
+    return words
+
+
+def plot_ctc_alignment(speech, frames, *, frame_seconds=0.02, sampling_rate=SAMPLING_RATE,
+                       blank="<pad>", delimiter="|", window=None, title=None, save=None):
+    """The log-mel spectrogram with greedy CTC's frame-by-frame output under it.
+
+    `frames` is the per-frame token list of `greedy_ctc_steps`. The strip under the spectrogram
+    has one cell per frame: a letter's frames in orange (neighbouring letters in two shades) with
+    the letter written once, on one row, over its run; the word delimiter "|" (the gap between words) in dark blue; blank frames in
+    light grey. Each whole word (`ctc_words`) is shaded across the spectrogram and named above
+    it. `window`, a (start, stop) pair in seconds, zooms in; a window outside the utterance is
+    an error.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     from .plotting import _finish, log_mel_spectrogram
 
@@ -275,22 +295,38 @@ def plot_ctc_alignment(speech, frames, *, frame_seconds=0.02, sampling_rate=SAMP
     if not 0 <= start < stop <= duration + 1e-9:
         raise ValueError(f"plot_ctc_alignment: window {window} is not inside the utterance (0 to {duration:.2f} s)")
     log_mel = log_mel_spectrogram(speech, sampling_rate)
-    fig, ax = plt.subplots(figsize=(min(16.0, max(8.0, 6.5 * (stop - start))), 3.8))
+    width = min(16.0, max(8.0, 6.5 * (stop - start)))
+    fig, (ax, strip) = plt.subplots(2, 1, figsize=(width, 4.4), sharex=True,
+                                    gridspec_kw={"height_ratios": [5, 1], "hspace": 0.05})
     ax.imshow(log_mel, origin="lower", aspect="auto", cmap="magma", extent=[0, duration, 0, log_mel.shape[0]])
-    shown = [seg for seg in ctc_segments(frames, blank)
-             if start <= seg[1] * frame_seconds and seg[2] * frame_seconds <= stop]
-    for i, (token, first, last) in enumerate(shown):
+    colours = {"blank": "#d9d9d9", "gap": "#1f3b73", "letter": ("#f28e2b", "#fdbf6f")}
+    for i, token in enumerate(frames):
+        if token == blank or token == delimiter:
+            strip.axvspan(i * frame_seconds, (i + 1) * frame_seconds, lw=0,
+                          color=colours["blank" if token == blank else "gap"])
+    letters = [seg for seg in ctc_segments(frames, blank) if seg[0] != delimiter]
+    for k, (token, first, last) in enumerate(letters):  # neighbouring letters in two shades
         t0, t1 = first * frame_seconds, last * frame_seconds
-        ax.axvspan(t0, t1, ymin=0.93, color=("cyan", "white")[i % 2], lw=0)  # a strip along the top
-        ax.axvline(t0, color="white", lw=0.6, alpha=0.6)
-        # three staggered rows above the picture, so that neighbours never collide
-        ax.text((t0 + t1) / 2, 1.02 + 0.08 * (i % 3), "_" if token == "|" else token,
-                transform=ax.get_xaxis_transform(), ha="center", va="bottom", fontsize=10,
-                fontweight="bold", clip_on=False)
-    ax.set(xlabel="time (s)", ylabel="mel bin", xlim=(start, stop))
-    ax.set_title(title or "greedy CTC: each character over the frames that emitted it (strip on top); "
-                 "gaps in the strip are blank frames", pad=46, fontsize=10)
-    fig.tight_layout()
+        strip.axvspan(t0, t1, color=colours["letter"][k % 2], lw=0)
+        if start <= (t0 + t1) / 2 <= stop:
+            strip.text((t0 + t1) / 2, 0.5, token, ha="center", va="center", fontsize=9, fontweight="bold")
+    for k, (word, first, last) in enumerate(ctc_words(frames, blank, delimiter)):
+        t0, t1 = first * frame_seconds, last * frame_seconds
+        if t1 <= start or t0 >= stop:
+            continue
+        ax.axvspan(t0, t1, color="cyan", alpha=0.25, lw=0)
+        for edge in (t0, t1):
+            ax.axvline(edge, color="white", lw=0.8)
+        ax.text((max(t0, start) + min(t1, stop)) / 2, 1.02, word, transform=ax.get_xaxis_transform(),
+                ha="center", va="bottom", fontsize=9, fontweight="bold", clip_on=False)
+    ax.set(ylabel="mel bin", xlim=(start, stop))
+    strip.set(xlabel="time (s)", yticks=[], xlim=(start, stop))
+    strip.legend(handles=[Patch(color=colours["letter"][0], label="letter (neighbours in two shades)"),
+                          Patch(color=colours["gap"], label="word gap (|)"),
+                          Patch(color=colours["blank"], label="blank")],
+                 loc="upper center", bbox_to_anchor=(0.5, -0.9), ncol=3, fontsize=8, frameon=False)
+    ax.set_title(title or "greedy CTC frame by frame: whole words shaded over the spectrogram, "
+                 "every 20 ms frame's output below", pad=20, fontsize=10)
     return _finish(fig, save)
 
 
