@@ -45,13 +45,12 @@ import utils  # noqa: E402
 from utils import speech  # noqa: E402
 
 
-def test_scores(model_dir: Path, batch_size: int = 8) -> dict:
+def test_scores(model_dir: Path) -> dict:
     """CER and WER on the shipped test split through the ASR pipeline, overall and by kind/voice/speed."""
     from transformers import pipeline
 
     asr = pipeline("automatic-speech-recognition", model=str(model_dir), device="cpu")
-    scores = speech.score_utterances(asr, speech.load_corpus(root=speech.corpus_dir() / "test"),
-                                     batch_size=batch_size)
+    scores = speech.score_utterances(asr, speech.load_corpus(root=speech.corpus_dir() / "test"))
     result = {}
     for kind in ("book", "grammar"):
         part = scores[scores["kind"] == kind]

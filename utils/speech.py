@@ -503,8 +503,11 @@ def book_sentences(path=None, block=25, fractions=(0.8, 0.1, 0.1), seed=0, min_w
     return splits
 
 
-def score_utterances(asr, dataset, batch_size=8):
+def score_utterances(asr, dataset):
     """Transcribe every utterance of `dataset` with an ASR pipeline and count its errors with jiwer.
+
+    One utterance at a time: with `batch_size` > 1 the pipeline pads the shorter waveforms and
+    decodes the padding's frames too, which adds letters to their ends.
 
     Returns a DataFrame: the dataset's columns (without the audio) plus `heard`, the character and
     word edit counts (`char_errors`, `word_errors`: substitutions + deletions + insertions) and
@@ -512,7 +515,7 @@ def score_utterances(asr, dataset, batch_size=8):
     """
     import jiwer
 
-    heard = [out["text"] for out in asr(list(dataset["speech"]), batch_size=batch_size)]
+    heard = [asr(wave)["text"] for wave in dataset["speech"]]
     table = dataset.remove_columns("speech").to_pandas().assign(heard=heard)
     rows = []
     for ref, hyp in zip(table["text"], heard):
