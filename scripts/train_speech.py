@@ -17,12 +17,13 @@ and `metrics.json` (the command, validation and test scores) and `history.csv` a
 next to the weights.
 
     apt-get install -y espeak-ng
-    OMP_NUM_THREADS=1 python scripts/train_speech.py --out runs/speech_model          # about 2 hours
+    OMP_NUM_THREADS=1 python scripts/train_speech.py --max-minutes 115 --out runs/speech_model  # 2 h
     OMP_NUM_THREADS=1 python scripts/train_speech.py --train-book 40 --train-grammar 8 \\
         --validation-book 8 --validation-grammar 4 --epochs 2 --out /tmp/tiny          # minutes
     python scripts/train_speech.py --score-only data/speech/model                   # test scores
 
-`--score-only DIR` scores a saved checkpoint on the test split and writes DIR/metrics.json's
+`--max-minutes M` stops at the first validation after M minutes (the best weights are already
+saved; history.csv then holds the validations). `--score-only DIR` scores a saved checkpoint on the test split and writes DIR/metrics.json's
 "test" entry, without training.
 """
 from __future__ import annotations
@@ -43,6 +44,10 @@ import torch  # noqa: E402
 
 import utils  # noqa: E402
 from utils import speech  # noqa: E402
+
+
+class TimeUp(Exception):
+    """Raised at a validation once --max-minutes have passed."""
 
 
 def test_scores(model_dir: Path) -> dict:
@@ -90,6 +95,8 @@ def main(argv=None):
     parser.add_argument("--mask-time-length", type=int, default=5)
     parser.add_argument("--mask-feature-prob", type=float, default=0.05)
     parser.add_argument("--mask-feature-length", type=int, default=8)
+    parser.add_argument("--max-minutes", type=float, default=None,
+                        help="stop at the first validation after this many minutes of training")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--init", type=Path, default=None,
@@ -134,8 +141,8 @@ def main(argv=None):
 
     import jiwer
 
-    best = {"cer": math.inf, "step": None}
-    evaluations = {"n": 0}
+    best = {"cer": math.inf}
+    evaluations = {"n": 0, "records": []}
 
     def validate(m):  # keeps the weights of the best validation CER so far
         hyps = speech.transcribe(m, processor, validation["speech"])
@@ -145,22 +152,33 @@ def main(argv=None):
         if cer < best["cer"]:
             best.update(cer=cer, wer=wer, evaluation=evaluations["n"])
             m.save_pretrained(args.out)
-        print(f"{time.perf_counter() - start:.0f} s: validation CER {cer:.3f} WER {wer:.3f} "
+        elapsed = time.perf_counter() - start
+        print(f"{elapsed:.0f} s: validation CER {cer:.3f} WER {wer:.3f} "
               f"(best CER {best['cer']:.3f}); {hyps[0]!r}", flush=True)
         m.train()
+        evaluations["records"].append({"evaluation": evaluations["n"], "seconds": round(elapsed),
+                                       "validation_cer": cer, "validation_wer": wer})
+        if args.max_minutes is not None and elapsed > 60 * args.max_minutes:
+            raise TimeUp
         return {"validation_cer": cer, "validation_wer": wer}
 
+    import pandas as pd
+
     start = time.perf_counter()
-    history = utils.train(model, train_set, collate_fn=speech.CTCCollator(processor, augment=True,
-                                                                          seed=args.seed),
-                          batch_size=args.batch_size, epochs=args.epochs, lr=args.lr,
-                          warmup_ratio=0.05, eval_fn=validate, eval_every=args.eval_every,
-                          seed=args.seed, progress=False)
+    try:
+        history = utils.train(model, train_set, collate_fn=speech.CTCCollator(processor, augment=True,
+                                                                              seed=args.seed),
+                              batch_size=args.batch_size, epochs=args.epochs, lr=args.lr,
+                              warmup_ratio=0.05, eval_fn=validate, eval_every=args.eval_every,
+                              seed=args.seed, progress=False)
+        stopped = False
+    except TimeUp:  # out of time: the record is the validations (the best weights are saved)
+        history, stopped = pd.DataFrame(evaluations["records"]), True
     minutes = (time.perf_counter() - start) / 60
     history.to_csv(args.out / "history.csv", index=False)
     evaluated = history.dropna(subset=["validation_cer"])
-    best["step"] = int(evaluated.loc[evaluated["validation_cer"].idxmin(), "step"])
-    print(evaluated[["step", "epoch", "loss", "validation_cer", "validation_wer"]].to_string(index=False))
+    print(evaluated.to_string(index=False))
+    best["stopped_by_time"] = stopped
     processor.save_pretrained(args.out)  # the weights are the best validated ones, saved above
     metrics = {
         "command": "python scripts/train_speech.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
