@@ -16,10 +16,22 @@ The held-out split recombines the training vocabulary into sentences never heard
 training, spoken by voices never heard in training at speeds never used in training.
 The book's sentence itself is the first held-out utterance.
 
+The open-vocabulary test set (``--test-set``, written to ``data/speech/test/``) reads
+sentences of *Pride and Prejudice* (``data/pride_and_prejudice.txt``) split by source passage
+(``utils.speech.book_sentences``), spelled with the full alphabet A-Z, apostrophe and space,
+plus sentences of the old grammar, all spoken by voices that neither the shipped recogniser nor
+the training split ever heard. Voices are told apart by their sound, never by their names:
+every candidate ``language+variant`` speaks one fixed sentence at a fixed speed and pitch, and
+two names whose audio is byte-identical are one voice (espeak-ng 1.51 ignores the variant of
+``en-gb+...``, for instance). ``data/speech/voices.csv`` lists every candidate, its fingerprint
+and its split. The training and validation utterances are not shipped: ``scripts/train_speech.py``
+synthesises them with the same functions (``--split train`` / ``--split validation`` here).
+
 espeak-ng is needed only to regenerate the corpus, never to run the notebook:
 
     apt-get install -y espeak-ng          # Debian/Ubuntu; brew install espeak-ng on macOS
     python scripts/make_speech_corpus.py  # rewrites data/speech/audio and transcripts.csv
+    python scripts/make_speech_corpus.py --test-set   # rewrites data/speech/test and voices.csv
     python -m utils.data                  # refreshes data/MANIFEST.sha256
 
 Everything is seeded, and espeak-ng is deterministic, so the same espeak-ng version
@@ -30,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import random
 import shutil
 import subprocess
@@ -42,6 +55,8 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from utils import speech as speech_utils  # noqa: E402
 OUT = ROOT / "data" / "speech"
 SAMPLING_RATE = 16_000
 BITS = 10
@@ -165,8 +180,154 @@ def build(n_train: int, n_heldout: int, seed: int, out: Path, n_extra: int = 0) 
     return rows
 
 
+# -- the open-vocabulary corpus ---------------------------------------------------------------
+
+FINGERPRINT_SENTENCE = "THE QUICK BROWN FOX JUMPS OVER THE LAZY DOG"
+LANGUAGES = ["en-us", "en-gb", "en-gb-x-rp", "en-029", "en-gb-scotland", "en-us-nyc",
+             "en-gb-x-gbclan", "en-gb-x-gbcwmd"]
+# espeak-ng's variants that sound like a person (robots, whispers and croaks left out)
+VARIANTS = ["", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f4", "f5",
+            "klatt", "klatt2", "klatt3", "klatt4", "adam", "Andy", "Annie", "Alex", "david",
+            "linda", "steph", "paul", "robert", "john", "max", "michel", "Lee", "ed", "edward",
+            "quincy", "aunty", "grandpa", "shelby", "travis", "victor", "zac", "norbert",
+            "belinda", "benjamin", "caleb"]
+SPEEDS = {"train": [120, 130, 150, 170, 190, 200], "validation": [135, 185],
+          "test": [140, 160, 180]}
+VARIANT_SHARES = {"test": 8, "validation": 6}  # variants per split; the rest train
+VOICES_PER_SPLIT = {"test": 8, "validation": 8}
+
+
+def espeak_wav(text: str, voice: str, speed: int, pitch: int) -> bytes:
+    """The raw WAV bytes espeak-ng writes for ``text``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "utt.wav"
+        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch),
+                        "-w", str(wav), text], check=True, capture_output=True)
+        return wav.read_bytes()
+
+
+def fingerprint(voice: str) -> str:
+    """A voice's identity by its sound: sha256 of its audio for a fixed sentence, speed and pitch."""
+    return hashlib.sha256(espeak_wav(FINGERPRINT_SENTENCE, voice, 160, 50)[44:]).hexdigest()[:16]
+
+
+def voice_table(seed: int = 0) -> list[dict]:
+    """Every candidate voice with its fingerprint and split; one row per name.
+
+    Variants the shipped recogniser's corpus used (with any language) are train; the others are
+    shuffled (seeded) and dealt to test and validation (``VARIANT_SHARES``), the rest to train. A fingerprint is one voice: it belongs to the split of its first name in
+    train, validation, test order (so a voice that sounds like a training voice never counts as
+    unseen), and test and validation voices the shipped recogniser heard (its corpus's voices) go
+    to train. ``VOICES_PER_SPLIT`` distinct voices are then drawn for test and validation; the
+    other distinct voices of those splits are left unused.
+    """
+    rng = random.Random(seed)
+    shipped = TRAIN_VOICES + EXTRA_TRAIN_VOICES + HELDOUT_VOICES
+    heard_variants = {v.split("+")[1] for v in shipped}  # under any language: always train
+    variants = [v for v in VARIANTS if v and v not in heard_variants]
+    rng.shuffle(variants)
+    split_of_variant = {"": "train", **{v: "train" for v in heard_variants}}
+    for k, variant in enumerate(variants):
+        split_of_variant[variant] = ("test" if k < VARIANT_SHARES["test"] else
+                                     "validation" if k < sum(VARIANT_SHARES.values()) else "train")
+    heard = {fingerprint(v) for v in shipped}
+    rows = []
+    for language in LANGUAGES:
+        for variant in VARIANTS:
+            name = f"{language}+{variant}" if variant else language
+            rows.append({"voice": name, "fingerprint": fingerprint(name),
+                         "variant_split": split_of_variant[variant]})
+    order = {"train": 0, "validation": 1, "test": 2}
+    owner: dict[str, str] = {}
+    for row in sorted(rows, key=lambda r: order[r["variant_split"]]):
+        fp = row["fingerprint"]
+        if fp not in owner:
+            owner[fp] = "train" if fp in heard else row["variant_split"]
+    first_name: dict[str, str] = {}
+    for row in rows:
+        first_name.setdefault(row["fingerprint"], row["voice"])
+        row["same_as"] = first_name[row["fingerprint"]]
+        row["heard_by_shipped_model"] = row["fingerprint"] in heard
+    chosen = {}
+    for split in ("validation", "test"):
+        pool = sorted({r["fingerprint"] for r in rows if owner[r["fingerprint"]] == split})
+        chosen.update({fp: split for fp in rng.sample(pool, min(VOICES_PER_SPLIT[split], len(pool)))})
+    for row in rows:
+        fp = row["fingerprint"]
+        row["split"] = "train" if owner[fp] == "train" else chosen.get(fp, "unused")
+    return rows
+
+
+def distinct_voices(rows: list[dict], split: str) -> list[str]:
+    """The first name of each distinct voice (fingerprint) of ``split`` in a ``voice_table``."""
+    names = {}
+    for row in rows:
+        if row["split"] == split:
+            names.setdefault(row["fingerprint"], row["voice"])
+    return list(names.values())
+
+
+def synthesise_split(texts: list[tuple[str, str]], voices: list[str], speeds: list[int],
+                     out: Path, prefix: str, split: str, seed: int) -> list[dict]:
+    """Speak (kind, text) pairs round-robin over ``voices`` at seeded speeds and pitches."""
+    rng = random.Random(seed)
+    (out / "audio").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, (kind, text) in enumerate(texts):
+        voice, speed, pitch = voices[i % len(voices)], rng.choice(speeds), rng.randrange(30, 71)
+        audio = synthesise(text, voice, speed, pitch)
+        path = f"audio/{prefix}_{i:04d}.flac"
+        sf.write(out / path, audio, SAMPLING_RATE, subtype="PCM_16", format="FLAC")
+        rows.append({"path": path, "text": text, "split": split, "voice": voice, "speed": speed,
+                     "pitch": pitch, "seconds": round(len(audio) / SAMPLING_RATE, 3), "kind": kind})
+    with open(out / "transcripts.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+def grammar_sentences(n: int, seed: int, split: str) -> list[str]:
+    """``n`` sentences of the old grammar that its corpus (train and held out) never used.
+
+    Training and validation sentences also avoid the shipped test split's sentences.
+    """
+    old = set(speech_utils.read_transcripts(OUT)["text"])
+    test_csv = OUT / "test" / "transcripts.csv"
+    if split != "test" and test_csv.is_file():
+        old |= set(speech_utils.read_transcripts(OUT / "test")["text"])
+    return make_sentences(n, random.Random(seed), exclude=old)
+
+
+def build_open(split: str, n_book: int, n_grammar: int, seed: int, out: Path,
+               voices_csv: Path | None = None) -> list[dict]:
+    """One split of the open-vocabulary corpus: book sentences of that split plus grammar ones."""
+    table = voice_table(seed)
+    if voices_csv is not None:
+        with open(voices_csv, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["voice", "fingerprint", "same_as", "split",
+                                                   "heard_by_shipped_model"])
+            writer.writeheader()
+            writer.writerows({k: r[k] for k in writer.fieldnames} for r in table)
+    voices = distinct_voices(table, split)
+    rng = random.Random(seed + 1)
+    book = speech_utils.book_sentences(seed=seed)[split]
+    texts = [("book", t) for t in (book if n_book >= len(book) else rng.sample(book, n_book))]
+    grammar = grammar_sentences(n_grammar, seed + {"train": 10, "validation": 20, "test": 30}[split], split)
+    texts += [("grammar", t) for t in grammar]
+    if (out / "audio").exists():
+        shutil.rmtree(out / "audio")
+    return synthesise_split(texts, voices, SPEEDS[split], out, split, split, seed + 2)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--test-set", action="store_true",
+                        help="write the open-vocabulary test split to data/speech/test")
+    parser.add_argument("--split", choices=["train", "validation", "test"], default=None,
+                        help="write one split of the open-vocabulary corpus to --out")
+    parser.add_argument("--book", type=int, default=64, help="book sentences (open-vocabulary splits)")
+    parser.add_argument("--grammar", type=int, default=24, help="grammar sentences (open-vocabulary splits)")
     parser.add_argument("--train", type=int, default=180, help="training utterances")
     parser.add_argument("--heldout", type=int, default=30, help="held-out utterances")
     parser.add_argument("--extra-train", type=int, default=220,
@@ -176,7 +337,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if shutil.which("espeak-ng") is None:
         sys.exit("espeak-ng not found: apt-get install -y espeak-ng (or brew install espeak-ng)")
-    rows = build(args.train, args.heldout, args.seed, args.out, args.extra_train)
+    if args.test_set or args.split:
+        split = args.split or "test"
+        out = OUT / "test" if args.test_set and args.out == OUT else args.out
+        rows = build_open(split, args.book, args.grammar, args.seed, out,
+                          voices_csv=OUT / "voices.csv" if args.test_set else None)
+    else:
+        rows = build(args.train, args.heldout, args.seed, args.out, args.extra_train)
+        out = args.out
+    args.out = out
     size = sum((args.out / r["path"]).stat().st_size for r in rows)
     hours = sum(r["seconds"] for r in rows)
     print(f"{len(rows)} utterances, {hours:.0f} s of audio, {size / 2**20:.2f} MiB of FLAC")

@@ -58,7 +58,7 @@ def test_corpus_as_shipped(heldout):
 
 def test_corpus_stays_small():
     size = sum(f.stat().st_size for f in speech.corpus_dir().rglob("*") if f.is_file())
-    assert size < 15 * 2**20  # at most half of the course's 30 MiB data budget
+    assert size < 16.5 * 2**20  # a little over half of the course's 30 MiB data budget
 
 
 def test_load_corpus_reads_audio_in_map(tmp_path):
@@ -174,6 +174,12 @@ def test_ctc_segments():
     assert speech.ctc_segments(["<pad>"] * 3) == []
 
 
+def test_ctc_words():
+    frames = ["<pad>", "H", "E", "L", "<pad>", "L", "O", "|", "|", "<pad>", "W", "E", "<pad>", "|", "A"]
+    assert speech.ctc_words(frames) == [("HELLO", 1, 7), ("WE", 10, 12), ("A", 14, 15)]
+    assert speech.ctc_words(["<pad>", "|", "<pad>"]) == []
+
+
 # -- the recogniser ------------------------------------------------------------------------
 
 def test_vocab_and_processor(tmp_path):
@@ -235,11 +241,147 @@ def test_shipped_recogniser_word_error_rate(heldout):
 
     Measured 0.071 when it was trained (scripts/train_speech.py: 150 epochs on the first 180 training
     utterances, weights after epoch 140 kept, then 60 epochs on all 400 from that checkpoint, weights
-    after epoch 40 kept; data/README.md has the commands), inside the issue's bar of 0.15. The test
-    guards against a worse checkpoint.
+    after epoch 40 kept; data/README.md has the commands). The same split chose those weights, so
+    this is a validation score; the open-vocabulary test split below is the honest one.
     """
     from transformers import pipeline
 
     asr = pipeline("automatic-speech-recognition", model=str(CHECKPOINT), device="cpu")
     hypotheses = [asr(wave)["text"] for wave in heldout["speech"]]
     assert jiwer.wer(list(heldout["text"]), hypotheses) == pytest.approx(0.071, abs=0.02)
+
+
+# -- wav2vec 2.0's self-supervised objective -----------------------------------------------
+
+@pytest.fixture(scope="module")
+def pretraining_inputs():
+    from transformers import Wav2Vec2ForPreTraining
+    from transformers.models.wav2vec2.modeling_wav2vec2 import (_compute_mask_indices,
+                                                                _sample_negative_indices)
+
+    torch.manual_seed(0)
+    np.random.seed(0)
+    config = speech.pretraining_config()
+    model = Wav2Vec2ForPreTraining(config)
+    wave = torch.randn(1, 32_000)
+    frames = int(model._get_feat_extract_output_lengths(32_000))
+    mask = _compute_mask_indices((1, frames), config.mask_time_prob, config.mask_time_length,
+                                 min_masks=2)
+    negatives = _sample_negative_indices((1, frames), config.num_negatives, mask)
+    return model, wave, torch.tensor(mask), torch.tensor(negatives, dtype=torch.long)
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_pretraining_losses_match_the_model(pretraining_inputs, mode):
+    model, wave, mask, negatives = pretraining_inputs
+    getattr(model, mode)()
+    torch.manual_seed(5)  # in training the Gumbel noise is drawn from this seed, by both
+    with torch.no_grad():
+        reference = model(wave, mask_time_indices=mask, sampled_negative_indices=negatives)
+        torch.manual_seed(5)
+        ours = speech.pretraining_losses(model, wave, mask, negatives)
+    for name, ref in [("contrastive", reference.contrastive_loss), ("diversity", reference.diversity_loss),
+                      ("perplexity", reference.codevector_perplexity), ("loss", reference.loss)]:
+        assert ours[name].item() == pytest.approx(ref.item(), rel=1e-5), name
+    assert ours["logits"].shape == (int(mask.sum()), 1 + model.config.num_negatives)
+    torch.testing.assert_close(ours["targets"], reference.projected_quantized_states, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours["c"], reference.projected_states, rtol=1e-5, atol=1e-5)
+    # the loss of a random model is close to guessing among the 1 + K candidates
+    per_frame = ours["contrastive"].item() / int(mask.sum())
+    assert 0.5 * np.log(21) < per_frame < 2 * np.log(21)
+
+
+def test_pretraining_losses_reject_bad_shapes(pretraining_inputs):
+    model, wave, mask, negatives = pretraining_inputs
+    with pytest.raises(ValueError, match="mask_time_indices has shape"):
+        speech.pretraining_losses(model, wave, mask[:, :-1], negatives)
+    with pytest.raises(ValueError, match="sampled_negative_indices has shape"):
+        speech.pretraining_losses(model, wave, mask, negatives[..., :3])
+    with pytest.raises(ValueError, match="no frame is masked"):
+        speech.pretraining_losses(model, wave, torch.zeros_like(mask), negatives)
+
+
+# -- the open-vocabulary corpus and its scores ------------------------------------------------
+
+TEST_DIR = speech.corpus_dir() / "test"
+
+
+def test_normalise_text():
+    assert speech.normalise_text("Mr. Darcy's ill-humoured reply!") == "MISTER DARCY'S ILL HUMOURED REPLY"
+    assert speech.normalise_text('"_You_ want to tell me," said Mrs. Bennet.') == \
+        "YOU WANT TO TELL ME SAID MISSUS BENNET"
+    assert speech.normalise_text("'Tis so") == "TIS SO"  # apostrophes only inside words
+    assert speech.normalise_text("In 1811 they met") is None  # digits are not spelled
+    assert speech.normalise_text("Caf\u00e9") is None
+    assert speech.normalise_text("--") is None
+
+
+def test_book_sentences_are_split_by_passage():
+    splits = speech.book_sentences()
+    assert all(len(splits[s]) > 200 for s in ("train", "validation", "test"))
+    assert not set(splits["test"]) & set(splits["train"])
+    for texts in splits.values():
+        assert all(set(t) <= set(speech.ALPHABET) and 4 <= len(t.split()) <= 12 for t in texts)
+    assert set(speech.ALPHABET) <= set("".join(splits["test"]))
+    assert speech.book_sentences(seed=1)["test"] != splits["test"]
+    with pytest.raises(ValueError, match="fractions"):
+        speech.book_sentences(fractions=(0.5, 0.5))
+
+
+def test_open_vocabulary_test_split_as_shipped():
+    test = speech.read_transcripts(TEST_DIR)
+    assert test["kind"].value_counts().to_dict() == {"book": 64, "grammar": 24}
+    book = test[test["kind"] == "book"]
+    assert set(speech.ALPHABET) <= set(" ".join(book["text"]))  # all 26 letters and the apostrophe
+    assert not set(book["text"]) & set(speech.book_sentences()["train"])
+    old = speech.read_transcripts()
+    assert not set(test["text"]) & set(old["text"])
+    assert set(test["speed"]) == {140, 160, 180}
+    voices = pd.read_csv(speech.corpus_dir() / "voices.csv")
+    assert voices["fingerprint"].nunique() < len(voices)  # some names are the same voice
+    assert voices.groupby("fingerprint")["split"].nunique().max() == 1  # one voice, one split
+    fingerprint = dict(zip(voices["voice"], voices["fingerprint"]))
+    used = {fingerprint[v] for v in test["voice"]}
+    assert len(used) == test["voice"].nunique() == 8  # eight voices, distinct by their sound
+    heard = set(voices.loc[voices["heard_by_shipped_model"], "fingerprint"])
+    training = set(voices.loc[voices["split"] != "test", "fingerprint"])
+    assert not used & heard and not used & training
+
+
+def test_error_rates_pool_like_jiwer():
+    refs = ["THE CAT SAT", "A DOG", "WE ARE GLAD TO WELCOME"]
+    hyps = ["THE CAT SAT", "A DOGS", "WE GLAD TO WELCOME HIM"]
+    rows = []
+    for r, h in zip(refs, hyps):
+        w, c = jiwer.process_words(r, h), jiwer.process_characters(r, h)
+        rows.append({"voice": "x" if r != "A DOG" else "y",
+                     "word_errors": w.substitutions + w.deletions + w.insertions, "words": len(r.split()),
+                     "char_errors": c.substitutions + c.deletions + c.insertions, "chars": len(r)})
+    scores = pd.DataFrame(rows)
+    overall = speech.error_rates(scores).loc["all"]
+    assert overall["wer"] == pytest.approx(jiwer.wer(refs, hyps))
+    assert overall["cer"] == pytest.approx(jiwer.cer(refs, hyps))
+    assert overall["wer_low"] <= overall["wer"] <= overall["wer_high"]
+    by_voice = speech.error_rates(scores, "voice")
+    assert by_voice.loc["y", "wer"] == 0.5 and by_voice.loc["y", "utterances"] == 1
+    assert by_voice.loc["y", "wer_low"] == by_voice.loc["y", "wer_high"] == 0.5
+    with pytest.raises(ValueError, match="lack the column"):
+        speech.error_rates(scores.drop(columns="chars"))
+    with pytest.raises(ValueError, match="no column 'speed'"):
+        speech.error_rates(scores, "speed")
+
+
+def test_shipped_recogniser_on_the_open_vocabulary_test_split():
+    """The shipped checkpoint's scores on the test split through the ASR pipeline equal its metrics.json."""
+    import json
+
+    from transformers import pipeline
+
+    shipped = json.loads((CHECKPOINT / "metrics.json").read_text())["test"]
+    asr = pipeline("automatic-speech-recognition", model=str(CHECKPOINT), device="cpu")
+    scores = speech.score_utterances(asr, speech.load_corpus(root=TEST_DIR))
+    for kind in ("book", "grammar"):
+        measured = speech.error_rates(scores[scores["kind"] == kind]).iloc[0]
+        recorded = shipped[kind]["all"][0]
+        for rate in ("cer", "wer"):
+            assert measured[rate] == pytest.approx(recorded[rate], abs=0.005), (kind, rate)

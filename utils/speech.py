@@ -8,11 +8,16 @@
   `plot_ctc_alignment` draw which frames emitted which character.
 * `make_processor`, `small_config`, `CTCCollator` and `transcribe` are the pieces the small
   recogniser is built, trained and evaluated with.
+* `pretraining_config` and `pretraining_losses` spell out wav2vec 2.0's self-supervised objective
+  (quantised targets, sampled negatives, contrastive and diversity losses) on a
+  `Wav2Vec2ForPreTraining`, step by step, to be checked against the model's own loss.
 """
 from __future__ import annotations
 
 import json
 import math
+import random
+import re
 from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
@@ -28,13 +33,15 @@ __all__ = [
     "SAMPLING_RATE", "BOOK_SENTENCE", "CHECKPOINT_DIR", "corpus_dir", "read_transcripts",
     "read_speech", "load_corpus", "make_vocab", "make_processor", "small_config",
     "frames_per_second", "receptive_field", "num_frames", "CTCCollator", "augment", "greedy_ctc_steps",
-    "ctc_segments", "plot_ctc_alignment", "transcribe",
+    "ctc_segments", "ctc_words", "plot_ctc_alignment", "transcribe", "pretraining_config", "pretraining_losses",
+    "ALPHABET", "normalise_text", "book_sentences", "score_utterances", "error_rates",
 ]
 
 SAMPLING_RATE = 16_000
 BOOK_SENTENCE = (
     "MISTER QUILTER IS THE APOSTLE OF THE MIDDLE CLASSES AND WE ARE GLAD TO WELCOME HIS GOSPEL"
 )
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ' "  # what the open-vocabulary corpus spells with
 COLUMNS = ["path", "text", "split", "voice", "speed", "pitch", "seconds"]
 CHECKPOINT_DIR = "model"  # the shipped recogniser, inside data/speech
 
@@ -248,17 +255,37 @@ def ctc_segments(frames, blank="<pad>"):
     return segments
 
 
-def plot_ctc_alignment(speech, frames, *, frame_seconds=0.02, sampling_rate=SAMPLING_RATE,
-                       blank="<pad>", window=None, title=None, save=None):
-    """The log-mel spectrogram with the character each CTC frame emitted drawn over it.
+def ctc_words(frames, blank="<pad>", delimiter="|"):
+    """The words of per-frame CTC tokens with their frames: a list of (word, first frame, last frame + 1).
 
-    `frames` is the per-frame token list of `greedy_ctc_steps`. Each run of one non-blank token is
-    marked in a strip along the top (alternating two colours, so that neighbouring runs stay apart),
-    starts at a thin line and is labelled above the picture ("|", the word delimiter, is drawn as "_");
-    blank frames leave the strip empty. `window`, a (start, stop) pair in seconds, zooms in on part
-    of the utterance; a window outside the utterance is an error.
+    A word runs from the first frame of its first letter to the last frame of its last letter;
+    words are cut at the delimiter token (blanks inside a word, as between the two L's of
+    "HELLO", do not cut it).
+    """
+    words, letters = [], []
+    for token, first, last in ctc_segments(frames, blank) + [(delimiter, None, None)]:
+        if token == delimiter:
+            if letters:
+                words.append(("".join(t for t, _, _ in letters), letters[0][1], letters[-1][2]))
+            letters = []
+        else:
+            letters.append((token, first, last))
+    return words
+
+
+def plot_ctc_alignment(speech, frames, *, frame_seconds=0.02, sampling_rate=SAMPLING_RATE,
+                       blank="<pad>", delimiter="|", window=None, title=None, save=None):
+    """The log-mel spectrogram with greedy CTC's frame-by-frame output under it.
+
+    `frames` is the per-frame token list of `greedy_ctc_steps`. The strip under the spectrogram
+    has one cell per frame: a letter's frames in orange (neighbouring letters in two shades) with
+    the letter written once, on one row, over its run; the word delimiter "|" (the gap between words) in dark blue; blank frames in
+    light grey. Each whole word (`ctc_words`) is shaded across the spectrogram and named above
+    it. `window`, a (start, stop) pair in seconds, zooms in; a window outside the utterance is
+    an error.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     from .plotting import _finish, log_mel_spectrogram
 
@@ -268,22 +295,38 @@ def plot_ctc_alignment(speech, frames, *, frame_seconds=0.02, sampling_rate=SAMP
     if not 0 <= start < stop <= duration + 1e-9:
         raise ValueError(f"plot_ctc_alignment: window {window} is not inside the utterance (0 to {duration:.2f} s)")
     log_mel = log_mel_spectrogram(speech, sampling_rate)
-    fig, ax = plt.subplots(figsize=(min(16.0, max(8.0, 6.5 * (stop - start))), 3.8))
+    width = min(16.0, max(8.0, 6.5 * (stop - start)))
+    fig, (ax, strip) = plt.subplots(2, 1, figsize=(width, 4.4), sharex=True,
+                                    gridspec_kw={"height_ratios": [5, 1], "hspace": 0.05})
     ax.imshow(log_mel, origin="lower", aspect="auto", cmap="magma", extent=[0, duration, 0, log_mel.shape[0]])
-    shown = [seg for seg in ctc_segments(frames, blank)
-             if start <= seg[1] * frame_seconds and seg[2] * frame_seconds <= stop]
-    for i, (token, first, last) in enumerate(shown):
+    colours = {"blank": "#d9d9d9", "gap": "#1f3b73", "letter": ("#f28e2b", "#fdbf6f")}
+    for i, token in enumerate(frames):
+        if token == blank or token == delimiter:
+            strip.axvspan(i * frame_seconds, (i + 1) * frame_seconds, lw=0,
+                          color=colours["blank" if token == blank else "gap"])
+    letters = [seg for seg in ctc_segments(frames, blank) if seg[0] != delimiter]
+    for k, (token, first, last) in enumerate(letters):  # neighbouring letters in two shades
         t0, t1 = first * frame_seconds, last * frame_seconds
-        ax.axvspan(t0, t1, ymin=0.93, color=("cyan", "white")[i % 2], lw=0)  # a strip along the top
-        ax.axvline(t0, color="white", lw=0.6, alpha=0.6)
-        # three staggered rows above the picture, so that neighbours never collide
-        ax.text((t0 + t1) / 2, 1.02 + 0.08 * (i % 3), "_" if token == "|" else token,
-                transform=ax.get_xaxis_transform(), ha="center", va="bottom", fontsize=10,
-                fontweight="bold", clip_on=False)
-    ax.set(xlabel="time (s)", ylabel="mel bin", xlim=(start, stop))
-    ax.set_title(title or "greedy CTC: each character over the frames that emitted it (strip on top); "
-                 "gaps in the strip are blank frames", pad=46, fontsize=10)
-    fig.tight_layout()
+        strip.axvspan(t0, t1, color=colours["letter"][k % 2], lw=0)
+        if start <= (t0 + t1) / 2 <= stop:
+            strip.text((t0 + t1) / 2, 0.5, token, ha="center", va="center", fontsize=9, fontweight="bold")
+    for k, (word, first, last) in enumerate(ctc_words(frames, blank, delimiter)):
+        t0, t1 = first * frame_seconds, last * frame_seconds
+        if t1 <= start or t0 >= stop:
+            continue
+        ax.axvspan(t0, t1, color="cyan", alpha=0.25, lw=0)
+        for edge in (t0, t1):
+            ax.axvline(edge, color="white", lw=0.8)
+        ax.text((max(t0, start) + min(t1, stop)) / 2, 1.02, word, transform=ax.get_xaxis_transform(),
+                ha="center", va="bottom", fontsize=9, fontweight="bold", clip_on=False)
+    ax.set(ylabel="mel bin", xlim=(start, stop))
+    strip.set(xlabel="time (s)", yticks=[], xlim=(start, stop))
+    strip.legend(handles=[Patch(color=colours["letter"][0], label="letter (neighbours in two shades)"),
+                          Patch(color=colours["gap"], label="word gap (|)"),
+                          Patch(color=colours["blank"], label="blank")],
+                 loc="upper center", bbox_to_anchor=(0.5, -0.9), ncol=3, fontsize=8, frameon=False)
+    ax.set_title(title or "greedy CTC frame by frame: whole words shaded over the spectrogram, "
+                 "every 20 ms frame's output below", pad=20, fontsize=10)
     return _finish(fig, save)
 
 
@@ -304,3 +347,212 @@ def transcribe(model, processor, speeches, batch_size=16):
         texts.extend(processor.tokenizer.decode(row[:num_frames(model.config, len(wave))])
                      for row, wave in zip(ids, chunk))
     return texts
+
+
+def pretraining_config(**overrides):
+    """A small `Wav2Vec2Config` for `Wav2Vec2ForPreTraining`: the recogniser's shape, smaller codebooks.
+
+    Masking as in the wav2vec 2.0 paper (spans of 10 frames, `mask_time_prob=0.65`: transformers'
+    fraction, about half the frames masked), contrastive temperature 0.1 and diversity weight 0.1
+    (arXiv:2006.11477, sections 3.2 and 4.2); 2 codebooks of 32 entries (base: 2 x 320) and 20
+    negatives (base: 100), so that a short utterance has enough masked frames to draw them from.
+    No dropout or layer drop, so that a forward pass draws random numbers only for the Gumbel noise.
+    """
+    from transformers import Wav2Vec2Config
+
+    settings = dict(
+        conv_dim=(16, 16, 16, 32, 32, 32, 64), conv_kernel=(10, 3, 3, 3, 3, 2, 2),
+        conv_stride=(5, 2, 2, 2, 2, 2, 2), feat_extract_norm="layer", conv_bias=True,
+        do_stable_layer_norm=True, hidden_size=128, num_hidden_layers=3, num_attention_heads=4,
+        intermediate_size=256, num_conv_pos_embeddings=32, num_conv_pos_embedding_groups=8,
+        hidden_dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, feat_proj_dropout=0.0,
+        feat_quantizer_dropout=0.0, final_dropout=0.0, layerdrop=0.0,
+        mask_time_prob=0.65, mask_time_length=10, num_codevector_groups=2,
+        num_codevectors_per_group=32, codevector_dim=64, proj_codevector_dim=64, num_negatives=20,
+        contrastive_logits_temperature=0.1, diversity_loss_weight=0.1,
+    )
+    settings.update(overrides)
+    return Wav2Vec2Config(**settings)
+
+
+def pretraining_losses(model, input_values, mask_time_indices, sampled_negative_indices):
+    """wav2vec 2.0's self-supervised loss computed by hand from a `Wav2Vec2ForPreTraining`'s weights.
+
+    `mask_time_indices` (batch x frames, bool) are the masked frames (transformers'
+    `_compute_mask_indices`), `sampled_negative_indices` (batch x frames x K) the flat indices of
+    the K distractors of every frame (`_sample_negative_indices`). Step by step:
+
+    1. the feature encoder's frames z; the transformer reads them with the masked ones replaced by
+       one learned vector, and its outputs c are projected (`project_hid`);
+    2. each unmasked frame z is quantised: per codebook a linear map gives logits over the entries,
+       one entry is picked (Gumbel softmax in training, argmax in evaluation), the picked entries
+       are concatenated and projected (`project_q`): the targets q;
+    3. for every masked frame, cosine similarity of c_t with its own q_t and with K distractors q
+       from other masked frames of the same utterance, over the temperature kappa; a distractor
+       identical to the target is left out;
+    4. contrastive loss: cross-entropy of picking the true q_t, summed over masked frames;
+    5. diversity loss: (G V - perplexity) / (G V) times the number of masked frames, where the
+       perplexity is exp(entropy) of each codebook's average softmax over the masked frames, summed
+       over codebooks; the loss is contrastive + alpha * diversity (paper, equations 2-4).
+
+    Returns a dict of tensors: the steps' values ("codes": chosen entry per frame and codebook,
+    "logits": (masked frames x (1 + K))) and "contrastive", "diversity", "perplexity", "loss".
+    In training mode it draws the Gumbel noise exactly as `torch.nn.functional.gumbel_softmax`
+    does, so with the same seed it reproduces the model's own sample.
+    """
+    config = model.config
+    mask = torch.as_tensor(mask_time_indices, dtype=torch.bool)
+    negatives = torch.as_tensor(sampled_negative_indices, dtype=torch.long)
+    batch, length = input_values.shape[0], mask.shape[-1]
+    frames = int(model._get_feat_extract_output_lengths(input_values.shape[-1]))
+    if mask.shape != (batch, frames):
+        raise ValueError(f"pretraining_losses: mask_time_indices has shape {tuple(mask.shape)}, "
+                         f"the audio makes ({batch}, {frames}) frames")
+    if negatives.shape != (batch, length, config.num_negatives):
+        raise ValueError(f"pretraining_losses: sampled_negative_indices has shape "
+                         f"{tuple(negatives.shape)}, expected ({batch}, {length}, {config.num_negatives})")
+    if not mask.any():
+        raise ValueError("pretraining_losses: no frame is masked, so there is nothing to predict")
+
+    out = model.wav2vec2(input_values, mask_time_indices=mask)  # step 1
+    c = model.project_hid(out.last_hidden_state)
+    z = out.extract_features
+    groups, entries = config.num_codevector_groups, config.num_codevectors_per_group
+    code_logits = model.quantizer.weight_proj(z).view(batch, length, groups, entries)  # step 2
+    if model.training:
+        gumbel = -torch.empty_like(code_logits).exponential_().log()
+        codes = ((code_logits + gumbel) / model.quantizer.temperature).argmax(-1)
+        probs = code_logits.softmax(-1)  # the perplexity uses the noiseless softmax
+    else:
+        codes = code_logits.argmax(-1)
+        probs = torch.nn.functional.one_hot(codes, entries).to(code_logits.dtype)
+    codebooks = model.quantizer.codevectors.view(groups, entries, -1)
+    picked = torch.stack([codebooks[g][codes[..., g]] for g in range(groups)], dim=-2)
+    q = model.project_q(picked.flatten(-2))  # (batch, frames, proj dim)
+
+    flat_q = q.reshape(batch * length, -1)  # step 3
+    candidates = torch.cat([q[mask][:, None], flat_q[negatives[mask]]], dim=1)  # (masked, 1 + K, dim)
+    logits = torch.cosine_similarity(c[mask][:, None], candidates, dim=-1)
+    logits = logits / config.contrastive_logits_temperature
+    same = (candidates[:, 1:] == candidates[:, :1]).all(-1)
+    logits[:, 1:] = logits[:, 1:].masked_fill(same, float("-inf"))
+    contrastive = -torch.log_softmax(logits, dim=-1)[:, 0].sum()  # step 4
+
+    average = probs[mask].mean(0)  # step 5: (groups, entries)
+    perplexity = torch.exp(-(torch.xlogy(average, average)).sum(-1)).sum()
+    total = groups * entries
+    diversity = (total - perplexity) / total * mask.sum()
+    return {"z": z, "c": c, "codes": codes, "targets": q, "logits": logits,
+            "contrastive": contrastive, "diversity": diversity, "perplexity": perplexity,
+            "loss": contrastive + config.diversity_loss_weight * diversity}
+
+
+_ABBREVIATIONS = {"MR": "MISTER", "MRS": "MISSUS", "DR": "DOCTOR", "ST": "SAINT"}
+
+
+def normalise_text(text):
+    """A sentence as a transcript: upper case, letters, apostrophes inside words and single spaces.
+
+    "Mr." and "Mrs." are spelled out as they are spoken (MISTER, MISSUS), hyphens and dashes become
+    spaces, other punctuation goes. Returns None for a sentence a reader could not say from its
+    letters alone (digits, or any other character outside `ALPHABET`).
+    """
+    text = text.upper().replace("\u2019", "'").replace("_", "")
+    text = re.sub(r"\b(MRS?|DR|ST)\.", lambda m: _ABBREVIATIONS[m.group(1)], text)
+    text = re.sub(r"[-\u2014]+", " ", text)
+    text = re.sub(r"[.,;:!?\"()*]", " ", text)
+    words = [w.strip("'") for w in text.split()]
+    text = " ".join(w for w in words if w)
+    if not text or any(c not in ALPHABET for c in text):
+        return None
+    return text
+
+
+def book_sentences(path=None, block=25, fractions=(0.8, 0.1, 0.1), seed=0, min_words=4,
+                   max_words=12):
+    """Sentences of a book split into train / validation / test by source passage.
+
+    The book's paragraphs are cut into blocks of `block` consecutive paragraphs, and whole blocks
+    go to one split (a seeded shuffle, in the proportions `fractions`), so that a test sentence
+    never shares a passage, and rarely a name or a phrase, with a training one. Returns a dict
+    split -> list of normalised sentences of `min_words` to `max_words` words (`normalise_text`).
+    """
+    if len(fractions) != 3 or abs(sum(fractions) - 1) > 1e-9 or min(fractions) <= 0:
+        raise ValueError(f"book_sentences: fractions {fractions} must be three positive shares summing to 1")
+    path = Path(path) if path is not None else data_path("pride_and_prejudice.txt")
+    paragraphs = [" ".join(p.split()) for p in path.read_text(encoding="utf-8").split("\n\n")]
+    paragraphs = [p for p in paragraphs if p and not p.upper().startswith("CHAPTER")]
+    blocks = [paragraphs[i:i + block] for i in range(0, len(paragraphs), block)]
+    order = list(range(len(blocks)))
+    random.Random(seed).shuffle(order)
+    cut1 = round(fractions[0] * len(blocks))
+    cut2 = cut1 + max(1, round(fractions[1] * len(blocks)))
+    names = {i: ("train" if k < cut1 else "validation" if k < cut2 else "test")
+             for k, i in enumerate(order)}
+    splits = {"train": [], "validation": [], "test": []}
+    for i, paragraphs_of_block in enumerate(blocks):
+        for paragraph in paragraphs_of_block:
+            for raw in re.split(r"(?<=[.!?;:])\s+", re.sub(r"\b(Mrs?|Dr|St)\.", r"\1", paragraph)):
+                text = normalise_text(raw)
+                if text and min_words <= len(text.split()) <= max_words:
+                    splits[names[i]].append(text)
+    for name in splits:  # a sentence repeated across passages ("Oh!") stays in its first split
+        seen = {t for other in ("train", "validation", "test") if other != name
+                for t in splits[other]} if name == "test" else set()
+        splits[name] = list(dict.fromkeys(t for t in splits[name] if t not in seen))
+    return splits
+
+
+def score_utterances(asr, dataset):
+    """Transcribe every utterance of `dataset` with an ASR pipeline and count its errors with jiwer.
+
+    One utterance at a time: with `batch_size` > 1 the pipeline pads the shorter waveforms and
+    decodes the padding's frames too, which adds letters to their ends.
+
+    Returns a DataFrame: the dataset's columns (without the audio) plus `heard`, the character and
+    word edit counts (`char_errors`, `word_errors`: substitutions + deletions + insertions) and
+    the reference lengths (`chars`, `words`), from which `error_rates` pools rates.
+    """
+    import jiwer
+
+    heard = [asr(wave)["text"] for wave in dataset["speech"]]
+    table = dataset.remove_columns("speech").to_pandas().assign(heard=heard)
+    rows = []
+    for ref, hyp in zip(table["text"], heard):
+        words = jiwer.process_words(ref, hyp or "")
+        chars = jiwer.process_characters(ref, hyp or "")
+        rows.append({"word_errors": words.substitutions + words.deletions + words.insertions,
+                     "words": len(ref.split()),
+                     "char_errors": chars.substitutions + chars.deletions + chars.insertions,
+                     "chars": len(ref)})
+    return pd.concat([table, pd.DataFrame(rows)], axis=1)
+
+
+def error_rates(scores, by=None, n_boot=1000, seed=0, level=0.95):
+    """CER and WER pooled over utterances (errors / reference length), with bootstrap intervals.
+
+    `scores` is a `score_utterances` table; `by` a column name (or None: one row for all). Each
+    interval resamples the group's utterances with replacement `n_boot` times (seeded) and takes
+    the central `level` share of the pooled rates. Returns a DataFrame with columns
+    utterances, cer, cer_low, cer_high, wer, wer_low, wer_high.
+    """
+    missing = {"char_errors", "chars", "word_errors", "words"} - set(scores.columns)
+    if missing:
+        raise ValueError(f"error_rates: scores lack the column(s) {sorted(missing)}; "
+                         "make them with score_utterances")
+    if by is not None and by not in scores.columns:
+        raise ValueError(f"error_rates: no column {by!r} to group by")
+    rng = np.random.default_rng(seed)
+    groups = [("all", scores)] if by is None else list(scores.groupby(by))
+    rows = []
+    tail = (1 - level) / 2
+    for name, group in groups:
+        row = {by or "split": name, "utterances": len(group)}
+        picks = rng.integers(0, len(group), size=(n_boot, len(group)))
+        for rate, errors, length in [("cer", "char_errors", "chars"), ("wer", "word_errors", "words")]:
+            e, n = group[errors].to_numpy(), group[length].to_numpy()
+            boot = e[picks].sum(1) / n[picks].sum(1)
+            row[rate] = e.sum() / n.sum()
+            row[f"{rate}_low"], row[f"{rate}_high"] = np.quantile(boot, [tail, 1 - tail])
+        rows.append(row)
+    return pd.DataFrame(rows).set_index(by or "split")
