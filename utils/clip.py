@@ -33,6 +33,7 @@ __all__ = [
     "build_tokenizer", "MAX_TEXT_LENGTH", "encode", "train_contrastive", "make_batches",
     "mean_loss", "pair_scores", "zero_shot_predictions", "binding_test", "wilson",
     "ATTRIBUTE_WORDS", "word_counts", "BagOfWords", "scene_distribution", "loss_floor",
+    "small_model", "ZeroShotTests",
 ]
 
 # The palette: a name and its RGB centre; each drawing jitters the channels a little.
@@ -732,3 +733,74 @@ def loss_floor(examples, batches, scenes: dict, *, bag_of_words: bool = False,
         targets = torch.arange(len(batch))
         losses.append((F.cross_entropy(scores, targets) + F.cross_entropy(scores.T, targets)).item() / 2)
     return sum(losses) / len(losses)
+
+
+# ---- the models and their two zero-shot tests --------------------------------------------------
+
+def small_model(kind: str, tokenizer, *, image_size: int = 32, width: int = 64, layers: int = 2,
+                seed: int = 0):
+    """A small ``CLIPModel`` or ``SiglipModel`` (`kind` "clip" or "siglip") from its config.
+
+    Both get the same two encoders: `layers` layers of width `width`, 4 heads, 8 x 8 patches,
+    text up to :data:`MAX_TEXT_LENGTH` tokens. CLIP reads a caption's vector at its end-of-text
+    token and projects both sides to `width` dimensions; SigLIP reads the text at the last position
+    and pools the patches with an attention head. SigLIP starts from the paper's logit scale
+    log 10 and bias -10 (Zhai et al. 2023, sec. 3.2); CLIP from its scale 1 / 0.07.
+    """
+    from transformers import CLIPConfig, CLIPModel, SiglipConfig, SiglipModel
+
+    if kind not in ("clip", "siglip"):
+        raise ValueError(f"kind must be 'clip' or 'siglip', got {kind!r}")
+    encoder = dict(hidden_size=width, intermediate_size=4 * width, num_hidden_layers=layers,
+                   num_attention_heads=4)
+    text = dict(encoder, vocab_size=len(tokenizer), max_position_embeddings=MAX_TEXT_LENGTH,
+                pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id)
+    vision = dict(encoder, image_size=image_size, patch_size=8)
+    torch.manual_seed(seed)
+    if kind == "clip":
+        return CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=width))
+    model = SiglipModel(SiglipConfig(text_config=text, vision_config=vision))
+    with torch.no_grad():
+        model.logit_scale.fill_(math.log(10.0))
+        model.logit_bias.fill_(-10.0)
+    return model
+
+
+class ZeroShotTests:
+    """The two zero-shot tests, on held-out pictures: naming and binding.
+
+    Naming: 300 pictures of the six held-out colour-shape pairs (:data:`HELD_OUT`), each to be
+    matched with its plain caption among the six. Binding: 300 two-object scenes of the held-out
+    classes (:data:`BINDING_HELD_OUT`), each caption against its twin's. `split` "validation"
+    (seed 2) is for watching training; "test" (seed 1) is scored once. Calling it on a model
+    returns {"naming": accuracy, "binding": accuracy}, which is what ``utils.train`` wants of an
+    ``eval_fn``.
+    """
+
+    SEEDS = {"validation": 2, "test": 1}
+
+    def __init__(self, processor, split: str = "validation", n: int = 300, image_size: int = 32):
+        if split not in self.SEEDS:
+            raise ValueError(f"split must be one of {list(self.SEEDS)}, got {split!r}")
+        seed = self.SEEDS[split]
+        self.processor = processor
+        self.labels = zero_shot_captions()
+        self.naming = make_examples(n, combos=HELD_OUT, seed=seed, templates=[0],
+                                    image_size=image_size)
+        self.truth = torch.tensor([self.labels.index(e["caption"]) for e in self.naming])
+        # one scene of each twin pair: n independent scenes, each with its twin's caption
+        self.binding = make_pair_examples(n, classes=BINDING_HELD_OUT, seed=seed, templates=[0],
+                                          image_size=image_size)[::2]
+
+    def naming_predictions(self, model) -> torch.Tensor:
+        return zero_shot_predictions(model, self.processor, [e["image"] for e in self.naming],
+                                     self.labels)
+
+    def binding_result(self, model) -> dict:
+        return binding_test(lambda images, texts: pair_scores(model, self.processor, images, texts),
+                            self.binding)
+
+    def __call__(self, model) -> dict:
+        naming = (self.naming_predictions(model) == self.truth).float().mean().item()
+        return {"naming": naming, "binding": self.binding_result(model)["accuracy"]}

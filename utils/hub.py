@@ -37,6 +37,7 @@ CHECKPOINTS = {
     "gpt2": Checkpoint("openai-community/gpt2"),
     "longformer": Checkpoint("allenai/longformer-base-4096"),
     "bigbird": Checkpoint("google/bigbird-roberta-base"),
+    "llava": Checkpoint("llava-hf/llava-onevision-qwen2-0.5b-ov-hf"),
 }
 
 _TRUE = {"1", "on", "yes", "true"}
