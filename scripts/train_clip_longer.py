@@ -52,7 +52,7 @@ def main(argv=None):
     floors = {("twins" if hard else "random"): clip.loss_floor(val_examples, b, scenes)
               for hard, b in batches.items()}
 
-    record = {"command": "python scripts/train_clip_longer.py " + " ".join(argv or sys.argv[1:]),
+    record = {"command": " ".join(["python scripts/train_clip_longer.py", *(argv or sys.argv[1:])]),
               "steps": args.steps, "lr": args.lr, "batch_size": 64, "floors": floors, "runs": {}}
     for name, (kind, hard) in RUNS.items():
         model = clip.small_model(kind, tokenizer)

@@ -1,14 +1,19 @@
-"""CLIP, small: a seeded picture-caption generator, the contrastive loss, and a home-made tokenizer.
+"""CLIP and SigLIP, small: a seeded picture-caption generator, the two losses, a tokenizer, the tests.
 
-Notebook 07 uses this module to train a CLIP model from scratch on the CPU in about two minutes.
+Notebook 07 uses this module to train a small CLIP and a small SigLIP from scratch on the CPU.
 
-* The data: coloured shapes drawn with PIL on a light grey canvas (:func:`draw_scene`), each with a
-  caption written in one of several phrasings (:data:`TEMPLATES`). Some colour-shape combinations
-  never occur in training (:data:`HELD_OUT`): the zero-shot test asks the model to name them.
-* The loss: :func:`contrastive_loss`, the symmetric cross-entropy over the image-text similarity
-  matrix that ``CLIPModel(..., return_loss=True)`` computes, written out.
+* The data: coloured shapes drawn with PIL on a light grey canvas (:func:`draw_scene`), one to a
+  picture (:func:`make_examples`, captions in one of the phrasings of :data:`TEMPLATES`) or two
+  side by side (:func:`make_pair_examples`), each two-object scene followed by its twin, the same
+  shapes with their colours swapped. Some colour-shape combinations never occur in training
+  (:data:`HELD_OUT`), nor do some classes of two-object scenes (:data:`BINDING_HELD_OUT`).
+* The losses: :func:`contrastive_loss`, the symmetric cross-entropy that ``CLIPModel(...,
+  return_loss=True)`` computes, and :func:`sigmoid_loss`, SigLIP's, as ``SiglipModel`` computes it.
 * The tokenizer: :func:`build_tokenizer` trains a byte-level BPE with the ``tokenizers`` library,
   laid out the way CLIP's own is, and saves it so that ``CLIPTokenizerFast.from_pretrained`` loads it.
+* Training and tests: :func:`train_contrastive` (``utils.train`` with random or twin batches),
+  :class:`ZeroShotTests` (naming held-out pairs; binding, a caption against its twin's), the
+  :class:`BagOfWords` baseline, and :func:`loss_floor`, the lowest loss the generator's captions allow.
 """
 
 from __future__ import annotations
@@ -273,24 +278,32 @@ class _NoJitter:
         return (a + b) / 2
 
 
+def _generator_args(n, pool, name, what, templates, n_templates):
+    """Check the arguments of a generator; return its pool and its template numbers as lists."""
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    pool = list(pool)
+    if not pool:
+        raise ValueError(f"{name} is empty: give at least one {what}")
+    templates = list(range(n_templates) if templates is None else templates)
+    if not templates:
+        raise ValueError("templates is empty: give at least one template number")
+    return pool, templates
+
+
 def make_examples(
     n: int, *, combos=TRAIN_COMBOS, seed: int = 0, image_size: int = 32, templates=None
 ) -> list[dict]:
     """`n` seeded examples, each a dict with the picture and what it shows.
 
-    Keys: ``image`` (PIL), ``caption`` (str), ``colour``, ``shape``, ``size``, ``position``.
+    Keys: ``image`` (PIL), ``caption`` (str), ``scene`` (the :class:`Scene`), and its ``colour``,
+    ``shape``, ``size``, ``position``.
     `combos` is the list of (colour, shape) pairs to draw from (:data:`TRAIN_COMBOS` by default,
     :data:`HELD_OUT` for the zero-shot test); `templates` the caption phrasings to draw from (all of
     :data:`TEMPLATES` by default). The same arguments always give the same examples.
     """
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    combos = list(combos)
-    if not combos:
-        raise ValueError("combos is empty: give at least one (colour, shape) pair")
-    templates = list(range(len(TEMPLATES)) if templates is None else templates)
-    if not templates:
-        raise ValueError("templates is empty: give at least one template number")
+    combos, templates = _generator_args(n, combos, "combos", "(colour, shape) pair", templates,
+                                        len(TEMPLATES))
     rng = random.Random(seed)
     sizes, positions = list(SIZES), list(POSITIONS)
     examples = []
@@ -313,14 +326,8 @@ def make_pair_examples(
     swaps the colours and keeps the shapes in place. Keys: ``image``, ``caption``, ``scene`` (a
     :class:`PairScene`), ``twin_caption`` (the same phrasing, the same order, for the twin scene).
     """
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    classes = list(classes)
-    if not classes:
-        raise ValueError("classes is empty: give at least one ((colour, colour), (shape, shape))")
-    templates = list(range(len(PAIR_TEMPLATES)) if templates is None else templates)
-    if not templates:
-        raise ValueError("templates is empty: give at least one template number")
+    classes, templates = _generator_args(n, classes, "classes", "((colour, colour), (shape, shape))",
+                                         templates, len(PAIR_TEMPLATES))
     rng = random.Random(seed)
     examples = []
     for _ in range(n):
