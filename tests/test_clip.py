@@ -232,3 +232,183 @@ def test_tokenizer_is_the_same_every_time(tmp_path):
 def test_tokenizer_vocab_size_too_small(tmp_path):
     with pytest.raises(ValueError, match="vocab_size"):
         clip.build_tokenizer(["a large purple triangle at the bottom"], tmp_path, vocab_size=260)
+
+
+# ---- two objects and their twins ---------------------------------------------------------------
+
+def test_pair_scenes_and_twins():
+    scene = clip.PairScene((("red", "circle"), ("blue", "square")))
+    assert scene.twin() == clip.PairScene((("blue", "circle"), ("red", "square")))
+    assert scene.twin().twin() == scene
+    assert clip.caption(scene) == "a red circle and a blue square"
+    assert clip.caption(scene, swap_order=True) == "a blue square and a red circle"
+    assert clip.caption(scene.twin(), 1) == "a blue circle on the left and a red square on the right"
+    assert clip.caption(clip.PairScene((("orange", "star"), ("red", "cross")))) == \
+        "an orange star and a red cross"
+    assert clip.caption_distribution(scene) == {
+        "a red circle and a blue square": 0.25, "a blue square and a red circle": 0.25,
+        "a red circle on the left and a blue square on the right": 0.5}
+    with pytest.raises(ValueError, match="differ"):
+        clip.PairScene((("red", "circle"), ("red", "square")))
+    with pytest.raises(ValueError, match="colour"):
+        clip.PairScene((("teal", "circle"), ("red", "square")))
+
+
+def test_binding_split():
+    assert len(clip.BINDING_CLASSES) == 90  # C(6,2) colour pairs x C(4,2) shape pairs off the diagonal
+    assert not set(clip.BINDING_HELD_OUT) & set(clip.BINDING_TRAIN)
+    assert len(clip.BINDING_HELD_OUT) + len(clip.BINDING_TRAIN) == 90
+    for (c1, c2), (s1, s2) in clip.BINDING_CLASSES:
+        assert all((c, s) in clip.TRAIN_COMBOS for c in (c1, c2) for s in (s1, s2))
+
+
+def test_pair_examples_come_with_twins_and_stay_in_their_classes():
+    examples = clip.make_pair_examples(100, seed=0)
+    assert len(examples) == 200
+    as_sets = lambda colours, shapes: (frozenset(colours), frozenset(shapes))
+    seen = {as_sets(*zip(*e["scene"].objects)) for e in examples}
+    assert seen <= {as_sets(*k) for k in clip.BINDING_TRAIN}
+    for a, b in zip(examples[::2], examples[1::2]):
+        assert b["scene"] == a["scene"].twin()
+        assert a["twin_caption"] == b["caption"] and b["twin_caption"] == a["caption"]
+        assert sorted(a["caption"].split()) == sorted(b["caption"].split())  # the same bag of words
+        assert a["caption"] != b["caption"]
+    # the colour of each object is drawn where the object is
+    scene = clip.PairScene((("red", "circle"), ("blue", "square")))
+    pixels = np.asarray(clip.draw_scene(scene, image_size=40)).astype(int)
+    for (colour, _), (fx, fy) in zip(scene.objects, clip.PAIR_PLACES):
+        assert np.abs(pixels[round(fy * 40), round(fx * 40)] - clip.COLOURS[colour]).max() <= 2
+    held = clip.make_pair_examples(50, classes=clip.BINDING_HELD_OUT, seed=1, templates=[0])
+    assert all(" and " in e["caption"] and "left" not in e["caption"] for e in held)
+    with pytest.raises(ValueError, match="classes"):
+        clip.make_pair_examples(3, classes=[])
+
+
+# ---- the sigmoid loss --------------------------------------------------------------------------
+
+def _tiny_siglip(seed=0):
+    from transformers import SiglipConfig, SiglipModel
+
+    torch.manual_seed(seed)
+    config = SiglipConfig(
+        text_config=dict(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, max_position_embeddings=16),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=4, image_size=16, patch_size=8),
+    )
+    model = SiglipModel(config).eval()
+    with torch.no_grad():  # the paper's initial values: t' = log 10, b = -10
+        model.logit_scale.fill_(math.log(10))
+        model.logit_bias.fill_(-10.0)
+    return model
+
+
+def test_sigmoid_loss_equals_siglip_model_loss():
+    model, batch = _tiny_siglip(), _batch()
+    with torch.no_grad():
+        out = model(**batch, return_loss=True)
+        ours = clip.sigmoid_loss(out.image_embeds, out.text_embeds, model.logit_scale, model.logit_bias)
+        via_fn = clip.siglip_loss_fn(model, batch)
+        with_bias_zero = clip.sigmoid_loss(out.image_embeds, out.text_embeds, model.logit_scale,
+                                           torch.tensor(0.0))
+    assert torch.allclose(ours, out.loss, atol=1e-5)
+    assert torch.allclose(via_fn, out.loss, atol=1e-5)
+    assert out.loss.item() > 1.0 and abs(with_bias_zero - out.loss).item() > 1.0  # the bias matters
+
+
+def test_sigmoid_loss_gradients_equal_siglip_model_gradients():
+    model, batch = _tiny_siglip(1), _batch(seed=1)
+    model.zero_grad()
+    model(**batch, return_loss=True).loss.backward()
+    theirs = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    assert "logit_bias" in theirs
+    model.zero_grad()
+    clip.siglip_loss_fn(model, batch).backward()
+    for name, grad in theirs.items():
+        assert torch.allclose(model.get_parameter(name).grad, grad, atol=1e-5), name
+
+
+def test_sigmoid_loss_by_hand():
+    # two pairs at right angles, scale 1, bias 0: logits are the identity matrix
+    image = torch.tensor([[2.0, 0.0], [0.0, 3.0]])
+    text = torch.tensor([[1.0, 0.0], [0.0, 5.0]])
+    softplus = lambda z: math.log1p(math.exp(z))  # -log sigmoid(-z)
+    expected = (2 * softplus(-1.0) + 2 * softplus(0.0)) / 2
+    assert clip.sigmoid_loss(image, text, torch.tensor(0.0), torch.tensor(0.0)).item() == \
+        pytest.approx(expected)
+    with pytest.raises(ValueError, match="logit_bias"):
+        clip.sigmoid_loss(image, text, torch.tensor(0.0), torch.ones(2))
+    with pytest.raises(ValueError, match="same shape"):
+        clip.sigmoid_loss(image, text[:1], torch.tensor(0.0), torch.tensor(0.0))
+
+
+# ---- the floor, the baseline, the binding test -------------------------------------------------
+
+def test_loss_floor_by_hand():
+    # single objects of two combos, one phrasing ("a red circle"), one size, one place: every
+    # caption fits exactly the pictures of its combo. In a batch holding the two combos k and
+    # (n - k) times, the posterior of the partner is uniform over its duplicates in both directions.
+    a = {"scene": clip.Scene("red", "square", "small", "left"), "caption": "a red square"}
+    b = {"scene": clip.Scene("blue", "circle", "small", "left"), "caption": "a blue circle"}
+    scenes = {a["scene"]: 0.5, b["scene"]: 0.5}
+    examples = [a, a, a, b]
+
+    def only_plain(scene):
+        return {clip.caption(scene, 0): 1.0}
+
+    original = clip.caption_distribution
+    clip.caption_distribution = only_plain
+    try:
+        floor = clip.loss_floor(examples, [[0, 1, 2, 3]], scenes)
+        assert floor == pytest.approx(3 / 4 * math.log(3))
+        assert clip.loss_floor(examples, [[0, 3]], scenes) == pytest.approx(0.0)
+    finally:
+        clip.caption_distribution = original
+
+
+def test_loss_floor_orders():
+    examples = clip.make_examples(256, seed=0) + clip.make_pair_examples(128, seed=0)
+    scenes = clip.scene_distribution(0.5)
+    assert sum(scenes.values()) == pytest.approx(1.0)
+    random_batches = clip.make_batches(len(examples), 64, 8, seed=0)
+    hard_batches = clip.make_batches(len(examples), 64, 8, seed=0, hard_negatives=True)
+    assert all(set(b[::2]) == {i - 1 for i in b[1::2]} for b in hard_batches)
+    full = clip.loss_floor(examples, random_batches, scenes)
+    blind = clip.loss_floor(examples, random_batches, scenes, blind_to=("size", "position"))
+    words = clip.loss_floor(examples, hard_batches, scenes, bag_of_words=True)
+    # knowing less can only raise the floor; with twins in the batch, a bag of words pays for it
+    assert 0 < full < blind
+    assert words > clip.loss_floor(examples, hard_batches, scenes) + 0.2
+    with pytest.raises(ValueError, match="blind_to"):
+        clip.loss_floor(examples, random_batches, scenes, blind_to=("colour",))
+    with pytest.raises(ValueError, match="single_share"):
+        clip.scene_distribution(1.5)
+
+
+def test_bag_of_words_ties_on_twins_and_names_colours():
+    train = clip.make_examples(400, seed=0)
+    bow = clip.BagOfWords().fit([e["image"] for e in train], [e["caption"] for e in train])
+    pairs = clip.make_pair_examples(40, classes=clip.BINDING_HELD_OUT, seed=1)
+    result = clip.binding_test(bow.score, pairs)
+    assert result["ties"] == result["n"] == 80 and result["accuracy"] == 0.5
+    assert result["low"] < 0.5 < result["high"]
+    # on single objects it reads the colour far above chance (1 in 6)
+    test = clip.make_examples(100, combos=clip.HELD_OUT, seed=2, templates=[0])
+    images = [e["image"] for e in test]
+    colours = list(clip.COLOURS)
+    scores = torch.stack([bow.score(images, [c] * len(images)) for c in colours], dim=1)
+    right = sum(colours[k] == e["colour"] for k, e in zip(scores.argmax(1).tolist(), test))
+    assert right >= 40
+    assert clip.word_counts(["a red circle and a red square"]).tolist()[0][:1] == [2.0]
+
+
+def test_binding_test_counts_wins_and_ties():
+    pairs = clip.make_pair_examples(5, seed=0)
+    always_right = lambda images, texts: torch.tensor([1.0 if t == e["caption"] else 0.0
+                                                       for t, e in zip(texts, pairs)])
+    result = clip.binding_test(always_right, pairs)
+    assert result["accuracy"] == 1.0 and result["wins"] == 10 and result["ties"] == 0
+    assert clip.wilson(10, 10) == pytest.approx((result["low"], result["high"]))
+    assert clip.wilson(5, 10)[0] == pytest.approx(0.2366, abs=1e-3)  # the Wilson interval of 5/10
+    with pytest.raises(ValueError, match="two-object"):
+        clip.binding_test(always_right, clip.make_examples(3))

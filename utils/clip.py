@@ -1,14 +1,19 @@
-"""CLIP, small: a seeded picture-caption generator, the contrastive loss, and a home-made tokenizer.
+"""CLIP and SigLIP, small: a seeded picture-caption generator, the two losses, a tokenizer, the tests.
 
-Notebook 07 uses this module to train a CLIP model from scratch on the CPU in about two minutes.
+Notebook 07 uses this module to train a small CLIP and a small SigLIP from scratch on the CPU.
 
-* The data: coloured shapes drawn with PIL on a light grey canvas (:func:`draw_scene`), each with a
-  caption written in one of several phrasings (:data:`TEMPLATES`). Some colour-shape combinations
-  never occur in training (:data:`HELD_OUT`): the zero-shot test asks the model to name them.
-* The loss: :func:`contrastive_loss`, the symmetric cross-entropy over the image-text similarity
-  matrix that ``CLIPModel(..., return_loss=True)`` computes, written out.
+* The data: coloured shapes drawn with PIL on a light grey canvas (:func:`draw_scene`), one to a
+  picture (:func:`make_examples`, captions in one of the phrasings of :data:`TEMPLATES`) or two
+  side by side (:func:`make_pair_examples`), each two-object scene followed by its twin, the same
+  shapes with their colours swapped. Some colour-shape combinations never occur in training
+  (:data:`HELD_OUT`), nor do some classes of two-object scenes (:data:`BINDING_HELD_OUT`).
+* The losses: :func:`contrastive_loss`, the symmetric cross-entropy that ``CLIPModel(...,
+  return_loss=True)`` computes, and :func:`sigmoid_loss`, SigLIP's, as ``SiglipModel`` computes it.
 * The tokenizer: :func:`build_tokenizer` trains a byte-level BPE with the ``tokenizers`` library,
   laid out the way CLIP's own is, and saves it so that ``CLIPTokenizerFast.from_pretrained`` loads it.
+* Training and tests: :func:`train_contrastive` (``utils.train`` with random or twin batches),
+  :class:`ZeroShotTests` (naming held-out pairs; binding, a caption against its twin's), the
+  :class:`BagOfWords` baseline, and :func:`loss_floor`, the lowest loss the generator's captions allow.
 """
 
 from __future__ import annotations
@@ -25,22 +30,15 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 __all__ = [
-    "COLOURS",
-    "SHAPES",
-    "SIZES",
-    "POSITIONS",
-    "TEMPLATES",
-    "HELD_OUT",
-    "TRAIN_COMBOS",
-    "Scene",
-    "caption",
-    "draw_scene",
-    "make_examples",
-    "zero_shot_captions",
-    "contrastive_loss",
-    "clip_loss_fn",
-    "build_tokenizer",
-    "plot_training",
+    "COLOURS", "SHAPES", "SIZES", "POSITIONS", "TEMPLATES", "HELD_OUT", "TRAIN_COMBOS",
+    "Scene", "PairScene", "PAIR_PLACES", "PAIR_RADIUS", "PAIR_TEMPLATES",
+    "BINDING_CLASSES", "BINDING_HELD_OUT", "BINDING_TRAIN",
+    "caption", "caption_distribution", "draw_scene", "make_examples", "make_pair_examples",
+    "zero_shot_captions", "contrastive_loss", "clip_loss_fn", "sigmoid_loss", "siglip_loss_fn",
+    "build_tokenizer", "MAX_TEXT_LENGTH", "encode", "train_contrastive", "make_batches",
+    "mean_loss", "pair_scores", "zero_shot_predictions", "binding_test", "wilson",
+    "ATTRIBUTE_WORDS", "word_counts", "BagOfWords", "scene_distribution", "loss_floor",
+    "small_model", "ZeroShotTests",
 ]
 
 # The palette: a name and its RGB centre; each drawing jitters the channels a little.
@@ -111,14 +109,96 @@ class Scene:
                 raise ValueError(f"unknown {field} {value!r}; choose one of {sorted(allowed)}")
 
 
-def caption(scene: Scene, template: int = 0) -> str:
-    """The caption of `scene` in phrasing number `template` of :data:`TEMPLATES`."""
-    if not isinstance(template, int) or not 0 <= template < len(TEMPLATES):
-        raise ValueError(f"template must be an int in [0, {len(TEMPLATES)}), got {template!r}")
-    text = TEMPLATES[template].format(
-        colour=scene.colour, shape=scene.shape, size=scene.size, where=_WHERE[scene.position]
-    )
+@dataclass(frozen=True)
+class PairScene:
+    """Two shapes side by side: `objects` is ((colour, shape) on the left, (colour, shape) on the right).
+
+    The two differ in colour and in shape, so that swapping the colours gives another scene with
+    the same words in its caption: its twin (:meth:`twin`).
+    """
+
+    objects: tuple[tuple[str, str], tuple[str, str]]
+
+    def __post_init__(self):
+        if len(self.objects) != 2:
+            raise ValueError(f"a PairScene holds two (colour, shape) objects, got {self.objects!r}")
+        for colour, shape in self.objects:
+            Scene(colour, shape, "small", "middle")  # checks the names
+        (c1, s1), (c2, s2) = self.objects
+        if c1 == c2 or s1 == s2:
+            raise ValueError(f"the two objects must differ in colour and in shape, got {self.objects!r}")
+
+    def twin(self) -> "PairScene":
+        """The same two shapes in the same places, with their colours swapped."""
+        (c1, s1), (c2, s2) = self.objects
+        return PairScene(((c2, s1), (c1, s2)))
+
+
+# Where the two objects of a PairScene sit (left, right), and their radius.
+PAIR_PLACES: tuple[tuple[float, float], ...] = ((0.27, 0.5), (0.73, 0.5))
+PAIR_RADIUS = 0.2
+# Phrasings of a two-object caption: {first} and {second} name the two objects in either order
+# (drawn at random); the second phrasing names them left to right and says so.
+PAIR_TEMPLATES: tuple[str, ...] = (
+    "a {first} and a {second}",
+    "a {left} on the left and a {right} on the right",
+)
+
+
+def _binding_classes():
+    """Every (colours, shapes) pair of pairs whose four colour-shape combinations are all in
+    :data:`TRAIN_COMBOS`: a scene and its twin belong to the same class."""
+    classes = []
+    colours, shapes = list(COLOURS), list(SHAPES)
+    for i, c1 in enumerate(colours):
+        for c2 in colours[i + 1:]:
+            for j, s1 in enumerate(shapes):
+                for s2 in shapes[j + 1:]:
+                    if all((c, s) in TRAIN_COMBOS for c in (c1, c2) for s in (s1, s2)):
+                        classes.append(((c1, c2), (s1, s2)))
+    return tuple(classes)
+
+
+# The binding test's held-out classes: every fifth class never appears in training, in either
+# binding, so a test scene and its twin are both new as wholes, while each of their four
+# colour-shape combinations was seen in training on its own or beside other objects.
+BINDING_CLASSES: tuple = _binding_classes()
+BINDING_HELD_OUT: tuple = BINDING_CLASSES[::5]
+BINDING_TRAIN: tuple = tuple(k for k in BINDING_CLASSES if k not in BINDING_HELD_OUT)
+
+
+def caption(scene, template: int = 0, *, swap_order: bool = False) -> str:
+    """The caption of `scene` in phrasing number `template`.
+
+    A :class:`Scene` uses :data:`TEMPLATES`; a :class:`PairScene` uses :data:`PAIR_TEMPLATES`, where
+    `swap_order` names the right object first in the first phrasing.
+    """
+    templates = TEMPLATES if isinstance(scene, Scene) else PAIR_TEMPLATES
+    if not isinstance(template, int) or not 0 <= template < len(templates):
+        raise ValueError(f"template must be an int in [0, {len(templates)}), got {template!r}")
+    if isinstance(scene, Scene):
+        text = templates[template].format(
+            colour=scene.colour, shape=scene.shape, size=scene.size, where=_WHERE[scene.position]
+        )
+    elif isinstance(scene, PairScene):
+        left, right = (f"{c} {s}" for c, s in scene.objects)
+        first, second = (right, left) if swap_order else (left, right)
+        text = templates[template].format(first=first, second=second, left=left, right=right)
+    else:
+        raise ValueError(f"scene must be a Scene or a PairScene, got {type(scene).__name__}")
     return re.sub(r"\ba (?=[aeiou])", "an ", text)  # "an orange square"
+
+
+def caption_distribution(scene) -> dict[str, float]:
+    """The probability of each caption the generator writes for `scene` (all phrasings in use)."""
+    if isinstance(scene, Scene):
+        choices = [caption(scene, k) for k in range(len(TEMPLATES))]
+    else:
+        choices = [caption(scene, 0), caption(scene, 0, swap_order=True)] + [caption(scene, 1)] * 2
+    probabilities: dict[str, float] = {}
+    for text in choices:
+        probabilities[text] = probabilities.get(text, 0.0) + 1 / len(choices)
+    return probabilities
 
 
 def _outline(shape: str, cx: float, cy: float, r: float, angle: float) -> list[tuple[float, float]]:
@@ -146,30 +226,45 @@ def _outline(shape: str, cx: float, cy: float, r: float, angle: float) -> list[t
     return [(cx + q * math.cos(a + angle), cy + q * math.sin(a + angle)) for q, a in zip(radii, turns)]
 
 
-def draw_scene(scene: Scene, *, image_size: int = 32, rng: random.Random | None = None) -> Image.Image:
-    """Draw `scene` as an RGB picture of `image_size` pixels a side.
-
-    `rng` jitters the background shade, the colour, the centre, the radius and a small rotation;
-    without it the scene is drawn in its canonical form. The shape is drawn four times larger and
-    scaled down so that its edges are smooth.
-    """
+def _canvas(image_size, rng):
     if not isinstance(image_size, int) or image_size < 16:
         raise ValueError(f"image_size must be an int of at least 16 pixels, got {image_size!r}")
-    rng = rng or _NoJitter()
-    big = 4 * image_size
     grey = rng.randint(205, 250)
-    image = Image.new("RGB", (big, big), (grey, grey, grey))
-    fill = tuple(min(255, max(0, v + rng.randint(-20, 20))) for v in COLOURS[scene.colour])
-    fx, fy = POSITIONS[scene.position]
+    return Image.new("RGB", (4 * image_size, 4 * image_size), (grey, grey, grey))
+
+
+def _draw_shape(image, colour, shape, fx, fy, radius, rng):
+    """Draw `shape` in `colour` centred near (fx, fy) (fractions of the side), radius near `radius`."""
+    big = image.size[0]
+    fill = tuple(min(255, max(0, v + rng.randint(-20, 20))) for v in COLOURS[colour])
     cx = (fx + rng.uniform(-0.04, 0.04)) * big
     cy = (fy + rng.uniform(-0.04, 0.04)) * big
-    r = SIZES[scene.size] * rng.uniform(0.9, 1.1) * big
+    r = radius * rng.uniform(0.9, 1.1) * big
     pen = ImageDraw.Draw(image)
-    if scene.shape == "circle":
+    if shape == "circle":
         pen.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
     else:
         angle = math.radians(rng.uniform(-12, 12))
-        pen.polygon(_outline(scene.shape, cx, cy, r, angle), fill=fill)
+        pen.polygon(_outline(shape, cx, cy, r, angle), fill=fill)
+
+
+def draw_scene(scene, *, image_size: int = 32, rng: random.Random | None = None) -> Image.Image:
+    """Draw `scene` (a :class:`Scene` or a :class:`PairScene`) as an RGB picture of `image_size` pixels a side.
+
+    `rng` jitters the background shade, the colours, the centres, the radii and a small rotation;
+    without it the scene is drawn in its canonical form. The shapes are drawn four times larger and
+    scaled down so that their edges are smooth.
+    """
+    if not isinstance(scene, (Scene, PairScene)):
+        raise ValueError(f"scene must be a Scene or a PairScene, got {type(scene).__name__}")
+    rng = rng or _NoJitter()
+    image = _canvas(image_size, rng)
+    if isinstance(scene, Scene):
+        fx, fy = POSITIONS[scene.position]
+        _draw_shape(image, scene.colour, scene.shape, fx, fy, SIZES[scene.size], rng)
+    else:
+        for (colour, shape), (fx, fy) in zip(scene.objects, PAIR_PLACES):
+            _draw_shape(image, colour, shape, fx, fy, PAIR_RADIUS, rng)
     return image.resize((image_size, image_size), Image.Resampling.LANCZOS)
 
 
@@ -183,24 +278,32 @@ class _NoJitter:
         return (a + b) / 2
 
 
+def _generator_args(n, pool, name, what, templates, n_templates):
+    """Check the arguments of a generator; return its pool and its template numbers as lists."""
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    pool = list(pool)
+    if not pool:
+        raise ValueError(f"{name} is empty: give at least one {what}")
+    templates = list(range(n_templates) if templates is None else templates)
+    if not templates:
+        raise ValueError("templates is empty: give at least one template number")
+    return pool, templates
+
+
 def make_examples(
     n: int, *, combos=TRAIN_COMBOS, seed: int = 0, image_size: int = 32, templates=None
 ) -> list[dict]:
     """`n` seeded examples, each a dict with the picture and what it shows.
 
-    Keys: ``image`` (PIL), ``caption`` (str), ``colour``, ``shape``, ``size``, ``position``.
+    Keys: ``image`` (PIL), ``caption`` (str), ``scene`` (the :class:`Scene`), and its ``colour``,
+    ``shape``, ``size``, ``position``.
     `combos` is the list of (colour, shape) pairs to draw from (:data:`TRAIN_COMBOS` by default,
     :data:`HELD_OUT` for the zero-shot test); `templates` the caption phrasings to draw from (all of
     :data:`TEMPLATES` by default). The same arguments always give the same examples.
     """
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    combos = list(combos)
-    if not combos:
-        raise ValueError("combos is empty: give at least one (colour, shape) pair")
-    templates = list(range(len(TEMPLATES)) if templates is None else templates)
-    if not templates:
-        raise ValueError("templates is empty: give at least one template number")
+    combos, templates = _generator_args(n, combos, "combos", "(colour, shape) pair", templates,
+                                        len(TEMPLATES))
     rng = random.Random(seed)
     sizes, positions = list(SIZES), list(POSITIONS)
     examples = []
@@ -209,13 +312,56 @@ def make_examples(
         scene = Scene(colour, shape, rng.choice(sizes), rng.choice(positions))
         image = draw_scene(scene, image_size=image_size, rng=rng)
         text = caption(scene, rng.choice(templates))
-        examples.append({"image": image, "caption": text, **scene.__dict__})
+        examples.append({"image": image, "caption": text, "scene": scene, **scene.__dict__})
+    return examples
+
+
+def make_pair_examples(
+    n: int, *, classes=BINDING_TRAIN, seed: int = 0, image_size: int = 32, templates=None
+) -> list[dict]:
+    """`n` seeded scenes of two objects, each followed by its twin: 2 `n` examples in all.
+
+    A scene picks a class of `classes` (:data:`BINDING_TRAIN` by default, :data:`BINDING_HELD_OUT`
+    for the binding test), which shape goes left and which colour goes with which shape; the twin
+    swaps the colours and keeps the shapes in place. Keys: ``image``, ``caption``, ``scene`` (a
+    :class:`PairScene`), ``twin_caption`` (the same phrasing, the same order, for the twin scene).
+    """
+    classes, templates = _generator_args(n, classes, "classes", "((colour, colour), (shape, shape))",
+                                         templates, len(PAIR_TEMPLATES))
+    rng = random.Random(seed)
+    examples = []
+    for _ in range(n):
+        colours, shapes = rng.choice(classes)
+        shapes = shapes if rng.random() < 0.5 else shapes[::-1]
+        colours = colours if rng.random() < 0.5 else colours[::-1]
+        scene = PairScene(tuple(zip(colours, shapes)))
+        template, swap_order = rng.choice(templates), rng.random() < 0.5
+        for drawn, other in ((scene, scene.twin()), (scene.twin(), scene)):
+            examples.append({
+                "image": draw_scene(drawn, image_size=image_size, rng=rng),
+                "caption": caption(drawn, template, swap_order=swap_order),
+                "twin_caption": caption(other, template, swap_order=swap_order),
+                "scene": drawn,
+            })
     return examples
 
 
 def zero_shot_captions(combos=HELD_OUT) -> list[str]:
     """The plain caption ("a red circle", "an orange square") of every (colour, shape) pair in `combos`."""
     return [caption(Scene(c, s, "small", "middle"), 0) for c, s in combos]
+
+
+def _check_embeddings(image_embeds, text_embeds):
+    if image_embeds.ndim != 2 or text_embeds.ndim != 2:
+        raise ValueError(
+            f"embeddings must be 2-D (batch, dim), got image {tuple(image_embeds.shape)} "
+            f"and text {tuple(text_embeds.shape)}"
+        )
+    if image_embeds.shape != text_embeds.shape:
+        raise ValueError(
+            f"image and text embeddings must have the same shape, got {tuple(image_embeds.shape)} "
+            f"and {tuple(text_embeds.shape)}"
+        )
 
 
 def contrastive_loss(
@@ -227,16 +373,7 @@ def contrastive_loss(
     logits, and the loss is the mean of two cross-entropies: each image against all texts, and
     each text against all images, the right partner being the one on the diagonal.
     """
-    if image_embeds.ndim != 2 or text_embeds.ndim != 2:
-        raise ValueError(
-            f"embeddings must be 2-D (batch, dim), got image {tuple(image_embeds.shape)} "
-            f"and text {tuple(text_embeds.shape)}"
-        )
-    if image_embeds.shape != text_embeds.shape:
-        raise ValueError(
-            f"image and text embeddings must have the same shape, got {tuple(image_embeds.shape)} "
-            f"and {tuple(text_embeds.shape)}"
-        )
+    _check_embeddings(image_embeds, text_embeds)
     if torch.as_tensor(logit_scale).numel() != 1:
         raise ValueError(f"logit_scale must be a single number, got shape {tuple(logit_scale.shape)}")
     image_embeds = F.normalize(image_embeds, dim=-1)
@@ -252,6 +389,35 @@ def clip_loss_fn(model, batch: dict) -> torch.Tensor:
     """The `loss_fn` for ``utils.train``: run a CLIPModel on a batch and apply :func:`contrastive_loss`."""
     out = model(**batch)
     return contrastive_loss(out.image_embeds, out.text_embeds, model.logit_scale)
+
+
+def sigmoid_loss(
+    image_embeds: torch.Tensor,
+    text_embeds: torch.Tensor,
+    logit_scale: torch.Tensor,
+    logit_bias: torch.Tensor,
+) -> torch.Tensor:
+    """SigLIP's loss (Zhai et al. 2023, arXiv:2303.15343): every (image, text) pair of the batch on its own.
+
+    The logits are exp(logit_scale) times the cosine similarities plus `logit_bias`. Each of the
+    N x N pairs is a binary question, "do these two belong together?", answered by a sigmoid: yes
+    on the diagonal, no elsewhere. The loss is the sum of the N x N log-losses divided by N.
+    """
+    _check_embeddings(image_embeds, text_embeds)
+    for name, value in (("logit_scale", logit_scale), ("logit_bias", logit_bias)):
+        if torch.as_tensor(value).numel() != 1:
+            raise ValueError(f"{name} must be a single number, got shape {tuple(torch.as_tensor(value).shape)}")
+    image_embeds = F.normalize(image_embeds, dim=-1)
+    text_embeds = F.normalize(text_embeds, dim=-1)
+    logits = logit_scale.exp() * text_embeds @ image_embeds.T + logit_bias
+    signs = 2 * torch.eye(len(logits), device=logits.device) - 1  # +1 on the diagonal, -1 elsewhere
+    return -F.logsigmoid(signs * logits).sum() / len(logits)
+
+
+def siglip_loss_fn(model, batch: dict) -> torch.Tensor:
+    """The `loss_fn` for ``utils.train``: run a SiglipModel on a batch and apply :func:`sigmoid_loss`."""
+    out = model(**batch)
+    return sigmoid_loss(out.image_embeds, out.text_embeds, model.logit_scale, model.logit_bias)
 
 
 def build_tokenizer(texts, save_dir, *, vocab_size: int = 400):
@@ -319,25 +485,329 @@ def build_tokenizer(texts, save_dir, *, vocab_size: int = 400):
     return CLIPTokenizerFast.from_pretrained(save_dir)
 
 
-def plot_training(history, metric: str = "accuracy", *, title: str | None = None):
-    """The loss at every step (left axis) and `metric` where it was evaluated (right axis).
+# ---- training and scoring ----------------------------------------------------------------------
 
-    `history` is the DataFrame ``utils.train`` returns. Plain matplotlib: no foundation helper
-    draws a linear two-axis curve.
+MAX_TEXT_LENGTH = 16  # tokens: the longest caption of the generator has 13 words and 2 specials
+
+
+def encode(processor, examples, *, max_length: int = MAX_TEXT_LENGTH) -> list[dict]:
+    """Each example's picture and caption as model inputs, captions padded to `max_length` tokens.
+
+    One fixed length serves both models: SigLIP's text encoder reads its caption's vector at the
+    last position, so the padding must not change from batch to batch.
     """
-    import matplotlib.pyplot as plt
+    if not examples:
+        raise ValueError("encode: examples is empty")
+    batch = processor(text=[e["caption"] for e in examples], images=[e["image"] for e in examples],
+                      padding="max_length", max_length=max_length, truncation=True,
+                      return_tensors="pt")
+    keys = ("input_ids", "attention_mask", "pixel_values")
+    return [{key: batch[key][i] for key in keys} for i in range(len(examples))]
 
-    for column in ("step", "loss", metric):
-        if column not in history.columns:
-            raise ValueError(f"plot_training: history has no column {column!r} ({list(history.columns)})")
-    fig, ax = plt.subplots(figsize=(6.5, 3.5))
-    ax.plot(history["step"], history["loss"], color="tab:blue", lw=1)
-    ax.set(xlabel="training step", title=title)
-    ax.set_ylabel("contrastive loss", color="tab:blue")
-    evaluated = history.dropna(subset=[metric])
-    right = ax.twinx()
-    right.plot(evaluated["step"], evaluated[metric], "o-", color="tab:orange", ms=4)
-    right.set_ylabel(metric, color="tab:orange")
-    right.set_ylim(0, 1.02)
-    fig.tight_layout()
-    return ax
+
+def _stack(items):
+    return {key: torch.stack([item[key] for item in items]) for key in items[0]}
+
+
+def _stack_groups(groups):
+    return _stack([item for group in groups for item in group])
+
+
+def train_contrastive(model, items, *, loss_fn, steps: int, batch_size: int = 64, lr: float = 2e-3,
+                      hard_negatives: bool = False, eval_fn=None, eval_every=None, seed: int = 0,
+                      progress: bool = True):
+    """Train a CLIPModel or a SiglipModel on `items` (from :func:`encode`) with ``utils.train``.
+
+    With `hard_negatives`, items 2k and 2k + 1 always share a batch: put each two-object scene
+    next to its twin (as :func:`make_pair_examples` does) and every batch holds both. Without it,
+    batches are drawn at random. The same steps, batch size and schedule either way. Returns the
+    history DataFrame of ``utils.train``.
+    """
+    if not isinstance(batch_size, int) or batch_size < 2 or (hard_negatives and batch_size % 2):
+        raise ValueError(f"batch_size must be an int >= 2 (even with hard_negatives), got {batch_size!r}")
+    if hard_negatives and len(items) % 2:
+        raise ValueError(f"hard_negatives needs an even number of items, got {len(items)}")
+    from .training import train
+
+    if hard_negatives:
+        data = [items[k:k + 2] for k in range(0, len(items), 2)]
+        collate, per_batch = _stack_groups, batch_size // 2
+    else:
+        data, collate, per_batch = items, _stack, batch_size
+    return train(model, data, collate_fn=collate, batch_size=per_batch, max_steps=steps, lr=lr,
+                 loss_fn=loss_fn, eval_fn=eval_fn, eval_every=eval_every, seed=seed,
+                 progress=progress)
+
+
+def make_batches(n_items: int, batch_size: int, n_batches: int, *, hard_negatives: bool = False,
+                 seed: int = 0) -> list[list[int]]:
+    """`n_batches` batches of item indices drawn the way :func:`train_contrastive` draws them."""
+    if n_items < batch_size:
+        raise ValueError(f"make_batches: {n_items} items cannot fill a batch of {batch_size}")
+    g = torch.Generator().manual_seed(seed)
+    batches = []
+    for _ in range(n_batches):
+        if hard_negatives:
+            groups = torch.randperm(n_items // 2, generator=g)[: batch_size // 2].tolist()
+            batches.append([2 * k + d for k in groups for d in (0, 1)])
+        else:
+            batches.append(torch.randperm(n_items, generator=g)[:batch_size].tolist())
+    return batches
+
+
+@torch.no_grad()
+def mean_loss(model, items, batches, loss_fn) -> float:
+    """The mean of `loss_fn` over `batches` (lists of indices into `items`), the model in eval mode."""
+    model.eval()
+    return sum(loss_fn(model, _stack([items[i] for i in b])).item() for b in batches) / len(batches)
+
+
+@torch.no_grad()
+def pair_scores(model, processor, images, texts) -> torch.Tensor:
+    """The model's logit for each (image, text) pair: picture k with caption k."""
+    if len(images) != len(texts) or not texts:
+        raise ValueError(f"pair_scores: {len(images)} images and {len(texts)} texts; give as many of each")
+    model.eval()
+    batch = processor(text=list(texts), images=list(images), padding="max_length",
+                      max_length=MAX_TEXT_LENGTH, truncation=True, return_tensors="pt")
+    return model(**batch).logits_per_image.diagonal()
+
+
+@torch.no_grad()
+def zero_shot_predictions(model, processor, images, labels) -> torch.Tensor:
+    """The index of the label whose caption fits each picture best."""
+    model.eval()
+    batch = processor(text=list(labels), images=list(images), padding="max_length",
+                      max_length=MAX_TEXT_LENGTH, truncation=True, return_tensors="pt")
+    return model(**batch).logits_per_image.argmax(dim=-1)
+
+
+def binding_test(score_fn, examples) -> dict:
+    """Does `score_fn` prefer each picture's caption to its twin's ("a red circle and a blue square"
+    against "a blue circle and a red square")? A tie counts half: a coin toss.
+
+    `score_fn(images, texts)` returns one score per (image, text) pair. Returns the accuracy, the
+    number of pictures, of wins and of ties, and a 95% Wilson interval.
+    """
+    from scipy.stats import binomtest
+
+    if not examples or any("twin_caption" not in e for e in examples):
+        raise ValueError("binding_test: give two-object examples from make_pair_examples")
+    images = [e["image"] for e in examples]
+    right = torch.as_tensor(score_fn(images, [e["caption"] for e in examples]))
+    wrong = torch.as_tensor(score_fn(images, [e["twin_caption"] for e in examples]))
+    wins, ties, n = int((right > wrong).sum()), int((right == wrong).sum()), len(examples)
+    accuracy = (wins + ties / 2) / n
+    interval = binomtest(round(wins + ties / 2), n).proportion_ci(method="wilson")
+    return {"accuracy": accuracy, "n": n, "wins": wins, "ties": ties,
+            "low": interval.low, "high": interval.high}
+
+
+def wilson(k: int, n: int) -> tuple[float, float]:
+    """The 95% Wilson interval of a proportion of `k` successes in `n` trials."""
+    from scipy.stats import binomtest
+
+    interval = binomtest(int(k), int(n)).proportion_ci(method="wilson")
+    return interval.low, interval.high
+
+
+# ---- the baseline: a bag of words --------------------------------------------------------------
+
+ATTRIBUTE_WORDS: tuple[str, ...] = (*COLOURS, *SHAPES)
+
+
+def word_counts(texts) -> torch.Tensor:
+    """How often each of :data:`ATTRIBUTE_WORDS` occurs in each text: a (len(texts), 12) matrix."""
+    index = {w: k for k, w in enumerate(ATTRIBUTE_WORDS)}
+    counts = torch.zeros(len(texts), len(index))
+    for row, text in enumerate(texts):
+        for word in text.lower().split():
+            if word in index:
+                counts[row, index[word]] += 1
+    return counts
+
+
+class BagOfWords:
+    """The sceptic's baseline: a linear model from pixels to the colour and shape words of the caption.
+
+    :meth:`fit` learns, by ridge regression, to predict from a picture's pixels how often each
+    colour word and each shape word occurs in its caption. :meth:`score` rates a caption for a
+    picture by the predicted counts of the words the caption holds. Word order plays no part, so a
+    caption and its twin (the same words, colours swapped) always get the same score.
+    """
+
+    def __init__(self, alpha: float = 10.0):
+        self.alpha = alpha
+
+    @staticmethod
+    def _pixels(images):
+        return torch.stack([torch.from_numpy(__import__("numpy").asarray(im, dtype="float32"))
+                            .flatten() / 255 for im in images]).double()
+
+    def fit(self, images, texts):
+        if len(images) != len(texts) or not texts:
+            raise ValueError(f"BagOfWords.fit: {len(images)} images and {len(texts)} texts")
+        x = self._pixels(images)
+        self.mean_ = x.mean(0)
+        x = torch.cat([x - self.mean_, torch.ones(len(x), 1, dtype=x.dtype)], dim=1)
+        y = word_counts(texts).double()
+        gram = x.T @ x + self.alpha * torch.eye(x.shape[1], dtype=x.dtype)
+        self.weights_ = torch.linalg.solve(gram, x.T @ y)
+        return self
+
+    def predict_counts(self, images) -> torch.Tensor:
+        x = self._pixels(images) - self.mean_
+        return torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], dim=1) @ self.weights_
+
+    def score(self, images, texts) -> torch.Tensor:
+        """One score per (image, text) pair: the predicted counts of the caption's words, summed."""
+        if len(images) != len(texts):
+            raise ValueError(f"BagOfWords.score: {len(images)} images and {len(texts)} texts")
+        return (self.predict_counts(images) * word_counts(texts).double()).sum(dim=1)
+
+
+# ---- the lowest loss the data allow -------------------------------------------------------------
+
+def scene_distribution(single_share: float, *, combos=TRAIN_COMBOS, classes=BINDING_TRAIN) -> dict:
+    """The generator's probability of each scene when a share `single_share` of examples come from
+    :func:`make_examples` (uniform over `combos`, sizes and positions) and the rest from
+    :func:`make_pair_examples` (uniform over `classes`, arrangements and bindings)."""
+    if not 0 <= single_share <= 1:
+        raise ValueError(f"single_share must be in [0, 1], got {single_share!r}")
+    probabilities = {}
+    singles = [Scene(c, s, size, place) for c, s in combos for size in SIZES for place in POSITIONS]
+    for scene in singles:
+        probabilities[scene] = single_share / len(singles)
+    pairs = [PairScene(tuple(zip(cs, ss)))
+             for colours, shapes in classes
+             for cs in (colours, colours[::-1]) for ss in (shapes, shapes[::-1])]
+    for scene in pairs:
+        probabilities[scene] = probabilities.get(scene, 0.0) + (1 - single_share) / len(pairs)
+    return probabilities
+
+
+def _bag(text):
+    return tuple(sorted(text.split()))
+
+
+def _perceived(scene, blind_to):
+    """What a model blind to some attributes sees of `scene`."""
+    if isinstance(scene, Scene):
+        return (scene.colour, scene.shape, None if "size" in blind_to else scene.size,
+                None if "position" in blind_to else scene.position)
+    return tuple(sorted(scene.objects)) if "position" in blind_to else scene.objects
+
+
+def loss_floor(examples, batches, scenes: dict, *, bag_of_words: bool = False,
+               blind_to=()) -> float:
+    """The lowest mean contrastive loss any model can reach on `batches` of `examples`.
+
+    The captions the generator writes for a scene are known exactly (:func:`caption_distribution`),
+    and so is the probability of every scene (`scenes`, from :func:`scene_distribution`). The best
+    any model can do is to score each (picture, caption) pair by log p(caption | scene) - log
+    p(caption): a softmax over these scores is the exact posterior of which caption (or picture) in
+    the batch is the partner, in both directions at once. The floor is the loss of those scores. A
+    caption that fits several pictures of the batch ("a red star" for every red star) keeps it
+    above zero. With `bag_of_words`, the scores may depend on the caption's words only, not their
+    order: the floor of a model that cannot tell a caption from its twin. With `blind_to` (any of
+    "size" and "position"), the scores may depend on what the picture shows apart from those: the
+    floor of a model that never learned them (for two objects, blind to position means blind to
+    which is on the left).
+    """
+    unknown = set(blind_to) - {"size", "position"}
+    if unknown:
+        raise ValueError(f"blind_to: unknown attribute(s) {sorted(unknown)}; use 'size' or 'position'")
+    view = _bag if bag_of_words else (lambda t: t)
+    given, weight, marginal = {}, {}, {}  # p(caption | what is seen), p(what is seen), p(caption)
+    for scene, p in scenes.items():
+        if p == 0:
+            continue
+        seen = _perceived(scene, blind_to)
+        d = given.setdefault(seen, {})
+        for text, q in caption_distribution(scene).items():
+            d[view(text)] = d.get(view(text), 0.0) + p * q
+            marginal[view(text)] = marginal.get(view(text), 0.0) + p * q
+        weight[seen] = weight.get(seen, 0.0) + p
+    given = {seen: {k: q / weight[seen] for k, q in d.items()} for seen, d in given.items()}
+    losses = []
+    for batch in batches:
+        shown = [given[_perceived(examples[i]["scene"], blind_to)] for i in batch]
+        keys = [view(examples[i]["caption"]) for i in batch]
+        if any(k not in marginal for k in keys):
+            raise ValueError("loss_floor: a caption of the batch has no probability under `scenes`")
+        scores = torch.tensor([[math.log(d[k] / marginal[k]) if k in d else -math.inf for k in keys]
+                               for d in shown], dtype=torch.float64)
+        targets = torch.arange(len(batch))
+        losses.append((F.cross_entropy(scores, targets) + F.cross_entropy(scores.T, targets)).item() / 2)
+    return sum(losses) / len(losses)
+
+
+# ---- the models and their two zero-shot tests --------------------------------------------------
+
+def small_model(kind: str, tokenizer, *, image_size: int = 32, width: int = 64, layers: int = 2,
+                seed: int = 0):
+    """A small ``CLIPModel`` or ``SiglipModel`` (`kind` "clip" or "siglip") from its config.
+
+    Both get the same two encoders: `layers` layers of width `width`, 4 heads, 8 x 8 patches,
+    text up to :data:`MAX_TEXT_LENGTH` tokens. CLIP reads a caption's vector at its end-of-text
+    token and projects both sides to `width` dimensions; SigLIP reads the text at the last position
+    and pools the patches with an attention head. SigLIP starts from the paper's logit scale
+    log 10 and bias -10 (Zhai et al. 2023, sec. 3.2); CLIP from its scale 1 / 0.07.
+    """
+    from transformers import CLIPConfig, CLIPModel, SiglipConfig, SiglipModel
+
+    if kind not in ("clip", "siglip"):
+        raise ValueError(f"kind must be 'clip' or 'siglip', got {kind!r}")
+    encoder = dict(hidden_size=width, intermediate_size=4 * width, num_hidden_layers=layers,
+                   num_attention_heads=4)
+    text = dict(encoder, vocab_size=len(tokenizer), max_position_embeddings=MAX_TEXT_LENGTH,
+                pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id)
+    vision = dict(encoder, image_size=image_size, patch_size=8)
+    torch.manual_seed(seed)
+    if kind == "clip":
+        return CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=width))
+    model = SiglipModel(SiglipConfig(text_config=text, vision_config=vision))
+    with torch.no_grad():
+        model.logit_scale.fill_(math.log(10.0))
+        model.logit_bias.fill_(-10.0)
+    return model
+
+
+class ZeroShotTests:
+    """The two zero-shot tests, on held-out pictures: naming and binding.
+
+    Naming: 300 pictures of the six held-out colour-shape pairs (:data:`HELD_OUT`), each to be
+    matched with its plain caption among the six. Binding: 300 two-object scenes of the held-out
+    classes (:data:`BINDING_HELD_OUT`), each caption against its twin's. `split` "validation"
+    (seed 2) is for watching training; "test" (seed 1) is scored once. Calling it on a model
+    returns {"naming": accuracy, "binding": accuracy}, which is what ``utils.train`` wants of an
+    ``eval_fn``.
+    """
+
+    SEEDS = {"validation": 2, "test": 1}
+
+    def __init__(self, processor, split: str = "validation", n: int = 300, image_size: int = 32):
+        if split not in self.SEEDS:
+            raise ValueError(f"split must be one of {list(self.SEEDS)}, got {split!r}")
+        seed = self.SEEDS[split]
+        self.processor = processor
+        self.labels = zero_shot_captions()
+        self.naming = make_examples(n, combos=HELD_OUT, seed=seed, templates=[0],
+                                    image_size=image_size)
+        self.truth = torch.tensor([self.labels.index(e["caption"]) for e in self.naming])
+        # one scene of each twin pair: n independent scenes, each with its twin's caption
+        self.binding = make_pair_examples(n, classes=BINDING_HELD_OUT, seed=seed, templates=[0],
+                                          image_size=image_size)[::2]
+
+    def naming_predictions(self, model) -> torch.Tensor:
+        return zero_shot_predictions(model, self.processor, [e["image"] for e in self.naming],
+                                     self.labels)
+
+    def binding_result(self, model) -> dict:
+        return binding_test(lambda images, texts: pair_scores(model, self.processor, images, texts),
+                            self.binding)
+
+    def __call__(self, model) -> dict:
+        naming = (self.naming_predictions(model) == self.truth).float().mean().item()
+        return {"naming": naming, "binding": self.binding_result(model)["accuracy"]}
