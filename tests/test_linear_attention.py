@@ -404,3 +404,29 @@ def test_linear_attention_function_inside_gpt2():
     assert torch.equal(full[:, 4:-1].argmax(-1), generated[:, 5:])
     with pytest.raises(ValueError, match="attention must be"):
         la.char_gpt(20, attention="softmax")
+
+
+def test_char_ngram_loss_by_hand():
+    # bigrams of "abab": ab, ba, ab; contexts a, b, a. Test "ab": P(b | a) = (2 + k) / (2 + 2k), vocabulary {a, b}
+    k = 0.5
+    assert la.char_ngram_loss("abab", "ab", order=2, add_k=k) == pytest.approx(-math.log((2 + k) / (2 + 2 * k)))
+    # unigram (order 1): P(a) = (2 + k) / (4 + 3k) with vocabulary {a, b, c}, c unseen
+    expected = -(math.log((2 + k) / (4 + 3 * k)) + math.log(k / (4 + 3 * k))) / 2
+    assert la.char_ngram_loss("abab", "ac", order=1, add_k=k) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="add_k > 0"):
+        la.char_ngram_loss("abab", "ab", add_k=0)
+
+
+def test_split_text_in_reading_order():
+    text = "".join(chr(65 + i % 26) for i in range(1000))
+    train, val, test = la.split_text(text)
+    assert train + val + test == text and (len(train), len(val), len(test)) == (900, 50, 50)
+    with pytest.raises(ValueError, match="fractions"):
+        la.split_text(text, 0.6, 0.5)
+
+
+def test_sweep_refuses_unknown_kernels():
+    with pytest.raises(ValueError, match="unknown kernels"):
+        list(la.sweep([256], {"flash": 1024}))
+    records = list(la.sweep([64], {"linear": 64, "sdpa": 32}, budget_ms=1))
+    assert [r["kernel"] for r in records] == ["linear"] and records[0]["ms"] > 0
