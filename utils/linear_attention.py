@@ -12,7 +12,12 @@ Every function takes queries, keys and values shaped (..., n, d): any leading di
 - exact softmax attention: `naive_softmax_attention` (the n x n matrix) and
   `chunked_softmax_attention` (Rabe & Staats 2021: chunks, running max, log-sum-exp);
 - generation with softmax attention and a KV cache (`SoftmaxKVCache`), and the benchmark suite
-  "linear" (`python -m utils.benchmarks --suite linear [--long]`).
+  "linear" (`python -m utils.benchmarks --suite linear [--long]`, `sweep` for a shorter run);
+- a gate on the recurrent state (RetNet, GLA, Mamba-2): `LinearAttentionRNN.step(..., log_decay)`
+  and its parallel masked form `decayed_linear_attention`;
+- linear attention inside a transformers model: `linear_attention_forward`, registered in
+  `AttentionInterface` as `LINEAR_ATTENTION`; `char_gpt` and `compare_attention` train notebook 01's
+  character GPT with either attention, beside `char_ngram_loss`.
 """
 import math
 import time
