@@ -300,3 +300,133 @@ def test_gradients_flow_through_the_in_place_steps():
                lambda q, k, v: la.linear_kernel_attention(q, k, v, la.FavorPlus(4, 8)),
                lambda q, k, v: la.chunked_softmax_attention(q, k, v, causal=True, query_chunk=4, key_chunk=3)):
         assert torch.autograd.gradcheck(fn, (q, k, v))
+
+
+# ----------------------------------------------------------------------------- gated state
+def decayed_reference(q, k, v, phi, log_decay, normalize):
+    """Written out pair by pair: D_ij = prod_{t=j+1..i} g_t (per head or per feature), no shared code."""
+    fq, fk = phi(q, is_query=True), phi(k, is_query=False)
+    gates = log_decay.exp()
+    n = q.shape[-2]
+    out = torch.zeros(*q.shape[:-1], v.shape[-1], dtype=q.dtype)
+    for i in range(n):
+        num, den = 0, 0
+        for j in range(i + 1):
+            d = torch.ones_like(gates[..., 0:1, :] if gates.dim() == q.dim() else gates[..., 0:1])
+            for t in range(j + 1, i + 1):
+                d = d * (gates[..., t:t + 1, :] if gates.dim() == q.dim() else gates[..., t:t + 1])
+            if gates.dim() == q.dim():
+                w = (fq[..., i:i + 1, :] * d * fk[..., j:j + 1, :]).sum(-1)
+            else:
+                w = (fq[..., i:i + 1, :] * fk[..., j:j + 1, :]).sum(-1) * d
+            num = num + w.unsqueeze(-1) * v[..., j:j + 1, :]
+            den = den + w
+        out[..., i:i + 1, :] = num / den.unsqueeze(-1) if normalize else num
+    return out
+
+
+def _identity(x, is_query=True):
+    return x
+
+
+@pytest.mark.parametrize("per_feature", [False, True])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_gated_recurrent_equals_parallel_masked_form(per_feature, normalize):
+    q, k, v = qkv(n=11, d=5)
+    gen = torch.Generator().manual_seed(7)
+    shape = q.shape if per_feature else q.shape[:-1]
+    log_decay = -torch.rand(shape, generator=gen, dtype=torch.float64)  # gates in (e^-1, 1]
+    phi = la.elu_plus_one if normalize else _identity
+    reference = decayed_reference(q, k, v, phi, log_decay, normalize)
+    parallel = la.decayed_linear_attention(q, k, v, log_decay, phi, normalize=normalize)
+    recurrent = la.recurrent_linear_attention(q, k, v, phi, log_decay=log_decay, normalize=normalize)
+    torch.testing.assert_close(parallel, reference, rtol=0, atol=1e-10)
+    torch.testing.assert_close(recurrent, reference, rtol=0, atol=1e-10)
+
+
+def test_gate_of_one_is_plain_causal_linear_attention():
+    q, k, v = qkv()
+    ones = torch.zeros(q.shape[:-1], dtype=torch.float64)
+    plain = la.quadratic_kernel_attention(q, k, v, causal=True)
+    torch.testing.assert_close(la.decayed_linear_attention(q, k, v, ones), plain, rtol=0, atol=1e-10)
+    torch.testing.assert_close(la.recurrent_linear_attention(q, k, v, log_decay=ones), plain, rtol=0, atol=1e-10)
+
+
+def test_strong_decay_forgets_the_past():
+    """With gates near 0 each output is (almost) v of its own token: the state keeps only the last key."""
+    q, k, v = qkv()
+    log_decay = torch.full(q.shape[:-1], -50.0, dtype=torch.float64)
+    torch.testing.assert_close(la.decayed_linear_attention(q, k, v, log_decay), v, rtol=0, atol=1e-12)
+
+
+def test_retnet_decays_match_the_paper():
+    gammas = la.retnet_log_decays(4).exp()
+    torch.testing.assert_close(gammas, torch.tensor([1 - 1 / 32, 1 - 1 / 64, 1 - 1 / 128, 1 - 1 / 256],
+                                                    dtype=torch.float64), rtol=0, atol=1e-15)
+
+
+def test_bad_gates_name_the_problem():
+    q, k, v = qkv()
+    with pytest.raises(ValueError, match="log_decay must be <= 0"):
+        la.decayed_linear_attention(q, k, v, torch.ones(q.shape[:-1], dtype=torch.float64))
+    with pytest.raises(ValueError, match="log_decay must be shaped"):
+        la.decayed_linear_attention(q, k, v, torch.zeros(3, dtype=torch.float64))
+    with pytest.raises(TypeError, match="log_decay must be a floating"):
+        la.recurrent_linear_attention(q, k, v, log_decay=torch.zeros(q.shape[:-1], dtype=torch.long))
+
+
+# ----------------------------------------------------------------------------- inside GPT-2
+def test_linear_attention_function_inside_gpt2():
+    """The registered function: GPT-2's layer hands it (batch, heads, n, d) and gets what the masked
+    quadratic form gives; the model stays causal and generates with a cache as without one."""
+    q, k, v = qkv(dtype=torch.float32)
+    out, weights = la.linear_attention_forward(None, q, k, v)
+    assert weights is None and out.shape == (B, N, H, D)
+    torch.testing.assert_close(out.transpose(1, 2), la.quadratic_kernel_attention(q, k, v, causal=True),
+                               rtol=0, atol=1e-5)
+    tail, _ = la.linear_attention_forward(None, q[..., -3:, :], k, v)  # 3 new queries, cached keys
+    torch.testing.assert_close(tail, out[:, -3:], rtol=0, atol=1e-5)
+
+    model = la.char_gpt(20, n_layer=2, d_model=16, n_head=2, block_size=32, attention=la.LINEAR_ATTENTION)
+    assert all(block.attn.config._attn_implementation == la.LINEAR_ATTENTION for block in model.transformer.h)
+    ids = torch.randint(0, 20, (2, 32), generator=torch.Generator().manual_seed(0))
+    changed = ids.clone()
+    changed[:, 20:] = (changed[:, 20:] + 1) % 20
+    with torch.no_grad():
+        a, b = model(input_ids=ids).logits, model(input_ids=changed).logits
+        softmax = la.char_gpt(20, n_layer=2, d_model=16, n_head=2, block_size=32)(input_ids=ids).logits
+    torch.testing.assert_close(a[:, :20], b[:, :20], rtol=0, atol=1e-6)  # causal
+    assert (a[:, 20:] - b[:, 20:]).abs().max() > 1e-3
+    assert (a - softmax).abs().max() > 1e-5  # same weights, a different attention (small at init)
+    generated = model.generate(ids[:, :5], max_new_tokens=10, do_sample=False)
+    with torch.no_grad():
+        full = model(input_ids=generated).logits
+    assert torch.equal(full[:, 4:-1].argmax(-1), generated[:, 5:])
+    with pytest.raises(ValueError, match="attention must be"):
+        la.char_gpt(20, attention="softmax")
+
+
+def test_char_ngram_loss_by_hand():
+    # bigrams of "abab": ab, ba, ab; contexts a, b, a. Test "ab": P(b | a) = (2 + k) / (2 + 2k), vocabulary {a, b}
+    k = 0.5
+    assert la.char_ngram_loss("abab", "ab", order=2, add_k=k) == pytest.approx(-math.log((2 + k) / (2 + 2 * k)))
+    # unigram (order 1): P(a) = (2 + k) / (4 + 3k) with vocabulary {a, b, c}, c unseen
+    expected = -(math.log((2 + k) / (4 + 3 * k)) + math.log(k / (4 + 3 * k))) / 2
+    assert la.char_ngram_loss("abab", "ac", order=1, add_k=k) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="add_k > 0"):
+        la.char_ngram_loss("abab", "ab", add_k=0)
+
+
+def test_split_text_in_reading_order():
+    text = "".join(chr(65 + i % 26) for i in range(1000))
+    train, val, test = la.split_text(text)
+    assert train + val + test == text and (len(train), len(val), len(test)) == (900, 50, 50)
+    with pytest.raises(ValueError, match="fractions"):
+        la.split_text(text, 0.6, 0.5)
+
+
+def test_sweep_refuses_unknown_kernels():
+    with pytest.raises(ValueError, match="unknown kernels"):
+        list(la.sweep([256], {"flash": 1024}))
+    records = list(la.sweep([64], {"linear": 64, "sdpa": 32}, budget_ms=1))
+    assert [r["kernel"] for r in records] == ["linear"] and records[0]["ms"] > 0

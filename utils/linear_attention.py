@@ -12,7 +12,12 @@ Every function takes queries, keys and values shaped (..., n, d): any leading di
 - exact softmax attention: `naive_softmax_attention` (the n x n matrix) and
   `chunked_softmax_attention` (Rabe & Staats 2021: chunks, running max, log-sum-exp);
 - generation with softmax attention and a KV cache (`SoftmaxKVCache`), and the benchmark suite
-  "linear" (`python -m utils.benchmarks --suite linear [--long]`).
+  "linear" (`python -m utils.benchmarks --suite linear [--long]`, `sweep` for a shorter run);
+- a gate on the recurrent state (RetNet, GLA, Mamba-2): `LinearAttentionRNN.step(..., log_decay)`
+  and its parallel masked form `decayed_linear_attention`;
+- linear attention inside a transformers model: `linear_attention_forward`, registered in
+  `AttentionInterface` as `LINEAR_ATTENTION`; `char_gpt` and `compare_attention` train notebook 01's
+  character GPT with either attention, beside `char_ngram_loss`.
 """
 import math
 import time
@@ -26,8 +31,11 @@ __all__ = [
     "elu_plus_one", "relu_features", "FavorPlus", "gaussian_projection",
     "quadratic_kernel_attention", "linear_kernel_attention", "causal_linear_attention",
     "recurrent_linear_attention", "LinearAttentionRNN", "SoftmaxKVCache",
+    "decayed_linear_attention", "retnet_log_decays", "LINEAR_ATTENTION", "linear_attention_forward",
+    "char_gpt", "QUALITY_RUNS", "split_text", "char_ngram_loss", "compare_attention",
     "naive_softmax_attention", "chunked_softmax_attention", "sdpa",
-    "favor_error", "plot_favor_error", "generation_times", "fit_slope", "crossover_n", "bar_report", "BENCH_SHAPE",
+    "favor_error", "plot_favor_error", "plot_quality", "generation_times", "fit_slope", "crossover_n", "bar_report", "BENCH_SHAPE",
+    "sweep", "generation_records", "NOTEBOOK_TOPS",
 ]
 
 
@@ -210,16 +218,20 @@ class LinearAttentionRNN:
     """Causal linear attention as a recurrent network: the state is S = sum phi(k) v^T, z = sum phi(k).
 
     `step(q, k, v)` takes one token, shaped (..., 1, d), and costs the same at every position.
+    `step(q, k, v, log_decay)` first multiplies the state by a gate exp(log_decay) <= 1: one number
+    per head, shaped (..., 1) (RetNet's fixed decay, Mamba-2's data-dependent one), or one per
+    feature, shaped (..., 1, m) (GLA's gate on the key dimension). With `normalize=False` the output
+    is phi(q).S alone, as in RetNet and GLA, which normalise the output with a layer norm instead.
     """
 
-    def __init__(self, feature_map=elu_plus_one):
+    def __init__(self, feature_map=elu_plus_one, *, normalize=True):
         if not getattr(feature_map, "rowwise", True):
             raise ValueError(f"LinearAttentionRNN: {feature_map!r} computes key features from the "
                              "whole sequence, so it cannot run one token at a time")
-        self.feature_map = feature_map
+        self.feature_map, self.normalize = feature_map, normalize
         self.s = self.z = None
 
-    def step(self, q, k, v):
+    def step(self, q, k, v, log_decay=None):
         _check_qkv(q, k, v, who="LinearAttentionRNN.step")
         if q.shape[-2] != 1:
             raise ValueError(f"LinearAttentionRNN.step: one token at a time, got {q.shape[-2]}")
@@ -227,17 +239,82 @@ class LinearAttentionRNN:
         if self.s is None:
             self.s = torch.zeros(*fk.shape[:-2], fk.shape[-1], v.shape[-1], dtype=v.dtype, device=v.device)
             self.z = torch.zeros(*fk.shape[:-2], 1, fk.shape[-1], dtype=v.dtype, device=v.device)
+        if log_decay is not None:
+            gate = _gate(log_decay, fk, "LinearAttentionRNN.step").exp()
+            if gate.dim() == fk.dim():  # one gate per feature, (..., 1, m): rows of S
+                self.s, self.z = self.s * gate.transpose(-2, -1), self.z * gate
+            else:  # one gate per head, (..., 1)
+                self.s, self.z = self.s * gate[..., None], self.z * gate[..., None]
         self.s = self.s + fk.transpose(-2, -1) @ v  # (..., m, d_v)
         self.z = self.z + fk  # (..., 1, m)
+        if not self.normalize:
+            return fq @ self.s
         return _divide(fq @ self.s, (fq * self.z).sum(-1))
 
 
-def recurrent_linear_attention(q, k, v, feature_map=elu_plus_one):
-    """Causal linear attention token by token with `LinearAttentionRNN` (the RNN view)."""
+def recurrent_linear_attention(q, k, v, feature_map=elu_plus_one, *, log_decay=None, normalize=True):
+    """Causal linear attention token by token with `LinearAttentionRNN` (the RNN view).
+
+    `log_decay`, shaped (..., n) or (..., n, m), gates the state before token t is added (see
+    `LinearAttentionRNN.step`); `decayed_linear_attention` computes the same in parallel.
+    """
     _check_qkv(q, k, v, causal=True, who="recurrent_linear_attention")
-    rnn = LinearAttentionRNN(feature_map)
-    return torch.cat([rnn.step(q[..., t:t + 1, :], k[..., t:t + 1, :], v[..., t:t + 1, :])
+    rnn = LinearAttentionRNN(feature_map, normalize=normalize)
+    per_feature = log_decay is not None and log_decay.dim() == q.dim()
+
+    def gate(t):
+        if log_decay is None:
+            return None
+        return log_decay[..., t:t + 1, :] if per_feature else log_decay[..., t:t + 1]
+    return torch.cat([rnn.step(q[..., t:t + 1, :], k[..., t:t + 1, :], v[..., t:t + 1, :], gate(t))
                       for t in range(q.shape[-2])], dim=-2)
+
+
+def _gate(log_decay, fk, who):
+    """Check a log-gate against the key features fk (..., n, m): shaped (..., n) or (..., n, m), <= 0."""
+    if not isinstance(log_decay, torch.Tensor) or not log_decay.is_floating_point():
+        raise TypeError(f"{who}: log_decay must be a floating torch.Tensor, got {type(log_decay).__name__}")
+    if log_decay.shape not in (fk.shape[:-1], fk.shape):
+        raise ValueError(f"{who}: log_decay must be shaped {tuple(fk.shape[:-1])} (one gate per head and "
+                         f"token) or {tuple(fk.shape)} (one per feature), got {tuple(log_decay.shape)}")
+    if (log_decay > 0).any():
+        raise ValueError(f"{who}: log_decay must be <= 0 (a gate exp(log_decay) in (0, 1]); "
+                         f"its largest value is {log_decay.max().item():.3g}")
+    return log_decay.to(fk.dtype)
+
+
+def decayed_linear_attention(q, k, v, log_decay, feature_map=elu_plus_one, *, normalize=True):
+    """Causal linear attention with a gated state, in the parallel (masked quadratic) form.
+
+    The recurrence S_t = g_t S_{t-1} + phi(k_t) v_t^T unrolls to weights D_ij = g_{j+1} ... g_i on
+    the pair (i, j), j <= i, so y_i = sum_j D_ij phi(q_i).phi(k_j) v_j (divided by the same sum
+    without v when `normalize`). log_decay (..., n): one gate per head and token, D = exp(L_i - L_j)
+    with L the cumulative sum of the log-gates (RetNet with a constant gate; Mamba-2's
+    semiseparable mask with data-dependent ones). log_decay (..., n, m): one gate per feature
+    (GLA), D depends on the feature too. O(n^2) memory (O(n^2 m) per feature): the reference form.
+    """
+    _check_qkv(q, k, v, causal=True, who="decayed_linear_attention")
+    fq, fk = feature_map(q, is_query=True), feature_map(k, is_query=False)
+    cum = _gate(log_decay, fk, "decayed_linear_attention").cumsum(-2 if log_decay.dim() == fk.dim() else -1)
+    n = q.shape[-2]
+    future = torch.ones(n, n, dtype=torch.bool, device=q.device).triu(1)
+    if log_decay.dim() == fk.dim():  # (..., n, n, m): exp(L_if - L_jf), 0 for j > i
+        diff = cum[..., :, None, :] - cum[..., None, :, :]
+        weights = diff.masked_fill(future[..., None], float("-inf")).exp()
+        scores = torch.einsum("...if,...jf,...ijf->...ij", fq, fk, weights)
+    else:
+        diff = cum[..., :, None] - cum[..., None, :]
+        scores = (fq @ fk.transpose(-2, -1)) * diff.masked_fill(future, float("-inf")).exp()
+    if not normalize:
+        return scores @ v
+    return _divide(scores @ v, scores.sum(-1))
+
+
+def retnet_log_decays(heads):
+    """RetNet's fixed per-head decays, gamma_h = 1 - 2^(-5-h) for h = 0..heads-1 (Sun et al. 2023,
+    arXiv:2307.08621, sec. 2.2), as log gamma_h."""
+    _check_positive_int(heads, "heads", "retnet_log_decays")
+    return torch.log1p(-torch.pow(2.0, -5.0 - torch.arange(heads, dtype=torch.float64)))
 
 
 # ----------------------------------------------------------------------------- exact softmax attention
@@ -351,6 +428,140 @@ def generation_times(n_tokens=4096, *, batch=1, heads=4, dim=64, repeats=3, seed
     return {name: times[i].median(dim=0).values.tolist() for i, name in enumerate(names)}
 
 
+# ----------------------------------------------------------------------------- inside a transformers model
+LINEAR_ATTENTION = "linear_elu"  # the name under which transformers' AttentionInterface knows it
+
+
+def linear_attention_forward(module, query, key, value, attention_mask=None, scaling=None, dropout=0.0,
+                             **kwargs):
+    """Causal elu+1 linear attention as a transformers attention function.
+
+    transformers' attention layers (GPT-2's among them) compute q, k, v shaped (batch, heads, n, d)
+    and hand them to the function that `config._attn_implementation` names in `AttentionInterface`;
+    it returns (output shaped (batch, n, heads, d), attention weights or None). Registered as
+    `LINEAR_ATTENTION`: `GPT2LMHeadModel(config)` after `config._attn_implementation = LINEAR_ATTENTION`
+    is GPT-2 with every softmax attention replaced. transformers builds no mask for a custom
+    function, so `attention_mask` is None; attention is always causal and padding is not masked.
+    `scaling` is unused (phi is applied to q and k as they are, as in Katharopoulos et al.).
+    With a KV cache (generation), the n_q new queries are the last n_q of the n_k positions.
+    """
+    if attention_mask is not None and attention_mask.dtype == torch.bool and not attention_mask.all():
+        raise ValueError("linear_attention_forward: padding masks are not supported (causal only)")
+    n_q, n_k = query.shape[-2], key.shape[-2]
+    if n_q == n_k:
+        out = causal_linear_attention(query, key, value)
+    else:  # generation with a cache: new query i sits at position n_k - n_q + i
+        fq, fk = elu_plus_one(query), elu_plus_one(key)
+        scores = (fq @ fk.transpose(-2, -1)).tril(n_k - n_q)
+        out = _divide(scores @ value, scores.sum(-1))
+    return out.transpose(1, 2), None
+
+
+def _register_with_transformers():
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(LINEAR_ATTENTION, linear_attention_forward)
+
+
+_register_with_transformers()
+
+
+def char_gpt(vocab_size, n_layer=3, d_model=64, n_head=4, block_size=128, *, attention="sdpa", seed=0):
+    """Notebook 01's character-level GPT-2 (`utils.scaling.gpt2_config`), with `attention` either
+    "sdpa" (softmax) or `LINEAR_ATTENTION` (causal elu+1 linear attention); same seed, same weights."""
+    from transformers import GPT2LMHeadModel
+
+    from .scaling import gpt2_config
+
+    if attention not in ("sdpa", "eager", LINEAR_ATTENTION):
+        raise ValueError(f"char_gpt: attention must be 'sdpa', 'eager' or {LINEAR_ATTENTION!r}, got {attention!r}")
+    config = gpt2_config(n_layer, d_model, n_head, vocab_size=vocab_size, n_positions=block_size,
+                         bos_token_id=None, eos_token_id=None)
+    config._attn_implementation = attention
+    torch.manual_seed(seed)
+    return GPT2LMHeadModel(config)
+
+
+# (n_layer, d_model, n_head, block_size, batch_size, steps, lr): "cpu" is the notebook's run (about
+# 10 s per model on a 2-core CPU), "long" that of scripts/linear_attention_quality.py (the same
+# models, 20 times the steps; its result ships in data/linear_attention/quality.json)
+QUALITY_RUNS = {
+    "cpu": dict(n_layer=2, d_model=64, n_head=4, block_size=128, batch_size=16, steps=100, lr=3e-3),
+    "long": dict(n_layer=2, d_model=64, n_head=4, block_size=128, batch_size=16, steps=2000, lr=3e-3),
+}
+
+
+def split_text(text, val_fraction=0.05, test_fraction=0.05):
+    """(train, validation, test): the text cut in three in reading order, test last."""
+    if not 0 < val_fraction < 1 or not 0 < test_fraction < 1 or val_fraction + test_fraction >= 1:
+        raise ValueError(f"split_text: fractions must be in (0, 1) and sum below 1, got "
+                         f"{val_fraction} and {test_fraction}")
+    a = round(len(text) * (1 - val_fraction - test_fraction))
+    b = round(len(text) * (1 - test_fraction))
+    return text[:a], text[a:b], text[b:]
+
+
+def char_ngram_loss(train_text, test_text, order=3, add_k=0.1):
+    """Test loss (nats per character) of a character n-gram model with add-k smoothing.
+
+    Each character is predicted from the `order - 1` before it, by counts over `train_text`;
+    characters of the test text unseen in training get the smoothed share of an unseen one. The
+    simplest strong baseline a character language model has to beat.
+    """
+    from collections import Counter
+
+    _check_positive_int(order, "order", "char_ngram_loss")
+    if add_k <= 0 or not train_text or len(test_text) < order:
+        raise ValueError("char_ngram_loss: needs add_k > 0, a training text and a test text of at least "
+                         f"`order` characters (got add_k={add_k}, {len(train_text)}, {len(test_text)})")
+    vocab = len(set(train_text) | set(test_text))
+    grams = Counter(train_text[i - order + 1:i + 1] for i in range(order - 1, len(train_text)))
+    contexts = Counter(train_text[i - order + 1:i] for i in range(order - 1, len(train_text)))
+    total = sum(-math.log((grams[test_text[i - order + 1:i + 1]] + add_k)
+                          / (contexts[test_text[i - order + 1:i]] + add_k * vocab))
+                for i in range(order - 1, len(test_text)))
+    return total / (len(test_text) - order + 1)
+
+
+def compare_attention(text, attentions=("sdpa", LINEAR_ATTENTION), *, n_layer, d_model, n_head,
+                      block_size, batch_size, steps, lr, eval_every=None, seed=0, threads=1,
+                      progress=False):
+    """Train notebook 01's character GPT once per attention on the same data, steps and seed.
+
+    The text is split by `split_text`; each model is trained with the course's `utils.train`,
+    scored on the validation windows every `eval_every` steps (history column val_loss), and on
+    the test windows once at the end. Returns (results, histories, models): results has one row
+    per attention (val_loss, test_loss in nats per character, seconds of training).
+    """
+    import pandas as pd
+
+    from .scaling import CharWindows, char_vocab, loss_on
+    from .training import train
+
+    if not attentions:
+        raise ValueError("compare_attention: no attentions given")
+    vocab = char_vocab(text)
+    parts = [CharWindows(part, vocab, block_size) for part in split_text(text)]
+    train_set, val_set, test_set = parts
+    rows, histories, models = [], {}, {}
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads or old_threads)
+    try:
+        for attention in attentions:
+            model = char_gpt(len(vocab), n_layer, d_model, n_head, block_size, attention=attention, seed=seed)
+            history = train(model, train_set, batch_size=batch_size, max_steps=steps, lr=lr,
+                            eval_fn=lambda m: {"val_loss": loss_on(m, val_set)}, eval_every=eval_every,
+                            seed=seed, progress=progress)
+            name = "softmax (sdpa)" if attention == "sdpa" else ("elu+1 linear" if attention == LINEAR_ATTENTION
+                                                                 else attention)
+            rows.append({"attention": name, "val_loss": history["val_loss"].dropna().iloc[-1],
+                         "test_loss": loss_on(model, test_set), "seconds": history["seconds"].iloc[-1]})
+            histories[name], models[name] = history, model
+    finally:
+        torch.set_num_threads(old_threads)
+    return pd.DataFrame(rows), histories, models
+
+
 # ----------------------------------------------------------------------------- FAVOR+ accuracy
 def favor_error(q, k, v, num_features, *, orthogonal=True, seed=0):
     """Relative Frobenius error of FAVOR+ attention against exact softmax attention."""
@@ -366,25 +577,53 @@ def plot_favor_error(errors, *, ax=None, save=None):
 
     `errors` is a DataFrame with columns projection, m, seed, error. The estimator's errors are
     heavy-tailed (one seed can be far off), so median and range describe them better than mean and
-    std. (Plain matplotlib: the shared power-law helper draws no error bars.)
+    std. The two projections are drawn with their own marker and line style, the second shifted a
+    little to the right, so that neither hides the other; a dotted line of slope -1/2 (the
+    Monte-Carlo rate) through the first median is the yardstick.
     """
     import matplotlib.pyplot as plt
 
     from .plotting import save_figure
 
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 4))
-    for projection, group in errors.groupby("projection"):
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.5, 4.2))
+    looks = [("o", "-", 1.0), ("s", "--", 1.12), ("^", "-.", 1.25)]
+    for (projection, group), (marker, line, shift) in zip(errors.groupby("projection"), looks):
         stats = group.groupby("m").error.agg(["median", "min", "max"])
         spread = [stats["median"] - stats["min"], stats["max"] - stats["median"]]
-        ax.errorbar(stats.index, stats["median"], yerr=spread, marker="o", ms=4, capsize=3,
-                    label=f"{projection} projections")
+        ax.errorbar(stats.index * shift, stats["median"], yerr=spread, marker=marker, ls=line, ms=5,
+                    capsize=3, label=f"{projection} projections (median, best-worst seed)")
+    m = errors.m.sort_values().unique()
+    first = errors[errors.m == m[0]].error.median()
+    ax.plot(m, first * (m / m[0]) ** -0.5, "k:", lw=1, label="Monte-Carlo rate, m^(-1/2)")
     ax.set(xscale="log", yscale="log", xlabel="random features m",
            ylabel="relative error vs exact softmax",
-           title=f"FAVOR+ error: median, best and worst of {errors.seed.nunique()} seeds")
+           title=f"FAVOR+ error over {errors.seed.nunique()} seeds")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
+    fig.tight_layout()
     if save:
         save_figure(fig, save)
+    return ax
+
+
+def plot_quality(history, *, baseline=None, ax=None, title=None):
+    """Validation loss against training step, one line (own marker and style) per attention.
+
+    `history` has columns step, val_loss, attention (rows without val_loss are skipped);
+    `baseline` an optional (label, loss) drawn as a grey horizontal line.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.5, 3.8))
+    for (name, group), (marker, line) in zip(history.dropna(subset=["val_loss"]).groupby("attention"),
+                                             [("o", "-"), ("s", "--"), ("^", "-.")]):
+        ax.plot(group.step, group.val_loss, marker=marker, ls=line, ms=5, label=name)
+    if baseline is not None:
+        ax.axhline(baseline[1], color="grey", lw=1, ls=":", label=baseline[0])
+    ax.set(xlabel="training step", ylabel="validation loss (nats per character)", title=title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
     return ax
 
 
@@ -408,6 +647,11 @@ KERNELS = {
     "causal linear": (causal_linear_attention, "causal", 32768, 131072),
     "favor+": (lambda q, k, v: linear_kernel_attention(q, k, v, _BENCH_FAVOR), "full", 32768, 131072),
 }
+
+
+# the notebook's shorter sweep: largest n per kernel
+NOTEBOOK_TOPS = {"naive": 2048, "sdpa": 8192, "sdpa causal": 4096, "chunked exact": 2048,
+                 "chunked exact causal": 1024, "linear": 16384, "causal linear": 16384, "favor+": 8192}
 
 
 def bench_sizes(long=False):
@@ -463,29 +707,28 @@ def _measure(fn, q, k, v, *, device, time_it=True, budget_ms=200, most_repeats=2
     return time_ms(call, warmup=0, repeat=repeat), mib
 
 
-@register("linear")
-def run(long=False):
-    """Time and peak memory of every kernel over n; the memory bar; per-token generation times."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+def sweep(sizes, tops, *, device="cpu", budget_ms=200, seed=0):
+    """Records of time and peak memory of each kernel in `tops` (name -> largest n) over `sizes`."""
+    unknown = set(tops) - set(KERNELS)
+    if unknown:
+        raise ValueError(f"sweep: unknown kernels {sorted(unknown)}; known: {sorted(KERNELS)}")
     b, h, d = BENCH_SHAPE["batch"], BENCH_SHAPE["heads"], BENCH_SHAPE["dim"]
-    gen = torch.Generator().manual_seed(0)
-    for n in bench_sizes(long):
+    gen = torch.Generator().manual_seed(seed)
+    for n in sizes:
         q, k, v = (torch.randn(b, h, n, d, generator=gen).to(device) for _ in range(3))
-        for kernel, (fn, pattern, top, top_long) in KERNELS.items():
-            if n <= (top_long if long else top):
-                ms, mib = _measure(fn, q, k, v, device=device)
+        for kernel, top in tops.items():
+            if n <= top:
+                fn, pattern = KERNELS[kernel][:2]
+                ms, mib = _measure(fn, q, k, v, device=device, budget_ms=budget_ms)
                 yield {"suite": "linear", "kernel": kernel, "pattern": pattern, "n": n,
                        "ms": ms, "peak_mib": mib, "density": None}
         del q, k, v
-    # the memory bar at n = 16384 on one head: the naive n x n matrix of 4 heads would need 8 GiB
-    q, k, v = (torch.randn(b, 1, MEMORY_N, d, generator=gen).to(device) for _ in range(3))
-    for kernel in ("naive", "chunked exact"):
-        _, mib = _measure(KERNELS[kernel][0], q, k, v, device=device, time_it=False)
-        yield {"suite": "linear", "kernel": kernel, "pattern": "full, 1 head", "n": MEMORY_N,
-               "ms": None, "peak_mib": mib, "density": None}
-    del q, k, v
-    tokens = 4 * GENERATION_TOKENS if long else GENERATION_TOKENS
-    times = generation_times(tokens, batch=b, heads=h, dim=d, device=device)
+
+
+def generation_records(tokens, *, device="cpu", repeats=3):
+    """Per-token generation times as records: the median step over each window of 256 tokens."""
+    b, h, d = BENCH_SHAPE["batch"], BENCH_SHAPE["heads"], BENCH_SHAPE["dim"]
+    times = generation_times(tokens, batch=b, heads=h, dim=d, device=device, repeats=repeats)
     for kernel, steps in times.items():
         for t in range(GENERATION_WINDOW, tokens + 1, GENERATION_WINDOW):
             window = sorted(steps[t - GENERATION_WINDOW:t])  # median of the steps up to token t
@@ -493,8 +736,26 @@ def run(long=False):
                    "ms": window[len(window) // 2], "peak_mib": None, "density": None}
 
 
+@register("linear")
+def run(long=False):
+    """Time and peak memory of every kernel over n; peak memory at 16k; per-token generation times."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    tops = {kernel: (top_long if long else top) for kernel, (_, _, top, top_long) in KERNELS.items()}
+    yield from sweep(bench_sizes(long), tops, device=device)
+    # peak memory at n = 16384 on one head: the naive n x n matrix of 4 heads would need 8 GiB
+    gen = torch.Generator().manual_seed(1)
+    b, d = BENCH_SHAPE["batch"], BENCH_SHAPE["dim"]
+    q, k, v = (torch.randn(b, 1, MEMORY_N, d, generator=gen).to(device) for _ in range(3))
+    for kernel in ("naive", "chunked exact"):
+        _, mib = _measure(KERNELS[kernel][0], q, k, v, device=device, time_it=False)
+        yield {"suite": "linear", "kernel": kernel, "pattern": "full, 1 head", "n": MEMORY_N,
+               "ms": None, "peak_mib": mib, "density": None}
+    del q, k, v
+    yield from generation_records(4 * GENERATION_TOKENS if long else GENERATION_TOKENS, device=device)
+
+
 def bar_report(df):
-    """The issue's four ratios from one run of the suite (a DataFrame of its records)."""
+    """The suite's four headline ratios from one run (a DataFrame of its records)."""
     def value(kernel, pattern, n, field):
         rows = df[(df.kernel == kernel) & (df.pattern == pattern) & (df.n == n)]
         if rows.empty:
