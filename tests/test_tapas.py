@@ -1,6 +1,8 @@
 """Tests of utils.tapas: executing TAPAS answers, the table/question generator, the vocabulary."""
 
 import math
+import random
+import re
 
 import pandas as pd
 import pytest
@@ -216,8 +218,9 @@ def test_broad_generator_has_a_dozen_themes_and_many_phrasings():
     assert len(tapas.BROAD_THEMES) >= 12 and set(tapas.THEMES) <= set(tapas.BROAD_THEMES)
     assert len(tapas.HELD_OUT_THEMES) >= 4 and not set(tapas.HELD_OUT_THEMES) & set(tapas.BROAD_THEMES)
     for kind, sets in tapas.TEMPLATES.items():
-        assert len(sets["train"]) >= 6 and len(sets["held out"]) >= 3, kind
-        assert not {t for t, _ in sets["train"]} & {t for t, _ in sets["held out"]}, kind
+        assert len(sets["train"]) >= 6 and len(sets["held out"]) >= 3 and len(sets["validation"]) >= 2, kind
+        train, held_out, validation = ({t.lower() for t, _ in sets[w]} for w in ("train", "held out", "validation"))
+        assert not train & held_out and not validation & (train | held_out), kind
     lookups = [t for t, _ in tapas.TEMPLATES["lookup"]["train"]]
     assert any(t.startswith("How many") for t in lookups)  # "how many" is not always COUNT
     sums = " ".join(t for t, _ in tapas.TEMPLATES["sum"]["train"])
@@ -241,8 +244,10 @@ def test_splits_are_seeded_and_consistent(split):
         assert len({col for _, col in e.coordinates}) == 1
         # every question is in its split's templates and, for the unseen phrasings, in no training template
         assert e.kind in _matches(e.question, which), e.question
-        if which == "held out":
+        if which in ("held out", "validation"):
             assert e.kind not in _matches(e.question, "train"), e.question
+        if which == "validation":
+            assert e.kind not in _matches(e.question, "held out"), e.question
 
 
 def test_splits_hold_out_what_they_say():
@@ -260,8 +265,27 @@ def test_splits_hold_out_what_they_say():
     assert [bool(_matches(question, "train")) for question, _, _ in book_questions] == [True] * 4
     with pytest.raises(ValueError, match="unknown split 'test'"):
         tapas.generate_split("test", 3)
+    with pytest.raises(ValueError, match="which must be one of"):
+        tapas.broad_questions(*tapas.BROAD_THEMES["books"](random.Random(0), 4), random.Random(0), which="test")
     with pytest.raises(ValueError, match="n_tables must be a positive int"):
         tapas.generate_split("train", 0)
+
+
+def test_random_schemas_never_use_the_held_out_words():
+    held_out = tapas.generate_split("unseen themes", 60) + tapas.generate_split("unseen phrasings", 60)
+    train = tapas.generate_split("train", 300)
+    schemas = [e for e in train if e.theme == tapas.RANDOM_SCHEMA]
+    assert 0.3 < len(schemas) / len(train) < 0.5
+    # the held-out themes' names and headers, and the held-out phrasings' words, are in no random table
+    held_out_words = {w for e in held_out if e.theme in tapas.HELD_OUT_THEMES for w in _words(" ".join(e.table.columns))}
+    held_out_words |= {w for sets in tapas.TEMPLATES.values() for t, _ in sets["held out"] for w in _words(t)}
+    schema_words = {w for e in schemas for w in _words(" ".join(e.table.columns) + " " + " ".join(e.table.iloc[:, 1:].to_numpy().ravel()))}
+    assert not (schema_words - {"id", "name", "number"}) & held_out_words
+    assert tapas._plural("party") == "parties" and tapas._plural("box") == "boxes" and tapas._plural("day") == "days"
+
+
+def _words(text):
+    return set(re.findall(r"[a-z]+", text.replace("_", " ").lower()))
 
 
 def test_accuracy_by_kind_wilson_intervals():

@@ -659,6 +659,75 @@ BROAD_THEMES = dict(THEMES, **{name: _spec_maker(spec) for name, spec in _BROAD.
 HELD_OUT_THEMES = {name: _spec_maker(spec) for name, spec in _HELD_OUT.items()}
 """Themes that no training split draws: the "unseen themes" test."""
 
+RANDOM_SCHEMA = "random schema"
+RANDOM_SCHEMA_SHARE = 0.4
+"""The share of training tables whose entity, headers and names are words drawn from the novel of
+notebook 01: no header can be memorised, so the model must match the question's words to the
+table's. The held-out themes' words and the held-out templates' words are never drawn."""
+
+
+def _schema_words():
+    """Words of the novel (4-10 letters, seen at least 3 times) that no held-out theme, no template
+    and no held-out phrasing uses; cached."""
+    global _SCHEMA_WORDS
+    if _SCHEMA_WORDS is None:
+        import collections
+        import re
+
+        from utils import data_path
+
+        text = data_path("pride_and_prejudice.txt").read_text(encoding="utf-8").lower()
+        counts = collections.Counter(w for w in re.findall(r"[a-z]+", text) if 4 <= len(w) <= 10)
+        banned = set()
+        for entity, key, key_phrases, make_key, (text_header, text_values), pool, id_column in _HELD_OUT.values():
+            rng = random.Random(0)
+            words = [*entity, key, *key_phrases, text_header, *text_values, id_column or "",
+                     *(make_key(rng) for _ in range(50))]
+            for column in pool:
+                words += [column.header, *column.phrases]
+            banned |= {w for phrase in words for w in re.findall(r"[a-z]+", phrase.lower())}
+        for sets in TEMPLATES.values():
+            banned |= {w for texts in sets.values() for t, _ in texts for w in re.findall(r"[a-z]+", t.lower())}
+        _SCHEMA_WORDS = sorted(w for w, n in counts.items() if n >= 3 and w not in banned)
+    return _SCHEMA_WORDS
+
+
+_SCHEMA_WORDS = None
+
+
+def _plural(word):
+    if word.endswith(("s", "x", "ch", "sh")):
+        return word + "es"
+    if word.endswith("y") and word[-2:-1] not in "aeiou":
+        return word[:-1] + "ies"
+    return word + "s"
+
+
+def _random_schema(rng, n_rows):
+    """A table of the random schema: an entity, a key, one text column and two or three numeric ones,
+    all named by random words of the novel."""
+    words = _schema_words()
+    singular = rng.choice([w for w in words if not w.endswith("s")])
+    headers = rng.sample([w for w in words if w != singular], 6)
+    key = rng.choice([singular, "name"])
+    pool = []
+    for header in headers[2:]:
+        if rng.random() < 0.3:
+            header = f"{header}_{rng.choice(words)}"
+        low = rng.choice([0, 1, 5, 10, 100, 1000, 1800])
+        high = low + rng.choice([15, 40, 90, 300, 900, 5000, 90000])
+        pool.append(_col(header, [header.replace("_", " ")], low, high, decimals=int(rng.random() < 0.15),
+                         countable=rng.random() < 0.5))
+    text_values = [w.title() for w in rng.sample(words, 4)]
+    make_key = lambda: _title(rng.sample(words, rng.choice([1, 2, 2]))).title()  # noqa: E731
+    id_column = rng.choice([None, None, "id", f"{singular}_number"])
+    return _generic(rng, n_rows, (singular, _plural(singular)), key, [key, "name"] if key != "name" else ["name"],
+                    make_key, (headers[1], text_values), pool, id_column=id_column)
+
+
+TRAIN_THEMES = dict(BROAD_THEMES, **{RANDOM_SCHEMA: _random_schema})
+"""What the training split draws: the thirteen broad themes and the random schema."""
+
 # Templates per question kind: "train" ones may appear in training, "held out" ones never do.
 # Each is (text, tag): tag "countable" asks for a column one counts ("How many goals ..."), ">" and
 # "<" give a condition's direction. The original generator's templates are all among the train ones.
@@ -669,7 +738,12 @@ TEMPLATES = {
                   ("What {phrase} does {key} have?", ""), ("What is {key}'s {phrase}?", ""),
                   ("Give me the {phrase} of {key}.", ""), ("Show the {phrase} for {key}.", ""),
                   ("Which {phrase} does the {singular} {key} have?", ""), ("How many {phrase} for {key}?", "countable"),
-                  ("{key}: what is the {phrase}?", ""), ("Look up the {phrase} of {key}.", "")],
+                  ("{key}: what is the {phrase}?", ""), ("Look up the {phrase} of {key}.", ""),
+                  ("Can you give me the {phrase} of {key}?", ""), ("What {phrase} is listed for {key}?", ""),
+                  ("Find the {phrase} of {key}.", ""), ("{key} has how many {phrase}?", "countable"),
+                  ("How many {phrase} did {key} have?", "countable"), ("The {phrase} of {key}?", "")],
+        "validation": [("Do you know the {phrase} of {key}?", ""), ("What {phrase} is recorded for {key}?", ""),
+                       ("Tell me how many {phrase} {key} has.", "countable"), ("Which is the {phrase} of {key}?", "")],
         "held out": [("How many {phrase} has {key} got?", "countable"), ("Could you tell me the {phrase} of {key}?", ""),
                      ("For {key}, what is the {phrase}?", ""), ("I need the {phrase} of {key}.", ""),
                      ("What does the table give as the {phrase} of {key}?", "")],
@@ -677,7 +751,9 @@ TEMPLATES = {
     "lookup by id": {
         "train": [("What's the {phrase} in {singular} {id}?", ""), ("What is the {phrase} of {singular} {id}?", ""),
                   ("Which {phrase} has {singular} {id}?", ""), ("What is the {phrase} of {singular} number {id}?", ""),
-                  ("Name the {phrase} of {singular} {id}.", ""), ("Give the {phrase} for {singular} {id}.", "")],
+                  ("Name the {phrase} of {singular} {id}.", ""), ("Give the {phrase} for {singular} {id}.", ""),
+                  ("Find the {phrase} of {singular} {id}.", ""), ("{singular} {id}: what is the {phrase}?", "")],
+        "validation": [("For {singular} {id}, which {phrase} is it?", ""), ("Which {phrase} is {singular} {id}?", "")],
         "held out": [("Which {phrase} belongs to {singular} {id}?", ""), ("Tell me the {phrase} for {singular} {id}.", ""),
                      ("What {phrase} does {singular} {id} have?", "")],
     },
@@ -687,7 +763,11 @@ TEMPLATES = {
                   ("What are the {phrase} of all {plural} added up?", ""), ("What is the combined {phrase}?", ""),
                   ("What's the combined {phrase} of all {plural}?", ""), ("What do the {phrase} add up to?", ""),
                   ("What is the {phrase} of all {plural} together?", ""), ("Total {phrase}?", ""),
-                  ("Sum of the {phrase}?", ""), ("How many {phrase} do the {plural} have in total?", "countable")],
+                  ("Sum of the {phrase}?", ""), ("How many {phrase} do the {plural} have in total?", "countable"),
+                  ("Add the {phrase} together.", ""), ("What is the {phrase} of the {plural} combined?", ""),
+                  ("How many {phrase} are there altogether?", "countable")],
+        "validation": [("What is the {phrase} summed over all {plural}?", ""), ("Add up the {phrase}.", ""),
+                       ("How many {phrase} in all?", "countable")],
         "held out": [("If you add up the {phrase}, what do you get?", ""), ("What is the overall {phrase}?", ""),
                      ("Give me the grand total of the {phrase}.", ""),
                      ("Altogether, how many {phrase} do the {plural} have?", "countable")],
@@ -697,7 +777,9 @@ TEMPLATES = {
                   ("What is the average {phrase} per {singular}?", ""), ("On average, what is the {phrase} of a {singular}?", ""),
                   ("What's the mean {phrase} of the {plural}?", ""), ("Average {phrase}?", ""),
                   ("What is the {phrase} on average?", ""), ("What is the average {phrase} across all {plural}?", ""),
-                  ("How many {phrase} does a {singular} have on average?", "countable")],
+                  ("How many {phrase} does a {singular} have on average?", "countable"),
+                  ("What is the {phrase} per {singular} on average?", ""), ("Mean {phrase}?", "")],
+        "validation": [("What is the {phrase}, averaged over the {plural}?", ""), ("Give the average {phrase}.", "")],
         "held out": [("What's the {phrase} of a typical {singular}, taking the mean?", ""), ("Compute the mean of the {phrase}.", ""),
                      ("What is the arithmetic mean of the {phrase}?", "")],
     },
@@ -708,7 +790,11 @@ TEMPLATES = {
                   ("How many {plural} have a {phrase} higher than {v}?", ">"), ("How many {plural} have a {phrase} lower than {v}?", "<"),
                   ("For how many {plural} is the {phrase} more than {v}?", ">"), ("For how many {plural} is the {phrase} lower than {v}?", "<"),
                   ("How many {plural} have over {v} {phrase}?", ">"), ("How many {plural} have under {v} {phrase}?", "<"),
-                  ("Count the {plural} with {phrase} above {v}.", ">"), ("Number of {plural} with {phrase} below {v}?", "<")],
+                  ("Count the {plural} with {phrase} above {v}.", ">"), ("Number of {plural} with {phrase} below {v}?", "<"),
+                  ("How many {plural} show more than {v} {phrase}?", ">"), ("Count how many {plural} have {phrase} under {v}.", "<"),
+                  ("How many of the {plural} have {phrase} over {v}?", ">"), ("How many {plural} have a {phrase} beneath {v}?", "<")],
+        "validation": [("How many {plural} show {phrase} above {v}?", ">"), ("What number of {plural} have {phrase} greater than {v}?", ">"),
+                       ("How many {plural} have only under {v} {phrase}?", "<")],
         "held out": [("In how many {plural} does the {phrase} exceed {v}?", ">"), ("Of the {plural}, how many have more than {v} {phrase}?", ">"),
                      ("How many {plural} are there with {phrase} smaller than {v}?", "<"),
                      ("How many {plural} have a {phrase} of less than {v}?", "<")],
@@ -716,22 +802,30 @@ TEMPLATES = {
     "count rows": {
         "train": [("How many {plural} are there?", ""), ("How many {plural} does the table list?", ""),
                   ("What is the number of {plural}?", ""), ("How many rows does the table have?", ""),
-                  ("Count the {plural}.", ""), ("How many {plural} are listed?", ""), ("How many {plural} are in the table?", "")],
+                  ("Count the {plural}.", ""), ("How many {plural} are listed?", ""), ("How many {plural} are in the table?", ""),
+                  ("How many {plural} can you see?", ""), ("How many {plural} does this table have?", ""),
+                  ("Number of {plural}?", ""), ("How many {plural} are shown?", ""), ("Tell me how many {plural} there are.", ""),
+                  ("What's the number of {plural} listed?", ""), ("How many different {plural} are there?", "")],
+        "validation": [("How many {plural} does it list?", ""), ("Give the number of {plural}.", ""),
+                       ("How many {plural} are shown in the table?", "")],
         "held out": [("How many {plural} do we have here?", ""), ("What's the count of {plural}?", ""),
                      ("In total, how many {plural} appear?", "")],
     },
 }
 
 SPLITS = {
-    "train": (BROAD_THEMES, "train", 101),
-    "validation": (BROAD_THEMES, "train", 102),
+    "train": (TRAIN_THEMES, "train", 101),
+    "validation": (BROAD_THEMES, "validation", 102),
     "in template": (BROAD_THEMES, "train", 103),
     "unseen phrasings": (BROAD_THEMES, "held out", 104),
     "unseen themes": (HELD_OUT_THEMES, "train", 105),
 }
-"""Split name -> (themes, template set, default seed). Training and validation share themes and
-templates with "in template" (new tables only); "unseen phrasings" asks about the training themes
-with held-out templates only; "unseen themes" asks about held-out themes with training templates."""
+"""Split name -> (themes, template set, default seed). Training draws the thirteen themes and, for
+RANDOM_SCHEMA_SHARE of its tables, a random schema; "in template" asks new tables of the thirteen in
+the training templates; "validation" asks them in a third set of phrasings, neither trained on nor
+tested, so that the checkpoint is chosen for phrasings it has not seen; "unseen phrasings" asks
+about the training themes with the held-out templates only; "unseen themes" asks about held-out
+themes with training templates."""
 
 
 def _pick(rng, kind, which, countable=True):
@@ -775,8 +869,8 @@ def _broad_lookup(frame, schema, numeric, rng, which, row):
 def broad_questions(frame, schema, numeric, rng, which="train"):
     """Every question kind once for this table, phrased with the ``which`` templates ("train" or
     "held out"), naming columns by any of their phrases and synonyms."""
-    if which not in ("train", "held out"):
-        raise ValueError(f"which must be 'train' or 'held out', got {which!r}")
+    if which not in TEMPLATES["lookup"]:
+        raise ValueError(f"which must be one of {list(TEMPLATES['lookup'])}, got {which!r}")
     table = prepare_table(frame)
     col = {name: i for i, name in enumerate(frame.columns)}
     key = schema["key"]
@@ -829,7 +923,7 @@ def generate_split(split, n_tables, *, seed=None):
     rng = random.Random(default_seed if seed is None else seed)
     examples = []
     for _ in range(n_tables):
-        theme = rng.choice(sorted(themes))
+        theme = _draw_theme(rng, themes)
         frame, schema, numeric = themes[theme](rng, rng.randint(3, 8))
         for example in broad_questions(frame, schema, numeric, rng, which):
             example.theme = theme
@@ -837,15 +931,22 @@ def generate_split(split, n_tables, *, seed=None):
     return examples
 
 
+def _draw_theme(rng, themes):
+    if RANDOM_SCHEMA in themes and rng.random() < RANDOM_SCHEMA_SHARE:
+        return RANDOM_SCHEMA
+    return rng.choice(sorted(t for t in themes if t != RANDOM_SCHEMA))
+
+
 def broad_lookups(n_tables, *, seed=0):
-    """Lookups by name (one per row of ``n_tables`` training-theme tables) in the training templates."""
+    """Lookups by name (one per row of ``n_tables`` training tables, random schemas included) in the
+    training templates."""
     if not isinstance(n_tables, int) or n_tables < 1:
         raise ValueError(f"n_tables must be a positive int, got {n_tables!r}")
     rng = random.Random(seed)
     examples = []
     for _ in range(n_tables):
-        theme = rng.choice(sorted(BROAD_THEMES))
-        frame, schema, numeric = BROAD_THEMES[theme](rng, rng.randint(3, 8))
+        theme = _draw_theme(rng, TRAIN_THEMES)
+        frame, schema, numeric = TRAIN_THEMES[theme](rng, rng.randint(3, 8))
         table = prepare_table(frame)
         for row in range(len(frame)):
             question, aggregator, coordinates, code, kind = _broad_lookup(frame, schema, numeric, rng, "train", row)
