@@ -1,34 +1,40 @@
 """Train the small TAPAS of notebook 05 longer than the notebook can, and ship it.
 
-The shipped checkpoint (data/tapas/small_tapas) was trained in two stages:
+The shipped checkpoint (data/tapas/small_tapas) was trained in four stages, each continuing from the
+weights of the one before (--init). The first two use the original five-theme generator:
 
     python scripts/train_tapas.py --out /tmp/stage1              # 700 tables, 5,000 steps: the operators
-    python scripts/train_tapas.py --init /tmp/stage1 --steps 10000 --lookup-tables 4000 --eval-every 1000
+    python scripts/train_tapas.py --init /tmp/stage1 --steps 10000 --lookup-tables 4000 --eval-every 1000 \
+        --out /tmp/stage2
 
 The first stage learns the operators and lookups by a number ("chapter 4"), which the tokenizer's
 numeric-relation channel hands the model; it does not learn to find a row from the words of the
 question. The second stage adds one lookup by name per row of 4,000 more tables (22,000
-questions), too many to memorise, and continues from the first; with --eval-every it prints the
-accuracy of lookups by name on other unseen tables as it goes.
+questions), too many to memorise; with --eval-every it prints the accuracy of lookups by name on
+other unseen tables as it goes.
 
     python scripts/train_tapas.py --steps 200 --out /tmp/tapas-try   # a quick try
 
 The broad generator (--generator broad) trains on utils.tapas.generate_split("train") -- 13 table
-themes, the training phrasings of every question kind -- plus lookups by name (broad_lookups), with
-a WordPiece vocabulary learned from data/pride_and_prejudice.txt and the training tables
-(--vocab-size, default 8000). It scores the validation split every --eval-every steps, keeps the
-weights that did best there, and scores the three test splits (in template, unseen phrasings,
-unseen themes) once at the end. The retrain, continuing from the shipped checkpoint with its
-embeddings carried over to the new vocabulary (utils.tapas.transplant_vocabulary):
+themes and, for 40% of the tables, a random schema of novel words; the training phrasings of every
+question kind -- plus lookups by name (broad_lookups), with a WordPiece vocabulary learned from
+data/pride_and_prejudice.txt and the training tables (--vocab-size, default 8000). It scores the
+validation split (the 13 themes in phrasings no other split uses) every --eval-every steps, keeps
+the weights that did best there, and scores the three test splits (in template, unseen phrasings,
+unseen themes) once at the end. An --init model gets its embeddings carried over to the new
+vocabulary (utils.tapas.transplant_vocabulary). Stages 3 and 4 (about 30 and 75 minutes on one
+thread of a 2-core CPU):
 
-    OMP_NUM_THREADS=1 python scripts/train_tapas.py --generator broad --init data/tapas/small_tapas \
-        --tables 3000 --lookup-tables 3000 --steps 20000 --eval-every 2000 --out /tmp/broad_tapas \
-      && python scripts/train_tapas.py --score /tmp/broad_tapas
+    OMP_NUM_THREADS=1 python scripts/train_tapas.py --generator broad --init /tmp/stage2 \
+        --tables 2500 --lookup-tables 2500 --steps 8000 --eval-every 2000 --threads 2 --out /tmp/stage3
+    OMP_NUM_THREADS=1 python scripts/train_tapas.py --generator broad --init /tmp/stage3 \
+        --tables 3000 --lookup-tables 3000 --steps 12000 --eval-every 1500 --threads 1 --out /tmp/stage4 \
+      && python scripts/train_tapas.py --score /tmp/stage4
 
-(about 100 minutes on one thread of a 2-core CPU: 0.28 s a step at batch 32), then compare
-/tmp/broad_tapas/split_metrics.json with data/tapas/small_tapas/split_metrics.json and copy the
-folder over data/tapas/small_tapas only if it is better on validation and keeps the book's four
-and the original held-out set (tests/test_tapas.py checks both).
+Stage 3 ran before the random schemas and the extra training phrasings were added to the broad
+generator, so rerunning its command today trains on a slightly different mix. Copy a new folder over
+data/tapas/small_tapas only if it is better on validation and keeps the book's four and the original
+held-out set (tests/test_tapas.py checks both).
 
 Builds the WordPiece vocabulary from data/tapas/corpus.txt (or loads --init's), generates training
 tables and questions (seed 1; lookups seed 3), trains a TapasForQuestionAnswering from

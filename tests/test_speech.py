@@ -385,3 +385,44 @@ def test_shipped_recogniser_on_the_open_vocabulary_test_split():
         recorded = shipped[kind]["all"][0]
         for rate in ("cer", "wer"):
             assert measured[rate] == pytest.approx(recorded[rate], abs=0.005), (kind, rate)
+
+
+def _arpa_table(path):
+    """{ngram tuple: (log10 p, log10 backoff)} read back from an ARPA file."""
+    table, order = {}, None
+    for line in path.read_text().splitlines():
+        if line.startswith("\\") and line.endswith("-grams:"):
+            order = int(line[1])
+        elif order and line.strip() and not line.startswith("\\"):
+            fields = line.split("\t")
+            gram = tuple(fields[1].split())
+            if len(gram) == order:
+                table[gram] = (float(fields[0]), float(fields[2]) if len(fields) > 2 else 0.0)
+    return table
+
+
+def _arpa_p(table, gram):  # the back-off rule kenlm applies
+    if gram in table:
+        return 10 ** table[gram][0]
+    if len(gram) == 1:
+        return 10 ** table[("<unk>",)][0]
+    return 10 ** table.get(gram[:-1], (0, 0.0))[1] * _arpa_p(table, gram[1:])
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+def test_arpa_language_model_is_normalised(tmp_path, order):
+    sentences = ["THE CAT SAT", "THE CAT RAN HOME", "A DOG SAT", "THE DOG SAT DOWN", "HOME AGAIN"]
+    table = _arpa_table(speech.write_arpa(sentences, tmp_path / "lm.arpa", order=order, discount=0.5))
+    vocabulary = [g[0] for g in table if len(g) == 1 and g[0] != "<s>"]
+    assert {"THE", "CAT", "</s>", "<unk>"} <= set(vocabulary)
+    for history in [(), ("<s>",), ("THE",), ("THE", "CAT"), ("<s>", "THE"), ("DOG", "HOME"), ("ZEBRA",)]:
+        history = history[-(order - 1):] if order > 1 else ()
+        assert sum(_arpa_p(table, history + (w,)) for w in vocabulary) == pytest.approx(1, abs=1e-5), history
+    # a seen bigram: (c - D) / c(h) + lambda(h) P(w), with lambda(h) = D N(h) / c(h)
+    if order == 2:
+        p_cat = 2 / (sum(len(s.split()) + 1 for s in sentences) + 1)
+        assert _arpa_p(table, ("THE", "CAT")) == pytest.approx((2 - 0.5) / 3 + 0.5 * 2 / 3 * p_cat, rel=1e-4)
+    with pytest.raises(ValueError, match="order must be 1 to 5"):
+        speech.write_arpa(sentences, tmp_path / "x.arpa", order=0)
+    with pytest.raises(ValueError, match="no words"):
+        speech.write_arpa([""], tmp_path / "x.arpa")

@@ -556,3 +556,69 @@ def error_rates(scores, by=None, n_boot=1000, seed=0, level=0.95):
             row[f"{rate}_low"], row[f"{rate}_high"] = np.quantile(boot, [tail, 1 - tail])
         rows.append(row)
     return pd.DataFrame(rows).set_index(by or "split")
+
+
+def write_arpa(sentences, path, order=3, discount=0.7):
+    """Write a word n-gram language model of `sentences` to `path` in the ARPA format, for
+    kenlm and pyctcdecode's beam search.
+
+    Interpolated absolute discounting (Ney, Essen & Kneser 1994): P(w | h) = max(c(h w) - D, 0) / c(h)
+    + lambda(h) P(w | h'), where h' drops the oldest word of h and lambda(h) = D N(h) / c(h), N(h) the
+    number of distinct words seen after h. The unigrams are relative frequencies with one extra count
+    for <unk>. In the ARPA back-off form the weight of a context is then exactly lambda(h): every
+    context's probabilities sum to 1. Returns the path.
+    """
+    if not 1 <= order <= 5:
+        raise ValueError(f"write_arpa: order must be 1 to 5, got {order}")
+    if not 0 < discount < 1:
+        raise ValueError(f"write_arpa: discount must lie in (0, 1), got {discount}")
+    from collections import Counter, defaultdict
+
+    sentences = [s for s in sentences if s.split()]
+    if not sentences:
+        raise ValueError("write_arpa: no words in sentences")
+    counts = [Counter() for _ in range(order + 1)]  # counts[n][ngram tuple]
+    for sentence in sentences:
+        words = ["<s>"] + sentence.split() + ["</s>"]
+        for n in range(1, order + 1):
+            for i in range(len(words) - n + 1):
+                gram = tuple(words[i:i + n])
+                if gram != ("<s>",):
+                    counts[n][gram] += 1
+    total = sum(counts[1].values()) + 1
+    prob = {1: {gram: c / total for gram, c in counts[1].items()}}
+    prob[1][("<unk>",)] = 1 / total
+    backoff = {}
+    for n in range(2, order + 1):
+        history_count, followers = Counter(), defaultdict(int)
+        for gram, c in counts[n].items():
+            history_count[gram[:-1]] += c
+            followers[gram[:-1]] += 1
+        for history, c in history_count.items():
+            backoff[history] = discount * followers[history] / c
+        prob[n] = {}
+        for gram, c in counts[n].items():
+            lower = _arpa_prob(prob, backoff, gram[1:])
+            prob[n][gram] = (c - discount) / history_count[gram[:-1]] + backoff[gram[:-1]] * lower
+    lines = ["\\data\\"] + [f"ngram {n}={len(prob[n]) + (n == 1)}" for n in range(1, order + 1)] + [""]
+    for n in range(1, order + 1):
+        lines.append(f"\\{n}-grams:")
+        grams = sorted(prob[n].items()) + ([(("<s>",), None)] if n == 1 else [])
+        for gram, p in grams:
+            line = f"{-99.0 if p is None else math.log10(p):.6f}\t{' '.join(gram)}"
+            if n < order and gram in backoff:
+                line += f"\t{math.log10(backoff[gram]):.6f}"
+            lines.append(line)
+        lines.append("")
+    lines.append("\\end\\")
+    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return Path(path)
+
+
+def _arpa_prob(prob, backoff, gram):
+    """P(gram[-1] | gram[:-1]) of the back-off model being built (unknown words get <unk>'s)."""
+    if len(gram) == 1:
+        return prob[1].get(gram, prob[1][("<unk>",)])
+    if gram in prob.get(len(gram), {}):
+        return prob[len(gram)][gram]
+    return backoff.get(gram[:-1], 1.0) * _arpa_prob(prob, backoff, gram[1:])
