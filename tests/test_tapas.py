@@ -413,37 +413,42 @@ def test_ask_and_evaluate_with_a_stand_in_pipeline():
 def test_shipped_model_meets_the_bars():
     """The checkpoint in data/tapas/small_tapas, through the pipeline, as notebook 05 scores it.
 
-    Trained in two stages (scripts/train_tapas.py's docstring has the commands; init_metrics.json
-    records the first). Its metrics.json records 143 of 143 held-out questions right and the book's
-    four; the bars are 85% and all four.
+    Trained in four stages (scripts/train_tapas.py's docstring has the commands; init_metrics.json
+    records the third, metrics.json the fourth), its weights stored in half precision and loaded as
+    float32. split_metrics.json holds its accuracy by question kind on the broad generator's test
+    splits (python scripts/train_tapas.py --score): in template 162 of 162, unseen phrasings 77.5%,
+    unseen themes 68.0%. The floors below sit a little under those.
     """
     import json
 
+    import torch
     from transformers import TapasForQuestionAnswering, TapasTokenizer, pipeline
 
     import utils
 
     folder = utils.data_path("tapas", "small_tapas")
     metrics = json.loads((folder / "metrics.json").read_text())
-    pipe = pipeline(
-        "table-question-answering",
-        model=TapasForQuestionAnswering.from_pretrained(folder),
-        tokenizer=TapasTokenizer.from_pretrained(folder),
-    )
+    model = TapasForQuestionAnswering.from_pretrained(folder)
+    assert model.dtype == torch.float32  # half-precision weights, loaded as float32 (config.json's dtype)
+    pipe = pipeline("table-question-answering", model=model, tokenizer=TapasTokenizer.from_pretrained(folder))
     questions, table = tapas.book_examples()
     book = [tapas.ask(pipe, table, question, gold)["correct"] for question, _, gold in questions]
     assert book == [True, True, True, True]
     results = tapas.evaluate(pipe, tapas.generate_examples(25, seed=2))
     assert len(results) == metrics["held_out_questions"] == 143
     assert results["correct"].mean() == pytest.approx(metrics["held_out_accuracy"], abs=0.01)
-    assert results["correct"].mean() >= 0.85
-    assert results.groupby("kind")["correct"].mean().min() >= 0.85
-    # split_metrics.json: the broad generator's splits, written by train_tapas.py --score; one split re-scored
-    splits = json.loads((folder / "split_metrics.json").read_text())
-    assert set(splits["splits"]) == {"in template", "unseen phrasings", "unseen themes"}
+    assert results.groupby("kind")["correct"].mean().min() >= 0.95
+    # split_metrics.json: the broad generator's validation and test splits; one split re-scored exactly
+    shipped = json.loads((folder / "split_metrics.json").read_text())
+    splits = shipped["splits"]
+    assert set(splits) == {"in template", "unseen phrasings", "unseen themes"}
     themes = tapas.accuracy_by_kind(tapas.evaluate(pipe, tapas.generate_split("unseen themes", 30)))
     assert {kind: int(row.right) for kind, row in themes.iterrows()} == {
-        kind: score["right"] for kind, score in splits["splits"]["unseen themes"].items()}
+        kind: score["right"] for kind, score in splits["unseen themes"].items()}
+    assert shipped["validation_accuracy"] >= 0.97
+    assert splits["in template"]["all"]["accuracy"] >= 0.97
+    assert splits["unseen phrasings"]["all"]["accuracy"] >= 0.7
+    assert splits["unseen themes"]["all"]["accuracy"] >= 0.6
 
 
 # --- the loss terms, strong and weak supervision -----------------------------------------------
