@@ -13,10 +13,10 @@ Three runs, each on one CPU thread:
    once from --out and once from scratch, with the same budget:
 
     OMP_NUM_THREADS=1 python scripts/pretrain_speech.py --steps 2000 --out runs/speech_pretrained
-    OMP_NUM_THREADS=1 python scripts/train_speech.py --train-book 260 --train-grammar 40 --epochs 60 \\
-        --eval-every 150 --max-minutes 15 --init runs/speech_pretrained --out runs/speech_tenth_pretrained
-    OMP_NUM_THREADS=1 python scripts/train_speech.py --train-book 260 --train-grammar 40 --epochs 60 \\
-        --eval-every 150 --max-minutes 15 --out runs/speech_tenth_scratch
+    OMP_NUM_THREADS=1 python scripts/train_speech.py --train-book 260 --train-grammar 40 --epochs 30 \\
+        --eval-every 150 --max-minutes 20 --init runs/speech_pretrained --out runs/speech_tenth_pretrained
+    OMP_NUM_THREADS=1 python scripts/train_speech.py --train-book 260 --train-grammar 40 --epochs 30 \\
+        --eval-every 150 --max-minutes 20 --out runs/speech_tenth_scratch
 
 Both write metrics.json with the validation and test scores; this script writes pretraining.json
 (the command, the loss at the start and the end) and pretraining_history.csv to --out.
