@@ -282,6 +282,20 @@ def test_block_sparse_slides_views_for_a_band_and_gathers_for_bigbird():
         torch.testing.assert_close(sa.block_sparse_attention(q, k, v, pattern), expected, atol=1e-5, rtol=0)
 
 
+def test_block_sparse_gradients_match_the_reference_where_tiles_are_gathered():
+    # gathered tiles go through reused buffers when no gradient is needed, fresh copies when one is
+    n, heads = 1024, 2
+    pattern = sa.bigbird(n, 128, 1, heads=heads, seed=3)
+    assert any(g["slide"] is None for g in sa._gather_plan(pattern, n, heads, sa.BLOCK_SIZE, "cpu")[1])
+    q, k, v = (t.double().requires_grad_() for t in random_qkv(1, heads, n))
+    mask = dense(pattern, n, heads)
+    weights = torch.randn(1, heads, n, q.shape[-1], dtype=torch.float64)
+    grads = torch.autograd.grad((sa.block_sparse_attention(q, k, v, pattern) * weights).sum(), (q, k, v))
+    expected = torch.autograd.grad((sa.reference_attention(q, k, v, mask) * weights).sum(), (q, k, v))
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=0)
+
+
 def test_block_sparse_takes_non_contiguous_inputs():
     q, k, v = (t.transpose(1, 2).contiguous().transpose(1, 2) for t in random_qkv(2, 3, 300))
     assert not q.is_contiguous()

@@ -599,6 +599,16 @@ def block_sparse_attention(q, k, v, mask_mod, block_size=BLOCK_SIZE):
     qb, kb, vb = (t.reshape(rows).contiguous() for t in (q, k, v))
     R, T, tile = rows[0], rows[1], bs * d
     out = torch.empty_like(qb) if covered else torch.zeros_like(qb)
+    # gathered tiles land in buffers reused by every group: fresh pages for each copy cost more than the copy
+    gathered = [g for g in groups if g["slide"] is None]
+    most_q, most_kv = (max((len(g["q_block"]) * (g["kv_block"].shape[1] if kv else 1) for g in gathered), default=0)
+                       for kv in (False, True))
+    q_buffer, k_buffer, v_buffer = (qb.new_empty(R * size * bs * d) for size in (most_q, most_kv, most_kv))
+
+    def gather(t, index, buffer):  # (R, len(index), tile) rows of t, copied into the front of buffer
+        if t.requires_grad and torch.is_grad_enabled():
+            return t.index_select(1, index)  # out= has no gradient; a fresh copy keeps the kernel differentiable
+        return torch.index_select(t, 1, index, out=buffer[:R * len(index) * tile].view(R, len(index), tile))
 
     def view(t, start, step, width):  # (R, G, width * bs, d): G windows of `width` tiles, `step` tiles apart
         return t.as_strided((R, G, width * bs, d), (T * tile, step * tile, d, 1), t.storage_offset() + start * tile)
@@ -610,9 +620,9 @@ def block_sparse_attention(q, k, v, mask_mod, block_size=BLOCK_SIZE):
             qg = view(qb, q_start, q_step, 1)
             kg, vg = view(kb, kv_start, kv_step, K), view(vb, kv_start, kv_step, K)
         else:
-            qg = qb.index_select(1, group["q_block"]).view(R, G, bs, d)
+            qg = gather(qb, group["q_block"], q_buffer).view(R, G, bs, d)
             kv_block = group["kv_block"].flatten()
-            kg, vg = (t.index_select(1, kv_block).view(R, G, K * bs, d) for t in (kb, vb))
+            kg, vg = (gather(t, kv_block, buffer).view(R, G, K * bs, d) for t, buffer in ((kb, k_buffer), (vb, v_buffer)))
         bias = group["bias"]
         if bias is not None:  # SDPA's fused CPU kernel wants an additive float mask with four dimensions
             bias = torch.zeros(bias.shape, dtype=q.dtype, device=q.device).masked_fill_(~bias, -math.inf)
