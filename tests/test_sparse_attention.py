@@ -1,5 +1,10 @@
 """Tests of utils.sparse_attention: patterns against explicit masks, kernels against the float64 reference,
 and the patterns against the positions that transformers' Longformer and BigBird really attend."""
+import argparse
+import importlib.util
+import inspect
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -302,3 +307,22 @@ def test_block_sparse_takes_non_contiguous_inputs():
     pattern = sa.or_masks(sa.sliding_window(40), sa.and_masks(sa.causal(), sa.sink_tokens(4)))
     expected = sa.reference_attention(q, k, v, dense(pattern, 300))
     torch.testing.assert_close(sa.block_sparse_attention(q, k, v, pattern), expected, atol=1e-5, rtol=0)
+
+
+def _flex_cpu_tiles():
+    path = Path(__file__).resolve().parents[1] / "scripts" / "flex_cpu_tiles.py"
+    spec = importlib.util.spec_from_file_location("flex_cpu_tiles", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_flex_cpu_tiles_script_finds_torchs_one_by_sixteen_tile_and_rejects_bad_tiles():
+    # notebook 02 says torch's CPU FlexAttention template builds its q @ k^T micro-kernel with a 1 x 16 tile
+    script = _flex_cpu_tiles()
+    template = script.cpu_template().CppFlexAttentionTemplate
+    assert "GemmBlocking(1, 16, 1)" in inspect.getsource(template.micro_gemm_define)
+    assert script.parse_tile("8x32") == (8, 32)
+    for bad in ("8", "8x20", "0x16", "ax16"):
+        with pytest.raises(argparse.ArgumentTypeError, match="tile|rows"):
+            script.parse_tile(bad)
