@@ -28,6 +28,15 @@ def test_time_ms_counts_calls_and_checks_repeat():
         benchmarks.time_ms(lambda: None, repeat=0)
 
 
+def test_time_pair_alternates_the_two_calls():
+    order = []
+    ms, reference_ms = benchmarks.time_pair(lambda: order.append("f"), lambda: order.append("r"), warmup=1, repeat=3)
+    assert order == ["f", "r"] * 4 and ms >= 0 and reference_ms >= 0
+    assert benchmarks.time_pair(lambda: None, None, repeat=2)[1] is None
+    with pytest.raises(ValueError, match="repeat"):
+        benchmarks.time_pair(lambda: None, lambda: None, repeat=0)
+
+
 def test_registry_runs_suites_and_rejects_unknown(monkeypatch):
     monkeypatch.setattr(benchmarks, "_REGISTRY", {})
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention.flex_attention import BlockMask, and_masks, flex_attention, or_masks
 
-from utils.benchmarks import peak_mib, register, time_ms
+from utils.benchmarks import peak_mib, register, time_pair
 
 __all__ = [
     "BLOCK_SIZE", "and_masks", "or_masks",
@@ -663,7 +663,7 @@ def benchmark(ns, *, patterns=None, kernels=None, heads=4, head_dim=64, repeat=3
               max_naive_n=4096, device="cpu", seed=0, dense_flex=True):
     """Time each kernel on each pattern (and, once per n, dense unmasked SDPA and, with ``dense_flex``,
     FlexAttention computing every tile); yields the suite's records. ``speedup`` is over dense SDPA at the
-    same n, ``of_ideal`` that speedup times the fraction of tiles computed (1 would be perfect skipping at
+    same n, timed in turn with each kernel (``time_pair``), ``of_ideal`` that speedup times the fraction of tiles computed (1 would be perfect skipping at
     SDPA's speed per tile).
     ``patterns`` picks names from ``benchmark_patterns``; kernels that materialise n x n are skipped above
     ``max_naive_n`` (naive) and ``max_dense_mask_n`` (SDPA with a mask)."""
@@ -672,23 +672,25 @@ def benchmark(ns, *, patterns=None, kernels=None, heads=4, head_dim=64, repeat=3
     if unknown:
         raise ValueError(f"unknown kernels {sorted(unknown)}; choose from {sorted(KERNELS)}")
 
-    def timed(fn):
-        return time_ms(fn, warmup=1, repeat=repeat), peak_mib(fn, device=str(device))
-
     generator = torch.Generator(device=device).manual_seed(seed)
     no_mask = full()
     for n in ns:
         q, k, v = (torch.randn(1, heads, n, head_dim, generator=generator, device=device) for _ in range(3))
-        dense_ms, memory = timed(lambda: F.scaled_dot_product_attention(q, k, v))
 
-        def record(kernel, pattern, ms, memory, density):
-            speedup = dense_ms / ms
-            return {"suite": "sparse", "kernel": kernel, "pattern": pattern, "n": n, "ms": ms, "peak_mib": memory,
-                    "density": density, "speedup": speedup, "of_ideal": speedup * density}
+        def dense():
+            return F.scaled_dot_product_attention(q, k, v)
 
-        yield record("sdpa_dense", "none", dense_ms, memory, 1.0)
+        def record(kernel, pattern, fn, density):
+            # dense SDPA is timed in turn with each kernel: the speedup compares calls made moments apart
+            ms, dense_ms = time_pair(fn, None if fn is dense else dense, warmup=1, repeat=repeat)
+            speedup = 1.0 if fn is dense else dense_ms / ms
+            return {"suite": "sparse", "kernel": kernel, "pattern": pattern, "n": n, "ms": ms,
+                    "peak_mib": peak_mib(fn, device=str(device)), "density": density, "speedup": speedup,
+                    "of_ideal": speedup * density}
+
+        yield record("sdpa_dense", "none", dense, 1.0)
         if "flex" in kernels and dense_flex:  # every tile computed: FlexAttention's speed per tile against SDPA's
-            yield record("flex", "none", *timed(lambda: flex_sparse_attention(q, k, v, no_mask)), 1.0)
+            yield record("flex", "none", lambda: flex_sparse_attention(q, k, v, no_mask), 1.0)
         available = benchmark_patterns(n, heads=heads, device=device)
         names = list(available) if patterns is None else patterns
         for name in names:
@@ -702,7 +704,7 @@ def benchmark(ns, *, patterns=None, kernels=None, heads=4, head_dim=64, repeat=3
                 if (kernel == "naive" and n > max_naive_n) or (kernel == "sdpa_mask" and n > max_dense_mask_n):
                     continue
                 fn = KERNELS[kernel]
-                yield record(kernel, name, *timed(lambda: fn(q, k, v, mask_mod)), density)
+                yield record(kernel, name, lambda: fn(q, k, v, mask_mod), density)
             dense_mask.cache_clear()  # the n x n masks are large: keep one pattern's at a time
         del q, k, v
 

@@ -2,7 +2,8 @@
 
 A suite is a function `run(long: bool)` that yields records (dicts with the fields of
 RECORD_FIELDS, None where a field does not apply), registered with `@register("name")` in the
-module that SUITES names. Measure times with `time_ms` and memory with `peak_mib`.
+module that SUITES names. Measure times with `time_ms` (or `time_pair`, against a reference) and memory
+with `peak_mib`.
 """
 import contextlib
 import importlib
@@ -13,7 +14,7 @@ import time
 
 import torch
 
-__all__ = ["RECORD_FIELDS", "SUITES", "register", "time_ms", "peak_mib", "run", "suites"]
+__all__ = ["RECORD_FIELDS", "SUITES", "register", "time_ms", "time_pair", "peak_mib", "run", "suites"]
 
 RECORD_FIELDS = ("suite", "kernel", "pattern", "n", "ms", "peak_mib", "density",
                  # sparse suite: speedup over dense SDPA at the same n, and speedup / (1 / density)
@@ -43,18 +44,30 @@ def _sync():
 
 def time_ms(fn, warmup=1, repeat=5):
     """Median wall time of `fn()` in milliseconds, after `warmup` untimed calls."""
+    return time_pair(fn, None, warmup=warmup, repeat=repeat)[0]
+
+
+def time_pair(fn, reference, warmup=1, repeat=5):
+    """Median wall times in milliseconds of `fn()` and of `reference()`, called in turn `repeat` times after
+    `warmup` untimed calls of each, so that a machine that slows down or speeds up during the run weighs on both
+    alike: a ratio of the two is steadier than one of times taken minutes apart. `reference` None: time `fn` only
+    (its time is then None)."""
     if repeat < 1:
-        raise ValueError(f"time_ms: repeat must be >= 1, got {repeat}")
+        raise ValueError(f"repeat must be >= 1, got {repeat}")
+    calls = [fn] if reference is None else [fn, reference]
     for _ in range(warmup):
-        fn()
+        for call in calls:
+            call()
     _sync()
-    times = []
+    times = [[] for _ in calls]
     for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        _sync()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+        for call, record in zip(calls, times):
+            start = time.perf_counter()
+            call()
+            _sync()
+            record.append((time.perf_counter() - start) * 1e3)
+    medians = [statistics.median(record) for record in times]
+    return medians[0], (medians[1] if reference is not None else None)
 
 
 def _walk(nodes):
