@@ -9,17 +9,17 @@ tile of 1 x 16 (``GemmBlocking(1, 16, 1)``). With one row the kernel takes its i
 transposing branch needs ``24 * rows > head_dim``), which ends every score with a horizontal vector sum.
 This script swaps that tile for larger ones (only the q @ k^T kernel: p @ v goes through ``cpublas::brgemm``
 in float32), compiles one kernel per tile for the exact shapes, checks that every output equals the stock
-kernel's to 1e-5, and times them interleaved with dense SDPA, reporting ``of_ideal`` as the sparse suite of
-``python -m utils.benchmarks`` does: speedup over dense SDPA times the fraction of 128 x 128 tiles computed.
+kernel's to 1e-5, and times each in turn with dense SDPA (``time_pair``), reporting ``of_ideal`` as the sparse
+suite of ``python -m utils.benchmarks`` does: speedup over dense SDPA times the fraction of 128 x 128 tiles computed.
 
-It edits a private torch class for the length of the run, in this process only; nothing is written. It
+It edits a private torch class for the length of the run, in this process only; it writes no file but the one
+``--json`` names. It
 stops with a message on a torch whose template is not the one described above.
 """
 import argparse
 import inspect
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -31,6 +31,7 @@ import torch.nn.functional as F  # noqa: E402
 from torch.nn.attention.flex_attention import flex_attention  # noqa: E402
 
 from utils import sparse_attention as sa  # noqa: E402
+from utils.benchmarks import time_pair  # noqa: E402
 
 STOCK = "1x16"
 
@@ -91,7 +92,7 @@ def main(argv=None):
     parser.add_argument("--n", type=int, default=8192)
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--tiles", nargs="+", type=parse_tile, default=[(1, 16), (4, 16), (8, 16), (16, 16)])
-    parser.add_argument("--rounds", type=int, default=7, help="timed calls of each kernel, interleaved")
+    parser.add_argument("--rounds", type=int, default=7, help="timed calls of each kernel and of SDPA beside it")
     parser.add_argument("--json", help="also write the records to this file")
     args = parser.parse_args(argv)
     module = cpu_template()
@@ -126,28 +127,22 @@ def main(argv=None):
                 raise SystemExit(f"tile {tile}, pattern {name}: output differs from tile {first}'s by {error:.2e}")
     del outputs
 
-    times = {}
-    for _ in range(args.rounds):
-        for key, call in [(("sdpa", "none"), lambda: F.scaled_dot_product_attention(q, k, v))] + [
-                ((tile, name), lambda fn=fn, mask=mask: fn(q, k, v, block_mask=mask))
-                for tile, fn in kernels.items() for name, mask in masks.items()]:
-            start = time.perf_counter()
-            call()
-            times.setdefault(key, []).append((time.perf_counter() - start) * 1e3)
-    sdpa_ms = min(times[("sdpa", "none")])
+    def dense():
+        return F.scaled_dot_product_attention(q, k, v)
+
     load = os.getloadavg()[0]
     print(f"\nn = {args.n}, {args.heads} heads of 64, float32, {torch.get_num_threads()} threads, torch "
-          f"{torch.__version__}; load average {load:.2f}; dense SDPA {sdpa_ms:.0f} ms (fastest of {args.rounds}, "
-          f"median {statistics.median(times[('sdpa', 'none')]):.0f})")
-    print(f"{'q @ k^T tile':>13} {'pattern':>20} {'tiles':>6} {'ms':>7} {'of ideal':>9}")
+          f"{torch.__version__}; load average {load:.2f}; medians of {args.rounds} calls, each kernel timed in turn "
+          "with dense SDPA")
+    print(f"{'q @ k^T tile':>13} {'pattern':>20} {'tiles':>6} {'ms':>7} {'SDPA ms':>8} {'of ideal':>9}")
     records = []
-    for tile in kernels:
-        for name in masks:
-            ms = min(times[(tile, name)])
+    for tile, fn in kernels.items():
+        for name, mask in masks.items():
+            ms, dense_ms = time_pair(lambda: fn(q, k, v, block_mask=mask), dense, warmup=1, repeat=args.rounds)
             record = {"tile": tile, "pattern": name, "n": args.n, "density": density[name], "ms": ms,
-                      "sdpa_dense_ms": sdpa_ms, "of_ideal": sdpa_ms / ms * density[name], "load": load}
+                      "sdpa_dense_ms": dense_ms, "of_ideal": dense_ms / ms * density[name], "load": load}
             records.append(record)
-            print(f"{tile:>13} {name:>20} {density[name]:6.3f} {ms:7.1f} {record['of_ideal']:9.2f}"
+            print(f"{tile:>13} {name:>20} {density[name]:6.3f} {ms:7.1f} {dense_ms:8.1f} {record['of_ideal']:9.2f}"
                   + ("   (torch's own)" if tile == STOCK and name == "none" else ""))
     if args.json:
         Path(args.json).write_text(json.dumps(records, indent=1) + "\n")

@@ -601,8 +601,8 @@ def block_sparse_attention(q, k, v, mask_mod, block_size=BLOCK_SIZE):
     out = torch.empty_like(qb) if covered else torch.zeros_like(qb)
     # gathered tiles land in buffers reused by every group: fresh pages for each copy cost more than the copy
     gathered = [g for g in groups if g["slide"] is None]
-    most_q, most_kv = (max((len(g["q_block"]) * (g["kv_block"].shape[1] if kv else 1) for g in gathered), default=0)
-                       for kv in (False, True))
+    most_q = max((len(g["q_block"]) for g in gathered), default=0)
+    most_kv = max((g["kv_block"].numel() for g in gathered), default=0)
     q_buffer, k_buffer, v_buffer = (qb.new_empty(R * size * bs * d) for size in (most_q, most_kv, most_kv))
 
     def gather(t, index, buffer):  # (R, len(index), tile) rows of t, copied into the front of buffer
@@ -663,8 +663,8 @@ def benchmark(ns, *, patterns=None, kernels=None, heads=4, head_dim=64, repeat=3
               max_naive_n=4096, device="cpu", seed=0, dense_flex=True):
     """Time each kernel on each pattern (and, once per n, dense unmasked SDPA and, with ``dense_flex``,
     FlexAttention computing every tile); yields the suite's records. ``speedup`` is over dense SDPA at the
-    same n, timed in turn with each kernel (``time_pair``), ``of_ideal`` that speedup times the fraction of tiles computed (1 would be perfect skipping at
-    SDPA's speed per tile).
+    same n, timed in turn with each kernel (``time_pair``); ``of_ideal`` is that speedup times the fraction of
+    tiles computed (1 would be perfect skipping at SDPA's speed per tile).
     ``patterns`` picks names from ``benchmark_patterns``; kernels that materialise n x n are skipped above
     ``max_naive_n`` (naive) and ``max_dense_mask_n`` (SDPA with a mask)."""
     kernels = list(KERNELS) if kernels is None else kernels
