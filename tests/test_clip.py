@@ -408,7 +408,16 @@ def test_binding_test_counts_wins_and_ties():
                                                        for t, e in zip(texts, pairs)])
     result = clip.binding_test(always_right, pairs)
     assert result["accuracy"] == 1.0 and result["wins"] == 10 and result["ties"] == 0
-    assert clip.wilson(10, 10) == pytest.approx((result["low"], result["high"]))
-    assert clip.wilson(5, 10)[0] == pytest.approx(0.2366, abs=1e-3)  # the Wilson interval of 5/10
+    # Wilson's interval of 10 of 10 (closed form, z = 1.96): 1 / (1 + z^2 / 10) .. 1
+    z = 1.959963984540054
+    assert result["low"] == pytest.approx(1 / (1 + z * z / 10)) and result["high"] == pytest.approx(1.0)
+    assert not hasattr(clip, "wilson")  # the one Wilson interval is utils.evaluation.wilson
+    # a tie counts half: 3 wins and 3 ties of 10 score 4.5 right, the interval that of round(4.5) = 4
+    three_ties = lambda images, texts: torch.tensor(
+        [1.0 if k < 3 and t == e["caption"] else 0.5 if 3 <= k < 6 else 0.0 if k < 6 else
+         (1.0 if t != e["caption"] else 0.0) for k, (t, e) in enumerate(zip(texts, pairs))])
+    mixed = clip.binding_test(three_ties, pairs)
+    assert (mixed["wins"], mixed["ties"], mixed["accuracy"]) == (3, 3, 0.45)
+    assert (mixed["low"], mixed["high"]) == pytest.approx((0.1682, 0.6873), abs=1e-4)
     with pytest.raises(ValueError, match="two-object"):
         clip.binding_test(always_right, clip.make_examples(3))

@@ -385,11 +385,39 @@ def test_error_rates_pool_like_jiwer():
     assert overall["wer_low"] <= overall["wer"] <= overall["wer_high"]
     by_voice = speech.error_rates(scores, "voice")
     assert by_voice.loc["y", "wer"] == 0.5 and by_voice.loc["y", "utterances"] == 1
-    assert by_voice.loc["y", "wer_low"] == by_voice.loc["y", "wer_high"] == 0.5
+    # one utterance has nothing to resample: no interval
+    assert np.isnan(by_voice.loc["y", "wer_low"]) and np.isnan(by_voice.loc["y", "wer_high"])
+    # the bounds are utils.evaluation's pooled-rate bootstrap, errors weighted by reference length
+    from utils import evaluation
+
+    same = evaluation.bootstrap(scores["word_errors"], weights=scores["words"], n_boot=1000, seed=0)
+    assert (overall["wer_low"], overall["wer_high"]) == (same.low, same.high)
     with pytest.raises(ValueError, match="lack the column"):
         speech.error_rates(scores.drop(columns="chars"))
     with pytest.raises(ValueError, match="no column 'speed'"):
         speech.error_rates(scores, "speed")
+    with pytest.raises(ValueError, match="no column 'speaker' to resample groups by"):
+        speech.error_rates(scores, groups="speaker")
+    with pytest.raises(ValueError, match="also the `by` column"):
+        speech.error_rates(scores, "voice", groups="voice")
+
+
+def test_error_rates_by_voice_groups_are_wider_when_a_voice_errs_throughout():
+    # 10 voices of 12 utterances of 20 characters; each voice has its own error rate, its
+    # utterances alike: resampling whole voices must give a wider interval than resampling
+    # utterances, around the very same pooled rate
+    rng = np.random.default_rng(0)
+    voice = np.repeat([f"v{k}" for k in range(10)], 12)
+    rate = rng.uniform(0.02, 0.4, 10)[np.arange(120) // 12]
+    char_errors = rng.binomial(20, rate)
+    scores = pd.DataFrame({"voice": voice, "char_errors": char_errors, "chars": 20,
+                           "word_errors": rng.binomial(4, rate), "words": 4})
+    plain = speech.error_rates(scores).loc["all"]
+    grouped = speech.error_rates(scores, groups="voice").loc["all"]
+    assert grouped["cer"] == plain["cer"] == char_errors.sum() / 2400
+    assert grouped["cer_high"] - grouped["cer_low"] > 2 * (plain["cer_high"] - plain["cer_low"])
+    assert grouped["wer_high"] - grouped["wer_low"] > plain["wer_high"] - plain["wer_low"]
+    assert grouped["utterances"] == 120
 
 
 def test_shipped_recogniser_on_the_open_vocabulary_test_split():

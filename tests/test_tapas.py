@@ -303,6 +303,31 @@ def test_accuracy_by_kind_wilson_intervals():
         tapas.accuracy_by_kind(pd.DataFrame({"x": [1]}))
     with pytest.raises(ValueError, match="results is empty"):
         tapas.accuracy_by_kind(results.iloc[:0])
+    # the intervals are utils.evaluation's Wilson intervals, at the confidence asked for
+    from utils import evaluation
+
+    narrow = tapas.accuracy_by_kind(results, confidence=0.8)
+    assert (narrow.loc["all", "low"], narrow.loc["all", "high"]) == pytest.approx(
+        (evaluation.wilson(13, 14, 0.8).low, evaluation.wilson(13, 14, 0.8).high))
+    with pytest.raises(ValueError, match="no column 'table'"):
+        tapas.accuracy_by_kind(results, groups="table")
+
+
+def test_accuracy_by_kind_by_table_is_wider_when_a_table_is_all_right_or_all_wrong():
+    # 8 tables of 6 questions; on 3 tables the model gets everything wrong, on 5 everything right
+    table = [t for t in range(8) for _ in range(6)]
+    correct = [t >= 3 for t in table]
+    kind = ["sum", "lookup", "count"] * 16
+    results = pd.DataFrame({"kind": kind, "correct": correct, "table": table})
+    plain, grouped = tapas.accuracy_by_kind(results), tapas.accuracy_by_kind(results, groups="table")
+    assert grouped[["right", "asked", "accuracy"]].equals(plain[["right", "asked", "accuracy"]])
+    assert grouped.loc["all", "accuracy"] == pytest.approx(30 / 48)
+    width = lambda frame, kind: frame.loc[kind, "high"] - frame.loc[kind, "low"]  # noqa: E731
+    assert width(grouped, "all") > 1.5 * width(plain, "all")
+    assert grouped.loc["all", "low"] <= 30 / 48 <= grouped.loc["all", "high"]
+    # a kind asked of one table only has no groups to resample: no interval
+    one_table = pd.concat([results, pd.DataFrame({"kind": ["average"] * 2, "correct": [True, False], "table": [9, 9]})])
+    assert tapas.accuracy_by_kind(one_table, groups="table").loc["average", ["low", "high"]].isna().all()
 
 
 def test_broad_lookups_name_every_row():

@@ -228,6 +228,13 @@ def test_score_gives_the_wilson_interval():
     assert result["errors"] == 5 and result["n"] == 360 and result["accuracy"] == pytest.approx(p)
     assert result["low"] == pytest.approx(centre - half) and result["high"] == pytest.approx(centre + half)
     assert score(labels, labels)["high"] == pytest.approx(1.0)
+    # the interval is utils.evaluation's, and the confidence level reaches it
+    from utils import evaluation
+
+    same = evaluation.wilson(355, 360, confidence=0.9)
+    narrower = score(predictions, labels, confidence=0.9)
+    assert (narrower["low"], narrower["high"]) == (same.low, same.high)
+    assert result["low"] < narrower["low"] and narrower["high"] < result["high"]
     with pytest.raises(ValueError, match="shapes"):
         score(predictions[:10], labels)
 
@@ -280,3 +287,6 @@ def test_score_table_formats_one_row_per_model():
     assert table.loc["half", "accuracy"] == "50.0%"
     half = score(np.where(np.arange(10) < 5, labels, -1), labels)
     assert table.loc["half", "95% interval"] == f"{half['low']:.1%} to {half['high']:.1%}"
+    assert table.loc["half", "95% interval"] == "23.7% to 76.3%"  # Wilson's interval of 5 of 10
+    assert table.loc["right", "95% interval"] == "72.2% to 100.0%"  # ... and of 10 of 10
+    assert list(score_table({"half": labels}, labels, confidence=0.9).columns)[-1] == "90% interval"

@@ -36,7 +36,7 @@ __all__ = [
     "caption", "caption_distribution", "draw_scene", "make_examples", "make_pair_examples",
     "zero_shot_captions", "contrastive_loss", "clip_loss_fn", "sigmoid_loss", "siglip_loss_fn",
     "build_tokenizer", "MAX_TEXT_LENGTH", "encode", "train_contrastive", "make_batches",
-    "mean_loss", "pair_scores", "zero_shot_predictions", "binding_test", "wilson",
+    "mean_loss", "pair_scores", "zero_shot_predictions", "binding_test",
     "ATTRIBUTE_WORDS", "word_counts", "BagOfWords", "scene_distribution", "loss_floor",
     "small_model", "ZeroShotTests",
 ]
@@ -587,9 +587,11 @@ def binding_test(score_fn, examples) -> dict:
     against "a blue circle and a red square")? A tie counts half: a coin toss.
 
     `score_fn(images, texts)` returns one score per (image, text) pair. Returns the accuracy, the
-    number of pictures, of wins and of ties, and a 95% Wilson interval.
+    number of pictures, of wins and of ties, and a 95% Wilson interval
+    (:func:`utils.evaluation.wilson`) of round(wins + ties / 2) right out of n. The interval covers
+    the sampling of the test scenes, for this one fixed model; it says nothing of retraining.
     """
-    from scipy.stats import binomtest
+    from .evaluation import wilson
 
     if not examples or any("twin_caption" not in e for e in examples):
         raise ValueError("binding_test: give two-object examples from make_pair_examples")
@@ -598,17 +600,9 @@ def binding_test(score_fn, examples) -> dict:
     wrong = torch.as_tensor(score_fn(images, [e["twin_caption"] for e in examples]))
     wins, ties, n = int((right > wrong).sum()), int((right == wrong).sum()), len(examples)
     accuracy = (wins + ties / 2) / n
-    interval = binomtest(round(wins + ties / 2), n).proportion_ci(method="wilson")
+    interval = wilson(round(wins + ties / 2), n)
     return {"accuracy": accuracy, "n": n, "wins": wins, "ties": ties,
             "low": interval.low, "high": interval.high}
-
-
-def wilson(k: int, n: int) -> tuple[float, float]:
-    """The 95% Wilson interval of a proportion of `k` successes in `n` trials."""
-    from scipy.stats import binomtest
-
-    interval = binomtest(int(k), int(n)).proportion_ci(method="wilson")
-    return interval.low, interval.high
 
 
 # ---- the baseline: a bag of words --------------------------------------------------------------

@@ -11,6 +11,9 @@
 * `pretraining_config` and `pretraining_losses` spell out wav2vec 2.0's self-supervised objective
   (quantised targets, sampled negatives, contrastive and diversity losses) on a
   `Wav2Vec2ForPreTraining`, step by step, to be checked against the model's own loss.
+* `score_utterances` and `error_rates` score an ASR pipeline: CER and WER pooled over utterances,
+  with `utils.evaluation.bootstrap` intervals over the test utterances for one fixed recogniser
+  (whole voices resampled with ``groups="voice"``).
 """
 from __future__ import annotations
 
@@ -528,32 +531,48 @@ def score_utterances(asr, dataset):
     return pd.concat([table, pd.DataFrame(rows)], axis=1)
 
 
-def error_rates(scores, by=None, n_boot=1000, seed=0, level=0.95):
+def error_rates(scores, by=None, n_boot=1000, seed=0, level=0.95, groups=None):
     """CER and WER pooled over utterances (errors / reference length), with bootstrap intervals.
 
     `scores` is a `score_utterances` table; `by` a column name (or None: one row for all). Each
-    interval resamples the group's utterances with replacement `n_boot` times (seeded) and takes
-    the central `level` share of the pooled rates. Returns a DataFrame with columns
-    utterances, cer, cer_low, cer_high, wer, wer_low, wer_high.
+    row's interval is :func:`utils.evaluation.bootstrap` of the errors weighted by the reference
+    lengths: `n_boot` resamples (seeded with `seed`, the same draws for CER and WER) of the row's
+    utterances with replacement, and the central `level` share of the pooled rates. It covers the
+    sampling of the test utterances, for this one fixed recogniser, not what retraining would give.
+
+    `groups`, a column name such as "voice", resamples whole groups of utterances instead (the
+    utterances of one voice succeed or fail together, so they are worth less than as many
+    independent ones); it cannot be `by` itself. A row with a single utterance (or a single group)
+    has nothing to resample: its bounds are NaN. Returns a DataFrame with columns utterances, cer,
+    cer_low, cer_high, wer, wer_low, wer_high.
     """
+    from .evaluation import bootstrap
+
     missing = {"char_errors", "chars", "word_errors", "words"} - set(scores.columns)
     if missing:
         raise ValueError(f"error_rates: scores lack the column(s) {sorted(missing)}; "
                          "make them with score_utterances")
     if by is not None and by not in scores.columns:
         raise ValueError(f"error_rates: no column {by!r} to group by")
-    rng = np.random.default_rng(seed)
-    groups = [("all", scores)] if by is None else list(scores.groupby(by))
+    if groups is not None and groups not in scores.columns:
+        raise ValueError(f"error_rates: no column {groups!r} to resample groups by")
+    if groups is not None and groups == by:
+        raise ValueError(f"error_rates: groups={groups!r} is also the `by` column; each row would hold "
+                         "a single group, with nothing to resample")
+    parts = [("all", scores)] if by is None else list(scores.groupby(by))
     rows = []
-    tail = (1 - level) / 2
-    for name, group in groups:
-        row = {by or "split": name, "utterances": len(group)}
-        picks = rng.integers(0, len(group), size=(n_boot, len(group)))
+    for name, part in parts:
+        row = {by or "split": name, "utterances": len(part)}
+        labels = None if groups is None else part[groups].to_numpy()
+        units = len(part) if labels is None else len(pd.unique(labels))
         for rate, errors, length in [("cer", "char_errors", "chars"), ("wer", "word_errors", "words")]:
-            e, n = group[errors].to_numpy(), group[length].to_numpy()
-            boot = e[picks].sum(1) / n[picks].sum(1)
+            e, n = part[errors].to_numpy(), part[length].to_numpy()
             row[rate] = e.sum() / n.sum()
-            row[f"{rate}_low"], row[f"{rate}_high"] = np.quantile(boot, [tail, 1 - tail])
+            if units < 2:
+                row[f"{rate}_low"] = row[f"{rate}_high"] = float("nan")
+                continue
+            estimate = bootstrap(e, weights=n, groups=labels, confidence=level, n_boot=n_boot, seed=seed)
+            row[f"{rate}_low"], row[f"{rate}_high"] = estimate.low, estimate.high
         rows.append(row)
     return pd.DataFrame(rows).set_index(by or "split")
 

@@ -11,7 +11,8 @@ Three jobs:
   ``data/tapas/`` so that :class:`transformers.TapasTokenizer` can load it (:func:`build_vocab`).
 
 The remaining helpers encode examples for training, build the small model's config and score a
-``table-question-answering`` pipeline on generated questions.
+``table-question-answering`` pipeline on generated questions (:func:`accuracy_by_kind`, with
+intervals from :mod:`utils.evaluation` over the test questions for one fixed model).
 """
 
 from __future__ import annotations
@@ -1146,20 +1147,39 @@ def evaluate(pipe, examples):
     return pd.DataFrame(rows)
 
 
-def accuracy_by_kind(results, *, confidence=0.95):
-    """Right / asked per question kind and in all, with Wilson intervals, from :func:`evaluate`'s frame."""
-    from scipy.stats import binomtest
+def accuracy_by_kind(results, *, confidence=0.95, groups=None, n_boot=2000, seed=0):
+    """Right / asked per question kind and in all, with intervals, from :func:`evaluate`'s frame.
+
+    The intervals come from :func:`utils.evaluation.accuracy` and cover the sampling of the test
+    questions, for this one fixed model (not what retraining would give): Wilson's interval, with
+    every question counted as independent. `groups` names a column of `results` that says which
+    questions belong together, e.g. "table" for the table each was asked about (:func:`evaluate`
+    records only kind, theme, question, tapas, executed, gold and correct; add such a column
+    yourself); the interval is then a bootstrap (`n_boot` resamples, seeded with `seed`) that
+    resamples whole groups, since questions about one table succeed or fail together. A kind whose
+    questions all come from one group has nothing to resample: its bounds are NaN.
+    """
+    from .evaluation import accuracy
 
     if not isinstance(results, pd.DataFrame) or not {"kind", "correct"} <= set(results.columns):
         raise TypeError("results must be the DataFrame of tapas.evaluate, with 'kind' and 'correct' columns")
+    if groups is not None and groups not in results.columns:
+        raise ValueError(f"accuracy_by_kind: results have no column {groups!r} to resample groups by "
+                         f"(columns: {list(results.columns)})")
     if len(results) == 0:
         raise ValueError("results is empty: no question was asked")
-    groups = [(kind, group["correct"]) for kind, group in results.groupby("kind")] + [("all", results["correct"])]
+    parts = [(kind, part) for kind, part in results.groupby("kind")] + [("all", results)]
     rows = []
-    for kind, correct in groups:
+    for kind, part in parts:
+        correct = part["correct"].to_numpy(dtype=float)
         right, asked = int(correct.sum()), len(correct)
-        interval = binomtest(right, asked).proportion_ci(confidence, method="wilson")
-        rows.append(dict(kind=kind, right=right, asked=asked, accuracy=right / asked, low=interval.low, high=interval.high))
+        labels = None if groups is None else part[groups].to_numpy()
+        if labels is not None and len(pd.unique(labels)) < 2:
+            low = high = float("nan")
+        else:
+            estimate = accuracy(correct, groups=labels, confidence=confidence, n_boot=n_boot, seed=seed)
+            low, high = estimate.low, estimate.high
+        rows.append(dict(kind=kind, right=right, asked=asked, accuracy=right / asked, low=low, high=high))
     return pd.DataFrame(rows).set_index("kind")
 
 

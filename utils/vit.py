@@ -3,8 +3,9 @@
 Only what the notebook needs beyond the foundation: scikit-learn's 8 x 8 digits as a
 `datasets.Dataset` of PIL images, the small ViT configuration trained on them, the check that a
 ViT's patch embedding (a strided convolution) is "cut into patches, flatten, multiply by a matrix",
-the attention of the [CLS] token to the patches, the patch grid drawn on a photo, and the token
-count of a video transformer.
+the attention of the [CLS] token to the patches, the patch grid drawn on a photo, the token
+count of a video transformer, and test accuracy with a Wilson interval from :mod:`utils.evaluation`
+(:func:`score`, :func:`score_table`).
 """
 
 from __future__ import annotations
@@ -212,28 +213,31 @@ def train_digits(model, train_data, *, max_dx: int = 1, max_dy: int = 0, epochs:
 
 def score(predictions, labels, confidence: float = 0.95) -> dict:
     """Accuracy of `predictions` against `labels` with its number of errors and a Wilson interval
-    (scipy's binomtest): a dict with accuracy, errors, n, low and high."""
-    from scipy.stats import binomtest
+    (:func:`utils.evaluation.wilson`): a dict with accuracy, errors, n, low and high.
+
+    The interval covers the sampling of the test digits, for this one fixed model: how far the
+    accuracy could move on another test set drawn like this one, not what retraining would give."""
+    from .evaluation import wilson
 
     predictions, labels = np.asarray(predictions), np.asarray(labels)
     if predictions.shape != labels.shape or labels.ndim != 1 or not len(labels):
         raise ValueError(f"predictions and labels must be two 1-D arrays of one length, got shapes "
                          f"{predictions.shape} and {labels.shape}")
     correct = int((predictions == labels).sum())
-    interval = binomtest(correct, len(labels)).proportion_ci(confidence_level=confidence, method="wilson")
-    return {"accuracy": correct / len(labels), "errors": len(labels) - correct, "n": len(labels),
-            "low": float(interval.low), "high": float(interval.high)}
+    estimate = wilson(correct, len(labels), confidence)
+    return {"accuracy": estimate.value, "errors": len(labels) - correct, "n": estimate.n,
+            "low": estimate.low, "high": estimate.high}
 
 
 def score_table(predictions: dict, labels, confidence: float = 0.95):
     """One row per model of `predictions` (name -> predicted labels): accuracy, errors and the
-    Wilson interval of `score`, as a DataFrame ready to show."""
+    Wilson interval of :func:`score` (test digits resampled, each model held fixed), as a
+    DataFrame ready to show."""
     import pandas as pd
 
     rows = {name: score(p, labels, confidence) for name, p in predictions.items()}
-    table = pd.DataFrame(rows).T
     return pd.DataFrame({"accuracy": [f"{r['accuracy']:.1%}" for r in rows.values()],
-                         "errors": table["errors"].astype(int).to_numpy(),
+                         "errors": [int(r["errors"]) for r in rows.values()],
                          f"{confidence:.0%} interval": [f"{r['low']:.1%} to {r['high']:.1%}" for r in rows.values()]},
                         index=list(rows))
 
