@@ -587,10 +587,13 @@ def binding_test(score_fn, examples) -> dict:
     against "a blue circle and a red square")? A tie counts half: a coin toss.
 
     `score_fn(images, texts)` returns one score per (image, text) pair. Returns the accuracy, the
-    number of pictures, of wins and of ties, and a 95% Wilson interval
-    (:func:`utils.evaluation.wilson`) of round(wins + ties / 2) right out of n. The interval covers
+    number of pictures, of wins and of ties, and a 95% Wilson interval (:func:`utils.evaluation.wilson`)
+    of round(wins + ties / 2) right out of n, as low and high and as `interval`, an
+    :class:`utils.evaluation.Estimate` that prints itself. The interval covers
     the sampling of the test scenes, for this one fixed model; it says nothing of retraining.
     """
+    from dataclasses import replace
+
     from .evaluation import wilson
 
     if not examples or any("twin_caption" not in e for e in examples):
@@ -600,9 +603,9 @@ def binding_test(score_fn, examples) -> dict:
     wrong = torch.as_tensor(score_fn(images, [e["twin_caption"] for e in examples]))
     wins, ties, n = int((right > wrong).sum()), int((right == wrong).sum()), len(examples)
     accuracy = (wins + ties / 2) / n
-    interval = wilson(round(wins + ties / 2), n)
+    interval = replace(wilson(round(wins + ties / 2), n), value=accuracy)
     return {"accuracy": accuracy, "n": n, "wins": wins, "ties": ties,
-            "low": interval.low, "high": interval.high}
+            "low": interval.low, "high": interval.high, "interval": interval}
 
 
 # ---- the baseline: a bag of words --------------------------------------------------------------

@@ -1,0 +1,152 @@
+"""The exercise checker: it judges without giving the answer away, and the notebooks use every entry."""
+import math
+import re
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+
+from utils import exercises as ex
+from utils.core import REPO_ROOT
+
+NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
+CHECK = re.compile(r"""check\(\s*["']([^"']+)["']""")
+
+
+def exercise_cells(path):
+    """(reader cell, solution cell) pairs: a hidden solution and the cell right before it."""
+    cells = nbformat.read(path, as_version=4).cells
+    return [(cells[i - 1], cell) for i, cell in enumerate(cells)
+            if cell.cell_type == "code" and cell.metadata.get("jupyter", {}).get("source_hidden")]
+
+
+def test_every_key_used_in_a_notebook_is_in_the_table_and_every_entry_is_used():
+    used = {}
+    for path in NOTEBOOKS:
+        for key in CHECK.findall("\n".join(c.source for c in nbformat.read(path, as_version=4).cells)):
+            used.setdefault(key, set()).add(path.stem[:2])
+    assert set(used) - set(ex.EXERCISES) == set(), "keys missing from utils.exercises.EXERCISES"
+    assert set(ex.EXERCISES) - set(used) == set(), "table entries no notebook uses"
+    for key, notebooks in used.items():
+        assert notebooks == {key[:2]}, f"{key} is used in notebook(s) {notebooks}, not in its own"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_each_exercise_has_a_reader_cell_that_checks_none_and_a_solution_that_asserts_the_check(path):
+    pairs = exercise_cells(path)
+    assert len(pairs) >= 3, f"{path.name}: fewer than three exercises with hidden solutions"
+    for reader, solution in pairs:
+        keys = CHECK.findall(reader.source)
+        assert keys and reader.cell_type == "code" and not reader.metadata.get("jupyter", {}).get("source_hidden")
+        for line in reader.source.splitlines():
+            assert (not line.strip() or line.startswith(("#", "check(", "from utils.exercises import check"))
+                    or re.match(r"\w+ = None\b", line)), f"{path.name}: the reader cell for {keys} prefills more than None: {line!r}"
+        last = solution.source.strip().splitlines()[-1]
+        assert last.startswith("assert ") and set(CHECK.findall(last)) == set(keys), (path.name, keys, last)
+
+
+def test_an_unanswered_exercise_says_what_to_fill_in(capsys):
+    assert ex.check("02.sink_window_keys", None) is None
+    assert capsys.readouterr().out.startswith("[02.sink_window_keys] Not answered yet: busiest,")
+    with pytest.raises(KeyError, match="no exercise 'nope'"):
+        ex.check("nope", 1)
+
+
+@pytest.mark.parametrize("answer, message", [
+    (128, "about 2 times too large"), (16, "about 4 times too small"), (-64, "wrong sign"), (60, "6% too small"),
+    ("64", "expected a single number, got a str"), (True, "expected a single number"), (float("nan"), "not a finite"),
+])
+def test_a_wrong_number_is_told_how_far_off_without_the_answer(answer, message, capsys):
+    assert ex.check("02.sink_window_keys", answer) is False
+    out = capsys.readouterr().out
+    assert message in out and "64" not in out.replace(str(answer), "")
+
+
+def test_numbers_within_tolerance_and_numpy_and_torch_scalars_pass():
+    number = ex.Number(0.5, rel=0.01)
+    assert number.judge(0.504)[0] and not number.judge(0.51)[0]
+    assert number.judge(np.float32(0.5))[0] and number.judge(torch.tensor(0.5))[0]
+    assert ex.Number(0.5, rel=0, abs=0.15).judge(0.62)[0]
+    assert ex.Number(lambda: math.pi).judge(3.14159)[0]  # computed on use
+
+
+def test_choice_items_and_values():
+    choice = ex.Choice("up", options=("up", "left"))
+    assert choice.judge(" Up ")[0] and choice.judge("left") == (False, "not this one")
+    assert choice.judge("down") == (False, "answer one of: up, left")
+    items = ex.Items({"a", "b", "c"})
+    assert items.judge(["c", "a", "b"])[0]
+    assert items.judge({"a", "x"}) == (False, "1 of 3 found, 1 that does not belong")
+    assert items.judge("abc")[0] is False
+    values = ex.Values(np.arange(4.0))
+    assert values.judge(torch.arange(4.0))[0]
+    assert values.judge(np.zeros(3)) == (False, "shape (3,), which should be (4,)")
+    assert values.judge(np.array([0, 1, 2, 5.0])) == (False, "1 of 4 values off, by up to 2")
+
+
+def test_library_answers_are_right():
+    from utils import scaling as sc
+
+    assert ex.check("01.zero3_gpus", sc.devices_to_hold(70e9, 80e9))
+    n_opt, d_opt = sc.compute_optimal(5.76e23)
+    heavy = sc.inference_aware_optimal(float(sc.chinchilla_loss(n_opt, d_opt)), 1e15)
+    assert ex.check("01.serve_more_size", heavy["n"]) and not ex.check("01.serve_more_size", n_opt)
+
+
+# ---- the code-judging exercises accept a right answer and reject the usual slips ------------------
+
+def test_sink_window_judge():
+    from utils import sparse_attention as sa
+
+    right = sa.or_masks(sa.sliding_window(60), sa.and_masks(sa.causal(), sa.sink_tokens(4)))
+    assert ex.check("02.sink_window", right)
+    problem = ex.EXERCISES["02.sink_window"].expected.judge(sa.or_masks(sa.sliding_window(60), sa.sink_tokens(4)))[1]
+    assert "let a query see a later key" in problem
+    assert ex.EXERCISES["02.sink_window"].expected.judge(42)[1].startswith("expected a mask_mod")
+
+
+def _decode(q, k, v, window, causal_only=False):
+    n = len(q)
+    out = []
+    for i in range(n):
+        start = 0 if causal_only else max(0, i - window + 1)
+        weights = torch.softmax(k[start:i + 1] @ q[i] / q.shape[-1] ** 0.5, dim=0)
+        out.append(weights @ v[start:i + 1])
+    return torch.stack(out)
+
+
+def test_rolling_cache_judge():
+    judge = ex.EXERCISES["02.rolling_cache"].expected.judge
+    assert judge(_decode) == (True, "")
+    right, problem = judge(lambda q, k, v, w: _decode(q, k, v, w, causal_only=True))
+    assert not right and "differ from sliding-window attention, the first at position 16" in problem
+
+
+def test_gated_loop_judge():
+    def loop(q, k, v, g, read_first=False):
+        S, ys = q.new_zeros(k.shape[-1], v.shape[-1]), []
+        for t in range(len(q)):
+            if read_first:
+                ys.append(q[t] @ S)
+            S = g[t] * S + torch.outer(k[t], v[t])
+            if not read_first:
+                ys.append(q[t] @ S)
+        return torch.stack(ys)
+
+    judge = ex.EXERCISES["03.gated_loop"].expected.judge
+    assert judge(loop)[0]
+    right, problem = judge(lambda q, k, v, g: loop(q, k, v, g, read_first=True))
+    assert not right and "the first at token 0" in problem
+
+
+def test_siglip_loops_judge():
+    def loops(x, y, scale, bias, divide_by_pairs=False):
+        total = sum(math.log1p(math.exp(-(1 if i == j else -1) * (scale * float(x[i] @ y[j]) + bias)))
+                    for i in range(len(x)) for j in range(len(y)))
+        return total / (len(x) ** 2 if divide_by_pairs else len(x))
+
+    judge = ex.EXERCISES["07.siglip_loops"].expected.judge
+    assert judge(loops)[0]
+    right, problem = judge(lambda *a: loops(*a, divide_by_pairs=True))
+    assert not right and "divide the sum by the batch size" in problem

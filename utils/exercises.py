@@ -1,0 +1,363 @@
+"""Check an exercise's answer without reading its solution.
+
+Each exercise cell of a notebook ends with ``check(key, answer)``. It prints one line: that the
+answer is right, or that it is not yet and roughly how far off it is ("about 2.1 times too large",
+"wrong sign", "3 of 4 found, 1 that does not belong"), never the answer itself. With ``answer``
+still ``None`` it says what to fill in, so a notebook runs top to bottom before anyone has tried.
+
+The expected answers live in one table, :data:`EXERCISES`, keyed ``"NN.name"`` by notebook. An
+expected value may be a function of no arguments, computed on first use from the course's library
+and shipped data (a number that depends on a trained checkpoint is then never typed twice).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+__all__ = ["check", "Number", "Choice", "Items", "Values", "Passes", "Exercise", "EXERCISES"]
+
+
+def _resolve(value):
+    return value() if callable(value) else value
+
+
+# ---- kinds of answer: each judges an answer and says how far off it is, never what is expected ----
+
+@dataclass(frozen=True)
+class Number:
+    """A number, right within `rel` (relative) or `abs` (absolute) tolerance; exact when both are 0."""
+    value: Any
+    rel: float = 0.01
+    abs: float = 0.0
+
+    def judge(self, answer):
+        if isinstance(answer, bool) or not isinstance(answer, (int, float, np.integer, np.floating)) and not (
+                hasattr(answer, "item") and getattr(answer, "ndim", 1) == 0):
+            return False, f"expected a single number, got a {type(answer).__name__}"
+        answer, expected = float(answer), float(_resolve(self.value))
+        if not math.isfinite(answer):
+            return False, "the answer is not a finite number"
+        if math.isclose(answer, expected, rel_tol=self.rel, abs_tol=self.abs):
+            return True, ""
+        if expected == 0:
+            return False, f"{'too large' if answer > 0 else 'too small'} (it should be zero)"
+        if answer == 0:
+            return False, "zero, which it is not"
+        if (answer > 0) != (expected > 0):
+            return False, "wrong sign"
+        ratio = answer / expected
+        if ratio >= 1.5:
+            return False, f"about {ratio:.2g} times too large"
+        if ratio <= 1 / 1.5:
+            return False, f"about {1 / ratio:.2g} times too small"
+        return False, f"{abs(ratio - 1):.0%} too {'large' if abs(answer) > abs(expected) else 'small'}"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One word or phrase among `options` (compared without case or surrounding spaces)."""
+    value: Any
+    options: tuple = ()
+
+    def judge(self, answer):
+        if not isinstance(answer, str):
+            return False, f"expected text, got a {type(answer).__name__}"
+        said = answer.strip().casefold()
+        options = [o.casefold() for o in _resolve(self.options)]
+        if options and said not in options:
+            return False, f"answer one of: {', '.join(_resolve(self.options))}"
+        return (said == str(_resolve(self.value)).casefold()), "not this one"
+
+
+@dataclass(frozen=True)
+class Items:
+    """A set of items (order does not matter)."""
+    value: Any
+
+    def judge(self, answer):
+        if isinstance(answer, (str, bytes)) or not hasattr(answer, "__iter__"):
+            return False, f"expected a collection of items, got a {type(answer).__name__}"
+        given, expected = set(answer), set(_resolve(self.value))
+        if given == expected:
+            return True, ""
+        return False, (f"{len(given & expected)} of {len(expected)} found, "
+                       f"{len(given - expected)} that do{'es' if len(given - expected) == 1 else ''} not belong")
+
+
+@dataclass(frozen=True)
+class Values:
+    """An array or tensor: the same shape, values within `atol` (absolute) and `rtol` (relative)."""
+    value: Any
+    atol: float = 1e-6
+    rtol: float = 0.0
+
+    def judge(self, answer):
+        try:
+            given = np.asarray(answer.detach().cpu() if hasattr(answer, "detach") else answer, dtype=float)
+        except (TypeError, ValueError):
+            return False, f"expected an array of numbers, got a {type(answer).__name__}"
+        expected = np.asarray(_resolve(self.value), dtype=float)
+        if given.shape != expected.shape:
+            return False, f"shape {given.shape}, which should be {expected.shape}"
+        close = np.isclose(given, expected, atol=self.atol, rtol=self.rtol)
+        if close.all():
+            return True, ""
+        return False, f"{(~close).sum()} of {close.size} values off, by up to {np.abs(given - expected).max():.3g}"
+
+
+@dataclass(frozen=True)
+class Passes:
+    """Code the reader wrote (a function, a mask, a model), judged by running `test` on it:
+    `test(answer)` returns None when right, else a short sentence on what went wrong."""
+    test: Callable
+
+    def judge(self, answer):
+        problem = self.test(answer)
+        return problem is None, problem or ""
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """What to fill in (`ask`), the answer expected, and a hint shown with a wrong answer."""
+    ask: str
+    expected: Any
+    hint: str = ""
+
+
+def check(key: str, answer) -> bool | None:
+    """Judge `answer` to exercise `key` and print one line. Returns True (right), False (not yet)
+    or None (no answer given yet)."""
+    if key not in EXERCISES:
+        raise KeyError(f"no exercise {key!r}; the keys are {', '.join(sorted(EXERCISES))}")
+    exercise = EXERCISES[key]
+    if answer is None:
+        print(f"[{key}] Not answered yet: {exercise.ask}")
+        return None
+    right, how = exercise.expected.judge(answer)
+    if right:
+        print(f"[{key}] Right.")
+        return True
+    print(f"[{key}] Not yet: {how}." + (f" Hint: {exercise.hint}" if exercise.hint else ""))
+    return False
+
+
+# ---- answers computed from the library, for the exercises that need them ----------------------
+
+def _serve_more():
+    from . import scaling as sc
+
+    n_opt, d_opt = sc.compute_optimal(5.76e23)  # Gopher's budget, as in notebook 01
+    heavy = sc.inference_aware_optimal(float(sc.chinchilla_loss(n_opt, d_opt)), 1e15)
+    return heavy["n"], heavy["total_flops"] / (5.76e23 + sc.inference_flops(n_opt, 1e15))
+
+
+def _zero1_gb():
+    from . import scaling as sc
+
+    return sc.training_memory(70e9, zero_stage=1, n_devices=64)["total"] / 1e9
+
+
+def _random_qkv(n, d, seed, heads=1):
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(1, heads, n, d, generator=generator, dtype=torch.float64) for _ in range(3)]
+
+
+def _test_sink_window(mask_mod):
+    from . import sparse_attention as sa
+
+    if not callable(mask_mod):
+        return f"expected a mask_mod (a function of b, h, q_idx, kv_idx), got a {type(mask_mod).__name__}"
+    n = 512
+    expected = sa.dense_mask(sa.or_masks(sa.sliding_window(60), sa.and_masks(sa.causal(), sa.sink_tokens(4))), n)[0]
+    given = sa.dense_mask(mask_mod, n)[0]
+    wrong = int((given != expected).sum())
+    if not wrong:
+        return None
+    future = int(given.triu(1).sum())
+    return (f"{wrong} of {n * n} query-key pairs differ from the pattern"
+            + (f"; {future} of them let a query see a later key" if future else ""))
+
+
+def _test_rolling_cache(decode):
+    import torch
+
+    from . import sparse_attention as sa
+
+    if not callable(decode):
+        return f"expected a function decode(q, k, v, window), got a {type(decode).__name__}"
+    for n, window in ((100, 16), (37, 40)):
+        q, k, v = _random_qkv(n, 8, n)
+        expected = sa.reference_attention(q, k, v, sa.dense_mask(sa.sliding_window(window), n))[0, 0]
+        given = torch.as_tensor(decode(q[0, 0], k[0, 0], v[0, 0], window), dtype=torch.float64)
+        if given.shape != expected.shape:
+            return f"decode returned shape {tuple(given.shape)} for n = {n}; it should be {tuple(expected.shape)}"
+        bad = (given - expected).abs().amax(dim=-1) > 1e-6
+        if bad.any():
+            return (f"with n = {n} and a window of {window}, {int(bad.sum())} of {n} steps differ from sliding-window "
+                    f"attention, the first at position {int(bad.nonzero()[0])}")
+    return None
+
+
+def _test_gated_loop(recurrence):
+    import torch
+
+    from . import linear_attention as la
+
+    if not callable(recurrence):
+        return f"expected a function recurrence(q, k, v, g), got a {type(recurrence).__name__}"
+    q, k, v = (x[0, 0] for x in _random_qkv(40, 6, 3))
+    g = torch.sigmoid(torch.randn(40, generator=torch.Generator().manual_seed(4), dtype=torch.float64))
+    expected = la.decayed_linear_attention(q, k, v, torch.log(g), lambda x, is_query=True: x, normalize=False)
+    given = torch.as_tensor(recurrence(q, k, v, g), dtype=torch.float64)
+    if given.shape != expected.shape:
+        return f"returned shape {tuple(given.shape)} for 40 tokens; it should be {tuple(expected.shape)}"
+    bad = (given - expected).abs().amax(dim=-1) > 1e-8
+    return None if not bad.any() else (f"{int(bad.sum())} of 40 outputs differ, the first at token "
+                                       f"{int(bad.nonzero()[0])}")
+
+
+def _test_siglip_loops(loss_by_loops):
+    import torch
+
+    from . import clip
+
+    if not callable(loss_by_loops):
+        return f"expected a function loss(x, y, scale, bias), got a {type(loss_by_loops).__name__}"
+    generator = torch.Generator().manual_seed(5)
+    x, y = (torch.nn.functional.normalize(torch.randn(6, 4, generator=generator), dim=-1) for _ in range(2))
+    log_scale, bias = torch.tensor(2.3), torch.tensor(-4.0)
+    expected = float(clip.sigmoid_loss(x, y, log_scale, bias))
+    given = float(loss_by_loops(x, y, float(log_scale.exp()), float(bias)))
+    if abs(given - expected) < 1e-4:
+        return None
+    return (f"on a batch of 6 it gives {given / expected:.3g} times the loss: "
+            + ("divide the sum by the batch size, not by the number of pairs" if abs(given * 6 - expected) < 1e-3
+               else "check the sign of each pair's label and the division"))
+
+
+def _held_out_themes():
+    from . import tapas
+
+    return tuple(tapas.HELD_OUT_THEMES)
+
+
+EXERCISES: dict[str, Exercise] = {
+    # 01 scaling laws
+    "01.serve_more_size": Exercise(
+        "serve_n, the parameter count that reaches target_loss at the least total compute when the model serves 1e15 tokens",
+        Number(lambda: _serve_more()[0], rel=0.02),
+        "sc.inference_aware_optimal(loss, inference_tokens) finds it; the loss is target_loss from section 3."),
+    "01.serve_more_saving": Exercise(
+        "saving, that model's total compute (training + serving 1e15 tokens) as a fraction of the Chinchilla-optimal model's",
+        Number(lambda: _serve_more()[1], rel=0.03),
+        "serving costs 2N FLOP a token (sc.inference_flops); add it to both models' training compute."),
+    "01.zero3_gpus": Exercise(
+        "gpus, the fewest 80 GB GPUs that hold a 70B model's mixed-precision Adam state with everything sharded",
+        Number(14, rel=0), "mixed-precision Adam keeps 16 bytes per parameter (Rajbhandari et al. 2020)."),
+    "01.zero1_gb": Exercise(
+        "stage1_gb, the memory per GPU in GB with ZeRO stage 1 on 64 GPUs", Number(_zero1_gb, rel=0.02),
+        "stage 1 shards only the optimizer state; every GPU keeps the 16-bit weights and gradients whole."),
+    "01.lower_target_sizes": Exercise(
+        "reached, the names of the sizes whose validation loss gets to 2.45 nats per character within the run",
+        Items({"L2-d48", "L3-d64", "L4-d96"}), "sc.tokens_to_reach gives NaN for a size that never gets there."),
+    "01.lower_target_ratio": Exercise(
+        "ratio, the characters the smallest of them needs divided by the characters the largest needs",
+        Number(201000 / 132000, rel=0.03), "compare the first and last sizes that reach the target, not all sizes."),
+    # 02 sparse attention
+    "02.sink_window": Exercise(
+        "streaming, a mask_mod: a causal window of 60 keys plus the first 4 tokens as sinks",
+        Passes(_test_sink_window), "a sink is a key every query may see, but never a key from the future."),
+    "02.sink_window_keys": Exercise(
+        "busiest, the number of keys the busiest query attends", Number(64, rel=0),
+        "count a query's keys with sa.dense_mask(streaming, 512).sum(dim=-1)."),
+    "02.rolling_cache": Exercise(
+        "decode, a function decode(q, k, v, window) of one head's (n, d) tensors that generates with a rolling buffer",
+        Passes(_test_rolling_cache), "slot i % window holds position i; before the buffer fills, use only the filled slots."),
+    "02.local_global": Exercise(
+        "kept, the fraction of the all-global KV cache kept at T = 8192", Number(0.75, rel=1e-6),
+        "half the layers keep T positions, the other half at most W."),
+    "02.local_global_limit": Exercise(
+        "limit, the fraction kept as T grows without bound", Number(0.5, rel=1e-6),
+        "what happens to W / T as T grows?"),
+    # 03 linear attention
+    "03.gated_loop": Exercise(
+        "recurrence, a function recurrence(q, k, v, g) of (n, m), (n, m), (n, d) and (n,) tensors that returns y, (n, d)",
+        Passes(_test_gated_loop), "update S before reading it: y_t = q_t^T S_t includes token t itself."),
+    "03.favor_halving_m": Exercise(
+        "m_half, the number of features predicted to halve the median error of m = 256",
+        Number(1503, rel=0.03), "error ~ m^slope, so halving it takes m = 256 * 2**(-1 / slope)."),
+    "03.favor_halving_ratio": Exercise(
+        "ratio, the measured median error at m_half divided by the median error at m = 256",
+        Number(0.5, rel=0, abs=0.15), "use the same sequence as the figure: seed 1, 512 tokens, scale 0.5, 8 seeds."),
+    "03.state_vs_cache_t": Exercise(
+        "t_over, the first number of tokens at which the KV cache holds more floats than the recurrent state",
+        Number(9, rel=0), "per head and layer the state is d*d + d floats, the cache 2*t*d."),
+    "03.state_vs_cache_ratio": Exercise(
+        "cache_ratio, how many times larger the KV cache is than the state at t = 100,000", Number(11765, rel=0.01),
+        "per head and layer the state is d*d + d floats, the cache 2*t*d."),
+    # 04 vision transformer
+    "04.shift_ink_direction": Exercise(
+        "larger, the shift that pushes more ink out of the frame: 'up' or 'left'",
+        Choice("up", options=("up", "left")), "sum the grey levels of the top row and of the left column."),
+    "04.shift_ink_ratio": Exercise(
+        "times, how many times more ink the larger of the two shifts loses", Number(1103, rel=0.03),
+        "divide the two shares of the training digits' ink."),
+    "04.temperature": Exercise(
+        "warmer, the temperature (0.3 or 1.5) whose five samples of a digit differ more",
+        Number(1.5, rel=0), "a higher temperature flattens the distribution of each pixel's grey level."),
+    "04.vit_384_tokens": Exercise(
+        "tokens_384, the tokens ViT-Base/16 reads from a 384 x 384 image", Number(577, rel=0),
+        "count the 16 x 16 patches, and do not forget the [CLS] token."),
+    "04.vit_384_frames": Exercise(
+        "frames, the fewest 224 x 224 frames whose joint attention costs at least one 384 x 384 image's scores",
+        Number(3, rel=0), "video_token_counts(video_config, num_frames=t)['joint_scores'] grows as t squared."),
+    # 05 TAPAS
+    "05.pages_gold": Exercise(
+        "new_gold, pandas' total of the corrected page counts", Number(144, rel=0),
+        "each chapter has end_page - start_page + 1 pages."),
+    "05.pages_still_sums": Exercise(
+        "still_sums, 'yes' if the shipped model still adds up the column for the corrected table, else 'no'",
+        Choice("yes", options=("yes", "no")), "look at the aggregator in the model's reply."),
+    "05.cutoff_answer": Exercise(
+        "answer_term, the answer loss term when the gold answer is 150", Number(1.447, rel=0.02),
+        "the Huber loss with a small delta grows about linearly: delta times the error."),
+    "05.cutoff_kept": Exercise(
+        "kept, 'yes' if the question with the wrong answer stays in the loss, else 'no'",
+        Choice("no", options=("yes", "no")), "compare the answer term with config.answer_loss_cutoff."),
+    "05.hardest_theme": Exercise(
+        "hardest, the unseen theme the shipped model answers worst", Choice("orders", options=_held_out_themes),
+        "group split_results['unseen themes'] by its theme column."),
+    # 06 speech
+    "06.ctc_by_hand": Exercise(
+        "decoded, the text the frames spell", Choice("HE LLO"),
+        "merge repeated frames first, then drop the blanks; the delimiter becomes a space."),
+    "06.mask_share": Exercise(
+        "share, the average share of masked frames over the 200 seeds", Number(0.49, rel=0, abs=0.02),
+        "spans of 10 overlap, so the share is well below 0.65 times 10."),
+    "06.one_letter_wer": Exercise(
+        "one_letter_wer, the WER of the book's sentence with one letter changed", Number(1 / 17, rel=1e-6),
+        "WER counts whole words: one wrong letter makes one wrong word."),
+    "06.one_letter_cer": Exercise(
+        "one_letter_cer, the CER of the book's sentence with one letter changed", Number(1 / 89, rel=1e-6),
+        "CER divides the character errors by the reference's characters, spaces included."),
+    # 07 CLIP
+    "07.bigger_batch_floor": Exercise(
+        "floor_256, the loss floor for random batches of 256 validation examples", Number(0.557, rel=0.01),
+        "clip.make_batches and clip.loss_floor, as for the batches of 64."),
+    "07.bigger_batch_direction": Exercise(
+        "direction, 'rises' or 'falls': the floor at 256 against the floor at 64",
+        Choice("rises", options=("rises", "falls")), "a bigger batch holds more pictures that fit one caption."),
+    "07.siglip_loops": Exercise(
+        "loss_by_loops, a function loss(x, y, scale, bias) of normalised embeddings (N, d) that loops over the N x N pairs",
+        Passes(_test_siglip_loops), "each pair is its own yes/no question: label +1 on the diagonal, -1 elsewhere."),
+    "07.coin_toss": Exercise(
+        "coin, the model that can only toss a coin whatever the phrasing: 'bag of words' or 'CLIP with twins'",
+        Choice("bag of words", options=("bag of words", "CLIP with twins")),
+        "which model gives a caption and its twin the same score?"),
+}
