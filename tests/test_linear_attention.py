@@ -173,6 +173,79 @@ def test_favor_large_inputs_stay_finite():
     assert torch.isfinite(la.causal_linear_attention(q, k, v, phi)).all()
 
 
+def unequal_halves(n, half, seed=0, factor=2.0):
+    """q, k, v with one half of the keys (`half`: "first" or "second") scaled up by `factor`, so that
+    the largest key feature of one half is far above that of the other."""
+    q, k, v = qkv(n=n, dv=11, seed=seed)
+    k[..., slice(0, n // 2) if half == "first" else slice(n // 2, n), :] *= factor
+    return q, k, v
+
+
+@pytest.mark.parametrize("half", ["first", "second"])
+@pytest.mark.parametrize("chunk_size", [1, 7, 32, 48])
+def test_favor_in_chunks_shares_one_key_stabiliser(half, chunk_size):
+    """Keys in chunks, n > chunk_size, one half of the keys larger: every chunk must end up on the
+    scale of the sequence's largest key feature, as in one pass (a stabiliser per chunk gave 0.2-0.4
+    relative error here)."""
+    q, k, v = unequal_halves(64, half)
+    phi = FEATURE_MAPS["favor+"]
+    one_chunk = la.linear_kernel_attention(q, k, v, phi, chunk_size=64)
+    quadratic = la.quadratic_kernel_attention(q, k, v, phi)
+    torch.testing.assert_close(one_chunk, quadratic, rtol=0, atol=1e-10)
+    got = la.linear_kernel_attention(q, k, v, phi, chunk_size=chunk_size)
+    torch.testing.assert_close(got, quadratic, rtol=0, atol=1e-10)
+    torch.testing.assert_close(got, masked_quadratic_reference(q, k, v, phi, causal=False), rtol=0, atol=1e-10)
+
+
+def test_favor_default_chunks_equal_one_pass_past_4096_keys():
+    """The default chunk of 4096 with Gaussian inputs (the benchmark's case): 4133 keys are two chunks."""
+    gen = torch.Generator().manual_seed(6)
+    q, k, v = (torch.randn(1, 2, 4096 + 37, 16, generator=gen, dtype=torch.float64) for _ in range(3))
+    phi = la.FavorPlus(16, 32, seed=2)
+    torch.testing.assert_close(la.linear_kernel_attention(q, k, v, phi),
+                               la.linear_kernel_attention(q, k, v, phi, chunk_size=4096 + 37),
+                               rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("half", ["first", "second"])
+@pytest.mark.parametrize("chunk_size", [1, 7, 32, 48])
+def test_favor_causal_in_chunks_equals_masked_quadratic(half, chunk_size):
+    q, k, v = unequal_halves(64, half)
+    phi = FEATURE_MAPS["favor+"]
+    want = la.quadratic_kernel_attention(q, k, v, phi, causal=True)
+    torch.testing.assert_close(want, masked_quadratic_reference(q, k, v, phi, causal=True), rtol=0, atol=1e-10)
+    torch.testing.assert_close(la.causal_linear_attention(q, k, v, phi, chunk_size=chunk_size), want,
+                               rtol=0, atol=1e-10)
+
+
+class _SequenceScaledElu:
+    """elu+1 with all keys of a sequence divided by their largest feature: keys depend on each other
+    (rowwise False) but, unlike FavorPlus, the map has no key_features to rescale chunks with."""
+    rowwise = False
+
+    def __call__(self, x, is_query=True):
+        f = la.elu_plus_one(x)
+        return f if is_query else f / f.amax(dim=(-2, -1), keepdim=True)
+
+
+def test_sequence_dependent_keys_without_key_features_stay_in_one_chunk():
+    q, k, v = unequal_halves(64, "second")
+    phi = _SequenceScaledElu()
+    torch.testing.assert_close(la.linear_kernel_attention(q, k, v, phi, chunk_size=16),
+                               la.quadratic_kernel_attention(q, k, v, phi), rtol=0, atol=1e-10)
+
+
+def test_favor_key_features_scale():
+    """key_features returns phi(k) / exp(c) and c; the features' largest entry is 1 / sqrt(m)."""
+    q, k, v = unequal_halves(20, "first")
+    phi = FEATURE_MAPS["favor+"]
+    fk, c = phi.key_features(k)
+    assert c.shape == (B, H, 1, 1)
+    torch.testing.assert_close(fk, phi(k, is_query=False), rtol=0, atol=0)
+    torch.testing.assert_close(fk.amax(dim=(-2, -1)), torch.full((B, H), 64 ** -0.5, dtype=torch.float64),
+                               rtol=0, atol=1e-15)
+
+
 # ----------------------------------------------------------------------------- exact attention
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("chunks", [(1024, 4096), (7, 5), (5, 7), (16, 16), (1, 37)])
@@ -298,6 +371,7 @@ def test_gradients_flow_through_the_in_place_steps():
     for fn in (la.linear_kernel_attention,
                lambda q, k, v: la.causal_linear_attention(q, k, v, chunk_size=4),
                lambda q, k, v: la.linear_kernel_attention(q, k, v, la.FavorPlus(4, 8)),
+               lambda q, k, v: la.linear_kernel_attention(q, k, v, la.FavorPlus(4, 8), chunk_size=4),
                lambda q, k, v: la.chunked_softmax_attention(q, k, v, causal=True, query_chunk=4, key_chunk=3)):
         assert torch.autograd.gradcheck(fn, (q, k, v))
 

@@ -119,8 +119,13 @@ class FavorPlus:
 
     phi(x) = exp(w_i.x' - |x'|^2 / 2) / sqrt(m) for i = 1..m, with x' = x / d^(1/4) and w_i the
     rows of `gaussian_projection`, so that E[phi(q).phi(k)] = exp(q.k / sqrt(d)).
-    For stability each query row is divided by its own largest feature and all keys of a sequence
-    by their common largest feature: both factors cancel in attention's normalisation, but the key
+    For stability each query row is divided by its own largest feature, and all keys of a sequence
+    (per batch and head) by one common factor, their largest feature. Both cancel in attention's
+    normalisation only because each is one constant: the query factor is constant along the row
+    of that query's scores, and the key factor must be the same for every key of the sequence.
+    Keys split into chunks with a factor of their own would be weighted by different constants;
+    `linear_kernel_attention` therefore streams keys through `key_features`, which returns each
+    chunk's factor, and rescales its sums to the largest factor of the whole sequence. The key
     factor depends on the whole sequence, so FAVOR+ cannot run token by token in the recurrent form.
     """
     rowwise = False  # all keys of a sequence share one stabiliser, so keys depend on each other
@@ -134,18 +139,30 @@ class FavorPlus:
         kind = "orthogonal" if self.orthogonal else "iid"
         return f"FavorPlus(dim={self.dim}, num_features={self.num_features}, {kind}, seed={self.seed})"
 
-    def __call__(self, x, is_query=True):
+    def _logits(self, x):
         if x.shape[-1] != self.dim:
             raise ValueError(f"FavorPlus: built for d={self.dim}, got inputs with d={x.shape[-1]}")
         x = x * self.dim ** -0.25
-        logits = x @ self.projection.to(device=x.device, dtype=x.dtype).T  # (..., n, m)
-        if is_query:
-            # -|x|^2/2 is one constant per query row: it cancels, like the row's max
-            logits = logits - logits.amax(dim=-1, keepdim=True)
-        else:
-            logits = logits - (x * x).sum(-1, keepdim=True) / 2
-            logits = logits - logits.amax(dim=(-2, -1), keepdim=True)
-        return torch.exp(logits) / math.sqrt(self.num_features)
+        return x, x @ self.projection.to(device=x.device, dtype=x.dtype).T  # (..., n, m)
+
+    def key_features(self, x):
+        """(phi(x) / exp(c), c) for keys x shaped (..., n, d): c, shaped (..., 1, 1), is the largest
+        log-feature over all n keys and m features of each sequence (batch and head).
+
+        Features of one sequence's keys taken in chunks are on different scales; multiplying a
+        chunk's sums by exp(c_chunk - c_max) puts them all on the scale of the largest c.
+        """
+        x, logits = self._logits(x)
+        logits = logits - (x * x).sum(-1, keepdim=True) / 2
+        c = logits.amax(dim=(-2, -1), keepdim=True)
+        return torch.exp(logits - c) / math.sqrt(self.num_features), c
+
+    def __call__(self, x, is_query=True):
+        if not is_query:
+            return self.key_features(x)[0]
+        _, logits = self._logits(x)
+        # -|x|^2/2 is one constant per query row: it cancels, like the row's max
+        return torch.exp(logits - logits.amax(dim=-1, keepdim=True)) / math.sqrt(self.num_features)
 
 
 # ----------------------------------------------------------------------------- kernelized attention
@@ -166,18 +183,36 @@ def linear_kernel_attention(q, k, v, feature_map=elu_plus_one, *, chunk_size=409
     each chunk's phi(K)^T V and sum phi(K) to the two small sums; then the queries, each chunk
     written into the output. The arithmetic is the same as in one pass, but the features of
     only one chunk exist at a time, so they stay in cache and memory grows only with the output.
+
+    A feature map whose keys share one scale over the sequence (FAVOR+'s key stabiliser) gives
+    each chunk's features with that chunk's own scale c (`key_features`); the sums are kept on
+    the scale of the largest c seen so far and multiplied by exp(c_old - c_new) when a later chunk
+    has a larger one (the running max of `chunked_softmax_attention`), so the result is that of
+    one stabiliser for all keys, as in one pass.
     """
     _check_qkv(q, k, v, who="linear_kernel_attention")
     _check_positive_int(chunk_size, "chunk_size", "linear_kernel_attention")
-    kv, z = 0, 0  # sum_j phi(k_j) v_j^T, shaped (..., m, d_v), and sum_j phi(k_j), shaped (..., m)
-    for s in range(0, k.shape[-2], chunk_size):
-        fk = feature_map(k[..., s:s + chunk_size, :], is_query=False)
-        kv = kv + fk.transpose(-2, -1) @ v[..., s:s + chunk_size, :]
-        z = z + fk.sum(-2)
+    key_features = getattr(feature_map, "key_features", None)  # FAVOR+: a chunk's features and their scale
+    # keys that depend on each other but come with no scale to rescale by: all of them in one chunk
+    key_chunk = chunk_size if key_features is not None or getattr(feature_map, "rowwise", True) else max(k.shape[-2], 1)
+    kv, z = 0, 0  # sum_j phi(k_j) v_j^T, shaped (..., m, d_v), and sum_j phi(k_j), shaped (..., 1, m)
+    top = None  # FAVOR+: the scale of kv and z, the largest c so far, shaped (..., 1, 1)
+    for s in range(0, k.shape[-2], key_chunk):
+        kc, vc = k[..., s:s + key_chunk, :], v[..., s:s + key_chunk, :]
+        if key_features is None:
+            fk, scale = feature_map(kc, is_query=False), 1
+        else:  # features on this chunk's own scale c: bring the sums and the chunk to the larger one
+            fk, c = key_features(kc)
+            new = c if top is None else torch.maximum(top, c)
+            if top is not None:
+                kv, z = kv * torch.exp(top - new), z * torch.exp(top - new)
+            scale, top = torch.exp(c - new), new
+        kv = kv + (fk.transpose(-2, -1) @ vc) * scale
+        z = z + fk.sum(-2, keepdim=True) * scale
     out = q.new_empty(*q.shape[:-1], v.shape[-1])
     for s in range(0, q.shape[-2], chunk_size):
         fq = feature_map(q[..., s:s + chunk_size, :], is_query=True)
-        out[..., s:s + chunk_size, :] = _divide(fq @ kv, (fq @ z.unsqueeze(-1)).squeeze(-1))
+        out[..., s:s + chunk_size, :] = _divide(fq @ kv, (fq @ z.transpose(-2, -1)).squeeze(-1))
     return out
 
 
