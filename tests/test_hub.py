@@ -307,3 +307,12 @@ def test_the_failed_cell_itself_tries_again(monkeypatch, capsys, run_cell):
     run("vit", loader)
     run("vit", "after = True")
     assert shell.user_ns["loaded"] is True and shell.user_ns["after"] is True
+
+
+def test_a_checkpoint_missing_offline_names_the_call_that_fetches_it(monkeypatch, capsys, run_cell):
+    run, shell = run_cell
+    online(monkeypatch)
+    shell.user_ns["error"] = hub_errors().LocalEntryNotFoundError("cannot find the requested files")
+    run("clip", "raise error")
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and 'To fix: where there is network, run utils.hub.download("clip") in a cell here' in out, out

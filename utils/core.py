@@ -11,10 +11,12 @@ REPO_URL = "https://github.com/nlp-with-transformers-future/course"
 # The oldest torch the notebooks and tests were run on (the set-up cell says so below it; the README
 # and requirements-colab.txt state the same range, tests/test_repository.py checks they agree).
 TORCH_OLDEST = "2.11"
-# pandas' display in a notebook: JupyterLab wraps an output line wider than its output area at any
-# character (mid-word, mid-number), so printed tables are split into column blocks at most 100
-# characters wide, which fit the output area of a laptop's browser window; text columns are shown up
-# to 200 characters (pandas cuts them at 50 by default).
+# pandas' display in a notebook. JupyterLab wraps an output line wider than its output area at any
+# character (mid-word, mid-number); with its default 13 px font and the file browser open, the area
+# holds 106 characters in a browser window 1280 px wide (73 at 1024, 117 at 1366; measured in
+# JupyterLab 4.6). So a table's repr is split into column blocks at most 100 characters wide
+# (`print(df.to_string())` ignores this: print the frame itself), and text columns are shown up to
+# 200 characters (pandas cuts them at 50 by default).
 PANDAS_OPTIONS = {"display.width": 100, "display.max_colwidth": 200}
 
 

@@ -358,7 +358,7 @@ def terminal_command(*args, cwd=None):
 def fetch_advice(names):
     """The call in a notebook and the terminal command that fetch NAMEs, for where the reader is."""
     call = f"utils.hub.download({', '.join(repr(n).replace(chr(39), chr(34)) for n in names)})"
-    return (f"{call} in a cell here, or `{terminal_command('download', *names)}` in a terminal in "
+    return (f"run {call} in a cell here, or `{terminal_command('download', *names)}` in a terminal in "
             f"the folder this notebook runs in")
 
 
@@ -411,7 +411,7 @@ def run_hub_cell(shell, line, cell):
                 print(f"Skipped: the Hugging Face Hub cannot be reached (offline) and "
                       f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not in the local cache."
                       + (f" Online, this cell shows that {what}." if what else "")
-                      + f" To run it, where there is network: {fetch_advice(missing)}; then run this cell again.")
+                      + f" Where there is network, {fetch_advice(missing)}; then run this cell again.")
             else:
                 print(SKIP_MESSAGE)
             return

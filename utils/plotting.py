@@ -85,7 +85,7 @@ def describe_inline_figures():
             metadata["alt"] = description
         return metadata or None
 
-    fetch.describes_figures = True
+    fetch.describes_figures, fetch.wrapped = True, original
     backend_inline._fetch_figure_metadata = fetch
 
 
