@@ -29,3 +29,27 @@ def test_setup_sets_pandas_display_options(monkeypatch, capsys, restored_pandas)
         lines = repr(wide).splitlines()
     assert max(map(len, lines)) <= core.PANDAS_OPTIONS["display.width"] < len(wide.to_string().splitlines()[0])
     assert sentence in repr(pd.DataFrame({"text": [sentence]}))
+
+
+def torch_check_lines():
+    """The set-up cell's lines that compare torch's version with the oldest the course ran on."""
+    from utils.notebooks import SETUP_CELL
+
+    lines = SETUP_CELL.splitlines()
+    start = lines.index("import torch")
+    return "\n".join(lines[start:lines.index("import utils")])
+
+
+@pytest.mark.parametrize("version, says", [("2.10.0+cu126", True), ("2.9.1", True), ("2.11.0+cu130", False),
+                                           ("2.13.0+cpu", False)])
+def test_the_setup_cell_says_in_one_line_when_torch_is_older(monkeypatch, capsys, version, says):
+    import torch
+    from torch.torch_version import TorchVersion
+
+    monkeypatch.setattr(torch, "__version__", TorchVersion(version))
+    exec(torch_check_lines(), {})
+    out = capsys.readouterr().out
+    if says:
+        assert out == f"torch {version} is older than {core.TORCH_OLDEST}, the oldest the course was run on: a cell may fail.\n"
+    else:
+        assert out == ""
