@@ -357,7 +357,8 @@ def terminal_command(*args, cwd=None):
 
 def fetch_advice(names):
     """The call in a notebook and the terminal command that fetch NAMEs, for where the reader is."""
-    call = f"utils.hub.download({', '.join(repr(n).replace(chr(39), chr(34)) for n in names)})"
+    quoted = ", ".join(f'"{n}"' for n in names)
+    call = f"utils.hub.download({quoted})"
     return (f"run {call} in a cell here, or `{terminal_command('download', *names)}` in a terminal in "
             f"the folder this notebook runs in")
 
