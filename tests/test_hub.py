@@ -228,3 +228,91 @@ def test_the_online_expectations_name_what_the_notebooks_define():
             for node in ast.walk(tree):
                 if isinstance(node, ast.Name) and node.id not in bound and not hasattr(builtins, node.id):
                     assert re.search(rf"\b{node.id}\b", source), f"{stem}: {what!r} uses {node.id}, which it lacks"
+
+
+def hub_cell_bodies():
+    """(notebook stem, cell index, names, body) for every `%%hub` cell of the course."""
+    import nbformat
+
+    found = []
+    for path in sorted((hub._ROOT / "notebooks").glob("*.ipynb")):
+        for i, cell in enumerate(nbformat.read(path, as_version=4).cells):
+            if cell.cell_type == "code" and cell.source.startswith("%%hub"):
+                line, _, body = cell.source.partition("\n")
+                found.append((path.stem, i, line.split()[1:], body))
+    return found
+
+
+def test_each_expectation_belongs_to_exactly_one_hub_cell_of_its_notebook():
+    cells = hub_cell_bodies()
+    for stem, checks in hub.EXPECTATIONS.items():
+        for what, _ in checks:
+            owners = [(s, i) for s, i, _, body in cells if hub.expectation_for(body) == what]
+            assert len(owners) == 1 and owners[0][0] == stem, (what, owners)
+
+
+def test_offline_the_skipped_line_says_what_the_cell_shows_online(monkeypatch, capsys, run_cell):
+    run, _ = run_cell
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hub, "is_cached", lambda name: False)
+    stem, index, names, body = next(c for c in hub_cell_bodies() if c[0] == "06_speech_wav2vec2"
+                                    and hub.expectation_for(c[3]))
+    run(" ".join(names), body)
+    out = capsys.readouterr().out
+    what = hub.EXPECTATIONS[stem][0][0]
+    assert out.count("\n") == 1 and f"Online, this cell shows that {what}." in out, out
+    assert 'utils.hub.download("wav2vec2", "librispeech_dummy") in a cell here' in out, out
+    run("vit", "config = classifier.model.config")  # no entry: no sentence about what it shows
+    out = capsys.readouterr().out
+    assert "Online" not in out and 'utils.hub.download("vit")' in out, out
+
+
+def test_the_terminal_command_works_from_the_folder_the_notebook_runs_in(monkeypatch):
+    root = hub._ROOT
+    monkeypatch.setattr(hub.sys, "executable", str(root / ".venv" / "bin" / "python"))
+    venv_python = str(hub.Path(".venv", "bin", "python"))
+    assert hub.terminal_command("download", "vit", cwd=root) == f"{venv_python} -m utils.hub download vit"
+    assert (hub.terminal_command("download", "vit", cwd=root / "notebooks")
+            == f"cd .. && {venv_python} -m utils.hub download vit")
+    monkeypatch.setattr(hub.sys, "executable", "/usr/bin/python3")  # outside the course: by name
+    assert hub.terminal_command("status", cwd=root / "notebooks") == "cd .. && python -m utils.hub status"
+
+
+def test_download_takes_names_as_a_notebook_writes_them(monkeypatch):
+    said = []
+    monkeypatch.setattr(hub, "hub_available", lambda refresh=False: False)
+    assert hub.download("vit", out=said.append) is False  # offline: one line, nothing fetched
+    assert said == ["The Hugging Face Hub cannot be reached (or HF_HUB_OFFLINE=1 is set): nothing downloaded."]
+    for names in [("vit",), ("vit", "clip"), (["vit", "clip"],)]:
+        hub.download(*names, out=lambda line: None)
+    with pytest.raises(KeyError, match="'vitt'"):
+        hub.download("vitt")
+    assert hub.download.__module__ == "utils.hub"
+    import utils
+
+    assert utils.hub.download is hub.download  # what the skipped line tells a notebook to call
+
+
+def test_the_failed_cell_itself_tries_again(monkeypatch, capsys, run_cell):
+    """"Run the cell again" works: the cell that failed retries; the cells after it skip until then."""
+    run, shell = run_cell
+    online(monkeypatch)
+    shell.user_ns.update(fail=True, error=http_error(hub_errors().HfHubHTTPError, 429))
+    loader = "if fail:\n    raise error\nloaded = True"
+    run("vit", loader)
+    assert "HTTP 429" in capsys.readouterr().out
+    run("vit", "after = True")
+    assert "after" not in shell.user_ns
+    shell.user_ns["fail"] = False  # the Hub answers again
+    run("vit", loader)
+    run("vit", "after = True")
+    assert shell.user_ns["loaded"] is True and shell.user_ns["after"] is True
+
+
+def test_a_checkpoint_missing_offline_names_the_call_that_fetches_it(monkeypatch, capsys, run_cell):
+    run, shell = run_cell
+    online(monkeypatch)
+    shell.user_ns["error"] = hub_errors().LocalEntryNotFoundError("cannot find the requested files")
+    run("clip", "raise error")
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and 'To fix: where there is network, run utils.hub.download("clip") in a cell here' in out, out

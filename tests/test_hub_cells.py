@@ -17,6 +17,7 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -231,3 +232,44 @@ def _print_summary():
     yield
     if SUMMARY:
         print("\n%%hub cells against the stand-ins:\n" + "\n".join(_summary_lines()))
+
+
+def test_the_skipped_line_fetches_from_where_the_notebook_runs(standin_hub, tmp_path):
+    """Offline, a `%%hub` cell names a call and a terminal command that fetch what it needs. Both
+    work from notebooks/, where JupyterLab runs the notebook and opens its terminal: the command
+    in a shell there (no PYTHONPATH, so `python -m utils.hub` alone would fail with "No module
+    named 'utils'"), the call in the notebook; then the skipped cell runs."""
+    env = kernel_env(HF_ENDPOINT=standin_hub.url, HF_HOME=str(tmp_path / "hf-home"))
+    kernel = Kernel(env)
+    cell = {name: f'%%hub {name}\nfrom transformers import AutoConfig\n'
+                  f'config = AutoConfig.from_pretrained(utils.CHECKPOINTS["{name}"].repo_id)\n'
+                  f'print("{name}", type(config).__name__)' for name in ("gpt2", "bigbird")}
+
+    def run(code):
+        status, outputs = kernel.run(code)
+        text = "".join(t for name, t in outputs if name in ("stdout", "display", "error"))
+        assert status == "ok", text
+        return text
+
+    try:
+        standin_hub.gone = True  # the set-up cell finds no Hub
+        assert "Hugging Face Hub: offline" in run(SETUP_CELL)
+        skipped = {name: run(source) for name, source in cell.items()}
+        standin_hub.gone = False  # the network is back
+        for name, line in skipped.items():
+            assert line.startswith("Skipped:") and line.count("\n") == 1, line
+            assert f'utils.hub.download("{name}") in a cell here' in line, line
+        command = re.search(r"`([^`]+)` in a terminal", skipped["gpt2"]).group(1)
+        assert command.startswith("cd .. && ") and command.endswith(" -m utils.hub download gpt2"), command
+        shell_env = {k: v for k, v in env.items() if k != "PYTHONPATH"}
+        shell_env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        done = subprocess.run(command, shell=True, cwd=NOTEBOOKS, env=shell_env, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0 and "done: gpt2" in done.stdout, done.stdout + done.stderr
+        assert run(cell["gpt2"]) == "gpt2 GPT2Config\n"  # from the cache the command filled
+        call = re.search(r"(utils\.hub\.download\([^)]*\)) in a cell here", skipped["bigbird"]).group(1)
+        assert "done: bigbird" in run(call)
+        assert run(cell["bigbird"]) == "bigbird BigBirdConfig\n"
+    finally:
+        standin_hub.gone = False
+        kernel.close()

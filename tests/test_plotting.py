@@ -120,3 +120,39 @@ def test_plot_training_names_a_missing_column():
     history = pd.DataFrame({"step": [1, 2], "loss": [1.0, 0.9]})
     with pytest.raises(ValueError, match="'accuracy'"):
         plotting.plot_training(history, "accuracy")
+
+
+def test_figure_description_names_the_figure_by_its_titles():
+    fig, axes = plt.subplots(1, 2)
+    fig.suptitle("two   patterns")
+    axes[0].set_title("band")
+    axes[1].set_title("BigBird\nrandom")
+    assert plotting.figure_description(fig) == "two patterns: band; BigBird random"
+    fig, ax = plt.subplots()
+    ax.set_xlabel("tokens")
+    ax.set_ylabel("ms")
+    assert plotting.figure_description(fig) == "ms against tokens"  # no title: its axes say it
+    fig, axes = plt.subplots(2, 6)
+    for i, ax in enumerate(axes.flat):
+        ax.set_title(f"digit {i}")
+    text = plotting.figure_description(fig)
+    assert text.endswith("digit 7; and 4 more panels"), text
+    assert plotting.figure_description(plt.figure()) is None
+
+
+def test_inline_figures_carry_their_description_as_alt_text():
+    from matplotlib_inline import backend_inline
+
+    before = backend_inline._fetch_figure_metadata
+    backend_inline._fetch_figure_metadata = getattr(before, "wrapped", before)  # as before any set-up
+    try:
+        plotting.describe_inline_figures()
+        plotting.describe_inline_figures()  # a second set-up cell: still one wrapper
+        fetch = backend_inline._fetch_figure_metadata
+        assert fetch.describes_figures and fetch.wrapped is getattr(before, "wrapped", before)
+        fig, ax = plt.subplots()
+        ax.set_title("loss against steps")
+        assert fetch(fig) == {"alt": "loss against steps"}
+        assert fetch(plt.figure()) is None  # nothing to say: no metadata, as before
+    finally:
+        backend_inline._fetch_figure_metadata = before

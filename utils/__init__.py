@@ -15,8 +15,9 @@ __all__ = [
 
 
 def __getattr__(name):  # utils.hub is imported on first use, so that `python -m utils.hub` runs cleanly
-    if name in ("CHECKPOINTS", "hub_available"):
-        from . import hub
+    if name in ("CHECKPOINTS", "hub_available", "hub"):
+        import importlib
 
-        return getattr(hub, name)
+        hub = importlib.import_module(".hub", __name__)  # binds utils.hub too
+        return hub if name == "hub" else getattr(hub, name)
     raise AttributeError(f"module 'utils' has no attribute {name!r}")

@@ -8,6 +8,16 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The course's repository, defined once (tests check the README and the notebooks agree).
 REPO_URL = "https://github.com/nlp-with-transformers-future/course"
+# The oldest torch the notebooks and tests were run on (the set-up cell says so below it; the README
+# and requirements-colab.txt state the same range, tests/test_repository.py checks they agree).
+TORCH_OLDEST = "2.11"
+# pandas' display in a notebook. JupyterLab wraps an output line wider than its output area at any
+# character (mid-word, mid-number); with its default 13 px font and the file browser open, the area
+# holds 106 characters in a browser window 1280 px wide (73 at 1024, 117 at 1366; measured in
+# JupyterLab 4.6). So a table's repr is split into column blocks at most 100 characters wide
+# (`print(df.to_string())` ignores this: print the frame itself), and text columns are shown up to
+# 200 characters (pandas cuts them at 50 by default).
+PANDAS_OPTIONS = {"display.width": 100, "display.max_colwidth": 200}
 
 
 def data_path(*parts):
@@ -50,13 +60,16 @@ def library_versions():
 
 
 def setup(seed=0, quiet=True):
-    """Prepare a notebook: seeds, quiet library logging, PNG figures, the `%%hub` magic.
+    """Prepare a notebook: seeds, quiet library logging, PNG figures with a description, pandas'
+    display options (PANDAS_OPTIONS), the `%%hub` magic.
 
     Prints the library versions, the device and whether the Hub can be reached.
     """
+    import pandas as pd
     import torch
 
     from .hub import hub_available, register_hub_magic
+    from .plotting import describe_inline_figures
 
     seed_everything(seed)
     if quiet:
@@ -78,6 +91,9 @@ def setup(seed=0, quiet=True):
         set_matplotlib_formats("png")
     except ImportError:
         pass
+    describe_inline_figures()
+    for option, value in PANDAS_OPTIONS.items():
+        pd.set_option(option, value)
     register_hub_magic()
     versions = " | ".join(f"{k} {v}" for k, v in library_versions().items())
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -3,14 +3,18 @@
 A pretrained cell starts with `%%hub NAME [NAME ...]`, the keys of CHECKPOINTS that it needs.
 - Online it runs as usual.
 - Offline (HF_HUB_OFFLINE=1, or no answer from the Hub within two seconds) it runs only if every
-  NAME is in the local Hugging Face cache at its pinned revision (`python -m utils.hub download`
-  puts it there); otherwise it prints one line.
+  NAME is in the local Hugging Face cache at its pinned revision (`utils.hub.download("NAME")` in a
+  notebook, or `python -m utils.hub download NAME` in the course's folder, puts it there); otherwise it
+  prints one line: what the cell shows online (from EXPECTATIONS, where it has an entry) and the exact
+  call and command that fetch what is missing, for the folder the notebook runs in.
 - If loading a NAME fails (a cut download, 401/429, a revision gone, a full disk...) the cell prints
-  one line naming it, the cause and what to do, and later cells that name it say they were skipped.
-  A bug in the cell's own code still raises, with the cell's lines in the traceback.
+  one line naming it, the cause and what to do, and later cells that name it say they were skipped
+  (running the failed cell again tries again). A bug in the cell's own code still raises, with the
+  cell's lines in the traceback.
 
 python -m utils.hub download [NAME ...]   fetch what the notebooks use (all NAMEs by default)
 python -m utils.hub status                say what is in the local cache
+(run from the course's folder, the one that holds utils/; in a notebook: utils.hub.download("NAME"))
 """
 import argparse
 import ast
@@ -28,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["Checkpoint", "CHECKPOINTS", "EXPECTATIONS", "hub_available", "register_hub_magic",
-           "is_cached", "download", "status", "SKIP_MESSAGE"]
+           "is_cached", "download", "status", "SKIP_MESSAGE", "expectation_for", "fetch_advice"]
 
 SKIP_MESSAGE = "Skipped: this cell needs the Hugging Face Hub, which cannot be reached (offline)."
 
@@ -109,7 +113,8 @@ _WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.
 
 _TRUE = {"1", "on", "yes", "true"}
 _cache = {}
-_failed = {}  # NAME -> the one line that said why it failed, for the cells after it
+_failed = {}  # NAME -> the source of the cell that failed to load it (the cells after it skip)
+_ROOT = Path(__file__).resolve().parent.parent  # the course's folder, the one that holds utils/
 
 
 def _offline_by_env():
@@ -281,11 +286,11 @@ def hub_failure(err):
             return "the repository is not on the Hub (HTTP 404)", "check its name in utils/hub.py (CHECKPOINTS)"
         if names & {"LocalEntryNotFoundError", "OfflineModeIsEnabled"}:
             return ("it is not in the local cache and the Hub cannot be reached",
-                    "run `python -m utils.hub download` where there is network")
+                    "where there is network, {fetch}")
         if "EntryNotFoundError" in names or _MISSING_FILE in message:
             return (f"a file is missing ({first})",
                     "online, check the revision in utils/hub.py (CHECKPOINTS); offline, the cell needs a "
-                    "file that `python -m utils.hub download` does not fetch (its files in CHECKPOINTS)")
+                    "file that utils.hub.download does not fetch (its files in CHECKPOINTS)")
         if names & _NETWORK:
             return (f"the connection failed ({name}: {first})",
                     "check the network (or proxy) and run the cell again")
@@ -299,6 +304,63 @@ def _culprits(names, err):
     text = " ".join(str(e) for e in _chain(err))
     named = [n for n in names if CHECKPOINTS[n].repo_id in text]
     return named or list(names)
+
+
+# ---------------------------------------------------------------- what a skipped cell says
+
+def expression_names(expression):
+    """The variables a check in EXPECTATIONS reads (builtins and names it binds itself left out)."""
+    import builtins
+
+    tree = ast.parse(expression, mode="eval")
+    bound = {a.arg for node in ast.walk(tree) if isinstance(node, ast.Lambda) for a in node.args.args}
+    bound |= {n.id for node in ast.walk(tree) if isinstance(node, ast.comprehension)
+              for n in ast.walk(node.target) if isinstance(n, ast.Name)}
+    return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)
+            and node.id not in bound and not hasattr(builtins, node.id)}
+
+
+def expectation_for(cell):
+    """What the real checkpoints show in this `%%hub` cell, from EXPECTATIONS, or None.
+
+    An entry belongs to the cell whose code names every variable its check reads (tests/test_hub.py
+    checks that each entry belongs to exactly one cell, in its own notebook).
+    """
+    for checks in EXPECTATIONS.values():
+        for what, expression in checks:
+            if all(re.search(rf"\b{re.escape(n)}\b", cell) for n in expression_names(expression)):
+                return what
+    return None
+
+
+def _shell_word(text):
+    return f'"{text}"' if re.search(r"[^\w./\\:-]", text) else text
+
+
+def terminal_command(*args, cwd=None):
+    """`python -m utils.hub ARGS` as a shell command that works from `cwd` (the current folder).
+
+    It changes to the course's folder first when `cwd` is elsewhere, and names this Python by its
+    path inside the course (`.venv/bin/python`) when it lives there; otherwise plain `python`. No
+    absolute path is printed (the notebooks' outputs are committed).
+    """
+    python = "python"
+    with contextlib.suppress(ValueError):
+        python = str(Path(sys.executable).absolute().relative_to(_ROOT))
+    command = " ".join([_shell_word(python), "-m", "utils.hub", *args])
+    try:
+        root = os.path.relpath(_ROOT, Path(cwd or Path.cwd()).resolve())
+    except ValueError:  # another drive (Windows): say it in words
+        return f"{command} (in the course's folder)"
+    return command if root == os.curdir else f"cd {_shell_word(root)} && {command}"
+
+
+def fetch_advice(names):
+    """The call in a notebook and the terminal command that fetch NAMEs, for where the reader is."""
+    quoted = ", ".join(f'"{n}"' for n in names)
+    call = f"utils.hub.download({quoted})"
+    return (f"run {call} in a cell here, or `{terminal_command('download', *names)}` in a terminal in "
+            f"the folder this notebook runs in")
 
 
 # ---------------------------------------------------------------- the magic
@@ -338,7 +400,7 @@ def run_hub_cell(shell, line, cell):
     """What `%%hub NAME ...` does with its cell (see the module's docstring)."""
     names = parse_names(line)
     for name in names:
-        if name in _failed:
+        if name in _failed and _failed[name] != cell:  # the failed cell itself tries again
             print(f"Skipped: this cell needs {name}, which could not be loaded above.")
             return
     online = hub_available()
@@ -346,9 +408,11 @@ def run_hub_cell(shell, line, cell):
         missing = [n for n in names if not is_cached(n)] if names else ["?"]
         if missing:
             if names:
+                what = expectation_for(cell)
                 print(f"Skipped: the Hugging Face Hub cannot be reached (offline) and "
-                      f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not in the local cache "
-                      f"(python -m utils.hub download {' '.join(missing)} fetches it where there is network).")
+                      f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not in the local cache."
+                      + (f" Online, this cell shows that {what}." if what else "")
+                      + f" Where there is network, {fetch_advice(missing)}; then run this cell again.")
             else:
                 print(SKIP_MESSAGE)
             return
@@ -358,14 +422,17 @@ def run_hub_cell(shell, line, cell):
     try:
         with contextlib.nullcontext() if online else _libraries_offline():
             _run_cell_body(shell, cell)
+        for name in names:
+            _failed.pop(name, None)
     except Exception as err:
         failure = hub_failure(err)
         if failure is None or not names:
             raise
         cause, todo = failure
         culprits = _culprits(names, err)
+        todo = todo.replace("{fetch}", fetch_advice(culprits))
         for name in culprits:
-            _failed[name] = cause
+            _failed[name] = cell
         what = ", ".join(f"{n} ({CHECKPOINTS[n].describe()})" for n in culprits)
         print(f"Skipped: could not load {what}: {cause}. To fix: {todo}.")
     finally:
@@ -426,17 +493,23 @@ def _size(n):
         n /= 1000
 
 
-def download(names=None, out=print):
-    """Fetch the files the notebooks use for `names` (all of CHECKPOINTS by default) into the cache.
+def download(*names, out=print):
+    """Fetch the files the notebooks use for NAMEs (all of CHECKPOINTS by default) into the cache.
 
+    In a notebook: `utils.hub.download("vit")`, `utils.hub.download("wav2vec2", "librispeech_dummy")`
+    (a list works too); then run the skipped cell again. Returns True if everything was fetched.
     Prints the total size first; huggingface_hub shows a progress bar. Data sets are also loaded
     once with datasets, so that its prepared Arrow tables are there offline.
     """
-    from huggingface_hub import HfApi, snapshot_download
-
-    names = list(names or CHECKPOINTS)
+    names = [n for group in names if group is not None
+             for n in ([group] if isinstance(group, str) else group)] or list(CHECKPOINTS)
     for name in names:
         _get(name)
+    if not hub_available(refresh=True):  # asked again: the network may be back since the set-up cell
+        out("The Hugging Face Hub cannot be reached (or HF_HUB_OFFLINE=1 is set): nothing downloaded.")
+        return False
+    from huggingface_hub import HfApi, snapshot_download
+
     set_hub_timeouts()
     api = HfApi()
     plan, failed = {}, []
@@ -462,6 +535,8 @@ def download(names=None, out=print):
         except Exception as err:  # noqa: BLE001
             failed.append(_report_failure(name, err, out))
     done = [n for n in plan if n not in failed]
+    for name in done:
+        _failed.pop(name, None)  # the cells that skipped it run again
     out(f"done: {', '.join(done) or 'nothing'}" + (f"; failed: {', '.join(failed)}" if failed else ""))
     return not failed
 
@@ -470,7 +545,8 @@ def _report_failure(name, err, out):
     failure = hub_failure(err)
     if failure is None:
         raise err
-    out(f"could not download {name} ({CHECKPOINTS[name].describe()}): {failure[0]}. To fix: {failure[1]}.")
+    todo = failure[1].replace("{fetch}", "run the download again")
+    out(f"could not download {name} ({CHECKPOINTS[name].describe()}): {failure[0]}. To fix: {todo}.")
     return name
 
 
@@ -501,9 +577,6 @@ def main(argv=None):
     unknown = [n for n in args.names if n not in CHECKPOINTS]
     if unknown:
         parser.error(f"unknown name(s) {', '.join(unknown)}; choose from {', '.join(CHECKPOINTS)}")
-    if not hub_available():
-        print("The Hugging Face Hub cannot be reached (or HF_HUB_OFFLINE=1 is set): nothing downloaded.")
-        return 1
     return 0 if download(args.names) else 1
 
 

@@ -15,13 +15,15 @@ from pathlib import Path
 
 import nbformat
 
-from .core import REPO_ROOT, REPO_URL
+from .core import REPO_ROOT, REPO_URL, TORCH_OLDEST
 from .hub import EXPECTATIONS
 
 NOTEBOOKS = REPO_ROOT / "notebooks"
 IGNORE_OUTPUT = {"tags": ["nbval-ignore-output"]}
+# What JupyterLab writes for ipykernel's kernel: a notebook saved with it opens unmodified.
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 
-# The first code cell of every notebook (tests/test_notebooks.py checks they all match).
+# The first code cell of every notebook (tests/test_repository.py checks they all match).
 SETUP_CELL = f'''\
 # Set-up. In Colab: fetch the course and install what Colab lacks (never torch).
 # Everywhere: import the course's utils, seed, quiet the logs, print the versions.
@@ -34,6 +36,9 @@ if "google.colab" in sys.modules and not pathlib.Path("course").exists():
     os.chdir("course/notebooks")
 here = pathlib.Path.cwd()
 sys.path.insert(0, str(next(p for p in [here, *here.parents] if (p / "utils").is_dir())))
+import torch
+if torch.__version__ < "{TORCH_OLDEST}":
+    print(f"torch {{torch.__version__}} is older than {TORCH_OLDEST}, the oldest the course was run on: a cell may fail.")
 import utils
 utils.setup()'''
 
@@ -48,9 +53,7 @@ def new(name, title, promise):
     if path.exists():
         raise FileExistsError(f"notebooks/{name}.ipynb already exists")
     nb = nbformat.v4.new_notebook()
-    nb.metadata.update({"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                       "language": "python"},
-                        "language_info": {"name": "python"}})
+    nb.metadata.update({"kernelspec": KERNELSPEC, "language_info": {"name": "python"}})
     nb.cells = [nbformat.v4.new_markdown_cell(f"# {title}\n\n{promise}\n\n{badge(name)}"),
                 nbformat.v4.new_code_cell(SETUP_CELL, metadata=IGNORE_OUTPUT)]
     NOTEBOOKS.mkdir(exist_ok=True)

@@ -14,7 +14,7 @@ from .core import images_path
 
 __all__ = ["set_figsize", "label_points", "plot_power_law", "show_masks", "show_images",
            "plot_waveform_spectrogram", "plot_heatmap", "plot_benchmark", "plot_training",
-           "save_figure"]
+           "save_figure", "figure_description", "describe_inline_figures"]
 
 
 def set_figsize(width=6.0, height=4.0):
@@ -30,6 +30,63 @@ def save_figure(fig, name):
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight", metadata={"Software": None})
     return path
+
+
+def _one_line(text):
+    return " ".join(str(text).split())
+
+
+def figure_description(fig, limit=300):
+    """One line that names what `fig` shows, from its own titles and axis labels, or None.
+
+    The figure's title, then each panel's title ("; " between panels, the first 8, then how many
+    more); a figure without titles is named by its first panel's axis labels. It is the text a
+    screen reader gives for the picture where a tool reads it (`describe_inline_figures`).
+    """
+    title = _one_line(fig.get_suptitle()) if hasattr(fig, "get_suptitle") else ""
+    panels = []
+    for ax in fig.axes:
+        name = " ".join(_one_line(ax.get_title(loc)) for loc in ("left", "center", "right")
+                        if ax.get_title(loc).strip())
+        if name:
+            panels.append(name)
+    if len(panels) > 8:
+        panels = panels[:8] + [f"and {len(panels) - 8} more panels"]
+    parts = [p for p in (title, "; ".join(panels)) if p]
+    if not parts and fig.axes:
+        ax = fig.axes[0]
+        x, y = _one_line(ax.get_xlabel()), _one_line(ax.get_ylabel())
+        parts = [f"{y} against {x}" if x and y else x or y]
+    text = ": ".join(p for p in parts if p)
+    if not text:
+        return None
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def describe_inline_figures():
+    """Give every figure a notebook shows inline an "alt" entry in its output's metadata.
+
+    The text is `figure_description(fig)`. nbconvert's classic HTML template reads it as the image's
+    alt text; JupyterLab and Colab show the picture without it. A no-op outside IPython's inline
+    backend (matplotlib_inline), and when called again.
+    """
+    try:
+        from matplotlib_inline import backend_inline
+    except ImportError:
+        return
+    original = backend_inline._fetch_figure_metadata
+    if getattr(original, "describes_figures", False):
+        return
+
+    def fetch(fig):
+        metadata = dict(original(fig) or {})
+        description = figure_description(fig)
+        if description:
+            metadata["alt"] = description
+        return metadata or None
+
+    fetch.describes_figures, fetch.wrapped = True, original
+    backend_inline._fetch_figure_metadata = fetch
 
 
 def _new_axes(ax, figsize=None):
