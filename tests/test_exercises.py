@@ -15,7 +15,8 @@ CHECK = re.compile(r"""check\(\s*["']([^"']+)["']""")
 
 
 def exercise_cells(path):
-    """(reader cell, solution cell) pairs: a hidden solution and the cell right before it."""
+    """(reader cell, solution cell) pairs: a hidden solution and the cell right before it. A solution
+    hides its source and its output, since the output states the answer."""
     cells = nbformat.read(path, as_version=4).cells
     return [(cells[i - 1], cell) for i, cell in enumerate(cells)
             if cell.cell_type == "code" and cell.metadata.get("jupyter", {}).get("source_hidden")]
@@ -42,6 +43,7 @@ def test_each_exercise_has_a_reader_cell_that_checks_none_and_a_solution_that_as
         for line in reader.source.splitlines():
             assert (not line.strip() or line.startswith(("#", "check(", "from utils.exercises import check"))
                     or re.match(r"\w+ = None\b", line)), f"{path.name}: the reader cell for {keys} prefills more than None: {line!r}"
+        assert solution.metadata["jupyter"].get("outputs_hidden"), f"{path.name}: {keys}' solution shows its output"
         last = solution.source.strip().splitlines()[-1]
         assert last.startswith("assert ") and set(CHECK.findall(last)) == set(keys), (path.name, keys, last)
 
