@@ -458,7 +458,7 @@ def test_shipped_runs_cover_every_model_over_three_seeds():
         for run in seeds.values():
             best = max(r["naming"] + r["binding"] for r in run["validation"])
             chosen = next(r for r in run["validation"] if r["step"] == run["chosen_step"])
-            assert chosen["naming"] + chosen["binding"] == pytest.approx(best)
+            assert chosen["naming"] + chosen["binding"] == pytest.approx(best, abs=2e-4)  # rounded to 4 places
     table = clip.seed_table(record)
     assert "over 3 seeds" in table.loc["CLIP", "binding"]
     comparison = clip.compare_runs(record, "CLIP, twins in a batch", "CLIP", "binding")

@@ -974,38 +974,42 @@ def plot_curves(histories: dict, *, floor: float, title: str | None = None):
     """Training curves of several runs, each a list of histories (one per seed; mean line, range band).
 
     Left: the contrastive loss on training batches (a running mean) and on validation batches
-    (markers), with `floor`, the lowest loss the validation batches allow. Right: binding and
-    naming among 36 captions on the validation pictures, with chance (1/2 and 1/36) and the best a
-    rule that sees the colour only, or the shape only, can do (1/2 and 1/6)."""
+    (markers), with `floor`, the lowest loss the validation batches allow (SigLIP's loss, another
+    function, is left out). Middle: binding on the validation scenes, with chance, which is also the
+    best any rule that sees one attribute can do. Right: naming among 36 captions, with chance
+    (1/36) and the best of a rule that sees the colour only, or the shape only (1/6)."""
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4))
+
+    def spread(runs, column):
+        return pd.concat([h.dropna(subset=[column]).set_index("step")[column] for h in runs], axis=1)
+
     for k, (name, runs) in enumerate(histories.items()):
         colour = f"C{k}"
-        contrastive = "loss_random" in runs[0] and runs[0]["loss_random"].notna().any()
-        train = pd.concat([h.set_index("step")["loss"].dropna().rolling(5, min_periods=1).mean()
-                           for h in runs], axis=1)
-        if contrastive:  # SigLIP's loss is another function, on another scale
+        panels = [(middle, "binding", "o-", name), (right, "naming", "s-", None)]
+        if "loss_random" in runs[0] and runs[0]["loss_random"].notna().any():
+            train = pd.concat([h.set_index("step")["loss"].dropna().rolling(5, min_periods=1).mean()
+                               for h in runs], axis=1)
             left.plot(train.index, train.mean(axis=1), color=colour, lw=1.2, label=f"{name}, training")
-        for column, axis, style in (("loss_random", left, "o--"), ("binding", right, "o-"),
-                                    ("naming", right, "s:")):
-            if column not in runs[0] or runs[0][column].isna().all():
-                continue
-            values = pd.concat([h.dropna(subset=[column]).set_index("step")[column] for h in runs], axis=1)
-            label = {"loss_random": f"{name}, validation", "binding": f"{name}, binding",
-                     "naming": f"{name}, naming (36)"}[column]
+            panels.append((left, "loss_random", "o--", f"{name}, validation"))
+        for axis, column, style, label in panels:
+            values = spread(runs, column)
             axis.plot(values.index, values.mean(axis=1), style, color=colour, ms=3, label=label)
             if len(runs) > 1:
                 axis.fill_between(values.index, values.min(axis=1), values.max(axis=1), color=colour, alpha=0.15)
     left.axhline(floor, color="black", lw=1, ls="-.", label="floor (validation batches)")
-    left.set(xlabel="training step", ylabel="contrastive loss (nats)", ylim=(0, None))
-    right.axhline(0.5, color="grey", lw=1, ls="--", label="binding: chance, any one-attribute rule")
-    right.axhline(1 / 6, color="grey", lw=1, ls="-.", label="naming (36): best one-attribute rule")
-    right.axhline(1 / 36, color="grey", lw=1, ls=":", label="naming (36): chance")
-    right.set(xlabel="training step", ylabel="accuracy, validation pictures", ylim=(0, 1.02))
-    for axis in (left, right):
-        axis.legend(fontsize=7, loc="best")
+    left.set(xlabel="training step", ylabel="contrastive loss (nats)", ylim=(0, None), title="loss")
+    middle.axhline(0.5, color="grey", lw=1, ls="--", label="chance = best one-attribute rule")
+    middle.set(xlabel="training step", ylabel="accuracy, validation scenes", ylim=(0.3, 1.02),
+               title="binding: a caption against its twin's")
+    right.axhline(1 / 6, color="grey", lw=1, ls="-.", label="best one-attribute rule (1/6)")
+    right.axhline(1 / 36, color="grey", lw=1, ls=":", label="chance (1/36)")
+    right.set(xlabel="training step", ylabel="accuracy, validation pictures", ylim=(0, 1.02),
+              title="naming held-out pairs among 36 captions")
+    for axis in (left, middle, right):
+        axis.legend(fontsize=7, loc="upper right" if axis is left else "lower right")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
