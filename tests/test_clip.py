@@ -7,6 +7,7 @@ import pytest
 import torch
 from transformers import CLIPConfig, CLIPModel, CLIPTokenizerFast
 
+import utils
 from utils import clip
 
 
@@ -441,7 +442,7 @@ def test_outcomes_score_every_item_and_an_order_blind_model_ties_on_binding(cour
 
 
 def test_shipped_runs_cover_every_model_over_three_seeds():
-    record = json.loads((clip.Path(__file__).resolve().parents[1] / "data" / "clip_runs.json").read_text())
+    record = json.loads(utils.data_path("clip_runs.json").read_text())
     assert set(record["runs"]) == {"CLIP", "CLIP, twins in a batch", "order-blind CLIP", "SigLIP, b = -10",
                                    "SigLIP, b = -log N"}
     for name, seeds in record["runs"].items():
