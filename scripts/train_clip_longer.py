@@ -1,18 +1,27 @@
-"""Train notebook 07's three small models for longer than the notebook can, and keep the record.
+"""Train notebook 07's small models to the end of their schedule over several seeds, and keep the record.
 
-    python scripts/train_clip_longer.py                     # 1,500 steps each, about 6 minutes on one core
+    python scripts/train_clip_longer.py                          # every run, seeds 0 1 2
+    python scripts/train_clip_longer.py --runs CLIP --seeds 3    # one more seed of one run
     python scripts/train_clip_longer.py --steps 100 --out /tmp/clip_runs.json   # a quick try
 
-The same data, tokenizer, models, loop and learning rate as the notebook's "Build it small"
-(2,048 single-object and 2,048 two-object training pictures, seed 0): CLIP with batches drawn at
-random, SigLIP the same way, and CLIP with each two-object scene and its twin in the same batch.
-Every --eval-every steps it records the zero-shot naming and binding accuracy on the validation
-pictures (utils.clip.ZeroShotTests, seed 2) and the contrastive loss on validation batches (seed 3)
-with the loss floor of those batches. Writes data/clip_longer_runs.json: the command, the floors,
-and for each run the loss every 10 steps and the evaluations.
+The data, tokenizer, models and loop of the notebook's "Build it small" (utils.clip.course_data,
+small_model, train_contrastive): CLIP with batches drawn at random, CLIP with each two-object scene
+and its twin in the same batch, CLIP with an order-blind text encoder, and SigLIP with its bias
+starting at the paper's -10 or at -log N (N the batch size). A seed sets the initial weights and
+the order of the batches; the pictures are the same for every seed.
+
+Every --eval-every steps a run scores the validation split of utils.clip.ZeroShotTests (naming
+among 36 captions, binding), the contrastive loss on validation batches and the learned scale and
+bias; it keeps the weights of the step with the best naming + binding on validation, and scores
+that checkpoint once on the test split, item by item (ZeroShotTests.outcomes), so that two runs can
+be compared on the same test items. Each finished run is merged into --out (data/clip_runs.json)
+with the command that repeats it and the seconds it took.
 """
 import argparse
+import copy
+import fcntl
 import json
+import math
 import sys
 import tempfile
 import time
@@ -20,66 +29,106 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from transformers import CLIPImageProcessor, CLIPProcessor  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from utils import clip  # noqa: E402
 
-RUNS = {"CLIP": ("clip", False), "SigLIP": ("siglip", False), "CLIP, twins in a batch": ("clip", True)}
+BATCH_SIZE = 64
+RUNS = {
+    "CLIP": dict(kind="clip"),
+    "CLIP, twins in a batch": dict(kind="clip", twins=True),
+    "order-blind CLIP": dict(kind="order-blind clip"),
+    "SigLIP, b = -10": dict(kind="siglip", logit_bias=-10.0),
+    "SigLIP, b = -log N": dict(kind="siglip", logit_bias=-math.log(BATCH_SIZE)),
+}
+
+
+def train_one(name, seed, args, data):
+    spec = RUNS[name]
+    model = clip.small_model(spec["kind"], data["processor"].tokenizer, seed=seed,
+                             **({"logit_bias": spec["logit_bias"]} if "logit_bias" in spec else {}))
+    loss_fn = clip.siglip_loss_fn if spec["kind"] == "siglip" else clip.clip_loss_fn
+    best = {"score": -1.0}
+
+    def evaluate(model):
+        row = data["validation"](model)
+        for key, batches in data["batches"].items():
+            row[f"loss_{key}"] = clip.mean_loss(model, data["val_items"], batches, clip.clip_loss_fn) \
+                if spec["kind"] != "siglip" else float("nan")
+        row["logit_scale"] = model.logit_scale.exp().item()
+        row["logit_bias"] = model.logit_bias.item() if spec["kind"] == "siglip" else float("nan")
+        if row["naming"] + row["binding"] >= best["score"]:  # ties: the later step
+            best.update(score=row["naming"] + row["binding"], state=copy.deepcopy(model.state_dict()))
+        model.train()
+        return row
+
+    start = time.perf_counter()
+    history = clip.train_contrastive(model, data["items"], loss_fn=loss_fn, steps=args.steps,
+                                     batch_size=BATCH_SIZE, lr=args.lr, hard_negatives=spec.get("twins", False),
+                                     eval_fn=evaluate, eval_every=args.eval_every, seed=seed, progress=False)
+    seconds = time.perf_counter() - start
+    evaluated = history.dropna(subset=["naming"])
+    chosen = int(evaluated.loc[(evaluated["naming"] + evaluated["binding"])[::-1].idxmax(), "step"])
+    model.load_state_dict(best["state"])
+    rounded = lambda row: {k: int(v) if k == "step" else None if v != v else round(float(v), 4)  # noqa: E731
+                           for k, v in row.items()}
+    return {
+        "command": f"python scripts/train_clip_longer.py --runs '{name}' --seeds {seed} --steps {args.steps}",
+        "seconds": round(seconds),
+        "chosen_step": chosen,
+        "validation": [rounded(r) for r in evaluated.drop(columns=["epoch", "lr", "seconds"]).to_dict("records")],
+        "loss_every_10": history["loss"].iloc[9::10].round(4).tolist(),
+        "test": data["test"].outcomes(model),
+    }
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "data" / "clip_longer_runs.json"))
+    parser.add_argument("--out", default=str(ROOT / "data" / "clip_runs.json"))
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # a model this small gains nothing from a second thread
 
-    train_examples = clip.make_examples(2048, seed=0) + clip.make_pair_examples(1024, seed=0)
-    val_examples = clip.make_examples(512, seed=3) + clip.make_pair_examples(256, seed=3)
     with tempfile.TemporaryDirectory() as tmp:
-        tokenizer = clip.build_tokenizer([e["caption"] for e in train_examples], tmp)
-    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    processor = CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
-    items, val_items = clip.encode(processor, train_examples), clip.encode(processor, val_examples)
-    tests = clip.ZeroShotTests(processor, "validation")
+        train_examples, processor = clip.course_data(tmp)
+    val_examples = clip.make_examples(512, seed=3) + clip.make_pair_examples(256, seed=3)
+    val_items = clip.encode(processor, val_examples)
+    data = {
+        "processor": processor, "items": clip.encode(processor, train_examples), "val_items": val_items,
+        "validation": clip.ZeroShotTests(processor, "validation"), "test": clip.ZeroShotTests(processor, "test"),
+        "batches": {kind: clip.make_batches(len(val_items), BATCH_SIZE, 16, hard_negatives=kind == "twins", seed=3)
+                    for kind in ("random", "twins")},
+    }
     scenes = clip.scene_distribution(0.5)
-    batches = {hard: clip.make_batches(len(val_items), 64, 16, hard_negatives=hard, seed=3)
-               for hard in (False, True)}
-    floors = {("twins" if hard else "random"): clip.loss_floor(val_examples, b, scenes)
-              for hard, b in batches.items()}
-
-    record = {"command": " ".join(["python scripts/train_clip_longer.py", *(argv or sys.argv[1:])]),
-              "steps": args.steps, "lr": args.lr, "batch_size": 64, "floors": floors, "runs": {}}
-    for name, (kind, hard) in RUNS.items():
-        model = clip.small_model(kind, tokenizer)
-        loss_fn = clip.clip_loss_fn if kind == "clip" else clip.siglip_loss_fn
-
-        def evaluate(model):
-            row = tests(model)
-            if kind == "clip":
-                for key, b in batches.items():
-                    row["loss_" + ("twins" if key else "random")] = clip.mean_loss(model, val_items, b, loss_fn)
-            row["logit_scale"] = model.logit_scale.exp().item()
-            return row
-
-        start = time.perf_counter()
-        history = clip.train_contrastive(model, items, loss_fn=loss_fn, steps=args.steps,
-                                         lr=args.lr, hard_negatives=hard, eval_fn=evaluate,
-                                         eval_every=args.eval_every, progress=False)
-        evaluated = history.dropna(subset=["naming"])
-        record["runs"][name] = {
-            "seconds": round(time.perf_counter() - start),
-            "loss_every_10": history["loss"].iloc[::10].round(4).tolist(),
-            "evaluations": evaluated.drop(columns=["epoch", "lr", "seconds"]).round(4).to_dict("records"),
-        }
-        print(name, evaluated.drop(columns=["epoch", "lr"]).round(3).to_string(), sep="\n", flush=True)
-
-    Path(args.out).write_text(json.dumps(record, indent=1) + "\n")
-    print("wrote", args.out)
+    out = Path(args.out)
+    record = json.loads(out.read_text()) if out.exists() else {}
+    settings = {"steps": args.steps, "lr": args.lr, "batch_size": BATCH_SIZE, "eval_every": args.eval_every}
+    if record and {k: record.get(k) for k in settings} != settings:
+        raise SystemExit(f"{out} holds runs with other settings {[record.get(k) for k in settings]}; use another --out")
+    record.update(settings, selection="the validation step with the best naming (36 captions) + binding",
+                  tests=list(clip.TESTS),
+                  floors={kind: clip.loss_floor(val_examples, b, scenes) for kind, b in data["batches"].items()})
+    record.setdefault("runs", {})
+    for name in args.runs:
+        for seed in args.seeds:
+            result = train_one(name, seed, args, data)
+            with open(out.with_suffix(".lock"), "w") as lock:  # runs in parallel merge into one file
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                if out.exists():
+                    record["runs"] = json.loads(out.read_text())["runs"]
+                record["runs"].setdefault(name, {})[str(seed)] = result
+                record["runs"] = {run: dict(sorted(record["runs"][run].items(), key=lambda kv: int(kv[0])))
+                                  for run in RUNS if run in record["runs"]}
+                out.write_text(json.dumps(record, separators=(",", ":")) + "\n")
+            out.with_suffix(".lock").unlink(missing_ok=True)
+            scores = {test: round(sum(v) / len(v), 3) for test, v in result["test"].items()}
+            print(f"{name}, seed {seed}: {result['seconds']} s, step {result['chosen_step']}, test {scores}",
+                  flush=True)
 
 
 if __name__ == "__main__":

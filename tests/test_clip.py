@@ -1,4 +1,5 @@
-"""Tests of utils.clip: the picture-caption generator, the contrastive loss, the tokenizer."""
+"""Tests of utils.clip: the picture-caption generator, the losses, the tokenizer, the tests, the records."""
+import json
 import math
 
 import numpy as np
@@ -6,6 +7,7 @@ import pytest
 import torch
 from transformers import CLIPConfig, CLIPModel, CLIPTokenizerFast
 
+import utils
 from utils import clip
 
 
@@ -385,21 +387,83 @@ def test_loss_floor_orders():
         clip.scene_distribution(1.5)
 
 
-def test_bag_of_words_ties_on_twins_and_names_colours():
-    train = clip.make_examples(400, seed=0)
-    bow = clip.BagOfWords().fit([e["image"] for e in train], [e["caption"] for e in train])
-    pairs = clip.make_pair_examples(40, classes=clip.BINDING_HELD_OUT, seed=1)
-    result = clip.binding_test(bow.score, pairs)
-    assert result["ties"] == result["n"] == 80 and result["accuracy"] == 0.5
-    assert result["low"] < 0.5 < result["high"]
-    # on single objects it reads the colour far above chance (1 in 6)
-    test = clip.make_examples(100, combos=clip.HELD_OUT, seed=2, templates=[0])
-    images = [e["image"] for e in test]
-    colours = list(clip.COLOURS)
-    scores = torch.stack([bow.score(images, [c] * len(images)) for c in colours], dim=1)
-    right = sum(colours[k] == e["colour"] for k, e in zip(scores.argmax(1).tolist(), test))
-    assert right >= 40
-    assert clip.word_counts(["a red circle and a red square"]).tolist()[0][:1] == [2.0]
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    return clip.course_data(tmp_path_factory.mktemp("tiny-clip"))
+
+
+def test_order_blind_text_ignores_word_order_and_clip_does_not(course):
+    _, processor = course
+    texts = ["a red circle and a blue square", "a blue circle and a red square", "a red star"]
+    batch = processor.tokenizer(texts, padding="max_length", max_length=clip.MAX_TEXT_LENGTH,
+                                return_tensors="pt")
+    vectors = {}
+    for kind in ("clip", "order-blind clip"):
+        model = clip.small_model(kind, processor.tokenizer).eval()
+        with torch.no_grad():
+            vectors[kind] = model.get_text_features(**batch).pooler_output
+    blind, clip_vectors = vectors["order-blind clip"], vectors["clip"]
+    assert torch.allclose(blind[0], blind[1], atol=1e-5)  # a caption and its twin: one vector
+    assert (blind[0] - blind[2]).abs().max() > 0.1  # other words: another vector
+    assert (clip_vectors[0] - clip_vectors[1]).abs().max() > 1e-3
+    model = clip.small_model("order-blind clip", processor.tokenizer)
+    assert not any("position" in n for n, _ in model.text_model.named_parameters())
+    siglip = clip.small_model("siglip", processor.tokenizer, logit_bias=-math.log(64))
+    assert siglip.logit_bias.item() == pytest.approx(-math.log(64))
+    with pytest.raises(ValueError, match="kind"):
+        clip.small_model("bag of words", processor.tokenizer)
+
+
+def test_one_attribute_rules_pass_six_captions_and_fail_the_others(course):
+    _, processor = course
+    tests = clip.ZeroShotTests(processor, "validation", n=60)
+    assert len(tests.labels) == 36 and set(tests.held_out_labels) <= set(tests.labels)
+    for sees in ("colour", "shape"):
+        rule = tests.rule(sees)
+        assert rule["naming, 6 captions"] == pytest.approx(1.0)  # one word names the pair
+        assert rule["naming, 36 captions"] == pytest.approx(1 / 6)
+        assert (rule["binding"], rule["size"], rule["place"]) == pytest.approx((0.5, 0.5, 0.2))
+    assert tests.rule("nothing")["naming, 36 captions"] == pytest.approx(1 / 36)
+    # the colour read off the pixels, with no learning at all
+    pixels = tests.colour_from_pixels()
+    assert pixels["naming, 6 captions"] >= 0.95 and pixels["naming, 36 captions"] <= 1 / 6 + 1e-9
+    with pytest.raises(ValueError, match="sees"):
+        tests.rule("size")
+
+
+def test_outcomes_score_every_item_and_an_order_blind_model_ties_on_binding(course):
+    _, processor = course
+    tests = clip.ZeroShotTests(processor, "test", n=20)
+    outcomes = tests.outcomes(clip.small_model("order-blind clip", processor.tokenizer))
+    assert list(outcomes) == list(clip.TESTS)
+    assert all(len(v) == 20 for v in outcomes.values())
+    assert outcomes["binding"] == [0.5] * 20
+    assert all(v in (0.0, 1.0) for name in clip.TESTS if name != "binding" for v in outcomes[name])
+
+
+def test_shipped_runs_cover_every_model_over_three_seeds():
+    record = json.loads(utils.data_path("clip_runs.json").read_text())
+    assert set(record["runs"]) == {"CLIP", "CLIP, twins in a batch", "order-blind CLIP", "SigLIP, b = -10",
+                                   "SigLIP, b = -log N"}
+    for name, seeds in record["runs"].items():
+        assert len(seeds) >= 3, name
+        for seed, run in seeds.items():
+            assert f"--seeds {seed}" in run["command"] and f"'{name}'" in run["command"]
+            steps = [row["step"] for row in run["validation"]]
+            assert run["chosen_step"] in steps and steps[-1] == record["steps"]
+            assert list(run["test"]) == record["tests"]
+            assert all(len(v) == 300 and set(v) <= {0, 0.5, 1} for v in run["test"].values())
+    assert all(run["test"]["binding"] == [0.5] * 300 for run in record["runs"]["order-blind CLIP"].values())
+    # validation chose each checkpoint: the chosen step has the best naming + binding there
+    for seeds in record["runs"].values():
+        for run in seeds.values():
+            best = max(r["naming"] + r["binding"] for r in run["validation"])
+            chosen = next(r for r in run["validation"] if r["step"] == run["chosen_step"])
+            assert chosen["naming"] + chosen["binding"] == pytest.approx(best, abs=2e-4)  # rounded to 4 places
+    table = clip.seed_table(record)
+    assert "over 3 seeds" in table.loc["CLIP", "binding"]
+    comparison = clip.compare_runs(record, "CLIP, twins in a batch", "CLIP", "binding")
+    assert sorted(comparison) == [0, 1, 2] and "McNemar" in comparison[0].method
 
 
 def test_binding_test_counts_wins_and_ties():

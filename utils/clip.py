@@ -11,9 +11,12 @@ Notebook 07 uses this module to train a small CLIP and a small SigLIP from scrat
   return_loss=True)`` computes, and :func:`sigmoid_loss`, SigLIP's, as ``SiglipModel`` computes it.
 * The tokenizer: :func:`build_tokenizer` trains a byte-level BPE with the ``tokenizers`` library,
   laid out the way CLIP's own is, and saves it so that ``CLIPTokenizerFast.from_pretrained`` loads it.
+* The models: :func:`course_data` (the training pictures and a processor), :func:`small_model`
+  (CLIP, SigLIP, and CLIP with an order-blind text encoder, :class:`OrderBlindText`).
 * Training and tests: :func:`train_contrastive` (``utils.train`` with random or twin batches),
-  :class:`ZeroShotTests` (naming held-out pairs; binding, a caption against its twin's), the
-  :class:`BagOfWords` baseline, and :func:`loss_floor`, the lowest loss the generator's captions allow.
+  :class:`ZeroShotTests` (naming held-out pairs among 6 or 36 captions, size, place, and binding:
+  a caption against its twin's) with the scores of rules that see one attribute only, and
+  :func:`loss_floor`, the lowest loss the generator's captions allow.
 """
 
 from __future__ import annotations
@@ -36,9 +39,10 @@ __all__ = [
     "caption", "caption_distribution", "draw_scene", "make_examples", "make_pair_examples",
     "zero_shot_captions", "contrastive_loss", "clip_loss_fn", "sigmoid_loss", "siglip_loss_fn",
     "build_tokenizer", "MAX_TEXT_LENGTH", "encode", "train_contrastive", "make_batches",
-    "mean_loss", "pair_scores", "zero_shot_predictions", "binding_test",
-    "ATTRIBUTE_WORDS", "word_counts", "BagOfWords", "scene_distribution", "loss_floor",
-    "small_model", "ZeroShotTests",
+    "mean_loss", "pair_scores", "TIE_TOLERANCE", "binding_test",
+    "count_pairs", "scene_distribution", "loss_floor", "course_data", "OrderBlindText", "MODEL_KINDS",
+    "small_model", "ALL_COMBOS", "TESTS", "dominant_colour", "similarity", "ZeroShotTests",
+    "seed_table", "compare_runs", "run_histories", "plot_curves",
 ]
 
 # The palette: a name and its RGB centre; each drawing jitters the channels a little.
@@ -573,18 +577,13 @@ def pair_scores(model, processor, images, texts) -> torch.Tensor:
     return model(**batch).logits_per_image.diagonal()
 
 
-@torch.no_grad()
-def zero_shot_predictions(model, processor, images, labels) -> torch.Tensor:
-    """The index of the label whose caption fits each picture best."""
-    model.eval()
-    batch = processor(text=list(labels), images=list(images), padding="max_length",
-                      max_length=MAX_TEXT_LENGTH, truncation=True, return_tensors="pt")
-    return model(**batch).logits_per_image.argmax(dim=-1)
+TIE_TOLERANCE = 1e-4  # logits closer than this are a tie: float rounding, not a preference
 
 
 def binding_test(score_fn, examples) -> dict:
     """Does `score_fn` prefer each picture's caption to its twin's ("a red circle and a blue square"
-    against "a blue circle and a red square")? A tie counts half: a coin toss.
+    against "a blue circle and a red square")? A tie (scores within :data:`TIE_TOLERANCE`) counts
+    half: a coin toss.
 
     `score_fn(images, texts)` returns one score per (image, text) pair. Returns the accuracy, the
     number of pictures, of wins and of ties, and a 95% Wilson interval (:func:`utils.evaluation.wilson`)
@@ -601,69 +600,29 @@ def binding_test(score_fn, examples) -> dict:
     images = [e["image"] for e in examples]
     right = torch.as_tensor(score_fn(images, [e["caption"] for e in examples]))
     wrong = torch.as_tensor(score_fn(images, [e["twin_caption"] for e in examples]))
-    wins, ties, n = int((right > wrong).sum()), int((right == wrong).sum()), len(examples)
+    tie = (right - wrong).abs() <= TIE_TOLERANCE
+    wins, ties, n = int((~tie & (right > wrong)).sum()), int(tie.sum()), len(examples)
     accuracy = (wins + ties / 2) / n
     interval = replace(wilson(round(wins + ties / 2), n), value=accuracy)
     return {"accuracy": accuracy, "n": n, "wins": wins, "ties": ties,
             "low": interval.low, "high": interval.high, "interval": interval}
 
 
-# ---- the baseline: a bag of words --------------------------------------------------------------
-
-ATTRIBUTE_WORDS: tuple[str, ...] = (*COLOURS, *SHAPES)
-
-
-def word_counts(texts) -> torch.Tensor:
-    """How often each of :data:`ATTRIBUTE_WORDS` occurs in each text: a (len(texts), 12) matrix."""
-    index = {w: k for k, w in enumerate(ATTRIBUTE_WORDS)}
-    counts = torch.zeros(len(texts), len(index))
-    for row, text in enumerate(texts):
-        for word in text.lower().split():
-            if word in index:
-                counts[row, index[word]] += 1
-    return counts
-
-
-class BagOfWords:
-    """The sceptic's baseline: a linear model from pixels to the colour and shape words of the caption.
-
-    :meth:`fit` learns, by ridge regression, to predict from a picture's pixels how often each
-    colour word and each shape word occurs in its caption. :meth:`score` rates a caption for a
-    picture by the predicted counts of the words the caption holds. Word order plays no part, so a
-    caption and its twin (the same words, colours swapped) always get the same score.
-    """
-
-    def __init__(self, alpha: float = 10.0):
-        self.alpha = alpha
-
-    @staticmethod
-    def _pixels(images):
-        return torch.stack([torch.from_numpy(__import__("numpy").asarray(im, dtype="float32"))
-                            .flatten() / 255 for im in images]).double()
-
-    def fit(self, images, texts):
-        if len(images) != len(texts) or not texts:
-            raise ValueError(f"BagOfWords.fit: {len(images)} images and {len(texts)} texts")
-        x = self._pixels(images)
-        self.mean_ = x.mean(0)
-        x = torch.cat([x - self.mean_, torch.ones(len(x), 1, dtype=x.dtype)], dim=1)
-        y = word_counts(texts).double()
-        gram = x.T @ x + self.alpha * torch.eye(x.shape[1], dtype=x.dtype)
-        self.weights_ = torch.linalg.solve(gram, x.T @ y)
-        return self
-
-    def predict_counts(self, images) -> torch.Tensor:
-        x = self._pixels(images) - self.mean_
-        return torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], dim=1) @ self.weights_
-
-    def score(self, images, texts) -> torch.Tensor:
-        """One score per (image, text) pair: the predicted counts of the caption's words, summed."""
-        if len(images) != len(texts):
-            raise ValueError(f"BagOfWords.score: {len(images)} images and {len(texts)} texts")
-        return (self.predict_counts(images) * word_counts(texts).double()).sum(dim=1)
-
-
 # ---- the lowest loss the data allow -------------------------------------------------------------
+
+def count_pairs(examples, batches) -> tuple[float, float]:
+    """The mean number, per batch, of pairs of twin scenes and of pairs of captions that hold the same
+    words in another order: the pairs that only binding or word order can tell apart."""
+    twins = same_words = 0
+    for batch in batches:
+        scenes = [examples[i]["scene"] for i in batch]
+        texts = [examples[i]["caption"] for i in batch]
+        for a in range(len(batch)):
+            for b in range(a + 1, len(batch)):
+                twins += isinstance(scenes[a], PairScene) and scenes[b] == scenes[a].twin()
+                same_words += texts[a] != texts[b] and _bag(texts[a]) == _bag(texts[b])
+    return twins / len(batches), same_words / len(batches)
+
 
 def scene_distribution(single_share: float, *, combos=TRAIN_COMBOS, classes=BINDING_TRAIN) -> dict:
     """The generator's probability of each scene when a share `single_share` of examples come from
@@ -739,22 +698,75 @@ def loss_floor(examples, batches, scenes: dict, *, bag_of_words: bool = False,
     return sum(losses) / len(losses)
 
 
-# ---- the models and their two zero-shot tests --------------------------------------------------
+# ---- the data, the models ----------------------------------------------------------------------
+
+def course_data(save_dir, *, image_size: int = 32):
+    """The notebook's training pictures, and a processor whose tokenizer is trained on their captions.
+
+    2,048 pictures of one shape (:func:`make_examples`, seed 0) and 1,024 two-object scenes each
+    followed by its twin (:func:`make_pair_examples`, seed 0). The tokenizer
+    (:func:`build_tokenizer`) and the processor are saved to `save_dir`. Returns
+    (train_examples, processor).
+    """
+    from transformers import CLIPImageProcessor, CLIPProcessor
+
+    train_examples = make_examples(2048, seed=0, image_size=image_size) + make_pair_examples(
+        1024, seed=0, image_size=image_size)
+    tokenizer = build_tokenizer([e["caption"] for e in train_examples], save_dir)
+    image_processor = CLIPImageProcessor(size={"shortest_edge": image_size},
+                                         crop_size={"height": image_size, "width": image_size})
+    processor = CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    processor.save_pretrained(save_dir)
+    return train_examples, processor
+
+
+class OrderBlindText(torch.nn.Module):
+    """CLIP's text transformer made blind to word order, with the same weights otherwise.
+
+    Three changes, each needed: no position embeddings (a token's vector does not say where it
+    is), attention in both directions (a causal mask alone tells a token what came before it), and
+    the mean over the caption's tokens in place of the vector at the end-of-text token. A caption
+    and any reordering of its words then get the same vector. It stands in for
+    ``CLIPModel.text_model`` (:func:`small_model` with kind "order-blind clip").
+    """
+
+    def __init__(self, text_model):
+        super().__init__()
+        self.config = text_model.config
+        self.token_embedding = text_model.embeddings.token_embedding
+        self.encoder = text_model.encoder
+        self.final_layer_norm = text_model.final_layer_norm
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, **kwargs):
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        hidden = self.token_embedding(input_ids)
+        keep = (torch.ones_like(input_ids) if attention_mask is None else attention_mask).to(hidden.dtype)
+        blocked = (1 - keep)[:, None, None, :] * torch.finfo(hidden.dtype).min  # padding, both ways
+        states = self.final_layer_norm(self.encoder(inputs_embeds=hidden, attention_mask=blocked)
+                                       .last_hidden_state)
+        pooled = (states * keep[..., None]).sum(1) / keep.sum(1, keepdim=True)
+        return BaseModelOutputWithPooling(last_hidden_state=states, pooler_output=pooled)
+
+
+MODEL_KINDS = ("clip", "order-blind clip", "siglip")
+
 
 def small_model(kind: str, tokenizer, *, image_size: int = 32, width: int = 64, layers: int = 2,
-                seed: int = 0):
-    """A small ``CLIPModel`` or ``SiglipModel`` (`kind` "clip" or "siglip") from its config.
+                seed: int = 0, logit_bias: float = -10.0):
+    """A small ``CLIPModel`` or ``SiglipModel`` (`kind` one of :data:`MODEL_KINDS`) from its config.
 
-    Both get the same two encoders: `layers` layers of width `width`, 4 heads, 8 x 8 patches,
+    All get the same two encoders: `layers` layers of width `width`, 4 heads, 8 x 8 patches,
     text up to :data:`MAX_TEXT_LENGTH` tokens. CLIP reads a caption's vector at its end-of-text
-    token and projects both sides to `width` dimensions; SigLIP reads the text at the last position
-    and pools the patches with an attention head. SigLIP starts from the paper's logit scale
-    log 10 and bias -10 (Zhai et al. 2023, sec. 3.2); CLIP from its scale 1 / 0.07.
+    token and projects both sides to `width` dimensions; "order-blind clip" is the same CLIP with
+    :class:`OrderBlindText` as its text transformer. SigLIP reads the text at the last position
+    and pools the patches with an attention head; it starts from the paper's logit scale log 10
+    and, by default, its bias -10 (Zhai et al. 2023, sec. 3.2). CLIP starts from its scale 1 / 0.07.
     """
     from transformers import CLIPConfig, CLIPModel, SiglipConfig, SiglipModel
 
-    if kind not in ("clip", "siglip"):
-        raise ValueError(f"kind must be 'clip' or 'siglip', got {kind!r}")
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"kind must be one of {MODEL_KINDS}, got {kind!r}")
     encoder = dict(hidden_size=width, intermediate_size=4 * width, num_hidden_layers=layers,
                    num_attention_heads=4)
     text = dict(encoder, vocab_size=len(tokenizer), max_position_embeddings=MAX_TEXT_LENGTH,
@@ -762,49 +774,243 @@ def small_model(kind: str, tokenizer, *, image_size: int = 32, width: int = 64, 
                 eos_token_id=tokenizer.eos_token_id)
     vision = dict(encoder, image_size=image_size, patch_size=8)
     torch.manual_seed(seed)
-    if kind == "clip":
-        return CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=width))
+    if kind != "siglip":
+        model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=width))
+        if kind == "order-blind clip":
+            model.text_model = OrderBlindText(model.text_model)
+        return model
     model = SiglipModel(SiglipConfig(text_config=text, vision_config=vision))
     with torch.no_grad():
         model.logit_scale.fill_(math.log(10.0))
-        model.logit_bias.fill_(-10.0)
+        model.logit_bias.fill_(logit_bias)
     return model
 
 
+# ---- the zero-shot tests, and the rules that need no learning -----------------------------------
+
+ALL_COMBOS: tuple[tuple[str, str], ...] = tuple((c, s) for c in COLOURS for s in SHAPES)
+TESTS: dict[str, str] = {
+    "naming, 6 captions": "a held-out pair among the six held-out captions",
+    "naming, 36 captions": "a held-out pair among all 36 colour-shape captions",
+    "binding": "a two-object scene's caption against its twin's",
+    "size": "'a small red circle' against 'a large red circle'",
+    "place": "'a red circle on the left' against the four other places",
+}
+
+
+def dominant_colour(image) -> str:
+    """The palette colour nearest to the mean of a picture's saturated pixels: no learning at all."""
+    import numpy as np
+
+    pixels = np.asarray(image, dtype=float).reshape(-1, 3)
+    saturated = pixels[np.ptp(pixels, axis=1) > 60]
+    mean = (saturated if len(saturated) else pixels).mean(axis=0)
+    return min(COLOURS, key=lambda name: float(((np.array(COLOURS[name]) - mean) ** 2).sum()))
+
+
+@torch.no_grad()
+def similarity(model, processor, images, texts) -> torch.Tensor:
+    """The model's logits of every picture against every text: (len(images), len(texts))."""
+    model.eval()
+    batch = processor(text=list(texts), images=list(images), padding="max_length",
+                      max_length=MAX_TEXT_LENGTH, truncation=True, return_tensors="pt")
+    return model(**batch).logits_per_image
+
+
 class ZeroShotTests:
-    """The two zero-shot tests, on held-out pictures: naming and binding.
+    """The zero-shot tests of :data:`TESTS`, on held-out pictures, and what rules without learning score.
 
     Naming: 300 pictures of the six held-out colour-shape pairs (:data:`HELD_OUT`), each to be
-    matched with its plain caption among the six. Binding: 300 two-object scenes of the held-out
-    classes (:data:`BINDING_HELD_OUT`), each caption against its twin's. `split` "validation"
-    (seed 2) is for watching training; "test" (seed 1) is scored once. Calling it on a model
-    returns {"naming": accuracy, "binding": accuracy}, which is what ``utils.train`` wants of an
-    ``eval_fn``.
+    matched with its plain caption, among the six held-out captions (where one word is enough: each
+    colour and each shape occurs in one of them) and among all 36 colour-shape captions (where each
+    colour and each shape occurs in six). Size and place: the same pictures, their colour-shape
+    caption given, the size (2 captions) or the place (5 captions) to choose. Binding: 300
+    two-object scenes of the held-out classes (:data:`BINDING_HELD_OUT`), each caption against
+    its twin's. `split` "validation" (seed 2) is for choosing checkpoints; "test" (seed 7) is scored
+    once. Calling it on a model returns {"naming": accuracy among 36, "binding": accuracy}, which
+    is what ``utils.train`` wants of an ``eval_fn``.
     """
 
-    SEEDS = {"validation": 2, "test": 1}
+    SEEDS = {"validation": 2, "test": 7}
 
     def __init__(self, processor, split: str = "validation", n: int = 300, image_size: int = 32):
         if split not in self.SEEDS:
             raise ValueError(f"split must be one of {list(self.SEEDS)}, got {split!r}")
         seed = self.SEEDS[split]
         self.processor = processor
-        self.labels = zero_shot_captions()
-        self.naming = make_examples(n, combos=HELD_OUT, seed=seed, templates=[0],
-                                    image_size=image_size)
+        self.labels = zero_shot_captions(ALL_COMBOS)
+        self.held_out_labels = zero_shot_captions()
+        self.naming = make_examples(n, combos=HELD_OUT, seed=seed, templates=[0], image_size=image_size)
         self.truth = torch.tensor([self.labels.index(e["caption"]) for e in self.naming])
+        self.sizes = [caption(Scene(c, s, size, "middle"), 1) for c, s in HELD_OUT for size in SIZES]
+        self.places = [caption(Scene(c, s, "small", place), 2) for c, s in HELD_OUT for place in POSITIONS]
         # one scene of each twin pair: n independent scenes, each with its twin's caption
         self.binding = make_pair_examples(n, classes=BINDING_HELD_OUT, seed=seed, templates=[0],
                                           image_size=image_size)[::2]
 
-    def naming_predictions(self, model) -> torch.Tensor:
-        return zero_shot_predictions(model, self.processor, [e["image"] for e in self.naming],
-                                     self.labels)
+    def _choose(self, logits, texts, attribute, values):
+        """Right or wrong per naming picture: the best of the captions that differ only in `attribute`."""
+        right = []
+        for row, e in zip(logits, self.naming):
+            options = [k for k, t in enumerate(texts) if {e["colour"], e["shape"]} <= set(t.split())]
+            said = options[int(row[options].argmax())]
+            right.append(values[said % len(values)] == e[attribute])
+        return torch.tensor(right, dtype=torch.float)
+
+    def naming_predictions(self, model, labels=None) -> torch.Tensor:
+        """The index in `labels` (all 36 captions by default) of each naming picture's best caption."""
+        labels = self.labels if labels is None else labels
+        return similarity(model, self.processor, [e["image"] for e in self.naming], labels).argmax(dim=-1)
 
     def binding_result(self, model) -> dict:
         return binding_test(lambda images, texts: pair_scores(model, self.processor, images, texts),
                             self.binding)
 
+    def outcomes(self, model) -> dict:
+        """Per test of :data:`TESTS`, one score per item: 1 right, 0 wrong (binding: 0.5 for a tie)."""
+        images = [e["image"] for e in self.naming]
+        truth_6 = torch.tensor([self.held_out_labels.index(e["caption"]) for e in self.naming])
+        scores = {
+            "naming, 6 captions": (self.naming_predictions(model, self.held_out_labels) == truth_6).float(),
+            "naming, 36 captions": (self.naming_predictions(model) == self.truth).float(),
+        }
+        margins = self.binding_margins(model)
+        tie = margins.abs() <= TIE_TOLERANCE
+        scores["binding"] = (~tie & (margins > 0)).float() + 0.5 * tie.float()
+        scores["size"] = self._choose(similarity(model, self.processor, images, self.sizes),
+                                      self.sizes, "size", list(SIZES))
+        scores["place"] = self._choose(similarity(model, self.processor, images, self.places),
+                                       self.places, "position", list(POSITIONS))
+        return {name: s.tolist() for name, s in scores.items()}
+
+    def binding_margins(self, model) -> torch.Tensor:
+        """Per binding scene: the logit of its caption minus the logit of its twin's."""
+        images = [e["image"] for e in self.binding]
+        right = pair_scores(model, self.processor, images, [e["caption"] for e in self.binding])
+        return right - pair_scores(model, self.processor, images, [e["twin_caption"] for e in self.binding])
+
+    def rule(self, sees: str) -> dict:
+        """The best mean score of any rule that sees one attribute only (`sees`: "colour" or "shape"),
+        and chance (`sees` "nothing"), per test: among the candidates that agree with the picture on
+        what the rule sees, it can only pick at random."""
+        if sees not in ("colour", "shape", "nothing"):
+            raise ValueError(f"sees must be 'colour', 'shape' or 'nothing', got {sees!r}")
+        index = {"colour": 0, "shape": 1}.get(sees)
+
+        def share(candidates, truth):  # candidates: (colour, shape) per caption
+            agree = [c for c in candidates if index is None or c[index] == truth[index]]
+            return 1 / len(agree)
+
+        truths = [(e["colour"], e["shape"]) for e in self.naming]
+        naming = {"naming, 6 captions": HELD_OUT, "naming, 36 captions": ALL_COMBOS}
+        result = {name: sum(share(c, t) for t in truths) / len(truths) for name, c in naming.items()}
+        # a caption and its twin's name the same colours and the same shapes
+        result["binding"] = 1 / 2
+        result["size"], result["place"] = 1 / len(SIZES), 1 / len(POSITIONS)
+        return result
+
+    def colour_from_pixels(self) -> dict:
+        """Naming by :func:`dominant_colour` alone, at random among the captions of that colour."""
+        colours = [dominant_colour(e["image"]) for e in self.naming]
+        result = {}
+        for name, combos in (("naming, 6 captions", HELD_OUT), ("naming, 36 captions", ALL_COMBOS)):
+            per_colour = {c: sum(k == c for k, _ in combos) for c in COLOURS}
+            result[name] = sum((c == e["colour"]) / per_colour[c]
+                               for c, e in zip(colours, self.naming)) / len(self.naming)
+        return result
+
     def __call__(self, model) -> dict:
         naming = (self.naming_predictions(model) == self.truth).float().mean().item()
         return {"naming": naming, "binding": self.binding_result(model)["accuracy"]}
+
+
+# ---- the record of longer runs over seeds (scripts/train_clip_longer.py) ------------------------
+
+def seed_table(record: dict, tests=None):
+    """Test accuracy per run (rows) and test (columns), each cell summarised over the seeds with
+    :func:`utils.evaluation.over_seeds`: mean ± standard deviation (range)."""
+    import pandas as pd
+
+    from .evaluation import over_seeds
+
+    tests = list(tests or record["tests"])
+    rows = {}
+    for name, seeds in record["runs"].items():
+        rows[name] = {test: str(over_seeds([sum(s["test"][test]) / len(s["test"][test]) for s in seeds.values()],
+                                           percent=True)) for test in tests}
+    return pd.DataFrame(rows).T[tests]
+
+
+def compare_runs(record: dict, a: str, b: str, test: str) -> dict:
+    """Run `a` against run `b` on the same test items, seed by seed: {seed: Comparison}.
+
+    McNemar's exact test (:func:`utils.evaluation.mcnemar`) when every item is right or wrong; a
+    paired bootstrap with a sign-flip test when some are ties scored 0.5 (binding)."""
+    from .evaluation import mcnemar, paired_bootstrap
+
+    result = {}
+    for seed in sorted(set(record["runs"][a]) & set(record["runs"][b]), key=int):
+        x, y = record["runs"][a][seed]["test"][test], record["runs"][b][seed]["test"][test]
+        binary = all(v in (0, 1) for v in x + y)
+        result[int(seed)] = mcnemar(x, y) if binary else paired_bootstrap(x, y, percent=True)
+    return result
+
+
+def run_histories(record: dict, name: str) -> list:
+    """The runs of `name`, one DataFrame per seed in the shape ``utils.train`` returns: the training
+    loss every 10 steps and the validation rows where they were measured."""
+    import pandas as pd
+
+    histories = []
+    for run in record["runs"][name].values():
+        losses = pd.DataFrame({"step": range(10, 10 * len(run["loss_every_10"]) + 1, 10),
+                               "loss": run["loss_every_10"]})
+        evaluated = pd.DataFrame(run["validation"]).drop(columns=["loss"])
+        histories.append(losses.merge(evaluated, on="step", how="outer").sort_values("step"))
+    return histories
+
+
+def plot_curves(histories: dict, *, floor: float, title: str | None = None):
+    """Training curves of several runs, each a list of histories (one per seed; mean line, range band).
+
+    Left: the contrastive loss on training batches (a running mean) and on validation batches
+    (markers), with `floor`, the lowest loss the validation batches allow (SigLIP's loss, another
+    function, is left out). Middle: binding on the validation scenes, with chance, which is also the
+    best any rule that sees one attribute can do. Right: naming among 36 captions, with chance
+    (1/36) and the best of a rule that sees the colour only, or the shape only (1/6)."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4))
+
+    def spread(runs, column):
+        return pd.concat([h.dropna(subset=[column]).set_index("step")[column] for h in runs], axis=1)
+
+    for k, (name, runs) in enumerate(histories.items()):
+        colour = f"C{k}"
+        panels = [(middle, "binding", "o-", name), (right, "naming", "s-", None)]
+        if "loss_random" in runs[0] and runs[0]["loss_random"].notna().any():
+            train = pd.concat([h.set_index("step")["loss"].dropna().rolling(5, min_periods=1).mean()
+                               for h in runs], axis=1)
+            left.plot(train.index, train.mean(axis=1), color=colour, lw=1.2, label=f"{name}, training")
+            panels.append((left, "loss_random", "o--", f"{name}, validation"))
+        for axis, column, style, label in panels:
+            values = spread(runs, column)
+            axis.plot(values.index, values.mean(axis=1), style, color=colour, ms=3, label=label)
+            if len(runs) > 1:
+                axis.fill_between(values.index, values.min(axis=1), values.max(axis=1), color=colour, alpha=0.15)
+    left.axhline(floor, color="black", lw=1, ls="-.", label="floor (validation batches)")
+    left.set(xlabel="training step", ylabel="contrastive loss (nats)", ylim=(0, None), title="loss")
+    middle.axhline(0.5, color="grey", lw=1, ls="--", label="chance = best one-attribute rule")
+    middle.set(xlabel="training step", ylabel="accuracy, validation scenes", ylim=(0.3, 1.02),
+               title="binding: a caption against its twin's")
+    right.axhline(1 / 6, color="grey", lw=1, ls="-.", label="best one-attribute rule (1/6)")
+    right.axhline(1 / 36, color="grey", lw=1, ls=":", label="chance (1/36)")
+    right.set(xlabel="training step", ylabel="accuracy, validation pictures", ylim=(0, 1.02),
+              title="naming held-out pairs among 36 captions")
+    for axis in (left, middle, right):
+        axis.legend(fontsize=7, loc="upper right" if axis is left else "lower right")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

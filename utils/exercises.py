@@ -241,6 +241,18 @@ def _test_siglip_loops(loss_by_loops):
                else "check the sign of each pair's label and the division"))
 
 
+def _bias_travel():
+    import json
+
+    from .core import data_path
+
+    record = json.loads(data_path("clip_runs.json").read_text())
+    total, warmup = record["steps"], int(0.1 * record["steps"])
+    rates = [(step + 1) / (warmup + 1) if step < warmup else
+             0.5 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup))) for step in range(total)]
+    return record["lr"] * sum(rates)
+
+
 def _held_out_themes():
     from . import tapas
 
@@ -347,17 +359,19 @@ EXERCISES: dict[str, Exercise] = {
         "one_letter_cer, the CER of the book's sentence with one letter changed", Number(1 / 89, rel=1e-6),
         "CER divides the character errors by the reference's characters, spaces included."),
     # 07 CLIP
-    "07.bigger_batch_floor": Exercise(
-        "floor_256, the loss floor for random batches of 256 validation examples", Number(0.557, rel=0.01),
-        "clip.make_batches and clip.loss_floor, as for the batches of 64."),
-    "07.bigger_batch_direction": Exercise(
-        "direction, 'rises' or 'falls': the floor at 256 against the floor at 64",
-        Choice("rises", options=("rises", "falls")), "a bigger batch holds more pictures that fit one caption."),
+    "07.order_layers": Exercise(
+        "layers, the fewest text layers at which a causal CLIP text encoder without position embeddings "
+        "gives a caption and its twin different vectors", Number(2, rel=0.0),
+        "in one layer, the end-of-text token attends to the set of the words before it."),
     "07.siglip_loops": Exercise(
         "loss_by_loops, a function loss(x, y, scale, bias) of normalised embeddings (N, d) that loops over the N x N pairs",
         Passes(_test_siglip_loops), "each pair is its own yes/no question: label +1 on the diagonal, -1 elsewhere."),
-    "07.coin_toss": Exercise(
-        "coin, the model that can only toss a coin whatever the phrasing: 'bag of words' or 'CLIP with twins'",
-        Choice("bag of words", options=("bag of words", "CLIP with twins")),
-        "which model gives a caption and its twin the same score?"),
+    "07.siglip_best_bias": Exercise(
+        "best_bias, the bias b that gives the lowest sigmoid loss for a batch of 64 when every cosine is 0",
+        Number(lambda: -math.log(63), rel=0.0, abs=0.02),
+        "the loss is N softplus(-b) for the positives plus N(N - 1) softplus(b) for the negatives, over N."),
+    "07.bias_travel": Exercise(
+        "travel, the sum of the learning rates of the recorded runs' schedule: how far AdamW can move a "
+        "parameter whose gradient keeps its sign", Number(_bias_travel, rel=0.01),
+        "utils.train warms up linearly over the first 10% of the steps, then decays with a cosine to 0."),
 }
