@@ -13,8 +13,11 @@ project = "Future Directions, runnable"
 author = "the course's contributors"
 html_title = project
 language = "en"
-extensions = ["myst_nb", "utils.site"]
+extensions = ["myst_nb", "sphinx.ext.githubpages", "utils.site"]  # githubpages: a .nojekyll file
 root_doc = "index"
+# Named here, not left to the extensions: an in-process build after another one (the tests) then
+# still reads Markdown and notebooks with myst-nb.
+source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb"}
 
 # Notebooks: the committed outputs, as they are.
 nb_execution_mode = "off"

@@ -15,7 +15,9 @@ This module is also the Sphinx extension that site/conf.py loads. It adds:
   at the top of each notebook, which becomes a plain link (every page has its own Colab button);
 - the directive `course-notebooks`, the table of notebooks on the landing page, written from each
   notebook's title and promise (its first cell) and its Colab link from REPO_URL;
-- MathJax's SVG component (MathJax 3, no web fonts needed) copied into the site's _static/mathjax.
+- MathJax's SVG component (MathJax 3, no web fonts needed) copied into the site's _static/mathjax,
+  and site/course.css and site/course.js (from disk, search lists its results without the line of
+  text that browsers refuse to fetch from file:// addresses).
 """
 import argparse
 import json
@@ -24,6 +26,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 from .core import REPO_ROOT
@@ -231,10 +234,13 @@ def _clear(out):
 def build(out=DEFAULT_OUT, quiet=True):
     """Build the site into `out` (emptied first), warnings as errors; returns `out` as a Path."""
     from sphinx.cmd.build import build_main
+    from sphinx.deprecation import RemovedInSphinx11Warning
 
     out = Path(out).resolve()
     _clear(out)
-    with tempfile.TemporaryDirectory(prefix="course-site-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="course-site-") as tmp, warnings.catch_warnings():
+        # notices about the theme's and myst's own use of Sphinx's API, nothing a reader can act on
+        warnings.simplefilter("ignore", RemovedInSphinx11Warning)
         src, doctrees = Path(tmp) / "src", Path(tmp) / "doctrees"
         _stage(src)
         args = ["-b", "html", "-W", "--keep-going", "-c", str(SITE_CONFIG), "-d", str(doctrees),
