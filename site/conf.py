@@ -28,6 +28,7 @@ myst_enable_extensions = ["dollarmath"]
 mathjax_path = "mathjax/tex-svg.js"
 
 html_theme = "sphinx_book_theme"
+html_favicon = "favicon.svg"  # the course's own drawing; without one, browsers ask the host for /favicon.ico
 html_sourcelink_suffix = ""  # the download button gives the .ipynb itself
 html_last_updated_fmt = None
 html_theme_options = {

@@ -225,29 +225,32 @@ def browser(site):
         pytest.skip("no Chromium to drive: apt-get install chromium (Debian), or set COURSE_CHROMIUM "
                     "to a Chromium executable")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        # Every host name but 127.0.0.1 fails to resolve: a page that reaches elsewhere fails fast,
+        # and the visit records the request.
+        browser = playwright.chromium.launch(executable_path=executable, args=[
+            "--no-sandbox", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"])
         yield browser
         browser.close()
 
 
 class _Visit:
-    """A page in a fresh tab that records console errors, uncaught errors and off-site requests."""
+    """A page in a fresh browser context that records console errors, uncaught errors, failed
+    responses and every request to another host (which the browser cannot resolve, see `browser`)."""
 
     def __init__(self, browser, base):
         self.base, self.errors, self.offsite = base, [], []
+        # No request interception: with it Chromium skips some requests (the favicon's) that a
+        # reader's browser makes.
         self.context = browser.new_context(viewport={"width": 1280, "height": 900})
-        self.context.route("**/*", self._route)
+        self.context.on("request", self._request)
         self.page = self.context.new_page()
         self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
         self.page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
+        self.page.on("response", lambda r: r.status >= 400 and self.errors.append(f"HTTP {r.status}: {r.url}"))
 
-    def _route(self, route):
-        url = route.request.url
-        if url.startswith(self.base) or url.startswith("data:") or url.startswith("blob:"):
-            route.continue_()
-        else:
-            self.offsite.append(url)
-            route.abort()
+    def _request(self, request):
+        if not request.url.startswith((self.base, "data:", "blob:")):
+            self.offsite.append(request.url)
 
     def open(self, path):
         self.page.goto(f"{self.base}/{path}", wait_until="load")

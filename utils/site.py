@@ -219,8 +219,8 @@ def _stage(src):
         shutil.copyfile(path, src / "notebooks" / path.name)
 
 
-def _clear(out):
-    """Empty `out` if it is a site built before (or empty); refuse to delete anything else."""
+def _clear(out, check_only=False):
+    """Remove `out` if it is a site built before (or empty); refuse to delete anything else."""
     if not out.exists():
         return
     if not out.is_dir():
@@ -228,27 +228,34 @@ def _clear(out):
     if any(out.iterdir()) and not (out / ".buildinfo").exists():
         raise SystemExit(f"{out} is not empty and holds no site built before (no .buildinfo): "
                          "choose another --out")
-    shutil.rmtree(out)
+    if not check_only:
+        shutil.rmtree(out)
 
 
 def build(out=DEFAULT_OUT, quiet=True):
-    """Build the site into `out` (emptied first), warnings as errors; returns `out` as a Path."""
+    """Build the site into `out` (emptied first), warnings as errors; returns `out` as a Path.
+
+    Sphinx works in a temporary folder (myst-nb writes its own files next to the HTML folder), and
+    `out` receives the finished HTML only once the build has succeeded.
+    """
     from sphinx.cmd.build import build_main
     from sphinx.deprecation import RemovedInSphinx11Warning
 
     out = Path(out).resolve()
-    _clear(out)
+    _clear(out, check_only=True)  # before the work: the old site stays until the new one is built
     with tempfile.TemporaryDirectory(prefix="course-site-") as tmp, warnings.catch_warnings():
         # notices about the theme's and myst's own use of Sphinx's API, nothing a reader can act on
         warnings.simplefilter("ignore", RemovedInSphinx11Warning)
-        src, doctrees = Path(tmp) / "src", Path(tmp) / "doctrees"
+        src, build_dir = Path(tmp) / "src", Path(tmp) / "build"
         _stage(src)
-        args = ["-b", "html", "-W", "--keep-going", "-c", str(SITE_CONFIG), "-d", str(doctrees),
-                *(["-q"] if quiet else []), str(src), str(out)]
+        args = ["-b", "html", "-W", "--keep-going", "-c", str(SITE_CONFIG), "-d", str(build_dir / "doctrees"),
+                *(["-q"] if quiet else []), str(src), str(build_dir / "html")]
         status = build_main(args)
-    if status:
-        raise SystemExit(f"the site did not build (sphinx-build exit status {status}); "
-                         "the warnings above say why")
+        if status:
+            raise SystemExit(f"the site did not build (sphinx-build exit status {status}); "
+                             "the warnings above say why")
+        _clear(out)
+        shutil.copytree(build_dir / "html", out)
     return out
 
 
