@@ -23,6 +23,7 @@ source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb"}
 nb_execution_mode = "off"
 nb_merge_streams = True
 myst_enable_extensions = ["dollarmath"]
+myst_dmath_double_inline = True  # $$...$$ inside a paragraph is display math, as in Jupyter
 
 # MathJax from the site itself (utils.site copies it into _static/mathjax), never from a CDN.
 mathjax_path = "mathjax/tex-svg.js"

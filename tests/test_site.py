@@ -5,6 +5,7 @@ The build needs requirements-site.txt; the browser tests also need Debian's chro
 their skip reason (pytest -rs, which pytest.ini turns on, prints it in the summary).
 """
 import functools
+import html
 import http.server
 import json
 import os
@@ -62,6 +63,17 @@ def _images(stem):
 def _has_math(stem):
     return any(c["cell_type"] == "markdown" and re.search(r"\$[^$\s][^$]*\$", "".join(c["source"]))
                for c in _notebook(stem)["cells"])
+
+
+def _formulas(stem):
+    """The TeX of every $...$ and $$...$$ formula in the notebook's markdown (outside code), in order."""
+    found = []
+    for cell in _notebook(stem)["cells"]:
+        if cell["cell_type"] == "markdown":
+            text = re.sub(r"```.*?```|`[^`]*`", "", "".join(cell["source"]), flags=re.S).replace("\\$", "")
+            found += [display or inline for display, inline in
+                      re.findall(r"\$\$(.+?)\$\$|\$([^$]+?)\$", text, re.S)]
+    return ["".join(tex.split()) for tex in found]
 
 
 # ---------------------------------------------------------------- no browser needed
@@ -181,6 +193,18 @@ def test_notebook_page_has_colab_download_and_collapsed_solutions(site, stem):
     assert (site / "_sources" / "notebooks" / f"{stem}.ipynb").read_bytes() == committed
     assert page.count(SHOW_SOLUTION) == _solutions(stem) > 0
     assert "colab-badge.svg" not in page and "theme-switch-button" in page
+
+
+@pytest.mark.parametrize("stem", STEMS)
+def test_every_formula_of_a_notebook_is_math_on_its_page(site, stem):
+    """A formula that MyST does not read as math shows its dollars as text (e.g. $$...$$ in a paragraph)."""
+    page = (site / "notebooks" / f"{stem}.html").read_text()
+    typeset = re.findall(r'<(?:span|div) class="math notranslate nohighlight">\s*\\[(\[](.*?)\\[)\]]\s*</', page, re.S)
+    typeset = ["".join(html.unescape(tex).split()) for tex in typeset]
+    # Sphinx wraps a display formula with line breaks in a split environment for MathJax
+    typeset = [t[len(r"\begin{split}"):-len(r"\end{split}")] if t.startswith(r"\begin{split}") else t
+               for t in typeset]
+    assert typeset == _formulas(stem)
 
 
 def test_landing_page_lists_every_notebook_with_its_colab_link(site):
