@@ -8,6 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from utils.core import REPO_URL  # noqa: E402 - the one place the repository's URL lives
+from utils.site import MATHJAX_SCRIPT  # noqa: E402
 
 project = "Future Directions, runnable"
 author = "the course's contributors"
@@ -26,7 +27,7 @@ myst_enable_extensions = ["dollarmath"]
 myst_dmath_double_inline = True  # $$...$$ inside a paragraph is display math, as in Jupyter
 
 # MathJax from the site itself (utils.site copies it into _static/mathjax), never from a CDN.
-mathjax_path = "mathjax/tex-svg.js"
+mathjax_path = MATHJAX_SCRIPT
 
 html_theme = "sphinx_book_theme"
 html_favicon = "favicon.svg"  # the course's own drawing; without one, browsers ask the host for /favicon.ico

@@ -35,7 +35,7 @@ from .notebooks import colab_url
 NOTEBOOKS = REPO_ROOT / "notebooks"
 SITE_CONFIG = REPO_ROOT / "site"  # conf.py and the pages that are not notebooks
 DEFAULT_OUT = REPO_ROOT / "_site"
-MATHJAX_SCRIPT = "mathjax/tex-svg.js"  # under _static/, as site/conf.py's mathjax_path names it
+MATHJAX_SCRIPT = "mathjax/tex-svg.js"  # under _static/; site/conf.py's mathjax_path
 SHOW_SOLUTION, HIDE_SOLUTION = "Show the solution", "Hide the solution"
 _EXERCISES = re.compile(r"^#{1,6}\s+Exercises\b", re.M)
 _REMOTE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://|^//")
