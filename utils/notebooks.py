@@ -43,9 +43,14 @@ import utils
 utils.setup()'''
 
 
+def colab_url(name):
+    """Where Colab opens notebooks/NAME.ipynb of the course's repository (REPO_URL, branch main)."""
+    return (f"https://colab.research.google.com/github/{REPO_URL.removeprefix('https://github.com/')}"
+            f"/blob/main/notebooks/{name}.ipynb")
+
+
 def badge(name):
-    url = f"https://colab.research.google.com/github/{REPO_URL.removeprefix('https://github.com/')}/blob/main/notebooks/{name}.ipynb"
-    return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})"
+    return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(name)})"
 
 
 def new(name, title, promise):
