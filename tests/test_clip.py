@@ -485,3 +485,55 @@ def test_binding_test_counts_wins_and_ties():
     assert (mixed["low"], mixed["high"]) == pytest.approx((0.1682, 0.6873), abs=1e-4)
     with pytest.raises(ValueError, match="two-object"):
         clip.binding_test(always_right, clip.make_examples(3))
+
+
+def test_shape_areas_follow_the_outlines():
+    assert clip.SHAPE_AREAS["circle"] == pytest.approx(math.pi)
+    assert clip.SHAPE_AREAS["square"] == pytest.approx(2.0)
+    assert clip.SHAPE_AREAS["diamond"] == pytest.approx(2 * 1.15 * 0.8)
+    assert clip.SHAPE_AREAS["cross"] == pytest.approx(20 / 9)
+    assert sorted(clip.SHAPE_AREAS, key=clip.SHAPE_AREAS.get) == ["star", "triangle", "diamond", "square",
+                                                                   "cross", "circle"]
+
+
+def test_colour_area_rule_reads_pixel_counts_not_positions():
+    scene = clip.PairScene((("red", "circle"), ("blue", "star")))
+    image = clip.draw_scene(scene)
+    red, blue = clip.colour_pixels(image, ["red", "blue"])
+    assert red > blue > 0  # the circle covers more of the canvas than the star
+    # the rule gives the colour with more pixels to the larger shape, whichever order the caption names them
+    texts = ["a red circle and a blue star", "a blue circle and a red star",
+             "a blue star and a red circle", "a red circle on the left and a blue star on the right"]
+    assert clip.colour_area_scores([image] * 4, texts).tolist() == [1.0, -1.0, 1.0, 1.0]
+    # the same shapes with the places swapped: the same answer, since the rule never looks at positions
+    swapped = clip.draw_scene(clip.PairScene((("blue", "star"), ("red", "circle"))))
+    assert clip.colour_area_scores([swapped], texts[:1]).tolist() == [1.0]
+    # a scene and its twin, each scored on its own: a circle far larger than a star wins both
+    pair = clip.make_pair_examples(1, classes=[(("red", "blue"), ("circle", "star"))], seed=0)
+    result = clip.binding_test(clip.colour_area_scores, pair)
+    assert result["accuracy"] == 1.0 and result["scores"] == [1.0, 1.0]
+    with pytest.raises(ValueError, match="two coloured shapes"):
+        clip.colour_area_scores([image], ["a red circle"])
+
+
+def test_groups_of_the_test_items_and_grouped_comparisons(course):
+    _, processor = course
+    tests = clip.ZeroShotTests(processor, "validation", n=60)
+    binding = tests.groups("binding")
+    assert len(binding) == 60 and len(set(binding)) <= len(clip.BINDING_HELD_OUT)
+    for e, group in zip(tests.binding, binding):
+        (c1, s1), (c2, s2) = e["scene"].objects
+        assert e["binding_class"] in clip.BINDING_HELD_OUT
+        assert group.split() == ["/".join(sorted({c1, c2}, key=list(clip.COLOURS).index)),
+                                 "/".join(sorted({s1, s2}, key=clip.SHAPES.index))]
+    naming = tests.groups("naming, 36 captions")
+    assert naming == [e["caption"] for e in tests.naming] and set(naming) == set(clip.zero_shot_captions())
+    with pytest.raises(ValueError, match="test"):
+        tests.groups("colour")
+    rule = tests.colour_area()
+    assert rule["accuracy"] > 0.7 and "groups" in rule["interval"].method
+    record = json.loads(utils.data_path("clip_runs.json").read_text())
+    full = clip.ZeroShotTests(processor, "test")
+    grouped = clip.compare_runs(record, "CLIP", "order-blind CLIP", "naming, 36 captions",
+                                groups=full.groups("naming, 36 captions"))
+    assert "6 groups" in grouped[0].method

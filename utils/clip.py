@@ -15,7 +15,9 @@ Notebook 07 uses this module to train a small CLIP and a small SigLIP from scrat
   (CLIP, SigLIP, and CLIP with an order-blind text encoder, :class:`OrderBlindText`).
 * Training and tests: :func:`train_contrastive` (``utils.train`` with random or twin batches),
   :class:`ZeroShotTests` (naming held-out pairs among 6 or 36 captions, size, place, and binding:
-  a caption against its twin's) with the scores of rules that see one attribute only, and
+  a caption against its twin's) with the scores of rules that see one attribute only, the
+  colour-area rule that passes much of binding without looking at positions
+  (:func:`colour_area_scores`), and
   :func:`loss_floor`, the lowest loss the generator's captions allow.
 """
 
@@ -41,7 +43,8 @@ __all__ = [
     "build_tokenizer", "MAX_TEXT_LENGTH", "encode", "train_contrastive", "make_batches",
     "mean_loss", "pair_scores", "TIE_TOLERANCE", "binding_test",
     "count_pairs", "scene_distribution", "loss_floor", "course_data", "OrderBlindText", "MODEL_KINDS",
-    "small_model", "ALL_COMBOS", "TESTS", "dominant_colour", "similarity", "ZeroShotTests",
+    "small_model", "ALL_COMBOS", "TESTS", "dominant_colour", "SHAPE_AREAS", "colour_pixels",
+    "colour_area_scores", "similarity", "ZeroShotTests",
     "seed_table", "compare_runs", "run_histories", "plot_curves",
 ]
 
@@ -328,14 +331,16 @@ def make_pair_examples(
     A scene picks a class of `classes` (:data:`BINDING_TRAIN` by default, :data:`BINDING_HELD_OUT`
     for the binding test), which shape goes left and which colour goes with which shape; the twin
     swaps the colours and keeps the shapes in place. Keys: ``image``, ``caption``, ``scene`` (a
-    :class:`PairScene`), ``twin_caption`` (the same phrasing, the same order, for the twin scene).
+    :class:`PairScene`), ``twin_caption`` (the same phrasing, the same order, for the twin scene),
+    ``binding_class`` (the class of `classes` it was drawn from, shared with its twin).
     """
     classes, templates = _generator_args(n, classes, "classes", "((colour, colour), (shape, shape))",
                                          templates, len(PAIR_TEMPLATES))
     rng = random.Random(seed)
     examples = []
     for _ in range(n):
-        colours, shapes = rng.choice(classes)
+        drawn_class = rng.choice(classes)
+        colours, shapes = drawn_class
         shapes = shapes if rng.random() < 0.5 else shapes[::-1]
         colours = colours if rng.random() < 0.5 else colours[::-1]
         scene = PairScene(tuple(zip(colours, shapes)))
@@ -346,6 +351,7 @@ def make_pair_examples(
                 "caption": caption(drawn, template, swap_order=swap_order),
                 "twin_caption": caption(other, template, swap_order=swap_order),
                 "scene": drawn,
+                "binding_class": drawn_class,
             })
     return examples
 
@@ -580,20 +586,23 @@ def pair_scores(model, processor, images, texts) -> torch.Tensor:
 TIE_TOLERANCE = 1e-4  # logits closer than this are a tie: float rounding, not a preference
 
 
-def binding_test(score_fn, examples) -> dict:
+def binding_test(score_fn, examples, groups=None) -> dict:
     """Does `score_fn` prefer each picture's caption to its twin's ("a red circle and a blue square"
     against "a blue circle and a red square")? A tie (scores within :data:`TIE_TOLERANCE`) counts
     half: a coin toss.
 
     `score_fn(images, texts)` returns one score per (image, text) pair. Returns the accuracy, the
-    number of pictures, of wins and of ties, and a 95% Wilson interval (:func:`utils.evaluation.wilson`)
+    number of pictures, of wins and of ties, the score of each picture (1, 0, or 0.5 for a tie) as
+    ``scores``, and a 95% Wilson interval (:func:`utils.evaluation.wilson`)
     of round(wins + ties / 2) right out of n, as low and high and as `interval`, an
-    :class:`utils.evaluation.Estimate` that prints itself. The interval covers
-    the sampling of the test scenes, for this one fixed model; it says nothing of retraining.
+    :class:`utils.evaluation.Estimate` that prints itself. With `groups` (one label per example,
+    e.g. its binding class) the interval is a bootstrap that resamples whole groups instead
+    (:func:`utils.evaluation.bootstrap`). The interval covers the sampling of the test scenes, for
+    this one fixed model; it says nothing of retraining.
     """
     from dataclasses import replace
 
-    from .evaluation import wilson
+    from .evaluation import bootstrap, wilson
 
     if not examples or any("twin_caption" not in e for e in examples):
         raise ValueError("binding_test: give two-object examples from make_pair_examples")
@@ -603,8 +612,12 @@ def binding_test(score_fn, examples) -> dict:
     tie = (right - wrong).abs() <= TIE_TOLERANCE
     wins, ties, n = int((~tie & (right > wrong)).sum()), int(tie.sum()), len(examples)
     accuracy = (wins + ties / 2) / n
-    interval = replace(wilson(round(wins + ties / 2), n), value=accuracy)
-    return {"accuracy": accuracy, "n": n, "wins": wins, "ties": ties,
+    scores = ((~tie & (right > wrong)).float() + 0.5 * tie.float()).tolist()
+    if groups is None:
+        interval = replace(wilson(round(wins + ties / 2), n), value=accuracy)
+    else:
+        interval = bootstrap(scores, groups=list(groups), percent=True)
+    return {"accuracy": accuracy, "n": n, "wins": wins, "ties": ties, "scores": scores,
             "low": interval.low, "high": interval.high, "interval": interval}
 
 
@@ -808,6 +821,51 @@ def dominant_colour(image) -> str:
     return min(COLOURS, key=lambda name: float(((np.array(COLOURS[name]) - mean) ** 2).sum()))
 
 
+def _polygon_area(points):
+    return abs(sum(x1 * y2 - x2 * y1 for (x1, y1), (x2, y2) in zip(points, points[1:] + points[:1]))) / 2
+
+
+# The area of each shape as drawn (:func:`_outline`), in units of its radius squared.
+SHAPE_AREAS: dict[str, float] = {
+    shape: math.pi if shape == "circle" else _polygon_area(_outline(shape, 0.0, 0.0, 1.0, 0.0))
+    for shape in SHAPES
+}
+
+
+def colour_pixels(image, colours) -> list[int]:
+    """How many pixels of `image` lie nearer to each palette colour of `colours` than to the other
+    colours given and to the background (the colour of the top-left pixel)."""
+    import numpy as np
+
+    pixels = np.asarray(image, dtype=float)
+    candidates = [np.array(COLOURS[c], dtype=float) for c in colours] + [pixels[0, 0]]
+    pixels = pixels.reshape(-1, 3)
+    nearest = np.stack([((pixels - c) ** 2).sum(axis=1) for c in candidates]).argmin(axis=0)
+    return [int((nearest == k).sum()) for k in range(len(colours))]
+
+
+def colour_area_scores(images, texts) -> torch.Tensor:
+    """A rule for binding with no learning and no positions: count each named colour's pixels, and
+    give the colour with more pixels to the shape of larger area (:data:`SHAPE_AREAS`).
+
+    Each text names two (colour, shape) pairs ("a red circle and a blue square"); its score is +1 if
+    it gives the colour with more pixels to the larger shape, -1 if to the smaller, 0 on equal
+    counts. A score function for :func:`binding_test`."""
+    if len(images) != len(texts):
+        raise ValueError(f"colour_area_scores: {len(images)} images and {len(texts)} texts; give as many of each")
+    scores = []
+    for image, text in zip(images, texts):
+        words = text.split()
+        named = [(c, s) for c, s in zip(words, words[1:]) if c in COLOURS and s in SHAPES]
+        if len(named) != 2:
+            raise ValueError(f"colour_area_scores: a text must name two coloured shapes, got {text!r}")
+        (c1, s1), (c2, s2) = named
+        n1, n2 = colour_pixels(image, [c1, c2])
+        more = (n1 > n2) - (n1 < n2)  # +1: c1 has more pixels
+        scores.append(float(more * (1 if SHAPE_AREAS[s1] > SHAPE_AREAS[s2] else -1)))
+    return torch.tensor(scores)
+
+
 @torch.no_grad()
 def similarity(model, processor, images, texts) -> torch.Tensor:
     """The model's logits of every picture against every text: (len(images), len(texts))."""
@@ -862,9 +920,24 @@ class ZeroShotTests:
         labels = self.labels if labels is None else labels
         return similarity(model, self.processor, [e["image"] for e in self.naming], labels).argmax(dim=-1)
 
+    def groups(self, test: str) -> list[str]:
+        """The group of each item of `test`, for intervals and paired tests that resample groups:
+        the colour-shape pair of a naming picture (6 held-out pairs), the binding class of a
+        binding scene (its two colours and two shapes; 18 held-out classes)."""
+        if test not in TESTS:
+            raise ValueError(f"test must be one of {list(TESTS)}, got {test!r}")
+        if test == "binding":
+            return ["{} {}".format(*("/".join(part) for part in e["binding_class"])) for e in self.binding]
+        return [e["caption"] for e in self.naming]
+
     def binding_result(self, model) -> dict:
+        """:func:`binding_test` of `model` on the binding scenes, its interval resampling the classes."""
         return binding_test(lambda images, texts: pair_scores(model, self.processor, images, texts),
-                            self.binding)
+                            self.binding, groups=self.groups("binding"))
+
+    def colour_area(self) -> dict:
+        """The binding test passed by :func:`colour_area_scores`, which never looks at positions."""
+        return binding_test(colour_area_scores, self.binding, groups=self.groups("binding"))
 
     def outcomes(self, model) -> dict:
         """Per test of :data:`TESTS`, one score per item: 1 right, 0 wrong (binding: 0.5 for a tie)."""
@@ -941,18 +1014,21 @@ def seed_table(record: dict, tests=None):
     return pd.DataFrame(rows).T[tests]
 
 
-def compare_runs(record: dict, a: str, b: str, test: str) -> dict:
+def compare_runs(record: dict, a: str, b: str, test: str, groups=None) -> dict:
     """Run `a` against run `b` on the same test items, seed by seed: {seed: Comparison}.
 
-    McNemar's exact test (:func:`utils.evaluation.mcnemar`) when every item is right or wrong; a
-    paired bootstrap with a sign-flip test when some are ties scored 0.5 (binding)."""
+    :func:`utils.evaluation.mcnemar` when every item is right or wrong, a paired bootstrap when
+    some are ties scored 0.5 (binding). With `groups` (one label per item,
+    :meth:`ZeroShotTests.groups`) both resample whole groups and test with a sign flip per group;
+    without, McNemar's exact test or a sign flip per item."""
     from .evaluation import mcnemar, paired_bootstrap
 
     result = {}
     for seed in sorted(set(record["runs"][a]) & set(record["runs"][b]), key=int):
         x, y = record["runs"][a][seed]["test"][test], record["runs"][b][seed]["test"][test]
         binary = all(v in (0, 1) for v in x + y)
-        result[int(seed)] = mcnemar(x, y) if binary else paired_bootstrap(x, y, percent=True)
+        result[int(seed)] = (mcnemar(x, y, groups=groups) if binary
+                             else paired_bootstrap(x, y, groups=groups, percent=True))
     return result
 
 
@@ -970,13 +1046,14 @@ def run_histories(record: dict, name: str) -> list:
     return histories
 
 
-def plot_curves(histories: dict, *, floor: float, title: str | None = None):
+def plot_curves(histories: dict, *, floor: float, binding_rule: float | None = None, title: str | None = None):
     """Training curves of several runs, each a list of histories (one per seed; mean line, range band).
 
     Left: the contrastive loss on training batches (a running mean) and on validation batches
     (markers), with `floor`, the lowest loss the validation batches allow (SigLIP's loss, another
-    function, is left out). Middle: binding on the validation scenes, with chance, which is also the
-    best any rule that sees one attribute can do. Right: naming among 36 captions, with chance
+    function, is left out). Middle: binding on the validation scenes, with chance, which is also
+    where a rule that sees only the colours or only the shapes stays, and `binding_rule`, the
+    colour-area rule's score (:meth:`ZeroShotTests.colour_area`), if given. Right: naming among 36 captions, with chance
     (1/36) and the best of a rule that sees the colour only, or the shape only (1/6)."""
     import matplotlib.pyplot as plt
     import pandas as pd
@@ -1001,7 +1078,10 @@ def plot_curves(histories: dict, *, floor: float, title: str | None = None):
                 axis.fill_between(values.index, values.min(axis=1), values.max(axis=1), color=colour, alpha=0.15)
     left.axhline(floor, color="black", lw=1, ls="-.", label="floor (validation batches)")
     left.set(xlabel="training step", ylabel="contrastive loss (nats)", ylim=(0, None), title="loss")
-    middle.axhline(0.5, color="grey", lw=1, ls="--", label="chance = best one-attribute rule")
+    middle.axhline(0.5, color="grey", lw=1, ls="--", label="chance = colour-only or shape-only rule")
+    if binding_rule is not None:
+        middle.axhline(binding_rule, color="black", lw=1, ls="-.",
+                       label="colour-area rule (no positions)")
     middle.set(xlabel="training step", ylabel="accuracy, validation scenes", ylim=(0.3, 1.02),
                title="binding: a caption against its twin's")
     right.axhline(1 / 6, color="grey", lw=1, ls="-.", label="best one-attribute rule (1/6)")

@@ -362,14 +362,15 @@ EXERCISES: dict[str, Exercise] = {
     "07.order_layers": Exercise(
         "layers, the fewest text layers at which a causal CLIP text encoder without position embeddings "
         "gives a caption and its twin different vectors", Number(2, rel=0.0),
-        "in one layer, the end-of-text token attends to the set of the words before it."),
+        "zero the position embeddings after building each model, and count a largest difference above 1e-4 as "
+        "different: below that it is float rounding."),
     "07.siglip_loops": Exercise(
         "loss_by_loops, a function loss(x, y, scale, bias) of normalised embeddings (N, d) that loops over the N x N pairs",
         Passes(_test_siglip_loops), "each pair is its own yes/no question: label +1 on the diagonal, -1 elsewhere."),
     "07.siglip_best_bias": Exercise(
         "best_bias, the bias b that gives the lowest sigmoid loss for a batch of 64 when every cosine is 0",
         Number(lambda: -math.log(63), rel=0.0, abs=0.02),
-        "the loss is N softplus(-b) for the positives plus N(N - 1) softplus(b) for the negatives, over N."),
+        "with every cosine 0 every logit is b: count the positive pairs and the negative pairs of the batch."),
     "07.bias_travel": Exercise(
         "travel, the sum of the learning rates of the recorded runs' schedule: how far AdamW can move a "
         "parameter whose gradient keeps its sign", Number(_bias_travel, rel=0.01),
