@@ -61,8 +61,8 @@ def _images(stem):
 
 
 def _has_math(stem):
-    return any(c["cell_type"] == "markdown" and re.search(r"\$[^$\s][^$]*\$", "".join(c["source"]))
-               for c in _notebook(stem)["cells"])
+    """Whether the notebook's markdown holds a formula (escaped dollars and code do not count)."""
+    return bool(_formulas(stem))
 
 
 def _formulas(stem):
