@@ -369,7 +369,7 @@ EXERCISES: dict[str, Exercise] = {
         Passes(_test_siglip_loops), "each pair is its own yes/no question: label +1 on the diagonal, -1 elsewhere."),
     "07.siglip_best_bias": Exercise(
         "best_bias, the bias b that gives the lowest sigmoid loss for a batch of 64 when every cosine is 0",
-        Number(lambda: -math.log(63), rel=0.0, abs=0.02),
+        Number(lambda: -math.log(63), rel=0.0, abs=0.005),
         "with every cosine 0 every logit is b: count the positive pairs and the negative pairs of the batch."),
     "07.bias_travel": Exercise(
         "travel, the sum of the learning rates of the recorded runs' schedule: how far AdamW can move a "
