@@ -14,6 +14,11 @@ Three questions, each with its own helper:
 - How much does training vary? :func:`over_seeds`: one result per seed, mean, standard deviation,
   range and every value.
 
+With few groups (under about 20) the percentile bootstrap's intervals come out too narrow: the
+resamples cannot show more variety than the handful of groups holds. The paired tests' p-values
+come from an exact sign-flip test over the groups and do not share that weakness; where an interval
+and a p-value disagree over few groups, read the p-value.
+
 Every result prints itself the same way (``str(result)``), and :func:`table` lays several out as a
 DataFrame. The helpers are thin: Wilson's interval and the exact binomial test come from scipy; the
 bootstrap is the plain percentile bootstrap (Efron & Tibshirani 1993, ch. 13), resampling groups when
