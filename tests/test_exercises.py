@@ -56,7 +56,7 @@ def test_an_unanswered_exercise_says_what_to_fill_in(capsys):
 
 
 @pytest.mark.parametrize("answer, message", [
-    (128, "about 2 times too large"), (16, "about 4 times too small"), (-64, "wrong sign"), (60, "6% too small"),
+    (128, "about 2 times too large"), (16, "about 4 times too small"), (-64, "wrong sign"), (60, "too few"), (63, "too few"), (65, "too many"),
     ("64", "expected a single number, got a str"), (True, "expected a single number"), (float("nan"), "not a finite"),
 ])
 def test_a_wrong_number_is_told_how_far_off_without_the_answer(answer, message, capsys):
@@ -71,6 +71,10 @@ def test_numbers_within_tolerance_and_numpy_and_torch_scalars_pass():
     assert number.judge(np.float32(0.5))[0] and number.judge(torch.tensor(0.5))[0]
     assert ex.Number(0.5, rel=0, abs=0.15).judge(0.62)[0]
     assert ex.Number(lambda: math.pi).judge(3.14159)[0]  # computed on use
+    assert number.judge(0.52) == (False, "4% too large")
+    assert ex.Number(0.5, rel=0.001).judge(0.5008) == (False, "close, but not within the tolerance (too large)")
+    assert ex.Number(1.0).judge(1100.0) == (False, "about 1,100 times too large")
+    assert ex.Number(1.0).judge(1 / 35) == (False, "about 35 times too small")
 
 
 def test_choice_items_and_values():

@@ -51,10 +51,20 @@ class Number:
             return False, "wrong sign"
         ratio = answer / expected
         if ratio >= 1.5:
-            return False, f"about {ratio:.2g} times too large"
+            return False, f"about {_times(ratio)} times too large"
         if ratio <= 1 / 1.5:
-            return False, f"about {1 / ratio:.2g} times too small"
-        return False, f"{abs(ratio - 1):.0%} too {'large' if abs(answer) > abs(expected) else 'small'}"
+            return False, f"about {_times(1 / ratio)} times too small"
+        larger = abs(answer) > abs(expected)
+        if self.rel == 0 and self.abs == 0 and float(expected).is_integer():  # a count: no percentage to decode
+            return False, "too many" if larger else "too few"
+        if abs(ratio - 1) < 0.005:
+            return False, f"close, but not within the tolerance (too {'large' if larger else 'small'})"
+        return False, f"{abs(ratio - 1):.0%} too {'large' if larger else 'small'}"
+
+
+def _times(factor: float) -> str:
+    """2.1, 35 or 1,100: a factor as a reader reads it, never in scientific notation."""
+    return f"{factor:.2g}" if factor < 10 else f"{float(f'{factor:.2g}'):,.0f}"
 
 
 @dataclass(frozen=True)
@@ -266,7 +276,7 @@ EXERCISES: dict[str, Exercise] = {
         Number(lambda: _serve_more()[0], rel=0.02),
         "sc.inference_aware_optimal(loss, inference_tokens) finds it; the loss is target_loss from section 3."),
     "01.serve_more_saving": Exercise(
-        "saving, that model's total compute (training + serving 1e15 tokens) as a fraction of the Chinchilla-optimal model's",
+        "saving, that model's total compute (training + serving 1e15 tokens) as a fraction of the Chinchilla-optimal model's (0.5 for half)",
         Number(lambda: _serve_more()[1], rel=0.03),
         "serving costs 2N FLOP a token (sc.inference_flops); add it to both models' training compute."),
     "01.zero3_gpus": Exercise(
@@ -351,7 +361,7 @@ EXERCISES: dict[str, Exercise] = {
         "merge repeated frames first, then drop the blanks; the delimiter becomes a space."),
     "06.mask_share": Exercise(
         "share, the average share of masked frames over the 200 seeds", Number(0.49, rel=0, abs=0.02),
-        "spans of 10 overlap, so the share is well below 0.65 times 10."),
+        "the spans overlap, so the share of masked frames is well below mask_prob = 0.65."),
     "06.one_letter_wer": Exercise(
         "one_letter_wer, the WER of the book's sentence with one letter changed", Number(1 / 17, rel=1e-6),
         "WER counts whole words: one wrong letter makes one wrong word."),
