@@ -208,6 +208,24 @@ def test_favor_default_chunks_equal_one_pass_past_4096_keys():
 
 
 @pytest.mark.parametrize("half", ["first", "second"])
+@pytest.mark.parametrize("chunk_size", [512, 300])
+def test_favor_1024_keys_in_unequal_chunks_match_one_chunk_and_quadratic(half, chunk_size):
+    """n = 1024 > chunk_size, one half of the keys 1.5x larger, chunks of 512 (two) or of 300 (three
+    full and one of 124 keys): chunked, one chunk and the quadratic form agree in float64 (a
+    stabiliser per chunk was 50-80% off here), and the result is a softmax-like average (rows of
+    nonnegative weights: each output inside the values' range)."""
+    q, k, v = unequal_halves(1024, half, seed=3, factor=1.5)
+    phi = la.FavorPlus(D, 64, seed=4)
+    chunked = la.linear_kernel_attention(q, k, v, phi, chunk_size=chunk_size)
+    one_chunk = la.linear_kernel_attention(q, k, v, phi, chunk_size=1024)
+    quadratic = la.quadratic_kernel_attention(q, k, v, phi)
+    torch.testing.assert_close(one_chunk, quadratic, rtol=0, atol=1e-10)
+    assert ((chunked - one_chunk).norm() / one_chunk.norm()).item() < 1e-12
+    torch.testing.assert_close(chunked, quadratic, rtol=0, atol=1e-10)
+    assert (chunked <= v.amax(-2, keepdim=True) + 1e-12).all() and (chunked >= v.amin(-2, keepdim=True) - 1e-12).all()
+
+
+@pytest.mark.parametrize("half", ["first", "second"])
 @pytest.mark.parametrize("chunk_size", [1, 7, 32, 48])
 def test_favor_causal_in_chunks_equals_masked_quadratic(half, chunk_size):
     q, k, v = unequal_halves(64, half)
