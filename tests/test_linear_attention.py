@@ -498,6 +498,37 @@ def test_linear_attention_function_inside_gpt2():
         la.char_gpt(20, attention="softmax")
 
 
+def test_generation_with_the_recurrent_state_matches_the_full_forward():
+    """generate_with_state feeds one token per call; its per-layer states have a fixed size, and the
+    logits at every position equal those of one causal forward over the whole text."""
+    model = la.char_gpt(20, n_layer=2, d_model=16, n_head=2, block_size=32, attention=la.LINEAR_ATTENTION, seed=3)
+    ids, state = la.generate_with_state(model, [3, 1, 4, 1, 5], 12)
+    assert len(ids) == 17 and sorted(state) == [0, 1]
+    assert all(rnn.s.shape == (1, 2, 8, 8) and rnn.z.shape == (1, 2, 1, 8) for rnn in state.values())
+    with torch.no_grad():
+        full = model(input_ids=torch.tensor([ids])).logits
+        stepped = torch.cat([model(torch.tensor([[i]]), position_ids=torch.tensor([[t]]), use_cache=False,
+                                   linear_state=fresh).logits for fresh in [{}] for t, i in enumerate(ids)], dim=1)
+    torch.testing.assert_close(stepped, full, rtol=0, atol=1e-5)
+    assert ids[5:] == full[0, 4:-1].argmax(-1).tolist()
+    with pytest.raises(ValueError, match="positions"):
+        la.generate_with_state(model, [1] * 30, 5)
+    with pytest.raises(ValueError, match="not 'linear_elu'"):
+        la.generate_with_state(la.char_gpt(20, n_layer=1, d_model=16, n_head=2, block_size=32), [1], 2)
+
+
+def test_generation_summary_reads_growth_and_crossover():
+    import pandas as pd
+
+    t = [128, 384, 640, 896]
+    records = pd.DataFrame([{"kernel": "recurrent linear", "n": n, "ms": 0.06} for n in t]
+                           + [{"kernel": "softmax + KV cache", "n": n, "ms": 0.03 + 5e-5 * n} for n in t])
+    table, cross = la.generation_summary(records)
+    assert table.loc["softmax + KV cache", "growth us per 1k tokens"] == pytest.approx(50.0)
+    assert table.loc["recurrent linear", "growth us per 1k tokens"] == pytest.approx(0.0, abs=1e-9)
+    assert cross == pytest.approx(600, rel=0.05)  # 0.03 + 5e-5 t = 0.06 at t = 600 (interpolated in log-log)
+
+
 def test_char_ngram_loss_by_hand():
     # bigrams of "abab": ab, ba, ab; contexts a, b, a. Test "ab": P(b | a) = (2 + k) / (2 + 2k), vocabulary {a, b}
     k = 0.5
