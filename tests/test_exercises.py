@@ -146,6 +146,25 @@ def test_gated_loop_judge():
     assert not right and "the first at token 0" in problem
 
 
+def test_delta_loop_judge():
+    def loop(q, k, v, beta, read_before_write=False):
+        S, ys = q.new_zeros(k.shape[-1], v.shape[-1]), []
+        for t in range(len(q)):
+            if read_before_write:
+                ys.append(S.T @ q[t])
+            S = S + beta[t] * torch.outer(k[t], v[t] - S.T @ k[t])
+            if not read_before_write:
+                ys.append(S.T @ q[t])
+        return torch.stack(ys)
+
+    judge = ex.EXERCISES["03.delta_loop"].expected.judge
+    assert judge(loop)[0]
+    right, problem = judge(lambda q, k, v, beta: loop(q, k, v, beta, read_before_write=True))
+    assert not right and "the first at token 0" in problem
+    right, problem = judge(lambda q, k, v, beta: loop(q, k, v, torch.ones_like(beta)))
+    assert not right and "of 30 outputs differ" in problem
+
+
 def test_siglip_loops_judge():
     def loops(x, y, scale, bias, divide_by_pairs=False):
         total = sum(math.log1p(math.exp(-(1 if i == j else -1) * (scale * float(x[i] @ y[j]) + bias)))

@@ -208,6 +208,24 @@ def test_favor_default_chunks_equal_one_pass_past_4096_keys():
 
 
 @pytest.mark.parametrize("half", ["first", "second"])
+@pytest.mark.parametrize("chunk_size", [512, 300])
+def test_favor_1024_keys_in_unequal_chunks_match_one_chunk_and_quadratic(half, chunk_size):
+    """n = 1024 > chunk_size, one half of the keys 1.5x larger, chunks of 512 (two) or of 300 (three
+    full and one of 124 keys): chunked, one chunk and the quadratic form agree in float64 (a
+    stabiliser per chunk was 50-80% off here), and the result is a softmax-like average (rows of
+    nonnegative weights: each output inside the values' range)."""
+    q, k, v = unequal_halves(1024, half, seed=3, factor=1.5)
+    phi = la.FavorPlus(D, 64, seed=4)
+    chunked = la.linear_kernel_attention(q, k, v, phi, chunk_size=chunk_size)
+    one_chunk = la.linear_kernel_attention(q, k, v, phi, chunk_size=1024)
+    quadratic = la.quadratic_kernel_attention(q, k, v, phi)
+    torch.testing.assert_close(one_chunk, quadratic, rtol=0, atol=1e-10)
+    assert ((chunked - one_chunk).norm() / one_chunk.norm()).item() < 1e-12
+    torch.testing.assert_close(chunked, quadratic, rtol=0, atol=1e-10)
+    assert (chunked <= v.amax(-2, keepdim=True) + 1e-12).all() and (chunked >= v.amin(-2, keepdim=True) - 1e-12).all()
+
+
+@pytest.mark.parametrize("half", ["first", "second"])
 @pytest.mark.parametrize("chunk_size", [1, 7, 32, 48])
 def test_favor_causal_in_chunks_equals_masked_quadratic(half, chunk_size):
     q, k, v = unequal_halves(64, half)
@@ -478,6 +496,37 @@ def test_linear_attention_function_inside_gpt2():
     assert torch.equal(full[:, 4:-1].argmax(-1), generated[:, 5:])
     with pytest.raises(ValueError, match="attention must be"):
         la.char_gpt(20, attention="softmax")
+
+
+def test_generation_with_the_recurrent_state_matches_the_full_forward():
+    """generate_with_state feeds one token per call; its per-layer states have a fixed size, and the
+    logits at every position equal those of one causal forward over the whole text."""
+    model = la.char_gpt(20, n_layer=2, d_model=16, n_head=2, block_size=32, attention=la.LINEAR_ATTENTION, seed=3)
+    ids, state = la.generate_with_state(model, [3, 1, 4, 1, 5], 12)
+    assert len(ids) == 17 and sorted(state) == [0, 1]
+    assert all(rnn.s.shape == (1, 2, 8, 8) and rnn.z.shape == (1, 2, 1, 8) for rnn in state.values())
+    with torch.no_grad():
+        full = model(input_ids=torch.tensor([ids])).logits
+        stepped = torch.cat([model(torch.tensor([[i]]), position_ids=torch.tensor([[t]]), use_cache=False,
+                                   linear_state=fresh).logits for fresh in [{}] for t, i in enumerate(ids)], dim=1)
+    torch.testing.assert_close(stepped, full, rtol=0, atol=1e-5)
+    assert ids[5:] == full[0, 4:-1].argmax(-1).tolist()
+    with pytest.raises(ValueError, match="positions"):
+        la.generate_with_state(model, [1] * 30, 5)
+    with pytest.raises(ValueError, match="not 'linear_elu'"):
+        la.generate_with_state(la.char_gpt(20, n_layer=1, d_model=16, n_head=2, block_size=32), [1], 2)
+
+
+def test_generation_summary_reads_growth_and_crossover():
+    import pandas as pd
+
+    t = [128, 384, 640, 896]
+    records = pd.DataFrame([{"kernel": "recurrent linear", "n": n, "ms": 0.06} for n in t]
+                           + [{"kernel": "softmax + KV cache", "n": n, "ms": 0.03 + 5e-5 * n} for n in t])
+    table, cross = la.generation_summary(records)
+    assert table.loc["softmax + KV cache", "growth us per 1k tokens"] == pytest.approx(50.0)
+    assert table.loc["recurrent linear", "growth us per 1k tokens"] == pytest.approx(0.0, abs=1e-9)
+    assert cross == pytest.approx(600, rel=0.05)  # 0.03 + 5e-5 t = 0.06 at t = 600 (interpolated in log-log)
 
 
 def test_char_ngram_loss_by_hand():

@@ -156,3 +156,15 @@ def test_inline_figures_carry_their_description_as_alt_text():
         assert fetch(plt.figure()) is None  # nothing to say: no metadata, as before
     finally:
         backend_inline._fetch_figure_metadata = before
+
+
+def test_benchmark_styles_get_their_own_markers_and_the_axis_ends_at_the_data():
+    df = pd.DataFrame({"n": [256, 512] * 2, "ms": [1.0, 2.0, 1.0, 2.0], "kernel": ["sdpa"] * 4,
+                       "mask": ["bidirectional"] * 2 + ["causal"] * 2})
+    ax = plotting.plot_benchmark(df, style="mask")
+    assert {line.get_marker() for line in ax.lines} == {"o", "x"}
+    assert {line.get_linestyle() for line in ax.lines} == {"-", "--"}
+    flat = plotting.plot_benchmark(df, style="mask", log=False)
+    assert flat.get_xscale() == "linear"
+    left, right = flat.get_xlim()
+    assert 240 < left <= 256 and 512 <= right < 530

@@ -232,6 +232,25 @@ def _test_gated_loop(recurrence):
                                        f"{int(bad.nonzero()[0])}")
 
 
+def _test_delta_loop(delta_loop):
+    import torch
+
+    from . import associative_recall as ar
+
+    if not callable(delta_loop):
+        return f"expected a function delta_loop(q, k, v, beta), got a {type(delta_loop).__name__}"
+    q, k, v = (x[0, 0] for x in _random_qkv(30, 5, 6))
+    k = torch.nn.functional.normalize(k, dim=-1)
+    beta = torch.rand(30, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    expected = ar.delta_rule(q, k, v, beta)
+    given = torch.as_tensor(delta_loop(q, k, v, beta), dtype=torch.float64)
+    if given.shape != expected.shape:
+        return f"returned shape {tuple(given.shape)} for 30 tokens; it should be {tuple(expected.shape)}"
+    bad = (given - expected).abs().amax(dim=-1) > 1e-8
+    return None if not bad.any() else (f"{int(bad.sum())} of 30 outputs differ, the first at token "
+                                       f"{int(bad.nonzero()[0])}")
+
+
 def _test_siglip_loops(loss_by_loops):
     import torch
 
@@ -311,18 +330,13 @@ EXERCISES: dict[str, Exercise] = {
     "03.gated_loop": Exercise(
         "recurrence, a function recurrence(q, k, v, g) of (n, m), (n, m), (n, d) and (n,) tensors that returns y, (n, d)",
         Passes(_test_gated_loop), "update S before reading it: y_t = q_t^T S_t includes token t itself."),
-    "03.favor_halving_m": Exercise(
-        "m_half, the number of features predicted to halve the median error of m = 256",
-        Number(1503, rel=0.03), "error ~ m^slope, so halving it takes m = 256 * 2**(-1 / slope)."),
-    "03.favor_halving_ratio": Exercise(
-        "ratio, the measured median error at m_half divided by the median error at m = 256",
-        Number(0.5, rel=0, abs=0.15), "use the same sequence as the figure: seed 1, 512 tokens, scale 0.5, 8 seeds."),
-    "03.state_vs_cache_t": Exercise(
-        "t_over, the first number of tokens at which the KV cache holds more floats than the recurrent state",
-        Number(9, rel=0), "per head and layer the state is d*d + d floats, the cache 2*t*d."),
-    "03.state_vs_cache_ratio": Exercise(
-        "cache_ratio, how many times larger the KV cache is than the state at t = 100,000", Number(11765, rel=0.01),
-        "per head and layer the state is d*d + d floats, the cache 2*t*d."),
+    "03.delta_loop": Exercise(
+        "delta_loop, a function delta_loop(q, k, v, beta) of (n, d_k), (n, d_k), (n, d_v) and (n,) tensors that returns y, (n, d_v)",
+        Passes(_test_delta_loop), "first read what S returns for k_t (S^T k_t), then write beta_t times the difference; "
+                                  "read y_t after the write."),
+    "03.elu_memory_pairs": Exercise(
+        "elu_pairs, the largest P among 2, 4, ..., 256 at which the elu+1 sum memory still recalls at least half the pairs",
+        Number(8, rel=0), "recall: the share of pairs i for which argmax of phi(k_i)^T S is v_i; average over 20 draws."),
     # 04 vision transformer
     "04.shift_ink_direction": Exercise(
         "larger, the shift that pushes more ink out of the frame: 'up' or 'left'",

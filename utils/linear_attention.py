@@ -30,12 +30,12 @@ from .benchmarks import peak_mib, register, time_ms
 __all__ = [
     "elu_plus_one", "relu_features", "FavorPlus", "gaussian_projection",
     "quadratic_kernel_attention", "linear_kernel_attention", "causal_linear_attention",
-    "recurrent_linear_attention", "LinearAttentionRNN", "SoftmaxKVCache",
+    "recurrent_linear_attention", "LinearAttentionRNN", "SoftmaxKVCache", "generate_with_state",
     "decayed_linear_attention", "retnet_log_decays", "LINEAR_ATTENTION", "linear_attention_forward",
     "char_gpt", "QUALITY_RUNS", "split_text", "char_ngram_loss", "compare_attention",
     "naive_softmax_attention", "chunked_softmax_attention", "sdpa",
     "favor_error", "plot_favor_error", "plot_quality", "generation_times", "fit_slope", "crossover_n", "bar_report", "BENCH_SHAPE",
-    "sweep", "generation_records", "NOTEBOOK_TOPS",
+    "sweep", "generation_records", "generation_summary", "NOTEBOOK_TOPS",
 ]
 
 
@@ -375,12 +375,18 @@ def chunked_softmax_attention(q, k, v, *, causal=False, query_chunk=1024, key_ch
     For each chunk of queries, walk over chunks of keys keeping a running max m, the running
     sum of exp(score - m) and the running weighted sum of values; when the max grows, the old
     sums are rescaled by exp(m_old - m_new). Nothing is ever exponentiated above 0, so large
-    logits cannot overflow. With `causal`, key chunks wholly in a query chunk's future are skipped.
+    logits cannot overflow. With `causal`, keys are taken in chunks of min(key_chunk, query_chunk)
+    aligned with the query chunks: chunks wholly in a query chunk's past need no mask, the one on
+    the diagonal is masked, and those in its future are skipped, so about half the blocks are
+    computed. (Key chunks larger than the query chunks would skip little and mask much: a mask
+    pass and exp over -inf cost more than the blocks they save.)
     """
     _check_qkv(q, k, v, causal=causal, who="chunked_softmax_attention")
     _check_positive_int(query_chunk, "query_chunk", "chunked_softmax_attention")
     _check_positive_int(key_chunk, "key_chunk", "chunked_softmax_attention")
     n_q, n_k, scale = q.shape[-2], k.shape[-2], 1 / math.sqrt(q.shape[-1])
+    if causal:  # key chunks aligned with the query chunks: only the diagonal one needs a mask
+        key_chunk = min(key_chunk, query_chunk)
     outputs = []
     for qs in range(0, n_q, query_chunk):
         qc = q[..., qs:qs + query_chunk, :] * scale
@@ -436,12 +442,14 @@ class SoftmaxKVCache:
                                               self.values[..., :self.length, :])
 
 
-def generation_times(n_tokens=4096, *, batch=1, heads=4, dim=64, repeats=3, seed=0, device="cpu"):
+def generation_times(n_tokens=4096, *, batch=1, heads=4, dim=64, repeats=3, seed=0, device="cpu",
+                     warmup=256):
     """Wall time in ms of each generation step, `LinearAttentionRNN` against `SoftmaxKVCache`.
 
     Both layers generate the same random q, k, v; their steps are interleaved token by token, so a
     burst of load on a shared machine hits both alike, and each step's time is the median over
-    `repeats` generations. Returns a dict kernel -> list of n_tokens times.
+    `repeats` generations. Before any timing both generate `warmup` tokens untimed (the first calls
+    of a kernel pay for allocations and dispatch caches). Returns a dict kernel -> list of n_tokens times.
     """
     _check_positive_int(n_tokens, "n_tokens", "generation_times")
     _check_positive_int(repeats, "repeats", "generation_times")
@@ -451,6 +459,10 @@ def generation_times(n_tokens=4096, *, batch=1, heads=4, dim=64, repeats=3, seed
     names = ("recurrent linear", "softmax + KV cache")
     times = torch.zeros(len(names), repeats, n_tokens, dtype=torch.float64)
     with torch.no_grad():
+        layers = (LinearAttentionRNN(), SoftmaxKVCache(n_tokens))
+        for t in range(min(warmup, n_tokens)):
+            for layer in layers:
+                layer.step(q[t], k[t], v[t])
         for r in range(repeats):
             layers = (LinearAttentionRNN(), SoftmaxKVCache(n_tokens))
             for t in range(n_tokens):
@@ -479,17 +491,55 @@ def linear_attention_forward(module, query, key, value, attention_mask=None, sca
     function, so `attention_mask` is None; attention is always causal and padding is not masked.
     `scaling` is unused (phi is applied to q and k as they are, as in Katharopoulos et al.).
     With a KV cache (generation), the n_q new queries are the last n_q of the n_k positions.
+    With `linear_state`, a dict that the caller passes to the model's forward (transformers hands
+    extra keyword arguments down to the attention function), the layer keeps a
+    `LinearAttentionRNN` there under its layer index and runs the new tokens through it one at a
+    time: no keys are kept at all (`generate_with_state`).
     """
     if attention_mask is not None and attention_mask.dtype == torch.bool and not attention_mask.all():
         raise ValueError("linear_attention_forward: padding masks are not supported (causal only)")
     n_q, n_k = query.shape[-2], key.shape[-2]
-    if n_q == n_k:
+    state = kwargs.get("linear_state")
+    if state is not None:
+        if n_q != n_k:
+            raise ValueError("linear_attention_forward: with linear_state, call the model with "
+                             "use_cache=False (the state replaces the KV cache)")
+        rnn = state.setdefault(module.layer_idx, LinearAttentionRNN())
+        out = torch.cat([rnn.step(query[..., t:t + 1, :], key[..., t:t + 1, :], value[..., t:t + 1, :])
+                         for t in range(n_q)], dim=-2)
+    elif n_q == n_k:
         out = causal_linear_attention(query, key, value)
     else:  # generation with a cache: new query i sits at position n_k - n_q + i
         fq, fk = elu_plus_one(query), elu_plus_one(key)
         scores = (fq @ fk.transpose(-2, -1)).tril(n_k - n_q)
         out = _divide(scores @ value, scores.sum(-1))
     return out.transpose(1, 2), None
+
+
+def generate_with_state(model, prompt_ids, new_tokens):
+    """Greedy generation from a `char_gpt` with `LINEAR_ATTENTION`, by its recurrent state.
+
+    Each call of the model gets one token and its position; every layer adds that token to its
+    `LinearAttentionRNN` (S and z per head) and reads out from it, so a step costs the same at
+    every position and nothing grows with the text. Returns (all ids, the per-layer states).
+    """
+    if getattr(model.config, "_attn_implementation", None) != LINEAR_ATTENTION:
+        raise ValueError(f"generate_with_state: the model's attention is "
+                         f"{model.config._attn_implementation!r}, not {LINEAR_ATTENTION!r}")
+    ids = [int(i) for i in prompt_ids]
+    _check_positive_int(new_tokens, "new_tokens", "generate_with_state")
+    if not ids or len(ids) + new_tokens > model.config.n_positions:
+        raise ValueError(f"generate_with_state: needs a prompt and prompt + new tokens <= "
+                         f"{model.config.n_positions} positions, got {len(ids)} + {new_tokens}")
+    device = next(model.parameters()).device
+    state, model = {}, model.eval()
+    with torch.no_grad():
+        for t in range(len(ids) + new_tokens):
+            if t == len(ids):  # past the prompt: the most likely next token
+                ids.append(int(logits[0, -1].argmax()))
+            logits = model(torch.tensor([[ids[t]]], device=device), position_ids=torch.tensor([[t]], device=device),
+                           use_cache=False, linear_state=state).logits
+    return ids, state
 
 
 def _register_with_transformers():
@@ -663,7 +713,7 @@ def plot_quality(history, *, baseline=None, ax=None, title=None):
 
 
 # ----------------------------------------------------------------------------- benchmark suite
-BENCH_SHAPE = {"batch": 1, "heads": 4, "dim": 64}  # the peers' shape (shared/reference)
+BENCH_SHAPE = {"batch": 1, "heads": 4, "dim": 64}  # one sequence, 4 heads of GPT-2's head size 64
 FAVOR_FEATURES = 256
 MEMORY_N = 16384
 GENERATION_TOKENS, GENERATION_WINDOW = 4096, 256
@@ -686,7 +736,7 @@ KERNELS = {
 
 # the notebook's shorter sweep: largest n per kernel
 NOTEBOOK_TOPS = {"naive": 2048, "sdpa": 8192, "sdpa causal": 4096, "chunked exact": 2048,
-                 "chunked exact causal": 1024, "linear": 16384, "causal linear": 16384, "favor+": 8192}
+                 "chunked exact causal": 2048, "linear": 16384, "causal linear": 16384, "favor+": 8192}
 
 
 def bench_sizes(long=False):
@@ -760,15 +810,40 @@ def sweep(sizes, tops, *, device="cpu", budget_ms=200, seed=0):
         del q, k, v
 
 
-def generation_records(tokens, *, device="cpu", repeats=3):
-    """Per-token generation times as records: the median step over each window of 256 tokens."""
+def generation_records(tokens, *, device="cpu", repeats=3, window=GENERATION_WINDOW):
+    """Per-token generation times as records: the median step over each window of `window` tokens,
+    recorded at the window's centre (n = the token in its middle)."""
+    _check_positive_int(window, "window", "generation_records")
     b, h, d = BENCH_SHAPE["batch"], BENCH_SHAPE["heads"], BENCH_SHAPE["dim"]
     times = generation_times(tokens, batch=b, heads=h, dim=d, device=device, repeats=repeats)
     for kernel, steps in times.items():
-        for t in range(GENERATION_WINDOW, tokens + 1, GENERATION_WINDOW):
-            window = sorted(steps[t - GENERATION_WINDOW:t])  # median of the steps up to token t
-            yield {"suite": "linear", "kernel": kernel, "pattern": "generation", "n": t,
-                   "ms": window[len(window) // 2], "peak_mib": None, "density": None}
+        for t in range(window, tokens + 1, window):
+            ms = sorted(steps[t - window:t])[window // 2]  # median of the window's steps
+            yield {"suite": "linear", "kernel": kernel, "pattern": "generation", "n": t - window // 2,
+                   "ms": ms, "peak_mib": None, "density": None}
+
+
+def generation_summary(records):
+    """From `generation_records` (a DataFrame): per kernel, the cost of a step at the first and the
+    last window, and its growth in microseconds per 1,000 tokens (least squares of ms on t); and
+    the token t from which the recurrent step is the cheaper one (None if never in the range).
+    Returns (DataFrame indexed by kernel, crossover t)."""
+    import pandas as pd
+
+    steps = records.pivot(index="n", columns="kernel", values="ms").sort_index()
+    t = torch.tensor(steps.index.tolist(), dtype=torch.float64)
+    rows = {}
+    for kernel in steps:
+        ms = torch.tensor(steps[kernel].tolist(), dtype=torch.float64)
+        tc = t - t.mean()
+        growth = ((tc * (ms - ms.mean())).sum() / (tc * tc).sum()).item()
+        rows[kernel] = {"first window ms": ms[0].item(), "last window ms": ms[-1].item(),
+                        "growth us per 1k tokens": growth * 1e6}
+    cross = None
+    if {"recurrent linear", "softmax + KV cache"} <= set(steps):
+        cross = crossover_n(steps.index.tolist(), steps["softmax + KV cache"].tolist(),
+                            steps["recurrent linear"].tolist())
+    return pd.DataFrame(rows).T, cross
 
 
 @register("linear")
@@ -790,7 +865,9 @@ def run(long=False):
 
 
 def bar_report(df):
-    """The suite's four headline ratios from one run (a DataFrame of its records)."""
+    """Four numbers that sum up one run of the suite (a DataFrame of its records): linear
+    attention's time exponent, SDPA's time over linear attention's at 16k, the memory the chunked
+    exact kernel saves, and how much a recurrent generation step grows from the first window to the last."""
     def value(kernel, pattern, n, field):
         rows = df[(df.kernel == kernel) & (df.pattern == pattern) & (df.n == n)]
         if rows.empty:

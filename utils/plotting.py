@@ -269,23 +269,32 @@ def plot_heatmap(matrix, row_labels, col_labels, *, title=None, fmt=".2f", cmap=
 
 
 def plot_benchmark(df, *, x="n", y="ms", hue="kernel", style=None, ax=None, save=None,
-                   title=None, ylabel=None):
-    """Benchmark curves on log-log axes: one line per `hue` (and line style per `style`)."""
+                   title=None, ylabel=None, log=True):
+    """Benchmark curves, on log-log axes unless `log` is False: one line per `hue`; with `style`,
+    each value of that column gets its own line style and marker (o, x, s, ^), the markers after
+    the first drawn larger, so that two curves that coincide stay visible one over the other.
+    The x-axis spans the measured values and no more."""
     missing = [c for c in (x, y, hue, style) if c is not None and c not in df.columns]
     if missing:
         raise ValueError(f"plot_benchmark: columns {missing} not in the data ({list(df.columns)})")
     fig, ax = _new_axes(ax, figsize=(6.5, 4.2))
     data = df.dropna(subset=[y])
-    styles = ["-", "--", ":", "-."]
-    style_of = {v: styles[i % 4] for i, v in enumerate(sorted(data[style].unique()))} if style else {}
+    looks = [("-", "o", 3), ("--", "x", 7), (":", "s", 6), ("-.", "^", 6)]
+    look_of = {v: looks[i % 4] for i, v in enumerate(sorted(data[style].unique()))} if style else {}
     for keys, group in data.groupby([hue] + ([style] if style else []), sort=True):
         keys = keys if isinstance(keys, tuple) else (keys,)
         group = group.sort_values(x)
         label = " / ".join(str(k) for k in keys)
-        ax.loglog(group[x], group[y], style_of.get(keys[-1], "-") if style else "-",
-                  marker="o", ms=3, label=label)
+        line, marker, size = look_of.get(keys[-1], looks[0]) if style else looks[0]
+        ax.plot(group[x], group[y], ls=line, marker=marker, ms=size, label=label)
+    if log:
+        ax.set(xscale="log", yscale="log")
     ax.set(xlabel=x, ylabel=ylabel or y, title=title)
     measured = sorted(data[x].unique())
+    if len(measured) > 1:
+        pad = (measured[-1] / measured[0]) ** 0.03 if log else 1
+        margin = 0 if log else 0.02 * (measured[-1] - measured[0])
+        ax.set_xlim(measured[0] / pad - margin, measured[-1] * pad + margin)
     if len(measured) <= 12:  # label the measured sizes themselves (2k, not 2 x 10^3 next to 3 x 10^3)
         from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 

@@ -1,0 +1,97 @@
+"""Tests of utils.associative_recall: the task's sequences, the delta rule against its matrix form,
+causality of every model kind, and the record's summaries."""
+import numpy as np
+import pytest
+import torch
+
+from utils import associative_recall as ar
+
+
+def test_task_queries_every_key_once_with_its_value():
+    task = ar.RecallTask(5, n_keys=12, n_values=7)
+    keys, values, is_query, targets = task.batch(4, torch.Generator().manual_seed(0))
+    assert keys.shape == values.shape == (4, 10) and is_query.tolist() == [False] * 5 + [True] * 5
+    for b in range(4):
+        pairs = dict(zip(keys[b, :5].tolist(), values[b, :5].tolist()))
+        assert len(pairs) == 5  # distinct keys
+        assert sorted(keys[b, 5:].tolist()) == sorted(pairs)  # every key asked once
+        assert targets[b].tolist() == [pairs[k] for k in keys[b, 5:].tolist()]
+    with pytest.raises(ValueError, match="n_keys >= pairs"):
+        ar.RecallTask(20, n_keys=12)
+    with pytest.raises(ValueError, match="pairs must be a positive integer"):
+        ar.RecallTask(0)
+
+
+def test_delta_rule_equals_its_matrix_form():
+    """S_t = (I - beta_t k_t k_t^T) S_(t-1) + beta_t k_t v_t^T, written with matrices, per batch and head."""
+    gen = torch.Generator().manual_seed(1)
+    q, k = (torch.randn(2, 3, 9, 4, generator=gen, dtype=torch.float64) for _ in range(2))
+    k = torch.nn.functional.normalize(k, dim=-1)
+    v = torch.randn(2, 3, 9, 5, generator=gen, dtype=torch.float64)
+    beta = torch.rand(2, 3, 9, generator=gen, dtype=torch.float64)
+    got = ar.delta_rule(q, k, v, beta)
+    for b in range(2):
+        for h in range(3):
+            S = torch.zeros(4, 5, dtype=torch.float64)
+            for t in range(9):
+                kt = k[b, h, t][:, None]
+                S = (torch.eye(4, dtype=torch.float64) - beta[b, h, t] * kt @ kt.T) @ S + beta[b, h, t] * kt @ v[b, h, t][None]
+                torch.testing.assert_close(got[b, h, t], S.T @ q[b, h, t], rtol=0, atol=1e-12)
+
+
+def test_delta_rule_stores_orthogonal_keys_exactly_and_overwrites():
+    """With beta = 1 and d orthogonal unit keys, each key reads back its own value, also after a key is
+    written twice (the second value replaces the first); the outer-product sum would add them."""
+    d = 6
+    keys = torch.linalg.qr(torch.randn(d, d, generator=torch.Generator().manual_seed(2), dtype=torch.float64))[0].T
+    keys = torch.cat([keys, keys[:1]])  # key 0 again, with a new value
+    values = torch.randn(d + 1, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    ones = torch.ones(d + 1, dtype=torch.float64)
+    read = ar.delta_rule(keys[None], keys[None], values[None], ones[None])[0, -1]  # all written, read key 0
+    torch.testing.assert_close(read, values[-1], rtol=0, atol=1e-12)
+    S = torch.zeros(d, 3, dtype=torch.float64)
+    for t in range(d + 1):
+        S = S + keys[t][:, None] * (values[t] - S.T @ keys[t])[None]
+    torch.testing.assert_close(S.T @ keys.T[:, 1:d], values[1:d].T, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ar.KINDS)
+def test_every_kind_is_causal_and_learns_a_little(kind):
+    model = ar.RecallModel(kind, n_keys=16, n_values=8, d_model=16, heads=2, seed=0)
+    task = ar.RecallTask(4, n_keys=16, n_values=8)
+    keys, values, is_query, _ = task.batch(3, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a = model(keys, values, is_query)
+        changed = keys.clone()
+        changed[:, 6:] = (changed[:, 6:] + 1) % 16
+        b = model(changed, values, is_query)
+    assert a.shape == (3, 8, 8)
+    torch.testing.assert_close(a[:, :6], b[:, :6], rtol=0, atol=1e-6)
+    assert (a[:, 6:] - b[:, 6:]).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="kind must be one of"):
+        ar.RecallModel("lstm")
+
+
+def test_state_numbers():
+    assert ar.RecallModel("softmax", d_model=64, heads=2).state_numbers() is None
+    assert ar.RecallModel("linear", d_model=64, heads=2).state_numbers() == 2 * (32 * 32 + 32)
+    assert ar.RecallModel("delta", d_model=64, heads=2).state_numbers() == 2 * 32 * 32
+
+
+def test_recall_table_and_paired_comparison_read_the_record():
+    record = {"settings": {"d_model": 16}, "runs": [{"kind": kind, "pairs": 4, "seed": s, "state_numbers": None if kind == "softmax" else 10,
+                        "test_correct": [4] * 20 if kind == "softmax" else [2, 3] * 10}
+                       for kind in ("softmax", "linear") for s in range(3)]}
+    table = ar.recall_table(record)
+    assert table.set_index("kind").recall.to_dict() == {"softmax": 1.0, "linear": pytest.approx(0.625)}
+    assert table.set_index("kind")["state numbers"].to_dict() == {"softmax": 2 * 4 * 16, "linear": 10}
+    comparison = ar.paired_recall(record, "softmax", "linear", 4)
+    assert comparison.difference == pytest.approx(0.375) and comparison.p_value < 0.01
+    with pytest.raises(ValueError, match="no runs of 'delta'"):
+        ar.paired_recall(record, "delta", "linear", 4)
+
+
+def test_recall_on_groups_queries_by_sequence():
+    model, task, _ = ar.train_recall("softmax", 3, steps=2, batch_size=4, d_model=16, n_keys=8, n_values=4)
+    correct, groups = ar.recall_on(model, task, 5)
+    assert correct.shape == groups.shape == (15,) and np.array_equal(np.unique(groups), np.arange(5))
