@@ -36,7 +36,7 @@ from PIL import Image, ImageDraw
 
 __all__ = [
     "COLOURS", "SHAPES", "SIZES", "POSITIONS", "TEMPLATES", "HELD_OUT", "TRAIN_COMBOS",
-    "Scene", "PairScene", "PAIR_PLACES", "PAIR_RADIUS", "PAIR_TEMPLATES",
+    "Scene", "PairScene", "PAIR_PLACES", "PAIR_RADIUS", "PAIR_TEMPLATES", "pair_radius",
     "BINDING_CLASSES", "BINDING_HELD_OUT", "BINDING_TRAIN",
     "caption", "caption_distribution", "draw_scene", "make_examples", "make_pair_examples",
     "zero_shot_captions", "contrastive_loss", "clip_loss_fn", "sigmoid_loss", "siglip_loss_fn",
@@ -142,8 +142,8 @@ class PairScene:
 
 
 # Where the two objects of a PairScene sit (left, right), and their radius.
-PAIR_PLACES: tuple[tuple[float, float], ...] = ((0.27, 0.5), (0.73, 0.5))
-PAIR_RADIUS = 0.2
+PAIR_PLACES: tuple[tuple[float, float], ...] = ((0.25, 0.5), (0.75, 0.5))
+PAIR_RADIUS = 0.15  # the circle's; other shapes get its area (pair_radius)
 # Phrasings of a two-object caption: {first} and {second} name the two objects in either order
 # (drawn at random); the second phrasing names them left to right and says so.
 PAIR_TEMPLATES: tuple[str, ...] = (
@@ -271,8 +271,18 @@ def draw_scene(scene, *, image_size: int = 32, rng: random.Random | None = None)
         _draw_shape(image, scene.colour, scene.shape, fx, fy, SIZES[scene.size], rng)
     else:
         for (colour, shape), (fx, fy) in zip(scene.objects, PAIR_PLACES):
-            _draw_shape(image, colour, shape, fx, fy, PAIR_RADIUS, rng)
+            _draw_shape(image, colour, shape, fx, fy, pair_radius(shape), rng)
     return image.resize((image_size, image_size), Image.Resampling.LANCZOS)
+
+
+def pair_radius(shape: str) -> float:
+    """The radius at which `shape` is drawn in a two-object scene: :data:`PAIR_RADIUS` for the circle,
+    and for every other shape the radius that gives it the circle's area, so that the two shapes of a
+    scene cover the same area (up to the jitter of the radius) and counting a colour's pixels says
+    nothing about which shape it belongs to."""
+    if shape not in SHAPE_AREAS:
+        raise ValueError(f"unknown shape {shape!r}; the shapes are {list(SHAPES)}")
+    return PAIR_RADIUS * math.sqrt(math.pi / SHAPE_AREAS[shape])
 
 
 class _NoJitter:
@@ -884,12 +894,13 @@ class ZeroShotTests:
     colour and each shape occurs in six). Size and place: the same pictures, their colour-shape
     caption given, the size (2 captions) or the place (5 captions) to choose. Binding: 300
     two-object scenes of the held-out classes (:data:`BINDING_HELD_OUT`), each caption against
-    its twin's. `split` "validation" (seed 2) is for choosing checkpoints; "test" (seed 7) is scored
-    once. Calling it on a model returns {"naming": accuracy among 36, "binding": accuracy}, which
+    its twin's. `split` "validation" (seed 2) is for choosing checkpoints; "test" (seed 11) is scored
+    once. (Seed 7 was the test seed while the scenes and the recipe were being designed; with the
+    shapes of a pair drawn at equal area, seed 11 was set aside before any model was scored on it.) Calling it on a model returns {"naming": accuracy among 36, "binding": accuracy}, which
     is what ``utils.train`` wants of an ``eval_fn``.
     """
 
-    SEEDS = {"validation": 2, "test": 7}
+    SEEDS = {"validation": 2, "test": 11}
 
     def __init__(self, processor, split: str = "validation", n: int = 300, image_size: int = 32):
         if split not in self.SEEDS:
