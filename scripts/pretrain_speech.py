@@ -12,7 +12,7 @@ Three runs, each on one CPU thread:
 2. and 3. `scripts/train_speech.py` fine-tunes with CTC on a tenth of the transcribed utterances,
    once from --out and once from scratch, with the same budget:
 
-    OMP_NUM_THREADS=1 python scripts/pretrain_speech.py --steps 2000 --out runs/speech_pretrained
+    OMP_NUM_THREADS=1 python scripts/pretrain_speech.py --steps 1800 --out runs/speech_pretrained
     OMP_NUM_THREADS=1 python scripts/train_speech.py --train-book 260 --train-grammar 40 --epochs 30 \\
         --eval-every 150 --max-minutes 20 --init runs/speech_pretrained --out runs/speech_tenth_pretrained
     OMP_NUM_THREADS=1 python scripts/train_speech.py --train-book 260 --train-grammar 40 --epochs 30 \\
