@@ -404,3 +404,16 @@ def test_ngram_baseline_chooses_on_the_development_slice():
     assert len(table) == 6
     assert (best["n"], best["k"]) == tuple(table.loc[table.dev_loss.idxmin(), ["n", "k"]])
     assert best["val_loss"] < math.log(len(sc.char_vocab(text)))
+
+
+def test_annual_growth_matches_doubling_time_and_widens_with_noise():
+    dates = pd.to_datetime(["2018-01-01", "2019-01-01", "2020-01-01", "2021-01-01"])
+    exact = [1, 10, 100, 1000]  # ten times a year, on the line
+    factor, low, high = sc.annual_growth(dates, exact)
+    assert factor == pytest.approx(10, rel=1e-3) and low == pytest.approx(10, rel=1e-3) and high == pytest.approx(10, rel=1e-3)
+    months, _ = sc.doubling_time(dates, exact)
+    assert 2 ** (12 / months) == pytest.approx(factor, rel=1e-9)
+    factor, low, high = sc.annual_growth(dates, [1, 3, 1, 3])  # no trend to speak of
+    assert low < 1 < high
+    with pytest.raises(ValueError, match="three"):
+        sc.annual_growth(dates[:2], [1, 2])

@@ -28,7 +28,7 @@ __all__ = [
     "inference_aware_optimal", "effective_data", "tokens_to_reach", "ngram_loss", "ngram_baseline",
     "chinchilla_loss", "training_flops", "compute_optimal",
     "non_embedding_approx", "count_parameters", "gpt2_config",
-    "fit_offset_power_law", "fit_power_law", "fit_loss_curve", "doubling_time",
+    "fit_offset_power_law", "fit_power_law", "fit_loss_curve", "doubling_time", "annual_growth",
     "load_model_sizes", "char_vocab", "char_tokenizer", "CharWindows", "loss_on", "run_sweep", "SWEEPS",
     "compute_curves", "compute_frontier",
     "plot_timeline", "plot_kaplan_laws", "plot_isoflop", "plot_allocation", "plot_loss_vs_size",
@@ -466,6 +466,23 @@ def doubling_time(dates, values):
         return 2.0 ** (slope * y + intercept)
 
     return 12.0 / slope, line
+
+
+def annual_growth(dates, values, confidence=0.95):
+    """Growth factor per year of `values` over `dates` from the same least-squares line as
+    :func:`doubling_time`, with its interval from the slope's t-distribution (scipy's linregress):
+    (factor, low, high). An interval that contains 1 does not rule out no growth at all, and then a
+    doubling time means nothing."""
+    from scipy import stats
+
+    dates = pd.to_datetime(pd.Series(dates))
+    values = _positive("values", np.asarray(values, dtype=float))
+    if len(dates) != np.size(values) or len(dates) < 3:
+        raise ValueError("annual_growth needs at least three dates and as many values (two leave no error to estimate)")
+    years = (dates.dt.year + (dates.dt.dayofyear - 1) / 365.25).to_numpy(float)
+    fit = stats.linregress(years, np.log2(values))
+    half = stats.t.ppf(0.5 + confidence / 2, len(years) - 2) * fit.stderr
+    return 2.0 ** fit.slope, 2.0 ** (fit.slope - half), 2.0 ** (fit.slope + half)
 
 
 # ---------------------------------------------------------------- data
