@@ -326,3 +326,14 @@ def test_flex_cpu_tiles_script_finds_torchs_one_by_sixteen_tile_and_rejects_bad_
     for bad in ("8", "8x20", "0x16", "ax16"):
         with pytest.raises(argparse.ArgumentTypeError, match="tile|rows"):
             script.parse_tile(bad)
+
+
+def test_kv_cache_per_token_of_published_configurations():
+    """Per-token KV caches in 16-bit numbers: Llama 3 8B (32 layers, 8 KV heads of 128; Llama 3 paper,
+    Table 3) keeps 128 KiB; DeepSeek-V3's MLA (61 layers, a latent of 512 plus a rotary key of 64;
+    DeepSeek-V3 paper, sec. 4.2) keeps 61 x 576 x 2 = 70,272 bytes, passed as one 'head' of 288."""
+    assert sa.kv_cache_mib(1, layers=32, kv_heads=8, head_dim=128) * 2**20 == 128 * 1024
+    assert sa.kv_cache_mib(1, layers=61, kv_heads=1, head_dim=288) * 2**20 == 61 * 576 * 2
+    # grouped-query attention divides the multi-head cache by the queries per key-value head
+    mha = sa.kv_cache_mib(8192, layers=32, kv_heads=32, head_dim=128)
+    assert mha / sa.kv_cache_mib(8192, layers=32, kv_heads=8, head_dim=128) == 4
