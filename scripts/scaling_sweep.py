@@ -1,7 +1,7 @@
-"""The scaling sweep of notebooks/01_scaling_laws.ipynb as a script, for the bigger run on a GPU.
+"""The scaling sweep of notebooks/01_scaling_laws.ipynb as a script (presets in utils.scaling.SWEEPS).
 
-    python scripts/scaling_sweep.py --preset gpu                 # one GPU (or the CPU, slowly)
-    accelerate launch scripts/scaling_sweep.py --preset gpu      # several GPUs
+    python scripts/scaling_sweep.py --preset gpu_repeated             # one GPU (or the CPU, slowly)
+    accelerate launch scripts/scaling_sweep.py --preset gpu_repeated  # several GPUs
     python scripts/scaling_sweep.py --preset cpu --out results.csv
 
 Writes one row per model size (parameter counts, tokens, FLOP as 6ND and counted, held-out loss,
@@ -25,7 +25,7 @@ from utils import scaling as sc  # noqa: E402
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", choices=sorted(sc.SWEEPS), default="gpu")
+    parser.add_argument("--preset", choices=sorted(sc.SWEEPS), default="gpu_repeated")
     parser.add_argument("--steps", type=int, help="override the preset's number of steps")
     parser.add_argument("--eval-every", type=int, default=None, help="evaluate every N steps")
     parser.add_argument("--out", help="CSV to write (default data/scaling_sweep_<preset>.csv)")

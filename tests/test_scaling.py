@@ -194,6 +194,33 @@ def test_doubling_time_of_a_yearly_doubling():
         sc.doubling_time(dates, [8e8, 4e8, 2e8, 1e8])
 
 
+def test_growth_per_year_interval():
+    dates = pd.to_datetime(["2018-01-01", "2019-01-01", "2020-01-01", "2021-01-01"])
+    exact = sc.growth_per_year(dates, [1e8, 2e8, 4e8, 8e8])
+    assert exact["factor"] == pytest.approx(2.0, rel=0.01)
+    assert exact["low"] == pytest.approx(2.0, rel=0.01) and exact["high"] == pytest.approx(2.0, rel=0.01)
+    noisy = sc.growth_per_year(dates, [1e8, 3e8, 1e8, 2e8])  # no clear trend: the interval holds 1
+    assert noisy["low"] < 1 < noisy["high"]
+    with pytest.raises(ValueError, match="three dates"):
+        sc.growth_per_year(dates[:2], [1e8, 2e8])
+
+
+def test_allocation_table_matches_compute_optimal():
+    runs = pd.DataFrame({"name": ["GPT-3", "toy"], "parameters": [175e9, 1e9], "training_tokens": [300e9, 20e9],
+                         "training_flop": [3.14e23, float("nan")]})
+    table = sc.allocation_table(runs)
+    assert table.loc["GPT-3", "C from"] == "paper" and table.loc["toy", "C from"] == "6ND"
+    assert table.loc["toy", "C (FLOP)"] == pytest.approx(6 * 1e9 * 20e9)
+    n_opt = sc.compute_optimal(3.14e23, sc.BESIROGLU_2024)[0]
+    assert table.loc["GPT-3", "N/N_opt 2024"] == pytest.approx(175e9 / n_opt, abs=0.005)
+
+
+def test_gpt2_config_special_tokens_inside_the_vocabulary():
+    config = sc.gpt2_config(2, 16, 2, vocab_size=75)
+    assert config.bos_token_id == config.eos_token_id == 74
+    assert sc.gpt2_config(2, 16, 2).eos_token_id == 50256  # GPT-2's own
+
+
 # ------------------------------------------------------------ data
 
 def test_model_sizes_table():
@@ -268,6 +295,10 @@ def test_run_sweep_trains_below_the_uniform_guess():
     assert ratio.iloc[0] > ratio.iloc[1]
     frontier_full = sc.compute_frontier(curves, n_bins=5, x="flops_counted")
     assert frontier_full.flops.max() == pytest.approx(curves.flops_counted.max())
+    # every frontier point is a real evaluation (on a run's curve), not a bin edge
+    on_curves = curves.merge(frontier_full, left_on=["flops_counted", "eval_loss", "name"],
+                             right_on=["flops", "eval_loss", "name"])
+    assert len(on_curves) == len(frontier_full)
     reached = sc.tokens_to_reach(curves, float(curves.eval_loss.max()) + 1)
     assert (reached == curves.tokens.min()).all()  # a loss above every point: reached at once
     assert np.isnan(sc.tokens_to_reach(curves, 0.0)).all()
@@ -405,15 +436,3 @@ def test_ngram_baseline_chooses_on_the_development_slice():
     assert (best["n"], best["k"]) == tuple(table.loc[table.dev_loss.idxmin(), ["n", "k"]])
     assert best["val_loss"] < math.log(len(sc.char_vocab(text)))
 
-
-def test_annual_growth_matches_doubling_time_and_widens_with_noise():
-    dates = pd.to_datetime(["2018-01-01", "2019-01-01", "2020-01-01", "2021-01-01"])
-    exact = [1, 10, 100, 1000]  # ten times a year, on the line
-    factor, low, high = sc.annual_growth(dates, exact)
-    assert factor == pytest.approx(10, rel=1e-3) and low == pytest.approx(10, rel=1e-3) and high == pytest.approx(10, rel=1e-3)
-    months, _ = sc.doubling_time(dates, exact)
-    assert 2 ** (12 / months) == pytest.approx(factor, rel=1e-9)
-    factor, low, high = sc.annual_growth(dates, [1, 3, 1, 3])  # no trend to speak of
-    assert low < 1 < high
-    with pytest.raises(ValueError, match="three"):
-        sc.annual_growth(dates[:2], [1, 2])

@@ -28,7 +28,7 @@ __all__ = [
     "inference_aware_optimal", "effective_data", "tokens_to_reach", "ngram_loss", "ngram_baseline",
     "chinchilla_loss", "training_flops", "compute_optimal",
     "non_embedding_approx", "count_parameters", "gpt2_config",
-    "fit_offset_power_law", "fit_power_law", "fit_loss_curve", "doubling_time", "annual_growth",
+    "fit_offset_power_law", "fit_power_law", "fit_loss_curve", "doubling_time", "growth_per_year", "allocation_table",
     "load_model_sizes", "char_vocab", "char_tokenizer", "CharWindows", "loss_on", "run_sweep", "SWEEPS",
     "compute_curves", "compute_frontier",
     "plot_timeline", "plot_kaplan_laws", "plot_isoflop", "plot_allocation", "plot_loss_vs_size",
@@ -376,12 +376,15 @@ def count_parameters(model):
 
 
 def gpt2_config(n_layer, d_model, n_head, vocab_size=50257, n_positions=1024, **kwargs):
-    """A transformers GPT2Config of the given shape (d_ff = 4 d_model, dropout off)."""
+    """A transformers GPT2Config of the given shape (d_ff = 4 d_model, dropout off, bos = eos = the
+    last id of the vocabulary, which for GPT-2's 50257 tokens is its own 50256)."""
     from transformers import GPT2Config
 
     if d_model % n_head:
         raise ValueError(f"d_model ({d_model}) must be divisible by n_head ({n_head})")
-    defaults = dict(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    # bos/eos: GPT2Config's default 50256 only exists in GPT-2's own vocabulary; use the last id
+    defaults = dict(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                    bos_token_id=vocab_size - 1, eos_token_id=vocab_size - 1)
     defaults.update(kwargs)
     return GPT2Config(n_layer=n_layer, n_embd=d_model, n_head=n_head, vocab_size=vocab_size,
                       n_positions=n_positions, **defaults)
@@ -468,21 +471,44 @@ def doubling_time(dates, values):
     return 12.0 / slope, line
 
 
-def annual_growth(dates, values, confidence=0.95):
-    """Growth factor per year of `values` over `dates` from the same least-squares line as
-    :func:`doubling_time`, with its interval from the slope's t-distribution (scipy's linregress):
-    (factor, low, high). An interval that contains 1 does not rule out no growth at all, and then a
-    doubling time means nothing."""
+def growth_per_year(dates, values, level=0.95):
+    """Least-squares fit of log2(values) against the date in years, as a growth factor per year
+    with its `level` confidence interval (t distribution on the slope, n - 2 degrees of freedom).
+    Returns dict factor, low, high, n. Unlike `doubling_time` it also works for a flat or
+    shrinking trend, where a doubling time is meaningless."""
     from scipy import stats
 
     dates = pd.to_datetime(pd.Series(dates))
     values = _positive("values", np.asarray(values, dtype=float))
     if len(dates) != np.size(values) or len(dates) < 3:
-        raise ValueError("annual_growth needs at least three dates and as many values (two leave no error to estimate)")
+        raise ValueError("growth_per_year needs at least three dates and as many values")
     years = (dates.dt.year + (dates.dt.dayofyear - 1) / 365.25).to_numpy(float)
     fit = stats.linregress(years, np.log2(values))
-    half = stats.t.ppf(0.5 + confidence / 2, len(years) - 2) * fit.stderr
-    return 2.0 ** fit.slope, 2.0 ** (fit.slope - half), 2.0 ** (fit.slope + half)
+    half = stats.t.ppf(0.5 + level / 2, len(years) - 2) * fit.stderr
+    return {"factor": 2.0 ** fit.slope, "low": 2.0 ** (fit.slope - half), "high": 2.0 ** (fit.slope + half),
+            "n": len(years)}
+
+
+def allocation_table(runs, fits=None):
+    """Each published run of `runs` (a frame with name, parameters, training_tokens and
+    training_flop, NaN where no budget was published: then 6ND) against the compute-optimal size
+    of `fits` (default: Hoffmann 2022 and Besiroglu 2024) for its budget, with Chinchilla's
+    predicted loss of the run and of the optimum. One row per model; short column names."""
+    fits = fits or [HOFFMANN_2022, BESIROGLU_2024]
+    rows = []
+    for _, m in runs.iterrows():
+        published = not pd.isna(m.training_flop)
+        c = m.training_flop if published else training_flops(m.parameters, m.training_tokens)
+        row = {"model": m["name"], "N": m.parameters, "D": m.training_tokens,
+               "D/N": round(m.training_tokens / m.parameters, 1), "C (FLOP)": c,
+               "C from": "paper" if published else "6ND"}
+        for fit in fits:
+            row[f"N/N_opt {fit.name[-4:]}"] = round(m.parameters / compute_optimal(c, fit)[0], 2)
+        n_opt, d_opt = compute_optimal(c, fits[0])
+        row["loss"] = round(float(chinchilla_loss(m.parameters, m.training_tokens, fits[0])), 3)
+        row["loss at N_opt"] = round(float(chinchilla_loss(n_opt, d_opt, fits[0])), 3)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("model")
 
 
 # ---------------------------------------------------------------- data
@@ -635,14 +661,16 @@ def ngram_baseline(text, *, val_fraction=0.1, orders=(1, 2, 3, 4, 5, 6), ks=(0.0
 
 # (n_layer, d_model, n_head) of each size. "cpu": the notebook's default (about a minute of
 # training on a quiet 2-core CPU; 6.6e3 to 4.5e5 non-embedding parameters, 1.8 decades; at least
-# two layers, since one-layer models fall off the trend); "gpu": the bigger sweep of
-# scripts/scaling_sweep.py.
+# two layers, since one-layer models fall off the trend); "gpu_repeated": the bigger sweep of
+# scripts/scaling_sweep.py, which repeats the novel about 80 times (see its comment).
 SWEEPS = {
     "cpu": {"sizes": [(2, 16, 2), (2, 24, 2), (2, 32, 4), (2, 48, 4), (3, 64, 4), (4, 96, 4)],
             "steps": 300, "batch_size": 16, "block_size": 64, "lr": 3e-3},
-    "gpu": {"sizes": [(2, 64, 4), (2, 128, 4), (4, 192, 6), (4, 256, 8), (6, 384, 8),
-                      (8, 512, 8), (12, 768, 12)],
-            "steps": 3000, "batch_size": 64, "block_size": 256, "lr": 1e-3},
+    # NOT Kaplan's regime: 3000 steps x 64 x 256 = 49M characters from a ~616k-character training
+    # split, about 80 epochs. It measures how larger models overfit repeated text.
+    "gpu_repeated": {"sizes": [(2, 64, 4), (2, 128, 4), (4, 192, 6), (4, 256, 8), (6, 384, 8),
+                              (8, 512, 8), (12, 768, 12)],
+                     "steps": 3000, "batch_size": 64, "block_size": 256, "lr": 1e-3},
 }
 
 
@@ -725,7 +753,9 @@ def compute_curves(results, histories, tokens_per_step):
 def compute_frontier(curves, n_bins=12, x="flops"):
     """The compute-efficient frontier: in each of `n_bins` log-spaced compute bins, the lowest
     loss any run reached with at most that much compute (column `x`: "flops" for 6 N D,
-    "flops_counted" for the full count). Returns flops (the bin edge), eval_loss, name."""
+    "flops_counted" for the full count). Returns flops (the compute of the evaluation that holds
+    the bin's best loss, so that every point lies on a run's curve), eval_loss, name, one row per
+    distinct evaluation."""
     if curves.empty:
         raise ValueError("compute_frontier: no evaluation points")
     if x not in curves.columns:
@@ -735,8 +765,8 @@ def compute_frontier(curves, n_bins=12, x="flops"):
     for c in edges:
         seen = curves[curves[x] <= c * (1 + 1e-9)]
         best = seen.loc[seen.eval_loss.idxmin()]
-        rows.append({"flops": c, "eval_loss": best.eval_loss, "name": best["name"]})
-    return pd.DataFrame(rows)
+        rows.append({"flops": best[x], "eval_loss": best.eval_loss, "name": best["name"]})
+    return pd.DataFrame(rows).drop_duplicates().reset_index(drop=True)
 
 
 def tokens_to_reach(curves, loss):
@@ -820,7 +850,7 @@ def _range_fan(ax, x, y_mid, lo=0.05, hi=0.095):
 def plot_kaplan_laws(save=None):
     """Kaplan's three power laws, one log-log panel each, with the 0.05-0.095 range of slopes."""
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import ScalarFormatter
+    from matplotlib.ticker import MaxNLocator, NullFormatter, ScalarFormatter
 
     from .plotting import plot_power_law, save_figure
 
@@ -836,9 +866,10 @@ def plot_kaplan_laws(save=None):
         plot_power_law(x, {label: y}, xlabel=xlabel, ylabel="test loss (nats/token)", ax=ax,
                        styles={label: {"color": "C0", "lw": 2}})
         _range_fan(ax, x, y)
+        ax.yaxis.set_major_locator(MaxNLocator(5))  # a few plain ticks on every panel
         ax.yaxis.set_major_formatter(ScalarFormatter())
-        ax.yaxis.set_minor_formatter(ScalarFormatter())
-        ax.grid(True, which="minor", alpha=0.1)
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.grid(True, which="major", alpha=0.2)
         ax.legend(fontsize=8)
     fig.tight_layout()
     if save:
@@ -859,7 +890,7 @@ def plot_isoflop(budgets, fit=HOFFMANN_2022, *, ax=None, save=None):
     for k, c in enumerate(budgets):
         n_opt, d_opt = compute_optimal(c, fit)
         n = np.logspace(np.log10(n_opt) - 1.5, np.log10(n_opt) + 1.5, 200)
-        ax.semilogx(n, chinchilla_loss(n, c / (6 * n), fit), color=f"C{k}", label=f"C = {c:.0e} FLOP")
+        ax.semilogx(n, chinchilla_loss(n, c / (6 * n), fit), color=f"C{k}", label=f"C = {c:.3g} FLOP")
         ax.plot(n_opt, chinchilla_loss(n_opt, d_opt, fit), "o", color=f"C{k}", ms=6)
     ax.set(xlabel="parameters N", ylabel="predicted loss L(N, C/6N)",
            title=f"iso-FLOP curves of the {fit.name} fit (dots: minimum)")
@@ -933,8 +964,9 @@ def plot_allocation(budgets, allocations, points=None, *, save=None):
             ax.get_legend().remove()
     handles, labels = ax_n.get_legend_handles_labels()
     fig.suptitle("How to split a training budget between parameters and tokens")
-    fig.tight_layout(rect=(0, 0.14, 1, 1))
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, fontsize=8,
+               frameon=False)
     if save:
         save_figure(fig, save)
     return fig

@@ -1,0 +1,60 @@
+"""utils.isoflop: budgets in counted FLOP, valley and allocation fits against known answers."""
+import numpy as np
+import pandas as pd
+import pytest
+
+import utils
+from utils import isoflop as iso
+from utils import scaling as sc
+
+
+def test_steps_spend_the_budget_in_counted_flops():
+    for shape in iso.SHAPES:
+        steps, counted = iso.steps_for_budget(3e9, shape, batch_size=8, block_size=64, vocab_size=75)
+        per_step = sc.flops_per_token(shape[0], shape[1], 64, 75)["training"] * 8 * 64
+        assert counted == steps * per_step
+        assert abs(counted / 3e9 - 1) <= 0.5 / steps + 1e-12  # rounded to whole steps
+    with pytest.raises(ValueError, match="budget"):
+        iso.steps_for_budget(0, iso.SHAPES[0], batch_size=8, block_size=64, vocab_size=75)
+
+
+def test_shapes_are_centred_near_the_chinchilla_like_size():
+    for budget in iso.ISOFLOP["budgets"]:
+        shapes = iso.shapes_for_budget(budget)
+        n = [sc.non_embedding_approx(s[0], s[1]) for s in shapes]
+        assert len(shapes) == iso.ISOFLOP["sizes_per_budget"]
+        assert min(n) < np.sqrt(budget / 120) < max(n)
+
+
+def test_fit_valley_finds_a_known_minimum():
+    n = np.logspace(3, 5, 5)
+    loss = 2.0 + 0.3 * (np.log10(n) - 4.2) ** 2
+    v = iso.fit_valley(n, loss)
+    assert v["n_opt"] == pytest.approx(10 ** 4.2, rel=1e-6) and v["interior"]
+    assert not iso.fit_valley(n, -loss)["interior"]  # opens downwards: no valley
+    with pytest.raises(ValueError, match="at least 3"):
+        iso.fit_valley(n[:2], loss[:2])
+
+
+def test_allocation_fit_and_bootstrap_recover_an_exponent():
+    rng = np.random.default_rng(0)
+    rows = []
+    for c in [1e9, 1e10, 1e11]:
+        x_opt = 0.5 * np.log10(c) - 1.0  # N_opt ~ C^0.5
+        for x in x_opt + np.linspace(-0.6, 0.6, 5):
+            rows.append({"budget": c, "non_embedding": 10 ** x,
+                         "test_loss": 2 + 0.3 * (x - x_opt) ** 2 + rng.normal(0, 0.002)})
+    chosen = pd.DataFrame(rows)
+    a, _ = iso.fit_allocation([1e9, 1e10, 1e11], [10 ** 3.5, 10 ** 4, 10 ** 4.5])
+    assert a == pytest.approx(0.5)
+    boot = iso.bootstrap_allocation(chosen, n_boot=200)
+    assert boot["low"] <= 0.5 <= boot["high"] and boot["high"] - boot["low"] < 0.2
+
+
+def test_a_tiny_run_spends_its_budget_and_learns():
+    text = utils.data_path("pride_and_prejudice.txt").read_text(encoding="utf-8")
+    runs, curves = iso.run_budget(text, 3e8, lrs=[1e-2], shapes=iso.SHAPES[:2])
+    assert ((runs.flops_counted / 3e8 - 1).abs() <= 0.5 / runs.steps + 1e-12).all()
+    assert (runs.steps >= 10).all()
+    assert (runs.test_loss < np.log(len(sc.char_vocab(text)))).all()
+    assert runs.chosen.all() and set(curves.name) == set(runs.name)
