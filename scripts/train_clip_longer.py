@@ -83,7 +83,8 @@ def train_one(name, seed, args, data):
     }
 
 
-def main(argv=None):
+def build_parser():
+    """The command line; tests/test_clip.py parses every shipped record's command with it."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -91,7 +92,11 @@ def main(argv=None):
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--out", default=str(ROOT / "data" / "clip_runs.json"))
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     torch.set_num_threads(1)  # a model this small gains nothing from a second thread
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -550,3 +550,27 @@ def test_pixel_counts_cannot_pass_the_binding_test(course, split):
     assert tests.rule("colour")["binding"] == tests.rule("shape")["binding"] == 0.5
     areas = {shape: clip.SHAPE_AREAS[shape] * clip.pair_radius(shape) ** 2 for shape in clip.SHAPES}
     assert max(areas.values()) == pytest.approx(min(areas.values()), rel=1e-9)
+
+
+def test_every_shipped_command_parses_with_todays_script_and_repeats_its_run():
+    """Each record's command, read by scripts/train_clip_longer.py's own parser, names that run, that
+    seed and the record's settings, so that running it again repeats the run (a removed or renamed
+    option would fail here)."""
+    import importlib.util
+    import shlex
+
+    path = utils.REPO_ROOT / "scripts" / "train_clip_longer.py"
+    spec = importlib.util.spec_from_file_location("train_clip_longer", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    record = json.loads(utils.data_path("clip_runs.json").read_text())
+    for name, seeds in record["runs"].items():
+        for seed, run in seeds.items():
+            words = shlex.split(run["command"])
+            assert words[:2] == ["python", "scripts/train_clip_longer.py"]
+            args = script.build_parser().parse_args(words[2:])
+            assert args.runs == [name] and args.seeds == [int(seed)]
+            assert (args.steps, args.lr, args.eval_every) == (record["steps"], record["lr"], record["eval_every"])
+    assert record["batch_size"] == script.BATCH_SIZE
+    with pytest.raises(SystemExit):
+        script.build_parser().parse_args(["--runs", "SigLIP, b = 0"])
