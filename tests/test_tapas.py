@@ -486,9 +486,10 @@ def test_shipped_model_meets_the_bars():
 
     Trained in four stages (scripts/train_tapas.py's docstring has the commands; init_metrics.json
     records the third, metrics.json the fourth), its weights stored in half precision and loaded as
-    float32. split_metrics.json holds its accuracy by question kind on the broad generator's test
-    splits (python scripts/train_tapas.py --score): in template 162 of 162, unseen phrasings 77.5%,
-    unseen themes 68.0%. The floors below sit a little under those.
+    float32. Guarded here on regression and validation sets only: the book's four questions, the
+    original generator's 143 held-out questions, and the validation split re-scored exactly as
+    split_metrics.json records it (python scripts/train_tapas.py --score). No threshold is set on
+    the development splits or on the test split (test_metrics.json, scored once).
     """
     import json
 
@@ -509,17 +510,17 @@ def test_shipped_model_meets_the_bars():
     assert len(results) == metrics["held_out_questions"] == 143
     assert results["correct"].mean() == pytest.approx(metrics["held_out_accuracy"], abs=0.01)
     assert results.groupby("kind")["correct"].mean().min() >= 0.95
-    # split_metrics.json: the broad generator's validation and test splits; one split re-scored exactly
     shipped = json.loads((folder / "split_metrics.json").read_text())
     splits = shipped["splits"]
-    assert set(splits) == {"in template", "unseen phrasings", "unseen themes"}
-    themes = tapas.accuracy_by_kind(tapas.evaluate(pipe, tapas.generate_split("unseen themes", 30)))
-    assert {kind: int(row.right) for kind, row in themes.iterrows()} == {
-        kind: score["right"] for kind, score in splits["unseen themes"].items()}
-    assert shipped["validation_accuracy"] >= 0.97
-    assert splits["in template"]["all"]["accuracy"] >= 0.97
-    assert splits["unseen phrasings"]["all"]["accuracy"] >= 0.7
-    assert splits["unseen themes"]["all"]["accuracy"] >= 0.6
+    assert set(splits) == {"validation", "in template", "unseen phrasings", "unseen themes"}
+    validation = tapas.accuracy_by_kind(tapas.evaluate(pipe, tapas.generate_split("validation", 30)))
+    assert {kind: int(row.right) for kind, row in validation.iterrows()} == {
+        kind: score["right"] for kind, score in splits["validation"].items()}
+    assert shipped["validation_accuracy"] == splits["validation"]["all"]["accuracy"]
+    assert splits["validation"]["all"]["accuracy"] >= VALIDATION_FLOOR
+
+
+VALIDATION_FLOOR = 0.8  # the shipped model: 132 of 155 (85.2%), split_metrics.json
 
 
 # --- the loss terms, strong and weak supervision -----------------------------------------------

@@ -1038,6 +1038,22 @@ def write_test_split(path):
     return len(records)
 
 
+def load_split(path):
+    """The examples of a split written by :func:`write_test_split`, and each one's table index (for
+    intervals that resample whole tables)."""
+    import json
+
+    payload = json.loads(Path(path).read_text(encoding="utf-8"))
+    examples, tables, indices = [], {}, []
+    for q in payload["questions"]:
+        if q["table_index"] not in tables:
+            tables[q["table_index"]] = pd.DataFrame(q["rows"], columns=q["header"])
+        examples.append(Example(tables[q["table_index"]], q["question"], q["aggregator"], [tuple(c) for c in q["coordinates"]],
+                                q["pandas"], q["gold"], q["kind"], q["theme"]))
+        indices.append(q["table_index"])
+    return examples, indices
+
+
 def _draw_theme(rng, themes):
     if RANDOM_SCHEMA in themes and rng.random() < RANDOM_SCHEMA_SHARE:
         return RANDOM_SCHEMA
