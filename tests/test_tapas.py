@@ -219,8 +219,10 @@ def test_broad_generator_has_a_dozen_themes_and_many_phrasings():
     assert len(tapas.HELD_OUT_THEMES) >= 4 and not set(tapas.HELD_OUT_THEMES) & set(tapas.BROAD_THEMES)
     for kind, sets in tapas.TEMPLATES.items():
         assert len(sets["train"]) >= 6 and len(sets["held out"]) >= 3 and len(sets["validation"]) >= 2, kind
-        train, held_out, validation = ({t.lower() for t, _ in sets[w]} for w in ("train", "held out", "validation"))
+        assert len(sets["test"]) >= 2, kind
+        train, held_out, validation, test = ({t.lower() for t, _ in sets[w]} for w in ("train", "held out", "validation", "test"))
         assert not train & held_out and not validation & (train | held_out), kind
+        assert not test & (train | held_out | validation), kind
     lookups = [t for t, _ in tapas.TEMPLATES["lookup"]["train"]]
     assert any(t.startswith("How many") for t in lookups)  # "how many" is not always COUNT
     sums = " ".join(t for t, _ in tapas.TEMPLATES["sum"]["train"])
@@ -237,17 +239,20 @@ def test_splits_are_seeded_and_consistent(split):
     assert [(e.question, e.gold) for e in examples] == [(e.question, e.gold) for e in again]
     assert [e.question for e in examples] != [e.question for e in tapas.generate_split(split, 40, seed=7)]
     assert {e.kind for e in examples} == {"lookup", "lookup by id", "sum", "average", "count with condition", "count rows"}
-    themes, which, _ = tapas.SPLITS[split]
-    assert {e.theme for e in examples} <= set(themes)
+    groups, which, _ = tapas.SPLITS[split]
+    themes = set().union(*groups) if isinstance(groups, tuple) else set(groups)
+    assert {e.theme for e in examples} <= themes
     for e in examples:
         assert tapas.denotation_match(tapas.execute_answer(e.aggregator, e.answer_text), e.gold), e
         assert len({col for _, col in e.coordinates}) == 1
         # every question is in its split's templates and, for the unseen phrasings, in no training template
         assert e.kind in _matches(e.question, which), e.question
-        if which in ("held out", "validation"):
+        if which in ("held out", "validation", "test"):
             assert e.kind not in _matches(e.question, "train"), e.question
-        if which == "validation":
+        if which in ("validation", "test"):
             assert e.kind not in _matches(e.question, "held out"), e.question
+        if which == "test":
+            assert e.kind not in _matches(e.question, "validation"), e.question
 
 
 def test_splits_hold_out_what_they_say():
@@ -263,12 +268,53 @@ def test_splits_hold_out_what_they_say():
         assert e.kind in _matches(e.question, "train"), e.question
     book_questions, _ = tapas.book_examples()  # and so are the book's four
     assert [bool(_matches(question, "train")) for question, _, _ in book_questions] == [True] * 4
-    with pytest.raises(ValueError, match="unknown split 'test'"):
-        tapas.generate_split("test", 3)
+    # validation and test: half their tables from themes of their own, in phrasings of their own
+    for split, own in (("validation", tapas.VALIDATION_THEMES), ("test", tapas.TEST_THEMES)):
+        examples = tapas.generate_split(split, 100)
+        share = sum(e.theme in own for e in examples) / len(examples)
+        assert {e.theme for e in examples if e.theme in own} == set(own) and 0.35 < share < 0.65, split
+        assert not {e.theme for e in train} & set(own)
+    assert not set(tapas.VALIDATION_THEMES) & set(tapas.TEST_THEMES)
+    with pytest.raises(ValueError, match="unknown split 'dev'"):
+        tapas.generate_split("dev", 3)
     with pytest.raises(ValueError, match="which must be one of"):
-        tapas.broad_questions(*tapas.BROAD_THEMES["books"](random.Random(0), 4), random.Random(0), which="test")
+        tapas.broad_questions(*tapas.BROAD_THEMES["books"](random.Random(0), 4), random.Random(0), which="dev")
     with pytest.raises(ValueError, match="n_tables must be a positive int"):
         tapas.generate_split("train", 0)
+
+
+_YEARS = {"year", "founded", "first_ascent", "launched", "planted", "last_eruption", "year_established",
+          "start_page", "end_page"}  # neither added up nor averaged
+_LEVELS = {"age", "rating", "price", "bread_price", "ticket_price", "price_per_night", "top_speed", "horsepower", "height_m",
+           "altitude_m", "summit_m", "lifespan_years", "weight_kg", "weight_g", "length_km", "length_seconds", "runtime",
+           "diameter_km", "orbit_days", "days_to_ship", "floors", "offspring", "clear_nights", "years_employed"}  # averaged only
+
+
+@pytest.mark.parametrize("split", [s for s in tapas.SPLITS if s != "train"])
+def test_gold_answers_make_sense(split):
+    """A sample of gold answers read as a person would: no total of years, ratings or ages, no
+    average of years or start pages, no header that cues an operator, no digits in a name."""
+    examples = tapas.generate_split(split, 80)
+    sums = averages = 0
+    for e in examples:
+        column = e.table.columns[e.coordinates[0][1]]
+        numbers = [float(e.table.iat[r, e.coordinates[0][1]]) for r, _ in e.coordinates] if e.aggregator in ("SUM", "AVERAGE") else []
+        if e.kind == "sum":
+            sums += 1
+            assert column not in _YEARS | _LEVELS, (column, e.question)
+            assert e.gold >= max(numbers)  # a total is at least its largest part
+        if e.kind == "average":
+            averages += 1
+            assert column not in _YEARS, (column, e.question)
+            assert min(numbers) <= e.gold <= max(numbers)
+        for header in e.table.columns:  # "total", "sum", "average", "count" in a header read as an operator
+            assert not re.search(r"(^|_)(total|sum|average|mean|count)(_|$)", header), header
+        names = [c for c in e.table.columns if not re.search(r"id|number|chapter|episode|item|track", c)]
+        for name in names:
+            if e.table[name].str.fullmatch(r"[-0-9.]+").all():
+                continue  # a numeric column
+            assert not e.table[name].str.contains(r"\d").any(), (name, e.table[name].tolist())
+    assert sums > 40 and averages > 60  # most tables still have something to add up and average
 
 
 def test_random_schemas_never_use_the_held_out_words():
@@ -440,9 +486,10 @@ def test_shipped_model_meets_the_bars():
 
     Trained in four stages (scripts/train_tapas.py's docstring has the commands; init_metrics.json
     records the third, metrics.json the fourth), its weights stored in half precision and loaded as
-    float32. split_metrics.json holds its accuracy by question kind on the broad generator's test
-    splits (python scripts/train_tapas.py --score): in template 162 of 162, unseen phrasings 77.5%,
-    unseen themes 68.0%. The floors below sit a little under those.
+    float32. Guarded here on regression and validation sets only: the book's four questions, the
+    original generator's 143 held-out questions, and the validation split re-scored exactly as
+    split_metrics.json records it (python scripts/train_tapas.py --score). No threshold is set on
+    the development splits or on the test split (test_metrics.json, scored once).
     """
     import json
 
@@ -463,17 +510,17 @@ def test_shipped_model_meets_the_bars():
     assert len(results) == metrics["held_out_questions"] == 143
     assert results["correct"].mean() == pytest.approx(metrics["held_out_accuracy"], abs=0.01)
     assert results.groupby("kind")["correct"].mean().min() >= 0.95
-    # split_metrics.json: the broad generator's validation and test splits; one split re-scored exactly
     shipped = json.loads((folder / "split_metrics.json").read_text())
     splits = shipped["splits"]
-    assert set(splits) == {"in template", "unseen phrasings", "unseen themes"}
-    themes = tapas.accuracy_by_kind(tapas.evaluate(pipe, tapas.generate_split("unseen themes", 30)))
-    assert {kind: int(row.right) for kind, row in themes.iterrows()} == {
-        kind: score["right"] for kind, score in splits["unseen themes"].items()}
-    assert shipped["validation_accuracy"] >= 0.97
-    assert splits["in template"]["all"]["accuracy"] >= 0.97
-    assert splits["unseen phrasings"]["all"]["accuracy"] >= 0.7
-    assert splits["unseen themes"]["all"]["accuracy"] >= 0.6
+    assert set(splits) == {"validation", "in template", "unseen phrasings", "unseen themes"}
+    validation = tapas.accuracy_by_kind(tapas.evaluate(pipe, tapas.generate_split("validation", 30)))
+    assert {kind: int(row.right) for kind, row in validation.iterrows()} == {
+        kind: score["right"] for kind, score in splits["validation"].items()}
+    assert shipped["validation_accuracy"] == splits["validation"]["all"]["accuracy"]
+    assert splits["validation"]["all"]["accuracy"] >= VALIDATION_FLOOR
+
+
+VALIDATION_FLOOR = 0.8  # the shipped model: 132 of 155 (85.2%), split_metrics.json
 
 
 # --- the loss terms, strong and weak supervision -----------------------------------------------
@@ -511,3 +558,17 @@ def test_loss_terms_add_up_to_the_models_loss(tokenizer, weak):
         tapas.loss_terms(model, inputs)
     with pytest.raises(ValueError, match="model.eval"):
         tapas.loss_terms(model.train(), inputs, **supervision)
+
+
+def test_shipped_test_split_is_todays_generator(tmp_path):
+    """data/tapas/test_split.json is exactly what its command writes with today's generator."""
+    import json
+
+    import utils
+
+    shipped = json.loads(utils.data_path("tapas", "test_split.json").read_text())
+    assert shipped["command"] == tapas.WRITE_TEST_SPLIT
+    tapas.write_test_split(tmp_path / "again.json")
+    assert json.loads((tmp_path / "again.json").read_text()) == shipped
+    themes = {q["theme"] for q in shipped["questions"]}
+    assert themes & set(tapas.TEST_THEMES) == set(tapas.TEST_THEMES)

@@ -282,10 +282,10 @@ def _bias_travel():
     return record["lr"] * sum(rates)
 
 
-def _held_out_themes():
+def _summable_headers():
     from . import tapas
 
-    return tuple(tapas.HELD_OUT_THEMES)
+    return {column.header for spec in tapas._HELD_OUT.values() for column in spec[5] if "sum" in column.operations}
 
 
 EXERCISES: dict[str, Exercise] = {
@@ -366,9 +366,10 @@ EXERCISES: dict[str, Exercise] = {
     "05.cutoff_kept": Exercise(
         "kept, 'yes' if the question with the wrong answer stays in the loss, else 'no'",
         Choice("no", options=("yes", "no")), "compare the answer term with config.answer_loss_cutoff."),
-    "05.hardest_theme": Exercise(
-        "hardest, the unseen theme the shipped model answers worst", Choice("orders", options=_held_out_themes),
-        "group split_results['unseen themes'] by its theme column."),
+    "05.summable": Exercise(
+        "summable, the numeric columns of the unseen themes' tables whose total means something",
+        Items(_summable_headers),
+        "a total makes sense for things one counts or amounts one pays, not for years, heights, ratings or durations per item."),
     # 06 speech
     "06.ctc_by_hand": Exercise(
         "decoded, the text the frames spell", Choice("HE LLO"),

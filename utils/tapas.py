@@ -212,6 +212,10 @@ class Example:
         return AGGREGATION_IDS[self.aggregator]
 
 
+AVERAGE_ONLY = ("average",)
+NO_AGGREGATE = ()
+
+
 @dataclass
 class _Column:
     header: str
@@ -221,6 +225,8 @@ class _Column:
     decimals: int = 0
     lookup: list = field(default_factory=list)  # extra lookup templates with {entity} and {key}
     countable: bool = False  # its phrases are things one counts ("goals"), so "how many goals" reads well
+    operations: tuple = ("sum", "average")  # the aggregations that make sense over it: a total of goals
+    # or pages, an average of ages or ratings (never a sum), neither for a year or a start page
 
 
 _TOPIC_WORDS = (
@@ -280,11 +286,13 @@ def _chapters(rng, n_rows):
             "start_page",
             ["start page", "first page"],
             lookup=["On which page does the {entity} about {key} start?", "Where does the {entity} on {key} start?"],
+            operations=(),
         ),
         "end_page": _Column(
             "end_page",
             ["end page", "last page"],
             lookup=["On which page does the {entity} about {key} end?"],
+            operations=(),
         ),
         "number_of_pages": _Column("number_of_pages", ["pages", "number of pages"]),
     }
@@ -316,7 +324,7 @@ def _players(rng, n_rows):
         _Column("goals", ["goals"], 0, 40),
         _Column("games", ["games", "matches"], 1, 60),
         _Column("assists", ["assists"], 0, 30),
-        _Column("age", ["age"], 17, 39),
+        _Column("age", ["age"], 17, 39, operations=AVERAGE_ONLY),
     ]
     return _generic(
         rng, n_rows, ("player", "players"), "player", ["player", "name"],
@@ -329,7 +337,7 @@ def _cities(rng, n_rows):
     pool = [
         _Column("population", ["population", "inhabitants"], 50, 3000),
         _Column("area_km2", ["area"], 20, 900),
-        _Column("founded", ["founding year"], 900, 1900),
+        _Column("founded", ["founding year"], 900, 1900, operations=()),
         _Column("museums", ["museums"], 1, 60),
     ]
     return _generic(
@@ -340,10 +348,10 @@ def _cities(rng, n_rows):
 
 def _products(rng, n_rows):
     pool = [
-        _Column("price", ["price"], 2, 300, decimals=rng.choice([0, 2])),
+        _Column("price", ["price"], 2, 300, decimals=rng.choice([0, 2]), operations=AVERAGE_ONLY),
         _Column("stock", ["units in stock", "stock"], 0, 500),
         _Column("orders", ["orders"], 1, 900),
-        _Column("weight_g", ["weight"], 50, 5000),
+        _Column("weight_g", ["weight"], 50, 5000, operations=AVERAGE_ONLY),
     ]
     return _generic(
         rng, n_rows, ("product", "products"), "product", ["product", "name"],
@@ -552,8 +560,8 @@ _SYNONYMS = {  # more names for the five original themes' columns, used by the b
 _COUNTABLE = {"goals", "games", "assists", "museums", "orders", "viewers", "scenes", "number_of_pages", "stock"}
 
 
-def _col(header, phrases, low, high, decimals=0, countable=False):
-    return _Column(header, phrases, low, high, decimals, countable=countable)
+def _col(header, phrases, low, high, decimals=0, countable=False, ops=("sum", "average")):
+    return _Column(header, phrases, low, high, decimals, countable=countable, operations=tuple(ops))
 
 
 def _names(rng, *pools):
@@ -565,83 +573,83 @@ _BROAD = {  # theme -> (entity, key, key phrases, key maker, text column or None
     "books": (("book", "books"), "title", ["title", "name"], lambda rng: _names(rng, _WORDS, _NOUNS + _TOPIC_WORDS),
               ("author", [f"{f.title()} {l.title()}" for f, l in zip(_FIRST, _LAST)]),
               [_col("pages", ["pages", "number of pages", "length"], 80, 900, countable=True),
-               _col("year", ["year", "publication year"], 1800, 2023),
+               _col("year", ["year", "publication year"], 1800, 2023, ops=NO_AGGREGATE),
                _col("copies_sold", ["copies sold", "sales"], 1000, 90000, countable=True)], None),
     "employees": (("employee", "employees"), "employee", ["employee", "name"],
                   lambda rng: f"{rng.choice(_FIRST).title()} {rng.choice(_LAST).title()}",
                   ("department", ["Sales", "Finance", "Research", "Support", "Legal"]),
                   [_col("salary", ["salary", "pay", "yearly salary"], 28000, 99000),
-                   _col("age", ["age"], 20, 64),
+                   _col("age", ["age"], 20, 64, ops=AVERAGE_ONLY),
                    _col("projects", ["projects"], 0, 25, countable=True),
-                   _col("years_employed", ["years employed", "years of service"], 0, 30)], "staff_id"),
+                   _col("years_employed", ["years employed", "years of service"], 0, 30, ops=AVERAGE_ONLY)], "staff_id"),
     "restaurants": (("restaurant", "restaurants"), "restaurant", ["restaurant", "name"],
                     lambda rng: _names(rng, _ADJECTIVES, ["fork", "table", "kitchen", "oven", "garden", "spoon", "grill"]),
                     ("cuisine", ["Italian", "Thai", "Mexican", "Greek", "Indian", "Korean"]),
                     [_col("seats", ["seats", "places"], 12, 220, countable=True),
-                     _col("rating", ["rating", "score"], 1, 5, decimals=1),
+                     _col("rating", ["rating", "score"], 1, 5, decimals=1, ops=AVERAGE_ONLY),
                      _col("dishes", ["dishes", "items on the menu"], 8, 90, countable=True)], None),
     "cars": (("car", "cars"), "model", ["model", "name"],
              lambda rng: _names(rng, ["swift", "nova", "arrow", "breeze", "falcon", "comet", "ranger", "pulse"], ["gt", "one", "x", "sport", "eco", "max"]),
              ("maker", ["Volta", "Kestrel", "Nordwagen", "Aurum", "Takara"]),
-             [_col("horsepower", ["horsepower", "power"], 60, 600),
-              _col("top_speed", ["top speed", "maximum speed"], 120, 320),
+             [_col("horsepower", ["horsepower", "power"], 60, 600, ops=AVERAGE_ONLY),
+              _col("top_speed", ["top speed", "maximum speed"], 120, 320, ops=AVERAGE_ONLY),
               _col("seats", ["seats"], 2, 9, countable=True)], None),
     "songs": (("song", "songs"), "song", ["song", "title"], lambda rng: _names(rng, _WORDS, _WORDS + _NOUNS),
               ("artist", ["The Lanterns", "Mira Sol", "Paper Boats", "Kofi Mensah", "Blue Harbour"]),
-              [_col("length_seconds", ["length in seconds", "duration"], 90, 420),
+              [_col("length_seconds", ["length in seconds", "duration"], 90, 420, ops=AVERAGE_ONLY),
                _col("plays", ["plays", "streams"], 500, 99000, countable=True),
-               _col("year", ["year", "release year"], 1960, 2024)], "track"),
+               _col("year", ["year", "release year"], 1960, 2024, ops=NO_AGGREGATE)], "track"),
     "films": (("film", "films"), "film", ["film", "title", "movie"], lambda rng: _names(rng, _WORDS, _WORDS + _TOPIC_WORDS),
               ("genre", ["Drama", "Comedy", "Thriller", "Documentary", "Western"]),
-              [_col("runtime", ["runtime", "running time", "length"], 70, 190),
+              [_col("runtime", ["runtime", "running time", "length"], 70, 190, ops=AVERAGE_ONLY),
                _col("budget_musd", ["budget", "budget in millions"], 1, 250),
                _col("awards", ["awards", "prizes"], 0, 14, countable=True)], None),
     "hotels": (("hotel", "hotels"), "hotel", ["hotel", "name"],
                lambda rng: "Hotel " + _names(rng, _PLACES + _ADJECTIVES), ("town", [p.title() for p in _PLACES[:8]]),
                [_col("rooms", ["rooms", "bedrooms"], 8, 400, countable=True),
-                _col("floors", ["floors", "storeys"], 1, 30, countable=True),
-                _col("price_per_night", ["price per night", "nightly rate", "price"], 40, 600)], None),
+                _col("floors", ["floors", "storeys"], 1, 30, countable=True, ops=AVERAGE_ONLY),
+                _col("price_per_night", ["price per night", "nightly rate", "price"], 40, 600, ops=AVERAGE_ONLY)], None),
     "schools": (("school", "schools"), "school", ["school", "name"],
                 lambda rng: _names(rng, _PLACES + _WORDS, ["academy", "high school", "college", "school"]),
                 ("district", ["North", "South", "East", "West", "Central"]),
                 [_col("students", ["students", "pupils"], 80, 2400, countable=True),
                  _col("teachers", ["teachers", "staff"], 6, 160, countable=True),
-                 _col("founded", ["founding year", "year founded"], 1850, 2015)], "school_id"),
+                 _col("founded", ["founding year", "year founded"], 1850, 2015, ops=NO_AGGREGATE)], "school_id"),
 }
 _HELD_OUT = {  # themes never drawn for training: their words, headers and shapes are new to a model
     "rivers": (("river", "rivers"), "river", ["river", "name"],
                lambda rng: rng.choice(["Avon", "Tamar", "Severn", "Loire", "Douro", "Tagus", "Elbe", "Oder", "Vistula", "Drava",
                                        "Sava", "Tisza", "Ebro", "Rhone", "Shannon", "Tweed", "Dee", "Mersey"]),
                ("country", [c.title() for c in _COUNTRIES]),
-               [_col("length_km", ["length", "length in km"], 40, 1200),
+               [_col("length_km", ["length", "length in km"], 40, 1200, ops=AVERAGE_ONLY),
                 _col("tributaries", ["tributaries"], 0, 40, countable=True),
                 _col("bridges", ["bridges"], 1, 300, countable=True)], None),
     "planets": (("planet", "planets"), "planet", ["planet", "name"],
-                lambda rng: rng.choice(["Kepler", "Gliese", "Trappist", "Wolf", "Ross", "Tau"]) + f" {rng.randint(2, 99)}{rng.choice('bcdef')}",
+                lambda rng: rng.choice(["Kepler", "Gliese", "Trappist", "Wolf", "Ross", "Tau"]) + " " + rng.choice(["Prime", "Minor", "Major", "Nova"]),
                 ("star_type", ["red dwarf", "yellow dwarf", "orange dwarf"]),
                 [_col("moons", ["moons", "satellites"], 0, 30, countable=True),
-                 _col("diameter_km", ["diameter", "width"], 2000, 140000),
-                 _col("orbit_days", ["orbital period", "days per orbit"], 3, 900)], None),
+                 _col("diameter_km", ["diameter", "width"], 2000, 140000, ops=AVERAGE_ONLY),
+                 _col("orbit_days", ["orbital period", "days per orbit"], 3, 900, ops=AVERAGE_ONLY)], None),
     "mountains": (("mountain", "mountains"), "mountain", ["mountain", "peak", "name"],
                   lambda rng: "Mount " + rng.choice(["Ardent", "Corran", "Eldor", "Halvar", "Istra", "Kestrel", "Lomond", "Morvan",
                                                      "Orla", "Pelham", "Ravel", "Sorrel", "Tessin", "Varda"]),
                   ("mountain_range", ["Alps", "Andes", "Rockies", "Pyrenees", "Carpathians"]),
-                  [_col("height_m", ["height", "elevation", "altitude"], 1500, 8800),
-                   _col("first_ascent", ["year of the first ascent", "first ascent"], 1780, 1990),
+                  [_col("height_m", ["height", "elevation", "altitude"], 1500, 8800, ops=AVERAGE_ONLY),
+                   _col("first_ascent", ["year of the first ascent", "first ascent"], 1780, 1990, ops=NO_AGGREGATE),
                    _col("routes", ["routes", "climbing routes"], 1, 45, countable=True)], None),
     "orders": (("order", "orders"), "customer", ["customer", "name"],
                lambda rng: f"{rng.choice(_FIRST).title()} {rng.choice(_LAST).title()}",
                ("status", ["shipped", "pending", "delivered", "returned"]),
                [_col("quantity", ["quantity", "items"], 1, 60, countable=True),
-                _col("total_eur", ["total", "amount", "order value"], 5, 900),
-                _col("days_to_ship", ["days to ship", "shipping time"], 1, 20)], "order_id"),
+                _col("value_eur", ["order value", "value in euros", "amount"], 5, 900),
+                _col("days_to_ship", ["days to ship", "shipping time"], 1, 20, ops=AVERAGE_ONLY)], "order_id"),
     "animals": (("animal", "animals"), "species", ["species", "animal", "name"],
                 lambda rng: rng.choice(["Red Fox", "Brown Bear", "Grey Wolf", "Snow Leopard", "Sea Otter", "Barn Owl", "Green Turtle",
                                         "Giant Panda", "Harbour Seal", "Golden Eagle", "River Otter", "Arctic Hare"]),
                 ("habitat", ["forest", "mountains", "coast", "grassland", "wetland"]),
-                [_col("weight_kg", ["weight", "body weight"], 1, 600),
-                 _col("lifespan_years", ["lifespan", "life expectancy"], 2, 80),
-                 _col("offspring", ["offspring per year", "young per year"], 1, 12, countable=True)], None),
+                [_col("weight_kg", ["weight", "body weight"], 1, 600, ops=AVERAGE_ONLY),
+                 _col("lifespan_years", ["lifespan", "life expectancy"], 2, 80, ops=AVERAGE_ONLY),
+                 _col("offspring", ["offspring per year", "young per year"], 1, 12, countable=True, ops=AVERAGE_ONLY)], None),
 }
 
 
@@ -658,7 +666,54 @@ BROAD_THEMES = dict(THEMES, **{name: _spec_maker(spec) for name, spec in _BROAD.
 """The training themes of the broad generator: the five original ones and eight more."""
 
 HELD_OUT_THEMES = {name: _spec_maker(spec) for name, spec in _HELD_OUT.items()}
-"""Themes that no training split draws: the "unseen themes" test."""
+"""Themes that no training split draws: the "unseen themes" development split."""
+
+_VALIDATION = {  # themes of the validation split only
+    "bakeries": (("bakery", "bakeries"), "bakery", ["bakery", "name"],
+                 lambda rng: rng.choice(["Crumb", "Flour", "Rye", "Hearth", "Yeast", "Butter", "Oat", "Honey"]) + " "
+                 + rng.choice(["House", "Corner", "Works", "Loft"]),
+                 ("speciality", ["Sourdough", "Pastry", "Bagels", "Pretzels"]),
+                 [_col("loaves_per_day", ["loaves per day", "daily loaves"], 40, 900, countable=True),
+                  _col("bread_price", ["bread price", "price of a loaf"], 2, 9, decimals=1, ops=AVERAGE_ONLY),
+                  _col("year_established", ["year established"], 1890, 2020, ops=NO_AGGREGATE)], None),
+    "volcanoes": (("volcano", "volcanoes"), "volcano", ["volcano", "name"],
+                  lambda rng: rng.choice(["Pico", "Cerro", "Monte"]) + " " + rng.choice(["Azul", "Negro", "Alto", "Bravo", "Verde", "Fuego"]),
+                  ("activity", ["active", "dormant", "extinct"]),
+                  [_col("eruptions", ["recorded eruptions", "eruptions"], 0, 60, countable=True),
+                   _col("summit_m", ["summit height", "summit"], 900, 6000, ops=AVERAGE_ONLY),
+                   _col("last_eruption", ["year of the last eruption"], 1500, 2023, ops=NO_AGGREGATE)], None),
+}
+_TEST = {  # themes of the test split only, written before any model was scored on them
+    "ships": (("ship", "ships"), "ship", ["ship", "vessel", "name"],
+              lambda rng: "MV " + rng.choice(["Albatross", "Cormorant", "Puffin", "Petrel", "Gannet", "Kittiwake", "Tern", "Skua", "Fulmar", "Shearwater"]),
+              ("home_port", ["Aberdeen", "Bilbao", "Gdynia", "Trieste", "Halifax"]),
+              [_col("crew", ["crew", "crew members", "sailors"], 4, 80, countable=True),
+               _col("tonnage", ["tonnage", "gross tonnage"], 300, 9000),
+               _col("launched", ["launch year", "year launched"], 1950, 2022, ops=NO_AGGREGATE)], "hull_number"),
+    "observatories": (("observatory", "observatories"), "observatory", ["observatory", "name"],
+                      lambda rng: rng.choice(["Kalden", "Orvik", "Tamsin", "Ulmen", "Brisa", "Quell", "Sarn", "Vellum", "Corrin", "Haldor"]) + " Observatory",
+                      ("hemisphere", ["northern", "southern"]),
+                      [_col("telescopes", ["telescopes", "instruments"], 1, 14, countable=True),
+                       _col("altitude_m", ["site altitude", "altitude in metres"], 100, 5000, ops=AVERAGE_ONLY),
+                       _col("clear_nights", ["clear nights a year", "clear nights"], 60, 320, ops=AVERAGE_ONLY)], None),
+    "festivals": (("festival", "festivals"), "festival", ["festival", "name"],
+                  lambda rng: rng.choice(["Sunburst", "Tidewater", "Lantern", "Driftwood", "Meadowlark", "Ember", "Harbourlight"]) + rng.choice([" Fest", " Weekender"]),
+                  ("month", ["June", "July", "August", "September"]),
+                  [_col("stages", ["stages"], 1, 12, countable=True),
+                   _col("bands", ["bands", "acts"], 5, 140, countable=True),
+                   _col("ticket_price", ["ticket price", "price of a ticket"], 20, 300, ops=AVERAGE_ONLY)], None),
+    "orchards": (("orchard", "orchards"), "orchard", ["orchard", "farm", "name"],
+                 lambda rng: rng.choice(["Appleby", "Pearfield", "Cobnut", "Damson", "Quincey", "Medlar", "Bramley"]) + rng.choice([" Orchard", " Farm"]),
+                 ("region", ["Kent", "Somerset", "Normandy", "Asturias"]),
+                 [_col("harvest_tonnes", ["harvest in tonnes", "harvest"], 5, 400),
+                  _col("acres", ["acres", "size in acres"], 3, 250, countable=True),
+                  _col("planted", ["year planted", "planting year"], 1900, 2015, ops=NO_AGGREGATE)], None),
+}
+VALIDATION_THEMES = {name: _spec_maker(spec) for name, spec in _VALIDATION.items()}
+"""Themes of the validation split only: checkpoints are chosen on tables no training split draws."""
+
+TEST_THEMES = {name: _spec_maker(spec) for name, spec in _TEST.items()}
+"""Themes of the test split only."""
 
 RANDOM_SCHEMA = "random schema"
 RANDOM_SCHEMA_SHARE = 0.4
@@ -680,7 +735,8 @@ def _schema_words():
         text = data_path("pride_and_prejudice.txt").read_text(encoding="utf-8").lower()
         counts = collections.Counter(w for w in re.findall(r"[a-z]+", text) if 4 <= len(w) <= 10)
         banned = set()
-        for entity, key, key_phrases, make_key, (text_header, text_values), pool, id_column in _HELD_OUT.values():
+        for entity, key, key_phrases, make_key, (text_header, text_values), pool, id_column in [
+                *_HELD_OUT.values(), *_VALIDATION.values(), *_TEST.values()]:
             rng = random.Random(0)
             words = [*entity, key, *key_phrases, text_header, *text_values, id_column or "",
                      *(make_key(rng) for _ in range(50))]
@@ -748,6 +804,8 @@ TEMPLATES = {
         "held out": [("How many {phrase} has {key} got?", "countable"), ("Could you tell me the {phrase} of {key}?", ""),
                      ("For {key}, what is the {phrase}?", ""), ("I need the {phrase} of {key}.", ""),
                      ("What does the table give as the {phrase} of {key}?", "")],
+        "test": [("Please look up {key}'s {phrase}.", ""), ("What figure does the table show for the {phrase} of {key}?", ""),
+                 ("{key} -- {phrase}?", ""), ("How many {phrase} are listed against {key}?", "countable")],
     },
     "lookup by id": {
         "train": [("What's the {phrase} in {singular} {id}?", ""), ("What is the {phrase} of {singular} {id}?", ""),
@@ -757,6 +815,7 @@ TEMPLATES = {
         "validation": [("For {singular} {id}, which {phrase} is it?", ""), ("Which {phrase} is {singular} {id}?", "")],
         "held out": [("Which {phrase} belongs to {singular} {id}?", ""), ("Tell me the {phrase} for {singular} {id}.", ""),
                      ("What {phrase} does {singular} {id} have?", "")],
+        "test": [("Who or what is {singular} {id}, by {phrase}?", ""), ("{singular} {id} is which {phrase}?", "")],
     },
     "sum": {
         "train": [("What is the total {phrase}?", ""), ("What is the total number of {phrase}?", "countable"),
@@ -772,6 +831,8 @@ TEMPLATES = {
         "held out": [("If you add up the {phrase}, what do you get?", ""), ("What is the overall {phrase}?", ""),
                      ("Give me the grand total of the {phrase}.", ""),
                      ("Altogether, how many {phrase} do the {plural} have?", "countable")],
+        "test": [("Adding every {singular} together, what is the {phrase}?", ""), ("Work out the {phrase} for all the {plural} put together.", ""),
+                 ("What {phrase} do all the {plural} account for between them?", "")],
     },
     "average": {
         "train": [("What is the average {phrase}?", ""), ("What is the mean {phrase}?", ""),
@@ -783,6 +844,8 @@ TEMPLATES = {
         "validation": [("What is the {phrase}, averaged over the {plural}?", ""), ("Give the average {phrase}.", "")],
         "held out": [("What's the {phrase} of a typical {singular}, taking the mean?", ""), ("Compute the mean of the {phrase}.", ""),
                      ("What is the arithmetic mean of the {phrase}?", "")],
+        "test": [("Across the {plural}, what is the {phrase} on a typical average?", ""), ("Work out the mean {phrase}.", ""),
+                 ("Averaging over every {singular}, what {phrase} do you get?", "")],
     },
     "count with condition": {
         "train": [("How many {plural} have more than {v} {phrase}?", ">"), ("How many {plural} have {phrase} above {v}?", ">"),
@@ -799,6 +862,8 @@ TEMPLATES = {
         "held out": [("In how many {plural} does the {phrase} exceed {v}?", ">"), ("Of the {plural}, how many have more than {v} {phrase}?", ">"),
                      ("How many {plural} are there with {phrase} smaller than {v}?", "<"),
                      ("How many {plural} have a {phrase} of less than {v}?", "<")],
+        "test": [("Which number of {plural} go beyond {v} in {phrase}?", ">"), ("Count every {singular} whose {phrase} tops {v}.", ">"),
+                 ("How many {plural} stay below {v} in {phrase}?", "<"), ("Count every {singular} with {phrase} short of {v}.", "<")],
     },
     "count rows": {
         "train": [("How many {plural} are there?", ""), ("How many {plural} does the table list?", ""),
@@ -811,22 +876,29 @@ TEMPLATES = {
                        ("How many {plural} are shown in the table?", "")],
         "held out": [("How many {plural} do we have here?", ""), ("What's the count of {plural}?", ""),
                      ("In total, how many {plural} appear?", "")],
+        "test": [("How many {plural} make up this table?", ""), ("Count up the {plural}, please.", ""),
+                 ("What is the tally of {plural}?", "")],
     },
 }
 
 SPLITS = {
     "train": (TRAIN_THEMES, "train", 101),
-    "validation": (BROAD_THEMES, "validation", 102),
+    "validation": ((BROAD_THEMES, VALIDATION_THEMES), "validation", 102),
     "in template": (BROAD_THEMES, "train", 103),
     "unseen phrasings": (BROAD_THEMES, "held out", 104),
     "unseen themes": (HELD_OUT_THEMES, "train", 105),
+    "test": ((BROAD_THEMES, TEST_THEMES), "test", 2061),
 }
 """Split name -> (themes, template set, default seed). Training draws the thirteen themes and, for
-RANDOM_SCHEMA_SHARE of its tables, a random schema; "in template" asks new tables of the thirteen in
-the training templates; "validation" asks them in a third set of phrasings, neither trained on nor
-tested, so that the checkpoint is chosen for phrasings it has not seen; "unseen phrasings" asks
-about the training themes with the held-out templates only; "unseen themes" asks about held-out
-themes with training templates."""
+RANDOM_SCHEMA_SHARE of its tables, a random schema. "validation" asks, in a set of phrasings of its
+own, about tables drawn half from the thirteen themes and half from VALIDATION_THEMES, so that a
+checkpoint is chosen for phrasings and tables it has not seen. Three development splits, looked at
+while the generator and the training were designed: "in template" (new tables of the thirteen, in
+the training templates), "unseen phrasings" (the thirteen themes, held-out templates), "unseen
+themes" (HELD_OUT_THEMES, training templates). "test" asks, in phrasings of its own ("test"
+templates), about tables drawn half from the thirteen themes and half from TEST_THEMES; it was
+written down before any model was scored on it, and is scored once. When themes is a pair of theme
+dicts, each table first draws one of the two, then a theme from it."""
 
 
 def _pick(rng, kind, which, countable=True):
@@ -892,7 +964,10 @@ def broad_questions(frame, schema, numeric, rng, which="train"):
             f'df.loc[df["{schema["id"]}"] == {ident}, "{key}"].item()', "lookup by id")
 
     for kind, aggregator, method in (("sum", "SUM", "sum"), ("average", "AVERAGE", "mean")):
-        name, column = rng.choice(sorted(numeric.items()))
+        eligible = sorted((n, c) for n, c in numeric.items() if kind in c.operations)
+        if not eligible:  # nothing here that one would add up (years, start pages) or average
+            continue
+        name, column = rng.choice(eligible)
         text, _ = _pick(rng, kind, which, _countable(name, column))
         add(fill(text, phrase=_phrase(rng, name, column)), aggregator, [(r, col[name]) for r in range(len(frame))],
             f'df["{name}"].{method}()', kind)
@@ -920,16 +995,63 @@ def generate_split(split, n_tables, *, seed=None):
         raise ValueError(f"unknown split {split!r}; choose one of {list(SPLITS)}")
     if not isinstance(n_tables, int) or n_tables < 1:
         raise ValueError(f"n_tables must be a positive int, got {n_tables!r}")
-    themes, which, default_seed = SPLITS[split]
+    groups, which, default_seed = SPLITS[split]
     rng = random.Random(default_seed if seed is None else seed)
     examples = []
     for _ in range(n_tables):
+        themes = rng.choice(groups) if isinstance(groups, tuple) else groups
         theme = _draw_theme(rng, themes)
         frame, schema, numeric = themes[theme](rng, rng.randint(3, 8))
         for example in broad_questions(frame, schema, numeric, rng, which):
             example.theme = theme
             examples.append(example)
     return examples
+
+
+TEST_TABLES = 40
+"""Tables in the test split as shipped in data/tapas/test_split.json (about 210 questions)."""
+
+
+def split_records(examples):
+    """The examples as JSON-ready dicts (table as rows of str, question, operator, cells, pandas, gold,
+    kind, theme, and the table's index in the split), e.g. to ship a split beside the code."""
+    records, tables = [], {}
+    for e in examples:
+        index = tables.setdefault(id(e.table), len(tables))
+        gold = e.gold.item() if hasattr(e.gold, "item") else e.gold
+        records.append(dict(table_index=index, header=list(e.table.columns), rows=e.table.to_numpy().tolist(),
+                            question=e.question, aggregator=e.aggregator, coordinates=[list(c) for c in e.coordinates],
+                            pandas=e.pandas, gold=gold, kind=e.kind, theme=e.theme))
+    return records
+
+
+WRITE_TEST_SPLIT = "python -c \"from utils import tapas; tapas.write_test_split('data/tapas/test_split.json')\""
+
+
+def write_test_split(path):
+    """Write the test split (TEST_TABLES tables) to ``path`` as JSON, with the command that wrote it."""
+    import json
+
+    records = split_records(generate_split("test", TEST_TABLES))
+    payload = dict(command=WRITE_TEST_SPLIT, split="test", tables=TEST_TABLES, questions=records)
+    Path(path).write_text(json.dumps(payload, indent=0) + "\n", encoding="utf-8")
+    return len(records)
+
+
+def load_split(path):
+    """The examples of a split written by :func:`write_test_split`, and each one's table index (for
+    intervals that resample whole tables)."""
+    import json
+
+    payload = json.loads(Path(path).read_text(encoding="utf-8"))
+    examples, tables, indices = [], {}, []
+    for q in payload["questions"]:
+        if q["table_index"] not in tables:
+            tables[q["table_index"]] = pd.DataFrame(q["rows"], columns=q["header"])
+        examples.append(Example(tables[q["table_index"]], q["question"], q["aggregator"], [tuple(c) for c in q["coordinates"]],
+                                q["pandas"], q["gold"], q["kind"], q["theme"]))
+        indices.append(q["table_index"])
+    return examples, indices
 
 
 def _draw_theme(rng, themes):
