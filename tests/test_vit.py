@@ -290,3 +290,49 @@ def test_score_table_formats_one_row_per_model():
     assert table.loc["half", "95% interval"] == "23.7% to 76.3%"  # Wilson's interval of 5 of 10
     assert table.loc["right", "95% interval"] == "72.2% to 100.0%"  # ... and of 10 of 10
     assert list(score_table({"half": labels}, labels, confidence=0.9).columns)[-1] == "90% interval"
+
+
+def test_seed_records_follow_their_recipe():
+    """The shipped tuning and seeds records of scripts/vit_digits_seeds.py: each network's seeds use the
+    setting with the best validation accuracy in its tuning record, the same number of steps at every
+    training-set size, five seeds per size, a prediction for each of the 360 test digits, and a command
+    that today's script accepts."""
+    import argparse
+    import importlib.util
+    import shlex
+    from pathlib import Path
+
+    from utils import data_path, vit
+
+    tuning, seeds = vit.load_seed_records(data_path("vit_digits"))
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("vit_digits_seeds", root / "scripts" / "vit_digits_seeds.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    for model, grid in vit.SEED_GRIDS.items():
+        tried = tuning[tuning["model"] == model]
+        assert len(tried) == len(script.settings(model))
+        best = tried.loc[tried["validation_accuracy"].idxmax()]
+        runs = seeds[seeds["model"] == model]
+        for key in grid:
+            assert (runs[key] == best[key]).all(), (model, key)
+        assert runs.groupby("training_digits")["seed"].nunique().eq(5).all()
+        assert runs["training_digits"].nunique() >= 2
+    sizes = seeds.groupby("model")["training_digits"].unique()
+    assert set(sizes["ViT"]) <= set(sizes["CNN"])  # every ViT size has its CNN runs to pair with
+    assert seeds["test_predictions"].str.len().eq(360).all()
+    assert seeds["test_accuracy"].between(0, 1).all()
+    for command in set(tuning["command"]) | set(seeds["command"]):
+        words = shlex.split(command)
+        assert words[:2] == ["python", "scripts/vit_digits_seeds.py"]
+        parser_args = []
+
+        def stop(self, args=None, namespace=None, original=argparse.ArgumentParser.parse_args):
+            parser_args.append(original(self, args, namespace))
+            raise SystemExit(0)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(argparse.ArgumentParser, "parse_args", stop)
+            with pytest.raises(SystemExit):
+                script.main(words[2:])
+        assert parser_args and parser_args[0].stage in ("tune", "seeds")

@@ -374,7 +374,81 @@ def video_token_counts(config, num_frames: int | None = None) -> dict:
     }
 
 
+
+# ---- the seeded ViT-against-CNN records (scripts/vit_digits_seeds.py) ---------------------------------------
+
+# The settings scripts/vit_digits_seeds.py tries on validation, per network.
+SEED_GRIDS = {
+    "ViT": {"lr": [1e-3, 3e-3], "steps": [500, 1500], "intermediate_size": [128, 256]},
+    "CNN": {"lr": [1e-3, 3e-3], "steps": [500, 1500]},
+}
+
+
+def load_seed_records(folder) -> tuple:
+    """The tuning and seeds records of `scripts/vit_digits_seeds.py` in `folder`: (tuning, seeds), two
+    DataFrames; seeds gains a column `test_accuracy`, computed from its digit-by-digit `test_predictions`
+    against the test labels of `load_digits_dataset(validation_size=0.2)`."""
+    import pandas as pd
+    from pathlib import Path
+
+    folder = Path(folder)
+    missing = [name for name in ("tuning_vit.csv", "tuning_cnn.csv", "seeds_vit.csv", "seeds_cnn.csv")
+               if not (folder / name).exists()]
+    if missing:
+        raise FileNotFoundError(f"load_seed_records: {folder} lacks {missing}; scripts/vit_digits_seeds.py writes them")
+    tuning = pd.concat([pd.read_csv(folder / f"tuning_{m}.csv") for m in ("vit", "cnn")], ignore_index=True)
+    seeds = pd.concat([pd.read_csv(folder / f"seeds_{m}.csv", dtype={"test_predictions": str})
+                       for m in ("vit", "cnn")], ignore_index=True)
+    labels = test_labels()
+    seeds["test_accuracy"] = [float((seed_predictions(p) == labels).mean()) for p in seeds["test_predictions"]]
+    return tuning, seeds
+
+
+def test_labels() -> np.ndarray:
+    """The labels of the 360 test digits, in the order the seeds records store their predictions."""
+    digits = load_digits_dataset(validation_size=0.2, seed=0)
+    return np.array(digits["test"]["label"])
+
+
+def seed_predictions(text: str) -> np.ndarray:
+    """A record's `test_predictions` (one digit character per test digit) as an array of ints."""
+    if not isinstance(text, str) or not text.isdigit():
+        raise ValueError(f"seed_predictions: expected a string of digits, got {str(text)[:20]!r}")
+    return np.array([int(c) for c in text])
+
+
+def seed_summary(seeds):
+    """Test accuracy per model and training-set size over the seeds: mean, standard deviation, range."""
+    grouped = seeds.groupby(["training_digits", "model"])["test_accuracy"]
+    return grouped.agg(seeds="count", mean="mean", sd="std", low="min", high="max").unstack("model")
+
+
+def plot_seed_curve(seeds, *, ax=None, save=None):
+    """Test accuracy against training digits, one line per model: the mean over seeds, a band from the
+    lowest to the highest seed, every seed as a dot."""
+    import matplotlib.pyplot as plt
+
+    from .plotting import _finish, _new_axes
+
+    fig, ax = _new_axes(ax, figsize=(6.5, 4))
+    for (model, runs), marker in zip(seeds.groupby("model"), ("s", "o")):
+        by_size = runs.groupby("training_digits")["test_accuracy"]
+        sizes = np.array(sorted(runs["training_digits"].unique()))
+        line, = ax.plot(sizes, by_size.mean().loc[sizes], marker=marker, label=f"{model}: mean of {by_size.size().max()} seeds")
+        ax.fill_between(sizes, by_size.min().loc[sizes], by_size.max().loc[sizes], color=line.get_color(), alpha=0.2)
+        ax.scatter(runs["training_digits"], runs["test_accuracy"], s=8, color=line.get_color(), alpha=0.6)
+    ax.set_xscale("log")
+    ax.set_xticks(sizes, [str(n) for n in sizes])
+    ax.set_xticks([], minor=True)
+    ax.set(xlabel="training digits (the same number of steps at every size)", ylabel="test accuracy (360 digits)",
+           title="ViT and CNN over seeds: mean, range (band) and each seed (dots)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _finish(fig, save)
+    return ax
+
 __all__ = [
+    "SEED_GRIDS", "load_seed_records", "test_labels", "seed_predictions", "seed_summary", "plot_seed_curve",
     "DIGITS_SIZE",
     "DIGIT_NAMES",
     "RandomShift",

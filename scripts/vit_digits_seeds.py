@@ -1,0 +1,126 @@
+"""Notebook 04's ViT-against-CNN experiment: each recipe tuned on validation, then both over seeds.
+
+    python scripts/vit_digits_seeds.py tune  --models ViT --out data/vit_digits/tuning_vit.csv
+    python scripts/vit_digits_seeds.py tune  --models CNN --out data/vit_digits/tuning_cnn.csv
+    python scripts/vit_digits_seeds.py seeds --models ViT --out data/vit_digits/seeds_vit.csv
+    python scripts/vit_digits_seeds.py seeds --models CNN --out data/vit_digits/seeds_cnn.csv
+    python scripts/vit_digits_seeds.py tune --models CNN --grid-limit 1 --out /tmp/try.csv   # a quick try
+
+`tune` trains each model on all 1,149 training digits of `load_digits_dataset(validation_size=0.2)`
+(seed 0, no shift: the augmentation that `scripts/vit_digits_choices.py` chose on validation) for every
+setting of its grid (`utils.vit.SEED_GRIDS`) and scores it on the 288 validation digits; the test digits are not read.
+`seeds` reads the tuning files, takes each model's setting with the best validation accuracy (ties: the
+first in grid order, the cheaper one), and trains it with seeds 0-4 on 10%, 25%, 50% and 100% of the
+training digits (the subsets of `utils.vit.subset`, seed 0; --fractions splits the work between
+processes), always for the same number of steps (the
+chosen setting's), so that a larger data set means more distinct digits, not more updates. Each seeds
+row keeps the validation accuracy and the test prediction of every one of the 360 test digits, so that
+the notebook can compare two models digit by digit (McNemar) and over seeds. A seed sets the initial
+weights and the order of the batches.
+"""
+import argparse
+import itertools
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from utils import vit  # noqa: E402
+
+GRIDS = vit.SEED_GRIDS  # the settings tried on validation, per model
+FRACTIONS = (0.1, 0.25, 0.5, 1.0)
+SEEDS = (0, 1, 2, 3, 4)
+
+
+def settings(kind):
+    """Every setting of `kind`'s grid, in grid order."""
+    grid = GRIDS[kind]
+    return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+
+
+def build(kind, setting):
+    from transformers import ViTForImageClassification
+
+    if kind == "ViT":
+        config = vit.small_vit_config(**{k: v for k, v in setting.items() if k not in ("lr", "steps")})
+        return ViTForImageClassification(config)
+    return vit.SmallCNN()
+
+
+def fit(kind, setting, train_data, seed):
+    torch.manual_seed(seed)
+    model = build(kind, setting)
+    vit.train_digits(model, train_data, max_dx=0, max_dy=0, epochs=0, min_steps=int(setting["steps"]),
+                     lr=float(setting["lr"]), seed=seed)
+    return model
+
+
+def chosen(tuning: pd.DataFrame, kind: str) -> dict:
+    """The setting of `kind` with the best validation accuracy (the first in grid order on a tie)."""
+    rows = tuning[tuning["model"] == kind]
+    if rows.empty:
+        raise ValueError(f"no tuning rows for {kind!r}: run the tune stage for it first")
+    best = rows.loc[rows["validation_accuracy"].idxmax()]
+    return {k: best[k].item() if hasattr(best[k], "item") else best[k] for k in GRIDS[kind]}  # numpy -> Python
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stage", choices=["tune", "seeds"])
+    parser.add_argument("--models", nargs="+", default=["ViT", "CNN"], choices=list(GRIDS))
+    parser.add_argument("--tuning", nargs="+", default=[str(ROOT / "data/vit_digits/tuning_vit.csv"),
+                                                        str(ROOT / "data/vit_digits/tuning_cnn.csv")])
+    parser.add_argument("--fractions", type=float, nargs="+", default=list(FRACTIONS))
+    parser.add_argument("--grid-limit", type=int, default=None, help="only the first settings of each grid")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    command = "python scripts/vit_digits_seeds.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+
+    digits = vit.load_digits_dataset(validation_size=0.2, seed=0)
+    processor = vit.digits_processor()
+    validation = vit.prepare(digits["validation"], processor)
+    test = vit.prepare(digits["test"], processor)
+    val_labels = validation[:]["labels"].numpy()
+    rows = []
+    if args.stage == "tune":
+        train_data = vit.prepare(digits["train"], processor)
+        for kind in args.models:
+            for setting in settings(kind)[:args.grid_limit]:
+                start = time.perf_counter()
+                model = fit(kind, setting, train_data, seed=0)
+                accuracy = float((vit.predict(model, validation) == val_labels).mean())
+                rows.append({"model": kind, **setting, "validation_accuracy": round(accuracy, 4),
+                             "seconds": round(time.perf_counter() - start, 1), "command": command})
+                print(rows[-1], flush=True)
+    else:
+        tuning = pd.concat([pd.read_csv(path) for path in args.tuning])
+        for kind in args.models:
+            setting = chosen(tuning, kind)
+            for fraction in args.fractions:
+                train_data = vit.prepare(vit.subset(digits["train"], fraction, seed=0), processor)
+                for seed in SEEDS:
+                    start = time.perf_counter()
+                    model = fit(kind, setting, train_data, seed)
+                    predicted = vit.predict(model, test)
+                    rows.append({"model": kind, **setting, "fraction": fraction, "training_digits": len(train_data),
+                                 "seed": seed,
+                                 "validation_accuracy": round(float((vit.predict(model, validation) == val_labels)
+                                                                    .mean()), 4),
+                                 "test_predictions": "".join(str(int(p)) for p in predicted),
+                                 "seconds": round(time.perf_counter() - start, 1), "command": command})
+                    print({k: v for k, v in rows[-1].items() if k != "test_predictions"}, flush=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(out, index=False)
+    print(f"wrote {len(rows)} rows to {out}")
+
+
+if __name__ == "__main__":
+    main()
