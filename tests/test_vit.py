@@ -7,7 +7,7 @@ from transformers import TimesformerConfig, ViTForImageClassification, pipeline
 from transformers.models.vit.modeling_vit import ViTPatchEmbeddings
 
 from utils import train
-from utils.vit import (DIGIT_NAMES, RandomShift, SmallCNN, accuracy, cls_attention, digit_to_image,
+from utils.vit import (DIGIT_NAMES, RandomShift, SmallCNN, accuracy, choose_on_validation, cls_attention, digit_to_image,
                        digits_arrays, digits_processor, embed_patches_by_matmul, layer_flops, load_digits_dataset,
                        plot_data_efficiency,
                        patchify, predict, prepare, score, show_cls_attention, small_vit_config, subset,
@@ -320,3 +320,18 @@ def test_plot_data_efficiency_names_missing_columns_and_draws_one_line_per_run()
     assert sorted(line.get_label() for line in lines) == ["CNN, shift 0 x 0", "ViT, shift 0 x 0 (chosen)"]
     with pytest.raises(ValueError, match="validation_accuracy"):
         plot_data_efficiency(runs.drop(columns="validation_accuracy"))
+
+
+def test_choose_on_validation_picks_by_the_validation_split_and_refits_on_train():
+    from sklearn.neighbors import KNeighborsClassifier
+
+    # k = 1 gets both validation points right, k = 5 (a majority of 0s) gets 1.05 wrong
+    X_train = np.array([[0.0], [1.0], [1.1], [5.0], [5.1], [10.0]])
+    y_train = np.array([0, 1, 1, 0, 0, 1])
+    X_val, y_val = np.array([[1.05], [5.05]]), np.array([1, 0])
+    fitted, search = choose_on_validation(KNeighborsClassifier(), {"n_neighbors": [5, 1]},
+                                          (X_train, y_train), (X_val, y_val))
+    assert search.best_score_ == 1.0 and fitted.n_neighbors == 1
+    assert fitted.n_samples_fit_ == len(X_train)  # refitted on the training points only
+    with pytest.raises(ValueError, match="differ in length"):
+        choose_on_validation(KNeighborsClassifier(), {"n_neighbors": [1]}, (X_train, y_train[:3]), (X_val, y_val))

@@ -290,6 +290,23 @@ def cls_attention(model, pixel_values: torch.Tensor, layer: int = -1) -> torch.T
     return from_cls.reshape(-1, grid, grid)
 
 
+def choose_on_validation(estimator, grid, train, validation):
+    """Grid search on one fixed split: fit every setting of `grid` (a scikit-learn parameter grid) on
+    `train` = (X, y), score it on `validation` = (X, y), and refit the best on `train` alone.
+    Returns (the refitted estimator, the fitted GridSearchCV); its best_score_ is the validation
+    accuracy of the chosen setting. Ties go to the first setting in the grid's order."""
+    from sklearn.model_selection import GridSearchCV, PredefinedSplit
+
+    (X_train, y_train), (X_val, y_val) = train, validation
+    if len(X_train) != len(y_train) or len(X_val) != len(y_val):
+        raise ValueError(f"features and labels differ in length: train {len(X_train)} vs {len(y_train)}, "
+                         f"validation {len(X_val)} vs {len(y_val)}")
+    search = GridSearchCV(estimator, grid, refit=False,
+                          cv=PredefinedSplit([-1] * len(X_train) + [0] * len(X_val)))
+    search.fit(np.concatenate([X_train, X_val]), np.concatenate([y_train, y_val]))
+    return estimator.set_params(**search.best_params_).fit(X_train, y_train), search
+
+
 def show_cls_attention(images, maps, *, titles=None, size=1.7, save=None):
     """[CLS] attention maps (n, rows, cols) laid over their digits (n PIL images or 8 x 8 arrays):
     each patch coloured by its attention (viridis) on ONE colour scale shared by all panels, and the
@@ -432,6 +449,7 @@ __all__ = [
     "RandomShift",
     "SmallCNN",
     "accuracy",
+    "choose_on_validation",
     "cls_attention",
     "digit_to_image",
     "digits_arrays",
