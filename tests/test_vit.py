@@ -7,8 +7,9 @@ from transformers import TimesformerConfig, ViTForImageClassification, pipeline
 from transformers.models.vit.modeling_vit import ViTPatchEmbeddings
 
 from utils import train
-from utils.vit import (DIGIT_NAMES, RandomShift, SmallCNN, accuracy, cls_attention, digit_to_image,
-                       digits_arrays, digits_processor, embed_patches_by_matmul, load_digits_dataset,
+from utils.vit import (DIGIT_NAMES, RandomShift, SmallCNN, accuracy, choose_on_validation, cls_attention, digit_to_image,
+                       digits_arrays, digits_processor, embed_patches_by_matmul, layer_flops, load_digits_dataset,
+                       plot_data_efficiency,
                        patchify, predict, prepare, score, show_cls_attention, small_vit_config, subset,
                        train_digits, video_token_counts)
 
@@ -255,8 +256,9 @@ def test_show_cls_attention_uses_one_colour_scale():
     matplotlib.use("Agg")
     maps = np.stack([np.full((4, 4), 1 / 32), np.eye(4) / 4])
     fig = show_cls_attention([np.zeros((8, 8)), np.ones((8, 8))], maps, titles=["a", "b"])
-    overlays = [ax.images[1] for ax in fig.axes[:2]]
+    overlays = [ax.images[0] for ax in fig.axes[:2]]
     assert all(im.get_clim() == (0, 0.25) for im in overlays)
+    assert all(im.get_cmap().name == "viridis" for im in overlays)  # attention is not drawn in the ink's greys
     with pytest.raises(ValueError, match="one 2-D map per image"):
         show_cls_attention([np.zeros((8, 8))], maps)
 
@@ -336,3 +338,46 @@ def test_seed_records_follow_their_recipe():
             with pytest.raises(SystemExit):
                 script.main(words[2:])
         assert parser_args and parser_args[0].stage in ("tune", "seeds")
+
+
+def test_layer_flops_of_vit_base_cross_at_six_d():
+    from transformers import ViTConfig
+
+    base = ViTConfig()  # D = 768, MLP 3072
+    at_8_frames = layer_flops(base, 8 * 196 + 1)
+    assert at_8_frames["linear_flops"] == 2 * 1569 * (4 * 768**2 + 2 * 768 * 3072)
+    assert at_8_frames["attention_flops"] / 1e9 == pytest.approx(7.56, abs=0.01)
+    assert at_8_frames["linear_flops"] / 1e9 == pytest.approx(22.21, abs=0.01)
+    at_6d = layer_flops(base, 6 * 768)
+    assert at_6d["attention_flops"] == at_6d["linear_flops"]
+    with pytest.raises(ValueError, match="tokens must be at least 1"):
+        layer_flops(base, 0)
+
+
+def test_plot_data_efficiency_names_missing_columns_and_draws_one_line_per_run():
+    import matplotlib
+    import pandas as pd
+
+    matplotlib.use("Agg")
+    runs = pd.DataFrame({"model": ["ViT", "ViT", "CNN", "CNN"], "shift": ["0 x 0"] * 4,
+                         "training_digits": [10, 20, 10, 20], "validation_accuracy": [0.5, 0.6, 0.7, 0.8]})
+    fig = plot_data_efficiency(runs, chosen={"ViT": "0 x 0"})
+    lines = fig.axes[0].get_lines()
+    assert sorted(line.get_label() for line in lines) == ["CNN, shift 0 x 0", "ViT, shift 0 x 0 (chosen)"]
+    with pytest.raises(ValueError, match="validation_accuracy"):
+        plot_data_efficiency(runs.drop(columns="validation_accuracy"))
+
+
+def test_choose_on_validation_picks_by_the_validation_split_and_refits_on_train():
+    from sklearn.neighbors import KNeighborsClassifier
+
+    # k = 1 gets both validation points right, k = 5 (a majority of 0s) gets 1.05 wrong
+    X_train = np.array([[0.0], [1.0], [1.1], [5.0], [5.1], [10.0]])
+    y_train = np.array([0, 1, 1, 0, 0, 1])
+    X_val, y_val = np.array([[1.05], [5.05]]), np.array([1, 0])
+    fitted, search = choose_on_validation(KNeighborsClassifier(), {"n_neighbors": [5, 1]},
+                                          (X_train, y_train), (X_val, y_val))
+    assert search.best_score_ == 1.0 and fitted.n_neighbors == 1
+    assert fitted.n_samples_fit_ == len(X_train)  # refitted on the training points only
+    with pytest.raises(ValueError, match="differ in length"):
+        choose_on_validation(KNeighborsClassifier(), {"n_neighbors": [1]}, (X_train, y_train[:3]), (X_val, y_val))

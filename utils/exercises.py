@@ -346,13 +346,17 @@ EXERCISES: dict[str, Exercise] = {
         "divide the two shares of the training digits' ink."),
     "04.temperature": Exercise(
         "warmer, the temperature (0.3 or 1.5) whose five samples of a digit differ more",
-        Number(1.5, rel=0), "a higher temperature flattens the distribution of each pixel's grey level."),
+        Number(1.5, rel=0), "measure it: the mean absolute grey-level difference between pairs of samples of the same digit."),
     "04.vit_384_tokens": Exercise(
         "tokens_384, the tokens ViT-Base/16 reads from a 384 x 384 image", Number(577, rel=0),
         "count the 16 x 16 patches, and do not forget the [CLS] token."),
     "04.vit_384_frames": Exercise(
         "frames, the fewest 224 x 224 frames whose joint attention costs at least one 384 x 384 image's scores",
         Number(3, rel=0), "video_token_counts(video_config, num_frames=t)['joint_scores'] grows as t squared."),
+    "04.divided_crossover_frames": Exercise(
+        "frames, the fewest 224 x 224 frames at which divided attention costs a ViT-B layer more FLOPs than its linear layers",
+        Number(4411, rel=0.001),
+        "per layer, divided attention costs 4 * D * divided_scores FLOPs; compare with layer_flops(...)['linear_flops']."),
     # 05 TAPAS
     "05.pages_gold": Exercise(
         "new_gold, pandas' total of the corrected page counts", Number(144, rel=0),

@@ -146,7 +146,8 @@ def load_small_igpt(path=None):
 def show_completions(digits, samples, *, rows_given: int = 4, labels=None, size=1.0, save=None):
     """The iGPT figure for digits: one row per digit, showing the original, the top `rows_given` rows
     the model was given, and its sampled completions (samples: (n, k, 8, 8)); a red line marks
-    where the given rows end. All panels share one grey scale, 0..16."""
+    where the given rows end. All panels share one grey scale, 0..16, ink white on black as in the
+    other digit figures; the rows not given are drawn in mid grey."""
     import matplotlib.pyplot as plt
 
     from .plotting import save_figure
@@ -157,12 +158,13 @@ def show_completions(digits, samples, *, rows_given: int = 4, labels=None, size=
         raise ValueError(f"samples must be (n, k, 8, 8) for the n = {len(digits)} digits, got {samples.shape}")
     k = samples.shape[1]
     fig, axes = plt.subplots(len(digits), k + 2, figsize=(size * (k + 2), size * len(digits) + 0.3), squeeze=False)
+    grey = plt.get_cmap("gray").with_extremes(bad=(0.5, 0.5, 0.5))
     for row, (digit, completions) in enumerate(zip(digits, samples)):
         given = digit.astype(float).copy()
         given[rows_given:] = np.nan  # not shown to the model
         panels = [digit, given, *completions]
         for col, (ax, panel) in enumerate(zip(axes[row], panels)):
-            ax.imshow(panel, cmap="gray_r", vmin=0, vmax=DIGITS_MAX)
+            ax.imshow(panel, cmap=grey, vmin=0, vmax=DIGITS_MAX)
             ax.axhline(rows_given - 0.5, color="tab:red", lw=0.8) if col else None
             ax.set_xticks([]), ax.set_yticks([])
             if row == 0:

@@ -290,10 +290,27 @@ def cls_attention(model, pixel_values: torch.Tensor, layer: int = -1) -> torch.T
     return from_cls.reshape(-1, grid, grid)
 
 
+def choose_on_validation(estimator, grid, train, validation):
+    """Grid search on one fixed split: fit every setting of `grid` (a scikit-learn parameter grid) on
+    `train` = (X, y), score it on `validation` = (X, y), and refit the best on `train` alone.
+    Returns (the refitted estimator, the fitted GridSearchCV); its best_score_ is the validation
+    accuracy of the chosen setting. Ties go to the first setting in the grid's order."""
+    from sklearn.model_selection import GridSearchCV, PredefinedSplit
+
+    (X_train, y_train), (X_val, y_val) = train, validation
+    if len(X_train) != len(y_train) or len(X_val) != len(y_val):
+        raise ValueError(f"features and labels differ in length: train {len(X_train)} vs {len(y_train)}, "
+                         f"validation {len(X_val)} vs {len(y_val)}")
+    search = GridSearchCV(estimator, grid, refit=False,
+                          cv=PredefinedSplit([-1] * len(X_train) + [0] * len(X_val)))
+    search.fit(np.concatenate([X_train, X_val]), np.concatenate([y_train, y_val]))
+    return estimator.set_params(**search.best_params_).fit(X_train, y_train), search
+
+
 def show_cls_attention(images, maps, *, titles=None, size=1.7, save=None):
     """[CLS] attention maps (n, rows, cols) laid over their digits (n PIL images or 8 x 8 arrays):
-    the digit in grey (ink dark), each patch tinted red by its attention on ONE colour scale shared
-    by all panels (a redder patch means more attention in any panel), and one colour bar."""
+    each patch coloured by its attention (viridis) on ONE colour scale shared by all panels, and the
+    digit's strokes drawn on top as white outlines, so that ink and attention cannot be confused."""
     import matplotlib.pyplot as plt
 
     maps = np.asarray(maps, dtype=np.float64)
@@ -302,16 +319,16 @@ def show_cls_attention(images, maps, *, titles=None, size=1.7, save=None):
         raise ValueError(f"need one 2-D map per image: {len(images)} images, maps of shape {maps.shape}")
     if titles is not None and len(titles) != len(images):
         raise ValueError(f"{len(titles)} titles for {len(images)} images")
-    from matplotlib.colors import LinearSegmentedColormap
-
     vmax = float(maps.max())
-    tint = LinearSegmentedColormap.from_list("attention", [(0.85, 0.1, 0.1, 0.0), (0.85, 0.1, 0.1, 0.9)])
     fig, axes = plt.subplots(1, len(images), figsize=(size * len(images) + 0.8, size + 0.4), squeeze=False)
     for i, (ax, image, heat) in enumerate(zip(axes[0], images, maps)):
         height, width = image.shape
-        ax.imshow(image, cmap="Greys", vmin=0, vmax=max(float(image.max()), 1e-9), extent=(0, width, height, 0))
-        shown = ax.imshow(heat, cmap=tint, vmin=0, vmax=vmax, extent=(0, width, height, 0),
+        shown = ax.imshow(heat, cmap="viridis", vmin=0, vmax=vmax, extent=(0, width, height, 0),
                           interpolation="nearest")
+        if image.max() > 0:  # the strokes: half the digit's darkest grey level, as a white outline
+            ax.contour(np.arange(width) + 0.5, np.arange(height) + 0.5, image, levels=[image.max() / 2],
+                       colors="white", linewidths=1.2)
+        ax.set_xlim(0, width), ax.set_ylim(height, 0)
         ax.set_xticks([]), ax.set_yticks([])
         if titles is not None:
             ax.set_title(str(titles[i]), fontsize=9)
@@ -321,6 +338,56 @@ def show_cls_attention(images, maps, *, titles=None, size=1.7, save=None):
     return fig
 
 
+def plot_data_efficiency(runs, *, chosen=None, save=None):
+    """Validation accuracy against training digits, one line per (model, shift) in `runs` (columns
+    model, shift, training_digits, validation_accuracy): the ViT in solid lines with circles, the CNN
+    in dashed lines with squares, one colour per shift, a different marker size per shift so that
+    overlapping points stay visible; the legend sits outside the axes. `chosen` ({model: shift label})
+    draws the chosen settings thicker."""
+    import matplotlib.pyplot as plt
+
+    missing = {"model", "shift", "training_digits", "validation_accuracy"} - set(runs.columns)
+    if missing:
+        raise ValueError(f"runs lacks the columns {sorted(missing)}")
+    shifts = sorted(runs["shift"].unique())
+    colours = dict(zip(shifts, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    sizes_by_shift = dict(zip(shifts, np.linspace(9, 4, len(shifts))))
+    fig, ax = plt.subplots(figsize=(8.5, 4))
+    for (kind, shift), run in runs.groupby(["model", "shift"]):
+        run = run.sort_values("training_digits")
+        vit = kind == "ViT"
+        thick = chosen is not None and chosen.get(kind) == shift
+        ax.plot(run["training_digits"], run["validation_accuracy"], marker="o" if vit else "s",
+                markersize=sizes_by_shift[shift], markerfacecolor="none" if not vit else colours[shift],
+                ls="-" if vit else "--", lw=2.4 if thick else 1.1, color=colours[shift],
+                label=f"{kind}, shift {shift}" + (" (chosen)" if thick else ""))
+    sizes = sorted(runs["training_digits"].unique())
+    ax.set_xscale("log")
+    ax.set_xticks(sizes, [str(n) for n in sizes], minor=False)
+    ax.set_xticks([], minor=True)
+    ax.set(xlabel="training digits", ylabel="validation accuracy",
+           title="data efficiency: a ViT and a CNN of the same size")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    if save:
+        save_figure(fig, save)
+    return fig
+
+
+def layer_flops(config, tokens: int) -> dict:
+    """FLOPs of one encoder layer of a ViT-style config (hidden size D, MLP size from
+    intermediate_size) for a sequence of `tokens` tokens, counting a multiply-add as two FLOPs:
+    the linear layers (query, key, value and output projections, 4 D^2 per token, and the MLP,
+    2 D * intermediate per token) and joint attention's scores and weighted sum (2 n D per token)."""
+    if tokens < 1:
+        raise ValueError(f"tokens must be at least 1, got {tokens}")
+    d, m = config.hidden_size, config.intermediate_size
+    linear = 2 * tokens * (4 * d * d + 2 * d * m)
+    attention = 2 * 2 * tokens * tokens * d
+    return {"tokens": tokens, "linear_flops": linear, "attention_flops": attention}
+
+
 def show_patch_grid(image: Image.Image, patch_size: int = 16, size: int = 224, save: str | None = None):
     """Draw `image`, resized to size x size as a ViT sees it, with its patch grid and patch numbers.
     Plain matplotlib: the foundation's show_images draws no grid."""
@@ -328,6 +395,7 @@ def show_patch_grid(image: Image.Image, patch_size: int = 16, size: int = 224, s
 
     if size % patch_size:
         raise ValueError(f"size {size} is not a multiple of patch_size {patch_size}")
+    original = f"{image.width} x {image.height}"
     resized = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.imshow(resized)
@@ -339,7 +407,8 @@ def show_patch_grid(image: Image.Image, patch_size: int = 16, size: int = 224, s
         row, col = divmod(index, per_side)
         ax.text((col + 0.5) * patch_size, (row + 0.5) * patch_size, str(index + 1), color="yellow",
                 fontsize=5, ha="center", va="center")
-    ax.set_title(f"{per_side} x {per_side} = {per_side * per_side} patches of {patch_size} x {patch_size} pixels")
+    ax.set_title(f"{original} pixels squashed to {size} x {size} (not cropped):\n"
+                 f"{per_side} x {per_side} = {per_side * per_side} patches of {patch_size} x {patch_size} pixels", fontsize=9)
     ax.axis("off")
     if save:
         save_figure(fig, save)
@@ -454,11 +523,14 @@ __all__ = [
     "RandomShift",
     "SmallCNN",
     "accuracy",
+    "choose_on_validation",
     "cls_attention",
     "digit_to_image",
     "digits_arrays",
     "digits_processor",
     "embed_patches_by_matmul",
+    "layer_flops",
+    "plot_data_efficiency",
     "load_digits_dataset",
     "patchify",
     "predict",
