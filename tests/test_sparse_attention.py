@@ -1,6 +1,7 @@
 """Tests of utils.sparse_attention: patterns against explicit masks, kernels against the float64 reference,
 and the patterns against the positions that transformers' Longformer and BigBird really attend."""
 import argparse
+import functools
 import importlib.util
 import inspect
 from pathlib import Path
@@ -337,3 +338,72 @@ def test_kv_cache_per_token_of_published_configurations():
     # grouped-query attention divides the multi-head cache by the queries per key-value head
     mha = sa.kv_cache_mib(8192, layers=32, kv_heads=32, head_dim=128)
     assert mha / sa.kv_cache_mib(8192, layers=32, kv_heads=8, head_dim=128) == 4
+
+
+# ---- since the book: KV caches across heads, LSH buckets, top-k blocks, IO counts ----------------------
+
+def test_kv_cache_per_token_matches_deepseek_v2_table_1():
+    # DeepSeek-V2 (arXiv:2405.04434), Table 1: KV cache per token in elements is 2 n_h d_h l (MHA),
+    # 2 n_g d_h l (GQA), 2 d_h l (MQA) and (d_c + d_h^R) l ~ 9/2 d_h l (MLA, d_c = 4 d_h, d_h^R = d_h / 2),
+    # "equal to GQA with only 2.25 groups".
+    d_h, n_h, layers = 128, 128, 60
+    per = functools.partial(sa.kv_cache_per_token, layers=layers, bytes_per_value=1)
+    assert per(kv_heads=n_h, head_dim=d_h) == 2 * n_h * d_h * layers
+    assert per(kv_heads=1, head_dim=d_h) == 2 * d_h * layers
+    mla = per(latent_dim=4 * d_h + d_h // 2)
+    assert mla == 9 / 2 * d_h * layers == 2 * 2.25 * d_h * layers
+
+
+def test_kv_cache_of_llama_3_and_deepseek_v3():
+    # Llama 3 (arXiv:2407.21783) Table 3: 8B has 32 layers, 8 KV heads of 128; bf16 gives 128 KiB a token.
+    assert sa.kv_cache_per_token(layers=32, kv_heads=8, head_dim=128) == 128 * 2**10
+    assert sa.kv_cache_mib(131072, layers=80, kv_heads=8, head_dim=128) == 40 * 2**10  # 70B: 40 GiB at 128k
+    # DeepSeek-V3: 61 layers, kv_lora_rank 512 + qk_rope_head_dim 64 = 576 values a layer
+    assert sa.kv_cache_per_token(layers=61, latent_dim=576) == 61 * 576 * 2
+    with pytest.raises(ValueError, match="either latent_dim"):
+        sa.kv_cache_mib(10, layers=2, kv_heads=1, head_dim=8, latent_dim=16)
+    with pytest.raises(ValueError, match="needs kv_heads and head_dim"):
+        sa.kv_cache_per_token(layers=2, kv_heads=4)
+
+
+def test_lsh_mask_through_the_kernel_equals_bucket_by_bucket_attention():
+    generator = torch.Generator().manual_seed(0)
+    qk, v = (torch.randn(1, 2, 300, 16, generator=generator) for _ in range(2))
+    buckets = sa.lsh_buckets(qk[0], 6, seed=1)
+    assert buckets.shape == (2, 300) and set(buckets.unique().tolist()) <= set(range(6))
+    assert torch.equal(buckets, sa.lsh_buckets(3.0 * qk[0], 6, seed=1))  # angular: the scale does not matter
+    out = sa.block_sparse_attention(qk, qk, v, sa.same_bucket(buckets, buckets))
+    torch.testing.assert_close(out.double(), sa.bucket_attention_reference(qk, qk, v, buckets, buckets),
+                               atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="even"):
+        sa.lsh_buckets(qk[0], 5)
+
+
+def test_top_k_blocks_picks_the_matching_block_and_runs_in_the_kernel():
+    generator = torch.Generator().manual_seed(0)
+    n, block, d = 512, 64, 32
+    topics = torch.randn(1, n // block, d, generator=generator)
+    partner = torch.tensor([3, 0, 6, 1, 7, 2, 5, 4])
+    q = (topics.repeat_interleave(block, 1) + 0.1 * torch.randn(1, n, d, generator=generator))[None]
+    k = (topics[:, partner.argsort()].repeat_interleave(block, 1) + 0.1 * torch.randn(1, n, d, generator=generator))[None]
+    mask_mod, table = sa.top_k_blocks(q, k, 1, block_size=block)
+    assert torch.equal(table[0].nonzero()[:, 1], partner)
+    v = torch.randn(1, 1, n, d, generator=generator)
+    torch.testing.assert_close(sa.block_sparse_attention(q, k, v, mask_mod),
+                               sa.reference_attention(q, k, v, sa.dense_mask(mask_mod, n)).float(), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="multiple of block_size"):
+        sa.top_k_blocks(q[..., :500, :], k[..., :500, :], 1, block_size=block)
+
+
+def test_attention_io_counts():
+    n, d, sram = 4096, 64, 98304
+    assert sa.attention_io(n, d, sram, algorithm="naive", bytes_per_value=1) == 4 * n * d + 4 * n * n
+    two_pass, online = (sa.attention_io(n, d, sram, algorithm=a) for a in ("tiled two-pass", "online softmax"))
+    assert online < two_pass < sa.attention_io(n, d, sram, algorithm="naive")
+    # Theorem 2 (Dao et al. 2022): Theta(n^2 d^2 / M) accesses; doubling M about halves them once n^2 d^2 / M dominates
+    big = [sa.attention_io(65536, d, m, algorithm="online softmax") for m in (16384, 32768)]
+    assert 1.8 < big[0] / big[1] < 2.1
+    with pytest.raises(ValueError, match="unknown algorithm"):
+        sa.attention_io(n, d, sram, algorithm="flash")
+    with pytest.raises(ValueError, match="at least 4 rows"):
+        sa.attention_io(n, d, 100, algorithm="naive")

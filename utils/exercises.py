@@ -320,12 +320,16 @@ EXERCISES: dict[str, Exercise] = {
     "02.rolling_cache": Exercise(
         "decode, a function decode(q, k, v, window) of one head's (n, d) tensors that generates with a rolling buffer",
         Passes(_test_rolling_cache), "slot i % window holds position i; before the buffer fills, use only the filled slots."),
-    "02.local_global": Exercise(
-        "kept, the fraction of the all-global KV cache kept at T = 8192", Number(0.75, rel=1e-6),
-        "half the layers keep T positions, the other half at most W."),
-    "02.local_global_limit": Exercise(
-        "limit, the fraction kept as T grows without bound", Number(0.5, rel=1e-6),
-        "what happens to W / T as T grows?"),
+    "02.sink_window_tiles": Exercise(
+        "tiles, the number of 128 x 128 tiles at n = 512 that hold at least one kept pair of the pattern",
+        Number(9, rel=0), "a causal window of 60 keys touches the diagonal tile and the one to its left; "
+        "the sinks add a column at key 0 wherever the window has left it."),
+    "02.gqa_cache_gib": Exercise(
+        "gib, the KV cache in GiB (2**30 bytes) of one 131072-token sequence in Llama 3 405B, 16-bit values",
+        Number(63.0, rel=1e-3), "per layer and token: a key and a value for each KV head (not each query head)."),
+    "02.mla_ratio": Exercise(
+        "ratio, how many times smaller the cache would be with DeepSeek-V3's latent (512 + 64 values a layer)",
+        Number(2 * 8 * 128 / 576, rel=1e-3), "MLA keeps one vector per layer and token, shared by all heads."),
     # 03 linear attention
     "03.gated_loop": Exercise(
         "recurrence, a function recurrence(q, k, v, g) of (n, m), (n, m), (n, d) and (n,) tensors that returns y, (n, d)",

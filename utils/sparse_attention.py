@@ -25,7 +25,9 @@ __all__ = [
     "BLOCK_SIZE", "and_masks", "or_masks",
     "band", "dilated", "global_tokens", "random_keys", "block_local", "lookup", "blockwise", "full",
     "longformer", "bigbird", "bigbird_uses_full_attention", "star_transformer", "atomic_patterns", "compounds",
-    "causal", "sliding_window", "sink_tokens", "kv_cache_mib",
+    "causal", "sliding_window", "sink_tokens", "kv_cache_mib", "kv_cache_per_token", "layer_windows",
+    "density_table", "bigbird_random_blocks", "tiny_bigbird", "kernel_summary", "lsh_buckets", "same_bucket", "bucket_attention_reference",
+    "top_k_blocks", "attention_io",
     "dense_mask", "block_table", "token_density", "block_density", "tiles", "tile_states", "show_tiles", "plot_speedup",
     "longformer_attended",
     "reference_attention", "naive_attention", "sdpa_attention", "flex_sparse_attention",
@@ -189,8 +191,10 @@ def sink_tokens(count):
     return sink_mask
 
 
-def kv_cache_mib(tokens, *, layers, kv_heads, head_dim, windows=None, bytes_per_value=2):
-    """MiB of keys and values a decoder keeps after ``tokens`` tokens. ``windows`` gives each layer's
+def kv_cache_mib(tokens, *, layers, kv_heads=None, head_dim=None, latent_dim=None, windows=None, bytes_per_value=2):
+    """MiB of keys and values a decoder keeps after ``tokens`` tokens. ``kv_heads`` x ``head_dim`` keys and as many
+    values per layer and position (multi-head, grouped-query or multi-query attention), or, for multi-head latent
+    attention, one vector of ``latent_dim`` values (see ``kv_cache_per_token``). ``windows`` gives each layer's
     sliding window (None for a global layer; one value for all layers): a windowed layer keeps a rolling
     cache of its last ``window`` positions only."""
     tokens, layers = _check_int("tokens", tokens), _check_int("layers", layers, 1)
@@ -198,7 +202,8 @@ def kv_cache_mib(tokens, *, layers, kv_heads, head_dim, windows=None, bytes_per_
     if len(windows) != layers:
         raise ValueError(f"windows must give one window per layer ({layers}), got {len(windows)}")
     kept = sum(tokens if w is None else min(tokens, _check_int("window", w, 1)) for w in windows)
-    per_position = 2 * _check_int("kv_heads", kv_heads, 1) * _check_int("head_dim", head_dim, 1) * bytes_per_value
+    per_position = kv_cache_per_token(layers=1, kv_heads=kv_heads, head_dim=head_dim, latent_dim=latent_dim,
+                                      bytes_per_value=bytes_per_value)
     return kept * per_position / 2**20
 
 
@@ -389,7 +394,7 @@ def plot_speedup(results, *, n=None, ax=None, save=None):
     if df.empty:
         raise ValueError(f"plot_speedup: no sparse records at n={n}")
     fig, ax = _new_axes(ax, figsize=(6.2, 4.4))
-    line = [min(1.0, df.ideal.min()) / 1.3, df.ideal.max() * 1.3]
+    line = [min(1.0, df.ideal.min()) / 1.3, df.ideal.max() * 1.3]  # from below x = 1, the dense row's place
     ax.plot(line, line, color="grey", linestyle="--", label="ideal: 1 / tile density")
     markers = dict(zip(df.pattern.unique(), "osD^vP*"))
     colours = dict(zip(df.kernel.unique(), plt.rcParams["axes.prop_cycle"].by_key()["color"]))
@@ -398,6 +403,12 @@ def plot_speedup(results, *, n=None, ax=None, save=None):
     handles = [plt.Line2D([], [], color=c, marker="o", linestyle="", label=k) for k, c in colours.items()]
     handles += [plt.Line2D([], [], color="black", marker=m, linestyle="", label=p, fillstyle="none")
                 for p, m in markers.items()]
+    flex_dense = results[(results.kernel == "flex") & (results.pattern == "none") & (results.n == n)]
+    if len(flex_dense):  # FlexAttention computing every tile: its speed per tile against SDPA's, at x = 1
+        ax.scatter([1.0] * len(flex_dense), flex_dense.speedup, marker="X", color=colours.get("flex", "black"),
+                   s=70, zorder=3)
+        handles.append(plt.Line2D([], [], color=colours.get("flex", "black"), marker="X", linestyle="",
+                                  label="flex, every tile (dense)"))
     ax.legend(handles=[ax.get_lines()[0], *handles], fontsize=8, loc="upper left")
     ax.axhline(1.0, color="grey", linestyle=":", linewidth=1)
     ax.set_xscale("log"), ax.set_yscale("log")
@@ -718,3 +729,180 @@ def run(long=False):
         return benchmark([1024, 2048, 4096, 8192, 16384], max_naive_n=8192, max_dense_mask_n=16384)
     # the notebook's default: the kernels that hold n x n numbers stop at 4k
     return benchmark([1024, 4096, 8192], max_naive_n=4096, max_dense_mask_n=4096, repeat=5)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Notebook helpers: density table, BigBird's random blocks, layer windows
+# ---------------------------------------------------------------------------------------------------------
+def density_table(n, w=64, d=4, g=2, r=16, b=128):
+    """The five atomic patterns at length ``n``: the fraction of pairs each keeps by its formula and as
+    measured on the mask, and the fraction of 128 x 128 tiles holding at least one kept pair."""
+    import pandas as pd
+
+    patterns = {
+        "band": (band(w), (2 * w + 1) / n),
+        "dilated": (dilated(4 * w, d), (2 * (4 * w // d) + 1) / n),
+        "global": (global_tokens(*range(g)), 2 * g / n),
+        "random": (random_keys(n, r, seed=0), r / n),
+        "block-local": (block_local(b), b / n),
+    }
+    return pd.DataFrame([{"n": n, "pattern": name, "formula": formula, "token density": token_density(p, n),
+                          "128-tile density": block_density(p, n)} for name, (p, formula) in patterns.items()])
+
+
+def bigbird_random_blocks(weights, block_size):
+    """The random blocks a transformers BigBird layer attended, read from its (heads, n, n) attention weights:
+    every attended block outside the window (a band of 3 blocks) and the first and last (global) blocks,
+    as a bool tensor (heads, n_blocks, n_blocks)."""
+    if not isinstance(weights, torch.Tensor) or weights.dim() != 3 or weights.shape[-1] != weights.shape[-2]:
+        raise ValueError("bigbird_random_blocks needs attention weights of shape (heads, n, n)")
+    n_blocks = -(-weights.shape[-1] // _check_int("block_size", block_size, 1))
+    window_and_global = dense_mask(or_masks(band(1), global_tokens(0, n_blocks - 1)), n_blocks)
+    return tiles(weights > 0, block_size) & ~window_and_global
+
+
+def tiny_bigbird(train, block_size=8, num_random_blocks=2, *, layers=2, max_positions=256):
+    """A transformers ``BigBirdModel`` in block_sparse mode with random weights (nothing downloaded), two heads of
+    16 dimensions, no dropout; in training mode (``train``) it draws random blocks, in eval mode it does not."""
+    from transformers import BigBirdConfig, BigBirdModel
+
+    config = BigBirdConfig(vocab_size=100, hidden_size=32, num_attention_heads=2, num_hidden_layers=layers,
+                           intermediate_size=64, max_position_embeddings=max_positions,
+                           attention_type="block_sparse", block_size=block_size,
+                           num_random_blocks=num_random_blocks, hidden_dropout_prob=0.0,
+                           attention_probs_dropout_prob=0.0)
+    return BigBirdModel(config).train(train)
+
+
+def kernel_summary(results, memory_ratio, patterns):
+    """One line per pattern of the ``benchmark`` records: each block-sparse kernel's speedup over dense SDPA and
+    fraction of the ideal, and the memory of naive and masked SDPA as a multiple of compiled FlexAttention's."""
+    at = results[results.pattern != "none"].set_index(["pattern", "kernel"])
+    lines = []
+    for pattern in patterns:
+        flex, plain = at.loc[(pattern, "flex")], at.loc[(pattern, "block_sparse")]
+        lines.append(
+            f"{pattern}, n = {int(flex.n)} (ideal {1 / flex.density:.1f} x): compiled flex {flex.speedup:.1f} x over "
+            f"dense SDPA ({flex.of_ideal:.2f} of ideal), plain block-sparse {plain.speedup:.1f} x "
+            f"({plain.of_ideal:.2f}); naive and masked SDPA need {memory_ratio.loc[pattern, 'naive']:.0f} x and "
+            f"{memory_ratio.loc[pattern, 'sdpa_mask']:.0f} x flex's memory, the plain block-sparse kernel "
+            f"{memory_ratio.loc[pattern, 'block_sparse']:.1f} x.")
+    return lines
+
+
+def layer_windows(config):
+    """Each layer's sliding window (None for a global layer) from a transformers decoder configuration:
+    ``layer_types`` when it has them, otherwise every layer windowed by ``sliding_window``."""
+    types = getattr(config, "layer_types", None) or ["sliding_attention"] * config.num_hidden_layers
+    return [config.sliding_window if kind == "sliding_attention" else None for kind in types]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Since the book: KV caches of MHA / MQA / GQA / MLA, LSH buckets, dynamic block selection, IO counts
+# ---------------------------------------------------------------------------------------------------------
+def kv_cache_per_token(*, layers, kv_heads=None, head_dim=None, latent_dim=None, bytes_per_value=2):
+    """Bytes of cache one token costs across all layers. Multi-head (kv_heads = heads), multi-query
+    (kv_heads = 1) and grouped-query attention keep a key and a value of ``head_dim`` per KV head;
+    multi-head latent attention (DeepSeek-V2/V3) keeps one compressed vector of ``latent_dim`` values
+    per layer (kv_lora_rank + the decoupled RoPE key's dimension), shared by all heads."""
+    layers = _check_int("layers", layers, 1)
+    if latent_dim is not None:
+        if kv_heads is not None or head_dim is not None:
+            raise ValueError("give either latent_dim (MLA) or kv_heads and head_dim, not both")
+        return layers * _check_int("latent_dim", latent_dim, 1) * bytes_per_value
+    if kv_heads is None or head_dim is None:
+        raise ValueError("kv_cache_per_token needs kv_heads and head_dim (or latent_dim for MLA)")
+    return layers * 2 * _check_int("kv_heads", kv_heads, 1) * _check_int("head_dim", head_dim, 1) * bytes_per_value
+
+
+def lsh_buckets(x, n_buckets, *, seed=0):
+    """Reformer's angular LSH (Kitaev et al. 2020, sec. 2): project the unit vectors ``x`` (..., n, d) with one
+    random rotation R (d, n_buckets / 2) and take argmax([xR, -xR]) as the bucket, (..., n) int64."""
+    n_buckets = _check_int("n_buckets", n_buckets, 2)
+    if n_buckets % 2:
+        raise ValueError(f"n_buckets must be even (argmax over [xR, -xR]), got {n_buckets}")
+    generator = torch.Generator().manual_seed(_check_int("seed", seed))
+    rotation = torch.randn(x.shape[-1], n_buckets // 2, generator=generator, dtype=x.dtype).to(x.device)
+    projected = F.normalize(x, dim=-1) @ rotation
+    return torch.cat([projected, -projected], dim=-1).argmax(dim=-1)
+
+
+def same_bucket(q_buckets, k_buckets):
+    """The mask_mod of LSH attention: a query attends the keys hashed to its own bucket.
+    ``q_buckets`` and ``k_buckets``: (heads, n) or (n,) integer buckets (``lsh_buckets``)."""
+    qb, kb = (t.reshape(-1, t.shape[-1]) for t in (q_buckets, k_buckets))
+    if qb.shape != kb.shape:
+        raise ValueError(f"q and k buckets must have the same shape, got {tuple(qb.shape)} and {tuple(kb.shape)}")
+    if qb.shape[0] == 1:
+        qb, kb = qb[0], kb[0]
+
+        def bucket_mask(b, h, q_idx, kv_idx):
+            return qb[q_idx] == kb[kv_idx]
+
+        return bucket_mask
+
+    def per_head_bucket_mask(b, h, q_idx, kv_idx):
+        return qb[h, q_idx] == kb[h, kv_idx]
+
+    return per_head_bucket_mask
+
+
+def bucket_attention_reference(q, k, v, q_buckets, k_buckets):
+    """LSH attention computed bucket by bucket in float64, without any mask: for each head and bucket, softmax
+    attention of the bucket's queries over the bucket's keys. q, k, v: (1, heads, n, d); buckets (heads, n)."""
+    out = torch.zeros(q.shape[:-1] + v.shape[-1:], dtype=torch.float64)
+    for h in range(q.shape[1]):
+        for bucket in torch.unique(q_buckets[h]):
+            queries = (q_buckets[h] == bucket).nonzero().flatten()
+            keys = (k_buckets[h] == bucket).nonzero().flatten()
+            if len(keys) == 0:
+                continue
+            scores = q[0, h, queries].double() @ k[0, h, keys].double().T / math.sqrt(q.shape[-1])
+            out[0, h, queries] = scores.softmax(dim=-1) @ v[0, h, keys].double()
+    return out
+
+
+def top_k_blocks(q, k, top_k, *, block_size=BLOCK_SIZE):
+    """Dynamic block selection (MoBA, Lu et al. 2025; the selection branch of NSA, Yuan et al. 2025), here
+    without causality: score each (query block, key block) pair by the dot product of the block's mean query
+    and mean key, and let every query block attend its ``top_k`` best key blocks. q, k: (1, heads, n, d) with n
+    a multiple of ``block_size``. Returns (mask_mod, table), table the bool (heads, blocks, blocks) choice."""
+    top_k = _check_int("top_k", top_k, 1)
+    bs = _check_int("block_size", block_size, 1)
+    n = q.shape[-2]
+    if n % bs:
+        raise ValueError(f"top_k_blocks needs n ({n}) to be a multiple of block_size ({bs})")
+    n_blocks = n // bs
+    if top_k > n_blocks:
+        raise ValueError(f"top_k={top_k} is more than the {n_blocks} key blocks there are")
+    q_mean, k_mean = (x[0].unflatten(-2, (n_blocks, bs)).mean(dim=-2) for x in (q, k))
+    picked = (q_mean @ k_mean.transpose(-1, -2)).topk(top_k, dim=-1).indices
+    table = torch.zeros(q.shape[1], n_blocks, n_blocks, dtype=torch.bool).scatter_(-1, picked, True)
+    return blockwise(lookup(table), bs), table
+
+
+def attention_io(n, d, sram, *, algorithm, bytes_per_value=2):
+    """Bytes one head of attention (n queries and keys of dimension d) moves between slow memory (HBM) and
+    fast memory (SRAM holding ``sram`` values), counted as in Dao et al. 2022 (FlashAttention, Algorithm 0 and
+    the proof of Theorem 2). The tiled algorithms keep blocks of B_c = ceil(sram / 4d) keys and values in fast
+    memory and stream the queries past them (T_c = ceil(n / B_c) blocks):
+
+    * ``naive``: S = QK^T written out, read for the softmax, P written, read for PV: 4nd + 4n^2 values;
+    * ``tiled two-pass``: no n x n matrix, but an exact softmax that needs each row's maximum and sum before any
+      output: a first pass over the key blocks for the statistics (Q read, max and sum read and written per
+      block), a second that adds each block's share to O: 3nd + T_c (4nd + 6n);
+    * ``online softmax``: FlashAttention's single pass, rescaling the running max and sum on the fly:
+      2nd + T_c (3nd + 4n), which is Theorem 2's Theta(n^2 d^2 / M) when d <= M <= nd."""
+    n, d, sram = (_check_int(name, value, 1) for name, value in (("n", n), ("d", d), ("sram", sram)))
+    if sram < 4 * d:
+        raise ValueError(f"sram ({sram} values) must hold at least 4 rows of d = {d}")
+    key_blocks = -(-n // -(-sram // (4 * d)))
+    if algorithm == "naive":
+        values = 4 * n * d + 4 * n * n
+    elif algorithm == "tiled two-pass":
+        values = 3 * n * d + key_blocks * (4 * n * d + 6 * n)
+    elif algorithm == "online softmax":
+        values = 2 * n * d + key_blocks * (3 * n * d + 4 * n)
+    else:
+        raise ValueError(f"unknown algorithm {algorithm!r}; choose from 'naive', 'tiled two-pass', 'online softmax'")
+    return values * bytes_per_value
