@@ -54,3 +54,46 @@ def test_a_removed_option_is_caught(monkeypatch):
     """The check can fail: the grammar model's old option is refused by today's script."""
     with pytest.raises(SystemExit):
         _parse("python scripts/train_speech.py --epochs 150 --eval-epochs 10", monkeypatch)
+
+
+def _parse_at_commit(command, commit, tmp_path, monkeypatch):
+    """Parse `command` with the script as it was at `commit` (read with git show), not today's."""
+    import subprocess
+    words = shlex.split(command)
+    try:
+        source = subprocess.run(["git", "-C", str(ROOT), "show", f"{commit}:{words[1]}"], check=True,
+                                capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip(f"commit {commit} is not in this clone's history")
+    old = tmp_path / Path(words[1]).name
+    old.write_text(source)
+    spec = importlib.util.spec_from_file_location(f"old_{old.stem}", old)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    original = argparse.ArgumentParser.parse_args
+
+    def stop(self, args=None, namespace=None):
+        raise _Parsed(original(self, args, namespace))
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", stop)
+    with pytest.raises(_Parsed) as parsed:
+        module.main(words[2:])
+    return parsed.value.args[0]
+
+
+TRAINED_BY = [p for p in RECORDS if "trained_by" in json.loads(p.read_text())]
+
+
+def test_the_grammar_model_records_how_its_weights_were_trained():
+    assert [p.relative_to(ROOT / "data" / "speech").as_posix() for p in TRAINED_BY] == ["model/metrics.json"]
+
+
+@pytest.mark.parametrize("record", TRAINED_BY, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_older_training_commands_parse_with_the_script_of_their_commit(record, tmp_path, monkeypatch):
+    trained_by = json.loads(record.read_text())["trained_by"]
+    assert trained_by["commands"], record
+    for command in trained_by["commands"]:
+        args = _parse_at_commit(command, trained_by["script_commit"], tmp_path, monkeypatch)
+        assert args.out is not None
+    with pytest.raises(SystemExit):  # and today's script refuses them, which is why the commit is stored
+        _parse(trained_by["commands"][0], monkeypatch)
