@@ -484,3 +484,13 @@ def test_language_model_text_holds_no_test_sentence():
     test = speech.read_transcripts(speech.corpus_dir() / "test")
     assert len(test) == 88 and not train & set(test["text"])
     assert len(train & set(speech.book_sentences()["train"])) == len(speech.book_sentences()["train"])
+
+
+def test_near_misses_counts_words_a_letter_or_two_off():
+    table = pd.DataFrame({"text": ["THE CAT SAT ON THE MAT", "A B"],
+                          "heard": ["THE KAT SAT ON THE ELEPHANT", "A"]})
+    # wrong words: KAT (1 letter off: near), ELEPHANT for MAT (far), B deleted (no partner)
+    assert speech.near_misses(table) == {"wrong": 3, "substituted": 2, "near": 1, "share": 1 / 3}
+    assert speech.near_misses(table, max_distance=0)["near"] == 0
+    with pytest.raises(ValueError, match="heard"):
+        speech.near_misses(table.drop(columns="heard"))

@@ -25,6 +25,26 @@ def _resolve(value):
     return value() if callable(value) else value
 
 
+
+def _speech_mask_share(mask_prob, span=10, seeds=200):
+    """Average share of the book sentence's frames that wav2vec 2.0's span masking covers (notebook 06)."""
+    from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices
+
+    from . import speech
+
+    table = speech.read_transcripts()
+    book = speech.read_speech(speech.corpus_dir() / table[table.split == "heldout"].iloc[0].path)
+    n_frames = speech.num_frames(speech.pretraining_config(), len(book))
+    state = np.random.get_state()
+    try:
+        shares = []
+        for seed in range(seeds):
+            np.random.seed(seed)
+            shares.append(_compute_mask_indices((1, n_frames), mask_prob, span).mean())
+    finally:
+        np.random.set_state(state)
+    return float(np.mean(shares))
+
 # ---- kinds of answer: each judges an answer and says how far off it is, never what is expected ----
 
 @dataclass(frozen=True)
@@ -383,8 +403,10 @@ EXERCISES: dict[str, Exercise] = {
         "decoded, the text the frames spell", Choice("HE LLO"),
         "merge repeated frames first, then drop the blanks; the delimiter becomes a space."),
     "06.mask_share": Exercise(
-        "share, the average share of masked frames over the 200 seeds", Number(0.49, rel=0, abs=0.02),
-        "the spans overlap, so the share of masked frames is well below mask_prob = 0.65."),
+        "share, the average share of masked frames over the 200 seeds with mask_prob=0.3",
+        Number(lambda: _speech_mask_share(0.3), rel=0, abs=0.01),
+        "draw with _compute_mask_indices((1, n_frames), 0.3, 10) after np.random.seed(seed); spans overlap less "
+        "when there are fewer of them."),
     "06.one_letter_wer": Exercise(
         "one_letter_wer, the WER of the book's sentence with one letter changed", Number(1 / 17, rel=1e-6),
         "WER counts whole words: one wrong letter makes one wrong word."),

@@ -577,6 +577,38 @@ def error_rates(scores, by=None, n_boot=1000, seed=0, level=0.95, groups=None):
     return pd.DataFrame(rows).set_index(by or "split")
 
 
+def near_misses(scores, max_distance=2):
+    """How many of the wrong words were near misses: a letter or two off the right word.
+
+    `scores` is a `score_utterances` table. jiwer aligns each reference with what was heard; every
+    substituted word pair is a wrong word, and it is a near miss when the character edit distance
+    (Levenshtein: substitutions, deletions, insertions) between the two words is at most
+    `max_distance`. Deleted and inserted words are wrong words too but have no partner, so they
+    count as not near. Returns a dict: `wrong` (substitutions + deletions + insertions, as in WER),
+    `substituted`, `near` and `share` (near / wrong).
+    """
+    import jiwer
+
+    missing = {"text", "heard"} - set(scores.columns)
+    if missing:
+        raise ValueError(f"near_misses: scores lack the column(s) {sorted(missing)}; make them with score_utterances")
+    if not isinstance(max_distance, int) or max_distance < 0:
+        raise ValueError(f"near_misses: max_distance must be a non-negative int, got {max_distance!r}")
+    wrong = substituted = near = 0
+    for ref, hyp in zip(scores["text"], scores["heard"]):
+        out = jiwer.process_words(ref, hyp or "")
+        wrong += out.substitutions + out.deletions + out.insertions
+        r, h = out.references[0], out.hypotheses[0]
+        for chunk in out.alignments[0]:
+            if chunk.type != "substitute":
+                continue
+            for a, b in zip(r[chunk.ref_start_idx:chunk.ref_end_idx], h[chunk.hyp_start_idx:chunk.hyp_end_idx]):
+                substituted += 1
+                c = jiwer.process_characters(a, b)
+                near += c.substitutions + c.deletions + c.insertions <= max_distance
+    return {"wrong": wrong, "substituted": substituted, "near": near, "share": near / wrong if wrong else float("nan")}
+
+
 def write_arpa(sentences, path, order=3, discount=0.7):
     """Write a word n-gram language model of `sentences` to `path` in the ARPA format, for
     kenlm and pyctcdecode's beam search.
