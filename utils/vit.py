@@ -516,8 +516,33 @@ def plot_seed_curve(seeds, *, ax=None, save=None):
     _finish(fig, save)
     return ax
 
+def print_seed_choices(tuning, seeds):
+    """Print each network's chosen setting and the sizes and seeds it was trained with."""
+    for network, rows in seeds.groupby("model"):
+        setting = {k: rows.iloc[0][k].item() for k in SEED_GRIDS[network]}  # numpy scalars print as np.float64(...)
+        setting = {k: int(v) if float(v).is_integer() and k != "lr" else v for k, v in setting.items()}
+        print(f"{network}: chosen {setting} ({len(tuning[tuning['model'] == network])} settings tried), "
+              f"{rows['seed'].nunique()} seeds at each of {sorted(int(n) for n in rows['training_digits'].unique())} training digits")
+
+
+def print_paired_seed_tests(seeds):
+    """ViT minus CNN on the same test digits, seed by seed, at every size where both were trained
+    (McNemar's test with a paired bootstrap interval, `utils.evaluation.mcnemar`)."""
+    from . import evaluation
+
+    labels = test_labels()
+    for size, rows in seeds.groupby("training_digits"):
+        pairs = rows.pivot(index="seed", columns="model", values="test_predictions").dropna()
+        if not {"ViT", "CNN"} <= set(pairs.columns) or pairs.empty:
+            continue  # the CNN alone was trained at this size
+        print(f"{size} training digits, ViT minus CNN on the same 360 test digits, seed by seed:")
+        for seed, row in pairs.iterrows():
+            print(f"  seed {seed}: " + str(evaluation.mcnemar(seed_predictions(row["ViT"]) == labels,
+                                                               seed_predictions(row["CNN"]) == labels)))
+
+
 __all__ = [
-    "SEED_GRIDS", "load_seed_records", "test_labels", "seed_predictions", "seed_summary", "plot_seed_curve",
+    "SEED_GRIDS", "load_seed_records", "print_seed_choices", "print_paired_seed_tests", "test_labels", "seed_predictions", "seed_summary", "plot_seed_curve",
     "DIGITS_SIZE",
     "DIGIT_NAMES",
     "RandomShift",
