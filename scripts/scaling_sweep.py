@@ -3,6 +3,7 @@
     python scripts/scaling_sweep.py --preset gpu_repeated             # one GPU (or the CPU, slowly)
     accelerate launch scripts/scaling_sweep.py --preset gpu_repeated  # several GPUs
     python scripts/scaling_sweep.py --preset cpu --out results.csv
+    python scripts/scaling_sweep.py --preset cpu --seed 1 --eval-every 25 --out data/scaling_sweep/cpu_seed1.csv
 
 Writes one row per model size (parameter counts, tokens, FLOP as 6ND and counted, held-out loss,
 seconds) to a CSV, and with --eval-every the held-out curves of every run (utils.scaling.compute_curves:
@@ -27,6 +28,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=sorted(sc.SWEEPS), default="gpu_repeated")
     parser.add_argument("--steps", type=int, help="override the preset's number of steps")
+    parser.add_argument("--seed", type=int, default=0, help="initialisation and batch order (default 0)")
     parser.add_argument("--eval-every", type=int, default=None, help="evaluate every N steps")
     parser.add_argument("--out", help="CSV to write (default data/scaling_sweep_<preset>.csv)")
     args = parser.parse_args(argv)
@@ -39,11 +41,12 @@ def main(argv=None):
     text = utils.data_path("pride_and_prejudice.txt").read_text(encoding="utf-8")
     threads = 1 if args.preset == "cpu" else None
     results, histories, _ = sc.run_sweep(text, shapes, eval_every=args.eval_every, threads=threads,
-                                         progress=True, **config)
+                                         seed=args.seed, progress=True, **config)
     from accelerate import PartialState
 
     if PartialState().is_main_process:
         out = Path(args.out or utils.data_path(f"scaling_sweep_{args.preset}.csv"))
+        out.parent.mkdir(parents=True, exist_ok=True)
         device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
         versions = ", ".join(f"{k} {v}" for k, v in utils.core.library_versions().items())
         command = "python scripts/scaling_sweep.py " + shlex.join(argv if argv is not None else sys.argv[1:])

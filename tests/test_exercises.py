@@ -94,7 +94,17 @@ def test_choice_items_and_values():
 def test_library_answers_are_right():
     from utils import scaling as sc
 
-    assert ex.check("01.zero3_gpus", sc.devices_to_hold(70e9, 80e9))
+    from utils import isoflop as iso
+
+    results, _ = sc.load_sweep_records([1])[1]
+    small = sc.fit_power_law(results.non_embedding.iloc[:-1], results.val_loss.iloc[:-1])
+    assert ex.check("01.heldout_prediction", float(small["predict"](results.non_embedding.iloc[-1])))
+    assert not ex.check("01.heldout_prediction", float(results.val_loss.iloc[-1]) + 0.05)
+    runs, _, _ = iso.load_records()
+    table = iso.valleys(runs[runs.chosen])
+    a, k = iso.fit_allocation(table.budget, table.n_opt)
+    assert ex.check("01.isoflop_new_budget", k * 3e11 ** a)
+    assert not ex.check("01.isoflop_new_budget", table.n_opt.max())
     n_opt, d_opt = sc.compute_optimal(5.76e23)
     heavy = sc.inference_aware_optimal(float(sc.chinchilla_loss(n_opt, d_opt)), 1e15)
     assert ex.check("01.serve_more_size", heavy["n"]) and not ex.check("01.serve_more_size", n_opt)

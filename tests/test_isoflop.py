@@ -18,12 +18,12 @@ def test_steps_spend_the_budget_in_counted_flops():
         iso.steps_for_budget(0, iso.SHAPES[0], batch_size=8, block_size=64, vocab_size=75)
 
 
-def test_shapes_are_centred_near_the_chinchilla_like_size():
+def test_shapes_are_centred_near_the_pilot_optimum():
     for budget in iso.ISOFLOP["budgets"]:
         shapes = iso.shapes_for_budget(budget)
         n = [sc.non_embedding_approx(s[0], s[1]) for s in shapes]
         assert len(shapes) == iso.ISOFLOP["sizes_per_budget"]
-        assert min(n) < np.sqrt(budget / 120) < max(n)
+        assert min(n) < np.sqrt(budget / iso.ISOFLOP["centre"]) < max(n)
 
 
 def test_fit_valley_finds_a_known_minimum():
@@ -42,13 +42,17 @@ def test_allocation_fit_and_bootstrap_recover_an_exponent():
     for c in [1e9, 1e10, 1e11]:
         x_opt = 0.5 * np.log10(c) - 1.0  # N_opt ~ C^0.5
         for x in x_opt + np.linspace(-0.6, 0.6, 5):
-            rows.append({"budget": c, "non_embedding": 10 ** x,
+            rows.append({"budget": c, "non_embedding": 10 ** x, "tokens": c / (6 * 10 ** x),
                          "test_loss": 2 + 0.3 * (x - x_opt) ** 2 + rng.normal(0, 0.002)})
     chosen = pd.DataFrame(rows)
     a, _ = iso.fit_allocation([1e9, 1e10, 1e11], [10 ** 3.5, 10 ** 4, 10 ** 4.5])
     assert a == pytest.approx(0.5)
     boot = iso.bootstrap_allocation(chosen, n_boot=200)
     assert boot["low"] <= 0.5 <= boot["high"] and boot["high"] - boot["low"] < 0.2
+    assert boot["b_low"] <= 0.5 <= boot["b_high"] and boot["b"] == pytest.approx(1 - boot["a"])
+    assert boot["table"].interior.all() and len(boot["table"]) == 3
+    with pytest.raises(ValueError, match="no column"):
+        iso.valleys(chosen.drop(columns="tokens"))
 
 
 def test_a_tiny_run_spends_its_budget_and_learns():
@@ -58,3 +62,34 @@ def test_a_tiny_run_spends_its_budget_and_learns():
     assert (runs.steps >= 10).all()
     assert (runs.test_loss < np.log(len(sc.char_vocab(text)))).all()
     assert runs.chosen.all() and set(curves.name) == set(runs.name)
+
+
+def test_shipped_isoflop_records_are_complete_and_spend_their_budgets():
+    runs, curves, meta = iso.load_records()
+    assert meta["command"].startswith("python scripts/isoflop_sweep.py")
+    budgets, lrs = meta["config"]["budgets"], meta["config"]["lrs"]
+    assert sorted(runs.budget.unique()) == sorted(budgets) and max(budgets) / min(budgets) >= 10
+    for budget, g in runs.groupby("budget"):
+        shapes = iso.shapes_for_budget(budget, centre=meta["config"]["centre"])
+        assert sorted(g.name.unique()) == sorted(f"L{s[0]}-d{s[1]}" for s in shapes)
+        assert len(g) == len(shapes) * len(lrs)
+        assert ((g.flops_counted / budget - 1).abs() <= 0.5 / g.steps + 1e-9).all()
+        assert (g[g.chosen].groupby("name").size() == 1).all()  # one chosen rate per size
+        best = g.loc[g.groupby("name").val_loss.idxmin()]
+        assert set(best.index) == set(g[g.chosen].index)  # chosen on validation, never on test
+    last = curves.sort_values("step").groupby(["budget", "name", "lr"]).val_loss.last()
+    merged = runs.set_index(["budget", "name", "lr"]).val_loss
+    assert np.allclose(last.loc[merged.index].to_numpy(), merged.to_numpy())
+    assert (runs.test_loss < np.log(75)).all()
+
+
+def test_shipped_seed_records_have_every_size():
+    records = sc.load_sweep_records([1, 2])
+    sizes = [f"L{s[0]}-d{s[1]}" for s in sc.SWEEPS["cpu"]["sizes"]]
+    for seed, (results, curves) in records.items():
+        assert list(results.name) == sizes
+        assert set(curves.name) == set(sizes) and (curves.step.max() == sc.SWEEPS["cpu"]["steps"])
+        header = utils.data_path(f"scaling_sweep/cpu_seed{seed}.csv").read_text(encoding="utf-8").splitlines()[0]
+        assert f"--seed {seed}" in header and "scripts/scaling_sweep.py" in header
+    with pytest.raises(FileNotFoundError, match="no record"):
+        sc.load_sweep_records([99])

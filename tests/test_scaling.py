@@ -436,3 +436,30 @@ def test_ngram_baseline_chooses_on_the_development_slice():
     assert (best["n"], best["k"]) == tuple(table.loc[table.dev_loss.idxmin(), ["n", "k"]])
     assert best["val_loss"] < math.log(len(sc.char_vocab(text)))
 
+
+
+def test_repeated_sampling_matches_closed_forms():
+    table = sc.repeated_sampling([0.0, 0.2, 0.9], [1, 3, 100])
+    assert table.loc[1, "coverage (pass@k)"] == pytest.approx(1.1 / 3)
+    assert table.loc[3, "coverage (pass@k)"] == pytest.approx((1 - 0.8 ** 3 + 1 - 0.1 ** 3) / 3)
+    # majority of 3 = at least 2 right: 3 p^2 (1 - p) + p^3
+    assert table.loc[3, "majority vote"] == pytest.approx(sum(3 * p ** 2 * (1 - p) + p ** 3 for p in [0, 0.2, 0.9]) / 3)
+    assert table.loc[100, "majority vote"] == pytest.approx(1 / 3, abs=1e-6)  # only the p > 0.5 problem is won
+    with pytest.raises(ValueError, match="probabilities"):
+        sc.repeated_sampling([1.2], [1])
+
+
+def test_shape_and_embedding_tables_count_like_the_models():
+    table = sc.shape_table([(2, 16, 2)], vocab_size=75, block_size=64)
+    assert table.loc[0, "embedding"] == 75 * 16 + 64 * 16
+    assert table.loc[0, "non_embedding"] == 2 * (12 * 16 ** 2 + 13 * 16) + 2 * 16
+    share = sc.embedding_share([(12, 768)])
+    assert share.loc[0, "all / non-embedding"] == pytest.approx((84934656 + 768 * (50257 + 1024)) / 84934656, abs=0.01)
+
+
+def test_seed_table_gives_a_t_interval_for_the_mean():
+    table = sc.seed_table({0: {"a": 1.0}, 1: {"a": 2.0}, 2: {"a": 3.0}})
+    assert table.loc["mean", "a"] == 2.0 and table.loc["sd", "a"] == 1.0
+    assert table.loc["95% high", "a"] == pytest.approx(2.0 + 4.302653 / math.sqrt(3), rel=1e-5)
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        sc.seed_table({0: {"a": 1.0}})

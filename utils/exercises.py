@@ -185,10 +185,23 @@ def _serve_more():
     return heavy["n"], heavy["total_flops"] / (5.76e23 + sc.inference_flops(n_opt, 1e15))
 
 
-def _zero1_gb():
+def _heldout_prediction():
+    """(prediction, measured) for the largest size of the seed-1 fixed-step sweep (notebook 01)."""
     from . import scaling as sc
 
-    return sc.training_memory(70e9, zero_stage=1, n_devices=64)["total"] / 1e9
+    results, _ = sc.load_sweep_records([1])[1]
+    fit = sc.fit_power_law(results.non_embedding.iloc[:-1], results.val_loss.iloc[:-1])
+    return float(fit["predict"](results.non_embedding.iloc[-1])), float(results.val_loss.iloc[-1])
+
+
+def _isoflop_new_budget(budget=3e11):
+    """N_opt at `budget` from the power law through the shipped iso-FLOP valleys (notebook 01)."""
+    from . import isoflop as iso
+
+    runs, _, _ = iso.load_records()
+    table = iso.valleys(runs[runs.chosen])
+    a, k = iso.fit_allocation(table.budget, table.n_opt)
+    return k * budget ** a
 
 
 def _random_qkv(n, d, seed, heads=1):
@@ -318,18 +331,14 @@ EXERCISES: dict[str, Exercise] = {
         "saving, that model's total compute (training + serving 1e15 tokens) as a fraction of the Chinchilla-optimal model's (0.5 for half)",
         Number(lambda: _serve_more()[1], rel=0.03),
         "serving costs 2N FLOP a token (sc.inference_flops); add it to both models' training compute."),
-    "01.zero3_gpus": Exercise(
-        "gpus, the fewest 80 GB GPUs that hold a 70B model's mixed-precision Adam state with everything sharded",
-        Number(14, rel=0), "mixed-precision Adam keeps 16 bytes per parameter (Rajbhandari et al. 2020)."),
-    "01.zero1_gb": Exercise(
-        "stage1_gb, the memory per GPU in GB with ZeRO stage 1 on 64 GPUs", Number(_zero1_gb, rel=0.02),
-        "stage 1 shards only the optimizer state; every GPU keeps the 16-bit weights and gradients whole."),
-    "01.lower_target_sizes": Exercise(
-        "reached, the names of the sizes whose validation loss gets to 2.45 nats per character within the run",
-        Items({"L2-d48", "L3-d64", "L4-d96"}), "sc.tokens_to_reach gives NaN for a size that never gets there."),
-    "01.lower_target_ratio": Exercise(
-        "ratio, the characters the smallest of them needs divided by the characters the largest needs",
-        Number(201000 / 132000, rel=0.03), "compare the first and last sizes that reach the target, not all sizes."),
+    "01.heldout_prediction": Exercise(
+        "prediction, the held-out loss (nats per character) that a pure power law fitted to the five smaller sizes of seed 1 predicts for its largest size",
+        Number(lambda: _heldout_prediction()[0], rel=0.002),
+        "sc.fit_power_law(N, loss) on the rows other than the last; its 'predict' takes N."),
+    "01.isoflop_new_budget": Exercise(
+        "n_new, the non-embedding size N_opt that the iso-FLOP power law N_opt = k C^a (fitted to the three valleys) gives for C = 3e11 counted FLOP",
+        Number(lambda: _isoflop_new_budget(), rel=0.01),
+        "iso.valleys(chosen) gives one N_opt per budget; iso.fit_allocation(budgets, n_opts) returns (a, k)."),
     # 02 sparse attention
     "02.sink_window": Exercise(
         "streaming, a mask_mod: a causal window of 60 keys plus the first 4 tokens as sinks",

@@ -14,16 +14,20 @@ import pandas as pd
 
 from . import scaling as sc
 
-__all__ = ["SHAPES", "ISOFLOP", "steps_for_budget", "train_run", "run_budget", "fit_valley",
-           "fit_allocation", "bootstrap_allocation", "load_records"]
+__all__ = ["SHAPES", "ISOFLOP", "steps_for_budget", "shapes_for_budget", "train_run", "run_budget",
+           "fit_valley", "fit_allocation", "valleys", "bootstrap_allocation", "frontier_exponent",
+           "load_records", "plot_isoflop_runs"]
 
-# (n_layer, d_model, n_head): two layers, widths about a factor 1.4-1.5 apart in d (2x in N)
-SHAPES = [(2, 8, 2), (2, 12, 2), (2, 16, 2), (2, 24, 2), (2, 32, 4), (2, 48, 4), (2, 64, 4)]
+# (n_layer, d_model, n_head): two layers, widths about a factor 1.3-1.5 apart in d (about 2x in N)
+SHAPES = [(2, 4, 1), (2, 6, 2), (2, 8, 2), (2, 12, 2), (2, 16, 2), (2, 24, 2), (2, 32, 4), (2, 48, 4),
+          (2, 64, 4)]
 
-# the shipped sweep: budgets (counted FLOP), the 5 consecutive shapes centred near N ~ sqrt(C / 120)
-# (D ~ 20 N under 6ND), a learning-rate grid per size chosen on validation windows
-ISOFLOP = {"budgets": [3e9, 1e10, 3e10], "lrs": [1e-3, 3e-3, 1e-2, 3e-2], "batch_size": 8,
-           "block_size": 64, "sizes_per_budget": 5, "seed": 0, "val_fraction": 0.1,
+# the shipped sweep: budgets (counted FLOP), the 5 consecutive shapes centred near
+# N ~ sqrt(C / centre), a learning-rate grid per size chosen on validation windows. centre = 3000:
+# a pilot centred on Chinchilla's ratio (N ~ sqrt(C / 120), D ~ 20 N) found the lowest loss at the
+# smallest size of every budget (3e9-3e10), near sqrt(C / 3000) at 1e10 and 3e10.
+ISOFLOP = {"budgets": [1e10, 3e10, 1e11], "lrs": [5e-3, 1.5e-2, 4.5e-2], "batch_size": 8,
+           "block_size": 64, "sizes_per_budget": 5, "centre": 3000, "seed": 0, "val_fraction": 0.1,
            "val_windows": 48, "eval_points": 10}
 
 
@@ -37,10 +41,10 @@ def steps_for_budget(budget, shape, *, batch_size, block_size, vocab_size):
     return steps, steps * per_token * batch_size * block_size
 
 
-def shapes_for_budget(budget, k=None, *, block_size=64, vocab_size=75):
-    """The `k` consecutive SHAPES whose middle one is nearest (in log N) to sqrt(budget / 120)."""
+def shapes_for_budget(budget, k=None, *, centre=None, block_size=64, vocab_size=75):
+    """The `k` consecutive SHAPES whose middle one is nearest (in log N) to sqrt(budget / centre)."""
     k = k or ISOFLOP["sizes_per_budget"]
-    target = math.sqrt(budget / 120)
+    target = math.sqrt(budget / (centre or ISOFLOP["centre"]))
     n = [sc.non_embedding_approx(s[0], s[1]) for s in SHAPES]
     mid = int(np.argmin([abs(math.log(x / target)) for x in n]))
     lo = min(max(0, mid - k // 2), len(SHAPES) - k)
@@ -56,11 +60,25 @@ def _lr_at(step, total, peak, warmup_ratio=0.1, floor=0.1):
 
 
 def train_run(text, shape, budget, lr, *, batch_size, block_size, seed=0, val_fraction=0.1,
-              val_windows=48, eval_points=10, **_):
-    """Train one model to `budget` counted FLOP; returns (row dict, curve DataFrame).
+              val_windows=48, eval_points=10, threads=None, **_):
+    """Train one model to `budget` counted FLOP; returns (row dict, curve DataFrame). `threads`: torch
+    CPU threads for this run (the shipped sweep used 1; the previous setting is restored afterwards).
 
     The held-out tail of the text (`val_fraction`) is split in two: its first `val_windows`
     windows ("val", for choosing the learning rate) and the rest ("test", scored once per run)."""
+    import torch
+
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads or old_threads)
+    try:
+        return _train_run(text, shape, budget, lr, batch_size=batch_size, block_size=block_size, seed=seed,
+                          val_fraction=val_fraction, val_windows=val_windows, eval_points=eval_points)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _train_run(text, shape, budget, lr, *, batch_size, block_size, seed, val_fraction, val_windows,
+               eval_points):
     import torch
     from transformers import GPT2LMHeadModel
 
@@ -73,7 +91,7 @@ def train_run(text, shape, budget, lr, *, batch_size, block_size, seed=0, val_fr
     steps, counted = steps_for_budget(budget, shape, batch_size=batch_size, block_size=block_size,
                                       vocab_size=len(vocab))
     torch.manual_seed(seed)
-    n_layer, d_model, n_head = shape
+    n_layer, d_model, n_head = (int(v) for v in shape)
     model = GPT2LMHeadModel(sc.gpt2_config(n_layer, d_model, n_head, vocab_size=len(vocab),
                                            n_positions=block_size))
     counts = sc.count_parameters(model)
@@ -113,7 +131,7 @@ def run_budget(text, budget, *, lrs=None, shapes=None, threads=1, log=None, **co
     (runs DataFrame with a `chosen` column: the rate with the lowest val_loss per size, curves)."""
     import torch
 
-    cfg = {k: v for k, v in ISOFLOP.items() if k not in ("budgets", "lrs", "sizes_per_budget")}
+    cfg = {k: v for k, v in ISOFLOP.items() if k not in ("budgets", "lrs", "sizes_per_budget", "centre")}
     cfg.update(config)
     lrs = lrs or ISOFLOP["lrs"]
     shapes = shapes or shapes_for_budget(budget, block_size=cfg["block_size"])
@@ -157,31 +175,80 @@ def fit_allocation(budgets, n_opts):
     return float(a), float(10 ** logk)
 
 
-def bootstrap_allocation(chosen, n_boot=2000, seed=0, confidence=0.95):
-    """Bootstrap over runs: within each budget, resample the chosen runs (one per size) with
-    replacement, refit each valley and the exponent a of N_opt ~ C^a. Resamples that leave fewer
-    than 3 distinct sizes in a budget, or a valley not opening upwards, are drawn again.
-    Returns dict a (on all runs), low, high, and b = 1 - a with its interval."""
+def _valley_row(g, n_col, loss_col):
+    v = fit_valley(g[n_col], g[loss_col])
+    # tokens of a run of size n_opt at this budget: log D is linear in log N within one budget
+    slope, icpt = np.polyfit(np.log10(g[n_col]), np.log10(g.tokens), 1)
+    return {"budget": g.budget.iloc[0], "n_opt": v["n_opt"], "d_opt": 10 ** (icpt + slope * np.log10(v["n_opt"])),
+            "loss_opt": v["loss_opt"], "interior": v["interior"], "sizes": g[n_col].nunique()}
+
+
+def valleys(chosen, n_col="non_embedding", loss_col="test_loss"):
+    """One row per budget of the chosen runs (one per size): the parabola's optimum n_opt, the tokens
+    d_opt a run of that size gets within the budget, loss_opt, interior (the minimum lies inside the
+    sizes tried). `n_col`: "non_embedding" (Kaplan's N) or "total" (Chinchilla's N)."""
+    for col in (n_col, loss_col, "budget", "tokens"):
+        if col not in chosen.columns:
+            raise ValueError(f"valleys: chosen runs have no column {col!r}")
+    return pd.DataFrame([_valley_row(g, n_col, loss_col) for _, g in chosen.groupby("budget")])
+
+
+def bootstrap_allocation(chosen, n_col="non_embedding", loss_col="test_loss", n_boot=2000, seed=0,
+                         confidence=0.95):
+    """Exponents a (N_opt ~ C^a) and b (D_opt ~ C^b) with percentile intervals from a parametric
+    bootstrap: each budget's parabola (loss against log10 N) gives fitted losses, the pooled residual
+    standard deviation of the parabolas (n - 3 degrees of freedom each) gives the noise; every draw adds
+    fresh noise to the fitted losses, refits the valleys (draws whose parabola opens downwards are drawn
+    again) and both power laws. The interval covers the scatter of the final losses about their valleys
+    (seed, batch order, the learning-rate grid), not the choice of a parabola or of the budgets.
+    Returns a, low, high, b, b_low, b_high, noise (the residual sd), n_boot and table (`valleys`)."""
     rng = np.random.default_rng(seed)
     groups = [g for _, g in chosen.groupby("budget")]
-    budgets = [g.budget.iloc[0] for g in groups]
-    point, _ = fit_allocation(budgets, [fit_valley(g.non_embedding, g.test_loss)["n_opt"] for g in groups])
-    draws = []
+    if len(groups) < 2 or min(len(g) for g in groups) < 4:
+        raise ValueError("bootstrap_allocation needs at least 2 budgets of at least 4 sizes each")
+    table = valleys(chosen, n_col, loss_col)
+    a, _ = fit_allocation(table.budget, table.n_opt)
+    b, _ = fit_allocation(table.budget, table.d_opt)
+    arrays, rss, dof = [], 0.0, 0
+    for g in groups:
+        x, y = np.log10(g[n_col].to_numpy(float)), g[loss_col].to_numpy(float)
+        coef = np.polyfit(x, y, 2)
+        fitted = np.polyval(coef, x)
+        rss, dof = rss + float(((y - fitted) ** 2).sum()), dof + len(x) - 3
+        slope, icpt = np.polyfit(x, np.log10(g.tokens.to_numpy(float)), 1)
+        arrays.append((x, fitted, slope, icpt))
+    noise = (rss / dof) ** 0.5
+    log_c = np.log10([g.budget.iloc[0] for g in groups])
+    draws, tries = [], 0
     while len(draws) < n_boot:
-        n_opts = []
-        for g in groups:
-            pick = g.iloc[rng.integers(0, len(g), len(g))]
-            if pick.non_embedding.nunique() < 3:
+        tries += 1
+        if tries > 50 * n_boot:
+            raise RuntimeError("bootstrap_allocation: too few draws with a valley in every budget")
+        x_opts, d_opts = [], []
+        for x, fitted, slope, icpt in arrays:
+            a2, b1, _ = np.polyfit(x, fitted + rng.normal(0, noise, x.size), 2)
+            if a2 <= 0:
                 break
-            v = fit_valley(pick.non_embedding, pick.test_loss)
-            if v["a"] <= 0:
-                break
-            n_opts.append(v["n_opt"])
+            x_opts.append(-b1 / (2 * a2))
+            d_opts.append(icpt + slope * x_opts[-1])
         else:
-            draws.append(fit_allocation(budgets, n_opts)[0])
-    lo, hi = np.quantile(draws, [(1 - confidence) / 2, (1 + confidence) / 2])
-    return {"a": point, "low": float(lo), "high": float(hi), "b": 1 - point, "b_low": 1 - float(hi),
-            "b_high": 1 - float(lo), "n_boot": n_boot}
+            draws.append((np.polyfit(log_c, x_opts, 1)[0], np.polyfit(log_c, d_opts, 1)[0]))
+    draws = np.array(draws)
+    q = [(1 - confidence) / 2, (1 + confidence) / 2]
+    (a_lo, a_hi), (b_lo, b_hi) = np.quantile(draws[:, 0], q), np.quantile(draws[:, 1], q)
+    return {"a": a, "low": float(a_lo), "high": float(a_hi), "b": b, "b_low": float(b_lo),
+            "b_high": float(b_hi), "noise": noise, "n_boot": n_boot, "table": table}
+
+
+def frontier_exponent(curves, sizes, *, min_step=50, x="flops_counted"):
+    """Kaplan's way to the allocation, from a fixed-step sweep: the compute-efficient frontier of the
+    evaluations (after `min_step`; `utils.scaling.compute_frontier`), and the slope a of log N against
+    log C over its points, N the non-embedding size of the run that holds each point. `sizes`: a
+    Series name -> N. Returns (a, frontier with its column n)."""
+    frontier = sc.compute_frontier(curves[curves.step >= min_step], x=x)
+    frontier["n"] = frontier["name"].map(sizes)
+    a, _ = np.polyfit(np.log10(frontier.flops), np.log10(frontier.n), 1)
+    return float(a), frontier
 
 
 def load_records(folder=None):
@@ -195,3 +262,39 @@ def load_records(folder=None):
     curves = pd.read_csv(folder / "curves.csv")
     meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
     return runs, curves, meta
+
+
+def plot_isoflop_runs(chosen, fits, *, n_col="non_embedding", loss_col="test_loss", save=None):
+    """Left: held-out loss against model size at each budget (the chosen rate per size), each
+    budget's parabola and its minimum. Right: the optimal size and tokens against the budget with
+    the power laws of `fits` (from `bootstrap_allocation`)."""
+    import matplotlib.pyplot as plt
+
+    from .plotting import save_figure
+
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    table = fits["table"]
+    for k, (budget, g) in enumerate(chosen.groupby("budget")):
+        g = g.sort_values(n_col)
+        v = fit_valley(g[n_col], g[loss_col])
+        x = np.linspace(np.log10(g[n_col].min()) - 0.1, np.log10(g[n_col].max()) + 0.1, 100)
+        ax.plot(g[n_col], g[loss_col], "o", color=f"C{k}", label=f"C = {budget:.0e} FLOP")
+        ax.plot(10 ** x, v["a"] * x ** 2 + v["b"] * x + v["c"], "-", color=f"C{k}", lw=1)
+        ax.plot(v["n_opt"], v["loss_opt"], "*", color=f"C{k}", ms=13, mec="k")
+    ax.set(xscale="log", xlabel=f"model size N ({'non-embedding' if n_col == 'non_embedding' else 'all'} parameters)",
+           ylabel="held-out loss (nats per character)", title="Iso-FLOP profiles: a valley per budget")
+    ax.legend(fontsize=8, title="star: parabola minimum", title_fontsize=8)
+    c = np.logspace(np.log10(table.budget.min()) - 0.1, np.log10(table.budget.max()) + 0.1, 20)
+    for col, exp, lo, hi, color, label in [("n_opt", "a", "low", "high", "C0", "N_opt (parameters)"),
+                                           ("d_opt", "b", "b_low", "b_high", "C3", "D_opt (characters)")]:
+        k = 10 ** np.mean(np.log10(table[col]) - fits[exp] * np.log10(table.budget))
+        ax2.loglog(table.budget, table[col], "o", color=color)
+        ax2.loglog(c, k * c ** fits[exp], "-", color=color,
+                   label=f"{label} ~ C^{fits[exp]:.2f} [{fits[lo]:.2f}, {fits[hi]:.2f}]")
+    ax2.set(xlabel="training budget C (counted FLOP)", ylabel="optimal N or D",
+            title="Optimal allocation (95% bootstrap interval)")
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    if save:
+        save_figure(fig, save)
+    return fig

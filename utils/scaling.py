@@ -30,7 +30,8 @@ __all__ = [
     "non_embedding_approx", "count_parameters", "gpt2_config",
     "fit_offset_power_law", "fit_power_law", "fit_loss_curve", "doubling_time", "growth_per_year", "allocation_table",
     "load_model_sizes", "char_vocab", "char_tokenizer", "CharWindows", "loss_on", "run_sweep", "SWEEPS",
-    "compute_curves", "compute_frontier",
+    "compute_curves", "compute_frontier", "load_sweep_records", "sweep_exponents", "seed_table", "repeated_sampling", "shape_table",
+    "embedding_share",
     "plot_timeline", "plot_kaplan_laws", "plot_isoflop", "plot_allocation", "plot_loss_vs_size",
     "plot_compute_frontier", "plot_loss_forecast", "plot_sample_efficiency",
 ]
@@ -767,6 +768,104 @@ def compute_frontier(curves, n_bins=12, x="flops"):
         best = seen.loc[seen.eval_loss.idxmin()]
         rows.append({"flops": best[x], "eval_loss": best.eval_loss, "name": best["name"]})
     return pd.DataFrame(rows).drop_duplicates().reset_index(drop=True)
+
+
+def load_sweep_records(seeds, folder=None, preset="cpu"):
+    """{seed: (results, curves)} of the fixed-step sweeps that scripts/scaling_sweep.py wrote to
+    data/scaling_sweep/<preset>_seed<k>.csv and <preset>_seed<k>_curves.csv."""
+    from .core import data_path
+
+    folder = folder or data_path("scaling_sweep")
+    out = {}
+    for seed in seeds:
+        path = folder / f"{preset}_seed{seed}.csv"
+        if not path.exists():
+            raise FileNotFoundError(f"load_sweep_records: no record {path.name} in {folder.name}/")
+        out[seed] = (pd.read_csv(path, comment="#"),
+                     pd.read_csv(path.with_name(path.stem + "_curves.csv"), comment="#"))
+    return out
+
+
+def sweep_exponents(results, curves, *, min_step=50):
+    """The exponents one fixed-step sweep gives: alpha_N of the pure power law in non-embedding N,
+    alpha and E of the offset form and its loss extrapolated to 10x the largest N, alpha_C of the compute frontier (counted FLOP, evaluations from
+    `min_step` on), and a_frontier, the slope of log N against log C along that frontier (Kaplan's
+    route to N_opt ~ C^a, see `utils.isoflop.frontier_exponent`)."""
+    from .isoflop import frontier_exponent
+
+    pure = fit_power_law(results.non_embedding, results.val_loss)
+    offset = fit_offset_power_law(results.non_embedding, results.val_loss)
+    late = curves[curves.step >= min_step]
+    frontier = compute_frontier(late, x="flops_counted")
+    a, _ = frontier_exponent(curves, results.set_index("name").non_embedding, min_step=min_step)
+    n_far = 10 * results.non_embedding.max()
+    return {"alpha_N": pure["alpha"], "alpha_N offset": offset["alpha"], "E offset": offset["E"],
+            "L(10 N_max) offset": float(offset["predict"](n_far)),
+            "alpha_C": fit_power_law(frontier.flops, frontier.eval_loss)["alpha"], "a_frontier": a,
+            "largest loss": float(results.val_loss.iloc[-1])}
+
+
+def seed_table(per_seed):
+    """{seed: sweep_exponents(...)} as one table with a row per seed, then the mean, the sample
+    standard deviation and a 95% t-interval for the mean (what a rerun with another seed moves)."""
+    from scipy.stats import t
+
+    table = pd.DataFrame(per_seed).T
+    table.index = [f"seed {k}" for k in table.index]
+    n = len(table)
+    if n < 2:
+        raise ValueError(f"seed_table needs at least 2 seeds, got {n}")
+    mean, sd = table.mean(), table.std(ddof=1)
+    half = t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+    summary = pd.DataFrame({"mean": mean, "sd": sd, "95% low": mean - half, "95% high": mean + half}).T
+    return pd.concat([table, summary])
+
+
+def repeated_sampling(p, ks):
+    """Test-time compute by repeated sampling, for problems whose single-sample success rates are
+    `p` (one per problem). For each k in `ks`: coverage (pass@k, the share of problems with at least
+    one right answer among k samples, 1 - (1 - p)^k averaged over problems) and majority vote (the
+    share where more than half of k samples are right: the worst case, in which every wrong sample
+    gives the same wrong answer; binomial tail). Returns a DataFrame indexed by k."""
+    from scipy.stats import binom
+
+    p = np.asarray(p, dtype=float)
+    if p.ndim != 1 or p.size == 0 or ((p < 0) | (p > 1)).any():
+        raise ValueError("repeated_sampling: p must be a non-empty list of probabilities in [0, 1]")
+    rows = []
+    for k in ks:
+        k = _positive_int("k", k)
+        rows.append({"k": k, "coverage (pass@k)": float(np.mean(1 - (1 - p) ** k)),
+                     "majority vote": float(np.mean(binom.sf(k // 2, k, p)))})
+    return pd.DataFrame(rows).set_index("k")
+
+
+def shape_table(shapes, vocab_size, block_size):
+    """Parameter counts of GPT-2 models of the (n_layer, d_model, n_head) `shapes`, built on the
+    meta device (no memory): one row per shape with total, embedding and non-embedding counts and
+    the 12 n_layer d_model^2 approximation."""
+    import torch
+    from transformers import GPT2LMHeadModel
+
+    rows = []
+    for n_layer, d_model, n_head in shapes:
+        with torch.device("meta"):
+            m = GPT2LMHeadModel(gpt2_config(n_layer, d_model, n_head, vocab_size=vocab_size,
+                                            n_positions=block_size))
+        rows.append({"n_layer": n_layer, "d_model": d_model, "n_head": n_head, **count_parameters(m),
+                     "12 L d^2": non_embedding_approx(n_layer, d_model)})
+    return pd.DataFrame(rows)
+
+
+def embedding_share(shapes, vocab_size=50257, n_positions=1024):
+    """For (n_layer, d_model) `shapes` with GPT-2's vocabulary and context (Kaplan's setting):
+    non-embedding parameters (12 L d^2), embedding parameters and all / non-embedding."""
+    rows = []
+    for n_layer, d_model in shapes:
+        ne, e = non_embedding_approx(n_layer, d_model), embedding_parameters(d_model, vocab_size, n_positions)
+        rows.append({"n_layer": n_layer, "d_model": d_model, "non-embedding": f"{ne:.2g}",
+                     "embedding": f"{e:.2g}", "all / non-embedding": round((ne + e) / ne, 2)})
+    return pd.DataFrame(rows)
 
 
 def tokens_to_reach(curves, loss):
