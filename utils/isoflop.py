@@ -282,7 +282,7 @@ def plot_isoflop_runs(chosen, fits, *, n_col="non_embedding", loss_col="test_los
         ax.plot(10 ** x, v["a"] * x ** 2 + v["b"] * x + v["c"], "-", color=f"C{k}", lw=1)
         ax.plot(v["n_opt"], v["loss_opt"], "*", color=f"C{k}", ms=13, mec="k")
     ax.set(xscale="log", xlabel=f"model size N ({'non-embedding' if n_col == 'non_embedding' else 'all'} parameters)",
-           ylabel="held-out loss (nats per character)", title="Iso-FLOP profiles: a valley per budget")
+           ylabel="test loss (nats per character)", title="Iso-FLOP profiles: a valley per budget")
     ax.legend(fontsize=8, title="star: parabola minimum", title_fontsize=8)
     c = np.logspace(np.log10(table.budget.min()) - 0.1, np.log10(table.budget.max()) + 0.1, 20)
     for col, exp, lo, hi, color, label in [("n_opt", "a", "low", "high", "C0", "N_opt (parameters)"),
