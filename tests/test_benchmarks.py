@@ -37,6 +37,14 @@ def test_time_pair_alternates_the_two_calls():
         benchmarks.time_pair(lambda: None, lambda: None, repeat=0)
 
 
+def test_paired_ratios_alternate_the_two_calls_and_return_one_ratio_per_round():
+    order = []
+    ratios = benchmarks.paired_ratios(lambda: order.append("f"), lambda: order.append("r"), warmup=1, repeat=4)
+    assert order == ["f", "r"] * 5 and len(ratios) == 4 and all(r > 0 for r in ratios)
+    with pytest.raises(ValueError, match="repeat"):
+        benchmarks.paired_ratios(lambda: None, lambda: None, repeat=0)
+
+
 def test_registry_runs_suites_and_rejects_unknown(monkeypatch):
     monkeypatch.setattr(benchmarks, "_REGISTRY", {})
 

@@ -14,7 +14,7 @@ import time
 
 import torch
 
-__all__ = ["RECORD_FIELDS", "SUITES", "register", "time_ms", "time_pair", "peak_mib", "run", "suites"]
+__all__ = ["RECORD_FIELDS", "SUITES", "register", "time_ms", "time_pair", "paired_ratios", "peak_mib", "run", "suites"]
 
 RECORD_FIELDS = ("suite", "kernel", "pattern", "n", "ms", "peak_mib", "density",
                  # sparse suite: speedup over dense SDPA at the same n, and speedup / (1 / density)
@@ -68,6 +68,27 @@ def time_pair(fn, reference, warmup=1, repeat=5):
             record.append((time.perf_counter() - start) * 1e3)
     medians = [statistics.median(record) for record in times]
     return medians[0], (medians[1] if reference is not None else None)
+
+
+def paired_ratios(fn, reference, warmup=1, repeat=5):
+    """`repeat` ratios reference time / fn time, each from one round that calls `fn` and then `reference`
+    (after `warmup` untimed calls of each): their spread shows how much one paired timing can be trusted."""
+    if repeat < 1:
+        raise ValueError(f"repeat must be >= 1, got {repeat}")
+    for _ in range(warmup):
+        fn()
+        reference()
+    _sync()
+    ratios = []
+    for _ in range(repeat):
+        times = []
+        for call in (fn, reference):
+            start = time.perf_counter()
+            call()
+            _sync()
+            times.append(time.perf_counter() - start)
+        ratios.append(times[1] / times[0])
+    return ratios
 
 
 def _walk(nodes):
