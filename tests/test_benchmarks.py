@@ -73,3 +73,11 @@ def test_command_line_prints_json():
         out = subprocess.run([sys.executable, "-m", "utils.benchmarks", "--json"], cwd=REPO_ROOT,
                              capture_output=True, text=True, check=True)
         assert json.loads(out.stdout) == []
+
+
+def test_time_rounds_pairs_the_calls_round_by_round():
+    order = []
+    fn_ms, reference_ms = benchmarks.time_rounds(lambda: order.append("f"), lambda: order.append("r"), warmup=2, repeat=3)
+    assert order == ["f", "r"] * 5 and len(fn_ms) == len(reference_ms) == 3
+    with pytest.raises(ValueError, match="repeat"):
+        benchmarks.time_rounds(lambda: None, lambda: None, repeat=0)

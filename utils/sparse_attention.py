@@ -14,12 +14,13 @@ every kernel here, as torch's SDPA and FlexAttention also do.
 import functools
 import math
 import numbers
+import statistics
 
 import torch
 import torch.nn.functional as F
 from torch.nn.attention.flex_attention import BlockMask, and_masks, flex_attention, or_masks
 
-from utils.benchmarks import peak_mib, register, time_pair
+from utils.benchmarks import peak_mib, register, time_rounds
 
 __all__ = [
     "BLOCK_SIZE", "and_masks", "or_masks",
@@ -679,8 +680,9 @@ def benchmark(ns, *, patterns=None, kernels=None, heads=4, head_dim=64, repeat=3
               max_naive_n=4096, device="cpu", seed=0, dense_flex=True):
     """Time each kernel on each pattern (and, once per n, dense unmasked SDPA and, with ``dense_flex``,
     FlexAttention computing every tile); yields the suite's records. ``speedup`` is over dense SDPA at the
-    same n, timed in turn with each kernel (``time_pair``); ``of_ideal`` is that speedup times the fraction of
-    tiles computed (1 would be perfect skipping at SDPA's speed per tile).
+    same n, timed in turn with each kernel round by round (``time_rounds``): the median of the per-round
+    ratios, with the lowest and highest round in ``speedup_low`` and ``speedup_high``; ``of_ideal`` is that
+    speedup times the fraction of tiles computed (1 would be perfect skipping at SDPA's speed per tile).
     ``patterns`` picks names from ``benchmark_patterns``; kernels that materialise n x n are skipped above
     ``max_naive_n`` (naive) and ``max_dense_mask_n`` (SDPA with a mask)."""
     kernels = list(KERNELS) if kernels is None else kernels
@@ -697,12 +699,17 @@ def benchmark(ns, *, patterns=None, kernels=None, heads=4, head_dim=64, repeat=3
             return F.scaled_dot_product_attention(q, k, v)
 
         def record(kernel, pattern, fn, density):
-            # dense SDPA is timed in turn with each kernel: the speedup compares calls made moments apart
-            ms, dense_ms = time_pair(fn, None if fn is dense else dense, warmup=1, repeat=repeat)
-            speedup = 1.0 if fn is dense else dense_ms / ms
+            # dense SDPA is timed in turn with each kernel, round by round: each ratio compares calls made
+            # moments apart; the speedup is their median, with the lowest and highest round beside it
+            if fn is dense:
+                ms, speedups = statistics.median(time_rounds(fn, lambda: None, warmup=1, repeat=repeat)[0]), [1.0]
+            else:
+                fn_ms, dense_ms = time_rounds(fn, dense, warmup=1, repeat=repeat)
+                ms, speedups = statistics.median(fn_ms), [d / f for f, d in zip(fn_ms, dense_ms)]
+            speedup = statistics.median(speedups)
             return {"suite": "sparse", "kernel": kernel, "pattern": pattern, "n": n, "ms": ms,
                     "peak_mib": peak_mib(fn, device=str(device)), "density": density, "speedup": speedup,
-                    "of_ideal": speedup * density}
+                    "of_ideal": speedup * density, "speedup_low": min(speedups), "speedup_high": max(speedups)}
 
         yield record("sdpa_dense", "none", dense, 1.0)
         if "flex" in kernels and dense_flex:  # every tile computed: FlexAttention's speed per tile against SDPA's
