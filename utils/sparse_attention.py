@@ -400,8 +400,11 @@ def plot_speedup(results, *, n=None, ax=None, save=None):
     ax.plot(line, line, color="grey", linestyle="--", label="ideal: 1 / tile density")
     markers = dict(zip(df.pattern.unique(), "osD^vP*"))
     colours = dict(zip(df.kernel.unique(), plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    spread = {"speedup_low", "speedup_high"} <= set(df.columns) and df.speedup_low.notna().any()
     for (kernel, pattern), row in df.groupby(["kernel", "pattern"], sort=False):
         ax.scatter(row.ideal, row.speedup, marker=markers[pattern], color=colours[kernel], s=55, zorder=3)
+        if spread:  # the lowest and highest of the paired rounds behind each median
+            ax.vlines(row.ideal, row.speedup_low, row.speedup_high, color=colours[kernel], linewidth=1.5, zorder=2)
     handles = [plt.Line2D([], [], color=c, marker="o", linestyle="", label=k) for k, c in colours.items()]
     handles += [plt.Line2D([], [], color="black", marker=m, linestyle="", label=p, fillstyle="none")
                 for p, m in markers.items()]
@@ -409,8 +412,13 @@ def plot_speedup(results, *, n=None, ax=None, save=None):
     if len(flex_dense):  # FlexAttention computing every tile: its speed per tile against SDPA's, at x = 1
         ax.scatter([1.0] * len(flex_dense), flex_dense.speedup, marker="X", color=colours.get("flex", "black"),
                    s=70, zorder=3)
+        if spread:
+            ax.vlines([1.0] * len(flex_dense), flex_dense.speedup_low, flex_dense.speedup_high,
+                      color=colours.get("flex", "black"), linewidth=1.5, zorder=2)
         handles.append(plt.Line2D([], [], color=colours.get("flex", "black"), marker="X", linestyle="",
                                   label="flex, every tile (dense)"))
+    if spread:
+        handles.append(plt.Line2D([], [], color="black", linewidth=1.5, label="lowest to highest round"))
     ax.legend(handles=[ax.get_lines()[0], *handles], fontsize=8, loc="upper left")
     ax.axhline(1.0, color="grey", linestyle=":", linewidth=1)
     ax.set_xscale("log"), ax.set_yscale("log")
