@@ -37,6 +37,14 @@ def test_time_pair_alternates_the_two_calls():
         benchmarks.time_pair(lambda: None, lambda: None, repeat=0)
 
 
+def test_paired_ratios_alternate_the_two_calls_and_return_one_ratio_per_round():
+    order = []
+    ratios = benchmarks.paired_ratios(lambda: order.append("f"), lambda: order.append("r"), warmup=1, repeat=4)
+    assert order == ["f", "r"] * 5 and len(ratios) == 4 and all(r > 0 for r in ratios)
+    with pytest.raises(ValueError, match="repeat"):
+        benchmarks.paired_ratios(lambda: None, lambda: None, repeat=0)
+
+
 def test_registry_runs_suites_and_rejects_unknown(monkeypatch):
     monkeypatch.setattr(benchmarks, "_REGISTRY", {})
 
@@ -65,3 +73,11 @@ def test_command_line_prints_json():
         out = subprocess.run([sys.executable, "-m", "utils.benchmarks", "--json"], cwd=REPO_ROOT,
                              capture_output=True, text=True, check=True)
         assert json.loads(out.stdout) == []
+
+
+def test_time_rounds_pairs_the_calls_round_by_round():
+    order = []
+    fn_ms, reference_ms = benchmarks.time_rounds(lambda: order.append("f"), lambda: order.append("r"), warmup=2, repeat=3)
+    assert order == ["f", "r"] * 5 and len(fn_ms) == len(reference_ms) == 3
+    with pytest.raises(ValueError, match="repeat"):
+        benchmarks.time_rounds(lambda: None, lambda: None, repeat=0)

@@ -49,20 +49,20 @@ def test_each_exercise_has_a_reader_cell_that_checks_none_and_a_solution_that_as
 
 
 def test_an_unanswered_exercise_says_what_to_fill_in(capsys):
-    assert ex.check("02.sink_window_keys", None) is None
-    assert capsys.readouterr().out.startswith("[02.sink_window_keys] Not answered yet: busiest,")
+    assert ex.check("02.fixed_tiles", None) is None
+    assert capsys.readouterr().out.startswith("[02.fixed_tiles] Not answered yet: tiles,")
     with pytest.raises(KeyError, match="no exercise 'nope'"):
         ex.check("nope", 1)
 
 
 @pytest.mark.parametrize("answer, message", [
-    (128, "about 2 times too large"), (16, "about 4 times too small"), (-64, "wrong sign"), (60, "too few"), (63, "too few"), (65, "too many"),
-    ("64", "expected a single number, got a str"), (True, "expected a single number"), (float("nan"), "not a finite"),
+    (1056, "about 2 times too large"), (132, "about 4 times too small"), (-528, "wrong sign"), (500, "too few"), (527, "too few"),
+    (529, "too many"), ("528", "expected a single number, got a str"), (True, "expected a single number"), (float("nan"), "not a finite"),
 ])
 def test_a_wrong_number_is_told_how_far_off_without_the_answer(answer, message, capsys):
-    assert ex.check("02.sink_window_keys", answer) is False
+    assert ex.check("02.fixed_tiles", answer) is False
     out = capsys.readouterr().out
-    assert message in out and "64" not in out.replace(str(answer), "")
+    assert message in out and "528" not in out.replace(str(answer), "")
 
 
 def test_numbers_within_tolerance_and_numpy_and_torch_scalars_pass():
@@ -112,14 +112,26 @@ def test_library_answers_are_right():
 
 # ---- the code-judging exercises accept a right answer and reject the usual slips ------------------
 
-def test_sink_window_judge():
+def test_causal_top_k_judge():
     from utils import sparse_attention as sa
 
-    right = sa.or_masks(sa.sliding_window(60), sa.and_masks(sa.causal(), sa.sink_tokens(4)))
-    assert ex.check("02.sink_window", right)
-    problem = ex.EXERCISES["02.sink_window"].expected.judge(sa.or_masks(sa.sliding_window(60), sa.sink_tokens(4)))[1]
-    assert "let a query see a later key" in problem
-    assert ex.EXERCISES["02.sink_window"].expected.judge(42)[1].startswith("expected a mask_mod")
+    def select(q, k, top_k, block_size, causal=True):
+        table = ex._causal_top_k_table(q, k, top_k, block_size)
+        blocks = sa.blockwise(sa.lookup(table), block_size)
+        return sa.and_masks(sa.causal(), blocks) if causal else blocks
+
+    judge = ex.EXERCISES["02.causal_top_k"].expected.judge
+    assert judge(select) == (True, "")
+    assert "sees a later key" in judge(lambda q, k, t, b: select(q, k, t, b, causal=False))[1]
+    assert "sees a later key" in judge(lambda q, k, t, b: sa.top_k_blocks(q, k, t, block_size=b)[0])[1]
+    # forgetting the own block
+    own_missing = judge(lambda q, k, t, b: sa.and_masks(select(q, k, t, b), lambda bb, h, i, j: i // b != j // b))[1]
+    assert "entries differ" in own_missing
+
+
+def test_fixed_pattern_answers():
+    assert abs(ex._fixed_pattern_density() - (4096 * 129 / 2 + 8 * 128 * 32 * 31 / 2) / 4096**2) < 1e-12
+    assert ex.check("02.fixed_tiles", 528) and not ex.check("02.fixed_tiles", 36)
 
 
 def _decode(q, k, v, window, causal_only=False):

@@ -407,3 +407,42 @@ def test_attention_io_counts():
         sa.attention_io(n, d, sram, algorithm="flash")
     with pytest.raises(ValueError, match="at least 4 rows"):
         sa.attention_io(n, d, 100, algorithm="naive")
+
+
+def test_sparse_transformer_patterns_equal_the_papers_sets_and_reach_the_past_in_two_steps():
+    n = 48
+    past = torch.ones(n, n, dtype=torch.bool).tril()
+    for kind, stride, summary in (("strided", 6, 1), ("strided", 5, 1), ("fixed", 6, 2), ("fixed", 7, 3)):
+        mask = sa.dense_mask(sa.sparse_transformer(stride, kind, summary), n)[0]
+        assert torch.equal(mask, sa.sparse_transformer_reference(n, stride, kind, summary))
+        assert not mask.triu(1).any()
+        assert torch.equal((mask.double() @ mask.double()) > 0, past)
+    # strided: query 20 with l = 6 sees 14..20 and 8, 2 (every 6th back)
+    row = sa.dense_mask(sa.sparse_transformer(6, "strided"), n)[0, 20].nonzero().flatten().tolist()
+    assert row == [2, 8, 14, 15, 16, 17, 18, 19, 20]
+    # fixed: query 20 with l = 6, c = 2 sees its block 18..20 and the last two of each earlier block
+    row = sa.dense_mask(sa.sparse_transformer(6, "fixed", 2), n)[0, 20].nonzero().flatten().tolist()
+    assert row == [4, 5, 10, 11, 16, 17, 18, 19, 20]
+    with pytest.raises(ValueError, match="kind"):
+        sa.sparse_transformer(4, "dilated")
+    with pytest.raises(ValueError, match="summary"):
+        sa.sparse_transformer(4, "fixed", 5)
+
+
+def test_linformer_is_exact_with_identity_projections_and_pooling_matches_a_hand_computation():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 32, 8, dtype=torch.double) for _ in range(3))
+    identity = torch.eye(32, dtype=torch.double)
+    exact = sa.reference_attention(q, k, v, torch.ones(32, 32, dtype=torch.bool))
+    torch.testing.assert_close(sa.linformer_attention(q, k, v, identity, identity), exact)
+    e = sa.pooling_projection(32, 4, dtype=torch.double)
+    assert e.shape == (4, 32) and torch.allclose(e.sum(dim=1), torch.ones(4, dtype=torch.double))
+    k_mean, v_mean = k.unflatten(-2, (4, 8)).mean(-2), v.unflatten(-2, (4, 8)).mean(-2)
+    by_hand = torch.softmax(q @ k_mean.transpose(-1, -2) / 8**0.5, dim=-1) @ v_mean
+    torch.testing.assert_close(sa.linformer_attention(q, k, v, e, e), by_hand)
+    errors = sa.linformer_error(q, k, v, [4, 32])
+    assert errors[32] < 1e-12 < errors[4]
+    with pytest.raises(ValueError, match="divide"):
+        sa.pooling_projection(32, 5)
+    with pytest.raises(ValueError, match="shape"):
+        sa.linformer_attention(q, k, v, identity[:, :16], identity)

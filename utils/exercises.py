@@ -211,22 +211,6 @@ def _random_qkv(n, d, seed, heads=1):
     return [torch.randn(1, heads, n, d, generator=generator, dtype=torch.float64) for _ in range(3)]
 
 
-def _test_sink_window(mask_mod):
-    from . import sparse_attention as sa
-
-    if not callable(mask_mod):
-        return f"expected a mask_mod (a function of b, h, q_idx, kv_idx), got a {type(mask_mod).__name__}"
-    n = 512
-    expected = sa.dense_mask(sa.or_masks(sa.sliding_window(60), sa.and_masks(sa.causal(), sa.sink_tokens(4))), n)[0]
-    given = sa.dense_mask(mask_mod, n)[0]
-    wrong = int((given != expected).sum())
-    if not wrong:
-        return None
-    future = int(given.triu(1).sum())
-    return (f"{wrong} of {n * n} query-key pairs differ from the pattern"
-            + (f"; {future} of them let a query see a later key" if future else ""))
-
-
 def _test_rolling_cache(decode):
     import torch
 
@@ -244,6 +228,49 @@ def _test_rolling_cache(decode):
         if bad.any():
             return (f"with n = {n} and a window of {window}, {int(bad.sum())} of {n} steps differ from sliding-window "
                     f"attention, the first at position {int(bad.nonzero()[0])}")
+    return None
+
+
+def _fixed_pattern_density():
+    from . import sparse_attention as sa
+
+    return sa.token_density(sa.sparse_transformer(128, "fixed", 8), 4096)
+
+
+def _causal_top_k_table(q, k, top_k, block_size):
+    """MoBA's choice under a causal mask: per head and query block, its own block and the top_k earlier key
+    blocks by (mean query of the block) . (mean key of the block); fewer when fewer earlier blocks exist."""
+    import torch
+
+    n_blocks = q.shape[-2] // block_size
+    q_mean, k_mean = (x[0].unflatten(-2, (n_blocks, block_size)).mean(dim=-2) for x in (q, k))
+    earlier = torch.ones(n_blocks, n_blocks, dtype=torch.bool).tril(-1)
+    scores = (q_mean @ k_mean.transpose(-1, -2)).masked_fill(~earlier, float("-inf"))
+    picked = scores.topk(min(top_k, n_blocks), dim=-1).indices
+    table = torch.zeros_like(scores, dtype=torch.bool).scatter_(-1, picked, True) & earlier
+    return table | torch.eye(n_blocks, dtype=torch.bool)
+
+
+def _test_causal_top_k(select):
+    import torch
+
+    from . import sparse_attention as sa
+
+    if not callable(select):
+        return f"expected a function select(q, k, top_k, block_size), got a {type(select).__name__}"
+    for n, heads, block, top_k in ((512, 2, 64, 2), (384, 1, 32, 3)):
+        q, k, _ = _random_qkv(n, 16, n + top_k, heads=heads)
+        mask_mod = select(q.float(), k.float(), top_k, block)
+        if not callable(mask_mod):
+            return f"select should return a mask_mod, got a {type(mask_mod).__name__}"
+        table = _causal_top_k_table(q, k, top_k, block)
+        expected = sa.dense_mask(sa.and_masks(sa.causal(), sa.blockwise(sa.lookup(table), block)), n, heads=heads)
+        given = sa.dense_mask(mask_mod, n, heads=heads).expand_as(expected)
+        if given.triu(1).any():
+            return f"with n = {n}, some query sees a later key"
+        wrong = int((given != expected).sum())
+        if wrong:
+            return f"with n = {n}, block {block} and top_k = {top_k}, {wrong} of {expected.numel()} (head, query, key) entries differ"
     return None
 
 
@@ -340,25 +367,20 @@ EXERCISES: dict[str, Exercise] = {
         Number(lambda: _isoflop_new_budget(), rel=0.01),
         "iso.valleys(chosen) gives one N_opt per budget; iso.fit_allocation(budgets, n_opts) returns (a, k)."),
     # 02 sparse attention
-    "02.sink_window": Exercise(
-        "streaming, a mask_mod: a causal window of 60 keys plus the first 4 tokens as sinks",
-        Passes(_test_sink_window), "a sink is a key every query may see, but never a key from the future."),
-    "02.sink_window_keys": Exercise(
-        "busiest, the number of keys the busiest query attends", Number(64, rel=0),
-        "count a query's keys with sa.dense_mask(streaming, 512).sum(dim=-1)."),
     "02.rolling_cache": Exercise(
         "decode, a function decode(q, k, v, window) of one head's (n, d) tensors that generates with a rolling buffer",
         Passes(_test_rolling_cache), "slot i % window holds position i; before the buffer fills, use only the filled slots."),
-    "02.sink_window_tiles": Exercise(
-        "tiles, the number of 128 x 128 tiles at n = 512 that hold at least one kept pair of the pattern",
-        Number(9, rel=0), "a causal window of 60 keys touches the diagonal tile and the one to its left; "
-        "the sinks add a column at key 0 wherever the window has left it."),
-    "02.gqa_cache_gib": Exercise(
-        "gib, the KV cache in GiB (2**30 bytes) of one 131072-token sequence in Llama 3 405B, 16-bit values",
-        Number(63.0, rel=1e-3), "per layer and token: a key and a value for each KV head (not each query head)."),
-    "02.mla_ratio": Exercise(
-        "ratio, how many times smaller the cache would be with DeepSeek-V3's latent (512 + 64 values a layer)",
-        Number(2 * 8 * 128 / 576, rel=1e-3), "MLA keeps one vector per layer and token, shared by all heads."),
+    "02.fixed_density": Exercise(
+        "density, the fraction of the n x n pairs the fixed pattern keeps at n = 4096, stride 128, 8 summary positions",
+        Number(_fixed_pattern_density, rel=1e-3),
+        "per query: the keys of its own block up to itself, plus c summary keys in every earlier block."),
+    "02.fixed_tiles": Exercise(
+        "tiles, how many of the 32 x 32 tiles of 128 x 128 the fixed pattern touches at n = 4096",
+        Number(528, rel=0), "a summary column runs down through every tile row below its own block."),
+    "02.causal_top_k": Exercise(
+        "select, a function select(q, k, top_k, block_size) that returns MoBA's causal mask_mod",
+        Passes(_test_causal_top_k), "score only earlier blocks, take the top_k of them, add the own block, "
+        "and keep the causal mask inside the own block."),
     # 03 linear attention
     "03.gated_loop": Exercise(
         "recurrence, a function recurrence(q, k, v, g) of (n, m), (n, m), (n, d) and (n,) tensors that returns y, (n, d)",

@@ -14,12 +14,13 @@ every kernel here, as torch's SDPA and FlexAttention also do.
 import functools
 import math
 import numbers
+import statistics
 
 import torch
 import torch.nn.functional as F
 from torch.nn.attention.flex_attention import BlockMask, and_masks, flex_attention, or_masks
 
-from utils.benchmarks import peak_mib, register, time_pair
+from utils.benchmarks import peak_mib, register, time_rounds
 
 __all__ = [
     "BLOCK_SIZE", "and_masks", "or_masks",
@@ -27,7 +28,8 @@ __all__ = [
     "longformer", "bigbird", "bigbird_uses_full_attention", "star_transformer", "atomic_patterns", "compounds",
     "causal", "sliding_window", "sink_tokens", "kv_cache_mib", "kv_cache_per_token", "layer_windows",
     "density_table", "bigbird_random_blocks", "tiny_bigbird", "kernel_summary", "lsh_buckets", "same_bucket", "bucket_attention_reference",
-    "top_k_blocks", "attention_io",
+    "top_k_blocks", "attention_io", "sparse_transformer", "sparse_transformer_reference",
+    "linformer_attention", "pooling_projection", "linformer_error",
     "dense_mask", "block_table", "token_density", "block_density", "tiles", "tile_states", "show_tiles", "plot_speedup",
     "longformer_attended",
     "reference_attention", "naive_attention", "sdpa_attention", "flex_sparse_attention",
@@ -398,8 +400,11 @@ def plot_speedup(results, *, n=None, ax=None, save=None):
     ax.plot(line, line, color="grey", linestyle="--", label="ideal: 1 / tile density")
     markers = dict(zip(df.pattern.unique(), "osD^vP*"))
     colours = dict(zip(df.kernel.unique(), plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    spread = {"speedup_low", "speedup_high"} <= set(df.columns) and df.speedup_low.notna().any()
     for (kernel, pattern), row in df.groupby(["kernel", "pattern"], sort=False):
         ax.scatter(row.ideal, row.speedup, marker=markers[pattern], color=colours[kernel], s=55, zorder=3)
+        if spread:  # the lowest and highest of the paired rounds behind each median
+            ax.vlines(row.ideal, row.speedup_low, row.speedup_high, color=colours[kernel], linewidth=1.5, zorder=2)
     handles = [plt.Line2D([], [], color=c, marker="o", linestyle="", label=k) for k, c in colours.items()]
     handles += [plt.Line2D([], [], color="black", marker=m, linestyle="", label=p, fillstyle="none")
                 for p, m in markers.items()]
@@ -407,8 +412,13 @@ def plot_speedup(results, *, n=None, ax=None, save=None):
     if len(flex_dense):  # FlexAttention computing every tile: its speed per tile against SDPA's, at x = 1
         ax.scatter([1.0] * len(flex_dense), flex_dense.speedup, marker="X", color=colours.get("flex", "black"),
                    s=70, zorder=3)
+        if spread:
+            ax.vlines([1.0] * len(flex_dense), flex_dense.speedup_low, flex_dense.speedup_high,
+                      color=colours.get("flex", "black"), linewidth=1.5, zorder=2)
         handles.append(plt.Line2D([], [], color=colours.get("flex", "black"), marker="X", linestyle="",
                                   label="flex, every tile (dense)"))
+    if spread:
+        handles.append(plt.Line2D([], [], color="black", linewidth=1.5, label="lowest to highest round"))
     ax.legend(handles=[ax.get_lines()[0], *handles], fontsize=8, loc="upper left")
     ax.axhline(1.0, color="grey", linestyle=":", linewidth=1)
     ax.set_xscale("log"), ax.set_yscale("log")
@@ -636,7 +646,11 @@ def block_sparse_attention(q, k, v, mask_mod, block_size=BLOCK_SIZE):
             kg, vg = (gather(t, kv_block, buffer).view(R, G, K * bs, d) for t, buffer in ((kb, k_buffer), (vb, v_buffer)))
         bias = group["bias"]
         if bias is not None:  # SDPA's fused CPU kernel wants an additive float mask with four dimensions
-            bias = torch.zeros(bias.shape, dtype=q.dtype, device=q.device).masked_fill_(~bias, -math.inf)
+            # built once per plan and dtype: remaking it on every call costs as much as a small group's SDPA
+            cached = group.setdefault("float_bias", {})
+            if q.dtype not in cached:
+                cached[q.dtype] = torch.zeros(bias.shape, dtype=q.dtype, device=q.device).masked_fill_(~bias, -math.inf)
+            bias = cached[q.dtype]
         og = F.scaled_dot_product_attention(qg, kg, vg, attn_mask=bias)
         if group["dead"] is not None:
             og = og.masked_fill(group["dead"], 0.0)  # a query that may attend nothing gets zeros
@@ -674,8 +688,9 @@ def benchmark(ns, *, patterns=None, kernels=None, heads=4, head_dim=64, repeat=3
               max_naive_n=4096, device="cpu", seed=0, dense_flex=True):
     """Time each kernel on each pattern (and, once per n, dense unmasked SDPA and, with ``dense_flex``,
     FlexAttention computing every tile); yields the suite's records. ``speedup`` is over dense SDPA at the
-    same n, timed in turn with each kernel (``time_pair``); ``of_ideal`` is that speedup times the fraction of
-    tiles computed (1 would be perfect skipping at SDPA's speed per tile).
+    same n, timed in turn with each kernel round by round (``time_rounds``): the median of the per-round
+    ratios, with the lowest and highest round in ``speedup_low`` and ``speedup_high``; ``of_ideal`` is that
+    speedup times the fraction of tiles computed (1 would be perfect skipping at SDPA's speed per tile).
     ``patterns`` picks names from ``benchmark_patterns``; kernels that materialise n x n are skipped above
     ``max_naive_n`` (naive) and ``max_dense_mask_n`` (SDPA with a mask)."""
     kernels = list(KERNELS) if kernels is None else kernels
@@ -692,12 +707,17 @@ def benchmark(ns, *, patterns=None, kernels=None, heads=4, head_dim=64, repeat=3
             return F.scaled_dot_product_attention(q, k, v)
 
         def record(kernel, pattern, fn, density):
-            # dense SDPA is timed in turn with each kernel: the speedup compares calls made moments apart
-            ms, dense_ms = time_pair(fn, None if fn is dense else dense, warmup=1, repeat=repeat)
-            speedup = 1.0 if fn is dense else dense_ms / ms
+            # dense SDPA is timed in turn with each kernel, round by round: each ratio compares calls made
+            # moments apart; the speedup is their median, with the lowest and highest round beside it
+            if fn is dense:
+                ms, speedups = statistics.median(time_rounds(fn, lambda: None, warmup=1, repeat=repeat)[0]), [1.0]
+            else:
+                fn_ms, dense_ms = time_rounds(fn, dense, warmup=1, repeat=repeat)
+                ms, speedups = statistics.median(fn_ms), [d / f for f, d in zip(fn_ms, dense_ms)]
+            speedup = statistics.median(speedups)
             return {"suite": "sparse", "kernel": kernel, "pattern": pattern, "n": n, "ms": ms,
                     "peak_mib": peak_mib(fn, device=str(device)), "density": density, "speedup": speedup,
-                    "of_ideal": speedup * density}
+                    "of_ideal": speedup * density, "speedup_low": min(speedups), "speedup_high": max(speedups)}
 
         yield record("sdpa_dense", "none", dense, 1.0)
         if "flex" in kernels and dense_flex:  # every tile computed: FlexAttention's speed per tile against SDPA's
@@ -906,3 +926,78 @@ def attention_io(n, d, sram, *, algorithm, bytes_per_value=2):
     else:
         raise ValueError(f"unknown algorithm {algorithm!r}; choose from 'naive', 'tiled two-pass', 'online softmax'")
     return values * bytes_per_value
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The Sparse Transformer's factorised patterns (Child et al. 2019) and Linformer's low-rank projection
+# ---------------------------------------------------------------------------------------------------------
+def sparse_transformer(stride, kind="strided", summary=1):
+    """The two factorised causal patterns of the Sparse Transformer (Child et al. 2019, Section 4.2), as one
+    mask: the union of the two heads' sets A(1) and A(2) (the paper's "merged head"), ``stride`` = l.
+
+    * ``strided``: A(1)_i = {max(0, i - l), ..., i} (the previous l positions), A(2)_i = {j <= i : (i - j) mod l = 0};
+    * ``fixed``: A(1)_i = {j <= i : floor(j / l) = floor(i / l)} (its own block), A(2)_i = {j <= i : j mod l >= l - c}
+      (the last c = ``summary`` positions of every block, which summarise it for all later positions)."""
+    l_ = _check_int("stride", stride, 1)
+    c_ = _check_int("summary", summary, 1)
+    if c_ > l_:
+        raise ValueError(f"summary ({c_}) must be at most the stride ({l_})")
+    l, c = torch.tensor(l_), torch.tensor(c_)
+    if kind == "strided":
+        def strided_mask(b, h, q_idx, kv_idx):
+            back = q_idx - kv_idx
+            return (back >= 0) & ((back <= l) | (back % l == 0))
+
+        return strided_mask
+    if kind == "fixed":
+        def fixed_mask(b, h, q_idx, kv_idx):
+            own_block = torch.div(q_idx, l, rounding_mode="floor") == torch.div(kv_idx, l, rounding_mode="floor")
+            return (kv_idx <= q_idx) & (own_block | (kv_idx % l >= l - c))
+
+        return fixed_mask
+    raise ValueError(f"kind must be 'strided' or 'fixed', got {kind!r}")
+
+
+def sparse_transformer_reference(n, stride, kind="strided", summary=1):
+    """The same sets written element by element from the paper's definitions (a slow bool (n, n) mask)."""
+    mask = torch.zeros(n, n, dtype=torch.bool)
+    for i in range(n):
+        for j in range(i + 1):
+            if kind == "strided":
+                a1, a2 = j >= max(0, i - stride), (i - j) % stride == 0
+            else:
+                a1, a2 = j // stride == i // stride, j % stride in range(stride - summary, stride)
+            mask[i, j] = a1 or a2
+    return mask
+
+
+def linformer_attention(q, k, v, e, f):
+    """Linformer (Wang et al. 2020): project the n keys and values down to k rows with ``e`` and ``f`` of shape
+    (k, n), then attend as usual: softmax(Q (E K)^T / sqrt(d)) (F V). Time and memory n x k instead of n x n."""
+    n = q.shape[-2]
+    for name, p in (("e", e), ("f", f)):
+        if p.dim() != 2 or p.shape[1] != n:
+            raise ValueError(f"{name} must have shape (k, n) with n = {n}, got {tuple(p.shape)}")
+    return F.scaled_dot_product_attention(q, e @ k, f @ v)
+
+
+def pooling_projection(n, k, dtype=torch.float32):
+    """A fixed (k, n) projection that averages n / k consecutive positions (segment means): with E = F = it,
+    keys and values that vary slowly along the sequence are summarised with little loss. (Linformer learns
+    its E and F; this untrained choice is ours, to show what the projection needs from the input.)"""
+    n, k = _check_int("n", n, 1), _check_int("k", k, 1)
+    if n % k:
+        raise ValueError(f"k ({k}) must divide n ({n})")
+    return torch.eye(k, dtype=dtype).repeat_interleave(n // k, dim=1) * (k / n)
+
+
+def linformer_error(q, k, v, ranks):
+    """Relative error (Frobenius norm, float64) of Linformer with ``pooling_projection`` (E = F) against
+    exact softmax attention, for each projected length in ``ranks``."""
+    q, k, v = q.double(), k.double(), v.double()
+    exact = F.scaled_dot_product_attention(q, k, v)
+    errors = {}
+    for rank in ranks:
+        e = pooling_projection(q.shape[-2], rank, dtype=torch.double)
+        errors[rank] = ((linformer_attention(q, k, v, e, e) - exact).norm() / exact.norm()).item()
+    return errors

@@ -14,11 +14,13 @@ import time
 
 import torch
 
-__all__ = ["RECORD_FIELDS", "SUITES", "register", "time_ms", "time_pair", "peak_mib", "run", "suites"]
+__all__ = ["RECORD_FIELDS", "SUITES", "register", "time_ms", "time_pair", "paired_ratios", "time_rounds", "peak_mib", "run", "suites"]
 
 RECORD_FIELDS = ("suite", "kernel", "pattern", "n", "ms", "peak_mib", "density",
                  # sparse suite: speedup over dense SDPA at the same n, and speedup / (1 / density)
-                 "speedup", "of_ideal")
+                 "speedup", "of_ideal",
+                 # sparse suite: the lowest and highest per-round speedup of the paired rounds behind `speedup`
+                 "speedup_low", "speedup_high")
 
 # suite name -> module that registers it (imported only when the suite is asked for)
 SUITES = {
@@ -68,6 +70,32 @@ def time_pair(fn, reference, warmup=1, repeat=5):
             record.append((time.perf_counter() - start) * 1e3)
     medians = [statistics.median(record) for record in times]
     return medians[0], (medians[1] if reference is not None else None)
+
+
+def time_rounds(fn, reference, warmup=1, repeat=5):
+    """Wall times in milliseconds of `fn()` and of `reference()`, one of each per round, in turn, after `warmup`
+    untimed calls of each: two lists of `repeat` times, paired round by round."""
+    if repeat < 1:
+        raise ValueError(f"repeat must be >= 1, got {repeat}")
+    for _ in range(warmup):
+        fn()
+        reference()
+    _sync()
+    times = ([], [])
+    for _ in range(repeat):
+        for call, record in zip((fn, reference), times):
+            start = time.perf_counter()
+            call()
+            _sync()
+            record.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def paired_ratios(fn, reference, warmup=1, repeat=5):
+    """`repeat` ratios reference time / fn time, each from one round that calls `fn` and then `reference`
+    (after `warmup` untimed calls of each): their spread shows how much one paired timing can be trusted."""
+    fn_ms, reference_ms = time_rounds(fn, reference, warmup=warmup, repeat=repeat)
+    return [r / f for f, r in zip(fn_ms, reference_ms)]
 
 
 def _walk(nodes):
