@@ -95,3 +95,15 @@ def test_recall_on_groups_queries_by_sequence():
     model, task, _ = ar.train_recall("softmax", 3, steps=2, batch_size=4, d_model=16, n_keys=8, n_values=4)
     correct, groups = ar.recall_on(model, task, 5)
     assert correct.shape == groups.shape == (15,) and np.array_equal(np.unique(groups), np.arange(5))
+
+
+def test_taylor_features_give_the_second_order_expansion_of_exp():
+    """Based's map: phi(q) . phi(k) = 1 + s + s^2 / 2 with s = q.k / sqrt(d), written out by hand."""
+    gen = torch.Generator().manual_seed(4)
+    q, k = (torch.randn(5, 8, generator=gen, dtype=torch.float64) for _ in range(2))
+    s = (q * k).sum(-1) / 8 ** 0.5
+    got = (ar.taylor_features(q) * ar.taylor_features(k, is_query=False)).sum(-1)
+    torch.testing.assert_close(got, 1 + s + s * s / 2, rtol=0, atol=1e-12)
+    assert ar.taylor_features(q).shape == (5, 1 + 8 + 64)
+    model = ar.RecallModel("taylor", n_keys=16, n_values=8, d_model=16, heads=2)
+    assert model.state_numbers() == 2 * (1 + ar.TAYLOR_DIM + ar.TAYLOR_DIM ** 2) * (8 + 1)

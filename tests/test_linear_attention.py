@@ -553,3 +553,70 @@ def test_sweep_refuses_unknown_kernels():
         list(la.sweep([256], {"flash": 1024}))
     records = list(la.sweep([64], {"linear": 64, "sdpa": 32}, budget_ms=1))
     assert [r["kernel"] for r in records] == ["linear"] and records[0]["ms"] > 0
+
+
+def test_ngram_window_losses_score_the_models_targets():
+    """Per window: the mean of the n-gram's per-character losses at positions 1..B-1, the characters a
+    windowed model predicts; the text's first order-1 characters (no full context) are left out."""
+    train, test, order, block = "abcabdabcabd" * 5, "abdabcabca", 3, 4
+    per_char = la.char_ngram_losses(train, test, order)
+    assert all(math.isnan(x) for x in per_char[:order - 1]) and len(per_char) == len(test)
+    assert la.char_ngram_loss(train, test, order) == pytest.approx(sum(per_char[order - 1:]) / (len(test) - order + 1))
+    got = la.ngram_window_losses(train, test, order, block)
+    assert len(got) == len(test) // block  # the last 2 characters make no full window
+    assert got[0] == pytest.approx(sum(per_char[2:4]) / 2)  # positions 1..3 of window 0, minus the one without context
+    assert got[1] == pytest.approx(sum(per_char[5:8]) / 3)
+
+
+def test_window_losses_average_to_loss_on():
+    from utils.scaling import CharWindows, char_vocab, loss_on
+
+    text = "It is a truth universally acknowledged, that a single man " * 4
+    vocab = char_vocab(text)
+    windows = CharWindows(text, vocab, 16)
+    model = la.char_gpt(len(vocab), n_layer=1, d_model=16, n_head=2, block_size=16)
+    per_window = la.window_losses(model, windows, batch_size=5)
+    assert per_window.shape == (len(windows),)
+    assert per_window.mean() == pytest.approx(loss_on(model, windows), rel=1e-5)
+
+
+def test_quality_comparisons_on_a_made_up_record():
+    """Linear is 0.1 nats worse than softmax on every window of every seed; the n-gram 0.3 worse than softmax."""
+    gen = torch.Generator().manual_seed(0)
+    soft = (1.5 + 0.2 * torch.rand(3, 40, generator=gen, dtype=torch.float64)).tolist()
+    record = {"seeds": [0, 1, 2],
+              "results": [{"attention": a, "seed": s, "val_loss": 1.5, "test_loss": 1.5 + d}
+                          for s in range(3) for a, d in (("softmax (sdpa)", 0.0), ("elu+1 linear", 0.1))],
+              "test_windows": {"losses": {"softmax (sdpa)": soft, "elu+1 linear": [[x + 0.1 for x in r] for r in soft]},
+                               "ngram": {"order": "5-gram", "losses": [x + 0.3 for x in torch.tensor(soft).mean(0).tolist()]}},
+              "baselines": {"5-gram": {"val_loss": 1.8, "test_loss": 1.8}}, "ngram_chosen_on_validation": "5-gram"}
+    comparisons = la.quality_comparisons(record, group=4)
+    for s in range(3):
+        assert comparisons[f"linear - softmax, seed {s}"].difference == pytest.approx(0.1)
+    assert comparisons["linear - softmax, mean of seeds"].difference == pytest.approx(0.1)
+    assert comparisons["softmax (sdpa) - 5-gram, mean of seeds"].difference == pytest.approx(-0.3)
+    table = la.quality_seeds(record)
+    assert table["model"].tolist() == ["softmax (sdpa)", "elu+1 linear", "5-gram (chosen on validation)"]
+    assert table["test mean"].tolist() == pytest.approx([1.5, 1.6, 1.8])
+
+
+def test_repeat_summary_reads_slopes_and_spread_per_repeat():
+    import pandas as pd
+
+    n = [2048, 4096, 8192]
+    records = pd.DataFrame([{"kernel": "linear", "n": x, "repeat": r, "ms": (1 + 0.5 * r) * x / 1000} for r in range(3) for x in n]
+                           + [{"kernel": "naive", "n": 2048, "repeat": r, "ms": 10.0} for r in range(3)])
+    table = la.repeat_summary(records)
+    assert table.loc["linear", "slope median"] == pytest.approx(1.0)
+    assert table.loc["linear", "slope min"] == pytest.approx(1.0) and table.loc["linear", "slope max"] == pytest.approx(1.0)
+    assert table.loc["linear", "largest spread of a point"] == pytest.approx((2.0 - 1.0) / 1.5)  # times 1, 1.5, 2
+    assert math.isnan(table.loc["naive", "slope median"])  # one size: no slope
+    assert table.loc["naive", "largest spread of a point"] == 0
+
+
+def test_memory_records_hold_at_least_the_score_matrix_for_the_naive_kernel():
+    records = list(la.memory_records([512], kernels=("naive",)))
+    assert records[0]["scores_mib"] == pytest.approx(1.0)  # 512 x 512 float32
+    assert records[0]["peak_mib"] >= records[0]["scores_mib"]
+    with pytest.raises(ValueError, match="unknown kernels"):
+        list(la.memory_records([512], kernels=("nope",)))

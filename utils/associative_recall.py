@@ -14,7 +14,11 @@ Which attention does that is the only thing that changes between models:
 - "delta": the delta rule of DeltaNet (Schlag et al. 2021, arXiv:2102.11174; Yang et al. 2024,
   arXiv:2406.06484): S_t = S_{t-1} + beta_t k_t (v_t - S_{t-1}^T k_t)^T with unit-length keys and
   beta_t = sigmoid(w . x_t) in (0, 1): writing a pair first removes what S already returned for
-  that key, so up to d_k pairs with orthogonal keys are stored exactly.
+  that key, so up to d_k pairs with orthogonal keys are stored exactly;
+- "taylor": Based's feature map (Arora et al. 2024, arXiv:2402.18668): q and k projected to
+  TAYLOR_DIM dimensions and mapped to [1, x / d^(1/4), vec(x x^T) / (sqrt(2) sqrt(d))], whose dot
+  product is 1 + q.k/sqrt(d) + (q.k)^2 / (2d), the second-order Taylor expansion of exp(q.k/sqrt(d)),
+  then normalised linear attention: a state of (1 + d + d^2) x d_v numbers per head.
 
 The three recurrent models keep a state of d_k x d_v numbers per head whatever P is; softmax keeps
 all P pairs. `train_recall` trains one model on freshly drawn sequences; `recall_on` scores it on a
@@ -26,10 +30,18 @@ import time
 import torch
 import torch.nn.functional as F
 
-__all__ = ["KINDS", "LABELS", "RecallTask", "RecallModel", "delta_rule", "train_recall", "recall_on", "RECALL_RUN",
+__all__ = ["KINDS", "LABELS", "TAYLOR_DIM", "taylor_features", "RecallTask", "RecallModel", "delta_rule", "train_recall", "recall_on", "RECALL_RUN",
            "recall_table", "paired_recall", "plot_recall"]
 
-KINDS = ("softmax", "linear", "gated", "delta")
+KINDS = ("softmax", "linear", "gated", "delta", "taylor")
+TAYLOR_DIM = 8  # Based's reference code projects to 16; 8 keeps its state (73 features) near the others'
+
+
+def taylor_features(x, is_query=True):
+    """Based's second-order Taylor feature map: phi(q) . phi(k) = 1 + q.k/sqrt(d) + (q.k)^2/(2d)."""
+    d = x.shape[-1]
+    square = (x[..., :, None] * x[..., None, :]).flatten(-2) / (math.sqrt(2) * math.sqrt(d))
+    return torch.cat([torch.ones_like(x[..., :1]), x / d ** 0.25, square], dim=-1)
 
 # the shipped run (scripts/associative_recall.py): every model gets the same steps, batch and lr
 RECALL_RUN = dict(pairs=(8, 16, 32, 64), kinds=KINDS, seeds=(0, 1, 2), d_model=64, heads=2, steps=500,
@@ -95,6 +107,8 @@ class RecallModel(torch.nn.Module):
         self.gate = torch.nn.Linear(d_model, heads)  # the gate (gated) or beta (delta) per head and token
         if kind == "gated":  # start near g = 1 (sigmoid(5) = 0.993), as forget gates are: a gate of 0.5
             torch.nn.init.constant_(self.gate.bias, 5.0)  # would erase all but the last few pairs
+        if kind == "taylor":  # Based: queries and keys in TAYLOR_DIM dimensions before the feature map
+            self.qk_small = torch.nn.Linear(d_model, 2 * heads * TAYLOR_DIM)
         self.out = torch.nn.Linear(d_model, d_model)
         self.readout = torch.nn.Sequential(torch.nn.LayerNorm(d_model), torch.nn.Linear(d_model, n_values))
 
@@ -102,6 +116,9 @@ class RecallModel(torch.nn.Module):
         """Numbers a recurrent layer keeps per sequence (S, and z where it normalises); None for softmax."""
         if self.kind == "softmax":
             return None
+        if self.kind == "taylor":
+            features = 1 + TAYLOR_DIM + TAYLOR_DIM ** 2
+            return self.heads * features * (self.d_head + 1)
         per_head = self.d_head * self.d_head + (self.d_head if self.kind in ("linear", "gated") else 0)
         return self.heads * per_head
 
@@ -115,6 +132,9 @@ class RecallModel(torch.nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         elif self.kind == "linear":
             y = causal_linear_attention(q, k, v, chunk_size=32)
+        elif self.kind == "taylor":
+            q, k = (t.view(b, n, self.heads, TAYLOR_DIM).transpose(1, 2) for t in self.qk_small(x).chunk(2, -1))
+            y = causal_linear_attention(q, k, v, taylor_features, chunk_size=32)
         elif self.kind == "gated":
             log_gate = F.logsigmoid(self.gate(x)).transpose(1, 2)  # (b, heads, n)
             y = decayed_linear_attention(q, k, v, log_gate)
@@ -163,7 +183,8 @@ def recall_on(model, task, sequences=256, *, seed=1):
     return correct.flatten().numpy(), groups.flatten().numpy()
 
 
-LABELS = {"softmax": "softmax", "linear": "elu+1 linear", "gated": "gated state", "delta": "delta rule (DeltaNet)"}
+LABELS = {"softmax": "softmax", "linear": "elu+1 linear", "gated": "gated state", "delta": "delta rule (DeltaNet)",
+          "taylor": "Taylor (Based)"}
 
 
 def recall_table(record, split="test"):
@@ -213,7 +234,8 @@ def plot_recall(table, *, d_head=None, n_values=None, ax=None):
     import matplotlib.pyplot as plt
 
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.5, 4))
-    looks = {"softmax": ("o", "-"), "linear": ("s", "--"), "gated": ("^", "-."), "delta": ("D", ":")}
+    looks = {"softmax": ("o", "-"), "linear": ("s", "--"), "gated": ("^", "-."), "delta": ("D", ":"),
+             "taylor": ("v", (0, (5, 1, 1, 1)))}
     for kind, group in table.groupby("kind", sort=False):
         marker, line = looks[kind]
         spread = [group.recall - group["seed min"], group["seed max"] - group.recall]

@@ -12,12 +12,16 @@ Every function takes queries, keys and values shaped (..., n, d): any leading di
 - exact softmax attention: `naive_softmax_attention` (the n x n matrix) and
   `chunked_softmax_attention` (Rabe & Staats 2021: chunks, running max, log-sum-exp);
 - generation with softmax attention and a KV cache (`SoftmaxKVCache`), and the benchmark suite
-  "linear" (`python -m utils.benchmarks --suite linear [--long]`, `sweep` for a shorter run);
+  "linear" (`python -m utils.benchmarks --suite linear [--long]`, `sweep` for a shorter run,
+  `sweep_repeats` and `repeat_summary` for its spread over repeats, `memory_records` for peak memory
+  on one head beside the n x n score matrix);
 - a gate on the recurrent state (RetNet, GLA, Mamba-2): `LinearAttentionRNN.step(..., log_decay)`
   and its parallel masked form `decayed_linear_attention`;
 - linear attention inside a transformers model: `linear_attention_forward`, registered in
   `AttentionInterface` as `LINEAR_ATTENTION`; `char_gpt` and `compare_attention` train notebook 01's
-  character GPT with either attention, beside `char_ngram_loss`.
+  character GPT with either attention, beside `char_ngram_loss`; `window_losses` and
+  `ngram_window_losses` score both on the same test windows, and `quality_seeds` and
+  `quality_comparisons` read the multi-seed record of scripts/linear_attention_quality.py.
 """
 import math
 import time
@@ -33,9 +37,10 @@ __all__ = [
     "recurrent_linear_attention", "LinearAttentionRNN", "SoftmaxKVCache", "generate_with_state",
     "decayed_linear_attention", "retnet_log_decays", "LINEAR_ATTENTION", "linear_attention_forward",
     "char_gpt", "QUALITY_RUNS", "split_text", "char_ngram_loss", "compare_attention",
+    "char_ngram_losses", "ngram_window_losses", "window_losses", "QUALITY_SEEDS",
     "naive_softmax_attention", "chunked_softmax_attention", "sdpa",
-    "favor_error", "plot_favor_error", "plot_quality", "generation_times", "fit_slope", "crossover_n", "bar_report", "BENCH_SHAPE",
-    "sweep", "generation_records", "generation_summary", "NOTEBOOK_TOPS",
+    "favor_error", "plot_favor_error", "plot_quality", "quality_seeds", "quality_comparisons", "generation_times", "fit_slope", "crossover_n", "bar_report", "BENCH_SHAPE",
+    "sweep", "sweep_repeats", "repeat_summary", "memory_records", "generation_records", "generation_summary", "NOTEBOOK_TOPS",
 ]
 
 
@@ -568,12 +573,15 @@ def char_gpt(vocab_size, n_layer=3, d_model=64, n_head=4, block_size=128, *, att
 
 
 # (n_layer, d_model, n_head, block_size, batch_size, steps, lr): "cpu" is the notebook's run (about
-# 10 s per model on a 2-core CPU), "long" that of scripts/linear_attention_quality.py (the same
-# models, 20 times the steps; its result ships in data/linear_attention/quality.json)
+# 10 s per model on a 2-core CPU); "seeds", that of scripts/linear_attention_quality.py (the same
+# models, 10 times the steps, over QUALITY_SEEDS; its record ships in data/linear_attention/), and
+# "long", one seed for 2,000 steps
 QUALITY_RUNS = {
     "cpu": dict(n_layer=2, d_model=64, n_head=4, block_size=128, batch_size=16, steps=100, lr=3e-3),
     "long": dict(n_layer=2, d_model=64, n_head=4, block_size=128, batch_size=16, steps=2000, lr=3e-3),
+    "seeds": dict(n_layer=2, d_model=64, n_head=4, block_size=128, batch_size=16, steps=1000, lr=3e-3),
 }
+QUALITY_SEEDS = (0, 1, 2)  # the seeds of scripts/linear_attention_quality.py's shipped run
 
 
 def split_text(text, val_fraction=0.05, test_fraction=0.05):
@@ -593,6 +601,13 @@ def char_ngram_loss(train_text, test_text, order=3, add_k=0.1):
     characters of the test text unseen in training get the smoothed share of an unseen one. The
     simplest strong baseline a character language model has to beat.
     """
+    losses = char_ngram_losses(train_text, test_text, order, add_k)
+    return math.fsum(losses[order - 1:]) / (len(test_text) - order + 1)
+
+
+def char_ngram_losses(train_text, test_text, order=3, add_k=0.1):
+    """The n-gram's loss (nats) on each character of `test_text`, as a list as long as the text;
+    the first `order - 1` characters, which have no full context, get NaN."""
     from collections import Counter
 
     _check_positive_int(order, "order", "char_ngram_loss")
@@ -602,10 +617,44 @@ def char_ngram_loss(train_text, test_text, order=3, add_k=0.1):
     vocab = len(set(train_text) | set(test_text))
     grams = Counter(train_text[i - order + 1:i + 1] for i in range(order - 1, len(train_text)))
     contexts = Counter(train_text[i - order + 1:i] for i in range(order - 1, len(train_text)))
-    total = sum(-math.log((grams[test_text[i - order + 1:i + 1]] + add_k)
-                          / (contexts[test_text[i - order + 1:i]] + add_k * vocab))
-                for i in range(order - 1, len(test_text)))
-    return total / (len(test_text) - order + 1)
+    return [float("nan")] * (order - 1) + [
+        -math.log((grams[test_text[i - order + 1:i + 1]] + add_k) / (contexts[test_text[i - order + 1:i]] + add_k * vocab))
+        for i in range(order - 1, len(test_text))]
+
+
+def ngram_window_losses(train_text, test_text, order, block_size, add_k=0.1):
+    """The n-gram's mean loss per window of `block_size` characters of `test_text`, over the same
+    characters a `CharWindows` model predicts (positions 1 .. block_size - 1 of each window), so that
+    the two can be compared window by window. The n-gram's context may reach back across the start of
+    a window (its first `order - 2` predictions), which a windowed model cannot; characters without a
+    full context (the text's first `order - 1`) are left out."""
+    import numpy as np
+
+    _check_positive_int(block_size, "block_size", "ngram_window_losses")
+    losses = np.asarray(char_ngram_losses(train_text, test_text, order, add_k))
+    n = len(test_text) // block_size
+    if n < 1:
+        raise ValueError(f"ngram_window_losses: no window of {block_size} characters in {len(test_text)}")
+    return np.nanmean(losses[: n * block_size].reshape(n, block_size)[:, 1:], axis=1)
+
+
+def window_losses(model, windows, batch_size=64):
+    """Mean next-character loss (nats) of `model` on each window of a `utils.scaling.CharWindows`,
+    as a numpy array; their mean is `utils.scaling.loss_on` (every window has as many targets)."""
+    import numpy as np
+
+    device = next(model.parameters()).device
+    out = []
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(windows), batch_size):
+            ids = windows.windows[start:start + batch_size].to(device)
+            logits = model(input_ids=ids).logits[:, :-1]
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), ids[:, 1:].flatten(), reduction="none")
+            out.append(loss.view(ids.shape[0], -1).mean(-1).cpu())
+    model.train(was_training)
+    return np.asarray(torch.cat(out).double())
 
 
 def compare_attention(text, attentions=("sdpa", LINEAR_ATTENTION), *, n_layer, d_model, n_head,
@@ -694,15 +743,21 @@ def plot_favor_error(errors, *, ax=None, save=None):
 def plot_quality(history, *, baseline=None, ax=None, title=None):
     """Validation loss against training step, one line (own marker and style) per attention.
 
-    `history` has columns step, val_loss, attention (rows without val_loss are skipped);
-    `baseline` an optional (label, loss) drawn as a grey horizontal line.
+    `history` has columns step, val_loss, attention (rows without val_loss are skipped), and
+    optionally seed: then each line is the mean over seeds, with a band from the lowest to the
+    highest seed. `baseline` an optional (label, loss) drawn as a grey horizontal line.
     """
     import matplotlib.pyplot as plt
 
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.5, 3.8))
-    for (name, group), (marker, line) in zip(history.dropna(subset=["val_loss"]).groupby("attention"),
-                                             [("o", "-"), ("s", "--"), ("^", "-.")]):
-        ax.plot(group.step, group.val_loss, marker=marker, ls=line, ms=5, label=name)
+    history = history.dropna(subset=["val_loss"])
+    seeds = history.seed.nunique() if "seed" in history else 1
+    for (name, group), (marker, line) in zip(history.groupby("attention"), [("o", "-"), ("s", "--"), ("^", "-.")]):
+        stats = group.groupby("step").val_loss.agg(["mean", "min", "max"])
+        label = name if seeds == 1 else f"{name} (mean of {seeds} seeds, band: range)"
+        (drawn,) = ax.plot(stats.index, stats["mean"], marker=marker, ls=line, ms=4, label=label)
+        if seeds > 1:
+            ax.fill_between(stats.index, stats["min"], stats["max"], color=drawn.get_color(), alpha=0.2, lw=0)
     if baseline is not None:
         ax.axhline(baseline[1], color="grey", lw=1, ls=":", label=baseline[0])
     ax.set(xlabel="training step", ylabel="validation loss (nats per character)", title=title)
@@ -710,6 +765,49 @@ def plot_quality(history, *, baseline=None, ax=None, title=None):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return ax
+
+
+QUALITY_GROUP = 8  # test windows of 128 characters resampled in runs of 8 (1,024 characters of running text)
+
+
+def quality_seeds(record):
+    """The shipped multi-seed record as a table: per attention, validation and test loss over seeds
+    (`utils.evaluation.over_seeds`: mean ± std, range), and the n-gram chosen on validation, scored on
+    the same test split (its validation and test loss)."""
+    import pandas as pd
+
+    from . import evaluation as ev
+
+    results = pd.DataFrame(record["results"])
+    rows = [{"model": name, "validation loss": str(ev.over_seeds(g.val_loss)), "test loss": str(ev.over_seeds(g.test_loss)),
+             "test mean": g.test_loss.mean()} for name, g in results.groupby("attention", sort=False)]
+    chosen = record["ngram_chosen_on_validation"]
+    base = record["baselines"][chosen]
+    rows.append({"model": f"{chosen} (chosen on validation)", "validation loss": f"{base['val_loss']:.3f}",
+                 "test loss": f"{base['test_loss']:.3f}", "test mean": base["test_loss"]})
+    return pd.DataFrame(rows)
+
+
+def quality_comparisons(record, group=QUALITY_GROUP):
+    """Paired comparisons on the same test windows (`utils.evaluation.paired_bootstrap`, resampling runs
+    of `group` consecutive windows, with its sign-flip p-value): elu+1 linear minus softmax for each
+    seed and for the loss averaged over seeds, and each attention (averaged over seeds) minus the n-gram
+    chosen on validation. Returns {label: Comparison}."""
+    import numpy as np
+
+    from . import evaluation as ev
+
+    losses = {name: np.asarray(per_seed) for name, per_seed in record["test_windows"]["losses"].items()}
+    ngram = np.asarray(record["test_windows"]["ngram"]["losses"])
+    groups = np.arange(len(ngram)) // group
+    soft, lin = losses["softmax (sdpa)"], losses["elu+1 linear"]
+    out = {f"linear - softmax, seed {s}": ev.paired_bootstrap(lin[i], soft[i], groups=groups)
+           for i, s in enumerate(record["seeds"])}
+    out["linear - softmax, mean of seeds"] = ev.paired_bootstrap(lin.mean(0), soft.mean(0), groups=groups)
+    order = record["test_windows"]["ngram"]["order"]
+    for name, per_seed in losses.items():
+        out[f"{name} - {order}, mean of seeds"] = ev.paired_bootstrap(per_seed.mean(0), ngram, groups=groups)
+    return out
 
 
 # ----------------------------------------------------------------------------- benchmark suite
@@ -735,7 +833,7 @@ KERNELS = {
 
 
 # the notebook's shorter sweep: largest n per kernel
-NOTEBOOK_TOPS = {"naive": 2048, "sdpa": 8192, "sdpa causal": 4096, "chunked exact": 2048,
+NOTEBOOK_TOPS = {"naive": 2048, "sdpa": 4096, "sdpa causal": 4096, "chunked exact": 2048,
                  "chunked exact causal": 2048, "linear": 16384, "causal linear": 16384, "favor+": 8192}
 
 
@@ -807,6 +905,52 @@ def sweep(sizes, tops, *, device="cpu", budget_ms=200, seed=0):
                 ms, mib = _measure(fn, q, k, v, device=device, budget_ms=budget_ms)
                 yield {"suite": "linear", "kernel": kernel, "pattern": pattern, "n": n,
                        "ms": ms, "peak_mib": mib, "density": None}
+        del q, k, v
+
+
+def sweep_repeats(sizes, tops, *, repeats=3, device="cpu", budget_ms=200):
+    """`sweep` run `repeats` times in turn (column repeat), each on fresh inputs of the same sizes, so
+    that a burst of load on the machine hits one repeat and shows as spread between repeats instead
+    of moving the one number there is."""
+    _check_positive_int(repeats, "repeats", "sweep_repeats")
+    for r in range(repeats):
+        for record in sweep(sizes, tops, device=device, budget_ms=budget_ms, seed=r):
+            yield {**record, "repeat": r}
+
+
+def repeat_summary(records, from_n=2048):
+    """From `sweep_repeats` records (a DataFrame): per kernel, the time slope fitted on each repeat
+    from `from_n` up (median, min and max over repeats), and the largest relative spread of one
+    point, (max - min) / median over the repeats at the same n. Kernels with fewer than two sizes
+    from `from_n` up get no slope."""
+    import pandas as pd
+
+    rows = {}
+    for kernel, g in records.groupby("kernel"):
+        spread = g.groupby("n").ms.agg(lambda x: (x.max() - x.min()) / x.median()).max()
+        fits = [fit_slope(r[r.n >= from_n].n.tolist(), r[r.n >= from_n].ms.tolist())
+                for _, r in g.groupby("repeat") if (r.n >= from_n).sum() >= 2]
+        row = {"largest spread of a point": spread}
+        if fits:
+            s = pd.Series(fits)
+            row.update({"slope median": s.median(), "slope min": s.min(), "slope max": s.max()})
+        rows[kernel] = row
+    return pd.DataFrame(rows).T
+
+
+def memory_records(sizes, kernels=("naive", "chunked exact", "sdpa"), *, device="cpu", seed=0):
+    """Peak memory (MiB) torch allocates for one call of each kernel on one head (B = 1, d = 64), beside
+    the size of the n x n float32 score matrix that a plain implementation stores."""
+    unknown = set(kernels) - set(KERNELS)
+    if unknown:
+        raise ValueError(f"memory_records: unknown kernels {sorted(unknown)}; known: {sorted(KERNELS)}")
+    gen = torch.Generator().manual_seed(seed)
+    d = BENCH_SHAPE["dim"]
+    for n in sizes:
+        q, k, v = (torch.randn(1, 1, n, d, generator=gen).to(device) for _ in range(3))
+        for kernel in kernels:
+            _, mib = _measure(KERNELS[kernel][0], q, k, v, device=device, time_it=False)
+            yield {"kernel": kernel, "n": n, "peak_mib": mib, "scores_mib": n * n * 4 / 2**20}
         del q, k, v
 
 
