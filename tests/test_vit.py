@@ -436,3 +436,22 @@ def test_build_digits_model_and_write_records_name_bad_input(tmp_path):
         vit.write_records([], tmp_path / "x.csv")
     out = vit.write_records([{"a": 1}], tmp_path / "sub" / "x.csv")
     assert out.read_text() == "a\n1\n"
+
+
+def test_pooled_features_read_the_cls_state_of_each_image():
+    from PIL import Image
+    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
+
+    from utils import vit
+
+    torch.manual_seed(0)
+    model = Dinov2Model(Dinov2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                                     image_size=28, patch_size=14))
+    processor = BitImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 28, "width": 28})
+    images = [Image.fromarray(np.full((8, 8), 16 * k, dtype=np.uint8), "L") for k in range(5)]
+    features = vit.pooled_features(model, processor, images, batch_size=2)
+    with torch.no_grad():
+        expected = model(**processor(images, return_tensors="pt")).pooler_output.numpy()
+    assert features.shape == (5, 16) and np.allclose(features, expected, atol=1e-5)
+    with pytest.raises(ValueError, match="no images"):
+        vit.pooled_features(model, processor, [])

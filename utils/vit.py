@@ -488,6 +488,21 @@ def build_digits_model(kind: str, **config):
     raise ValueError(f"build_digits_model: kind must be 'ViT' or 'CNN', got {kind!r}")
 
 
+def pooled_features(model, processor, images, batch_size: int = 64) -> np.ndarray:
+    """A pretrained encoder's `pooler_output` (for ViT-style encoders such as DINOv2: the final [CLS] state)
+    for each of `images` (PIL images), prepared by its `processor`, `batch_size` images at a time."""
+    images = list(images)
+    if not images:
+        raise ValueError("pooled_features: no images given")
+    model.eval()
+    chunks = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            inputs = processor(images[start:start + batch_size], return_tensors="pt")
+            chunks.append(model(**inputs).pooler_output.numpy())
+    return np.concatenate(chunks)
+
+
 def write_records(rows, out):
     """Write the rows (dicts) of one run of a `scripts/vit_digits_*.py` script to the CSV file `out`."""
     import pandas as pd
@@ -590,7 +605,7 @@ def print_paired_seed_tests(seeds):
 
 
 __all__ = [
-    "SEED_GRIDS", "load_seed_records", "write_records", "seed_means", "build_digits_model", "print_seed_choices", "print_paired_seed_tests", "test_labels", "seed_predictions", "seed_summary", "plot_seed_curve",
+    "SEED_GRIDS", "load_seed_records", "write_records", "seed_means", "build_digits_model", "pooled_features", "print_seed_choices", "print_paired_seed_tests", "test_labels", "seed_predictions", "seed_summary", "plot_seed_curve",
     "DIGITS_SIZE",
     "DIGIT_NAMES",
     "RandomShift",
