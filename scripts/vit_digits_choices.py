@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -26,10 +25,8 @@ from utils import vit  # noqa: E402
 
 def run(kind, train_data, validation_data, max_dx, max_dy, seed=0):
     """Train one model of `kind` ("ViT" or "CNN") with the notebook's recipe; its validation score."""
-    from transformers import ViTForImageClassification
-
     torch.manual_seed(seed)
-    model = ViTForImageClassification(vit.small_vit_config()) if kind == "ViT" else vit.SmallCNN()
+    model = vit.build_digits_model(kind)
     history = vit.train_digits(model, train_data, max_dx=max_dx, max_dy=max_dy, seed=seed)
     result = vit.score(vit.predict(model, validation_data), validation_data[:]["labels"].numpy())
     return {"model": kind, "parameters": sum(p.numel() for p in model.parameters()), "max_dx": max_dx, "max_dy": max_dy,
@@ -61,10 +58,7 @@ def main(argv=None):
                 row = {"fraction": fraction, **run(kind, train_data, validation_data, max_dx, max_dy)}
                 rows.append(row)
                 print(row, f"{time.perf_counter() - start:.0f} s", flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows).to_csv(out, index=False)
-    print(f"wrote {len(rows)} rows to {utils.relative(out)}")
+    vit.write_records(rows, args.out)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 
     python scripts/vit_digits_seeds.py tune  --models ViT --out data/vit_digits/tuning_vit.csv
     python scripts/vit_digits_seeds.py tune  --models CNN --out data/vit_digits/tuning_cnn.csv
-    python scripts/vit_digits_seeds.py seeds --models ViT --out data/vit_digits/seeds_vit.csv
-    python scripts/vit_digits_seeds.py seeds --models CNN --out data/vit_digits/seeds_cnn.csv
+    python scripts/vit_digits_seeds.py seeds --models ViT --tuning data/vit_digits/tuning_vit.csv --fractions 0.1 --out data/vit_digits/seeds_vit_small.csv
+    python scripts/vit_digits_seeds.py seeds --models ViT --tuning data/vit_digits/tuning_vit.csv --fractions 0.25 0.5 --out data/vit_digits/seeds_vit_mid.csv
+    python scripts/vit_digits_seeds.py seeds --models ViT --tuning data/vit_digits/tuning_vit.csv --fractions 1.0 --out data/vit_digits/seeds_vit_large.csv
+    python scripts/vit_digits_seeds.py seeds --models CNN --tuning data/vit_digits/tuning_cnn.csv --out data/vit_digits/seeds_cnn.csv
     python scripts/vit_digits_seeds.py tune --models CNN --grid-limit 1 --out /tmp/try.csv   # a quick try
 
 `tune` trains each model on all 1,149 training digits of `load_digits_dataset(validation_size=0.2)`
@@ -12,7 +14,7 @@ setting of its grid (`utils.vit.SEED_GRIDS`) and scores it on the 288 validation
 `seeds` reads the tuning files, takes each model's setting with the best validation accuracy (ties: the
 first in grid order, the cheaper one), and trains it with seeds 0-4 on 10%, 25%, 50% and 100% of the
 training digits (the subsets of `utils.vit.subset`, seed 0; --fractions splits the work between
-processes), always for the same number of steps (the
+processes; the notebook reads every seeds_*.csv), always for the same number of steps (the
 chosen setting's), so that a larger data set means more distinct digits, not more updates. Each seeds
 row keeps the validation accuracy and the test prediction of every one of the 360 test digits, so that
 the notebook can compare two models digit by digit (McNemar) and over seeds. A seed sets the initial
@@ -44,18 +46,10 @@ def settings(kind):
     return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
 
 
-def build(kind, setting):
-    from transformers import ViTForImageClassification
-
-    if kind == "ViT":
-        config = vit.small_vit_config(**{k: v for k, v in setting.items() if k not in ("lr", "steps")})
-        return ViTForImageClassification(config)
-    return vit.SmallCNN()
-
-
 def fit(kind, setting, train_data, seed):
+    """Train a fresh model of `kind` with `setting` (lr, steps and, for the ViT, config overrides)."""
     torch.manual_seed(seed)
-    model = build(kind, setting)
+    model = vit.build_digits_model(kind, **{k: v for k, v in setting.items() if k not in ("lr", "steps")})
     vit.train_digits(model, train_data, max_dx=0, max_dy=0, epochs=0, min_steps=int(setting["steps"]),
                      lr=float(setting["lr"]), seed=seed)
     return model
@@ -116,10 +110,7 @@ def main(argv=None):
                                  "test_predictions": "".join(str(int(p)) for p in predicted),
                                  "seconds": round(time.perf_counter() - start, 1), "command": command})
                     print({k: v for k, v in rows[-1].items() if k != "test_predictions"}, flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows).to_csv(out, index=False)
-    print(f"wrote {len(rows)} rows to {out}")
+    vit.write_records(rows, args.out)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,14 @@ def _vit(path):
                       image_std=[0.5] * 3).save_pretrained(path)
 
 
+def _dinov2(path):
+    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
+
+    Dinov2Model(Dinov2Config(**_small(), image_size=518, patch_size=14)).save_pretrained(path)
+    BitImageProcessor(size={"shortest_edge": 256}, crop_size={"height": 224, "width": 224},
+                      image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]).save_pretrained(path)
+
+
 def _tapas(path):
     from transformers import TapasConfig, TapasForQuestionAnswering, TapasTokenizer
 
@@ -176,7 +184,7 @@ def _librispeech(path, checkpoint):
 
 
 BUILDERS = {"vit": _vit, "tapas": _tapas, "wav2vec2": _wav2vec2, "clip": _clip, "gpt2": _gpt2,
-            "longformer": _longformer, "bigbird": _bigbird, "llava": _llava}
+            "longformer": _longformer, "bigbird": _bigbird, "dinov2": _dinov2, "llava": _llava}
 
 
 def repo_dir(root, checkpoint):

@@ -321,7 +321,7 @@ def test_seed_records_follow_their_recipe():
         assert runs.groupby("training_digits")["seed"].nunique().eq(5).all()
         assert runs["training_digits"].nunique() >= 2
     sizes = seeds.groupby("model")["training_digits"].unique()
-    assert set(sizes["ViT"]) <= set(sizes["CNN"])  # every ViT size has its CNN runs to pair with
+    assert set(sizes["ViT"]) == set(sizes["CNN"]) and len(sizes["ViT"]) == 4  # both at every size, to pair
     assert seeds["test_predictions"].str.len().eq(360).all()
     assert seeds["test_accuracy"].between(0, 1).all()
     for command in set(tuning["command"]) | set(seeds["command"]):
@@ -381,3 +381,77 @@ def test_choose_on_validation_picks_by_the_validation_split_and_refits_on_train(
     assert fitted.n_samples_fit_ == len(X_train)  # refitted on the training points only
     with pytest.raises(ValueError, match="differ in length"):
         choose_on_validation(KNeighborsClassifier(), {"n_neighbors": [1]}, (X_train, y_train[:3]), (X_val, y_val))
+
+
+def test_plot_seed_curve_ticks_every_size_and_breaks_lines_at_gaps():
+    """Ticks at every size any model was trained at; a model not trained at a size has no point there,
+    so its line does not run across it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from utils import vit
+
+    rows = [{"model": m, "training_digits": n, "seed": s, "test_accuracy": 0.5 + 0.1 * k + 0.01 * s}
+            for m, sizes in (("CNN", (100, 200, 400)), ("ViT", (100, 400))) for k, n in enumerate(sizes)
+            for s in range(3)]
+    ax = vit.plot_seed_curve(pd.DataFrame(rows))
+    assert [int(t) for t in ax.get_xticks()] == [100, 200, 400]
+    lines = {line.get_label().split(":")[0]: line for line in ax.get_lines()}
+    assert lines["CNN"].get_marker() and lines["ViT"].get_marker()
+    vit_y = np.asarray(lines["ViT"].get_ydata(), dtype=float)
+    assert np.isnan(vit_y[1]) and np.allclose(vit_y[[0, 2]], [0.51, 0.61])  # no ViT point at 200: the line breaks
+    plt.close("all")
+
+
+def test_seed_means_and_choices_read_the_records(capsys):
+    import pandas as pd
+
+    from utils import vit
+
+    seeds = pd.DataFrame([{"model": m, "training_digits": 100, "seed": s, "test_accuracy": a, "lr": 1e-3,
+                           "steps": 500, "intermediate_size": 128}
+                          for m, accs in (("CNN", (0.9, 0.92, 0.94)), ("ViT", (0.8, 0.8, 0.83))) for s, a in enumerate(accs)])
+    means = vit.seed_means(seeds)
+    assert str(means["CNN", 100]) == "92.0% ± 2.0 over 3 seeds (90.0% to 94.0%)"
+    tuning = pd.DataFrame({"model": ["CNN"] * 3 + ["ViT"] * 2, "validation_accuracy": [0.99, 0.99, 0.98, 0.95, 0.94]})
+    vit.print_seed_choices(tuning, seeds, validation_digits=100)
+    out = capsys.readouterr().out
+    assert "CNN: chosen {'lr': 0.001, 'steps': 500} (3 settings tried; it is right on 0 more" in out
+    assert "tied with 1 other(s)" in out and "ViT: chosen" in out and "right on 1 more of the 100" in out
+
+
+def test_build_digits_model_and_write_records_name_bad_input(tmp_path):
+    from utils import vit
+
+    assert type(vit.build_digits_model("CNN")).__name__ == "SmallCNN"
+    assert vit.build_digits_model("ViT", intermediate_size=256).config.intermediate_size == 256
+    with pytest.raises(ValueError, match="kind must be 'ViT' or 'CNN'"):
+        vit.build_digits_model("MLP")
+    with pytest.raises(ValueError, match="the CNN takes no settings"):
+        vit.build_digits_model("CNN", intermediate_size=256)
+    with pytest.raises(ValueError, match="no rows"):
+        vit.write_records([], tmp_path / "x.csv")
+    out = vit.write_records([{"a": 1}], tmp_path / "sub" / "x.csv")
+    assert out.read_text() == "a\n1\n"
+
+
+def test_pooled_features_read_the_cls_state_of_each_image():
+    from PIL import Image
+    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
+
+    from utils import vit
+
+    torch.manual_seed(0)
+    model = Dinov2Model(Dinov2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                                     image_size=28, patch_size=14))
+    processor = BitImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 28, "width": 28})
+    images = [Image.fromarray(np.full((8, 8), 16 * k, dtype=np.uint8), "L") for k in range(5)]
+    features = vit.pooled_features(model, processor, images, batch_size=2)
+    with torch.no_grad():
+        expected = model(**processor(images, return_tensors="pt")).pooler_output.numpy()
+    assert features.shape == (5, 16) and np.allclose(features, expected, atol=1e-5)
+    with pytest.raises(ValueError, match="no images"):
+        vit.pooled_features(model, processor, [])

@@ -67,8 +67,8 @@ class Checkpoint:
 
 # The pretrained checkpoints and data sets the course downloads, in one place. Revisions are the
 # ones the pipeline defaults pin in transformers 5.23 (tests/test_hub.py checks they still agree);
-# no pipeline pins GPT-2 (notebook 01 reads its size from its config) or the two long-document
-# models whose configs notebook 02 reads.
+# no pipeline pins GPT-2 (notebook 01 reads its size from its config), the two long-document
+# models whose configs notebook 02 reads, DINOv2 (notebook 04 probes its features) or LLaVA, read at main.
 CHECKPOINTS = {
     "vit": Checkpoint("google/vit-base-patch16-224", "3f49326"),
     "tapas": Checkpoint("google/tapas-base-finetuned-wtq", "e3dde19"),
@@ -79,6 +79,7 @@ CHECKPOINTS = {
     "bigbird": Checkpoint("google/bigbird-roberta-base", files=("config.json",)),
     "librispeech_dummy": Checkpoint("hf-internal-testing/librispeech_asr_dummy", repo_type="dataset",
                                     config="clean", split="validation"),
+    "dinov2": Checkpoint("facebook/dinov2-small"),
     "llava": Checkpoint("llava-hf/llava-interleave-qwen-0.5b-hf"),
 }
 

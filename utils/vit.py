@@ -455,22 +455,66 @@ SEED_GRIDS = {
 
 def load_seed_records(folder) -> tuple:
     """The tuning and seeds records of `scripts/vit_digits_seeds.py` in `folder`: (tuning, seeds), two
-    DataFrames; seeds gains a column `test_accuracy`, computed from its digit-by-digit `test_predictions`
-    against the test labels of `load_digits_dataset(validation_size=0.2)`."""
+    DataFrames. Every `tuning_*.csv` and every `seeds_*.csv` is read (one file per run of the script, each
+    row with the command that wrote it); seeds gains a column `test_accuracy`, computed from its digit-by-digit
+    `test_predictions` against the test labels of `load_digits_dataset(validation_size=0.2)`."""
     import pandas as pd
     from pathlib import Path
 
     folder = Path(folder)
-    missing = [name for name in ("tuning_vit.csv", "tuning_cnn.csv", "seeds_vit.csv", "seeds_cnn.csv")
-               if not (folder / name).exists()]
+    files = {stage: sorted(folder.glob(f"{stage}_*.csv")) for stage in ("tuning", "seeds")}
+    missing = [stage for stage, found in files.items() if not found]
     if missing:
-        raise FileNotFoundError(f"load_seed_records: {folder} lacks {missing}; scripts/vit_digits_seeds.py writes them")
-    tuning = pd.concat([pd.read_csv(folder / f"tuning_{m}.csv") for m in ("vit", "cnn")], ignore_index=True)
-    seeds = pd.concat([pd.read_csv(folder / f"seeds_{m}.csv", dtype={"test_predictions": str})
-                       for m in ("vit", "cnn")], ignore_index=True)
+        raise FileNotFoundError(f"load_seed_records: {folder} has no {' or '.join(m + '_*.csv' for m in missing)}; "
+                                "scripts/vit_digits_seeds.py writes them")
+    tuning = pd.concat([pd.read_csv(f) for f in files["tuning"]], ignore_index=True)
+    seeds = pd.concat([pd.read_csv(f, dtype={"test_predictions": str}) for f in files["seeds"]], ignore_index=True)
     labels = test_labels()
     seeds["test_accuracy"] = [float((seed_predictions(p) == labels).mean()) for p in seeds["test_predictions"]]
     return tuning, seeds
+
+
+def build_digits_model(kind: str, **config):
+    """A fresh model for the digits: "ViT" (`ViTForImageClassification` of `small_vit_config(**config)`)
+    or "CNN" (`SmallCNN()`, which takes no settings). Seed torch before calling for reproducible weights."""
+    if kind == "ViT":
+        from transformers import ViTForImageClassification
+
+        return ViTForImageClassification(small_vit_config(**config))
+    if kind == "CNN":
+        if config:
+            raise ValueError(f"build_digits_model: the CNN takes no settings, got {sorted(config)}")
+        return SmallCNN()
+    raise ValueError(f"build_digits_model: kind must be 'ViT' or 'CNN', got {kind!r}")
+
+
+def pooled_features(model, processor, images, batch_size: int = 64) -> np.ndarray:
+    """A pretrained encoder's `pooler_output` (for ViT-style encoders such as DINOv2: the final [CLS] state)
+    for each of `images` (PIL images), prepared by its `processor`, `batch_size` images at a time."""
+    images = list(images)
+    if not images:
+        raise ValueError("pooled_features: no images given")
+    model.eval()
+    chunks = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            inputs = processor(images[start:start + batch_size], return_tensors="pt")
+            chunks.append(model(**inputs).pooler_output.numpy())
+    return np.concatenate(chunks)
+
+
+def write_records(rows, out):
+    """Write the rows (dicts) of one run of a `scripts/vit_digits_*.py` script to the CSV file `out`."""
+    import pandas as pd
+    from pathlib import Path
+
+    if not rows:
+        raise ValueError(f"write_records: no rows to write to {out}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(out, index=False)
+    print(f"wrote {len(rows)} rows to {out}")
+    return out
 
 
 def test_labels() -> np.ndarray:
@@ -493,18 +537,18 @@ def seed_summary(seeds):
 
 
 def plot_seed_curve(seeds, *, ax=None, save=None):
-    """Test accuracy against training digits, one line per model: the mean over seeds, a band from the
-    lowest to the highest seed, every seed as a dot."""
-    import matplotlib.pyplot as plt
-
+    """Test accuracy against training digits, one line per model: the mean over seeds (a marker at every
+    size the model was trained at), a band from the lowest to the highest seed, every seed as a dot. The
+    x-ticks are every size any model was trained at; a model's line is broken at a size it was not trained at."""
     from .plotting import _finish, _new_axes
 
     fig, ax = _new_axes(ax, figsize=(6.5, 4))
-    for (model, runs), marker in zip(seeds.groupby("model"), ("s", "o")):
+    sizes = np.array(sorted(seeds["training_digits"].unique()))
+    for (model, runs), marker in zip(seeds.groupby("model"), ("s", "o", "^", "D")):
         by_size = runs.groupby("training_digits")["test_accuracy"]
-        sizes = np.array(sorted(runs["training_digits"].unique()))
-        line, = ax.plot(sizes, by_size.mean().loc[sizes], marker=marker, label=f"{model}: mean of {by_size.size().max()} seeds")
-        ax.fill_between(sizes, by_size.min().loc[sizes], by_size.max().loc[sizes], color=line.get_color(), alpha=0.2)
+        mean, low, high = (getattr(by_size, f)().reindex(sizes) for f in ("mean", "min", "max"))  # NaN: not trained
+        line, = ax.plot(sizes, mean, marker=marker, label=f"{model}: mean of {by_size.size().max()} seeds")
+        ax.fill_between(sizes, low, high, color=line.get_color(), alpha=0.2)
         ax.scatter(runs["training_digits"], runs["test_accuracy"], s=8, color=line.get_color(), alpha=0.6)
     ax.set_xscale("log")
     ax.set_xticks(sizes, [str(n) for n in sizes])
@@ -512,17 +556,33 @@ def plot_seed_curve(seeds, *, ax=None, save=None):
     ax.set(xlabel="training digits (the same number of steps at every size)", ylabel="test accuracy (360 digits)",
            title="ViT and CNN over seeds: mean, range (band) and each seed (dots)")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="lower right")
     _finish(fig, save)
     return ax
 
-def print_seed_choices(tuning, seeds):
-    """Print each network's chosen setting and the sizes and seeds it was trained with."""
+
+def print_seed_choices(tuning, seeds, validation_digits: int = 288):
+    """Print each network's chosen setting, by how many validation digits it beat the runner-up, and the
+    sizes and seeds it was trained with."""
     for network, rows in seeds.groupby("model"):
         setting = {k: rows.iloc[0][k].item() for k in SEED_GRIDS[network]}  # numpy scalars print as np.float64(...)
         setting = {k: int(v) if float(v).is_integer() and k != "lr" else v for k, v in setting.items()}
-        print(f"{network}: chosen {setting} ({len(tuning[tuning['model'] == network])} settings tried), "
-              f"{rows['seed'].nunique()} seeds at each of {sorted(int(n) for n in rows['training_digits'].unique())} training digits")
+        scores = tuning.loc[tuning["model"] == network, "validation_accuracy"].sort_values(ascending=False)
+        margin = round((scores.iloc[0] - scores.iloc[1]) * validation_digits) if len(scores) > 1 else None
+        ties = int((scores == scores.iloc[0]).sum())
+        print(f"{network}: chosen {setting} ({len(scores)} settings tried; it is right on {margin} more of the "
+              f"{validation_digits} validation digits than the runner-up"
+              + (f", tied with {ties - 1} other(s)" if ties > 1 else "") + "), "
+              f"{rows['seed'].nunique()} seeds at each of {sorted(int(n) for n in rows['training_digits'].unique())} "
+              "training digits")
+
+
+def seed_means(seeds) -> dict:
+    """{(model, training digits): `utils.evaluation.over_seeds` of the test accuracy}, for a summary."""
+    from . import evaluation
+
+    return {key: evaluation.over_seeds(runs["test_accuracy"], percent=True, digits=1)
+            for key, runs in seeds.groupby(["model", "training_digits"])}
 
 
 def print_paired_seed_tests(seeds):
@@ -535,14 +595,17 @@ def print_paired_seed_tests(seeds):
         pairs = rows.pivot(index="seed", columns="model", values="test_predictions").dropna()
         if not {"ViT", "CNN"} <= set(pairs.columns) or pairs.empty:
             continue  # the CNN alone was trained at this size
-        print(f"{size} training digits, ViT minus CNN on the same 360 test digits, seed by seed:")
+        errors = {m: np.mean([(seed_predictions(p) != labels).sum() for p in pairs[m]]) for m in ("ViT", "CNN")}
+        print(f"{size} training digits: mean errors ViT {errors['ViT']:.1f}, CNN {errors['CNN']:.1f} "
+              f"({errors['ViT'] / max(errors['CNN'], 1e-9):.1f} ViT errors per CNN error); "
+              "ViT minus CNN on the same 360 test digits, seed by seed:")
         for seed, row in pairs.iterrows():
             print(f"  seed {seed}: " + str(evaluation.mcnemar(seed_predictions(row["ViT"]) == labels,
                                                                seed_predictions(row["CNN"]) == labels)))
 
 
 __all__ = [
-    "SEED_GRIDS", "load_seed_records", "print_seed_choices", "print_paired_seed_tests", "test_labels", "seed_predictions", "seed_summary", "plot_seed_curve",
+    "SEED_GRIDS", "load_seed_records", "write_records", "seed_means", "build_digits_model", "pooled_features", "print_seed_choices", "print_paired_seed_tests", "test_labels", "seed_predictions", "seed_summary", "plot_seed_curve",
     "DIGITS_SIZE",
     "DIGIT_NAMES",
     "RandomShift",
