@@ -572,3 +572,28 @@ def test_shipped_test_split_is_todays_generator(tmp_path):
     assert json.loads((tmp_path / "again.json").read_text()) == shipped
     themes = {q["theme"] for q in shipped["questions"]}
     assert themes & set(tapas.TEST_THEMES) == set(tapas.TEST_THEMES)
+
+
+def test_keyword_rule_on_the_books_questions():
+    table = tapas.prepare_table(tapas.book_frame())
+    answers = {q: tapas.keyword_rule(table, q) for q, _ in tapas.BOOK_QUESTIONS}
+    assert answers["What's the topic in chapter 4?"] == ("NONE", [(4, 1)])  # the row holding 4, the text column
+    assert answers["What is the total number of pages?"] == ("SUM", [(r, 4) for r in range(6)])
+    assert answers["On which page does the chapter about question-answering start?"] == ("NONE", [(3, 2)])
+    # "pages" matches start_page, end_page and number_of_pages alike: without synonyms it counts end pages
+    assert answers["How many chapters have more than 20 pages?"] == ("COUNT", [(r, 3) for r in range(1, 6)])
+    frame = tapas.book_frame()
+    results = tapas.evaluate_rule([tapas.Example(table, q, "", [], code, tapas.run_pandas(code, frame))
+                                   for q, code in tapas.BOOK_QUESTIONS])
+    assert results["correct"].tolist() == [True, True, True, False]
+    assert results["executed"].tolist()[:3] == ["Summarization", 138, "74"]  # a looked-up cell stays text
+
+
+def test_keyword_rule_cue_words_are_whole_words():
+    table = pd.DataFrame({"city": ["Summerton", "Overby", "Addis"], "population": ["10", "20", "30"]})
+    assert tapas.keyword_rule(table, "What is the population of Summerton?") == ("NONE", [(0, 1)])
+    assert tapas.keyword_rule(table, "How many cities have a population over 15?") == ("COUNT", [(1, 1), (2, 1)])
+    assert tapas.keyword_rule(table, "What is the mean population?")[0] == "AVERAGE"
+    assert tapas.keyword_rule(table, "How many cities are there?") == ("COUNT", [(0, 0), (1, 0), (2, 0)])
+    with pytest.raises(TypeError, match="DataFrame"):
+        tapas.keyword_rule("not a table", "What?")

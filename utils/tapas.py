@@ -1374,3 +1374,109 @@ def loss_terms(model, inputs, *, aggregation_labels=None, float_answer=None):
     total = cell_selection.mean() + ((aggregation + answer) * kept).mean()
     return dict(aggregate=aggregate, cell_selection=cell_selection, aggregation=aggregation, answer=answer, kept=kept,
                 total=total)
+
+
+# ---------------------------------------------------------------------------------------------
+# The simplest rule a sceptic would try first: cue words pick the operator, string match the cells
+# ---------------------------------------------------------------------------------------------
+
+_RULE_MORE = ("more than", "above", "over", "greater", "higher", "exceed", "longer", "larger", "bigger", "at least")
+_RULE_LESS = ("less than", "fewer", "below", "under", "lower", "beneath", "shorter", "smaller", "at most")
+_RULE_SUM = ("total", "sum", "summed", "add", "added", "altogether", "combined", "together", "in all")
+_RULE_AVERAGE = ("average", "averaged", "mean", "typical")
+
+
+def _is_number(cell):
+    try:
+        parse_number(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _rule_words(text):
+    """Lower-case words with a plural 's' stripped, so 'goals' meets the header 'goals' and 'goal'."""
+    import re
+
+    return {w[:-1] if len(w) > 3 and w.endswith("s") else w for w in re.findall(r"[a-z]+", text.lower())}
+
+
+def _rule_column(question, table, columns, skip=()):
+    """The column among ``columns`` whose header shares most words with the question (less the words in
+    ``skip``); on a tie, the one with fewest header words the question lacks, then the last."""
+    asked = _rule_words(question) - _rule_words(" ".join(skip))
+    header = {c: _rule_words(table.columns[c].replace("_", " ")) for c in columns}
+    return max(columns, key=lambda c: (len(asked & header[c]), -len(header[c] - asked), c))
+
+
+def keyword_rule(table, question):
+    """Answer ``question`` over ``table`` (every cell a str) with cue words and string matching only.
+
+    Returns (operator, cells) as the pipeline would: the operator is COUNT when the question says
+    "how many" (or "number of", "count") and has a comparison word and a number, or says nothing
+    else; SUM or AVERAGE on their cue words; otherwise NONE, a lookup. The column is the one whose
+    header shares most words with the question (numeric columns for SUM, AVERAGE and conditions);
+    a lookup's row is the one whose cell text appears in the question (spaces or hyphens alike),
+    else the one holding a number of the question. No learning, no synonyms: a baseline.
+    """
+    import re
+
+    if not isinstance(table, pd.DataFrame) or not isinstance(question, str):
+        raise TypeError("keyword_rule needs a DataFrame of str cells and a str question")
+    text = question.lower()
+    flat = re.sub(r"[-\s]+", " ", text)
+    numbers = [float(n) for n in re.findall(r"\d+(?:\.\d+)?", text)]
+    numeric = [c for c in range(table.shape[1]) if all(_is_number(v) for v in table.iloc[:, c])]
+    said = lambda cues: any(re.search(rf"\b{cue}\b", text) for cue in cues)  # noqa: E731 - whole words only
+    counting = said(("how many", "number of", "count"))
+    rows = range(len(table))
+
+    def named_row():  # a row whose text cell the question names
+        for r in rows:
+            for c in range(table.shape[1]):
+                cell = re.sub(r"[-\s]+", " ", str(table.iat[r, c]).lower())
+                if c not in numeric and len(cell) > 2 and cell in flat:
+                    return r, c
+        return None
+
+    more, less = said(_RULE_MORE), said(_RULE_LESS)
+    if counting and numbers and (more or less) and numeric:
+        counted = re.findall(r"\b(?:how many|number of|count the|count)\s+(?:of the\s+)?(\w+)", text)  # the rows' noun
+        column = _rule_column(question, table, numeric, skip=counted)
+        v, greater = numbers[-1], more and not less
+        return "COUNT", [(r, column) for r in rows
+                         if (parse_number(table.iat[r, column]) > v if greater else parse_number(table.iat[r, column]) < v)]
+    found = named_row()
+    if found is None and numbers:  # a lookup by a number: the row holding it
+        for r in rows:
+            for c in numeric:
+                if parse_number(table.iat[r, c]) == numbers[-1]:
+                    found = r, c
+                    break
+            if found:
+                break
+    if found is not None and not said(_RULE_SUM + _RULE_AVERAGE):
+        row, key = found
+        return "NONE", [(row, _rule_column(question, table, [c for c in range(table.shape[1]) if c != key]))]
+    for operator, cues in (("SUM", _RULE_SUM), ("AVERAGE", _RULE_AVERAGE)):
+        if said(cues) and numeric:
+            column = _rule_column(question, table, numeric)
+            return operator, [(r, column) for r in rows]
+    if counting:
+        return "COUNT", [(r, 0) for r in rows]
+    return "NONE", [(0, _rule_column(question, table, range(table.shape[1])))]
+
+
+def evaluate_rule(examples):
+    """:func:`keyword_rule` on every example: a DataFrame like :func:`evaluate`'s (column ``rule``
+    instead of ``tapas``), with the executed answer and whether it is right."""
+    rows = []
+    for e in examples:
+        operator, cells = keyword_rule(e.table, e.question)
+        try:
+            value = execute_answer(operator, [e.table.iat[r, c] for r, c in cells])
+        except ValueError:
+            value = None
+        rows.append(dict(kind=e.kind, theme=e.theme, question=e.question, rule=operator, executed=value, gold=e.gold,
+                         correct=value is not None and denotation_match(value, e.gold)))
+    return pd.DataFrame(rows)
