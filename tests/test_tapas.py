@@ -597,3 +597,52 @@ def test_keyword_rule_cue_words_are_whole_words():
     assert tapas.keyword_rule(table, "How many cities are there?") == ("COUNT", [(0, 0), (1, 0), (2, 0)])
     with pytest.raises(TypeError, match="DataFrame"):
         tapas.keyword_rule("not a table", "What?")
+
+
+def test_run_restricted_answers_the_books_questions_as_pandas_does():
+    frame = tapas.book_frame()
+    for _, code in tapas.BOOK_QUESTIONS:
+        assert tapas.run_restricted(code, frame) == tapas.run_pandas(code, frame)
+    assert tapas.run_restricted("len(df)", frame) == 6
+    assert tapas.run_restricted('df["number_of_pages"].mean()', frame) == 23
+
+
+@pytest.mark.parametrize("code, reason", [
+    ('__import__("os").system("echo hacked")', "not allowed"),
+    ("df.__class__.__init__.__globals__", "'__globals__' is not allowed"),
+    ("().__class__.__bases__[0].__subclasses__()", "not allowed"),
+    ('open("/etc/passwd").read()', "not allowed"),
+    ('df.to_csv("/tmp/leak.csv")', "'to_csv' is not allowed"),
+    ('df.eval("1 + 1")', "'eval' is not allowed"),
+    ('df.query("number_of_pages > 20")', "'query' is not allowed"),
+    ("[x for x in range(10)]", "ListComp is not allowed"),
+    ("lambda: 0", "Lambda is not allowed"),
+    ("import os", "not one Python expression"),
+    ("x = 1", "not one Python expression"),
+    ('"a" * 1000000000', "repeating a string"),
+    ("df['chapter'] ** 999999", "Pow is not allowed"),
+    ("10 ** 10 ** 10", "Pow is not allowed"),
+    ("123456789012345678", "too large"),
+    ("os", "the name 'os' is not allowed"),
+    ('exec("print(1)")', "not allowed"),
+    ("df" + " + df" * 200, "at most 400"),
+])
+def test_run_restricted_refuses_hostile_code(code, reason):
+    with pytest.raises(tapas.UnsafeCode, match=re.escape(reason)):
+        tapas.run_restricted(code, tapas.book_frame())
+
+
+def test_run_restricted_stops_at_the_time_limit(monkeypatch):
+    import time
+
+    slow = tapas.book_frame()
+    monkeypatch.setitem(tapas._SAFE_FUNCTIONS, "len", lambda x: time.sleep(5))  # a call that never returns in time
+    with pytest.raises(TimeoutError, match="longer than 0.2 s"):
+        tapas.run_restricted("len(df)", slow, timeout=0.2)
+
+
+def test_extract_expression_and_numeric_frame():
+    assert tapas.extract_expression("```python\ndf['a'].sum()\n```\nThis sums a.") == "df['a'].sum()"
+    assert tapas.extract_expression("len(df)\nbecause ...") == "len(df)"
+    frame = tapas.numeric_frame(tapas.prepare_table(tapas.book_frame()))
+    assert frame["number_of_pages"].sum() == 138 and frame["name"].iloc[4] == "Summarization"

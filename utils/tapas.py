@@ -1480,3 +1480,153 @@ def evaluate_rule(examples):
         rows.append(dict(kind=e.kind, theme=e.theme, question=e.question, rule=operator, executed=value, gold=e.gold,
                          correct=value is not None and denotation_match(value, e.gold)))
     return pd.DataFrame(rows)
+
+
+def side_by_side(results):
+    """Accuracy by question kind of several systems on several splits, as text "84% of 30": ``results``
+    maps (split, system) to a frame of :func:`evaluate` or :func:`evaluate_rule`."""
+    if not results:
+        raise ValueError("side_by_side needs at least one (split, system) -> results entry")
+    columns = {}
+    for (split, system), frame in results.items():
+        scores = accuracy_by_kind(frame)
+        columns[(split, system)] = {kind: f"{row.accuracy:.0%} of {int(row.asked)}" for kind, row in scores.iterrows()}
+    table = pd.DataFrame(columns)
+    table.columns = pd.MultiIndex.from_tuples(table.columns, names=["split", "system"])
+    return table
+
+
+# ---------------------------------------------------------------------------------------------
+# A language model writes pandas; a restricted evaluator runs it
+# ---------------------------------------------------------------------------------------------
+
+PANDAS_METHODS = frozenset({
+    "loc", "iloc", "at", "iat", "sum", "mean", "median", "count", "max", "min", "idxmax", "idxmin", "item", "size",
+    "shape", "nunique", "unique", "tolist", "sort_values", "head", "tail", "nlargest", "nsmallest", "abs", "round",
+    "values", "index", "columns", "between", "isin", "eq", "ne", "gt", "lt", "ge", "le", "astype", "str", "lower",
+    "contains",
+})
+"""The attributes a generated expression may use: DataFrame and Series methods that read, select and aggregate."""
+
+_SAFE_NODES = ("Expression", "Name", "Load", "Constant", "Attribute", "Subscript", "Slice", "Tuple", "List", "Call",
+               "keyword", "Compare", "BinOp", "UnaryOp", "BoolOp", "Add", "Sub", "Mult", "Div", "FloorDiv", "Mod",
+               "BitAnd", "BitOr", "Invert", "Not", "USub", "UAdd", "And", "Or", "Eq", "NotEq", "Lt", "LtE", "Gt", "GtE",
+               "In", "NotIn")
+_SAFE_FUNCTIONS = {"len": len, "round": round, "abs": abs, "int": int, "float": float, "str": str}
+
+
+class UnsafeCode(ValueError):
+    """A generated expression that the restricted evaluator refuses to run, with the reason."""
+
+
+def _check_expression(code):
+    import ast
+
+    if not isinstance(code, str):
+        raise TypeError(f"code must be a str, got {type(code).__name__}")
+    if len(code) > 400:
+        raise UnsafeCode(f"the expression is {len(code)} characters long; at most 400")
+    try:
+        tree = ast.parse(code.strip(), mode="eval")
+    except SyntaxError as error:
+        raise UnsafeCode(f"not one Python expression: {error.msg}") from None
+    for node in ast.walk(tree):
+        kind = type(node).__name__
+        if kind not in _SAFE_NODES:
+            raise UnsafeCode(f"{kind} is not allowed (only one expression over df: selections, comparisons, "
+                             "arithmetic and the methods in tapas.PANDAS_METHODS)")
+        if isinstance(node, ast.Name) and node.id != "df" and node.id not in _SAFE_FUNCTIONS:
+            raise UnsafeCode(f"the name {node.id[:30]!r} is not allowed: only df and {', '.join(_SAFE_FUNCTIONS)}")
+        if isinstance(node, ast.Attribute) and (node.attr.startswith("_") or node.attr not in PANDAS_METHODS):
+            raise UnsafeCode(f"the attribute {node.attr!r} is not allowed")
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id not in _SAFE_FUNCTIONS:
+            raise UnsafeCode(f"calling {node.func.id!r} is not allowed")
+        if isinstance(node, ast.Constant):
+            if isinstance(node.value, (str, bytes)) and len(node.value) > 100:
+                raise UnsafeCode("a string constant longer than 100 characters")
+            if isinstance(node.value, (int, float)) and not isinstance(node.value, bool) and abs(node.value) > 1e12:
+                raise UnsafeCode(f"the constant {node.value!r} is too large")
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult) and any(
+                isinstance(side, ast.Constant) and isinstance(side.value, (str, bytes)) for side in (node.left, node.right)):
+            raise UnsafeCode("repeating a string is not allowed")
+    return compile(tree, "<generated>", "eval")
+
+
+def run_restricted(code, frame, *, timeout=2.0):
+    """Evaluate one generated pandas expression over ``frame`` (named ``df``), refusing anything else.
+
+    The expression is parsed first and refused (:class:`UnsafeCode`, with the reason) unless every
+    node is a selection, comparison, arithmetic, a constant of sane size, the name ``df``, one of a
+    few built-ins (len, round, abs, int, float, str) or an attribute in :data:`PANDAS_METHODS`: no
+    imports, no statements, no lambdas or comprehensions, no underscored attributes, no other names.
+    It then runs with no built-ins, on a copy of the frame, for at most ``timeout`` seconds (on a
+    platform with ``signal.setitimer``, in the main thread). Returns the value as :func:`run_pandas` does.
+    """
+    import signal
+    import threading
+
+    compiled = _check_expression(code)
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"frame must be a DataFrame, got {type(frame).__name__}")
+    timed = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+
+    def stop(signum, stack):
+        raise TimeoutError(f"the expression ran longer than {timeout} s")
+
+    if timed:
+        previous = signal.signal(signal.SIGALRM, stop)
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        value = eval(compiled, {"__builtins__": {}}, dict(_SAFE_FUNCTIONS, df=frame.copy()))  # noqa: S307 - checked above
+    finally:
+        if timed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+    if hasattr(value, "item") and getattr(value, "size", 1) == 1:
+        value = value.item()
+    if isinstance(value, float):
+        value = _as_int_if_whole(round(value, 9))
+    return value
+
+
+def numeric_frame(table):
+    """A table of str cells as pandas would hold it: columns of numbers where every cell is one."""
+    return table.apply(lambda column: pd.to_numeric(column) if all(_is_number(v) for v in column) else column)
+
+
+def pandas_prompt(frame, question):
+    """Chat messages asking a code model for one pandas expression that answers ``question`` over ``frame``."""
+    return [
+        {"role": "system", "content": "You write one Python expression with pandas. No imports, no assignments, "
+                                      "no explanation: the expression only."},
+        {"role": "user", "content": f"The DataFrame df is:\n{frame.to_string(index=False)}\n\nWrite one pandas "
+                                    f"expression over df whose value answers: {question}"},
+    ]
+
+
+def extract_expression(reply):
+    """The expression in a model's reply: the first code block's first line, else the reply's first line."""
+    import re
+
+    block = re.search(r"```(?:python)?\s*\n?(.*?)```", reply, flags=re.S)
+    text = (block.group(1) if block else reply).strip()
+    return text.splitlines()[0].strip() if text else ""
+
+
+def ask_code_model(generate, frame, question, gold=None, *, max_new_tokens=60):
+    """One question to a text-generation pipeline ``generate`` that writes pandas: its expression, the value
+    the restricted evaluator gives (None, with the reason, when it refuses or the code fails), the check."""
+    messages = pandas_prompt(frame, question)
+    reply = generate(messages, max_new_tokens=max_new_tokens, do_sample=False)[0]["generated_text"][-1]["content"]
+    code, value, problem = extract_expression(reply), None, ""
+    try:
+        value = run_restricted(code, frame)
+    except (UnsafeCode, TimeoutError) as error:
+        problem = f"refused: {error}"
+    except Exception as error:  # noqa: BLE001 - the model's code may fail in any way pandas can
+        problem = f"failed: {type(error).__name__}"
+    row = dict(question=question, code=code, executed=value, problem=problem)
+    if gold is not None:
+        row.update(gold=gold, correct=value is not None and not isinstance(value, (pd.Series, pd.DataFrame))
+                   and denotation_match(value if not isinstance(value, list) else value, gold))
+    return row
