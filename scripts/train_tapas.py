@@ -36,7 +36,8 @@ Stage 3 ran before the random schemas and the extra training phrasings were adde
 generator, and stage 4 before the generator stopped summing years, ratings and ages and before the
 validation split got themes of its own (stage 4's validation accuracy in metrics.json is on the
 earlier validation split: the 13 themes in the validation phrasings); rerunning their commands today
-trains on a slightly different mix. Stage 4 took 55 minutes (3,289 s for 12,000 steps, history.csv).
+trains on a slightly different mix. metrics.json writes stage 4's --init as <stage 3>, the folder
+stage 3 was saved to. Stage 4 took 55 minutes (3,289 s for 12,000 steps, history.csv).
 
 What each stage taught: stages 1 and 2 (original five-theme generator, 2,000-token vocabulary) the
 operators and the lookups by a number, then one lookup by name for every row of 4,000 more tables;
@@ -253,7 +254,7 @@ def main(argv=None):
             f"python scripts/train_tapas.py --tables {args.tables} --steps {args.steps} --batch-size {args.batch_size}"
             f" --lr {args.lr} --layers {args.layers} --hidden {args.hidden} --lookup-tables {args.lookup_tables}"
             f" --test-tables {args.test_tables}"
-            + (f" --init {args.init}" if args.init else "")
+            + (f" --init {utils.relative(args.init)}" if args.init else "")  # no machine path in a shipped record
             + (f" --generator broad --vocab-size {args.vocab_size} --val-tables {args.val_tables}"
                f" --split-tables {args.split_tables} --eval-every {args.eval_every}" if broad else "")
         ),

@@ -155,6 +155,26 @@ def _llava(path):
     LlavaForConditionalGeneration(config).save_pretrained(path)
 
 
+def _coder(path):
+    """Qwen2.5-Coder-Instruct at toy size: a Qwen2 causal LM, a word-level tokenizer and a chat template of the
+    same shape. Its random replies are never valid pandas, so the notebook's evaluator refuses them."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    words = ["<unk>", "<|endoftext|>", "<|im_start|>", "<|im_end|>", "system", "user", "assistant", "df", *TEXT]
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    template = ("{% for m in messages %}<|im_start|> {{ m['role'] }} {{ m['content'] }} <|im_end|> {% endfor %}"
+                "{% if add_generation_prompt %}<|im_start|> assistant {% endif %}")
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", eos_token="<|im_end|>",
+                                        pad_token="<|endoftext|>", additional_special_tokens=["<|im_start|>"])
+    tokenizer.chat_template = template
+    tokenizer.save_pretrained(path)
+    config = Qwen2Config(**_small(), vocab_size=len(words), num_key_value_heads=2,
+                         eos_token_id=words.index("<|im_end|>"), pad_token_id=words.index("<|endoftext|>"))
+    Qwen2ForCausalLM(config).save_pretrained(path)
+
+
 def _librispeech(path, checkpoint):
     """Two utterances of synthetic tones, laid out as the LibriSpeech sample is (audio, text, id...)."""
     import datasets
@@ -184,7 +204,8 @@ def _librispeech(path, checkpoint):
 
 
 BUILDERS = {"vit": _vit, "tapas": _tapas, "wav2vec2": _wav2vec2, "clip": _clip, "gpt2": _gpt2,
-            "longformer": _longformer, "bigbird": _bigbird, "dinov2": _dinov2, "llava": _llava}
+            "longformer": _longformer, "bigbird": _bigbird, "dinov2": _dinov2, "coder": _coder,
+            "llava": _llava}
 
 
 def repo_dir(root, checkpoint):

@@ -572,3 +572,77 @@ def test_shipped_test_split_is_todays_generator(tmp_path):
     assert json.loads((tmp_path / "again.json").read_text()) == shipped
     themes = {q["theme"] for q in shipped["questions"]}
     assert themes & set(tapas.TEST_THEMES) == set(tapas.TEST_THEMES)
+
+
+def test_keyword_rule_on_the_books_questions():
+    table = tapas.prepare_table(tapas.book_frame())
+    answers = {q: tapas.keyword_rule(table, q) for q, _ in tapas.BOOK_QUESTIONS}
+    assert answers["What's the topic in chapter 4?"] == ("NONE", [(4, 1)])  # the row holding 4, the text column
+    assert answers["What is the total number of pages?"] == ("SUM", [(r, 4) for r in range(6)])
+    assert answers["On which page does the chapter about question-answering start?"] == ("NONE", [(3, 2)])
+    # "pages" matches start_page, end_page and number_of_pages alike: without synonyms it counts end pages
+    assert answers["How many chapters have more than 20 pages?"] == ("COUNT", [(r, 3) for r in range(1, 6)])
+    frame = tapas.book_frame()
+    results = tapas.evaluate_rule([tapas.Example(table, q, "", [], code, tapas.run_pandas(code, frame))
+                                   for q, code in tapas.BOOK_QUESTIONS])
+    assert results["correct"].tolist() == [True, True, True, False]
+    assert results["executed"].tolist()[:3] == ["Summarization", 138, "74"]  # a looked-up cell stays text
+
+
+def test_keyword_rule_cue_words_are_whole_words():
+    table = pd.DataFrame({"city": ["Summerton", "Overby", "Addis"], "population": ["10", "20", "30"]})
+    assert tapas.keyword_rule(table, "What is the population of Summerton?") == ("NONE", [(0, 1)])
+    assert tapas.keyword_rule(table, "How many cities have a population over 15?") == ("COUNT", [(1, 1), (2, 1)])
+    assert tapas.keyword_rule(table, "What is the mean population?")[0] == "AVERAGE"
+    assert tapas.keyword_rule(table, "How many cities are there?") == ("COUNT", [(0, 0), (1, 0), (2, 0)])
+    with pytest.raises(TypeError, match="DataFrame"):
+        tapas.keyword_rule("not a table", "What?")
+
+
+def test_run_restricted_answers_the_books_questions_as_pandas_does():
+    frame = tapas.book_frame()
+    for _, code in tapas.BOOK_QUESTIONS:
+        assert tapas.run_restricted(code, frame) == tapas.run_pandas(code, frame)
+    assert tapas.run_restricted("len(df)", frame) == 6
+    assert tapas.run_restricted('df["number_of_pages"].mean()', frame) == 23
+
+
+@pytest.mark.parametrize("code, reason", [
+    ('__import__("os").system("echo hacked")', "not allowed"),
+    ("df.__class__.__init__.__globals__", "'__globals__' is not allowed"),
+    ("().__class__.__bases__[0].__subclasses__()", "not allowed"),
+    ('open("/etc/passwd").read()', "not allowed"),
+    ('df.to_csv("/tmp/leak.csv")', "'to_csv' is not allowed"),
+    ('df.eval("1 + 1")', "'eval' is not allowed"),
+    ('df.query("number_of_pages > 20")', "'query' is not allowed"),
+    ("[x for x in range(10)]", "ListComp is not allowed"),
+    ("lambda: 0", "Lambda is not allowed"),
+    ("import os", "not one Python expression"),
+    ("x = 1", "not one Python expression"),
+    ('"a" * 1000000000', "repeating a string"),
+    ("df['chapter'] ** 999999", "Pow is not allowed"),
+    ("10 ** 10 ** 10", "Pow is not allowed"),
+    ("123456789012345678", "too large"),
+    ("os", "the name 'os' is not allowed"),
+    ('exec("print(1)")', "not allowed"),
+    ("df" + " + df" * 200, "at most 400"),
+])
+def test_run_restricted_refuses_hostile_code(code, reason):
+    with pytest.raises(tapas.UnsafeCode, match=re.escape(reason)):
+        tapas.run_restricted(code, tapas.book_frame())
+
+
+def test_run_restricted_stops_at_the_time_limit(monkeypatch):
+    import time
+
+    slow = tapas.book_frame()
+    monkeypatch.setitem(tapas._SAFE_FUNCTIONS, "len", lambda x: time.sleep(5))  # a call that never returns in time
+    with pytest.raises(TimeoutError, match="longer than 0.2 s"):
+        tapas.run_restricted("len(df)", slow, timeout=0.2)
+
+
+def test_extract_expression_and_numeric_frame():
+    assert tapas.extract_expression("```python\ndf['a'].sum()\n```\nThis sums a.") == "df['a'].sum()"
+    assert tapas.extract_expression("len(df)\nbecause ...") == "len(df)"
+    frame = tapas.numeric_frame(tapas.prepare_table(tapas.book_frame()))
+    assert frame["number_of_pages"].sum() == 138 and frame["name"].iloc[4] == "Summarization"

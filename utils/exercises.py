@@ -342,6 +342,46 @@ def _bias_travel():
     return record["lr"] * sum(rates)
 
 
+def _two_number_relations():
+    from transformers import TapasTokenizer
+
+    from . import tapas
+    from .core import data_path
+
+    tokenizer = TapasTokenizer.from_pretrained(data_path("tapas", "small_tapas"))
+    table = tapas.prepare_table(tapas.book_frame())
+    encoded = tokenizer(table=table, queries="How many chapters have between 19 and 40 pages?")
+    column = list(table.columns).index("number_of_pages") + 1
+    relations = {types[2]: types[6] for types in encoded["token_type_ids"] if types[0] == 1 and types[1] == column}
+    return [relations[row] for row in range(1, len(table) + 1)]
+
+
+def _cutoff_reach():
+    from . import tapas
+
+    delta, cutoff = tapas.WTQ_WEAK_SUPERVISION["huber_loss_delta"], tapas.WTQ_WEAK_SUPERVISION["answer_loss_cutoff"]
+    return cutoff / delta + delta / 2
+
+
+def _highest_kept_answer():
+    import torch
+    from transformers import TapasForQuestionAnswering, TapasTokenizer
+
+    from . import tapas
+    from .core import data_path
+
+    folder = data_path("tapas", "small_tapas")
+    model = TapasForQuestionAnswering.from_pretrained(folder, **tapas.WTQ_WEAK_SUPERVISION).eval()
+    table = tapas.prepare_table(tapas.book_frame())
+    answers = torch.arange(138.0, 160.0)
+    inputs = TapasTokenizer.from_pretrained(folder)(table=table, queries=["What is the total number of pages?"] * len(answers),
+                                                   answer_coordinates=[[]] * len(answers),
+                                                   answer_text=[[]] * len(answers), return_tensors="pt")
+    with torch.no_grad():
+        kept = tapas.loss_terms(model, inputs, float_answer=answers)["kept"]
+    return int(answers[kept == 1].max())
+
+
 def _summable_headers():
     from . import tapas
 
@@ -413,18 +453,20 @@ EXERCISES: dict[str, Exercise] = {
         Number(4411, rel=0.001),
         "per layer, divided attention costs 4 * D * divided_scores FLOPs; compare with layer_flops(...)['linear_flops']."),
     # 05 TAPAS
-    "05.pages_gold": Exercise(
-        "new_gold, pandas' total of the corrected page counts", Number(144, rel=0),
-        "each chapter has end_page - start_page + 1 pages."),
-    "05.pages_still_sums": Exercise(
-        "still_sums, 'yes' if the shipped model still adds up the column for the corrected table, else 'no'",
-        Choice("yes", options=("yes", "no")), "look at the aggregator in the model's reply."),
-    "05.cutoff_answer": Exercise(
-        "answer_term, the answer loss term when the gold answer is 150", Number(1.447, rel=0.02),
-        "the Huber loss with a small delta grows about linearly: delta times the error."),
-    "05.cutoff_kept": Exercise(
-        "kept, 'yes' if the question with the wrong answer stays in the loss, else 'no'",
-        Choice("no", options=("yes", "no")), "compare the answer term with config.answer_loss_cutoff."),
+    "05.two_numbers": Exercise(
+        "relations, the numeric-relation ids of the six number_of_pages cells for "
+        "'How many chapters have between 19 and 40 pages?', top to bottom",
+        Values(_two_number_relations, atol=0),
+        "a cell compared with two numbers of the question gets both relations in one id, each relation a bit of its "
+        "own; a number equal to the cell has a bit too."),
+    "05.cutoff_reach": Exercise(
+        "reach, how far (in pages) an answer may lie from the model's expected result and still be kept, "
+        "from the Huber loss and the WTQ settings", Number(_cutoff_reach, rel=0.005),
+        "beyond delta the Huber loss is delta * (|error| - delta / 2); set it equal to answer_loss_cutoff."),
+    "05.highest_kept": Exercise(
+        "highest_kept, the largest whole answer to 'What is the total number of pages?' that the shipped model "
+        "still learns from", Number(_highest_kept_answer, rel=0),
+        "scan answers from 138 up with tapas.loss_terms and watch 'kept'; your reach says where to stop."),
     "05.summable": Exercise(
         "summable, the numeric columns of the unseen themes' tables whose total means something",
         Items(_summable_headers),

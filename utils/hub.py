@@ -80,6 +80,7 @@ CHECKPOINTS = {
     "librispeech_dummy": Checkpoint("hf-internal-testing/librispeech_asr_dummy", repo_type="dataset",
                                     config="clean", split="validation"),
     "dinov2": Checkpoint("facebook/dinov2-small"),
+    "coder": Checkpoint("Qwen/Qwen2.5-Coder-0.5B-Instruct"),
     "llava": Checkpoint("llava-hf/llava-interleave-qwen-0.5b-hf"),
 }
 

@@ -1374,3 +1374,259 @@ def loss_terms(model, inputs, *, aggregation_labels=None, float_answer=None):
     total = cell_selection.mean() + ((aggregation + answer) * kept).mean()
     return dict(aggregate=aggregate, cell_selection=cell_selection, aggregation=aggregation, answer=answer, kept=kept,
                 total=total)
+
+
+# ---------------------------------------------------------------------------------------------
+# The simplest rule a sceptic would try first: cue words pick the operator, string match the cells
+# ---------------------------------------------------------------------------------------------
+
+_RULE_MORE = ("more than", "above", "over", "greater", "higher", "exceed", "longer", "larger", "bigger", "at least")
+_RULE_LESS = ("less than", "fewer", "below", "under", "lower", "beneath", "shorter", "smaller", "at most")
+_RULE_SUM = ("total", "sum", "summed", "add", "added", "altogether", "combined", "together", "in all")
+_RULE_AVERAGE = ("average", "averaged", "mean", "typical")
+
+
+def _is_number(cell):
+    try:
+        parse_number(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _rule_words(text):
+    """Lower-case words with a plural 's' stripped, so 'goals' meets the header 'goals' and 'goal'."""
+    import re
+
+    return {w[:-1] if len(w) > 3 and w.endswith("s") else w for w in re.findall(r"[a-z]+", text.lower())}
+
+
+def _rule_column(question, table, columns, skip=()):
+    """The column among ``columns`` whose header shares most words with the question (less the words in
+    ``skip``); on a tie, the one with fewest header words the question lacks, then the last."""
+    asked = _rule_words(question) - _rule_words(" ".join(skip))
+    header = {c: _rule_words(table.columns[c].replace("_", " ")) for c in columns}
+    return max(columns, key=lambda c: (len(asked & header[c]), -len(header[c] - asked), c))
+
+
+def keyword_rule(table, question):
+    """Answer ``question`` over ``table`` (every cell a str) with cue words and string matching only.
+
+    Returns (operator, cells) as the pipeline would: the operator is COUNT when the question says
+    "how many" (or "number of", "count") and has a comparison word and a number, or says nothing
+    else; SUM or AVERAGE on their cue words; otherwise NONE, a lookup. The column is the one whose
+    header shares most words with the question (numeric columns for SUM, AVERAGE and conditions);
+    a lookup's row is the one whose cell text appears in the question (spaces or hyphens alike),
+    else the one holding a number of the question. No learning, no synonyms: a baseline.
+    """
+    import re
+
+    if not isinstance(table, pd.DataFrame) or not isinstance(question, str):
+        raise TypeError("keyword_rule needs a DataFrame of str cells and a str question")
+    text = question.lower()
+    flat = re.sub(r"[-\s]+", " ", text)
+    numbers = [float(n) for n in re.findall(r"\d+(?:\.\d+)?", text)]
+    numeric = [c for c in range(table.shape[1]) if all(_is_number(v) for v in table.iloc[:, c])]
+    said = lambda cues: any(re.search(rf"\b{cue}\b", text) for cue in cues)  # noqa: E731 - whole words only
+    counting = said(("how many", "number of", "count"))
+    rows = range(len(table))
+
+    def named_row():  # a row whose text cell the question names
+        for r in rows:
+            for c in range(table.shape[1]):
+                cell = re.sub(r"[-\s]+", " ", str(table.iat[r, c]).lower())
+                if c not in numeric and len(cell) > 2 and cell in flat:
+                    return r, c
+        return None
+
+    more, less = said(_RULE_MORE), said(_RULE_LESS)
+    if counting and numbers and (more or less) and numeric:
+        counted = re.findall(r"\b(?:how many|number of|count the|count)\s+(?:of the\s+)?(\w+)", text)  # the rows' noun
+        column = _rule_column(question, table, numeric, skip=counted)
+        v, greater = numbers[-1], more and not less
+        return "COUNT", [(r, column) for r in rows
+                         if (parse_number(table.iat[r, column]) > v if greater else parse_number(table.iat[r, column]) < v)]
+    found = named_row()
+    if found is None and numbers:  # a lookup by a number: the row holding it
+        for r in rows:
+            for c in numeric:
+                if parse_number(table.iat[r, c]) == numbers[-1]:
+                    found = r, c
+                    break
+            if found:
+                break
+    if found is not None and not said(_RULE_SUM + _RULE_AVERAGE):
+        row, key = found
+        return "NONE", [(row, _rule_column(question, table, [c for c in range(table.shape[1]) if c != key]))]
+    for operator, cues in (("SUM", _RULE_SUM), ("AVERAGE", _RULE_AVERAGE)):
+        if said(cues) and numeric:
+            column = _rule_column(question, table, numeric)
+            return operator, [(r, column) for r in rows]
+    if counting:
+        return "COUNT", [(r, 0) for r in rows]
+    return "NONE", [(0, _rule_column(question, table, range(table.shape[1])))]
+
+
+def evaluate_rule(examples):
+    """:func:`keyword_rule` on every example: a DataFrame like :func:`evaluate`'s (column ``rule``
+    instead of ``tapas``), with the executed answer and whether it is right."""
+    rows = []
+    for e in examples:
+        operator, cells = keyword_rule(e.table, e.question)
+        try:
+            value = execute_answer(operator, [e.table.iat[r, c] for r, c in cells])
+        except ValueError:
+            value = None
+        rows.append(dict(kind=e.kind, theme=e.theme, question=e.question, rule=operator, executed=value, gold=e.gold,
+                         correct=value is not None and denotation_match(value, e.gold)))
+    return pd.DataFrame(rows)
+
+
+def side_by_side(results):
+    """Accuracy by question kind of several systems on several splits, as text "84% of 30": ``results``
+    maps (split, system) to a frame of :func:`evaluate` or :func:`evaluate_rule`."""
+    if not results:
+        raise ValueError("side_by_side needs at least one (split, system) -> results entry")
+    columns = {}
+    for (split, system), frame in results.items():
+        scores = accuracy_by_kind(frame)
+        columns[(split, system)] = {kind: f"{row.accuracy:.0%} of {int(row.asked)}" for kind, row in scores.iterrows()}
+    table = pd.DataFrame(columns)
+    table.columns = pd.MultiIndex.from_tuples(table.columns, names=["split", "system"])
+    return table
+
+
+# ---------------------------------------------------------------------------------------------
+# A language model writes pandas; a restricted evaluator runs it
+# ---------------------------------------------------------------------------------------------
+
+PANDAS_METHODS = frozenset({
+    "loc", "iloc", "at", "iat", "sum", "mean", "median", "count", "max", "min", "idxmax", "idxmin", "item", "size",
+    "shape", "nunique", "unique", "tolist", "sort_values", "head", "tail", "nlargest", "nsmallest", "abs", "round",
+    "values", "index", "columns", "between", "isin", "eq", "ne", "gt", "lt", "ge", "le", "astype", "str", "lower",
+    "contains",
+})
+"""The attributes a generated expression may use: DataFrame and Series methods that read, select and aggregate."""
+
+_SAFE_NODES = ("Expression", "Name", "Load", "Constant", "Attribute", "Subscript", "Slice", "Tuple", "List", "Call",
+               "keyword", "Compare", "BinOp", "UnaryOp", "BoolOp", "Add", "Sub", "Mult", "Div", "FloorDiv", "Mod",
+               "BitAnd", "BitOr", "Invert", "Not", "USub", "UAdd", "And", "Or", "Eq", "NotEq", "Lt", "LtE", "Gt", "GtE",
+               "In", "NotIn")
+_SAFE_FUNCTIONS = {"len": len, "round": round, "abs": abs, "int": int, "float": float, "str": str}
+
+
+class UnsafeCode(ValueError):
+    """A generated expression that the restricted evaluator refuses to run, with the reason."""
+
+
+def _check_expression(code):
+    import ast
+
+    if not isinstance(code, str):
+        raise TypeError(f"code must be a str, got {type(code).__name__}")
+    if len(code) > 400:
+        raise UnsafeCode(f"the expression is {len(code)} characters long; at most 400")
+    try:
+        tree = ast.parse(code.strip(), mode="eval")
+    except SyntaxError as error:
+        raise UnsafeCode(f"not one Python expression: {error.msg}") from None
+    for node in ast.walk(tree):
+        kind = type(node).__name__
+        if kind not in _SAFE_NODES:
+            raise UnsafeCode(f"{kind} is not allowed (only one expression over df: selections, comparisons, "
+                             "arithmetic and the methods in tapas.PANDAS_METHODS)")
+        if isinstance(node, ast.Name) and node.id != "df" and node.id not in _SAFE_FUNCTIONS:
+            raise UnsafeCode(f"the name {node.id[:30]!r} is not allowed: only df and {', '.join(_SAFE_FUNCTIONS)}")
+        if isinstance(node, ast.Attribute) and (node.attr.startswith("_") or node.attr not in PANDAS_METHODS):
+            raise UnsafeCode(f"the attribute {node.attr!r} is not allowed")
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id not in _SAFE_FUNCTIONS:
+            raise UnsafeCode(f"calling {node.func.id!r} is not allowed")
+        if isinstance(node, ast.Constant):
+            if isinstance(node.value, (str, bytes)) and len(node.value) > 100:
+                raise UnsafeCode("a string constant longer than 100 characters")
+            if isinstance(node.value, (int, float)) and not isinstance(node.value, bool) and abs(node.value) > 1e12:
+                raise UnsafeCode(f"the constant {node.value!r} is too large")
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult) and any(
+                isinstance(side, ast.Constant) and isinstance(side.value, (str, bytes)) for side in (node.left, node.right)):
+            raise UnsafeCode("repeating a string is not allowed")
+    return compile(tree, "<generated>", "eval")
+
+
+def run_restricted(code, frame, *, timeout=2.0):
+    """Evaluate one generated pandas expression over ``frame`` (named ``df``), refusing anything else.
+
+    The expression is parsed first and refused (:class:`UnsafeCode`, with the reason) unless every
+    node is a selection, comparison, arithmetic, a constant of sane size, the name ``df``, one of a
+    few built-ins (len, round, abs, int, float, str) or an attribute in :data:`PANDAS_METHODS`: no
+    imports, no statements, no lambdas or comprehensions, no underscored attributes, no other names.
+    It then runs with no built-ins, on a copy of the frame, for at most ``timeout`` seconds (on a
+    platform with ``signal.setitimer``, in the main thread). Returns the value as :func:`run_pandas` does.
+    """
+    import signal
+    import threading
+
+    compiled = _check_expression(code)
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"frame must be a DataFrame, got {type(frame).__name__}")
+    timed = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+
+    def stop(signum, stack):
+        raise TimeoutError(f"the expression ran longer than {timeout} s")
+
+    if timed:
+        previous = signal.signal(signal.SIGALRM, stop)
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        value = eval(compiled, {"__builtins__": {}}, dict(_SAFE_FUNCTIONS, df=frame.copy()))  # noqa: S307 - checked above
+    finally:
+        if timed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+    if hasattr(value, "item") and getattr(value, "size", 1) == 1:
+        value = value.item()
+    if isinstance(value, float):
+        value = _as_int_if_whole(round(value, 9))
+    return value
+
+
+def numeric_frame(table):
+    """A table of str cells as pandas would hold it: columns of numbers where every cell is one."""
+    return table.apply(lambda column: pd.to_numeric(column) if all(_is_number(v) for v in column) else column)
+
+
+def pandas_prompt(frame, question):
+    """Chat messages asking a code model for one pandas expression that answers ``question`` over ``frame``."""
+    return [
+        {"role": "system", "content": "You write one Python expression with pandas. No imports, no assignments, "
+                                      "no explanation: the expression only."},
+        {"role": "user", "content": f"The DataFrame df is:\n{frame.to_string(index=False)}\n\nWrite one pandas "
+                                    f"expression over df whose value answers: {question}"},
+    ]
+
+
+def extract_expression(reply):
+    """The expression in a model's reply: the first code block's first line, else the reply's first line."""
+    import re
+
+    block = re.search(r"```(?:python)?\s*\n?(.*?)```", reply, flags=re.S)
+    text = (block.group(1) if block else reply).strip()
+    return text.splitlines()[0].strip() if text else ""
+
+
+def ask_code_model(generate, frame, question, gold=None, *, max_new_tokens=60):
+    """One question to a text-generation pipeline ``generate`` that writes pandas: its expression, the value
+    the restricted evaluator gives (None, with the reason, when it refuses or the code fails), the check."""
+    messages = pandas_prompt(frame, question)
+    reply = generate(messages, max_new_tokens=max_new_tokens, do_sample=False)[0]["generated_text"][-1]["content"]
+    code, value, problem = extract_expression(reply), None, ""
+    try:
+        value = run_restricted(code, frame)
+    except (UnsafeCode, TimeoutError) as error:
+        problem = f"refused: {error}"
+    except Exception as error:  # noqa: BLE001 - the model's code may fail in any way pandas can
+        problem = f"failed: {type(error).__name__}"
+    row = dict(question=question, code=code, executed=value, problem=problem)
+    if gold is not None:
+        row.update(gold=gold, correct=value is not None and not isinstance(value, (pd.Series, pd.DataFrame))
+                   and denotation_match(value if not isinstance(value, list) else value, gold))
+    return row
