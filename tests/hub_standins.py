@@ -88,6 +88,38 @@ def _wav2vec2(path):
     Wav2Vec2ForCTC(config).save_pretrained(path)
 
 
+def _whisper(path):
+    """Whisper at toy size: a 2-layer encoder-decoder over 80 log-mel bins, a byte-level BPE tokenizer
+    with no merges (one token per byte) and Whisper's special tokens, and a generation config that
+    knows English and the transcribe task."""
+    from transformers import (GenerationConfig, WhisperConfig, WhisperFeatureExtractor,
+                              WhisperForConditionalGeneration, WhisperProcessor, WhisperTokenizer)
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    path.mkdir(parents=True, exist_ok=True)
+    byte_chars = list(bytes_to_unicode().values())
+    specials = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|translate|>", "<|transcribe|>",
+                "<|startoflm|>", "<|startofprev|>", "<|nocaptions|>", "<|notimestamps|>"]
+    vocab = {c: i for i, c in enumerate(byte_chars + specials)}
+    tokenizer = WhisperTokenizer(vocab=vocab, merges=[], pad_token="<|endoftext|>")
+    tokenizer.add_special_tokens({"additional_special_tokens": specials[1:]})
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in specials}
+    WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=80), tokenizer=tokenizer).save_pretrained(path)
+    config = WhisperConfig(vocab_size=len(tokenizer), num_mel_bins=80, d_model=32, encoder_layers=2, decoder_layers=2,
+                           encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64,
+                           decoder_ffn_dim=64, max_source_positions=1500, max_target_positions=64,
+                           pad_token_id=ids["<|endoftext|>"], bos_token_id=ids["<|endoftext|>"],
+                           eos_token_id=ids["<|endoftext|>"], decoder_start_token_id=ids["<|startoftranscript|>"])
+    model = WhisperForConditionalGeneration(config)
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=ids["<|startoftranscript|>"], eos_token_id=ids["<|endoftext|>"],
+        pad_token_id=ids["<|endoftext|>"], bos_token_id=ids["<|endoftext|>"], max_length=20,
+        is_multilingual=True, lang_to_id={"<|en|>": ids["<|en|>"]},
+        task_to_id={"transcribe": ids["<|transcribe|>"], "translate": ids["<|translate|>"]},
+        no_timestamps_token_id=ids["<|notimestamps|>"], begin_suppress_tokens=[ids["<|endoftext|>"]])
+    model.save_pretrained(path)
+
+
 def _clip(path):
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
 
@@ -203,9 +235,9 @@ def _librispeech(path, checkpoint):
         "    path: clean/validation/*.parquet\n---\nA stand-in of the LibriSpeech sample.\n")
 
 
-BUILDERS = {"vit": _vit, "tapas": _tapas, "wav2vec2": _wav2vec2, "clip": _clip, "gpt2": _gpt2,
-            "longformer": _longformer, "bigbird": _bigbird, "dinov2": _dinov2, "coder": _coder,
-            "llava": _llava}
+BUILDERS = {"vit": _vit, "tapas": _tapas, "wav2vec2": _wav2vec2, "whisper": _whisper, "clip": _clip,
+            "gpt2": _gpt2, "longformer": _longformer, "bigbird": _bigbird, "dinov2": _dinov2,
+            "coder": _coder, "llava": _llava}
 
 
 def repo_dir(root, checkpoint):

@@ -1,4 +1,5 @@
 """Tests of utils.speech: the corpus loader, frame arithmetic, greedy CTC and the shipped recogniser."""
+import math
 import shutil
 
 import jiwer
@@ -494,3 +495,59 @@ def test_near_misses_counts_words_a_letter_or_two_off():
     assert speech.near_misses(table, max_distance=0)["near"] == 0
     with pytest.raises(ValueError, match="heard"):
         speech.near_misses(table.drop(columns="heard"))
+
+
+# ---- the CTC forward recursion, blanks, paired comparisons, the voice spread test ----
+
+@pytest.mark.parametrize("seed", range(6))
+def test_ctc_forward_matches_torch_ctc_loss(seed):
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(seed)
+    frames, vocab = 12 + seed, 6
+    log_probs = torch.randn(frames, vocab, generator=g, dtype=torch.float64).log_softmax(-1)
+    length = 1 + seed % 5
+    target = torch.randint(1, vocab, (length,), generator=g)
+    if seed % 2:  # repeated labels need a blank between them
+        target[-1] = target[0] if length > 1 else target[-1]
+        target[:2] = target[0]
+    ours = speech.ctc_forward(log_probs, target.tolist())
+    theirs = F.ctc_loss(log_probs[:, None], target[None], torch.tensor([frames]), torch.tensor([len(target)]),
+                        blank=0, reduction="none")[0]
+    assert torch.isclose(ours, theirs, rtol=1e-9, atol=1e-9), (ours, theirs)
+
+
+def test_ctc_forward_counts_every_path_by_hand():
+    # two frames, target "a" (id 1): paths a-a, a-blank, blank-a all collapse to "a"
+    p = torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.6, 0.3]], dtype=torch.float64)
+    expected = 0.3 * 0.6 + 0.3 * 0.1 + 0.5 * 0.6
+    assert math.isclose(float(speech.ctc_forward(p.log(), [1])), -math.log(expected), rel_tol=1e-12)
+    with pytest.raises(ValueError, match="blank id"):
+        speech.ctc_forward(p.log(), [0, 1])
+
+
+def test_blank_positions_inside_and_between_words():
+    frames = ["<pad>", "H", "<pad>", "I", "|", "<pad>", "Y", "O", "<pad>"]
+    # word HI spans frames 1-3 (one blank inside), YO frames 6-7; blanks at 0, 5, 8 are outside
+    assert speech.blank_positions(frames) == {"inside": 1, "outside": 3, "inside_share": 0.25}
+
+
+def test_group_spread_test_finds_a_voice_effect_and_none_where_there_is_none():
+    rng = np.random.default_rng(0)
+    voices = np.repeat(list("abcdefgh"), 8)
+    chars = rng.integers(20, 60, size=len(voices))
+    no_effect = pd.DataFrame({"voice": voices, "chars": chars, "char_errors": rng.binomial(chars, 0.3)})
+    rate = np.repeat(np.linspace(0.1, 0.6, 8), 8)
+    effect = no_effect.assign(char_errors=rng.binomial(chars, rate))
+    assert speech.group_spread_test(effect, n_perm=500)["p"] < 0.01
+    assert speech.group_spread_test(no_effect, n_perm=500)["p"] > 0.05
+
+
+def test_compare_cer_pairs_the_same_utterances():
+    a = pd.DataFrame({"text": ["A B", "C", "D E", "F"], "voice": ["x", "x", "y", "y"],
+                      "chars": [3, 1, 3, 1], "char_errors": [1, 1, 2, 0]})
+    b = a.assign(char_errors=[0, 0, 1, 0])
+    result = speech.compare_cer(a, b)
+    assert math.isclose(result.difference, (4 - 1) / 8) and math.isclose(result.a, 4 / 8)
+    with pytest.raises(ValueError, match="same utterances"):
+        speech.compare_cer(a, b.iloc[::-1])

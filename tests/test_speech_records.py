@@ -19,10 +19,15 @@ class _Parsed(Exception):
     pass
 
 
-def _parse(command, monkeypatch):
+def _parse(command, monkeypatch, script=None):
+    """Run `command`'s script only as far as its argument parser, and return what it parsed.
+
+    `script` is the file to load (by default the command's own script in today's tree; a copy of an
+    older version to check a command against the script of its commit)."""
     words = shlex.split(command)
     assert words[0] == "python" and words[1].startswith("scripts/"), command
-    spec = importlib.util.spec_from_file_location(Path(words[1]).stem, ROOT / words[1])
+    script = Path(script) if script is not None else ROOT / words[1]
+    spec = importlib.util.spec_from_file_location(f"parsed_{script.stem}", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     original = argparse.ArgumentParser.parse_args
@@ -59,26 +64,15 @@ def test_a_removed_option_is_caught(monkeypatch):
 def _parse_at_commit(command, commit, tmp_path, monkeypatch):
     """Parse `command` with the script as it was at `commit` (read with git show), not today's."""
     import subprocess
-    words = shlex.split(command)
+    script = shlex.split(command)[1]
     try:
-        source = subprocess.run(["git", "-C", str(ROOT), "show", f"{commit}:{words[1]}"], check=True,
+        source = subprocess.run(["git", "-C", str(ROOT), "show", f"{commit}:{script}"], check=True,
                                 capture_output=True, text=True).stdout
     except (OSError, subprocess.CalledProcessError):
         pytest.skip(f"commit {commit} is not in this clone's history")
-    old = tmp_path / Path(words[1]).name
+    old = tmp_path / Path(script).name
     old.write_text(source)
-    spec = importlib.util.spec_from_file_location(f"old_{old.stem}", old)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    original = argparse.ArgumentParser.parse_args
-
-    def stop(self, args=None, namespace=None):
-        raise _Parsed(original(self, args, namespace))
-
-    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", stop)
-    with pytest.raises(_Parsed) as parsed:
-        module.main(words[2:])
-    return parsed.value.args[0]
+    return _parse(command, monkeypatch, script=old)
 
 
 TRAINED_BY = [p for p in RECORDS if "trained_by" in json.loads(p.read_text())]

@@ -45,6 +45,24 @@ def _speech_mask_share(mask_prob, span=10, seeds=200):
         np.random.set_state(state)
     return float(np.mean(shares))
 
+def _speech_words_heard():
+    """Share of the test book sentences' words that the grammar-only recogniser hears anywhere in
+    the same sentence (notebook 06, exercise 3)."""
+    from transformers import pipeline
+
+    from . import speech
+
+    if "words_heard" not in _CACHE:
+        asr = pipeline("automatic-speech-recognition", model=str(speech.corpus_dir() / speech.CHECKPOINT_DIR))
+        test = speech.load_corpus(root=speech.corpus_dir() / "test")
+        pairs = [(text, asr(wave)["text"]) for text, kind, wave in zip(test["text"], test["kind"], test["speech"])
+                 if kind == "book"]
+        _CACHE["words_heard"] = float(np.mean([w in set(h.split()) for t, h in pairs for w in t.split()]))
+    return _CACHE["words_heard"]
+
+
+_CACHE = {}
+
 # ---- kinds of answer: each judges an answer and says how far off it is, never what is expected ----
 
 @dataclass(frozen=True)
@@ -486,6 +504,11 @@ EXERCISES: dict[str, Exercise] = {
     "06.one_letter_cer": Exercise(
         "one_letter_cer, the CER of the book's sentence with one letter changed", Number(1 / 89, rel=1e-6),
         "CER divides the character errors by the reference's characters, spaces included."),
+    "06.words_heard": Exercise(
+        "words_heard, the share of the test book sentences' words that the grammar-only recogniser hears anywhere "
+        "in the same sentence", Number(_speech_words_heard, rel=0, abs=0.005),
+        "score the book sentences with asr_small, split reference and heard text into words, and count a reference "
+        "word as heard when it occurs anywhere in that sentence's transcript."),
     # 07 CLIP
     "07.order_layers": Exercise(
         "layers, the fewest text layers at which a causal CLIP text encoder without position embeddings "

@@ -77,6 +77,7 @@ CHECKPOINTS = {
     "gpt2": Checkpoint("openai-community/gpt2", files=("config.json",)),
     "longformer": Checkpoint("allenai/longformer-base-4096", files=("config.json",)),
     "bigbird": Checkpoint("google/bigbird-roberta-base", files=("config.json",)),
+    "whisper": Checkpoint("openai/whisper-tiny"),
     "librispeech_dummy": Checkpoint("hf-internal-testing/librispeech_asr_dummy", repo_type="dataset",
                                     config="clean", split="validation"),
     "dinov2": Checkpoint("facebook/dinov2-small"),

@@ -212,7 +212,8 @@ def plot_waveform_spectrogram(wave, sampling_rate, *, log_mel=None, title=None, 
     """The waveform over time and, below it, a log-mel spectrogram on the same time axis.
 
     `log_mel` is a (mel bins x frames) array; if None it is computed with transformers'
-    audio_utils (25 ms windows, 10 ms hop, 80 mel bins).
+    audio_utils (25 ms windows, 10 ms hop, 80 mel bins, slaney mel scale from 0 Hz to half the
+    sampling rate). The frequency axis names the bin edges in Hz; a colour bar gives the power in dB.
     """
     wave = np.asarray(wave, dtype=np.float32)
     if wave.ndim != 1 or wave.size == 0:
@@ -224,11 +225,29 @@ def plot_waveform_spectrogram(wave, sampling_rate, *, log_mel=None, title=None, 
                                       gridspec_kw={"height_ratios": [1, 1.6]})
     top.plot(np.arange(len(wave)) / sampling_rate, wave, lw=0.5)
     top.set(ylabel="amplitude", title=title)
-    bottom.imshow(log_mel, origin="lower", aspect="auto", cmap="magma",
-                  extent=[0, duration, 0, log_mel.shape[0]])
-    bottom.set(xlabel="time (s)", ylabel="mel bin")
-    fig.tight_layout()
+    image = bottom.imshow(log_mel, origin="lower", aspect="auto", cmap="magma",
+                          extent=[0, duration, 0, log_mel.shape[0]])
+    bins = np.arange(0, log_mel.shape[0] + 1, 20)
+    bottom.set(xlabel="time (s)", ylabel="frequency (Hz, mel-spaced)", yticks=bins,
+               yticklabels=[f"{hz:,.0f}" for hz in mel_bin_hertz(bins, log_mel.shape[0], sampling_rate)])
+    bar = fig.colorbar(image, ax=[top, bottom], label="power (dB)", fraction=0.04, pad=0.02)
+    panel, strip = bottom.get_position(), bar.ax.get_position()
+    bar.ax.set_position([strip.x0, panel.y0, strip.width, panel.height])  # beside the spectrogram only
     return _finish(fig, save)
+
+
+def mel_bin_hertz(edges, n_mels, sampling_rate):
+    """The frequencies (Hz) at the edges 0..n_mels between the rows of `log_mel_spectrogram`.
+
+    Its filter bank (transformers' `mel_filter_bank`) centres filter k at (k + 1) / (n_mels + 1) of
+    the mel range from 0 Hz to sampling_rate / 2 (slaney scale); the edge between rows k - 1 and k
+    is taken halfway in mel between their centres, and the outer edges are 0 Hz and sampling_rate / 2."""
+    from transformers.audio_utils import hertz_to_mel, mel_to_hertz
+
+    edges = np.asarray(edges, dtype=float)
+    top = hertz_to_mel(sampling_rate / 2, mel_scale="slaney")
+    hertz = mel_to_hertz((edges + 0.5) / (n_mels + 1) * top, mel_scale="slaney")
+    return np.where(edges <= 0, 0.0, np.where(edges >= n_mels, sampling_rate / 2, hertz))
 
 
 def log_mel_spectrogram(wave, sampling_rate, n_mels=80, hop_length=160, win_length=400):
@@ -333,7 +352,7 @@ def plot_training(history, metric=None, *, loss_label="training loss", metric_la
     ax.plot(history["step"], history["loss"].rolling(window, min_periods=1).mean(),
             color="tab:blue", lw=1.5, label=f"{loss_label} (mean of {window} steps)")
     ax.set(xlabel="training step", title=title, yscale="log" if logy else "linear")
-    ax.set_ylabel(loss_label, color="tab:blue")
+    ax.set_ylabel(loss_label, **({"color": "tab:blue"} if metric else {}))  # coloured only beside a second axis
     if metric:
         evaluated = history.dropna(subset=[metric])
         right = ax.twinx()

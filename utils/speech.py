@@ -4,6 +4,8 @@
   audio file with soundfile inside `Dataset.map`, the way the book reads SUPERB; a missing,
   unreadable or wrongly sampled file stops it with an error that names the file.
 * `frames_per_second` / `num_frames` derive wav2vec 2.0's frame rate from a `Wav2Vec2Config`.
+* `ctc_forward` computes the CTC loss by the forward (alpha) recursion, to be checked against
+  `torch.nn.functional.ctc_loss`; `blank_positions` says where greedy CTC's blanks fall.
 * `greedy_ctc_steps` shows greedy CTC decoding one step at a time; `ctc_segments` and
   `plot_ctc_alignment` draw which frames emitted which character.
 * `make_processor`, `small_config`, `CTCCollator` and `transcribe` are the pieces the small
@@ -13,7 +15,9 @@
   `Wav2Vec2ForPreTraining`, step by step, to be checked against the model's own loss.
 * `score_utterances` and `error_rates` score an ASR pipeline: CER and WER pooled over utterances,
   with `utils.evaluation.bootstrap` intervals over the test utterances for one fixed recogniser
-  (whole voices resampled with ``groups="voice"``).
+  (whole voices resampled with ``groups="voice"``); `compare_cer` compares two systems on the
+  same utterances (paired over voices) and `group_spread_test` asks whether voices differ more
+  than random groups of the same utterances would.
 """
 from __future__ import annotations
 
@@ -37,7 +41,8 @@ __all__ = [
     "read_speech", "load_corpus", "make_vocab", "make_processor", "small_config",
     "frames_per_second", "receptive_field", "num_frames", "CTCCollator", "augment", "greedy_ctc_steps",
     "ctc_segments", "ctc_words", "plot_ctc_alignment", "transcribe", "pretraining_config", "pretraining_losses",
-    "ALPHABET", "normalise_text", "book_sentences", "score_utterances", "error_rates",
+    "ALPHABET", "normalise_text", "book_sentences", "score_utterances", "error_rates", "near_misses",
+    "ctc_forward", "blank_positions", "frame_string", "group_spread_test", "compare_cer", "librispeech_sample",
 ]
 
 SAMPLING_RATE = 16_000
@@ -247,6 +252,12 @@ def greedy_ctc_steps(logits, tokenizer):
     return {"frames": frames, "collapsed": collapsed, "no_blanks": no_blanks, "text": text}
 
 
+def frame_string(tokens, blank="<pad>", delimiter="|"):
+    """Per-frame CTC tokens as one line of text, one character a frame: the blank as "·", the
+    word delimiter as "_"."""
+    return "".join({blank: "·", delimiter: "_"}.get(t, t) for t in tokens)
+
+
 def ctc_segments(frames, blank="<pad>"):
     """Runs of one non-blank token in the per-frame tokens: a list of (token, first frame, last frame + 1)."""
     segments, start = [], 0
@@ -284,7 +295,7 @@ def plot_ctc_alignment(speech, frames, *, frame_seconds=0.02, sampling_rate=SAMP
     has one cell per frame: a letter's frames in orange (neighbouring letters in two shades) with
     the letter written once, on one row, over its run; the word delimiter "|" (the gap between words) in dark blue; blank frames in
     light grey. Each whole word (`ctc_words`) is shaded across the spectrogram and named above
-    it. `window`, a (start, stop) pair in seconds, zooms in; a window outside the utterance is
+    it (the legend names all four). `window`, a (start, stop) pair in seconds, zooms in; a window outside the utterance is
     an error.
     """
     import matplotlib.pyplot as plt
@@ -324,10 +335,11 @@ def plot_ctc_alignment(speech, frames, *, frame_seconds=0.02, sampling_rate=SAMP
                 ha="center", va="bottom", fontsize=9, fontweight="bold", clip_on=False)
     ax.set(ylabel="mel bin", xlim=(start, stop))
     strip.set(xlabel="time (s)", yticks=[], xlim=(start, stop))
-    strip.legend(handles=[Patch(color=colours["letter"][0], label="letter (neighbours in two shades)"),
+    strip.legend(handles=[Patch(color="cyan", alpha=0.25, label="a word's frames, first to last letter (above)"),
+                          Patch(color=colours["letter"][0], label="letter (neighbours in two shades)"),
                           Patch(color=colours["gap"], label="word gap (|)"),
                           Patch(color=colours["blank"], label="blank")],
-                 loc="upper center", bbox_to_anchor=(0.5, -0.9), ncol=3, fontsize=8, frameon=False)
+                 loc="upper center", bbox_to_anchor=(0.5, -0.9), ncol=4, fontsize=8, frameon=False)
     ax.set_title(title or "greedy CTC frame by frame: whole words shaded over the spectrogram, "
                  "every 20 ms frame's output below", pad=20, fontsize=10)
     return _finish(fig, save)
@@ -506,8 +518,12 @@ def book_sentences(path=None, block=25, fractions=(0.8, 0.1, 0.1), seed=0, min_w
     return splits
 
 
-def score_utterances(asr, dataset):
+def score_utterances(asr, dataset, normalise=False):
     """Transcribe every utterance of `dataset` with an ASR pipeline and count its errors with jiwer.
+
+    `normalise=True` writes each transcript the way the references are written (`normalise_text`:
+    upper case, no punctuation, "Mr." as MISTER), for recognisers such as Whisper that write
+    cased, punctuated text; a transcript it cannot say in letters is kept upper-cased.
 
     One utterance at a time: with `batch_size` > 1 the pipeline pads the shorter waveforms and
     decodes the padding's frames too, which adds letters to their ends.
@@ -519,6 +535,8 @@ def score_utterances(asr, dataset):
     import jiwer
 
     heard = [asr(wave)["text"] for wave in dataset["speech"]]
+    if normalise:
+        heard = [normalise_text(h) or h.upper().strip() for h in heard]
     table = dataset.remove_columns("speech").to_pandas().assign(heard=heard)
     rows = []
     for ref, hyp in zip(table["text"], heard):
@@ -673,3 +691,127 @@ def _arpa_prob(prob, backoff, gram):
     if gram in prob.get(len(gram), {}):
         return prob[len(gram)][gram]
     return backoff.get(gram[:-1], 1.0) * _arpa_prob(prob, backoff, gram[1:])
+
+
+def ctc_forward(log_probs, target, blank=0):
+    """-log p(target | frames) under CTC, by the forward (alpha) recursion in log space.
+
+    `log_probs` is a (frames x vocabulary) tensor of per-frame log-probabilities (log_softmax of
+    the logits), `target` a sequence of token ids without blanks. The target is interleaved with
+    blanks, l' = (blank, y1, blank, y2, ..., yU, blank), and alpha[t, s] is the log-probability of
+    all paths through frame t that have emitted l'[:s+1]: a path may stay on a symbol, step to the
+    next one, or skip a blank between two different labels (Graves et al., 2006, section 4.1). The
+    answer sums the two ends that finish the target (its last label, or the blank after it).
+    Computed one frame at a time, for reading, not speed; `torch.nn.functional.ctc_loss` with
+    reduction="none" gives the same number.
+    """
+    log_probs = torch.as_tensor(log_probs, dtype=torch.float64)
+    target = [int(t) for t in target]
+    if log_probs.ndim != 2:
+        raise ValueError(f"ctc_forward: need (frames x vocabulary) log-probabilities, got shape {tuple(log_probs.shape)}")
+    if blank in target:
+        raise ValueError(f"ctc_forward: the target holds the blank id {blank}; give the labels only")
+    if any(not 0 <= t < log_probs.shape[1] for t in target):
+        raise ValueError(f"ctc_forward: a target id is outside the vocabulary of {log_probs.shape[1]}")
+    extended = [blank]
+    for label in target:
+        extended += [label, blank]
+    S, T = len(extended), log_probs.shape[0]
+    minus_inf = torch.tensor(-math.inf, dtype=torch.float64)
+    alpha = torch.full((S,), -math.inf, dtype=torch.float64)
+    alpha[0] = log_probs[0, blank]
+    if S > 1:
+        alpha[1] = log_probs[0, extended[1]]
+    allowed = torch.tensor([s >= 2 and extended[s] != blank and extended[s] != extended[s - 2]
+                            for s in range(S)])  # where a path may skip the blank before l'[s]
+    for t in range(1, T):
+        stay = alpha
+        step = torch.cat([minus_inf.view(1), alpha[:-1]])
+        skip = torch.where(allowed, torch.cat([minus_inf.repeat(2), alpha[:-2]]), minus_inf)
+        alpha = torch.logsumexp(torch.stack([stay, step, skip]), dim=0) + log_probs[t, extended]
+    return -torch.logsumexp(alpha[-2:], dim=0) if S > 1 else -alpha[-1]
+
+
+def blank_positions(frames, blank="<pad>", delimiter="|"):
+    """Where greedy CTC's blank frames fall: inside a word (between its first and last letter)
+    or outside every word (between words, before the first or after the last).
+
+    `frames` is the per-frame token list of `greedy_ctc_steps`; words as in `ctc_words`.
+    Returns a dict with the counts `inside` and `outside` and the share `inside_share`.
+    """
+    words = ctc_words(frames, blank, delimiter)
+    inside = sum(1 for i, token in enumerate(frames)
+                 if token == blank and any(first <= i < last for _, first, last in words))
+    total = sum(token == blank for token in frames)
+    return {"inside": inside, "outside": total - inside, "inside_share": inside / total if total else float("nan")}
+
+
+def group_spread_test(scores, group="voice", n_perm=2000, seed=0):
+    """Do the groups (voices) differ more than random groups of the same utterances would?
+
+    The statistic is the standard deviation of the groups' pooled CERs. Under the null hypothesis
+    that the group does not matter, any dealing of the utterances to groups of the same sizes is as
+    likely as the real one (a permutation test), so the p-value is the share of `n_perm` random
+    dealings whose spread is at least the observed one (counting the observed dealing itself).
+    Meaningful when the sentences were dealt to the groups at random, as in the test split.
+    Returns a dict: `observed`, `null_mean` (the spread random dealings give on average) and `p`.
+    """
+    missing = {group, "char_errors", "chars"} - set(scores.columns)
+    if missing:
+        raise ValueError(f"group_spread_test: scores lack the column(s) {sorted(missing)}")
+    labels = pd.factorize(scores[group])[0]
+    if labels.max() < 1:
+        raise ValueError(f"group_spread_test: need at least 2 groups in {group!r}")
+    errors, chars = scores["char_errors"].to_numpy(float), scores["chars"].to_numpy(float)
+
+    def spread(ids):
+        return np.std(np.bincount(ids, errors) / np.bincount(ids, chars), ddof=1)
+
+    rng = np.random.default_rng(seed)
+    observed = spread(labels)
+    null = np.array([spread(rng.permutation(labels)) for _ in range(n_perm)])
+    return {"observed": float(observed), "null_mean": float(null.mean()),
+            "p": float((1 + (null >= observed - 1e-12).sum()) / (1 + n_perm))}
+
+
+def compare_cer(scores_a, scores_b, groups="voice", n_boot=2000, seed=0):
+    """System A's pooled CER minus system B's on the same utterances, paired over `groups`.
+
+    Both tables come from `score_utterances` on the same dataset (same texts, same order). Returns
+    `utils.evaluation.paired_bootstrap`'s Comparison: the difference, a paired interval that
+    resamples whole groups once for both systems, and the sign-flip test's p-value over the groups.
+    """
+    from .evaluation import paired_bootstrap
+
+    if len(scores_a) != len(scores_b) or list(scores_a["text"]) != list(scores_b["text"]):
+        raise ValueError("compare_cer: the two tables must score the same utterances in the same order")
+    return paired_bootstrap(scores_a["char_errors"].to_numpy(float), scores_b["char_errors"].to_numpy(float),
+                            weights=scores_a["chars"].to_numpy(float),
+                            groups=None if groups is None else scores_a[groups].to_numpy(),
+                            n_boot=n_boot, seed=seed, percent=True)
+
+
+def librispeech_sample():
+    """The first utterance (sorted by id) of the LibriSpeech sample the transformers docs use
+    (hf-internal-testing/librispeech_asr_dummy, clean, validation), read as the book reads SUPERB:
+    the audio's bytes decoded with soundfile inside `map`. Needs the Hub or its cache. Returns a
+    dict with id, text, speech (float32 array) and sampling_rate."""
+    import io
+
+    import datasets
+
+    from .hub import CHECKPOINTS
+
+    sample = CHECKPOINTS["librispeech_dummy"]
+    data = datasets.load_dataset(sample.repo_id, sample.config, split=sample.split)
+    data = data.sort("id").select(range(1)).cast_column("audio", datasets.Audio(decode=False))
+
+    def map_to_array(example):
+        audio = example["audio"]
+        source = io.BytesIO(audio["bytes"]) if audio["bytes"] else audio["path"]
+        example["speech"], example["sampling_rate"] = sf.read(source, dtype="float32")
+        return example
+
+    row = data.map(map_to_array)[0]
+    return {"id": row["id"], "text": row["text"], "speech": np.asarray(row["speech"], dtype=np.float32),
+            "sampling_rate": row["sampling_rate"]}
