@@ -79,6 +79,7 @@ CHECKPOINTS = {
     "bigbird": Checkpoint("google/bigbird-roberta-base", files=("config.json",)),
     "librispeech_dummy": Checkpoint("hf-internal-testing/librispeech_asr_dummy", repo_type="dataset",
                                     config="clean", split="validation"),
+    "docqa": Checkpoint("impira/layoutlm-document-qa", "beed3c4"),
     "llava": Checkpoint("llava-hf/llava-interleave-qwen-0.5b-hf"),
 }
 
