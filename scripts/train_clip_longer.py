@@ -3,12 +3,16 @@
     python scripts/train_clip_longer.py                          # every run, seeds 0 1 2
     python scripts/train_clip_longer.py --runs CLIP --seeds 3    # one more seed of one run
     python scripts/train_clip_longer.py --steps 100 --out /tmp/clip_runs.json   # a quick try
+    python scripts/train_clip_longer.py --shift 2 --runs CLIP 'order-blind CLIP' --seeds 0
+                                            # other compositions held out: data/clip_runs_shift2.json
 
 The data, tokenizer, models and loop of the notebook's "Build it small" (utils.clip.course_data,
 small_model, train_contrastive): CLIP with batches drawn at random, CLIP with each two-object scene
 and its twin in the same batch, CLIP with an order-blind text encoder, and SigLIP with its bias
 starting at the paper's -10 or at -log N (N the batch size). A seed sets the initial weights and
-the order of the batches; the pictures are the same for every seed.
+the order of the batches; the pictures are the same for every seed. --shift chooses which
+compositions are held out of training (utils.clip.held_out_split; 0 is the notebook's split), and
+the record of a shift other than 0 goes to data/clip_runs_shift<k>.json unless --out says otherwise.
 
 Every --eval-every steps a run scores the validation split of utils.clip.ZeroShotTests (naming
 among 36 captions, binding), the contrastive loss on validation batches and the learned scale and
@@ -74,7 +78,8 @@ def train_one(name, seed, args, data):
     rounded = lambda row: {k: int(v) if k == "step" else None if v != v else round(float(v), 4)  # noqa: E731
                            for k, v in row.items()}
     return {
-        "command": f"python scripts/train_clip_longer.py --runs '{name}' --seeds {seed} --steps {args.steps}",
+        "command": f"python scripts/train_clip_longer.py --runs '{name}' --seeds {seed} --steps {args.steps}"
+                   + (f" --shift {args.shift}" if args.shift else ""),
         "seconds": round(seconds),
         "chosen_step": chosen,
         "validation": [rounded(r) for r in evaluated.drop(columns=["epoch", "lr", "seconds"]).to_dict("records")],
@@ -91,7 +96,10 @@ def build_parser():
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--out", default=str(ROOT / "data" / "clip_runs.json"))
+    parser.add_argument("--shift", type=int, default=0, choices=list(clip.HELD_OUT_SHIFTS),
+                        help="which compositions are held out (utils.clip.held_out_split)")
+    parser.add_argument("--out", default=None, help="the record (default data/clip_runs.json, "
+                        "or data/clip_runs_shift<k>.json for --shift k)")
     return parser
 
 
@@ -100,21 +108,30 @@ def main(argv=None):
     torch.set_num_threads(1)  # a model this small gains nothing from a second thread
 
     with tempfile.TemporaryDirectory() as tmp:
-        train_examples, processor = clip.course_data(tmp)
-    val_examples = clip.make_examples(512, seed=3) + clip.make_pair_examples(256, seed=3)
+        train_examples, processor = clip.course_data(tmp, shift=args.shift)
+    split = clip.held_out_split(args.shift)
+    val_examples = clip.make_examples(512, seed=3, combos=split.train_combos) + \
+        clip.make_pair_examples(256, seed=3, classes=split.binding_train)
     val_items = clip.encode(processor, val_examples)
     data = {
         "processor": processor, "items": clip.encode(processor, train_examples), "val_items": val_items,
-        "validation": clip.ZeroShotTests(processor, "validation"), "test": clip.ZeroShotTests(processor, "test"),
+        "validation": clip.ZeroShotTests(processor, "validation", shift=args.shift),
+        "test": clip.ZeroShotTests(processor, "test", shift=args.shift),
         "batches": {kind: clip.make_batches(len(val_items), BATCH_SIZE, 16, hard_negatives=kind == "twins", seed=3)
                     for kind in ("random", "twins")},
     }
-    scenes = clip.scene_distribution(0.5)
-    out = Path(args.out)
+    scenes = clip.scene_distribution(0.5, combos=split.train_combos, classes=split.binding_train)
+    out = Path(args.out or ROOT / "data" / ("clip_runs.json" if args.shift == 0 else f"clip_runs_shift{args.shift}.json"))
     record = json.loads(out.read_text()) if out.exists() else {}
     settings = {"steps": args.steps, "lr": args.lr, "batch_size": BATCH_SIZE, "eval_every": args.eval_every}
     if record and {k: record.get(k) for k in settings} != settings:
         raise SystemExit(f"{out} holds runs with other settings {[record.get(k) for k in settings]}; use another --out")
+    if record and record.get("shift", 0) != args.shift:
+        raise SystemExit(f"{out} holds runs with shift {record.get('shift', 0)}, not {args.shift}; use another --out")
+    if args.shift:
+        record["shift"] = args.shift
+        record["held_out"] = {"pairs": [list(p) for p in split.pairs],
+                              "binding": [[list(c), list(s)] for c, s in split.binding]}
     record.update(settings, selection="the validation step with the best naming (36 captions) + binding",
                   tests=list(clip.TESTS),
                   floors={kind: clip.loss_floor(val_examples, b, scenes) for kind, b in data["batches"].items()})

@@ -207,6 +207,29 @@ def _coder(path):
     Qwen2ForCausalLM(config).save_pretrained(path)
 
 
+def _docqa(path):
+    """LayoutLM for extractive question answering with a byte-level BPE tokenizer laid out as RoBERTa's
+    (the real checkpoint's tokenizer class), trained on the words of the notebook's invoice."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import LayoutLMConfig, LayoutLMForQuestionAnswering, RobertaTokenizerFast
+
+    from utils.documents import INVOICE_LINES
+
+    words = [text for line in INVOICE_LINES for text, _ in line] + ["What is the total amount due?"]
+    backend = ByteLevelBPETokenizer(add_prefix_space=True)
+    backend.train_from_iterator(words, vocab_size=300, min_frequency=1,
+                                special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    path.mkdir(parents=True, exist_ok=True)
+    backend.save_model(str(path))
+    tokenizer = RobertaTokenizerFast(vocab_file=str(path / "vocab.json"), merges_file=str(path / "merges.txt"),
+                                     add_prefix_space=True, model_max_length=512)
+    tokenizer.save_pretrained(path)
+    config = LayoutLMConfig(**_small(), vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                            max_position_embeddings=514, type_vocab_size=1, tokenizer_class="RobertaTokenizer")
+    LayoutLMForQuestionAnswering(config).save_pretrained(path)
+
+
 def _librispeech(path, checkpoint):
     """Two utterances of synthetic tones, laid out as the LibriSpeech sample is (audio, text, id...)."""
     import datasets
@@ -237,7 +260,7 @@ def _librispeech(path, checkpoint):
 
 BUILDERS = {"vit": _vit, "tapas": _tapas, "wav2vec2": _wav2vec2, "whisper": _whisper, "clip": _clip,
             "gpt2": _gpt2, "longformer": _longformer, "bigbird": _bigbird, "dinov2": _dinov2,
-            "coder": _coder, "llava": _llava}
+            "coder": _coder, "docqa": _docqa, "llava": _llava}
 
 
 def repo_dir(root, checkpoint):

@@ -563,14 +563,49 @@ def test_every_shipped_command_parses_with_todays_script_and_repeats_its_run():
     spec = importlib.util.spec_from_file_location("train_clip_longer", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    record = json.loads(utils.data_path("clip_runs.json").read_text())
-    for name, seeds in record["runs"].items():
-        for seed, run in seeds.items():
-            words = shlex.split(run["command"])
-            assert words[:2] == ["python", "scripts/train_clip_longer.py"]
-            args = script.build_parser().parse_args(words[2:])
-            assert args.runs == [name] and args.seeds == [int(seed)]
-            assert (args.steps, args.lr, args.eval_every) == (record["steps"], record["lr"], record["eval_every"])
-    assert record["batch_size"] == script.BATCH_SIZE
+    for path in sorted(utils.data_path("clip_runs.json").parent.glob("clip_runs*.json")):
+        record = json.loads(path.read_text())
+        for name, seeds in record["runs"].items():
+            for seed, run in seeds.items():
+                words = shlex.split(run["command"])
+                assert words[:2] == ["python", "scripts/train_clip_longer.py"]
+                args = script.build_parser().parse_args(words[2:])
+                assert args.runs == [name] and args.seeds == [int(seed)]
+                assert (args.steps, args.lr, args.eval_every) == (record["steps"], record["lr"], record["eval_every"])
+                assert args.shift == record.get("shift", 0), path.name
+        assert record["batch_size"] == script.BATCH_SIZE
     with pytest.raises(SystemExit):
         script.build_parser().parse_args(["--runs", "SigLIP, b = 0"])
+
+
+def test_held_out_splits_are_disjoint_diagonals():
+    """Every shift holds out one pair per colour and per shape, the six shifts share no pair, shift 0 is
+    the notebook's split, and each shift's binding classes use trained combinations only."""
+    splits = [clip.held_out_split(k) for k in clip.HELD_OUT_SHIFTS]
+    assert splits[0].pairs == clip.HELD_OUT and splits[0].binding == clip.BINDING_HELD_OUT
+    assert len({p for s in splits for p in s.pairs}) == 36
+    for split in splits:
+        assert sorted(c for c, _ in split.pairs) == sorted(clip.COLOURS)
+        assert sorted(s for _, s in split.pairs) == sorted(clip.SHAPES)
+        assert len(split.binding) == 18 and not set(split.binding) & set(split.binding_train)
+        for (c1, c2), (s1, s2) in split.binding:
+            assert all((c, s) in split.train_combos for c in (c1, c2) for s in (s1, s2))
+    with pytest.raises(ValueError, match="shift"):
+        clip.held_out_split(6)
+
+
+def test_shipped_shift_records_hold_out_other_pairs():
+    """The runs with other compositions held out name their split, and their test items are that split's."""
+    paths = sorted(utils.data_path("clip_runs.json").parent.glob("clip_runs_shift*.json"))
+    assert paths
+    for path in paths:
+        record = json.loads(path.read_text())
+        split = clip.held_out_split(record["shift"])
+        assert record["held_out"]["pairs"] == [list(p) for p in split.pairs]
+        assert not set(split.pairs) & set(clip.HELD_OUT)
+        for name, seeds in record["runs"].items():
+            for run in seeds.values():
+                assert list(run["test"]) == record["tests"]
+                assert all(len(v) == 300 and set(v) <= {0, 0.5, 1} for v in run["test"].values())
+                if name == "order-blind CLIP":
+                    assert run["test"]["binding"] == [0.5] * 300

@@ -26,7 +26,8 @@ def test_checkpoints_match_the_pipeline_defaults():
     from transformers.pipelines import SUPPORTED_TASKS
 
     task_of = {"vit": "image-classification", "tapas": "table-question-answering",
-               "wav2vec2": "automatic-speech-recognition", "clip": "zero-shot-image-classification"}
+               "wav2vec2": "automatic-speech-recognition", "clip": "zero-shot-image-classification",
+               "docqa": "document-question-answering"}
     for key, task in task_of.items():
         repo_id, revision = SUPPORTED_TASKS[task]["default"]["model"]
         assert hub.CHECKPOINTS[key].repo_id == repo_id

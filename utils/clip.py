@@ -37,7 +37,7 @@ from PIL import Image, ImageDraw
 __all__ = [
     "COLOURS", "SHAPES", "SIZES", "POSITIONS", "TEMPLATES", "HELD_OUT", "TRAIN_COMBOS",
     "Scene", "PairScene", "PAIR_PLACES", "PAIR_RADIUS", "PAIR_TEMPLATES", "pair_radius",
-    "BINDING_CLASSES", "BINDING_HELD_OUT", "BINDING_TRAIN",
+    "BINDING_CLASSES", "BINDING_HELD_OUT", "BINDING_TRAIN", "HELD_OUT_SHIFTS", "HeldOut", "held_out_split",
     "caption", "caption_distribution", "draw_scene", "make_examples", "make_pair_examples",
     "zero_shot_captions", "contrastive_loss", "clip_loss_fn", "sigmoid_loss", "siglip_loss_fn",
     "build_tokenizer", "MAX_TEXT_LENGTH", "encode", "train_contrastive", "make_batches",
@@ -94,6 +94,7 @@ HELD_OUT: tuple[tuple[str, str], ...] = tuple(zip(COLOURS, SHAPES))
 TRAIN_COMBOS: tuple[tuple[str, str], ...] = tuple(
     (c, s) for c in COLOURS for s in SHAPES if (c, s) not in HELD_OUT
 )
+HELD_OUT_SHIFTS = range(len(SHAPES))  # the six disjoint diagonals (held_out_split); 0 is HELD_OUT
 
 
 @dataclass(frozen=True)
@@ -152,16 +153,16 @@ PAIR_TEMPLATES: tuple[str, ...] = (
 )
 
 
-def _binding_classes():
+def _binding_classes(train_combos=TRAIN_COMBOS):
     """Every (colours, shapes) pair of pairs whose four colour-shape combinations are all in
-    :data:`TRAIN_COMBOS`: a scene and its twin belong to the same class."""
+    `train_combos` (:data:`TRAIN_COMBOS`): a scene and its twin belong to the same class."""
     classes = []
     colours, shapes = list(COLOURS), list(SHAPES)
     for i, c1 in enumerate(colours):
         for c2 in colours[i + 1:]:
             for j, s1 in enumerate(shapes):
                 for s2 in shapes[j + 1:]:
-                    if all((c, s) in TRAIN_COMBOS for c in (c1, c2) for s in (s1, s2)):
+                    if all((c, s) in train_combos for c in (c1, c2) for s in (s1, s2)):
                         classes.append(((c1, c2), (s1, s2)))
     return tuple(classes)
 
@@ -172,6 +173,31 @@ def _binding_classes():
 BINDING_CLASSES: tuple = _binding_classes()
 BINDING_HELD_OUT: tuple = BINDING_CLASSES[::5]
 BINDING_TRAIN: tuple = tuple(k for k in BINDING_CLASSES if k not in BINDING_HELD_OUT)
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """What one split of the compositions holds out of training: colour-shape pairs and binding classes."""
+
+    pairs: tuple
+    train_combos: tuple
+    binding: tuple
+    binding_train: tuple
+
+
+def held_out_split(shift: int = 0) -> HeldOut:
+    """The compositions held out of training when the diagonal is shifted by `shift` shapes: colour i
+    goes with shape i + shift (mod 6), so every colour and every shape is still seen in training.
+    Shift 0 is :data:`HELD_OUT`, :data:`BINDING_HELD_OUT` and the rest; the six shifts hold out
+    disjoint sets of pairs. The binding classes are chosen the same way for every shift (every fifth
+    class whose four colour-shape combinations are trained)."""
+    if shift not in HELD_OUT_SHIFTS:
+        raise ValueError(f"shift must be one of {list(HELD_OUT_SHIFTS)}, got {shift!r}")
+    shapes = SHAPES[shift:] + SHAPES[:shift]
+    pairs = tuple(zip(COLOURS, shapes))
+    train_combos = tuple((c, s) for c in COLOURS for s in SHAPES if (c, s) not in pairs)
+    classes = _binding_classes(train_combos)
+    return HeldOut(pairs, train_combos, classes[::5], tuple(k for k in classes if k not in classes[::5]))
 
 
 def caption(scene, template: int = 0, *, swap_order: bool = False) -> str:
@@ -723,18 +749,20 @@ def loss_floor(examples, batches, scenes: dict, *, bag_of_words: bool = False,
 
 # ---- the data, the models ----------------------------------------------------------------------
 
-def course_data(save_dir, *, image_size: int = 32):
+def course_data(save_dir, *, image_size: int = 32, shift: int = 0):
     """The notebook's training pictures, and a processor whose tokenizer is trained on their captions.
 
     2,048 pictures of one shape (:func:`make_examples`, seed 0) and 1,024 two-object scenes each
     followed by its twin (:func:`make_pair_examples`, seed 0). The tokenizer
-    (:func:`build_tokenizer`) and the processor are saved to `save_dir`. Returns
+    (:func:`build_tokenizer`) and the processor are saved to `save_dir`. `shift` chooses which
+    compositions are held out (:func:`held_out_split`; 0, the default, is :data:`HELD_OUT`). Returns
     (train_examples, processor).
     """
     from transformers import CLIPImageProcessor, CLIPProcessor
 
-    train_examples = make_examples(2048, seed=0, image_size=image_size) + make_pair_examples(
-        1024, seed=0, image_size=image_size)
+    split = held_out_split(shift)
+    train_examples = make_examples(2048, seed=0, image_size=image_size, combos=split.train_combos) + \
+        make_pair_examples(1024, seed=0, image_size=image_size, classes=split.binding_train)
     tokenizer = build_tokenizer([e["caption"] for e in train_examples], save_dir)
     image_processor = CLIPImageProcessor(size={"shortest_edge": image_size},
                                          crop_size={"height": image_size, "width": image_size})
@@ -902,19 +930,21 @@ class ZeroShotTests:
 
     SEEDS = {"validation": 2, "test": 11}
 
-    def __init__(self, processor, split: str = "validation", n: int = 300, image_size: int = 32):
+    def __init__(self, processor, split: str = "validation", n: int = 300, image_size: int = 32, shift: int = 0):
         if split not in self.SEEDS:
             raise ValueError(f"split must be one of {list(self.SEEDS)}, got {split!r}")
         seed = self.SEEDS[split]
         self.processor = processor
+        self.held_out = held_out_split(shift)  # which compositions are held out (shift 0: HELD_OUT)
+        pairs = self.held_out.pairs
         self.labels = zero_shot_captions(ALL_COMBOS)
-        self.held_out_labels = zero_shot_captions()
-        self.naming = make_examples(n, combos=HELD_OUT, seed=seed, templates=[0], image_size=image_size)
+        self.held_out_labels = zero_shot_captions(pairs)
+        self.naming = make_examples(n, combos=pairs, seed=seed, templates=[0], image_size=image_size)
         self.truth = torch.tensor([self.labels.index(e["caption"]) for e in self.naming])
-        self.sizes = [caption(Scene(c, s, size, "middle"), 1) for c, s in HELD_OUT for size in SIZES]
-        self.places = [caption(Scene(c, s, "small", place), 2) for c, s in HELD_OUT for place in POSITIONS]
+        self.sizes = [caption(Scene(c, s, size, "middle"), 1) for c, s in pairs for size in SIZES]
+        self.places = [caption(Scene(c, s, "small", place), 2) for c, s in pairs for place in POSITIONS]
         # one scene of each twin pair: n independent scenes, each with its twin's caption
-        self.binding = make_pair_examples(n, classes=BINDING_HELD_OUT, seed=seed, templates=[0],
+        self.binding = make_pair_examples(n, classes=self.held_out.binding, seed=seed, templates=[0],
                                           image_size=image_size)[::2]
 
     def _choose(self, logits, texts, attribute, values):
@@ -967,6 +997,36 @@ class ZeroShotTests:
                                        self.places, "position", list(POSITIONS))
         return {name: s.tolist() for name, s in scores.items()}
 
+    def prompts(self, combo) -> list[str]:
+        """Every caption the generator can write for one colour-shape pair: each phrasing of
+        :data:`TEMPLATES` with each size and each place (the prompts that :meth:`caption_ranks` averages)."""
+        colour, shape = combo
+        return sorted({caption(Scene(colour, shape, size, place), t)
+                       for t in range(len(TEMPLATES)) for size in SIZES for place in POSITIONS})
+
+    @torch.no_grad()
+    def caption_ranks(self, model, *, ensemble: bool = False) -> torch.Tensor:
+        """Per naming picture, the rank (0 = first) of its own colour-shape caption among all 36.
+
+        Without `ensemble` each of the 36 is its plain caption ("a red circle"). With it, each is the
+        mean of the unit text vectors of all its :meth:`prompts`, made unit length again: prompt
+        ensembling in embedding space (Radford et al. 2021, sec. 3.1.4). Recall@k of image-to-text
+        retrieval is the share of ranks below k; recall@1 is naming accuracy among 36."""
+        model.eval()
+        images = [e["image"] for e in self.naming]
+        groups = [self.prompts(combo) if ensemble else [self.labels[k]] for k, combo in enumerate(ALL_COMBOS)]
+        texts = [t for group in groups for t in group]
+        batch = self.processor(text=texts, images=images, padding="max_length", max_length=MAX_TEXT_LENGTH,
+                               truncation=True, return_tensors="pt")
+        out = model(**batch)
+        text_vectors, start = [], 0
+        for group in groups:
+            text_vectors.append(F.normalize(out.text_embeds[start:start + len(group)].mean(0), dim=-1))
+            start += len(group)
+        scores = out.image_embeds @ torch.stack(text_vectors).T
+        own = scores.gather(1, self.truth[:, None])
+        return (scores > own).sum(dim=1)
+
     def binding_margins(self, model) -> torch.Tensor:
         """Per binding scene: the logit of its caption minus the logit of its twin's."""
         images = [e["image"] for e in self.binding]
@@ -986,7 +1046,7 @@ class ZeroShotTests:
             return 1 / len(agree)
 
         truths = [(e["colour"], e["shape"]) for e in self.naming]
-        naming = {"naming, 6 captions": HELD_OUT, "naming, 36 captions": ALL_COMBOS}
+        naming = {"naming, 6 captions": self.held_out.pairs, "naming, 36 captions": ALL_COMBOS}
         result = {name: sum(share(c, t) for t in truths) / len(truths) for name, c in naming.items()}
         # a caption and its twin's name the same colours and the same shapes
         result["binding"] = 1 / 2
@@ -997,7 +1057,7 @@ class ZeroShotTests:
         """Naming by :func:`dominant_colour` alone, at random among the captions of that colour."""
         colours = [dominant_colour(e["image"]) for e in self.naming]
         result = {}
-        for name, combos in (("naming, 6 captions", HELD_OUT), ("naming, 36 captions", ALL_COMBOS)):
+        for name, combos in (("naming, 6 captions", self.held_out.pairs), ("naming, 36 captions", ALL_COMBOS)):
             per_colour = {c: sum(k == c for k, _ in combos) for c in COLOURS}
             result[name] = sum((c == e["colour"]) / per_colour[c]
                                for c, e in zip(colours, self.naming)) / len(self.naming)

@@ -329,35 +329,16 @@ def _test_delta_loop(delta_loop):
                                        f"{int(bad.nonzero()[0])}")
 
 
-def _test_siglip_loops(loss_by_loops):
-    import torch
+def _common_radius_rule():
+    """The colour-area rule's binding score on the test scenes drawn with both shapes at the circle's radius."""
+    from unittest import mock
 
     from . import clip
 
-    if not callable(loss_by_loops):
-        return f"expected a function loss(x, y, scale, bias), got a {type(loss_by_loops).__name__}"
-    generator = torch.Generator().manual_seed(5)
-    x, y = (torch.nn.functional.normalize(torch.randn(6, 4, generator=generator), dim=-1) for _ in range(2))
-    log_scale, bias = torch.tensor(2.3), torch.tensor(-4.0)
-    expected = float(clip.sigmoid_loss(x, y, log_scale, bias))
-    given = float(loss_by_loops(x, y, float(log_scale.exp()), float(bias)))
-    if abs(given - expected) < 1e-4:
-        return None
-    return (f"on a batch of 6 it gives {given / expected:.3g} times the loss: "
-            + ("divide the sum by the batch size, not by the number of pairs" if abs(given * 6 - expected) < 1e-3
-               else "check the sign of each pair's label and the division"))
-
-
-def _bias_travel():
-    import json
-
-    from .core import data_path
-
-    record = json.loads(data_path("clip_runs.json").read_text())
-    total, warmup = record["steps"], int(0.1 * record["steps"])
-    rates = [(step + 1) / (warmup + 1) if step < warmup else
-             0.5 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup))) for step in range(total)]
-    return record["lr"] * sum(rates)
+    with mock.patch.object(clip, "pair_radius", lambda shape: clip.PAIR_RADIUS):
+        scenes = clip.make_pair_examples(300, classes=clip.BINDING_HELD_OUT, seed=clip.ZeroShotTests.SEEDS["test"],
+                                         templates=[0])[::2]
+    return clip.binding_test(clip.colour_area_scores, scenes)["accuracy"]
 
 
 def _two_number_relations():
@@ -515,15 +496,13 @@ EXERCISES: dict[str, Exercise] = {
         "gives a caption and its twin different vectors", Number(2, rel=0.0),
         "zero the position embeddings after building each model, and count a largest difference above 1e-4 as "
         "different: below that it is float rounding."),
-    "07.siglip_loops": Exercise(
-        "loss_by_loops, a function loss(x, y, scale, bias) of normalised embeddings (N, d) that loops over the N x N pairs",
-        Passes(_test_siglip_loops), "each pair is its own yes/no question: label +1 on the diagonal, -1 elsewhere."),
-    "07.siglip_best_bias": Exercise(
-        "best_bias, the bias b that gives the lowest sigmoid loss for a batch of 64 when every cosine is 0",
-        Number(lambda: -math.log(63), rel=0.0, abs=0.005),
-        "with every cosine 0 every logit is b: count the positive pairs and the negative pairs of the batch."),
-    "07.bias_travel": Exercise(
-        "travel, the sum of the learning rates of the recorded runs' schedule: how far AdamW can move a "
-        "parameter whose gradient keeps its sign", Number(_bias_travel, rel=0.01),
-        "utils.train warms up linearly over the first 10% of the steps, then decays with a cosine to 0."),
+    "07.multi_positive_bias": Exercise(
+        "best_bias, the constant bias with the lowest sigmoid loss for a batch of 64 in which every row holds 4 "
+        "positives", Number(lambda: math.log(4 / 60), rel=0.0, abs=0.005),
+        "with every cosine 0 every logit is b; a row now holds m positives and N - m negatives."),
+    "07.common_radius_rule": Exercise(
+        "common_radius, the colour-area rule's binding score on the 300 test scenes redrawn with both shapes at "
+        "the circle's radius", Number(_common_radius_rule, rel=0.0, abs=0.005),
+        "patch clip.pair_radius inside unittest.mock.patch.object(clip, 'pair_radius', ...), draw the scenes as "
+        "ZeroShotTests does (seed 11, templates=[0], every second scene), and score clip.colour_area_scores."),
 }

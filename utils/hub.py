@@ -82,6 +82,7 @@ CHECKPOINTS = {
                                     config="clean", split="validation"),
     "dinov2": Checkpoint("facebook/dinov2-small"),
     "coder": Checkpoint("Qwen/Qwen2.5-Coder-0.5B-Instruct"),
+    "docqa": Checkpoint("impira/layoutlm-document-qa", "beed3c4"),
     "llava": Checkpoint("llava-hf/llava-interleave-qwen-0.5b-hf"),
 }
 
