@@ -36,7 +36,7 @@ def torch_check_lines():
     from utils.notebooks import SETUP_CELL
 
     lines = SETUP_CELL.splitlines()
-    start = lines.index("import torch")
+    start = next(i for i, line in enumerate(lines) if line.startswith("import torch"))
     return "\n".join(lines[start:lines.index("import utils")])
 
 
