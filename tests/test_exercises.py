@@ -168,23 +168,14 @@ def test_gated_loop_judge():
     assert not right and "the first at token 0" in problem
 
 
-def test_delta_loop_judge():
-    def loop(q, k, v, beta, read_before_write=False):
-        S, ys = q.new_zeros(k.shape[-1], v.shape[-1]), []
-        for t in range(len(q)):
-            if read_before_write:
-                ys.append(S.T @ q[t])
-            S = S + beta[t] * torch.outer(k[t], v[t] - S.T @ k[t])
-            if not read_before_write:
-                ys.append(S.T @ q[t])
-        return torch.stack(ys)
-
-    judge = ex.EXERCISES["03.delta_loop"].expected.judge
-    assert judge(loop)[0]
-    right, problem = judge(lambda q, k, v, beta: loop(q, k, v, beta, read_before_write=True))
-    assert not right and "the first at token 0" in problem
-    right, problem = judge(lambda q, k, v, beta: loop(q, k, v, torch.ones_like(beta)))
-    assert not right and "of 30 outputs differ" in problem
+def test_delta_readback_expects_the_closed_form_and_rejects_the_sum():
+    """beta = 1, unit keys at cosine c: the delta rule reads (1 - c^2) v1 + c v2 for k1 and exactly v2 for k2."""
+    c = 0.6
+    judge = ex.EXERCISES["03.delta_readback"].expected.judge
+    assert judge([[1 - c * c, c], [0.0, 1.0]])[0]
+    right, problem = judge([[1.0, c], [c, 1.0]])  # the plain sum's reads
+    assert not right and "values off" in problem
+    assert not judge([0.64, 0.6])[0]
 
 
 def test_clip_exercises_expect_the_closed_forms():

@@ -620,3 +620,21 @@ def test_memory_records_hold_at_least_the_score_matrix_for_the_naive_kernel():
     assert records[0]["peak_mib"] >= records[0]["scores_mib"]
     with pytest.raises(ValueError, match="unknown kernels"):
         list(la.memory_records([512], kernels=("nope",)))
+
+
+def test_uniform_attention_error_is_zero_for_equal_scores_and_large_for_peaked_attention():
+    gen = torch.Generator().manual_seed(0)
+    q, v = (torch.randn(1, 1, 64, 16, generator=gen, dtype=torch.float64) for _ in range(2))
+    # zero queries: every score equal, softmax attention is exactly the mean of V
+    assert la.uniform_attention_error(torch.zeros_like(q), q, v) < 1e-12
+    # keys that are scaled copies of the queries: each query picks out one key, the mean of V is far off
+    peaked = la.planted_keys(4 * q, noise=0.0, seed=1)
+    assert la.uniform_attention_error(4 * q, peaked, v) > 0.9
+
+
+def test_planted_keys_are_a_permutation_of_the_queries_and_reject_negative_noise():
+    q = torch.randn(2, 3, 10, 4, generator=torch.Generator().manual_seed(0))
+    k = la.planted_keys(q, noise=0.0, seed=3)
+    assert torch.equal(torch.sort(k[0, 0, :, 0]).values, torch.sort(q[0, 0, :, 0]).values)
+    with pytest.raises(ValueError, match="noise"):
+        la.planted_keys(q, noise=-1.0)

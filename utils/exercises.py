@@ -310,23 +310,19 @@ def _test_gated_loop(recurrence):
                                        f"{int(bad.nonzero()[0])}")
 
 
-def _test_delta_loop(delta_loop):
+def _delta_readback(cosine=0.6):
+    """What the delta rule (beta = 1) returns for k1 and k2 after writing (k1, v1) then (k2, v2), one row per key:
+    two unit keys at the given cosine, v1 = (1, 0), v2 = (0, 1); two more tokens with beta = 0 do the reading."""
     import torch
 
     from . import associative_recall as ar
 
-    if not callable(delta_loop):
-        return f"expected a function delta_loop(q, k, v, beta), got a {type(delta_loop).__name__}"
-    q, k, v = (x[0, 0] for x in _random_qkv(30, 5, 6))
-    k = torch.nn.functional.normalize(k, dim=-1)
-    beta = torch.rand(30, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
-    expected = ar.delta_rule(q, k, v, beta)
-    given = torch.as_tensor(delta_loop(q, k, v, beta), dtype=torch.float64)
-    if given.shape != expected.shape:
-        return f"returned shape {tuple(given.shape)} for 30 tokens; it should be {tuple(expected.shape)}"
-    bad = (given - expected).abs().amax(dim=-1) > 1e-8
-    return None if not bad.any() else (f"{int(bad.sum())} of 30 outputs differ, the first at token "
-                                       f"{int(bad.nonzero()[0])}")
+    k1 = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    k2 = torch.tensor([cosine, math.sqrt(1 - cosine ** 2)], dtype=torch.float64)
+    keys = torch.stack([k1, k2, k1, k2])
+    values = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0], [0.0, 0.0]], dtype=torch.float64)
+    beta = torch.tensor([1.0, 1.0, 0.0, 0.0], dtype=torch.float64)
+    return ar.delta_rule(keys, keys, values, beta)[2:]
 
 
 def _common_radius_rule():
@@ -424,10 +420,10 @@ EXERCISES: dict[str, Exercise] = {
     "03.gated_loop": Exercise(
         "recurrence, a function recurrence(q, k, v, g) of (n, m), (n, m), (n, d) and (n,) tensors that returns y, (n, d)",
         Passes(_test_gated_loop), "update S before reading it: y_t = q_t^T S_t includes token t itself."),
-    "03.delta_loop": Exercise(
-        "delta_loop, a function delta_loop(q, k, v, beta) of (n, d_k), (n, d_k), (n, d_v) and (n,) tensors that returns y, (n, d_v)",
-        Passes(_test_delta_loop), "first read what S returns for k_t (S^T k_t), then write beta_t times the difference; "
-                                  "read y_t after the write."),
+    "03.delta_readback": Exercise(
+        "reads, the delta rule's state after both writes read with k1 (first row) and with k2 (second row), a 2 x 2 array",
+        Values(lambda: _delta_readback(), atol=1e-6),
+        "after the first write S = k1 v1^T; the second adds k2 (v2 - S^T k2)^T; k1 . k2 = 0.6 and both have length 1."),
     "03.elu_memory_pairs": Exercise(
         "elu_pairs, the largest P among 2, 4, ..., 256 at which the elu+1 sum memory still recalls at least half the pairs",
         Number(8, rel=0), "recall: the share of pairs i for which argmax of phi(k_i)^T S is v_i; average over 20 draws."),
