@@ -47,7 +47,7 @@ def language_model_text(corpus_dir: Path) -> list[str]:
 
 def scores_with(asr, dataset):
     table = speech.score_utterances(asr, dataset)
-    return {kind: speech.error_rates(part).round(4).reset_index().to_dict("records")[0]
+    return {kind: speech.error_rates(part, groups="voice").round(4).reset_index().to_dict("records")[0]
             for kind, part in [("all", table), *table.groupby("kind")]}
 
 

@@ -33,7 +33,7 @@ from itertools import product
 import numpy as np
 
 __all__ = ["Estimate", "Comparison", "SeedSummary", "wilson", "accuracy", "bootstrap", "mcnemar",
-           "paired_bootstrap", "over_seeds", "format_value", "table"]
+           "paired_bootstrap", "over_seeds", "format_value", "format_p", "table"]
 
 N_BOOT = 2000  # bootstrap resamples
 EXACT_FLIPS = 16  # up to this many groups, the sign-flip test enumerates every flip (2**16 = 65,536)
@@ -51,10 +51,14 @@ def format_value(x: float, percent: bool = False, digits: int | None = None, sig
     return text + ("%" if percent and not sign else "")
 
 
-def _format_p(p: float) -> str:
+def format_p(p: float) -> str:
+    """A p-value as every result prints it: ``p < 0.001`` below that, never ``p = 0.000``."""
     if p < 0.001:
         return "p < 0.001"
     return f"p = {p:.3f}" if p < 0.01 else f"p = {p:.2f}"
+
+
+_format_p = format_p
 
 
 @dataclass(frozen=True)

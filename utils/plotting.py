@@ -350,7 +350,8 @@ def plot_training(history, metric=None, *, loss_label="training loss", metric_la
     window = max(1, len(history) // 40)
     ax.plot(history["step"], history["loss"], color="tab:blue", lw=0.6, alpha=0.35)
     ax.plot(history["step"], history["loss"].rolling(window, min_periods=1).mean(),
-            color="tab:blue", lw=1.5, label=f"{loss_label} (mean of {window} steps)")
+            color="tab:blue", lw=1.5,
+            label=f"{loss_label} (per step)" if window == 1 else f"{loss_label} (mean of {window} steps)")
     ax.set(xlabel="training step", title=title, yscale="log" if logy else "linear")
     ax.set_ylabel(loss_label, **({"color": "tab:blue"} if metric else {}))  # coloured only beside a second axis
     if metric:

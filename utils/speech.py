@@ -252,6 +252,14 @@ def greedy_ctc_steps(logits, tokenizer):
     return {"frames": frames, "collapsed": collapsed, "no_blanks": no_blanks, "text": text}
 
 
+def print_ctc_steps(steps):
+    """Print greedy CTC's four steps (`greedy_ctc_steps`' dict), the blank as · and the delimiter as _."""
+    print(f"1. argmax of each of the {len(steps['frames'])} frames:\n{frame_string(steps['frames'])}")
+    print(f"2. repeats merged ({len(steps['collapsed'])} tokens):\n{frame_string(steps['collapsed'])}")
+    print(f"3. blanks dropped ({len(steps['no_blanks'])} tokens):\n{frame_string(steps['no_blanks'])}")
+    print(f"4. text:\n{steps['text']}")
+
+
 def frame_string(tokens, blank="<pad>", delimiter="|"):
     """Per-frame CTC tokens as one line of text, one character a frame: the blank as "·", the
     word delimiter as "_"."""
@@ -294,11 +302,12 @@ def plot_ctc_alignment(speech, frames, *, frame_seconds=0.02, sampling_rate=SAMP
     `frames` is the per-frame token list of `greedy_ctc_steps`. The strip under the spectrogram
     has one cell per frame: a letter's frames in orange (neighbouring letters in two shades) with
     the letter written once, on one row, over its run; the word delimiter "|" (the gap between words) in dark blue; blank frames in
-    light grey. Each whole word (`ctc_words`) is shaded across the spectrogram and named above
-    it (the legend names all four). `window`, a (start, stop) pair in seconds, zooms in; a window outside the utterance is
+    light grey. Each whole word (`ctc_words`) is marked by a bracket above the spectrogram and
+    named over it, so the spectrogram keeps its one colour scale (its colour bar, in dB). `window`, a (start, stop) pair in seconds, zooms in; a window outside the utterance is
     an error.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     from .plotting import _finish, log_mel_spectrogram
@@ -312,7 +321,9 @@ def plot_ctc_alignment(speech, frames, *, frame_seconds=0.02, sampling_rate=SAMP
     width = min(16.0, max(8.0, 6.5 * (stop - start)))
     fig, (ax, strip) = plt.subplots(2, 1, figsize=(width, 4.4), sharex=True,
                                     gridspec_kw={"height_ratios": [5, 1], "hspace": 0.05})
-    ax.imshow(log_mel, origin="lower", aspect="auto", cmap="magma", extent=[0, duration, 0, log_mel.shape[0]])
+    image = ax.imshow(log_mel, origin="lower", aspect="auto", cmap="magma",
+                      extent=[0, duration, 0, log_mel.shape[0]])
+    fig.colorbar(image, ax=[ax, strip], pad=0.01, fraction=0.025, label="log-mel energy (dB)")
     colours = {"blank": "#d9d9d9", "gap": "#1f3b73", "letter": ("#f28e2b", "#fdbf6f")}
     for i, token in enumerate(frames):
         if token == blank or token == delimiter:
@@ -328,20 +339,22 @@ def plot_ctc_alignment(speech, frames, *, frame_seconds=0.02, sampling_rate=SAMP
         t0, t1 = first * frame_seconds, last * frame_seconds
         if t1 <= start or t0 >= stop:
             continue
-        ax.axvspan(t0, t1, color="cyan", alpha=0.25, lw=0)
-        for edge in (t0, t1):
-            ax.axvline(edge, color="white", lw=0.8)
-        ax.text((max(t0, start) + min(t1, stop)) / 2, 1.02, word, transform=ax.get_xaxis_transform(),
+        bracket = ax.get_xaxis_transform()  # x in seconds, y in axes units: just above the spectrogram
+        left, right = max(t0, start), min(t1, stop)  # a word cut by the window keeps an open end
+        ax.plot([left, left, right, right], [1.01 if t0 >= start else 1.04, 1.04, 1.04, 1.01 if t1 <= stop else 1.04],
+                color="tab:cyan", lw=1.5,
+                transform=bracket, clip_on=False)
+        ax.text((max(t0, start) + min(t1, stop)) / 2, 1.05, word, transform=bracket,
                 ha="center", va="bottom", fontsize=9, fontweight="bold", clip_on=False)
     ax.set(ylabel="mel bin", xlim=(start, stop))
     strip.set(xlabel="time (s)", yticks=[], xlim=(start, stop))
-    strip.legend(handles=[Patch(color="cyan", alpha=0.25, label="a word's frames, first to last letter (above)"),
+    strip.legend(handles=[Line2D([], [], color="tab:cyan", lw=1.5, label="a word's frames, first to last letter (above)"),
                           Patch(color=colours["letter"][0], label="letter (neighbours in two shades)"),
                           Patch(color=colours["gap"], label="word gap (|)"),
                           Patch(color=colours["blank"], label="blank")],
                  loc="upper center", bbox_to_anchor=(0.5, -0.9), ncol=4, fontsize=8, frameon=False)
-    ax.set_title(title or "greedy CTC frame by frame: whole words shaded over the spectrogram, "
-                 "every 20 ms frame's output below", pad=20, fontsize=10)
+    ax.set_title(title or "greedy CTC frame by frame: whole words bracketed above the spectrogram, "
+                 "every 20 ms frame's output below", pad=24, fontsize=10)
     return _finish(fig, save)
 
 
@@ -595,6 +608,38 @@ def error_rates(scores, by=None, n_boot=1000, seed=0, level=0.95, groups=None):
     return pd.DataFrame(rows).set_index(by or "split")
 
 
+def empty_transcript_rates(scores, by=None):
+    """The error rates of a recogniser that writes nothing, on the utterances of `scores`.
+
+    An empty transcript deletes every reference character and word, so its CER and WER are exactly 1:
+    the reference any system must beat (a WER above 1 is worse than writing nothing). Same columns as
+    :func:`error_rates`; the bounds equal the rate, since every resample gives 1.
+    """
+    empty = scores.assign(char_errors=scores["chars"], word_errors=scores["words"])
+    rates = error_rates(empty, by, n_boot=1)
+    for rate in ("cer", "wer"):
+        rates[f"{rate}_low"] = rates[f"{rate}_high"] = rates[rate]
+    return rates
+
+
+def length_baseline(train, test):
+    """The simplest listener: for each test utterance, the training sentence of the nearest length.
+
+    An utterance's seconds times its speed (words a minute) estimates how many words it holds, with
+    no use of what it sounds like. `train` and `test` are tables with columns text, seconds and speed
+    (`read_transcripts`, or a corpus's `to_pandas()`). Returns the list of guessed transcripts, one
+    per row of `test`: a recogniser that beats it is listening to more than the length.
+    """
+    for name, table in [("train", train), ("test", test)]:
+        missing = {"text", "seconds", "speed"} - set(table.columns)
+        if missing:
+            raise ValueError(f"length_baseline: {name} lacks the column(s) {sorted(missing)}")
+    known = np.asarray(train["seconds"], float) * np.asarray(train["speed"], float)
+    texts = list(train["text"])
+    wanted = np.asarray(test["seconds"], float) * np.asarray(test["speed"], float)
+    return [texts[int(np.abs(known - w).argmin())] for w in wanted]
+
+
 def near_misses(scores, max_distance=2):
     """How many of the wrong words were near misses: a letter or two off the right word.
 
@@ -789,6 +834,36 @@ def compare_cer(scores_a, scores_b, groups="voice", n_boot=2000, seed=0):
                             weights=scores_a["chars"].to_numpy(float),
                             groups=None if groups is None else scores_a[groups].to_numpy(),
                             n_boot=n_boot, seed=seed, percent=True)
+
+
+def pretraining_experiment(test_table, directory=None):
+    """The shipped records of `scripts/pretrain_speech.py`, read and compared.
+
+    `test_table` is the test split's transcripts (columns kind, voice, text). Returns a dict:
+    `pretraining` (the pre-training record), `arms` (the two fine-tuning records, "pretrained" and
+    "scratch"), `paired` (book CER, pretrained minus scratch, paired over the test voices: each
+    voice's character errors are its stored CER times its reference characters) and `table`
+    (validation and test CERs of both arms).
+    """
+    from .evaluation import paired_bootstrap
+
+    directory = Path(directory) if directory is not None else corpus_dir() / "pretraining"
+    pre = json.loads((directory / "pretraining.json").read_text())
+    arms = {arm: json.loads((directory / f"tenth_{arm}.json").read_text()) for arm in ("pretrained", "scratch")}
+    book = test_table[test_table["kind"] == "book"]
+    voice_chars = book.groupby("voice")["text"].apply(lambda t: t.str.len().sum())
+    voice_errors = {arm: pd.DataFrame(m["test"]["book"]["voice"]).set_index("voice")["cer"] * voice_chars
+                    for arm, m in arms.items()}
+    if any(errors.isna().any() for errors in voice_errors.values()):
+        raise ValueError("pretraining_experiment: the records' test voices differ from test_table's")
+    paired = paired_bootstrap(voice_errors["pretrained"].to_numpy(), voice_errors["scratch"].to_numpy(),
+                              weights=voice_chars.to_numpy(float), percent=True)
+    table = pd.DataFrame({arm: {"validation CER": m["validation"]["cer"],
+                                "test CER (book)": m["test"]["book"]["all"][0]["cer"],
+                                "test CER (grammar)": m["test"]["grammar"]["all"][0]["cer"],
+                                "test WER (book)": m["test"]["book"]["all"][0]["wer"]}
+                          for arm, m in arms.items()})
+    return {"pretraining": pre, "arms": arms, "paired": paired, "table": table}
 
 
 def librispeech_sample():
