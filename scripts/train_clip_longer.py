@@ -9,7 +9,9 @@
 The data, tokenizer, models and loop of the notebook's "Build it small" (utils.clip.course_data,
 small_model, train_contrastive): CLIP with batches drawn at random, CLIP with each two-object scene
 and its twin in the same batch, CLIP with an order-blind text encoder, and SigLIP with its bias
-starting at the paper's -10 or at -log N (N the batch size). A seed sets the initial weights and
+starting at the paper's -10 or at -log N (N the batch size), and the CLIP architecture trained with
+SigLIP's sigmoid loss (scale 10 and bias -10 at the start, as SigLIP's), so that the loss can be
+compared without the architecture. A seed sets the initial weights and
 the order of the batches; the pictures are the same for every seed. --shift chooses which
 compositions are held out of training (utils.clip.held_out_split; 0 is the notebook's split), and
 the record of a shift other than 0 goes to data/clip_runs_shift<k>.json unless --out says otherwise.
@@ -45,23 +47,25 @@ RUNS = {
     "order-blind CLIP": dict(kind="order-blind clip"),
     "SigLIP, b = -10": dict(kind="siglip", logit_bias=-10.0),
     "SigLIP, b = -log N": dict(kind="siglip", logit_bias=-math.log(BATCH_SIZE)),
+    "CLIP, sigmoid loss, b = -10": dict(kind="sigmoid clip", logit_bias=-10.0),
 }
+SIGMOID = ("siglip", "sigmoid clip")  # the kinds trained with the sigmoid loss
 
 
 def train_one(name, seed, args, data):
     spec = RUNS[name]
     model = clip.small_model(spec["kind"], data["processor"].tokenizer, seed=seed,
                              **({"logit_bias": spec["logit_bias"]} if "logit_bias" in spec else {}))
-    loss_fn = clip.siglip_loss_fn if spec["kind"] == "siglip" else clip.clip_loss_fn
+    loss_fn = clip.siglip_loss_fn if spec["kind"] in SIGMOID else clip.clip_loss_fn
     best = {"score": -1.0}
 
     def evaluate(model):
         row = data["validation"](model)
         for key, batches in data["batches"].items():
             row[f"loss_{key}"] = clip.mean_loss(model, data["val_items"], batches, clip.clip_loss_fn) \
-                if spec["kind"] != "siglip" else float("nan")
+                if spec["kind"] not in SIGMOID else float("nan")
         row["logit_scale"] = model.logit_scale.exp().item()
-        row["logit_bias"] = model.logit_bias.item() if spec["kind"] == "siglip" else float("nan")
+        row["logit_bias"] = model.logit_bias.item() if spec["kind"] in SIGMOID else float("nan")
         if row["naming"] + row["binding"] >= best["score"]:  # ties: the later step
             best.update(score=row["naming"] + row["binding"], state=copy.deepcopy(model.state_dict()))
         model.train()

@@ -444,7 +444,7 @@ def test_outcomes_score_every_item_and_an_order_blind_model_ties_on_binding(cour
 def test_shipped_runs_cover_every_model_over_three_seeds():
     record = json.loads(utils.data_path("clip_runs.json").read_text())
     assert set(record["runs"]) == {"CLIP", "CLIP, twins in a batch", "order-blind CLIP", "SigLIP, b = -10",
-                                   "SigLIP, b = -log N"}
+                                   "SigLIP, b = -log N", "CLIP, sigmoid loss, b = -10"}
     for name, seeds in record["runs"].items():
         assert len(seeds) >= 3, name
         for seed, run in seeds.items():
@@ -609,3 +609,24 @@ def test_shipped_shift_records_hold_out_other_pairs():
                 assert all(len(v) == 300 and set(v) <= {0, 0.5, 1} for v in run["test"].values())
                 if name == "order-blind CLIP":
                     assert run["test"]["binding"] == [0.5] * 300
+
+
+def test_sigmoid_clip_is_clip_with_siglip_start_and_a_learned_bias(course):
+    _, processor = course
+    plain, sigmoid = (clip.small_model(kind, processor.tokenizer, seed=1) for kind in ("clip", "sigmoid clip"))
+    assert type(sigmoid) is type(plain)
+    assert sigmoid.logit_scale.exp().item() == pytest.approx(10.0)
+    assert sigmoid.logit_bias.item() == pytest.approx(-10.0) and sigmoid.logit_bias.requires_grad
+    assert any(p is sigmoid.logit_bias for p in sigmoid.parameters())  # the optimiser trains it
+    same = {n: p for n, p in plain.named_parameters()}
+    assert all(torch.equal(p, same[n]) for n, p in sigmoid.named_parameters() if n not in ("logit_scale", "logit_bias"))
+
+
+def test_pooled_comparison_averages_the_seeds_and_resamples_shared_groups():
+    record = {"runs": {"a": {"0": {"test": {"t": [1, 1, 0, 1]}}, "1": {"test": {"t": [1, 0, 1, 1]}}},
+                       "b": {"0": {"test": {"t": [0, 1, 0, 0]}}, "1": {"test": {"t": [0, 0, 1, 0]}}}}}
+    pooled = clip.pooled_comparison(record, "a", "b", "t", groups=["x", "x", "y", "z"])
+    assert pooled.difference == pytest.approx((3 / 4 - 1 / 4 + 3 / 4 - 1 / 4) / 2)
+    assert "3 groups" in pooled.method
+    with pytest.raises(ValueError, match="groups"):
+        clip.pooled_comparison(record, "a", "b", "t", groups=["x", "y"])

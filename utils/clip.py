@@ -461,7 +461,8 @@ def sigmoid_loss(
 
 
 def siglip_loss_fn(model, batch: dict) -> torch.Tensor:
-    """The `loss_fn` for ``utils.train``: run a SiglipModel on a batch and apply :func:`sigmoid_loss`."""
+    """The `loss_fn` for ``utils.train``: run a SiglipModel (or a "sigmoid clip", which has a
+    `logit_bias` too) on a batch and apply :func:`sigmoid_loss`."""
     out = model(**batch)
     return sigmoid_loss(out.image_embeds, out.text_embeds, model.logit_scale, model.logit_bias)
 
@@ -800,7 +801,7 @@ class OrderBlindText(torch.nn.Module):
         return BaseModelOutputWithPooling(last_hidden_state=states, pooler_output=pooled)
 
 
-MODEL_KINDS = ("clip", "order-blind clip", "siglip")
+MODEL_KINDS = ("clip", "order-blind clip", "siglip", "sigmoid clip")
 
 
 def small_model(kind: str, tokenizer, *, image_size: int = 32, width: int = 64, layers: int = 2,
@@ -810,7 +811,9 @@ def small_model(kind: str, tokenizer, *, image_size: int = 32, width: int = 64, 
     All get the same two encoders: `layers` layers of width `width`, 4 heads, 8 x 8 patches,
     text up to :data:`MAX_TEXT_LENGTH` tokens. CLIP reads a caption's vector at its end-of-text
     token and projects both sides to `width` dimensions; "order-blind clip" is the same CLIP with
-    :class:`OrderBlindText` as its text transformer. SigLIP reads the text at the last position
+    :class:`OrderBlindText` as its text transformer; "sigmoid clip" is the same CLIP with SigLIP's
+    starting scale log 10 and a learned bias beside it (`logit_bias`), for training with the sigmoid
+    loss: the loss changed, the architecture not. SigLIP reads the text at the last position
     and pools the patches with an attention head; it starts from the paper's logit scale log 10
     and, by default, its bias -10 (Zhai et al. 2023, sec. 3.2). CLIP starts from its scale 1 / 0.07.
     """
@@ -829,6 +832,10 @@ def small_model(kind: str, tokenizer, *, image_size: int = 32, width: int = 64, 
         model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=width))
         if kind == "order-blind clip":
             model.text_model = OrderBlindText(model.text_model)
+        if kind == "sigmoid clip":
+            with torch.no_grad():
+                model.logit_scale.fill_(math.log(10.0))
+            model.logit_bias = torch.nn.Parameter(torch.tensor(float(logit_bias)))
         return model
     model = SiglipModel(SiglipConfig(text_config=text, vision_config=vision))
     with torch.no_grad():
@@ -1103,6 +1110,23 @@ def compare_runs(record: dict, a: str, b: str, test: str, groups=None) -> dict:
     return result
 
 
+def pooled_comparison(record: dict, a: str, b: str, test: str, groups):
+    """Run `a` against run `b` over all their seeds at once: one paired comparison of the accuracy
+    averaged over the seeds. Each seed compares the two on its own test items (stratified by seed);
+    an item's group is the same in every seed, so the bootstrap resamples a group together with
+    all its seeds' items and the sign-flip test flips the group's difference summed over the seeds."""
+    from .evaluation import paired_bootstrap
+
+    seeds = sorted(set(record["runs"][a]) & set(record["runs"][b]), key=int)
+    if len(seeds) < 2:
+        raise ValueError(f"{a!r} and {b!r} share {len(seeds)} seeds; pooling needs at least 2")
+    x = [v for s in seeds for v in record["runs"][a][s]["test"][test]]
+    y = [v for s in seeds for v in record["runs"][b][s]["test"][test]]
+    if len(groups) * len(seeds) != len(x):
+        raise ValueError(f"groups must give one label per test item ({len(x) // len(seeds)}), got {len(groups)}")
+    return paired_bootstrap(x, y, groups=list(groups) * len(seeds), percent=True)
+
+
 def run_histories(record: dict, name: str) -> list:
     """The runs of `name`, one DataFrame per seed in the shape ``utils.train`` returns: the training
     loss every 10 steps and the validation rows where they were measured."""
@@ -1147,21 +1171,45 @@ def plot_curves(histories: dict, *, floor: float, binding_rule: float | None = N
             axis.plot(values.index, values.mean(axis=1), style, color=colour, ms=3, label=label)
             if len(runs) > 1:
                 axis.fill_between(values.index, values.min(axis=1), values.max(axis=1), color=colour, alpha=0.15)
-    left.axhline(floor, color="black", lw=1, ls="-.", label="floor (validation batches)")
+    left.axhline(floor, color="black", lw=1, ls="-.", label="floor (random validation batches)")
     left.set(xlabel="training step", ylabel="contrastive loss (nats)", ylim=(0, None), title="loss")
     middle.axhline(0.5, color="grey", lw=1, ls="--", label="chance = colour-only or shape-only rule")
     if binding_rule is not None:
         middle.axhline(binding_rule, color="black", lw=1, ls="-.",
                        label="colour-area rule (no positions)")
-    middle.set(xlabel="training step", ylabel="accuracy, validation scenes", ylim=(0.3, 1.02),
+    middle.set(xlabel="training step", ylabel="accuracy, validation scenes",
                title="binding: a caption against its twin's")
     right.axhline(1 / 6, color="grey", lw=1, ls="-.", label="best one-attribute rule (1/6)")
     right.axhline(1 / 36, color="grey", lw=1, ls=":", label="chance (1/36)")
     right.set(xlabel="training step", ylabel="accuracy, validation pictures", ylim=(0, 1.02),
               title="naming held-out pairs among 36 captions")
+    middle.set_ylim(0.0, 1.02)  # room below the curves for the legend
     for axis in (left, middle, right):
-        axis.legend(fontsize=7, loc="upper right" if axis is left else "lower right")
+        axis.legend(fontsize=7, loc={left: "upper right", middle: "lower right", right: "upper left"}[axis])
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def summary_lines(test: "ZeroShotTests", area_rule: dict, record: dict, shifted: dict, models, floors) -> list[str]:
+    """The notebook's closing summary, one line per finding: the colour rule, the colour-area rule,
+    each recorded run over its seeds, seed 0 of each held-out split (`shifted`: {shift: record}) for
+    `models`, and the floors of random batches (`floors`, the table of :func:`loss_floor` values)."""
+    from .evaluation import over_seeds
+
+    pixels = test.colour_from_pixels()
+    lines = [f"- The colour read off the pixels names {pixels['naming, 6 captions']:.0%} of the held-out pictures "
+             f"among the 6 held-out captions and {pixels['naming, 36 captions']:.0%} among all 36.",
+             f"- The colour-area rule, which never looks at positions, binds {area_rule['test']['interval']} "
+             f"of the test scenes."]
+    for name, runs in record["runs"].items():
+        summary = {t: over_seeds([sum(r["test"][t]) / len(r["test"][t]) for r in runs.values()], percent=True)
+                   for t in ("naming, 36 captions", "binding")}
+        lines.append(f"- {name}: naming among 36 {summary['naming, 36 captions']}; binding {summary['binding']}.")
+    for k, r in shifted.items():
+        scores = [f"{name} {sum(v := r['runs'][name]['0']['test']['binding']) / len(v):.0%}" for name in models]
+        lines.append(f"- Held-out split {k}, seed 0: binding " + ", ".join(scores) + ".")
+    lines.append(f"- The floor of random batches: {floors.loc['everything', 'random batches']:.2f} nats knowing "
+                 f"everything, {floors.loc['a bag of words', 'random batches']:.2f} for a bag of words.")
+    return lines
