@@ -421,7 +421,7 @@ EXERCISES: dict[str, Exercise] = {
         "tiles, how many of the 32 x 32 tiles of 128 x 128 the fixed pattern touches at n = 4096",
         Number(528, rel=0), "a summary column runs down through every tile row below its own block."),
     "02.causal_top_k": Exercise(
-        "select, a function select(q, k, top_k, block_size) that returns MoBA's causal mask_mod",
+        "select, a function select(q, k, top_k, block_size) that returns a block-level MoBA's causal mask_mod",
         Passes(_test_causal_top_k), "score only earlier blocks, take the top_k of them, add the own block, "
         "and keep the causal mask inside the own block."),
     # 03 linear attention
