@@ -211,6 +211,16 @@ def _serve_more():
     return heavy["n"], heavy["total_flops"] / (5.76e23 + sc.inference_flops(n_opt, 1e15))
 
 
+def _heldout_within_step():
+    """'yes' if the seed-1 prediction misses by less than the step between the two largest sizes."""
+    from . import scaling as sc
+
+    results, _ = sc.load_sweep_records([1])[1]
+    prediction, measured = _heldout_prediction()
+    step = float(results.val_loss.iloc[-2] - results.val_loss.iloc[-1])
+    return "yes" if abs(prediction - measured) < step else "no"
+
+
 def _heldout_prediction():
     """(prediction, measured) for the largest size of the seed-1 fixed-step sweep (notebook 01)."""
     from . import scaling as sc
@@ -405,6 +415,10 @@ EXERCISES: dict[str, Exercise] = {
         "prediction, the held-out loss (nats per character) that a pure power law fitted to the five smaller sizes of seed 1 predicts for its largest size",
         Number(lambda: _heldout_prediction()[0], rel=0.002),
         "sc.fit_power_law(N, loss) on the rows other than the last; its 'predict' takes N."),
+    "01.heldout_within_step": Exercise(
+        "within, 'yes' if the miss |prediction - measured| is smaller than the step in held-out loss between the two largest sizes of seed 1, else 'no'",
+        Choice(lambda: _heldout_within_step(), options=("yes", "no")),
+        "the step is the loss of the second-largest size minus that of the largest, both from the record."),
     "01.isoflop_new_budget": Exercise(
         "n_new, the non-embedding size N_opt that the iso-FLOP power law N_opt = k C^a (fitted to the three valleys) gives for C = 3e11 counted FLOP",
         Number(lambda: _isoflop_new_budget(), rel=0.01),

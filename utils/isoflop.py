@@ -15,7 +15,7 @@ import pandas as pd
 from . import scaling as sc
 
 __all__ = ["SHAPES", "ISOFLOP", "steps_for_budget", "shapes_for_budget", "train_run", "run_budget",
-           "fit_valley", "fit_allocation", "valleys", "bootstrap_allocation", "frontier_exponent",
+           "fit_valley", "fit_allocation", "valleys", "bootstrap_allocation", "frontier_exponent", "frontier_sensitivity",
            "load_records", "plot_isoflop_runs"]
 
 # (n_layer, d_model, n_head): two layers, widths about a factor 1.3-1.5 apart in d (about 2x in N)
@@ -240,15 +240,39 @@ def bootstrap_allocation(chosen, n_col="non_embedding", loss_col="test_loss", n_
             "b_high": float(b_hi), "noise": noise, "n_boot": n_boot, "table": table}
 
 
-def frontier_exponent(curves, sizes, *, min_step=50, x="flops_counted"):
+def frontier_exponent(curves, sizes, *, min_step=50, x="flops_counted", n_bins=12):
     """Kaplan's way to the allocation, from a fixed-step sweep: the compute-efficient frontier of the
     evaluations (after `min_step`; `utils.scaling.compute_frontier`), and the slope a of log N against
     log C over its points, N the non-embedding size of the run that holds each point. `sizes`: a
     Series name -> N. Returns (a, frontier with its column n)."""
-    frontier = sc.compute_frontier(curves[curves.step >= min_step], x=x)
+    frontier = sc.compute_frontier(curves[curves.step >= min_step], x=x, n_bins=n_bins)
     frontier["n"] = frontier["name"].map(sizes)
     a, _ = np.polyfit(np.log10(frontier.flops), np.log10(frontier.n), 1)
     return float(a), frontier
+
+
+def frontier_sensitivity(sweeps, *, n_bins=(6, 12, 24), min_steps=(25, 50, 100), x="flops_counted"):
+    """How much Kaplan's a (`frontier_exponent`) depends on choices a reader could make differently.
+    `sweeps`: {seed: (results, curves)} of fixed-step sweeps. One row per (frontier bins, first step
+    counted), one column per seed, then a last row "final points": the slope of log N against log C
+    through each run's last evaluation (every run sees the same tokens there, so C grows almost as N
+    and the slope is near 1 by construction)."""
+    rows = {}
+    for bins in n_bins:
+        for first in min_steps:
+            rows[(f"{bins} bins", f"from step {first}")] = {
+                f"seed {k}": frontier_exponent(c, r.set_index("name").non_embedding, min_step=first,
+                                               x=x, n_bins=bins)[0]
+                for k, (r, c) in sweeps.items()}
+    final = {}
+    for k, (r, c) in sweeps.items():
+        last = c.loc[c.groupby("name").step.idxmax()]
+        n = last["name"].map(r.set_index("name").non_embedding)
+        final[f"seed {k}"] = float(np.polyfit(np.log10(last[x]), np.log10(n), 1)[0])
+    rows[("final points", "")] = final
+    table = pd.DataFrame(rows).T
+    table.index.names = ["frontier", "evaluations"]
+    return table
 
 
 def load_records(folder=None):
@@ -285,14 +309,18 @@ def plot_isoflop_runs(chosen, fits, *, n_col="non_embedding", loss_col="test_los
            ylabel="test loss (nats per character)", title="Iso-FLOP profiles: a valley per budget")
     ax.legend(fontsize=8, title="star: parabola minimum", title_fontsize=8)
     c = np.logspace(np.log10(table.budget.min()) - 0.1, np.log10(table.budget.max()) + 0.1, 20)
-    for col, exp, lo, hi, color, label in [("n_opt", "a", "low", "high", "C0", "N_opt (parameters)"),
-                                           ("d_opt", "b", "b_low", "b_high", "C3", "D_opt (characters)")]:
+    # Hoffmann et al. 2022, approach 2 (Table 2): a = 0.49, b = 0.51, drawn through the same centre
+    for col, exp, lo, hi, color, label, ref in [("n_opt", "a", "low", "high", "C0", "N_opt (parameters)", 0.49),
+                                                ("d_opt", "b", "b_low", "b_high", "C3", "D_opt (characters)", 0.51)]:
         k = 10 ** np.mean(np.log10(table[col]) - fits[exp] * np.log10(table.budget))
         ax2.loglog(table.budget, table[col], "o", color=color)
         ax2.loglog(c, k * c ** fits[exp], "-", color=color,
                    label=f"{label} ~ C^{fits[exp]:.2f} [{fits[lo]:.2f}, {fits[hi]:.2f}]")
-    ax2.set(xlabel="training budget C (counted FLOP)", ylabel="optimal N or D",
-            title="Optimal allocation (95% bootstrap interval)")
+        k_ref = 10 ** np.mean(np.log10(table[col]) - ref * np.log10(table.budget))
+        ax2.loglog(c, k_ref * c ** ref, ":", color=color, lw=1.5,
+                   label=f"Hoffmann et al.'s slope C^{ref} (through the same points)")
+    ax2.set(xlabel="training budget C (counted FLOP)", ylabel="optimal N (parameters) or D (characters)",
+            title="Optimal allocation (95% parametric bootstrap)")
     ax2.legend(fontsize=8)
     fig.tight_layout()
     if save:
