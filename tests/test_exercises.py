@@ -109,6 +109,10 @@ def test_library_answers_are_right():
     n_opt, d_opt = sc.compute_optimal(5.76e23)
     heavy = sc.inference_aware_optimal(float(sc.chinchilla_loss(n_opt, d_opt)), 1e15)
     assert ex.check("01.serve_more_size", heavy["n"]) and not ex.check("01.serve_more_size", n_opt)
+    from utils import tapas
+
+    start_pages = int(tapas.book_frame()["start_page"].sum())  # the small model adds up the start pages
+    assert ex.check("05.senseless_total", start_pages) and not ex.check("05.senseless_total", 0)
 
 
 # ---- the code-judging exercises accept a right answer and reject the usual slips ------------------

@@ -65,6 +65,17 @@ def test_heatmap_checks_shape_and_annotates():
         plotting.plot_heatmap(np.eye(2), ["a"], ["x", "y"])
 
 
+
+def test_heatmap_per_row_colours_each_row_on_its_own_scale():
+    ax = plotting.plot_heatmap(np.array([[0, 1000], [0, 1], [5, 5]]), ["ids", "bits", "flat"], ["x", "y"],
+                               fmt=".0f", per_row=True)
+    shown = ax.images[0].get_array()
+    assert np.allclose(shown, [[0, 1], [0, 1], [0, 0]])  # 1 is as bright in its row as 1000 in its own
+    assert sorted(t.get_text() for t in ax.texts) == ["0", "0", "1", "1000", "5", "5"]  # the values themselves
+    assert len(ax.figure.axes) == 1  # no colour bar: it would describe no row
+    with pytest.raises(ValueError, match="annotate"):
+        plotting.plot_heatmap(np.eye(2), ["a", "b"], ["x", "y"], per_row=True, annotate=False)
+
 def test_show_images_grid_and_titles():
     fig = plotting.show_images([np.zeros((4, 4)), np.ones((4, 4, 3))], titles=["a", "b"], ncols=2)
     assert [ax.get_title() for ax in fig.axes] == ["a", "b"]

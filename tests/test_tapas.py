@@ -560,6 +560,22 @@ def test_loss_terms_add_up_to_the_models_loss(tokenizer, weak):
         tapas.loss_terms(model.train(), inputs, **supervision)
 
 
+
+def test_supervision_terms_both_kinds_and_the_ambiguous_three(tokenizer):
+    questions, table = tapas.book_examples()
+    queries = [questions[0][0], questions[1][0], questions[3][0]]
+    terms = tapas.supervision_terms(tokenizer, table, queries, operators=["NONE", "SUM", "COUNT"],
+                                    strong_cells=[[(4, 1)], [(r, 4) for r in range(6)], [(1, 4), (2, 4), (3, 4)]],
+                                    answers=[float("nan"), 138, 3], answer_cells=[[(4, 1)], [], [(3, 0), (5, 4)]])
+    assert list(terms.columns) == ["aggregate", "cell_selection", "aggregation", "answer", "kept"]
+    strong, weak = terms.loc["strong: operator and cells"], terms.loc["weak: the answer alone"]
+    assert (strong["aggregate"] == 0).all() and (strong["answer"] == 0).all() and (strong["kept"] == 1).all()
+    assert weak.loc[queries[0], "aggregate"] == 0 and weak.loc[queries[1], "aggregate"] == 1
+    assert weak.loc[queries[1], "cell_selection"] == 0 and weak.loc[queries[1], "answer"] > 0
+    with pytest.raises(ValueError, match="equally long"):
+        tapas.supervision_terms(tokenizer, table, queries, operators=["NONE"], strong_cells=[], answers=[],
+                                answer_cells=[])
+
 def test_shipped_test_split_is_todays_generator(tmp_path):
     """data/tapas/test_split.json is exactly what its command writes with today's generator."""
     import json

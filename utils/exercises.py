@@ -395,10 +395,18 @@ def _highest_kept_answer():
     return int(answers[kept == 1].max())
 
 
-def _summable_headers():
-    from . import tapas
+def _senseless_total():
+    import torch
+    from transformers import TapasForQuestionAnswering, TapasTokenizer, pipeline
 
-    return {column.header for spec in tapas._HELD_OUT.values() for column in spec[5] if "sum" in column.operations}
+    from . import tapas
+    from .core import data_path
+
+    folder = data_path("tapas", "small_tapas")
+    torch.manual_seed(0)
+    qa = pipeline("table-question-answering", model=TapasForQuestionAnswering.from_pretrained(folder),
+                  tokenizer=TapasTokenizer.from_pretrained(folder))
+    return tapas.ask(qa, tapas.prepare_table(tapas.book_frame()), "What is the total start page?", None)["executed"]
 
 
 EXERCISES: dict[str, Exercise] = {
@@ -484,10 +492,11 @@ EXERCISES: dict[str, Exercise] = {
         "highest_kept, the largest whole answer to 'What is the total number of pages?' that the shipped model "
         "still learns from", Number(_highest_kept_answer, rel=0),
         "scan answers from 138 up with tapas.loss_terms and watch 'kept'; your reach says where to stop."),
-    "05.summable": Exercise(
-        "summable, the numeric columns of the unseen themes' tables whose total means something",
-        Items(_summable_headers),
-        "a total makes sense for things one counts or amounts one pays, not for years, heights, ratings or durations per item."),
+    "05.senseless_total": Exercise(
+        "total_start, the value the shipped small TAPAS answers to 'What is the total start page?' on the book's table",
+        Number(_senseless_total, rel=0),
+        "the cue word picks the operator and the header's words pick the column; nothing in the model knows "
+        "whether a total makes sense."),
     # 06 speech
     "06.ctc_by_hand": Exercise(
         "decoded, the text the frames spell", Choice("HE LLO"),

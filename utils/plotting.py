@@ -263,24 +263,36 @@ def log_mel_spectrogram(wave, sampling_rate, n_mels=80, hop_length=160, win_leng
 
 
 def plot_heatmap(matrix, row_labels, col_labels, *, title=None, fmt=".2f", cmap="viridis",
-                 annotate=True, ax=None, save=None, xlabel=None, ylabel=None):
-    """A labelled heatmap (similarity matrices, confusion matrices, token channels)."""
+                 annotate=True, ax=None, save=None, xlabel=None, ylabel=None, per_row=False):
+    """A labelled heatmap (similarity matrices, confusion matrices, token channels).
+
+    With `per_row`, every row gets a colour scale of its own, from its smallest value to its
+    largest, for rows that measure different things (ids, ranks, bit fields): the colours then
+    compare cells within a row only, there is no colour bar, and the numbers are written in the
+    cells (`annotate` must stay on)."""
     matrix = np.asarray(matrix, dtype=float)
     if matrix.shape != (len(row_labels), len(col_labels)):
         raise ValueError(f"plot_heatmap: matrix shape {matrix.shape} does not match "
                          f"{len(row_labels)} row and {len(col_labels)} column labels")
+    if per_row and not annotate:
+        raise ValueError("plot_heatmap: per_row colours mean nothing without the numbers; keep annotate=True")
     fig, ax = _new_axes(ax, figsize=(max(4, 0.6 * len(col_labels) + 2),
                                      max(3, 0.45 * len(row_labels) + 1.5)))
-    image = ax.imshow(matrix, cmap=cmap, aspect="auto")
+    shown = matrix
+    if per_row:  # each row scaled to [0, 1] on its own; a constant row is drawn at 0
+        low, high = np.nanmin(matrix, axis=1, keepdims=True), np.nanmax(matrix, axis=1, keepdims=True)
+        shown = np.where(high > low, (matrix - low) / np.where(high > low, high - low, 1), 0.0)
+    image = ax.imshow(shown, cmap=cmap, aspect="auto", **({"vmin": 0, "vmax": 1} if per_row else {}))
     ax.set_xticks(range(len(col_labels)), [str(c) for c in col_labels], rotation=45, ha="right",
                   fontsize=8)
     ax.set_yticks(range(len(row_labels)), [str(r) for r in row_labels], fontsize=8)
     if annotate:  # white text on dark cells, black on light ones, whatever the colormap
         for (i, j), v in np.ndenumerate(matrix):
-            r, g, b, _ = image.cmap(image.norm(v))
+            r, g, b, _ = image.cmap(image.norm(shown[i, j]))
             ax.text(j, i, format(v, fmt), ha="center", va="center", fontsize=7,
                     color="white" if 0.299 * r + 0.587 * g + 0.114 * b < 0.5 else "black")
-    ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    if not per_row:
+        ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     fig.tight_layout()
     _finish(fig, save)

@@ -1376,6 +1376,43 @@ def loss_terms(model, inputs, *, aggregation_labels=None, float_answer=None):
                 total=total)
 
 
+
+def supervision_terms(tokenizer, table, questions, *, operators, strong_cells, answers, answer_cells, seed=0):
+    """The loss terms (:func:`loss_terms`) of a fresh small model, seeded with `seed`, for
+    `questions` over `table`, under both kinds of supervision: strong (the `operators`, names such
+    as "SUM", and the `strong_cells` the programs read) and weak (:data:`WTQ_WEAK_SUPERVISION`: the
+    `answers`, NaN for a text answer, with `answer_cells`, the cells where an answer's text
+    appears). Cells are (row, column) pairs of the table. Checks that the terms give the model's
+    own loss; returns a DataFrame indexed by (supervision, question)."""
+    import torch
+    from transformers import TapasForQuestionAnswering
+
+    from .core import seed_everything
+
+    lengths = {len(questions), len(operators), len(strong_cells), len(answers), len(answer_cells)}
+    if len(lengths) != 1:
+        raise ValueError("questions, operators, strong_cells, answers and answer_cells must be equally long, "
+                         f"got {len(questions)}, {len(operators)}, {len(strong_cells)}, {len(answers)}, {len(answer_cells)}")
+    labels = torch.tensor([AGGREGATION_IDS[op.upper()] for op in operators])
+    rows = {}
+    for name, overrides, cells, supervision in [
+            ("strong: operator and cells", {}, strong_cells, dict(aggregation_labels=labels)),
+            ("weak: the answer alone", WTQ_WEAK_SUPERVISION, answer_cells,
+             dict(float_answer=torch.tensor([float(a) for a in answers])))]:
+        seed_everything(seed)
+        fresh = TapasForQuestionAnswering(small_config(tokenizer.vocab_size, **overrides)).eval()
+        inputs = tokenizer(table=table, queries=list(questions), answer_coordinates=[list(c) for c in cells],
+                           answer_text=[[table.iat[r, c] for r, c in cc] for cc in cells], padding="longest",
+                           return_tensors="pt")
+        with torch.no_grad():
+            terms = loss_terms(fresh, inputs, **supervision)
+            own = float(fresh(**inputs, **supervision).loss)
+        if abs(float(terms["total"]) - own) > 1e-4:
+            raise AssertionError(f"loss terms add up to {float(terms['total'])}, the model's loss is {own}")
+        for i, question in enumerate(questions):
+            rows[(name, question)] = {k: float(v[i]) for k, v in terms.items() if k != "total"}
+    return pd.DataFrame(rows).T
+
 # ---------------------------------------------------------------------------------------------
 # The simplest rule a sceptic would try first: cue words pick the operator, string match the cells
 # ---------------------------------------------------------------------------------------------
