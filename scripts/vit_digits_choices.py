@@ -8,7 +8,10 @@ fractions of the 1,149 training digits of `load_digits_dataset(validation_size=0
 random-shift augmentation in --shifts (sideways x up-down), and are scored on the 288 validation digits; the 360 test
 digits are never read. One row per run: model, parameters, max_dx, max_dy, fraction, training digits,
 steps, validation accuracy and errors. The notebook reads the file for its data-efficiency curve
-and its choice of augmentation, and re-trains one row itself to check that it agrees.
+and its choice of augmentation, and re-trains the chosen full-data rows itself, printing its result beside the
+record's. The shipped file was written on 1 December 2026 by the code and libraries of that day; rerun on
+5 December (torch 2.13, transformers 5.23), the full-data no-shift rows gave 94.8% (ViT) and 99.3% (CNN) instead of
+the recorded 96.5% and 99.7%, exactly what the notebook's own run gave: single runs move by a point or two.
 """
 import argparse
 import sys

@@ -455,3 +455,57 @@ def test_pooled_features_read_the_cls_state_of_each_image():
     assert features.shape == (5, 16) and np.allclose(features, expected, atol=1e-5)
     with pytest.raises(ValueError, match="no images"):
         vit.pooled_features(model, processor, [])
+
+
+def test_divided_layer_flops_counts_the_extra_weights_of_transformers_divided_layer():
+    from transformers.models.timesformer.modeling_timesformer import TimesformerLayer
+    from utils.vit import divided_layer_flops, video_cost_tables
+
+    shape = dict(hidden_size=32, intermediate_size=128, num_attention_heads=4, image_size=32, patch_size=8)
+    small = TimesformerConfig(**shape)
+    weights = {kind: sum(p.numel() for n, p in TimesformerLayer(TimesformerConfig(**shape, attention_type=kind), 0)
+                         .named_parameters() if n.endswith("weight") and p.ndim == 2)
+               for kind in ("divided_space_time", "space_only")}
+    extra_per_token = weights["divided_space_time"] - weights["space_only"]  # multiply-adds per patch token
+    flops = divided_layer_flops(small, num_frames=3)
+    assert extra_per_token == 5 * 32**2
+    assert flops["temporal_linear_flops"] == 2 * extra_per_token * 16 * 3
+    assert flops["linear_flops"] == layer_flops(small, 3 * 16 + 1)["linear_flops"] + flops["temporal_linear_flops"]
+    assert flops["attention_flops"] == 4 * 32 * (16 * 3**2 + 3 * 17**2)
+    counts, gflop = video_cost_tables(TimesformerConfig(), frames=(1, 8))
+    assert list(counts.index) == [1, 8] and gflop.loc[8, "joint: linear"] == pytest.approx(22.2, abs=0.05)
+    assert gflop.loc[8, "divided: linear"] > gflop.loc[8, "joint: linear"]
+
+
+def test_attention_evenness_from_even_to_one_patch():
+    from utils.vit import attention_evenness
+
+    maps = np.stack([np.full((4, 4), 0.05), np.eye(1, 16).reshape(4, 4)])
+    result = attention_evenness(maps)
+    assert result["entropy"] == pytest.approx([1.0, 0.0]) and result["peak"] == pytest.approx([1.0, 16.0])
+    with pytest.raises(ValueError, match="non-negative"):
+        attention_evenness(np.zeros((1, 4, 4)))
+
+
+def test_show_cls_attention_marks_a_reference_on_the_colour_bar():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    maps = np.full((1, 4, 4), 0.05)
+    maps[0, 0, 0] = 0.2
+    fig = show_cls_attention([np.zeros((8, 8))], maps, reference=0.05)
+    bar = fig.axes[-1]
+    assert any(tuple(line.get_ydata()) == (0.05, 0.05) for line in bar.lines)
+    with pytest.raises(ValueError, match="outside the colour scale"):
+        show_cls_attention([np.zeros((8, 8))], maps, reference=0.5)
+
+
+def test_classify_grey_levels_matches_predict_on_the_dataset_digits():
+    from utils.vit import classify_grey_levels
+
+    digits = load_digits_dataset(validation_size=0.2, seed=0)
+    torch.manual_seed(0)
+    cnn, processor = SmallCNN(), digits_processor()
+    X, _ = digits_arrays(digits["validation"])
+    assert (classify_grey_levels(cnn, X[:20], processor)
+            == predict(cnn, prepare(digits["validation"].select(range(20)), processor))).all()

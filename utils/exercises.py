@@ -462,11 +462,11 @@ EXERCISES: dict[str, Exercise] = {
         "larger, the shift that pushes more ink out of the frame: 'up' or 'left'",
         Choice("up", options=("up", "left")), "sum the grey levels of the top row and of the left column."),
     "04.shift_ink_ratio": Exercise(
-        "times, how many times more ink the larger of the two shifts loses", Number(1103, rel=0.03),
-        "divide the two shares of the training digits' ink."),
+        "times, the power of ten nearest to how many times more ink the larger of the two shifts loses",
+        Number(1000, rel=0), "divide the two shares of the training digits' ink, then round its log10."),
     "04.temperature": Exercise(
-        "warmer, the temperature (0.3 or 1.5) whose five samples of a digit differ more",
-        Number(1.5, rel=0), "measure it: the mean absolute grey-level difference between pairs of samples of the same digit."),
+        "more_changed, the temperature (0.3 or 1.5) at which the CNN reads more completions as another digit",
+        Number(1.5, rel=0), "measure it: the share of the 100 completions whose CNN prediction differs from the original label."),
     "04.vit_384_tokens": Exercise(
         "tokens_384, the tokens ViT-Base/16 reads from a 384 x 384 image", Number(577, rel=0),
         "count the 16 x 16 patches, and do not forget the [CLS] token."),
@@ -474,9 +474,9 @@ EXERCISES: dict[str, Exercise] = {
         "frames, the fewest 224 x 224 frames whose joint attention costs at least one 384 x 384 image's scores",
         Number(3, rel=0), "video_token_counts(video_config, num_frames=t)['joint_scores'] grows as t squared."),
     "04.divided_crossover_frames": Exercise(
-        "frames, the fewest 224 x 224 frames at which divided attention costs a ViT-B layer more FLOPs than its linear layers",
-        Number(4411, rel=0.001),
-        "per layer, divided attention costs 4 * D * divided_scores FLOPs; compare with layer_flops(...)['linear_flops']."),
+        "frames, the fewest 224 x 224 frames at which a divided-attention layer's attention costs more FLOPs than its linear layers",
+        Number(6330, rel=0.001),
+        "compare divided_layer_flops(...)['attention_flops'] with its 'linear_flops', which include the time step's projections."),
     # 05 TAPAS
     "05.two_numbers": Exercise(
         "relations, the numeric-relation ids of the six number_of_pages cells for "

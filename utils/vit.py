@@ -120,6 +120,48 @@ def predict(model, dataset, batch_size: int = 512) -> np.ndarray:
     return np.concatenate(predictions)
 
 
+def prepare_grey_levels(arrays, labels, processor):
+    """A prepared dataset (as `prepare` returns) from digits given as grey levels 0..16, shape (n, 8, 8)
+    or (n, 64), and their labels: each goes through `digit_to_image` exactly as the dataset's digits do."""
+    from datasets import Dataset
+
+    arrays = np.asarray(arrays).reshape(-1, DIGITS_SIZE * DIGITS_SIZE)
+    if len(arrays) != len(labels):
+        raise ValueError(f"{len(arrays)} digits but {len(labels)} labels")
+    images = Dataset.from_dict({"image": [digit_to_image(a) for a in arrays], "label": [int(y) for y in labels]})
+    return prepare(images, processor)
+
+
+def classify_grey_levels(model, arrays, processor) -> np.ndarray:
+    """Predicted classes of `model` for digits given as grey levels 0..16, shape (n, 8, 8) or (n, 64),
+    such as iGPT's completions (see `prepare_grey_levels`)."""
+    arrays = np.asarray(arrays).reshape(-1, DIGITS_SIZE * DIGITS_SIZE)
+    return predict(model, prepare_grey_levels(arrays, np.zeros(len(arrays), dtype=int), processor))
+
+
+@torch.no_grad()
+def token_probe_accuracy(model, train_data, validation_data, layer: int = -2, C: float = 1.0) -> np.ndarray:
+    """How much of a digit's class each single token of a ViT holds, in a linearly readable form: for
+    every position ([CLS] first, then the patches row by row), a logistic regression (standardised
+    features, regularisation C) on that token's hidden state after `layer` (-2: the input of the last
+    layer) is fitted on `train_data` and scored on `validation_data` (prepared datasets). Returns the
+    validation accuracy per position."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    was_training = model.training
+    model.eval()
+    try:
+        states = [model(pixel_values=d[:]["pixel_values"], output_hidden_states=True).hidden_states[layer].numpy()
+                  for d in (train_data, validation_data)]
+    finally:
+        model.train(was_training)
+    (s_train, s_val), y_train, y_val = states, train_data[:]["labels"].numpy(), validation_data[:]["labels"].numpy()
+    return np.array([make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=3000))
+                     .fit(s_train[:, t], y_train).score(s_val[:, t], y_val) for t in range(s_train.shape[1])])
+
+
 def accuracy(model, dataset) -> float:
     """Fraction of a prepared dataset that `model` classifies correctly."""
     labels = np.asarray(dataset[:]["labels"])
@@ -290,6 +332,22 @@ def cls_attention(model, pixel_values: torch.Tensor, layer: int = -1) -> torch.T
     return from_cls.reshape(-1, grid, grid)
 
 
+def attention_evenness(maps) -> dict:
+    """How evenly each attention map (n, rows, cols) spreads its weight over its P patches, after
+    renormalising it to sum to 1: `entropy`, its entropy divided by log P (1 = perfectly even, 0 =
+    all on one patch), and `peak`, its largest weight times P (1 = even, P = all on one patch).
+    Both are arrays with one value per map."""
+    maps = np.asarray(maps, dtype=np.float64)
+    if maps.ndim != 3 or (maps < 0).any() or not (maps.sum((1, 2)) > 0).all():
+        raise ValueError(f"need (n, rows, cols) maps of non-negative weights, none all zero; got shape {maps.shape}")
+    weights = maps.reshape(len(maps), -1)
+    weights = weights / weights.sum(1, keepdims=True)
+    patches = weights.shape[1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        entropy = -np.where(weights > 0, weights * np.log(weights), 0.0).sum(1)
+    return {"entropy": entropy / np.log(patches), "peak": weights.max(1) * patches}
+
+
 def choose_on_validation(estimator, grid, train, validation):
     """Grid search on one fixed split: fit every setting of `grid` (a scikit-learn parameter grid) on
     `train` = (X, y), score it on `validation` = (X, y), and refit the best on `train` alone.
@@ -307,10 +365,12 @@ def choose_on_validation(estimator, grid, train, validation):
     return estimator.set_params(**search.best_params_).fit(X_train, y_train), search
 
 
-def show_cls_attention(images, maps, *, titles=None, size=1.7, save=None):
+def show_cls_attention(images, maps, *, titles=None, size=1.7, reference=None, save=None):
     """[CLS] attention maps (n, rows, cols) laid over their digits (n PIL images or 8 x 8 arrays):
     each patch coloured by its attention (viridis) on ONE colour scale shared by all panels, and the
-    digit's strokes drawn on top as white outlines, so that ink and attention cannot be confused."""
+    digit's strokes drawn on top as white outlines, so that ink and attention cannot be confused.
+    `reference`, a weight (e.g. what every patch would get if the attention were spread evenly),
+    is marked on the colour bar as a red line."""
     import matplotlib.pyplot as plt
 
     maps = np.asarray(maps, dtype=np.float64)
@@ -332,7 +392,12 @@ def show_cls_attention(images, maps, *, titles=None, size=1.7, save=None):
         ax.set_xticks([]), ax.set_yticks([])
         if titles is not None:
             ax.set_title(str(titles[i]), fontsize=9)
-    fig.colorbar(shown, ax=list(axes[0]), fraction=0.02, pad=0.02, label="[CLS] attention")
+    label = "[CLS] attention" if reference is None else "[CLS] attention\n(red line: an even spread)"
+    bar = fig.colorbar(shown, ax=list(axes[0]), fraction=0.02, pad=0.02, label=label)
+    if reference is not None:
+        if not 0 <= reference <= vmax:
+            raise ValueError(f"reference {reference} is outside the colour scale 0..{vmax:.3f}")
+        bar.ax.axhline(reference, color="red", linewidth=2)
     if save:
         save_figure(fig, save)
     return fig
@@ -386,6 +451,41 @@ def layer_flops(config, tokens: int) -> dict:
     linear = 2 * tokens * (4 * d * d + 2 * d * m)
     attention = 2 * 2 * tokens * tokens * d
     return {"tokens": tokens, "linear_flops": linear, "attention_flops": attention}
+
+
+def divided_layer_flops(config, num_frames: int | None = None) -> dict:
+    """FLOPs of one TimeSformer layer with divided space-time attention, as transformers'
+    TimesformerLayer computes it (a multiply-add counts two): the linear layers of a plain ViT layer
+    for all T * N + 1 tokens (`layer_flops`), plus, for the T * N patch tokens, the time step's own
+    query, key, value and output projections and its `temporal_dense` (5 D^2 multiply-adds per patch
+    token); and the attention of both steps, 4 D FLOPs per score (the score and the weighted sum)."""
+    counts = video_token_counts(config, num_frames)
+    d = config.hidden_size
+    temporal_linear = 2 * 5 * d * d * counts["patches_per_frame"] * counts["frames"]
+    plain = layer_flops(config, counts["video_tokens"])
+    return {"frames": counts["frames"], "tokens": counts["video_tokens"],
+            "linear_flops": plain["linear_flops"] + temporal_linear, "temporal_linear_flops": temporal_linear,
+            "attention_flops": 4 * d * counts["divided_scores"]}
+
+
+def video_cost_tables(config, frames=(1, 8, 32, 96)):
+    """The video section's two tables for a video config (e.g. transformers.TimesformerConfig).
+    `counts`: tokens and attention scores per head and layer at each number of frames
+    (`video_token_counts`), with the ratios joint / image and divided / joint. `gflop`: GFLOP per layer
+    of a joint-attention layer (a plain ViT layer: `layer_flops`) and of a divided-attention layer
+    (`divided_layer_flops`, whose linear layers include the time step's projections)."""
+    import pandas as pd
+
+    counts = pd.DataFrame([video_token_counts(config, num_frames=t) for t in frames]).set_index("frames")
+    counts["joint / image"] = (counts["joint_scores"] / counts["image_scores"]).round(1)
+    counts["divided / joint"] = (counts["divided_scores"] / counts["joint_scores"]).round(3)
+    rows = {}
+    for t in frames:
+        joint, divided = layer_flops(config, int(counts.loc[t, "video_tokens"])), divided_layer_flops(config, t)
+        rows[t] = {"joint: linear": joint["linear_flops"], "joint: attention": joint["attention_flops"],
+                   "divided: linear": divided["linear_flops"], "divided: attention": divided["attention_flops"]}
+    gflop = (pd.DataFrame.from_dict(rows, orient="index") / 1e9).round(1).rename_axis("frames")
+    return counts, gflop
 
 
 def show_patch_grid(image: Image.Image, patch_size: int = 16, size: int = 224, save: str | None = None):
