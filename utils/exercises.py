@@ -203,12 +203,13 @@ def check(key: str, answer) -> bool | None:
 
 # ---- answers computed from the library, for the exercises that need them ----------------------
 
-def _serve_more():
-    from . import scaling as sc
+def _approach3_a():
+    """a = beta / (alpha + beta) of Chinchilla's approach 3 on the 15 chosen iso-FLOP runs (notebook 01)."""
+    from . import isoflop as iso
 
-    n_opt, d_opt = sc.compute_optimal(5.76e23)  # Gopher's budget, as in notebook 01
-    heavy = sc.inference_aware_optimal(float(sc.chinchilla_loss(n_opt, d_opt)), 1e15)
-    return heavy["n"], heavy["total_flops"] / (5.76e23 + sc.inference_flops(n_opt, 1e15))
+    runs, _, _ = iso.load_records()
+    chosen = runs[runs.chosen]
+    return iso.fit_loss_law(chosen.non_embedding, chosen.tokens, chosen.test_loss)["a"]
 
 
 def _heldout_within_step():
@@ -411,14 +412,10 @@ def _senseless_total():
 
 EXERCISES: dict[str, Exercise] = {
     # 01 scaling laws
-    "01.serve_more_size": Exercise(
-        "serve_n, the parameter count that reaches target_loss at the least total compute when the model serves 1e15 tokens",
-        Number(lambda: _serve_more()[0], rel=0.02),
-        "sc.inference_aware_optimal(loss, inference_tokens) finds it; the loss is target_loss from section 3."),
-    "01.serve_more_saving": Exercise(
-        "saving, that model's total compute (training + serving 1e15 tokens) as a fraction of the Chinchilla-optimal model's (0.5 for half)",
-        Number(lambda: _serve_more()[1], rel=0.03),
-        "serving costs 2N FLOP a token (sc.inference_flops); add it to both models' training compute."),
+    "01.approach3_a": Exercise(
+        "a3, the exponent a = beta / (alpha + beta) of N_opt ~ C^a from L(N, D) = E + A/N^alpha + B/D^beta fitted to the 15 chosen iso-FLOP runs (non-embedding N, D in characters, test loss)",
+        Number(lambda: _approach3_a(), rel=0.01),
+        "minimise the Huber loss (delta = 1e-3) of log L written as logsumexp([a - alpha log N, b - beta log D, e]) against log loss, with L-BFGS-B from several starts; keep the lowest."),
     "01.heldout_prediction": Exercise(
         "prediction, the held-out loss (nats per character) that a pure power law fitted to the five smaller sizes of seed 1 predicts for its largest size",
         Number(lambda: _heldout_prediction()[0], rel=0.002),
