@@ -10,7 +10,11 @@ command, the settings, and per model, number of pairs and seed the number of rig
 test and validation sequence (P queries each), its training seconds and its state size. About 7
 minutes on one thread of a 2-core CPU for the first four kinds. `--kinds` trains only those kinds;
 with `--add` their runs replace those of the same kinds in an existing recall.json, whose other runs
-are kept, and the record's command becomes the two commands joined by &&.
+are kept, and the record's command becomes the two commands joined by &&. `--pairs`, `--seeds` and
+`--steps` change those settings, and `--name` the file written, for a side experiment such as the
+longer training of notebook 03:
+
+    python scripts/associative_recall.py --kinds linear delta --pairs 64 --seeds 0 --steps 1000 --name recall_longer.json
 """
 import argparse
 import json
@@ -33,11 +37,17 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(data_path("linear_attention")))
     parser.add_argument("--kinds", nargs="+", choices=ar.KINDS, default=None)
-    parser.add_argument("--add", action="store_true", help="merge into an existing recall.json")
+    parser.add_argument("--add", action="store_true", help="merge into an existing record of the same name")
+    parser.add_argument("--pairs", type=int, nargs="+", default=None)
+    parser.add_argument("--seeds", type=int, nargs="+", default=None)
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--name", default="recall.json", help="file name of the record in --out")
     args = parser.parse_args(argv)
     run = dict(ar.RECALL_RUN)
     pairs, kinds, seeds, sequences = run.pop("pairs"), run.pop("kinds"), run.pop("seeds"), run.pop("test_sequences")
-    kinds = args.kinds or kinds
+    kinds, pairs, seeds = args.kinds or kinds, tuple(args.pairs or pairs), tuple(args.seeds or seeds)
+    if args.steps:
+        run["steps"] = args.steps
     rows, start = [], time.time()
     for p in pairs:
         for kind in kinds:
@@ -56,7 +66,7 @@ def main(argv=None):
     out = Path(args.out)
     minutes = round((time.time() - start) / 60, 1)
     if args.add:
-        old = json.loads((out / "recall.json").read_text())
+        old = json.loads((out / args.name).read_text())
         rows = [r for r in old["runs"] if r["kind"] not in kinds] + rows
         if command not in old["command"]:
             command = old["command"].strip() + " && " + command
@@ -66,14 +76,14 @@ def main(argv=None):
         kinds = [k for k in ar.KINDS if any(r["kind"] == k for r in rows)]
         rows.sort(key=lambda r: (pairs.index(r["pairs"]), kinds.index(r["kind"]), r["seed"]))
     record = {"command": command,
-              "settings": {**ar.RECALL_RUN, "pairs": list(pairs), "kinds": list(kinds), "seeds": list(seeds)},
+              "settings": {**ar.RECALL_RUN, **run, "pairs": list(pairs), "kinds": list(kinds), "seeds": list(seeds)},
               "splits": {"validation_seed": VALIDATION_SEED, "test_seed": TEST_SEED,
                          "training_seeds": "10000 + seed, fresh sequences every step"},
               "torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
               "minutes": minutes, "runs": rows}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "recall.json").write_text(json.dumps(record, indent=1) + "\n")
-    print("wrote", (out / "recall.json").relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out)
+    (out / args.name).write_text(json.dumps(record, indent=1) + "\n")
+    print("wrote", (out / args.name).relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out)
 
 
 if __name__ == "__main__":

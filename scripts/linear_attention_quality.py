@@ -2,7 +2,13 @@
 than notebook 03 can, over several seeds (per seed: same data order, same initial weights for both
 attentions), and write the record.
 
-    OMP_NUM_THREADS=1 python scripts/linear_attention_quality.py [--run seeds] [--seeds 0 1 2] [--out data/linear_attention]
+    OMP_NUM_THREADS=1 python scripts/linear_attention_quality.py [--run seeds] [--seeds 0 1 2] [--lrs 1e-3 3e-3 1e-2]
+        [--out data/linear_attention]
+
+With --lrs, the learning rate is chosen for each attention on its own: the first seed trains each
+attention once per learning rate, the one with the lowest validation loss is kept (record: lr_choice,
+chosen_lr), and every seed then trains each attention at its chosen rate (the first seed's run at the
+chosen rate is reused). Without --lrs both attentions train at the run's lr.
 
 Writes quality.json: the command, the settings, each model's validation and test loss per seed, each
 model's loss on every test window of 128 characters per seed (for paired comparisons), and the
@@ -33,6 +39,8 @@ def main(argv=None):
     parser.add_argument("--run", default="seeds", choices=sorted(la.QUALITY_RUNS))
     parser.add_argument("--seeds", type=int, nargs="+", default=list(la.QUALITY_SEEDS))
     parser.add_argument("--eval-every", type=int, default=100)
+    parser.add_argument("--lrs", type=float, nargs="+", default=None,
+                        help="learning rates to choose from on validation, per attention (first seed)")
     parser.add_argument("--out", default=str(data_path("linear_attention")))
     args = parser.parse_args(argv)
     config = la.QUALITY_RUNS[args.run]
@@ -41,8 +49,31 @@ def main(argv=None):
     test_set = CharWindows(test_text, char_vocab(text), config["block_size"])
     start = time.time()
     rows, windows, histories = [], {}, []
+    attentions = ("sdpa", la.LINEAR_ATTENTION)
+    lrs = args.lrs or [config["lr"]]
+    runs, lr_choice = {}, []  # (attention, lr, seed) -> (results, history, models)
+
+    def run(attention, lr, seed):
+        if (attention, lr, seed) not in runs:
+            runs[attention, lr, seed] = la.compare_attention(text, (attention,), eval_every=args.eval_every,
+                                                             seed=seed, **{**config, "lr": lr})
+        return runs[attention, lr, seed]
+
+    chosen_lr = {}
+    for attention in attentions:
+        for lr in lrs:
+            results = run(attention, lr, args.seeds[0])[0]
+            lr_choice.append({"attention": results.attention[0], "lr": lr, "seed": args.seeds[0],
+                              "val_loss": round(float(results.val_loss[0]), 4)})
+            print(lr_choice[-1], flush=True)
+        mine = [c for c in lr_choice if c["lr"] in lrs and c["attention"] == lr_choice[-1]["attention"]]
+        chosen_lr[attention] = min(mine, key=lambda c: c["val_loss"])["lr"]
     for seed in args.seeds:
-        results, history, models = la.compare_attention(text, eval_every=args.eval_every, seed=seed, **config)
+        parts = [run(attention, chosen_lr[attention], seed) for attention in attentions]
+        results = pd.concat([p[0] for p in parts], ignore_index=True)
+        results["lr"] = [chosen_lr[a] for a in attentions]
+        history = {k: v for p in parts for k, v in p[1].items()}
+        models = {k: v for p in parts for k, v in p[2].items()}
         rows += results.assign(seed=seed).to_dict(orient="records")
         for name, model in models.items():
             windows.setdefault(name, []).append([round(x, 5) for x in la.window_losses(model, test_set).tolist()])
@@ -56,7 +87,9 @@ def main(argv=None):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     record = {"command": "python scripts/linear_attention_quality.py " + " ".join(argv or sys.argv[1:]),
-              "run": args.run, "settings": config, "seeds": args.seeds, "eval_every": args.eval_every,
+              "run": args.run, "settings": config, "seeds": args.seeds,
+              "lr_choice": lr_choice, "chosen_lr": {("softmax (sdpa)" if a == "sdpa" else "elu+1 linear"): lr
+                                                    for a, lr in chosen_lr.items()}, "eval_every": args.eval_every,
               "results": pd.DataFrame(rows).round(4).to_dict(orient="records"),
               "test_windows": {"block_size": config["block_size"], "losses": windows,
                                "ngram": {"order": chosen, "losses": [round(x, 5) for x in ngram_windows.tolist()]}},

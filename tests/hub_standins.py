@@ -207,6 +207,22 @@ def _coder(path):
     Qwen2ForCausalLM(config).save_pretrained(path)
 
 
+def _mamba(path):
+    """Mamba-130m at toy size: a MambaForCausalLM of 2 layers with the real state size and convolution
+    width, and a word-level tokenizer (the real one is GPT-NeoX's BPE)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import MambaConfig, MambaForCausalLM, PreTrainedTokenizerFast
+
+    words = ["<|endoftext|>", "<unk>", *TEXT]
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", eos_token="<|endoftext|>",
+                            bos_token="<|endoftext|>", pad_token="<|endoftext|>").save_pretrained(path)
+    config = MambaConfig(vocab_size=len(words), hidden_size=32, num_hidden_layers=2, state_size=16, expand=2,
+                         conv_kernel=4, bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    MambaForCausalLM(config).save_pretrained(path)
+
+
 def _docqa(path):
     """LayoutLM for extractive question answering with a byte-level BPE tokenizer laid out as RoBERTa's
     (the real checkpoint's tokenizer class), trained on the words of the notebook's invoice."""
@@ -260,7 +276,7 @@ def _librispeech(path, checkpoint):
 
 BUILDERS = {"vit": _vit, "tapas": _tapas, "wav2vec2": _wav2vec2, "whisper": _whisper, "clip": _clip,
             "gpt2": _gpt2, "longformer": _longformer, "bigbird": _bigbird, "dinov2": _dinov2,
-            "coder": _coder, "docqa": _docqa, "llava": _llava}
+            "coder": _coder, "docqa": _docqa, "llava": _llava, "mamba": _mamba}
 
 
 def repo_dir(root, checkpoint):

@@ -107,3 +107,17 @@ def test_taylor_features_give_the_second_order_expansion_of_exp():
     assert ar.taylor_features(q).shape == (5, 1 + 8 + 64)
     model = ar.RecallModel("taylor", n_keys=16, n_values=8, d_model=16, heads=2)
     assert model.state_numbers() == 2 * (1 + ar.TAYLOR_DIM + ar.TAYLOR_DIM ** 2) * (8 + 1)
+
+
+def test_longer_training_pairs_each_run_with_the_same_kind_pairs_and_seed():
+    def run(kind, seed, correct):
+        return {"kind": kind, "pairs": 4, "seed": seed, "validation_correct": correct, "test_correct": correct}
+
+    record = {"settings": {"steps": 500}, "runs": [run("linear", 0, [2, 2, 2, 2]), run("delta", 0, [4, 4, 4, 4])]}
+    longer = {"settings": {"steps": 1000}, "runs": [run("linear", 0, [4, 4, 4, 4])]}
+    table = ar.longer_training(record, longer)
+    assert table.iloc[0]["validation recall, 500 steps"] == "50.0%"
+    assert table.iloc[0]["validation recall, 1000 steps"] == "100.0%"
+    assert table.iloc[0]["difference"].startswith("+50.0 points")
+    with pytest.raises(ValueError, match="no run of 'delta' with 4 pairs and seed 1"):
+        ar.longer_training(record, {"settings": {"steps": 1000}, "runs": [run("delta", 1, [4, 4, 4, 4])]})

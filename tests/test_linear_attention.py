@@ -638,3 +638,28 @@ def test_planted_keys_are_a_permutation_of_the_queries_and_reject_negative_noise
     assert torch.equal(torch.sort(k[0, 0, :, 0]).values, torch.sort(q[0, 0, :, 0]).values)
     with pytest.raises(ValueError, match="noise"):
         la.planted_keys(q, noise=-1.0)
+
+
+def test_cache_numbers_fixed_for_mamba_growing_for_gpt2():
+    from transformers import MambaConfig, MambaForCausalLM
+
+    config = MambaConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, state_size=4, conv_kernel=3, expand=2)
+    mamba = MambaForCausalLM(config).eval()
+    gpt = la.char_gpt(50, n_layer=3, d_model=32, n_head=2, block_size=64).eval()
+    table = la.cache_table({"mamba": mamba, "gpt": gpt}, [5, 40]).set_index(["model", "tokens"])
+    inner = 2 * 16
+    for n in (5, 40):
+        assert table.loc[("mamba", n), "conv state"] == 2 * inner * 3
+        assert table.loc[("mamba", n), "recurrent state"] == 2 * inner * 4
+        assert table.loc[("mamba", n), "keys and values"] == 0
+        assert table.loc[("gpt", n), "keys and values"] == table.loc[("gpt", n), "total"] == 3 * 2 * 32 * n
+    with pytest.raises(ValueError, match="n_tokens must be a positive int"):
+        la.cache_numbers(gpt, 0)
+
+
+def test_sum_memory_recall_one_pair_always_reads_back_and_overlap_hurts():
+    assert la.sum_memory_recall(la.elu_plus_one, 1, draws=5) == 1.0
+    unit = lambda x: torch.nn.functional.normalize(x, dim=-1)  # noqa: E731
+    assert la.sum_memory_recall(unit, 64, draws=5) > la.sum_memory_recall(la.elu_plus_one, 64, draws=5)
+    with pytest.raises(ValueError, match="pairs"):
+        la.sum_memory_recall(unit, 0)

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["KINDS", "LABELS", "TAYLOR_DIM", "taylor_features", "RecallTask", "RecallModel", "delta_rule", "train_recall", "recall_on", "RECALL_RUN",
-           "recall_table", "paired_recall", "plot_recall"]
+           "recall_table", "paired_recall", "longer_training", "plot_recall"]
 
 KINDS = ("softmax", "linear", "gated", "delta", "taylor")
 TAYLOR_DIM = 8  # Based's reference code projects to 16; 8 keeps its state (73 features) near the others'
@@ -225,6 +225,31 @@ def paired_recall(record, a, b, pairs, split="test"):
             raise ValueError(f"paired_recall: no runs of {kind!r} with {pairs} pairs in the record")
         return np.mean([np.asarray(r[f"{split}_correct"]) / pairs for r in runs], axis=0)
     return ev.paired_bootstrap(per_sequence(a), per_sequence(b), percent=True)
+
+
+def longer_training(record, longer, split="validation"):
+    """Each run of `longer` (a record of the same task with more steps) beside the run of `record` with
+    the same kind, pairs and seed: recall at both budgets and their paired difference on the same
+    sequences of `split` (`utils.evaluation.paired_bootstrap`, with its sign-flip p-value)."""
+    import numpy as np
+    import pandas as pd
+
+    from . import evaluation as ev
+
+    base = {(r["kind"], r["pairs"], r["seed"]): r for r in record["runs"]}
+    steps, more = record["settings"]["steps"], longer["settings"]["steps"]
+    rows = []
+    for run in longer["runs"]:
+        key = (run["kind"], run["pairs"], run["seed"])
+        if key not in base:
+            raise ValueError(f"longer_training: no run of {key[0]!r} with {key[1]} pairs and seed {key[2]} "
+                             "in the first record")
+        before, after = (np.asarray(r[f"{split}_correct"]) / run["pairs"] for r in (base[key], run))
+        rows.append({"model": LABELS[run["kind"]], "pairs": run["pairs"], "seed": run["seed"],
+                     f"{split} recall, {steps} steps": f"{before.mean():.1%}",
+                     f"{split} recall, {more} steps": f"{after.mean():.1%}",
+                     "difference": str(ev.paired_bootstrap(after, before, percent=True))})
+    return pd.DataFrame(rows)
 
 
 def plot_recall(table, *, d_head=None, n_values=None, ax=None):

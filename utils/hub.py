@@ -68,7 +68,8 @@ class Checkpoint:
 # The pretrained checkpoints and data sets the course downloads, in one place. Revisions are the
 # ones the pipeline defaults pin in transformers 5.23 (tests/test_hub.py checks they still agree);
 # no pipeline pins GPT-2 (notebook 01 reads its size from its config), the two long-document
-# models whose configs notebook 02 reads, DINOv2 (notebook 04 probes its features) or LLaVA, read at main.
+# models whose configs notebook 02 reads, DINOv2 (notebook 04 probes its features), Mamba (notebook 03
+# counts its cache) or LLaVA, read at main.
 CHECKPOINTS = {
     "vit": Checkpoint("google/vit-base-patch16-224", "3f49326"),
     "tapas": Checkpoint("google/tapas-base-finetuned-wtq", "e3dde19"),
@@ -83,6 +84,7 @@ CHECKPOINTS = {
     "dinov2": Checkpoint("facebook/dinov2-small"),
     "coder": Checkpoint("Qwen/Qwen2.5-Coder-0.5B-Instruct"),
     "docqa": Checkpoint("impira/layoutlm-document-qa", "beed3c4"),
+    "mamba": Checkpoint("state-spaces/mamba-130m-hf"),
     "llava": Checkpoint("llava-hf/llava-interleave-qwen-0.5b-hf"),
 }
 

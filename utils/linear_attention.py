@@ -21,7 +21,9 @@ Every function takes queries, keys and values shaped (..., n, d): any leading di
   `AttentionInterface` as `LINEAR_ATTENTION`; `char_gpt` and `compare_attention` train notebook 01's
   character GPT with either attention, beside `char_ngram_loss`; `window_losses` and
   `ngram_window_losses` score both on the same test windows, and `quality_seeds` and
-  `quality_comparisons` read the multi-seed record of scripts/linear_attention_quality.py.
+  `quality_comparisons` read the multi-seed record of scripts/linear_attention_quality.py;
+- `cache_numbers` and `cache_table` count what a transformers model keeps for generation (a KV
+  cache that grows with the text, or Mamba's fixed convolution and recurrent states).
 """
 import math
 import time
@@ -36,6 +38,7 @@ __all__ = [
     "quadratic_kernel_attention", "linear_kernel_attention", "causal_linear_attention",
     "recurrent_linear_attention", "LinearAttentionRNN", "SoftmaxKVCache", "generate_with_state",
     "decayed_linear_attention", "retnet_log_decays", "LINEAR_ATTENTION", "linear_attention_forward",
+    "cache_numbers", "cache_table", "CACHE_KINDS", "sum_memory_recall",
     "char_gpt", "QUALITY_RUNS", "split_text", "char_ngram_loss", "compare_attention",
     "char_ngram_losses", "ngram_window_losses", "window_losses", "QUALITY_SEEDS",
     "naive_softmax_attention", "chunked_softmax_attention", "sdpa",
@@ -547,6 +550,49 @@ def generate_with_state(model, prompt_ids, new_tokens):
     return ids, state
 
 
+CACHE_KINDS = ("keys and values", "conv state", "recurrent state")
+
+
+def cache_numbers(model, n_tokens):
+    """How many numbers a transformers model keeps for generation after reading `n_tokens` tokens.
+
+    Runs `model` once on n_tokens token ids (all 0: the shapes do not depend on the text) with
+    use_cache=True and sums over layers, by kind: the keys and values of softmax attention's KV cache,
+    and the convolution and recurrent states of Mamba's layers. A model built on the meta device
+    (weights without values) works too: its cache has shapes and no values. Returns {kind: count}.
+    """
+    if not isinstance(n_tokens, int) or isinstance(n_tokens, bool) or n_tokens < 1:
+        raise ValueError(f"cache_numbers: n_tokens must be a positive int, got {n_tokens!r}")
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        out = model(input_ids=torch.zeros(1, n_tokens, dtype=torch.long, device=device), use_cache=True)
+    cache = getattr(out, "cache_params", None)
+    cache = out.past_key_values if cache is None else cache
+    if cache is None:
+        raise ValueError(f"cache_numbers: {type(model).__name__} returned no cache with use_cache=True")
+    counts = dict.fromkeys(CACHE_KINDS, 0)
+    for layer in cache.layers:
+        for name in ("keys", "values"):
+            tensor = getattr(layer, name, None)
+            counts["keys and values"] += tensor.numel() if isinstance(tensor, torch.Tensor) else 0
+        for name, kind in (("conv_states", "conv state"), ("recurrent_states", "recurrent state")):
+            states = getattr(layer, name, None) or {}
+            counts[kind] += sum(t.numel() for t in states.values() if t is not None)
+    return counts
+
+
+def cache_table(models, lengths):
+    """`cache_numbers` for every model ({name: model}) at every length, as one table (a row per
+    model and length; a column per kind of cache and their total)."""
+    import pandas as pd
+
+    rows = [{"model": name, "tokens": n, **cache_numbers(model, n)} for name, model in models.items()
+            for n in lengths]
+    table = pd.DataFrame(rows)
+    table["total"] = table[list(CACHE_KINDS)].sum(axis=1)
+    return table
+
+
 def _register_with_transformers():
     from transformers import AttentionInterface
 
@@ -836,6 +882,22 @@ def quality_comparisons(record, group=QUALITY_GROUP):
     for name, per_seed in losses.items():
         out[f"{name} - {order}, mean of seeds"] = ev.paired_bootstrap(per_seed.mean(0), ngram, groups=groups)
     return out
+
+
+def sum_memory_recall(feature_map, pairs, *, dim=32, n_values=64, draws=20, seed=0):
+    """Share of `pairs` key-value pairs read back right from the sum memory S = sum_i phi(k_i) v_i^T
+    (notebook 03's exercise 3): keys from N(0, I) in `dim` dimensions, values one-hot over `n_values`
+    classes drawn at random, pair i read back as the class with the largest entry of phi(k_i)^T S;
+    averaged over `draws` draws."""
+    _check_positive_int(pairs, "pairs", "sum_memory_recall")
+    gen = torch.Generator().manual_seed(seed)
+    right = 0
+    for _ in range(draws):
+        features = feature_map(torch.randn(pairs, dim, generator=gen, dtype=torch.float64))
+        values = torch.randint(n_values, (pairs,), generator=gen)
+        S = features.T @ torch.eye(n_values, dtype=torch.float64)[values]
+        right += ((features @ S).argmax(-1) == values).sum().item()
+    return right / (draws * pairs)
 
 
 # ----------------------------------------------------------------------------- benchmark suite
