@@ -483,6 +483,10 @@ def test_attention_evenness_from_even_to_one_patch():
     maps = np.stack([np.full((4, 4), 0.05), np.eye(1, 16).reshape(4, 4)])
     result = attention_evenness(maps)
     assert result["entropy"] == pytest.approx([1.0, 0.0]) and result["peak"] == pytest.approx([1.0, 16.0])
+    assert result["effective"] == pytest.approx([16.0, 1.0])
+    half = np.zeros((1, 4, 4))
+    half[0, 0, :2] = 1  # two patches share the attention: two effective patches
+    assert attention_evenness(half)["effective"] == pytest.approx([2.0])
     with pytest.raises(ValueError, match="non-negative"):
         attention_evenness(np.zeros((1, 4, 4)))
 
@@ -496,6 +500,8 @@ def test_show_cls_attention_marks_a_reference_on_the_colour_bar():
     fig = show_cls_attention([np.zeros((8, 8))], maps, reference=0.05)
     bar = fig.axes[-1]
     assert any(tuple(line.get_ydata()) == (0.05, 0.05) for line in bar.lines)
+    outlined = [p for p in fig.axes[0].patches if p.get_edgecolor()[:3] == (1.0, 0.0, 0.0)]
+    assert len(outlined) == 1 and outlined[0].get_xy() == pytest.approx((0.12, 0.12))  # only the patch above 0.05
     with pytest.raises(ValueError, match="outside the colour scale"):
         show_cls_attention([np.zeros((8, 8))], maps, reference=0.5)
 
@@ -509,3 +515,27 @@ def test_classify_grey_levels_matches_predict_on_the_dataset_digits():
     X, _ = digits_arrays(digits["validation"])
     assert (classify_grey_levels(cnn, X[:20], processor)
             == predict(cnn, prepare(digits["validation"].select(range(20)), processor))).all()
+
+
+def test_attention_distance_is_zero_on_itself_and_the_even_spread_on_a_uniform_map():
+    from utils.vit import attention_distance
+
+    grid, tokens = 2, 5
+    to_itself = torch.eye(tokens).expand(1, 1, 1, tokens, tokens)
+    assert attention_distance(to_itself, grid, patch_size=2) == pytest.approx(np.zeros((1, 1)))
+    uniform = torch.full((1, 1, 1, tokens, tokens), 1 / tokens)
+    # on a 2 x 2 grid of 2-pixel patches each query sees itself (0), two neighbours (2) and a diagonal (2 sqrt 2)
+    assert attention_distance(uniform, grid, patch_size=2)[0, 0] == pytest.approx((0 + 2 + 2 + 2 * np.sqrt(2)) / 4)
+    with pytest.raises(ValueError, match="shape"):
+        attention_distance(torch.ones(1, 1, 1, 4, 4), grid, patch_size=2)
+
+
+def test_position_similarity_is_one_on_the_diagonal():
+    from utils.vit import position_similarity
+
+    torch.manual_seed(0)
+    model = ViTForImageClassification(small_vit_config())
+    similarity = position_similarity(model)
+    assert similarity.shape == (4, 4, 4, 4)
+    assert all(similarity[r, c, r, c] == pytest.approx(1.0) for r in range(4) for c in range(4))
+    assert np.allclose(similarity.reshape(16, 16), similarity.reshape(16, 16).T, atol=1e-6)

@@ -461,9 +461,14 @@ EXERCISES: dict[str, Exercise] = {
     "04.shift_ink_ratio": Exercise(
         "times, the power of ten nearest to how many times more ink the larger of the two shifts loses",
         Number(1000, rel=0), "divide the two shares of the training digits' ink, then round its log10."),
-    "04.temperature": Exercise(
-        "more_changed, the temperature (0.3 or 1.5) at which the CNN reads more completions as another digit",
-        Number(1.5, rel=0), "measure it: the share of the 100 completions whose CNN prediction differs from the original label."),
+    "04.changed_cold": Exercise(
+        "changed_cold, the share (0 to 1) of the 100 completions at temperature 0.3 that the reader takes for another digit",
+        Number(0.23, rel=0, abs=0.05),
+        "complete tokens['test'][first_ten] with temperature=0.3, seed=1; compare reader.predict(...) with y_test[first_ten]."),
+    "04.changed_hot": Exercise(
+        "changed_hot, the share (0 to 1) of the 100 completions at temperature 1.5 that the reader takes for another digit",
+        Number(0.36, rel=0, abs=0.05),
+        "complete tokens['test'][first_ten] with temperature=1.5, seed=1; compare reader.predict(...) with y_test[first_ten]."),
     "04.vit_384_tokens": Exercise(
         "tokens_384, the tokens ViT-Base/16 reads from a 384 x 384 image", Number(577, rel=0),
         "count the 16 x 16 patches, and do not forget the [CLS] token."),
