@@ -1808,3 +1808,21 @@ def plot_cell_probabilities(model, tokenizer, table, question, ax, title=None):
     plot_heatmap(probabilities, rows, list(table.columns), fmt=".2f", ax=ax, cbar_label="mean cell probability",
                  xlabel="column", title=f"{title or question}\n(operator {operator}; other columns forced to 0)")
     return operator
+
+
+DATES_AND_POSITIONS = ("start_page", "end_page", "year", "founded", "first_ascent", "last_eruption", "launched",
+                       "planted", "year_established")
+"""Numeric headers of the generator that hold a date or a position: their total is meaningless."""
+
+
+def summable_headers(draws=30):
+    """Every numeric header of every theme the generator has (training, held-out, validation and test themes),
+    mapped to whether the generator asks for its total (its column lists "sum" among its operations).
+    Headers are collected over ``draws`` seeded tables per theme, since a table keeps only some columns."""
+    labels = {}
+    for themes in (BROAD_THEMES, HELD_OUT_THEMES, VALIDATION_THEMES, TEST_THEMES):
+        for maker in themes.values():
+            for seed in range(draws):
+                _, _, numeric = maker(random.Random(seed), 8)
+                labels.update({header: "sum" in column.operations for header, column in numeric.items()})
+    return dict(sorted(labels.items()))
