@@ -516,9 +516,10 @@ EXERCISES: dict[str, Exercise] = {
         "counts and amounts add up (goals, pages, crew, tonnes); dates, positions, prices, ratings, ages, speeds and "
         "sizes of one thing do not. Split the header at '_' and look for such words."),
     # 06 speech
-    "06.ctc_by_hand": Exercise(
-        "decoded, the text the frames spell", Choice("HE LLO"),
-        "merge repeated frames first, then drop the blanks; the delimiter becomes a space."),
+    "06.ctc_paths": Exercise(
+        "paths_ll, the number of distinct 6-frame strings over {blank, L, O} that collapse to 'LL'", Number(35, rel=0),
+        "a path is a run of blanks (maybe empty), a run of L, at least one blank, a run of L, a run of blanks (maybe "
+        "empty); count the ways to share 6 frames among those five runs, or enumerate all 3**6 strings."),
     "06.expected_blanks": Exercise(
         "expected_blanks, the expected number of blank frames over all CTC alignments of the book sentence's "
         "reference under the open-vocabulary recogniser", Number(_speech_expected_blanks, rel=0, abs=0.05),
