@@ -72,6 +72,17 @@ def test_loss_law_fit_recovers_known_parameters():
     assert iso.fit_loss_law(n, d, wild)["alpha"] == pytest.approx(true["alpha"], rel=0.05)
 
 
+def test_loss_law_bootstrap_covers_the_true_exponent():
+    # the layout above with 1% multiplicative noise: the interval holds the true a and the full fit
+    true_a = 0.6 / 1.05
+    n = np.tile(np.geomspace(500, 30000, 5), 3)
+    d = np.repeat([3e5, 1e6, 3e6], 5) * np.tile(np.geomspace(2, 0.5, 5), 3)
+    loss = (1.4 + 30.0 / n ** 0.45 + 900.0 / d ** 0.6) * np.exp(np.random.default_rng(1).normal(0, 0.01, n.size))
+    boot = iso.bootstrap_loss_law(n, d, loss, n_boot=30)
+    assert boot["a_low"] <= true_a <= boot["a_high"] and boot["a_low"] <= boot["law"]["a"] <= boot["a_high"]
+    assert len(boot["a_boot"]) == 30 and boot["a_high"] - boot["a_low"] < 0.5
+
+
 def test_loss_law_fit_rejects_bad_input():
     with pytest.raises(ValueError, match="same length"):
         iso.fit_loss_law([1, 2, 3, 4, 5], [1, 2, 3, 4, 5], [1, 2, 3, 4])

@@ -443,10 +443,21 @@ def test_repeated_sampling_matches_closed_forms():
     assert table.loc[1, "coverage (pass@k)"] == pytest.approx(1.1 / 3)
     assert table.loc[3, "coverage (pass@k)"] == pytest.approx((1 - 0.8 ** 3 + 1 - 0.1 ** 3) / 3)
     # majority of 3 = at least 2 right: 3 p^2 (1 - p) + p^3
-    assert table.loc[3, "majority vote"] == pytest.approx(sum(3 * p ** 2 * (1 - p) + p ** 3 for p in [0, 0.2, 0.9]) / 3)
-    assert table.loc[100, "majority vote"] == pytest.approx(1 / 3, abs=1e-6)  # only the p > 0.5 problem is won
+    worst = "majority vote, one wrong answer"
+    assert table.loc[3, worst] == pytest.approx(sum(3 * p ** 2 * (1 - p) + p ** 3 for p in [0, 0.2, 0.9]) / 3)
+    assert table.loc[100, worst] == pytest.approx(1 / 3, abs=1e-6)  # only the p > 0.5 problem is won
+    # wrong answers spread over 10: one sample wins with probability p; many samples win every problem
+    # whose p is above each wrong answer's (1 - p) / 10, here p = 0.2 and 0.9 but not 0
+    spread = sc.repeated_sampling([0.0, 0.2, 0.9], [1, 300], wrong_answers=10, draws=2000)
+    assert spread.loc[1, "plurality vote, 10 wrong answers"] == pytest.approx(1.1 / 3, abs=0.01)
+    assert spread.loc[300, "plurality vote, 10 wrong answers"] == pytest.approx(2 / 3, abs=1e-3)
+    # with one wrong answer and an odd k the plurality is the majority
+    one = sc.repeated_sampling([0.3, 0.6], [5], wrong_answers=1, draws=20000)
+    assert one.loc[5, "plurality vote, 1 wrong answers"] == pytest.approx(one.loc[5, worst], abs=0.01)
     with pytest.raises(ValueError, match="probabilities"):
         sc.repeated_sampling([1.2], [1])
+    with pytest.raises(ValueError, match="wrong_answers"):
+        sc.repeated_sampling([0.5], [1], wrong_answers=0)
 
 
 def test_shape_and_embedding_tables_count_like_the_models():

@@ -189,7 +189,7 @@ def _valley_row(g, n_col, loss_col):
 LAW_STARTS = {"a": (0.0, 10.0), "b": (0.0, 10.0), "e": (0.0, 0.5), "alpha": (0.5, 1.0), "beta": (0.5, 1.0)}
 
 
-def _law_objective(p, log_n, log_d, log_loss, delta):
+def law_objective(p, log_n, log_d, log_loss, delta):
     """Huber loss of log L(N, D) = LSE(a - alpha log N, b - beta log D, e) against log loss, and its
     gradient in p = (a, b, e, alpha, beta)."""
     a, b, e, alpha, beta = p
@@ -232,7 +232,7 @@ def fit_loss_law(n, d, loss, *, delta=1e-3, starts=None):
     starts = starts or LAW_STARTS
     grid = list(itertools.product(*(starts[k] for k in ("a", "b", "e", "alpha", "beta"))))
     args = (np.log(n), np.log(d), np.log(loss), delta)
-    best = min((minimize(_law_objective, p0, args=args, jac=True, method="L-BFGS-B") for p0 in grid),
+    best = min((minimize(law_objective, p0, args=args, jac=True, method="L-BFGS-B") for p0 in grid),
                key=lambda res: res.fun)
     a, b, e, alpha, beta = (float(v) for v in best.x)
     law = {"E": math.exp(e), "A": math.exp(a), "B": math.exp(b), "alpha": alpha, "beta": beta,
@@ -240,6 +240,24 @@ def fit_loss_law(n, d, loss, *, delta=1e-3, starts=None):
            "starts": len(grid)}
     law["predict"] = lambda n, d: law["E"] + law["A"] / np.asarray(n, float) ** alpha + law["B"] / np.asarray(d, float) ** beta
     return law
+
+
+def bootstrap_loss_law(n, d, loss, *, n_boot=100, seed=0, confidence=0.95, delta=1e-3):
+    """How well the runs determine approach 3's exponent a = beta / (alpha + beta): `fit_loss_law` on
+    all runs, then `n_boot` refits on runs resampled with replacement, each started from the fit to
+    all runs (one start, so that a refit is cheap: it shows how far resampling moves that minimum).
+    Returns the fit to all runs (`law`) and the percentile interval of a (`a_low`, `a_high`) with the
+    resampled values (`a_boot`)."""
+    law = fit_loss_law(n, d, loss, delta=delta)
+    n, d, loss = (np.asarray(v, dtype=float).ravel() for v in (n, d, loss))
+    start = {"a": (math.log(law["A"]),), "b": (math.log(law["B"]),), "e": (math.log(law["E"]),),
+             "alpha": (law["alpha"],), "beta": (law["beta"],)}
+    rng = np.random.default_rng(seed)
+    draws = [rng.integers(0, n.size, n.size) for _ in range(n_boot)]
+    a_boot = np.array([fit_loss_law(n[i], d[i], loss[i], delta=delta, starts=start)["a"] for i in draws])
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(a_boot, [tail, 100 - tail])
+    return {"law": law, "a_low": float(low), "a_high": float(high), "a_boot": a_boot}
 
 
 def valleys(chosen, n_col="non_embedding", loss_col="test_loss"):

@@ -821,22 +821,33 @@ def seed_table(per_seed):
     return pd.concat([table, summary])
 
 
-def repeated_sampling(p, ks):
+def repeated_sampling(p, ks, *, wrong_answers=10, draws=200, seed=0):
     """Test-time compute by repeated sampling, for problems whose single-sample success rates are
     `p` (one per problem). For each k in `ks`: coverage (pass@k, the share of problems with at least
-    one right answer among k samples, 1 - (1 - p)^k averaged over problems) and majority vote (the
-    share where more than half of k samples are right: the worst case, in which every wrong sample
-    gives the same wrong answer; binomial tail). Returns a DataFrame indexed by k."""
+    one right answer among k samples, 1 - (1 - p)^k averaged over problems); majority vote in the
+    worst case, where every wrong sample gives the same wrong answer (won only when more than half of
+    the k samples are right; binomial tail); and plurality vote when the wrong samples are spread
+    evenly over `wrong_answers` distinct wrong answers (won when the right answer is the most frequent;
+    a tie is won with probability 1 / the number of answers tied), estimated from `draws` simulated
+    sets of k samples per problem (`seed`). Returns a DataFrame indexed by k."""
     from scipy.stats import binom
 
     p = np.asarray(p, dtype=float)
     if p.ndim != 1 or p.size == 0 or ((p < 0) | (p > 1)).any():
         raise ValueError("repeated_sampling: p must be a non-empty list of probabilities in [0, 1]")
+    m, draws = _positive_int("wrong_answers", wrong_answers), _positive_int("draws", draws)
+    rng = np.random.default_rng(seed)
+    answer_p = np.column_stack([p] + [(1 - p) / m] * m)  # the right answer first, then m wrong ones
     rows = []
     for k in ks:
         k = _positive_int("k", k)
+        counts = rng.multinomial(k, answer_p, size=(draws, p.size))  # (draws, problems, 1 + m)
+        right, top_wrong = counts[..., 0], counts[..., 1:].max(axis=-1)
+        tied = (counts[..., 1:] == right[..., None]).sum(axis=-1)
+        won = np.where(right > top_wrong, 1.0, np.where(right == top_wrong, 1 / (1 + tied), 0.0))
         rows.append({"k": k, "coverage (pass@k)": float(np.mean(1 - (1 - p) ** k)),
-                     "majority vote": float(np.mean(binom.sf(k // 2, k, p)))})
+                     "majority vote, one wrong answer": float(np.mean(binom.sf(k // 2, k, p))),
+                     f"plurality vote, {m} wrong answers": float(won.mean())})
     return pd.DataFrame(rows).set_index("k")
 
 
@@ -991,7 +1002,7 @@ def plot_isoflop(budgets, fit=HOFFMANN_2022, *, ax=None, save=None):
         n = np.logspace(np.log10(n_opt) - 1.5, np.log10(n_opt) + 1.5, 200)
         ax.semilogx(n, chinchilla_loss(n, c / (6 * n), fit), color=f"C{k}", label=f"C = {c:.3g} FLOP")
         ax.plot(n_opt, chinchilla_loss(n_opt, d_opt, fit), "o", color=f"C{k}", ms=6)
-    ax.set(xlabel="parameters N", ylabel="predicted loss L(N, C/6N)",
+    ax.set(xlabel="parameters N", ylabel="predicted loss L(N, C/6N) (nats/token)",
            title=f"iso-FLOP curves of the {fit.name} fit (dots: minimum)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
