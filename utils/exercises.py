@@ -425,7 +425,7 @@ EXERCISES: dict[str, Exercise] = {
     # 01 scaling laws
     "01.approach3_a": Exercise(
         "a3, the exponent a = beta / (alpha + beta) of N_opt ~ C^a from L(N, D) = E + A/N^alpha + B/D^beta fitted to the 15 chosen iso-FLOP runs (non-embedding N, D in characters, test loss)",
-        Number(lambda: _approach3_a(), rel=0.03),  # a near-tie minimum of the objective gives an a about 2% lower
+        Number(lambda: _approach3_a(), rel=0.05),  # a minimum 0.1% above the lowest objective gives an a 4.6% lower
         "minimise the Huber loss (delta = 1e-3) of log L written as logsumexp([a - alpha log N, b - beta log D, e]) against log loss, with L-BFGS-B from several starts; keep the lowest."),
     "01.heldout_prediction": Exercise(
         "prediction, the held-out loss (nats per character) that a pure power law fitted to the five smaller sizes of seed 1 predicts for its largest size",
