@@ -310,9 +310,7 @@ def build_open(split: str, n_book: int, n_grammar: int, seed: int, out: Path,
             writer.writeheader()
             writer.writerows({k: r[k] for k in writer.fieldnames} for r in table)
     voices = distinct_voices(table, split)
-    rng = random.Random(seed + 1)
-    book = speech_utils.book_sentences(seed=seed)[split]
-    texts = [("book", t) for t in (book if n_book >= len(book) else rng.sample(book, n_book))]
+    texts = [("book", t) for t in speech_utils.book_sample(split, n_book, seed)]
     grammar = grammar_sentences(n_grammar, seed + {"train": 10, "validation": 20, "test": 30}[split], split)
     texts += [("grammar", t) for t in grammar]
     if (out / "audio").exists():

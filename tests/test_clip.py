@@ -630,3 +630,26 @@ def test_pooled_comparison_averages_the_seeds_and_resamples_shared_groups():
     assert "3 groups" in pooled.method
     with pytest.raises(ValueError, match="groups"):
         clip.pooled_comparison(record, "a", "b", "t", groups=["x", "y"])
+
+
+def test_best_bias_matches_the_formula_for_equal_cosines():
+    for n, scale, c in ((4, 0.0, 0.0), (64, 10.0, 0.3), (64, 13.6, -0.2)):
+        cosines = torch.full((2, n, n), c, dtype=torch.float64)
+        assert clip.best_bias(cosines, scale) == pytest.approx(-math.log(n - 1) - scale * c, abs=1e-4)
+
+
+def test_best_bias_falls_when_negatives_are_as_close_as_positives():
+    n, scale = 8, 10.0
+    apart = torch.eye(n, dtype=torch.float64)  # right pairs at cosine 1, the others at 0
+    duplicates = apart.clone()
+    duplicates[0, 1] = duplicates[1, 0] = 1.0  # two pictures that fit each other's caption
+    assert clip.best_bias(duplicates, scale) < clip.best_bias(apart, scale)
+
+
+def test_best_bias_rejects_bad_input():
+    with pytest.raises(ValueError, match="N x N"):
+        clip.best_bias(torch.zeros(3, 4), 1.0)
+    with pytest.raises(ValueError, match="scale"):
+        clip.best_bias(torch.zeros(4, 4), -1.0)
+    with pytest.raises(ValueError, match="logit_bias"):
+        clip.bias_check(torch.nn.Linear(2, 2), [], [])

@@ -55,6 +55,32 @@ def test_allocation_fit_and_bootstrap_recover_an_exponent():
         iso.valleys(chosen.drop(columns="tokens"))
 
 
+def test_loss_law_fit_recovers_known_parameters():
+    # runs laid out like the shipped sweep (three budgets, five sizes each), losses from a known law
+    true = {"E": 1.4, "A": 30.0, "B": 900.0, "alpha": 0.45, "beta": 0.6}
+    n = np.tile(np.geomspace(500, 30000, 5), 3)
+    d = np.repeat([3e5, 1e6, 3e6], 5) * np.tile(np.geomspace(2, 0.5, 5), 3)
+    loss = true["E"] + true["A"] / n ** true["alpha"] + true["B"] / d ** true["beta"]
+    law = iso.fit_loss_law(n, d, loss)
+    for key, value in true.items():
+        assert law[key] == pytest.approx(value, rel=0.02), key
+    assert law["a"] == pytest.approx(0.6 / 1.05, rel=0.02) and law["a"] + law["b"] == pytest.approx(1)
+    assert law["predict"](n, d) == pytest.approx(loss, rel=1e-4)
+    # one run 50% off moves the Huber fit little
+    wild = loss.copy()
+    wild[7] *= 1.5
+    assert iso.fit_loss_law(n, d, wild)["alpha"] == pytest.approx(true["alpha"], rel=0.05)
+
+
+def test_loss_law_fit_rejects_bad_input():
+    with pytest.raises(ValueError, match="same length"):
+        iso.fit_loss_law([1, 2, 3, 4, 5], [1, 2, 3, 4, 5], [1, 2, 3, 4])
+    with pytest.raises(ValueError, match="at least 5 runs"):
+        iso.fit_loss_law([1, 2], [1, 2], [1, 2])
+    with pytest.raises(ValueError, match="every loss must be positive"):
+        iso.fit_loss_law([1, 2, 3, 4, 5], [1, 2, 3, 4, 5], [1, 2, 3, 4, 0])
+
+
 def test_a_tiny_run_spends_its_budget_and_learns():
     text = utils.data_path("pride_and_prejudice.txt").read_text(encoding="utf-8")
     runs, curves = iso.run_budget(text, 3e8, lrs=[1e-2], shapes=iso.SHAPES[:2])

@@ -480,3 +480,40 @@ def test_transformers_longformer_and_bigbird_values():
     assert sa.longformer_value_check(LongformerModel(config).eval(), torch.randint(3, 100, (1, n)), glob) < 1e-6
     gaps = list(sa.bigbird_eval_value_check(sa.tiny_bigbird(False, 8, 2), torch.randint(3, 100, (1, 128))).values())
     assert gaps[1] < 1e-6 < 1e-3 < gaps[0]  # block 0 counted 1 + r times, not plain window + global attention
+
+
+def test_sdpa_causal_work_counts_whole_key_blocks():
+    # n = 1024: four query blocks of 256 need 256, 512, 768, 1024 keys; key blocks of 512 round that up to
+    # 512, 512, 1024, 1024: 3072 keys per 256 rows
+    assert sa.sdpa_causal_work(1024) == pytest.approx(256 * 3072 / 1024**2)
+    assert sa.sdpa_causal_work(2048) == pytest.approx(0.625)
+    assert sa.sdpa_causal_work(4096) == pytest.approx(0.5625)
+    assert sa.sdpa_causal_work(300) == 1.0  # one key block holds every key
+    with pytest.raises(ValueError, match="n"):
+        sa.sdpa_causal_work(0)
+
+
+def test_reach_of_a_band_grows_by_the_window_per_layer():
+    n, w = 64, 2
+    shares = sa.reach(dense(sa.band(w), n)[0], 3)
+    for layers, share in enumerate(shares, start=1):
+        i, j = torch.arange(n)[:, None], torch.arange(n)[None, :]
+        assert share == pytest.approx(((i - j).abs() <= layers * w).float().mean().item())
+    everything = sa.reach(dense(sa.or_masks(sa.band(1), sa.global_tokens(0)), n)[0], 2)
+    assert everything[1] == 1.0  # any token -> global token 0 -> any token
+    with pytest.raises(ValueError, match="square"):
+        sa.reach(torch.ones(3, 4, dtype=torch.bool), 2)
+
+
+def test_flex_skipping_ranges_hold_the_median():
+    import pandas as pd
+
+    results = pd.DataFrame([
+        {"kernel": "flex", "pattern": "none", "density": 1.0, "speedup": 0.5, "speedup_low": 0.4, "speedup_high": 0.6,
+         "of_ideal": 0.5},
+        {"kernel": "flex", "pattern": "band", "density": 0.25, "speedup": 2.0, "speedup_low": 1.8, "speedup_high": 2.4,
+         "of_ideal": 0.5}])
+    split = sa.flex_skipping(results).loc["band"]
+    assert split["skipping"] == pytest.approx(1.0)
+    assert split["skipping, lowest"] == pytest.approx(1.8 * 0.25 / 0.6)
+    assert split["skipping, highest"] == pytest.approx(2.4 * 0.25 / 0.4)

@@ -551,3 +551,29 @@ def test_compare_cer_pairs_the_same_utterances():
     assert math.isclose(result.difference, (4 - 1) / 8) and math.isclose(result.a, 4 / 8)
     with pytest.raises(ValueError, match="same utterances"):
         speech.compare_cer(a, b.iloc[::-1])
+
+
+def test_book_sample_reproduces_the_shipped_test_sentences():
+    test = speech.read_transcripts(TEST_DIR)
+    shipped = list(test.loc[test["kind"] == "book", "text"])
+    assert sorted(speech.book_sample("test", len(shipped))) == sorted(shipped)
+    validation = speech.book_sample("validation", 60)
+    assert len(set(validation)) == 60 and set(validation) <= set(speech.book_sentences()["validation"])
+    with pytest.raises(ValueError, match="unknown split"):
+        speech.book_sample("dev", 3)
+
+
+def test_sentence_statistics_by_hand():
+    table = speech.sentence_statistics({"a": ["THE CAT", "A DOG RAN"]}, {"THE", "A", "DOG"})
+    row = table.loc["a"]
+    assert row["sentences"] == 2 and row["words"] == 2.5 and row["characters"] == 8
+    assert row["unknown words"] == 2 / 5
+    with pytest.raises(ValueError, match="no sentence"):
+        speech.sentence_statistics({"b": []}, set())
+
+
+def test_voice_clusters_join_shared_accents_and_variants():
+    clusters = speech.voice_clusters(["en-us+m8", "en-gb+m8", "en-gb+paul", "en-029+Annie", "en-us-nyc+paul",
+                                      "en-029"])
+    assert clusters["en-us+m8"] == clusters["en-gb+m8"] == clusters["en-gb+paul"] == clusters["en-us-nyc+paul"]
+    assert clusters["en-029+Annie"] == clusters["en-029"] != clusters["en-us+m8"]

@@ -662,3 +662,47 @@ def test_extract_expression_and_numeric_frame():
     assert tapas.extract_expression("len(df)\nbecause ...") == "len(df)"
     frame = tapas.numeric_frame(tapas.prepare_table(tapas.book_frame()))
     assert frame["number_of_pages"].sum() == 138 and frame["name"].iloc[4] == "Summarization"
+
+
+# ---- reading the splits: header words, templates, row order, score text ---------------------------
+
+def test_names_header_and_header_share():
+    table = tapas.prepare_table(tapas.book_frame())
+    example = lambda question, code: tapas.Example(table, question, "NONE", [], code, None, "lookup")  # noqa: E731
+    assert tapas.names_header(example("What is the start page of Summarization?", 'df.loc[df["name"] == "x", "start_page"].item()'))
+    assert not tapas.names_header(example("Which page opens Summarization?", 'df.loc[df["name"] == "x", "start_page"].item()'))
+    assert tapas.names_header(example("How many chapters are there?", "len(df)")) is None
+    share, n = tapas.header_share([example("Total pages?", 'df["number_of_pages"].sum()'),
+                                   example("Total number of pages?", 'df["number_of_pages"].sum()'),
+                                   example("How many chapters?", "len(df)")])
+    assert (share, n) == (0.5, 2)
+
+
+def test_closest_template_finds_the_template_a_question_follows():
+    kind, template, follows, similarity = tapas.closest_template("What is the start page of Text classification?")
+    assert (kind, template, follows) == ("lookup", "What is the {phrase} of {key}?", True)
+    assert tapas.closest_template("What's the average number of pages?")[1:3] == ("What is the average {phrase}?", True)
+    assert not tapas.closest_template("Which chapter starts on page 121?")[2]
+    with pytest.raises(ValueError, match="non-empty str"):
+        tapas.closest_template("  ")
+
+
+def test_shuffled_rows_keep_every_answer():
+    examples = tapas.generate_split("validation", 4)
+    shuffled = tapas.shuffled_rows(examples, seed=3)
+    assert any(not a.table.equals(b.table) for a, b in zip(examples, shuffled))
+    for a, b in zip(examples, shuffled):
+        assert sorted(a.answer_text) == sorted(b.answer_text) and a.gold == b.gold
+        assert tapas.run_pandas(b.pandas, tapas.numeric_frame(b.table)) == a.gold
+    assert tapas.table_ids(examples) == tapas.table_ids(shuffled)
+
+
+def test_score_text_falls_back_to_wilson_at_the_ends():
+    assert tapas.score_text(dict(right=30, asked=30, accuracy=1.0, low=1.0, high=1.0)) == "100% [89%, 100%]* of 30"
+    assert tapas.score_text(dict(right=15, asked=30, accuracy=0.5, low=0.3, high=0.7)) == "50% [30%, 70%] of 30"
+
+
+def test_summable_headers_follow_the_generator():
+    labels = tapas.summable_headers(draws=10)
+    assert labels["goals"] and labels["number_of_pages"] and not labels["start_page"] and not labels["year"]
+    assert all(not labels[h] for h in tapas.DATES_AND_POSITIONS)

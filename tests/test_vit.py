@@ -455,3 +455,87 @@ def test_pooled_features_read_the_cls_state_of_each_image():
     assert features.shape == (5, 16) and np.allclose(features, expected, atol=1e-5)
     with pytest.raises(ValueError, match="no images"):
         vit.pooled_features(model, processor, [])
+
+
+def test_divided_layer_flops_counts_the_extra_weights_of_transformers_divided_layer():
+    from transformers.models.timesformer.modeling_timesformer import TimesformerLayer
+    from utils.vit import divided_layer_flops, video_cost_tables
+
+    shape = dict(hidden_size=32, intermediate_size=128, num_attention_heads=4, image_size=32, patch_size=8)
+    small = TimesformerConfig(**shape)
+    weights = {kind: sum(p.numel() for n, p in TimesformerLayer(TimesformerConfig(**shape, attention_type=kind), 0)
+                         .named_parameters() if n.endswith("weight") and p.ndim == 2)
+               for kind in ("divided_space_time", "space_only")}
+    extra_per_token = weights["divided_space_time"] - weights["space_only"]  # multiply-adds per patch token
+    flops = divided_layer_flops(small, num_frames=3)
+    assert extra_per_token == 5 * 32**2
+    assert flops["temporal_linear_flops"] == 2 * extra_per_token * 16 * 3
+    assert flops["linear_flops"] == layer_flops(small, 3 * 16 + 1)["linear_flops"] + flops["temporal_linear_flops"]
+    assert flops["attention_flops"] == 4 * 32 * (16 * 3**2 + 3 * 17**2)
+    counts, gflop = video_cost_tables(TimesformerConfig(), frames=(1, 8))
+    assert list(counts.index) == [1, 8] and gflop.loc[8, "joint: linear"] == pytest.approx(22.2, abs=0.05)
+    assert gflop.loc[8, "divided: linear"] > gflop.loc[8, "joint: linear"]
+
+
+def test_attention_evenness_from_even_to_one_patch():
+    from utils.vit import attention_evenness
+
+    maps = np.stack([np.full((4, 4), 0.05), np.eye(1, 16).reshape(4, 4)])
+    result = attention_evenness(maps)
+    assert result["entropy"] == pytest.approx([1.0, 0.0]) and result["peak"] == pytest.approx([1.0, 16.0])
+    assert result["effective"] == pytest.approx([16.0, 1.0])
+    half = np.zeros((1, 4, 4))
+    half[0, 0, :2] = 1  # two patches share the attention: two effective patches
+    assert attention_evenness(half)["effective"] == pytest.approx([2.0])
+    with pytest.raises(ValueError, match="non-negative"):
+        attention_evenness(np.zeros((1, 4, 4)))
+
+
+def test_show_cls_attention_marks_a_reference_on_the_colour_bar():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    maps = np.full((1, 4, 4), 0.05)
+    maps[0, 0, 0] = 0.2
+    fig = show_cls_attention([np.zeros((8, 8))], maps, reference=0.05)
+    bar = fig.axes[-1]
+    assert any(tuple(line.get_ydata()) == (0.05, 0.05) for line in bar.lines)
+    outlined = [p for p in fig.axes[0].patches if p.get_edgecolor()[:3] == (1.0, 0.0, 0.0)]
+    assert len(outlined) == 1 and outlined[0].get_xy() == pytest.approx((0.12, 0.12))  # only the patch above 0.05
+    with pytest.raises(ValueError, match="outside the colour scale"):
+        show_cls_attention([np.zeros((8, 8))], maps, reference=0.5)
+
+
+def test_classify_grey_levels_matches_predict_on_the_dataset_digits():
+    from utils.vit import classify_grey_levels
+
+    digits = load_digits_dataset(validation_size=0.2, seed=0)
+    torch.manual_seed(0)
+    cnn, processor = SmallCNN(), digits_processor()
+    X, _ = digits_arrays(digits["validation"])
+    assert (classify_grey_levels(cnn, X[:20], processor)
+            == predict(cnn, prepare(digits["validation"].select(range(20)), processor))).all()
+
+
+def test_attention_distance_is_zero_on_itself_and_the_even_spread_on_a_uniform_map():
+    from utils.vit import attention_distance
+
+    grid, tokens = 2, 5
+    to_itself = torch.eye(tokens).expand(1, 1, 1, tokens, tokens)
+    assert attention_distance(to_itself, grid, patch_size=2) == pytest.approx(np.zeros((1, 1)))
+    uniform = torch.full((1, 1, 1, tokens, tokens), 1 / tokens)
+    # on a 2 x 2 grid of 2-pixel patches each query sees itself (0), two neighbours (2) and a diagonal (2 sqrt 2)
+    assert attention_distance(uniform, grid, patch_size=2)[0, 0] == pytest.approx((0 + 2 + 2 + 2 * np.sqrt(2)) / 4)
+    with pytest.raises(ValueError, match="shape"):
+        attention_distance(torch.ones(1, 1, 1, 4, 4), grid, patch_size=2)
+
+
+def test_position_similarity_is_one_on_the_diagonal():
+    from utils.vit import position_similarity
+
+    torch.manual_seed(0)
+    model = ViTForImageClassification(small_vit_config())
+    similarity = position_similarity(model)
+    assert similarity.shape == (4, 4, 4, 4)
+    assert all(similarity[r, c, r, c] == pytest.approx(1.0) for r in range(4) for c in range(4))
+    assert np.allclose(similarity.reshape(16, 16), similarity.reshape(16, 16).T, atol=1e-6)

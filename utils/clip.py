@@ -609,6 +609,52 @@ def mean_loss(model, items, batches, loss_fn) -> float:
     return sum(loss_fn(model, _stack([items[i] for i in b])).item() for b in batches) / len(batches)
 
 
+def best_bias(cosines: torch.Tensor, scale: float) -> float:
+    """The constant bias b with the lowest mean :func:`sigmoid_loss` over batches of cosine
+    similarities (`cosines`: one N x N matrix, or a stack of them, text by image, the right pairs on
+    the diagonal), the logits being ``scale * cosine + b``. With every cosine equal to c it is
+    -log(N - 1) - scale * c; with learned cosines, negatives as close as the positives pull it down."""
+    from scipy.optimize import minimize_scalar
+
+    cosines = torch.as_tensor(cosines, dtype=torch.float64)
+    if cosines.dim() == 2:
+        cosines = cosines[None]
+    if cosines.dim() != 3 or cosines.shape[1] != cosines.shape[2] or cosines.shape[1] < 2:
+        raise ValueError(f"cosines must be N x N or a stack of N x N matrices with N >= 2, got {tuple(cosines.shape)}")
+    if not math.isfinite(scale) or scale < 0:
+        raise ValueError(f"scale must be a finite number >= 0, got {scale!r}")
+    n = cosines.shape[1]
+    signs = 2 * torch.eye(n, dtype=torch.float64) - 1
+
+    def loss(b):
+        return (-F.logsigmoid(signs * (scale * cosines + b)).sum((1, 2)) / n).mean().item()
+
+    centre = -math.log(n - 1) - scale * cosines.mean().item()
+    return minimize_scalar(loss, bounds=(centre - 30 - 2 * scale, centre + 30 + 2 * scale), method="bounded",
+                           options={"xatol": 1e-6}).x
+
+
+@torch.no_grad()
+def bias_check(model, items, batches) -> dict:
+    """A model with a sigmoid loss against the best constant bias for its own scale and cosines on
+    `batches` of `items` (:func:`best_bias`): its scale, its bias, that best bias, the mean cosine of
+    the right pairs and of the others, and the share of the others at least as close as the mean
+    right pair."""
+    if getattr(model, "logit_bias", None) is None:
+        raise ValueError("bias_check needs a model with a logit_bias (a SiglipModel or a 'sigmoid clip')")
+    model.eval()
+    cosines = []
+    for b in batches:
+        out = model(**_stack([items[i] for i in b]))
+        cosines.append(F.normalize(out.text_embeds, dim=-1) @ F.normalize(out.image_embeds, dim=-1).T)
+    cosines = torch.stack(cosines).double()
+    scale = model.logit_scale.exp().item()
+    right = torch.eye(cosines.shape[1], dtype=torch.bool).expand_as(cosines)
+    return {"scale": scale, "bias": model.logit_bias.item(), "best bias": best_bias(cosines, scale),
+            "right pairs' cosine": cosines[right].mean().item(), "others' cosine": cosines[~right].mean().item(),
+            "others as close": (cosines[~right] >= cosines[right].mean()).double().mean().item()}
+
+
 @torch.no_grad()
 def pair_scores(model, processor, images, texts) -> torch.Tensor:
     """The model's logit for each (image, text) pair: picture k with caption k."""

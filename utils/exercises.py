@@ -203,12 +203,13 @@ def check(key: str, answer) -> bool | None:
 
 # ---- answers computed from the library, for the exercises that need them ----------------------
 
-def _serve_more():
-    from . import scaling as sc
+def _approach3_a():
+    """a = beta / (alpha + beta) of Chinchilla's approach 3 on the 15 chosen iso-FLOP runs (notebook 01)."""
+    from . import isoflop as iso
 
-    n_opt, d_opt = sc.compute_optimal(5.76e23)  # Gopher's budget, as in notebook 01
-    heavy = sc.inference_aware_optimal(float(sc.chinchilla_loss(n_opt, d_opt)), 1e15)
-    return heavy["n"], heavy["total_flops"] / (5.76e23 + sc.inference_flops(n_opt, 1e15))
+    runs, _, _ = iso.load_records()
+    chosen = runs[runs.chosen]
+    return iso.fit_loss_law(chosen.non_embedding, chosen.tokens, chosen.test_loss)["a"]
 
 
 def _heldout_within_step():
@@ -395,30 +396,37 @@ def _highest_kept_answer():
     return int(answers[kept == 1].max())
 
 
-def _senseless_total():
-    import torch
-    from transformers import TapasForQuestionAnswering, TapasTokenizer, pipeline
-
+def _sum_guard_problem(guard, agreement=0.85):
+    """None when ``guard`` (header -> bool) refuses every date and page position and agrees with the
+    generator's own choice of summable columns on at least ``agreement`` of all its headers."""
     from . import tapas
-    from .core import data_path
 
-    folder = data_path("tapas", "small_tapas")
-    torch.manual_seed(0)
-    qa = pipeline("table-question-answering", model=TapasForQuestionAnswering.from_pretrained(folder),
-                  tokenizer=TapasTokenizer.from_pretrained(folder))
-    return tapas.ask(qa, tapas.prepare_table(tapas.book_frame()), "What is the total start page?", None)["executed"]
+    if not callable(guard):
+        return f"sum_makes_sense must be a function of a column header (a str), got a {type(guard).__name__}"
+    labels = tapas.summable_headers()
+    try:
+        said = {header: guard(header) for header in labels}
+    except Exception as error:  # noqa: BLE001 - the reader's code may fail in any way
+        return f"sum_makes_sense({next(iter(labels))!r}) raised {type(error).__name__}: {error}"
+    odd = [h for h, v in said.items() if not isinstance(v, (bool, np.bool_))]
+    if odd:
+        return f"sum_makes_sense({odd[0]!r}) returned {said[odd[0]]!r}; it must return True or False"
+    kept = [h for h in tapas.DATES_AND_POSITIONS if said[h]]
+    if kept:
+        return f"it would add up {', '.join(kept[:4])}: dates and page positions have no meaningful total"
+    share = float(np.mean([said[h] == labels[h] for h in labels]))
+    if share < agreement:
+        return (f"it agrees with the generator on {share:.0%} of its {len(labels)} numeric headers; "
+                f"at least {agreement:.0%} is asked")
+    return None
 
 
 EXERCISES: dict[str, Exercise] = {
     # 01 scaling laws
-    "01.serve_more_size": Exercise(
-        "serve_n, the parameter count that reaches target_loss at the least total compute when the model serves 1e15 tokens",
-        Number(lambda: _serve_more()[0], rel=0.02),
-        "sc.inference_aware_optimal(loss, inference_tokens) finds it; the loss is target_loss from section 3."),
-    "01.serve_more_saving": Exercise(
-        "saving, that model's total compute (training + serving 1e15 tokens) as a fraction of the Chinchilla-optimal model's (0.5 for half)",
-        Number(lambda: _serve_more()[1], rel=0.03),
-        "serving costs 2N FLOP a token (sc.inference_flops); add it to both models' training compute."),
+    "01.approach3_a": Exercise(
+        "a3, the exponent a = beta / (alpha + beta) of N_opt ~ C^a from L(N, D) = E + A/N^alpha + B/D^beta fitted to the 15 chosen iso-FLOP runs (non-embedding N, D in characters, test loss)",
+        Number(lambda: _approach3_a(), rel=0.01),
+        "minimise the Huber loss (delta = 1e-3) of log L written as logsumexp([a - alpha log N, b - beta log D, e]) against log loss, with L-BFGS-B from several starts; keep the lowest."),
     "01.heldout_prediction": Exercise(
         "prediction, the held-out loss (nats per character) that a pure power law fitted to the five smaller sizes of seed 1 predicts for its largest size",
         Number(lambda: _heldout_prediction()[0], rel=0.002),
@@ -462,11 +470,16 @@ EXERCISES: dict[str, Exercise] = {
         "larger, the shift that pushes more ink out of the frame: 'up' or 'left'",
         Choice("up", options=("up", "left")), "sum the grey levels of the top row and of the left column."),
     "04.shift_ink_ratio": Exercise(
-        "times, how many times more ink the larger of the two shifts loses", Number(1103, rel=0.03),
-        "divide the two shares of the training digits' ink."),
-    "04.temperature": Exercise(
-        "warmer, the temperature (0.3 or 1.5) whose five samples of a digit differ more",
-        Number(1.5, rel=0), "measure it: the mean absolute grey-level difference between pairs of samples of the same digit."),
+        "times, the power of ten nearest to how many times more ink the larger of the two shifts loses",
+        Number(1000, rel=0), "divide the two shares of the training digits' ink, then round its log10."),
+    "04.changed_cold": Exercise(
+        "changed_cold, the share (0 to 1) of the 100 completions at temperature 0.3 that the reader takes for another digit",
+        Number(0.23, rel=0, abs=0.05),
+        "complete tokens['test'][first_ten] with temperature=0.3, seed=1; compare reader.predict(...) with y_test[first_ten]."),
+    "04.changed_hot": Exercise(
+        "changed_hot, the share (0 to 1) of the 100 completions at temperature 1.5 that the reader takes for another digit",
+        Number(0.36, rel=0, abs=0.05),
+        "complete tokens['test'][first_ten] with temperature=1.5, seed=1; compare reader.predict(...) with y_test[first_ten]."),
     "04.vit_384_tokens": Exercise(
         "tokens_384, the tokens ViT-Base/16 reads from a 384 x 384 image", Number(577, rel=0),
         "count the 16 x 16 patches, and do not forget the [CLS] token."),
@@ -474,9 +487,9 @@ EXERCISES: dict[str, Exercise] = {
         "frames, the fewest 224 x 224 frames whose joint attention costs at least one 384 x 384 image's scores",
         Number(3, rel=0), "video_token_counts(video_config, num_frames=t)['joint_scores'] grows as t squared."),
     "04.divided_crossover_frames": Exercise(
-        "frames, the fewest 224 x 224 frames at which divided attention costs a ViT-B layer more FLOPs than its linear layers",
-        Number(4411, rel=0.001),
-        "per layer, divided attention costs 4 * D * divided_scores FLOPs; compare with layer_flops(...)['linear_flops']."),
+        "frames, the fewest 224 x 224 frames at which a divided-attention layer's attention costs more FLOPs than its linear layers",
+        Number(6330, rel=0.001),
+        "compare divided_layer_flops(...)['attention_flops'] with its 'linear_flops', which include the time step's projections."),
     # 05 TAPAS
     "05.two_numbers": Exercise(
         "relations, the numeric-relation ids of the six number_of_pages cells for "
@@ -492,15 +505,21 @@ EXERCISES: dict[str, Exercise] = {
         "highest_kept, the largest whole answer to 'What is the total number of pages?' that the shipped model "
         "still learns from", Number(_highest_kept_answer, rel=0),
         "scan answers from 138 up with tapas.loss_terms and watch 'kept'; your reach says where to stop."),
-    "05.senseless_total": Exercise(
-        "total_start, the value the shipped small TAPAS answers to 'What is the total start page?' on the book's table",
-        Number(_senseless_total, rel=0),
-        "the cue word picks the operator and the header's words pick the column; nothing in the model knows "
-        "whether a total makes sense."),
+    "05.population_share": Exercise(
+        "population_share, the largest error, as a fraction of a total population of 2,000,000, at which the answer "
+        "is still learned from (0.01 for 1%)", Number(lambda: _cutoff_reach() / 2_000_000, rel=0.01),
+        "the reach is in the answer's own units, whatever its size: divide it by the answer."),
+    "05.sum_guard": Exercise(
+        "sum_makes_sense, a function of a column header (str) that returns True when a total of that column means "
+        "something; it must refuse every date and page position and agree with the generator on 85% of its headers",
+        Passes(_sum_guard_problem),
+        "counts and amounts add up (goals, pages, crew, tonnes); dates, positions, prices, ratings, ages, speeds and "
+        "sizes of one thing do not. Split the header at '_' and look for such words."),
     # 06 speech
-    "06.ctc_by_hand": Exercise(
-        "decoded, the text the frames spell", Choice("HE LLO"),
-        "merge repeated frames first, then drop the blanks; the delimiter becomes a space."),
+    "06.ctc_paths": Exercise(
+        "paths_ll, the number of distinct 6-frame strings over {blank, L, O} that collapse to 'LL'", Number(35, rel=0),
+        "a path is a run of blanks (maybe empty), a run of L, at least one blank, a run of L, a run of blanks (maybe "
+        "empty); count the ways to share 6 frames among those five runs, or enumerate all 3**6 strings."),
     "06.expected_blanks": Exercise(
         "expected_blanks, the expected number of blank frames over all CTC alignments of the book sentence's "
         "reference under the open-vocabulary recogniser", Number(_speech_expected_blanks, rel=0, abs=0.05),

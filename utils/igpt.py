@@ -111,9 +111,11 @@ def complete(model, tokens, *, rows_given: int = 4, num_samples: int = 4, temper
 
 
 @torch.no_grad()
-def igpt_features(model, tokens, layer: int | None = None, batch_size: int = 512) -> np.ndarray:
+def igpt_features(model, tokens, layer: int | None = None, batch_size: int = 512, pool: bool = True) -> np.ndarray:
     """iGPT's linear-probe features: the hidden states after `layer` (default: the middle of the
-    stack, where Chen et al. found the best features), averaged over the 64 pixel positions."""
+    stack, where Chen et al. found the best features), averaged over the 64 pixel positions; with
+    `pool=False`, the 64 positions' states side by side instead, (n, 64 * width), which keeps where
+    each state came from."""
     n_layer = model.config.n_layer
     layer = n_layer // 2 if layer is None else layer
     if not 0 <= layer <= n_layer:
@@ -123,7 +125,8 @@ def igpt_features(model, tokens, layer: int | None = None, batch_size: int = 512
     chunks = []
     for start in range(0, len(tokens), batch_size):
         states = transformer(input_ids=tokens[start:start + batch_size], output_hidden_states=True).hidden_states
-        chunks.append(states[layer][:, 1:].mean(dim=1).numpy())
+        pixels = states[layer][:, 1:]
+        chunks.append((pixels.mean(dim=1) if pool else pixels.flatten(1)).numpy())
     return np.concatenate(chunks)
 
 

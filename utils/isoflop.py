@@ -15,7 +15,7 @@ import pandas as pd
 from . import scaling as sc
 
 __all__ = ["SHAPES", "ISOFLOP", "steps_for_budget", "shapes_for_budget", "train_run", "run_budget",
-           "fit_valley", "fit_allocation", "valleys", "bootstrap_allocation", "frontier_exponent", "frontier_sensitivity",
+           "fit_valley", "fit_allocation", "valleys", "fit_loss_law", "LAW_STARTS", "bootstrap_allocation", "frontier_exponent", "frontier_sensitivity",
            "load_records", "plot_isoflop_runs"]
 
 # (n_layer, d_model, n_head): two layers, widths about a factor 1.3-1.5 apart in d (about 2x in N)
@@ -181,6 +181,65 @@ def _valley_row(g, n_col, loss_col):
     slope, icpt = np.polyfit(np.log10(g[n_col]), np.log10(g.tokens), 1)
     return {"budget": g.budget.iloc[0], "n_opt": v["n_opt"], "d_opt": 10 ** (icpt + slope * np.log10(v["n_opt"])),
             "loss_opt": v["loss_opt"], "interior": v["interior"], "sizes": g[n_col].nunique()}
+
+
+# starts of L-BFGS-B for `fit_loss_law`, as (a, b, e, alpha, beta) with A = exp(a), B = exp(b), E = exp(e):
+# 2 x 2 x 2 x 2 x 2 = 32 points. Hoffmann et al. (appendix D.2) started from a finer grid of 4,500:
+# alpha, beta in {0, 0.5, ..., 2}, e in {-1, -0.5, ..., 1}, a, b in {0, 5, ..., 25}.
+LAW_STARTS = {"a": (0.0, 10.0), "b": (0.0, 10.0), "e": (0.0, 0.5), "alpha": (0.5, 1.0), "beta": (0.5, 1.0)}
+
+
+def _law_objective(p, log_n, log_d, log_loss, delta):
+    """Huber loss of log L(N, D) = LSE(a - alpha log N, b - beta log D, e) against log loss, and its
+    gradient in p = (a, b, e, alpha, beta)."""
+    a, b, e, alpha, beta = p
+    terms = np.stack([a - alpha * log_n, b - beta * log_d, np.full_like(log_n, e)])
+    top = terms.max(axis=0)
+    weights = np.exp(terms - top)
+    total = weights.sum(axis=0)
+    r = top + np.log(total) - log_loss
+    weights /= total  # d(prediction) / d(each term)
+    small = np.abs(r) <= delta
+    value = np.where(small, 0.5 * r ** 2, delta * (np.abs(r) - 0.5 * delta)).sum()
+    slope = np.clip(r, -delta, delta)  # Huber'(r)
+    grad = np.array([(slope * weights[0]).sum(), (slope * weights[1]).sum(), (slope * weights[2]).sum(),
+                     -(slope * weights[0] * log_n).sum(), -(slope * weights[1] * log_d).sum()])
+    return value, grad
+
+
+def fit_loss_law(n, d, loss, *, delta=1e-3, starts=None):
+    """Chinchilla's approach 3: fit L(N, D) = E + A / N^alpha + B / D^beta to runs (size n, tokens d,
+    loss) as Hoffmann et al. did (their section 3.3 and appendix D.2): minimise the Huber loss (`delta`)
+    of log L written as a log-sum-exp, LSE(a - alpha log N, b - beta log D, e), against the log of the
+    measured loss, with L-BFGS-B from every point of a grid of starts (`starts`, default `LAW_STARTS`),
+    keeping the lowest minimum. Returns E, A, B, alpha, beta, a = beta / (alpha + beta) and
+    b = alpha / (alpha + beta) (the exponents of N_opt and D_opt in C when C is proportional to N D),
+    objective, starts (how many) and predict(n, d)."""
+    import itertools
+
+    from scipy.optimize import minimize
+
+    n, d, loss = (np.asarray(v, dtype=float).ravel() for v in (n, d, loss))
+    if not n.size == d.size == loss.size:
+        raise ValueError(f"fit_loss_law: n, d and loss must have the same length, got {n.size}, {d.size}, {loss.size}")
+    if n.size < 5:
+        raise ValueError(f"fit_loss_law fits 5 parameters and needs at least 5 runs, got {n.size}")
+    for name, v in (("n", n), ("d", d), ("loss", loss)):
+        if not (np.isfinite(v).all() and (v > 0).all()):
+            raise ValueError(f"fit_loss_law: every {name} must be positive and finite")
+    if not delta > 0:
+        raise ValueError(f"fit_loss_law: delta must be positive, got {delta}")
+    starts = starts or LAW_STARTS
+    grid = list(itertools.product(*(starts[k] for k in ("a", "b", "e", "alpha", "beta"))))
+    args = (np.log(n), np.log(d), np.log(loss), delta)
+    best = min((minimize(_law_objective, p0, args=args, jac=True, method="L-BFGS-B") for p0 in grid),
+               key=lambda res: res.fun)
+    a, b, e, alpha, beta = (float(v) for v in best.x)
+    law = {"E": math.exp(e), "A": math.exp(a), "B": math.exp(b), "alpha": alpha, "beta": beta,
+           "a": beta / (alpha + beta), "b": alpha / (alpha + beta), "objective": float(best.fun),
+           "starts": len(grid)}
+    law["predict"] = lambda n, d: law["E"] + law["A"] / np.asarray(n, float) ** alpha + law["B"] / np.asarray(d, float) ** beta
+    return law
 
 
 def valleys(chosen, n_col="non_embedding", loss_col="test_loss"):

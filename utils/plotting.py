@@ -263,13 +263,13 @@ def log_mel_spectrogram(wave, sampling_rate, n_mels=80, hop_length=160, win_leng
 
 
 def plot_heatmap(matrix, row_labels, col_labels, *, title=None, fmt=".2f", cmap="viridis",
-                 annotate=True, ax=None, save=None, xlabel=None, ylabel=None, per_row=False):
+                 annotate=True, ax=None, save=None, xlabel=None, ylabel=None, per_row=False, cbar_label=None):
     """A labelled heatmap (similarity matrices, confusion matrices, token channels).
 
     With `per_row`, every row gets a colour scale of its own, from its smallest value to its
     largest, for rows that measure different things (ids, ranks, bit fields): the colours then
     compare cells within a row only, there is no colour bar, and the numbers are written in the
-    cells (`annotate` must stay on)."""
+    cells (`annotate` must stay on). `cbar_label` names what the colour bar measures."""
     matrix = np.asarray(matrix, dtype=float)
     if matrix.shape != (len(row_labels), len(col_labels)):
         raise ValueError(f"plot_heatmap: matrix shape {matrix.shape} does not match "
@@ -292,7 +292,9 @@ def plot_heatmap(matrix, row_labels, col_labels, *, title=None, fmt=".2f", cmap=
             ax.text(j, i, format(v, fmt), ha="center", va="center", fontsize=7,
                     color="white" if 0.299 * r + 0.587 * g + 0.114 * b < 0.5 else "black")
     if not per_row:
-        ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        bar = ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        if cbar_label:
+            bar.set_label(cbar_label)
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     fig.tight_layout()
     _finish(fig, save)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention.flex_attention import BlockMask, and_masks, flex_attention, or_masks
 
-from utils.benchmarks import peak_mib, register, time_rounds
+from utils.benchmarks import paired_ratios, peak_mib, register, time_rounds
 
 __all__ = [
     "BLOCK_SIZE", "and_masks", "or_masks",
@@ -29,7 +29,7 @@ __all__ = [
     "causal", "sliding_window", "chunked_causal", "sink_tokens", "kv_cache_mib", "kv_cache_per_token", "layer_windows",
     "density_table", "bigbird_random_blocks", "tiny_bigbird", "kernel_summary", "round_verdict", "notebook_summary",
     "longformer_value_check", "bigbird_eval_value_check", "weighted_reference_attention", "lsh_buckets", "same_bucket", "bucket_attention_reference",
-    "top_k_blocks", "needle_selection", "attention_io", "sparse_transformer", "sparse_transformer_reference",
+    "top_k_blocks", "needle_selection", "sdpa_causal_work", "time_windows", "compare_of_ideal", "flex_skipping", "reach", "attention_io", "sparse_transformer", "sparse_transformer_reference",
     "linformer_attention", "pooling_projection", "linformer_error",
     "dense_mask", "block_table", "token_density", "block_density", "tiles", "tile_states", "show_tiles", "plot_speedup",
     "longformer_attended",
@@ -1135,8 +1135,115 @@ def needle_selection(trials=50, *, n=2048, block_size=BLOCK_SIZE, top_k=2, stren
     return rows
 
 
+def sdpa_causal_work(n, *, kv_split=512):
+    """The fraction of the n x n (query, key) pairs that PyTorch's CPU flash-attention kernel computes for
+    ``scaled_dot_product_attention(q, k, v, is_causal=True)`` on float inputs without a mask
+    (aten/src/ATen/native/cpu/FlashAttentionKernel.cpp): queries in blocks of 256 rows (n >= 768; 64 from 192,
+    else 32), keys in blocks of ``kv_split`` = 512 columns. A query block stops at the last key block it needs,
+    but computes that block in full and masks inside it, so the last partly masked key block costs as much
+    as a full one."""
+    n = _check_int("n", n, 1)
+    kv_split = _check_int("kv_split", kv_split, 1)
+    q_split = min(n, 256 if n >= 768 else 64 if n >= 192 else 32)
+    kv_split = min(n, kv_split)
+    pairs = 0
+    for start in range(0, n, q_split):
+        rows = min(q_split, n - start)
+        last_key = min(start + rows, n)  # keys 0 .. last_key - 1 are needed
+        pairs += rows * sum(min(kv_split, n - k) for k in range(0, last_key, kv_split))
+    return pairs / n**2
+
+
+def time_windows(patterns, ns, *, repeat=7, heads=4, head_dim=64, seed=0):
+    """Time ``block_sparse_attention`` on each causal pattern against causal SDPA, and causal SDPA against dense
+    SDPA, in paired rounds at each length. Returns two tables: per (n, pattern) the ideal speedup (the pairs
+    causal SDPA computes at its own block sizes, ``sdpa_causal_work``, over the 128-tiles the block-sparse kernel
+    computes), the median, lowest and highest round, the verdict and a check against SDPA with the dense mask;
+    per n, the share of pairs causal SDPA computes, the time of dense over causal SDPA that this count predicts
+    and the one skipping by 128-tiles would give, the measured ratio, and which predictions its rounds hold."""
+    import pandas as pd
+
+    generator = torch.Generator().manual_seed(seed)
+    rows, causal_rows = [], []
+    for n in ns:
+        q, k, v = (torch.randn(1, heads, n, head_dim, generator=generator) for _ in range(3))
+
+        def causal_sdpa():
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+        saving = torch.tensor(paired_ratios(causal_sdpa, lambda: F.scaled_dot_product_attention(q, k, v),
+                                            repeat=repeat))
+        counted, by_tiles = 1 / sdpa_causal_work(n), 1 / block_density(causal(), n)
+        low, high = saving.min().item(), saving.max().item()
+        holds = [name for name, x in (("counted", counted), ("128-tiles", by_tiles)) if low <= x <= high]
+        causal_rows.append({"n": n, "pairs causal SDPA computes": sdpa_causal_work(n),
+                            "dense / causal time, counted": counted, "if it skipped 128-tiles": by_tiles,
+                            "measured (median)": saving.median().item(), "lowest": low, "highest": high,
+                            "rounds hold": " and ".join(holds) or "neither"})
+        for name, pattern in patterns.items():
+            ratios = torch.tensor(paired_ratios(lambda: block_sparse_attention(q, k, v, pattern), causal_sdpa,
+                                                repeat=repeat))
+            rows.append({"n": n, "pattern": name, "ideal": sdpa_causal_work(n) / block_density(pattern, n),
+                         "speedup (median)": ratios.median().item(), "lowest": ratios.min().item(),
+                         "highest": ratios.max().item(), "verdict": round_verdict(ratios),
+                         "equals SDPA with the mask": torch.allclose(block_sparse_attention(q, k, v, pattern),
+                                                                     sdpa_attention(q, k, v, pattern), atol=1e-5)})
+    return pd.DataFrame(rows), pd.DataFrame(causal_rows)
+
+
+def compare_of_ideal(timing, first, second):
+    """Per length of a ``time_windows`` table: each of two patterns' speedup as a share of its own ideal, from the
+    lowest to the highest round, and whether the second pattern's range lies wholly below, wholly above or across
+    the first's (only a range wholly apart is a difference this run can see)."""
+    lines = []
+    for n, rows in timing.groupby("n"):
+        at = rows.set_index("pattern")
+        low, high = at.lowest / at.ideal, at.highest / at.ideal
+        if high[second] < low[first]:
+            verdict = f"{second} lower"
+        elif low[second] > high[first]:
+            verdict = f"{second} higher"
+        else:
+            verdict = "the ranges overlap, no difference this run can see"
+        lines.append(f"n = {n}, speedup as a share of its own ideal: {first} {low[first]:.2f}-{high[first]:.2f}, "
+                     f"{second} {low[second]:.2f}-{high[second]:.2f}: {verdict}")
+    return lines
+
+
+def flex_skipping(results):
+    """Split compiled FlexAttention's ``of_ideal`` on each pattern of a ``benchmark`` table into its speed per
+    tile (the dense flex row's speedup over SDPA) and its skipping (of_ideal / that speed), with the range the
+    skipping factor can take when the lowest and highest rounds of both rows are combined: only differences
+    between patterns larger than that range say something about the mask."""
+    import pandas as pd
+
+    dense = results[(results.kernel == "flex") & (results.pattern == "none")].iloc[0]
+    at = results[(results.kernel == "flex") & (results.pattern != "none")].set_index("pattern")
+    return pd.DataFrame({"tile speed vs SDPA": dense.speedup, "skipping": at.of_ideal / dense.speedup,
+                         "skipping, lowest": at.speedup_low * at.density / dense.speedup_high,
+                         "skipping, highest": at.speedup_high * at.density / dense.speedup_low,
+                         "of_ideal": at.of_ideal})
+
+
+def reach(mask, layers):
+    """The share of (query, key) pairs connected through ``layers`` stacked layers that each attend ``mask``
+    (an (n, n) boolean matrix, True where the query may attend the key): a pair is connected when some path
+    query -> ... -> key of exactly that many steps uses only allowed pairs (of at most that many when every token
+    may attend itself, as in the patterns here). Returns one share per depth 1..layers."""
+    layers = _check_int("layers", layers, 1)
+    if mask.dim() != 2 or mask.shape[0] != mask.shape[1]:
+        raise ValueError(f"mask must be a square (n, n) matrix, got shape {tuple(mask.shape)}")
+    step = mask.float()
+    connected, shares = step.clone(), []
+    for _ in range(layers):
+        shares.append(connected.gt(0).float().mean().item())
+        connected = (connected @ step).clamp_(max=1.0)
+    return shares
+
+
 def notebook_summary(*, densities, bigbird_draws, bigbird_eval, kernels_agree, results, memory_ratio, flex_split,
-                     window_timing, window, linformer_errors, rank, head_cache, lsh_tiles):
+                     window_timing, window, linformer_errors, rank, head_cache, lsh_tiles, causal_timing=None,
+                     reach_table=None):
     """The closing lines of notebook 02, each computed from the tables the notebook made on the way."""
     at = densities[densities.n == densities.n.max()].set_index("pattern")
     once, repeated = bigbird_eval.values()
@@ -1153,6 +1260,14 @@ def notebook_summary(*, densities, bigbird_draws, bigbird_eval, kernels_agree, r
     lines += kernel_summary(results, memory_ratio, ["band w=256", "BigBird b=128 r=3"])
     lines.append(f"Compiled flex computed a tile at {flex_split['tile speed vs SDPA'].iloc[0]:.2f} of dense SDPA's speed "
                  f"and skipped at {flex_split.skipping.min():.2f}-{flex_split.skipping.max():.2f} of its own ideal.")
+    if reach_table is not None:
+        deepest = reach_table.index.max()
+        lines.append(f"Pairs connected after {deepest} layers: " + ", ".join(
+            f"{name} {share:.2f}" for name, share in reach_table.loc[deepest].items()) + ".")
+    if causal_timing is not None:
+        lines.append("Dense / causal SDPA time, counted at SDPA's own blocks vs measured: " + "; ".join(
+            f"n = {int(row.n)}: {row['dense / causal time, counted']:.2f} vs {row['measured (median)']:.2f}"
+            for _, row in causal_timing.iterrows()) + ".")
     for _, row in window_timing[window_timing.pattern == f"sliding window {window}"].iterrows():
         lines.append(f"Sliding window {window} at n = {row.n}: block-sparse {row['speedup (median)']:.2f} x over causal "
                      f"SDPA (rounds {row.lowest:.2f}-{row.highest:.2f}, {row.verdict}; ideal {row.ideal:.2f}).")

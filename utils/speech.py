@@ -310,7 +310,7 @@ def plot_ctc_alignment(speech, frames, *, frame_seconds=0.02, sampling_rate=SAMP
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    from .plotting import _finish, log_mel_spectrogram
+    from .plotting import _finish, log_mel_spectrogram, mel_bin_hertz
 
     speech = np.asarray(speech, dtype=np.float32)
     duration = len(speech) / sampling_rate
@@ -323,7 +323,7 @@ def plot_ctc_alignment(speech, frames, *, frame_seconds=0.02, sampling_rate=SAMP
                                     gridspec_kw={"height_ratios": [5, 1], "hspace": 0.05})
     image = ax.imshow(log_mel, origin="lower", aspect="auto", cmap="magma",
                       extent=[0, duration, 0, log_mel.shape[0]])
-    fig.colorbar(image, ax=[ax, strip], pad=0.01, fraction=0.025, label="log-mel energy (dB)")
+    fig.colorbar(image, ax=[ax, strip], pad=0.01, fraction=0.025, label="power (dB)")
     colours = {"blank": "#d9d9d9", "gap": "#1f3b73", "letter": ("#f28e2b", "#fdbf6f")}
     for i, token in enumerate(frames):
         if token == blank or token == delimiter:
@@ -346,7 +346,9 @@ def plot_ctc_alignment(speech, frames, *, frame_seconds=0.02, sampling_rate=SAMP
                 transform=bracket, clip_on=False)
         ax.text((max(t0, start) + min(t1, stop)) / 2, 1.05, word, transform=bracket,
                 ha="center", va="bottom", fontsize=9, fontweight="bold", clip_on=False)
-    ax.set(ylabel="mel bin", xlim=(start, stop))
+    bins = np.arange(0, log_mel.shape[0] + 1, 20)  # the same frequency axis as plot_waveform_spectrogram
+    ax.set(ylabel="frequency (Hz, mel-spaced)", xlim=(start, stop), yticks=bins,
+           yticklabels=[f"{hz:,.0f}" for hz in mel_bin_hertz(bins, log_mel.shape[0], sampling_rate)])
     strip.set(xlabel="time (s)", yticks=[], xlim=(start, stop))
     strip.legend(handles=[Line2D([], [], color="tab:cyan", lw=1.5, label="a word's frames, first to last letter (above)"),
                           Patch(color=colours["letter"][0], label="letter (neighbours in two shades)"),
@@ -529,6 +531,62 @@ def book_sentences(path=None, block=25, fractions=(0.8, 0.1, 0.1), seed=0, min_w
                 for t in splits[other]} if name == "test" else set()
         splits[name] = list(dict.fromkeys(t for t in splits[name] if t not in seen))
     return splits
+
+
+def book_sample(split, n, seed=0):
+    """The `n` book sentences of `split` that `scripts/make_speech_corpus.py` speaks for that split.
+
+    The script draws them with `random.Random(seed + 1).sample` from :func:`book_sentences` (all of
+    them when `n` is at least their number), so the texts of a split that is synthesised on the fly
+    and never shipped (the validation split of `scripts/train_speech.py`) can be read without
+    espeak-ng. Returns a list of sentences in the order they are spoken.
+    """
+    sentences = book_sentences(seed=seed)
+    if split not in sentences:
+        raise ValueError(f"book_sample: unknown split {split!r}; choose from {sorted(sentences)}")
+    book = sentences[split]
+    return list(book) if n >= len(book) else random.Random(seed + 1).sample(book, n)
+
+
+def sentence_statistics(splits, known_words):
+    """Length and out-of-vocabulary share of the sentences of each split.
+
+    `splits` maps a name to a list of sentences, `known_words` is the set of words a model could
+    have met in training. Returns a DataFrame, one row per split: sentences, mean words and
+    characters per sentence, and the share of running words not in `known_words`.
+    """
+    rows = {}
+    for name, texts in splits.items():
+        if not len(texts):
+            raise ValueError(f"sentence_statistics: split {name!r} holds no sentence")
+        words = [w for t in texts for w in t.split()]
+        rows[name] = {"sentences": len(texts), "words": np.mean([len(t.split()) for t in texts]),
+                      "characters": np.mean([len(t) for t in texts]),
+                      "unknown words": np.mean([w not in known_words for w in words])}
+    return pd.DataFrame(rows).T
+
+
+def voice_clusters(voices):
+    """Groups of espeak-ng voice names that share an accent or a variant, directly or through others.
+
+    A name is `language+variant`; two voices with the same variant (`en-us-nyc+m8`, `en-gb-x-gbclan+m8`)
+    or the same language (`en-gb-scotland+adam`, `en-gb-scotland+paul`) are not independent draws,
+    so resampling for an interval should keep such voices together. Returns a dict name -> cluster
+    label (the alphabetically first name of its cluster).
+    """
+    voices = sorted(set(voices))
+    parent = {v: v for v in voices}
+
+    def root(v):
+        while parent[v] != v:
+            v = parent[v]
+        return v
+
+    for a in voices:
+        for b in voices:
+            if a < b and set(a.split("+", 1)) & set(b.split("+", 1)):  # a shared accent or variant
+                parent[max(root(a), root(b))] = min(root(a), root(b))
+    return {v: root(v) for v in voices}
 
 
 def score_utterances(asr, dataset, normalise=False):

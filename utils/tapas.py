@@ -1667,3 +1667,162 @@ def ask_code_model(generate, frame, question, gold=None, *, max_new_tokens=60):
         row.update(gold=gold, correct=value is not None and not isinstance(value, (pd.Series, pd.DataFrame))
                    and denotation_match(value if not isinstance(value, list) else value, gold))
     return row
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the splits: how literally a question names its column, which template it follows
+# ---------------------------------------------------------------------------------------------
+
+def asked_column(example):
+    """The header of the column whose value the question asks for (the last column its pandas
+    one-liner names), or None for a count of rows, which names no column."""
+    import re
+
+    names = re.findall(r'"([^"]+)"', example.pandas)
+    return names[-1] if names else None
+
+
+def names_header(example):
+    """True when every word of the asked column's header (underscores as spaces, a plural 's' dropped)
+    is in the question: string matching can then find the column. None when no column is asked for."""
+    column = asked_column(example)
+    if column is None:
+        return None
+    return _rule_words(column.replace("_", " ")) <= _rule_words(example.question)
+
+
+def header_share(examples):
+    """(share, n): the share of the ``n`` questions that ask for a column whose header words they all repeat."""
+    named = [flag for flag in (names_header(e) for e in examples) if flag is not None]
+    if not named:
+        raise ValueError("header_share: none of the examples asks for a column")
+    return sum(named) / len(named), len(named)
+
+
+def training_templates():
+    """Every question template the training data used: the broad generator's "train" templates of every kind
+    (which include the original generator's) and the columns' own lookup wordings, as (kind, template)."""
+    found = [(kind, text) for kind, sets in TEMPLATES.items() for text, _ in sets["train"]]
+    rng = random.Random(0)
+    for maker in BROAD_THEMES.values():
+        _, _, numeric = maker(rng, 8)
+        found += [("lookup", text) for column in numeric.values() for text in column.lookup]
+    return list(dict.fromkeys(found))
+
+
+def closest_template(question, templates=None):
+    """The training template that ``question`` follows, or failing that the nearest one.
+
+    Returns (kind, template, follows, similarity). ``follows`` is True when the question is the
+    template with its slots filled in (case aside, "what's" read as "what is"); ``similarity`` is
+    difflib's ratio between the two as sequences of words, a slot matching no word, by which the
+    nearest template is chosen."""
+    import difflib
+    import re
+
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError(f"question must be a non-empty str, got {question!r}")
+    templates = training_templates() if templates is None else templates
+    expand = lambda text: re.sub(r"\bwhat's\b", "what is", text.strip().lower())  # noqa: E731
+    asked = expand(question)
+    words = re.findall(r"[a-z0-9]+", asked)
+    best = None
+    for kind, text in templates:
+        parts = re.split(r"(\{\w+\})", expand(text))
+        follows = re.fullmatch("".join(".+?" if p.startswith("{") else re.escape(p) for p in parts), asked) is not None
+        own = [w for p in parts for w in (["{slot}"] if p.startswith("{") else re.findall(r"[a-z0-9]+", p))]
+        similarity = difflib.SequenceMatcher(None, own, words, autojunk=False).ratio()
+        if best is None or (follows, similarity) > best[0]:
+            best = ((follows, similarity), (kind, text, follows, similarity))
+    return best[1]
+
+
+def split_text(examples):
+    """The text a vocabulary meets in a split: every question, and the header and cells of every table once."""
+    tables = {id(e.table): e.table for e in examples}.values()
+    return [e.question for e in examples] + [" ".join(t.columns) + " " + " ".join(t.astype(str).to_numpy().ravel())
+                                             for t in tables]
+
+
+def table_ids(examples):
+    """One int per example naming its table (examples about the same table object share it), for
+    intervals and paired tests that resample whole tables."""
+    ids = {}
+    return [ids.setdefault(id(e.table), len(ids)) for e in examples]
+
+
+def score_text(score):
+    """A score row (right, asked, accuracy, low, high) as "84% [75%, 91%] of 30". At 0% or 100% a table
+    bootstrap cannot move, so Wilson's interval is shown instead, marked *."""
+    from .evaluation import wilson
+
+    right, asked = int(score["right"]), int(score["asked"])
+    low, high, mark = score["low"], score["high"], ""
+    if right in (0, asked) or pd.isna(low):
+        interval = wilson(right, asked)
+        low, high, mark = interval.low, interval.high, "*"
+    return f"{score['accuracy']:.0%} [{low:.0%}, {high:.0%}]{mark} of {asked}"
+
+
+def shuffled_rows(examples, *, seed=0):
+    """The same questions over tables whose rows are shuffled (each table once, with one seeded generator).
+    Every answer of the generators is a lookup by a name or id, a sum, an average or a count, so the gold
+    stays the same."""
+    rng = random.Random(seed)
+    tables, out = {}, []
+    for e in examples:
+        if id(e.table) not in tables:
+            order = list(range(len(e.table)))
+            rng.shuffle(order)
+            tables[id(e.table)] = (e.table.iloc[order].reset_index(drop=True), order)
+        table, order = tables[id(e.table)]
+        moved = sorted((order.index(row), column) for row, column in e.coordinates)
+        out.append(Example(table, e.question, e.aggregator, moved, e.pandas, e.gold, e.kind, e.theme))
+    return out
+
+
+def row_order_test(pipe, examples, *, seeds=(0, 1, 2)):
+    """Each question asked over its table as generated and over row-shuffled copies (one per seed): a frame of
+    kind, table and correct per order, for a paired comparison question by question."""
+    frame = evaluate(pipe, examples)[["kind", "question", "correct"]].rename(columns={"correct": "as generated"})
+    frame.insert(1, "table", table_ids(examples))
+    for seed in seeds:
+        frame[f"shuffled (seed {seed})"] = evaluate(pipe, shuffled_rows(examples, seed=seed))["correct"].to_numpy()
+    return frame
+
+
+def plot_cell_probabilities(model, tokenizer, table, question, ax, title=None):
+    """The model's mean cell probabilities for ``question`` over ``table`` (after its single-column selection),
+    as a heatmap on ``ax``; rows labelled by the first text column. Returns the predicted operator."""
+    import torch
+
+    from .plotting import plot_heatmap
+
+    inputs = tokenizer(table=table, queries=question, return_tensors="pt", truncation=True)
+    with torch.no_grad():
+        outputs = model(**inputs)
+    probabilities = cell_probabilities(inputs, outputs.logits, table.shape)
+    operator = model.config.aggregation_labels[int(outputs.logits_aggregation.argmax())]
+    text = [c for c in table.columns if not all(_is_number(v) for v in table[c])]
+    rows = list(table[text[0]]) if text else list(range(len(table)))
+    plot_heatmap(probabilities, rows, list(table.columns), fmt=".2f", ax=ax, cbar_label="mean cell probability",
+                 xlabel="column", title=f"{title or question}\n(operator {operator}; other columns forced to 0)")
+    return operator
+
+
+DATES_AND_POSITIONS = ("start_page", "end_page", "year", "founded", "first_ascent", "last_eruption", "launched",
+                       "planted", "year_established")
+"""Numeric headers of the generator that hold a date or a position: their total is meaningless."""
+
+
+def summable_headers(draws=30):
+    """Every numeric header of every theme the generator has (training, held-out, validation and test themes),
+    mapped to whether the generator asks for its total (its column lists "sum" among its operations).
+    Headers are collected over ``draws`` seeded tables per theme, since a table keeps only some columns."""
+    labels = {}
+    for themes in (BROAD_THEMES, HELD_OUT_THEMES, VALIDATION_THEMES, TEST_THEMES):
+        for maker in themes.values():
+            for seed in range(draws):
+                _, _, numeric = maker(random.Random(seed), 8)
+                labels.update({header: "sum" in column.operations for header, column in numeric.items()})
+    return dict(sorted(labels.items()))

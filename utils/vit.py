@@ -120,6 +120,48 @@ def predict(model, dataset, batch_size: int = 512) -> np.ndarray:
     return np.concatenate(predictions)
 
 
+def prepare_grey_levels(arrays, labels, processor):
+    """A prepared dataset (as `prepare` returns) from digits given as grey levels 0..16, shape (n, 8, 8)
+    or (n, 64), and their labels: each goes through `digit_to_image` exactly as the dataset's digits do."""
+    from datasets import Dataset
+
+    arrays = np.asarray(arrays).reshape(-1, DIGITS_SIZE * DIGITS_SIZE)
+    if len(arrays) != len(labels):
+        raise ValueError(f"{len(arrays)} digits but {len(labels)} labels")
+    images = Dataset.from_dict({"image": [digit_to_image(a) for a in arrays], "label": [int(y) for y in labels]})
+    return prepare(images, processor)
+
+
+def classify_grey_levels(model, arrays, processor) -> np.ndarray:
+    """Predicted classes of `model` for digits given as grey levels 0..16, shape (n, 8, 8) or (n, 64),
+    such as iGPT's completions (see `prepare_grey_levels`)."""
+    arrays = np.asarray(arrays).reshape(-1, DIGITS_SIZE * DIGITS_SIZE)
+    return predict(model, prepare_grey_levels(arrays, np.zeros(len(arrays), dtype=int), processor))
+
+
+@torch.no_grad()
+def token_probe_accuracy(model, train_data, validation_data, layer: int = -2, C: float = 1.0) -> np.ndarray:
+    """How much of a digit's class each single token of a ViT holds, in a linearly readable form: for
+    every position ([CLS] first, then the patches row by row), a logistic regression (standardised
+    features, regularisation C) on that token's hidden state after `layer` (-2: the input of the last
+    layer) is fitted on `train_data` and scored on `validation_data` (prepared datasets). Returns the
+    validation accuracy per position."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    was_training = model.training
+    model.eval()
+    try:
+        states = [model(pixel_values=d[:]["pixel_values"], output_hidden_states=True).hidden_states[layer].numpy()
+                  for d in (train_data, validation_data)]
+    finally:
+        model.train(was_training)
+    (s_train, s_val), y_train, y_val = states, train_data[:]["labels"].numpy(), validation_data[:]["labels"].numpy()
+    return np.array([make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=3000))
+                     .fit(s_train[:, t], y_train).score(s_val[:, t], y_val) for t in range(s_train.shape[1])])
+
+
 def accuracy(model, dataset) -> float:
     """Fraction of a prepared dataset that `model` classifies correctly."""
     labels = np.asarray(dataset[:]["labels"])
@@ -211,6 +253,22 @@ def train_digits(model, train_data, *, max_dx: int = 1, max_dy: int = 0, epochs:
                  max_steps=steps, lr=lr, eval_fn=eval_fn, eval_every=eval_every, seed=seed, progress=progress)
 
 
+def cnn_over_seeds(datasets: dict, *, seeds=(0, 1, 2)) -> dict:
+    """The small CNN trained by `train_digits` (its plain recipe, no shift) once per seed on each of
+    `datasets` ({name: (prepared training split, prepared test split)}), seeds in the outer loop:
+    {name: [test accuracy of each seed's run]}. Notebook 04 uses it for the shuffled-pixels test."""
+    if not datasets or not seeds:
+        raise ValueError(f"cnn_over_seeds needs at least one dataset and one seed, got {list(datasets)} and {list(seeds)}")
+    scores = {name: [] for name in datasets}
+    for seed in seeds:
+        for name, (train_split, test_split) in datasets.items():
+            torch.manual_seed(seed)
+            model = SmallCNN()
+            train_digits(model, train_split, max_dx=0, max_dy=0, seed=seed)
+            scores[name].append(accuracy(model, test_split))
+    return scores
+
+
 def score(predictions, labels, confidence: float = 0.95) -> dict:
     """Accuracy of `predictions` against `labels` with its number of errors and a Wilson interval
     (:func:`utils.evaluation.wilson`): a dict with accuracy, errors, n, low and high.
@@ -290,6 +348,110 @@ def cls_attention(model, pixel_values: torch.Tensor, layer: int = -1) -> torch.T
     return from_cls.reshape(-1, grid, grid)
 
 
+def position_similarity(model) -> np.ndarray:
+    """Cosine similarity between the learned position embeddings of a ViT's patches ([CLS] left out):
+    (rows, cols, rows, cols), entry [r, c] the map of patch (r, c)'s similarity to every patch."""
+    embeddings = model.vit.embeddings.position_embeddings.detach()[0, 1:]
+    grid = model.config.image_size // model.config.patch_size
+    unit = torch.nn.functional.normalize(embeddings, dim=-1)
+    return (unit @ unit.T).numpy().reshape(grid, grid, grid, grid)
+
+
+def attention_distance(attentions, grid: int, patch_size: int) -> np.ndarray:
+    """Mean attention distance (the ViT paper's fig. 7, right) from attention weights `attentions`
+    (layers, batch, heads, 1 + grid**2 tokens, same), token 0 being [CLS]: for each layer and head,
+    the distance in pixels between a patch query and the patch keys' centres, weighted by its
+    attention renormalised over the patches, averaged over queries and images: (layers, heads)."""
+    weights = torch.as_tensor(np.asarray(attentions), dtype=torch.float64)
+    if weights.ndim != 5 or weights.shape[-1] != weights.shape[-2] or weights.shape[-1] != grid * grid + 1:
+        raise ValueError(f"need attentions of shape (layers, batch, heads, {grid * grid + 1}, {grid * grid + 1}), "
+                         f"got {tuple(weights.shape)}")
+    patches = weights[..., 1:, 1:]
+    patches = patches / patches.sum(-1, keepdim=True)
+    rows, cols = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+    centres = torch.stack([rows.flatten(), cols.flatten()], 1).double() * patch_size
+    distance = torch.cdist(centres, centres)  # (patches, patches) in pixels
+    return (patches * distance).sum(-1).mean(dim=(1, 3)).numpy()
+
+
+def mean_attention_distance(model, pixel_values: torch.Tensor) -> dict:
+    """`attention_distance` of a ViT on `pixel_values` (per layer and head, in pixels), and `even`,
+    the distance that attention spread evenly over all patches would give."""
+    config = model.config
+    grid = config.image_size // config.patch_size
+    previous, was_training = config._attn_implementation, model.training
+    model.set_attn_implementation("eager")
+    model.eval()
+    try:
+        with torch.no_grad():
+            attentions = torch.stack(model(pixel_values=pixel_values, output_attentions=True).attentions)
+    finally:
+        model.set_attn_implementation(previous)
+        model.train(was_training)
+    even = torch.full((1, 1, 1, grid * grid + 1, grid * grid + 1), 1.0)
+    return {"distance": attention_distance(attentions, grid, config.patch_size),
+            "even": float(attention_distance(even, grid, config.patch_size)[0, 0])}
+
+
+def show_position_and_distance(similarity, distances, *, even=None, size=4.0, save=None):
+    """One figure with the two views of the ViT paper's fig. 7 for a small ViT: left, for every patch
+    of the grid, a small map of its position embedding's cosine similarity to every patch's (one
+    colour scale, -1 to 1); right, the mean attention distance (layers, heads) of every head against
+    its layer, with `even` (the distance of an even spread) as a dashed line."""
+    import matplotlib.pyplot as plt
+
+    similarity, distances = np.asarray(similarity), np.asarray(distances)
+    if similarity.ndim != 4 or similarity.shape[:2] != similarity.shape[2:]:
+        raise ValueError(f"similarity must be (rows, cols, rows, cols), got shape {similarity.shape}")
+    if distances.ndim != 2:
+        raise ValueError(f"distances must be (layers, heads), got shape {distances.shape}")
+    rows, cols = similarity.shape[:2]
+    fig = plt.figure(figsize=(2.3 * size, size))
+    outer = fig.add_gridspec(1, 2, width_ratios=[1, 1.15], wspace=0.3)
+    inner = outer[0].subgridspec(rows, cols, wspace=0.08, hspace=0.08)
+    for r in range(rows):
+        for c in range(cols):
+            ax = fig.add_subplot(inner[r, c])
+            shown = ax.imshow(similarity[r, c], cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+            ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=1.2))
+            ax.set_xticks([]), ax.set_yticks([])
+            if r == 0 and c == 0:
+                first = ax
+    first.set_title("position embedding similarity:\nrow = patch row, column = patch column", fontsize=9, loc="left")
+    fig.colorbar(shown, ax=fig.axes, location="left", fraction=0.03, pad=0.04, label="cosine similarity")
+    ax = fig.add_subplot(outer[1])
+    layers, heads = distances.shape
+    for h in range(heads):
+        ax.scatter(np.arange(1, layers + 1) + (h - (heads - 1) / 2) * 0.08, distances[:, h], s=22, label=f"head {h + 1}")
+    if even is not None:
+        ax.axhline(even, color="grey", linestyle="--", linewidth=1, label="attention spread evenly")
+    ax.set_xlabel("layer"), ax.set_ylabel("mean attention distance (pixels)")
+    ax.set_xticks(np.arange(1, layers + 1))
+    ax.set_ylim(0, 1.2 * max(float(distances.max()), even or 0.0))
+    ax.set_title("mean attention distance per head", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    if save:
+        save_figure(fig, save)
+    return fig
+
+
+def attention_evenness(maps) -> dict:
+    """How evenly each attention map (n, rows, cols) spreads its weight over its P patches, after
+    renormalising it to sum to 1: `entropy`, its entropy divided by log P (1 = perfectly even, 0 =
+    all on one patch), `effective`, the effective number of patches exp(entropy) (P = even, 1 = all
+    on one patch), and `peak`, its largest weight times P (1 = even, P = all on one patch).
+    All are arrays with one value per map."""
+    maps = np.asarray(maps, dtype=np.float64)
+    if maps.ndim != 3 or (maps < 0).any() or not (maps.sum((1, 2)) > 0).all():
+        raise ValueError(f"need (n, rows, cols) maps of non-negative weights, none all zero; got shape {maps.shape}")
+    weights = maps.reshape(len(maps), -1)
+    weights = weights / weights.sum(1, keepdims=True)
+    patches = weights.shape[1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        entropy = -np.where(weights > 0, weights * np.log(weights), 0.0).sum(1)
+    return {"entropy": entropy / np.log(patches), "effective": np.exp(entropy), "peak": weights.max(1) * patches}
+
+
 def choose_on_validation(estimator, grid, train, validation):
     """Grid search on one fixed split: fit every setting of `grid` (a scikit-learn parameter grid) on
     `train` = (X, y), score it on `validation` = (X, y), and refit the best on `train` alone.
@@ -307,11 +469,15 @@ def choose_on_validation(estimator, grid, train, validation):
     return estimator.set_params(**search.best_params_).fit(X_train, y_train), search
 
 
-def show_cls_attention(images, maps, *, titles=None, size=1.7, save=None):
+def show_cls_attention(images, maps, *, titles=None, size=1.7, reference=None, save=None):
     """[CLS] attention maps (n, rows, cols) laid over their digits (n PIL images or 8 x 8 arrays):
     each patch coloured by its attention (viridis) on ONE colour scale shared by all panels, and the
-    digit's strokes drawn on top as white outlines, so that ink and attention cannot be confused."""
+    digit's strokes drawn on top as white outlines, so that ink and attention cannot be confused.
+    `reference`, a weight (e.g. what every patch would get if the attention were spread evenly),
+    is marked on the colour bar as a red line, and every patch whose weight is above it is outlined
+    in red dashes."""
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
 
     maps = np.asarray(maps, dtype=np.float64)
     images = [np.asarray(image, dtype=np.float64) for image in images]
@@ -328,11 +494,22 @@ def show_cls_attention(images, maps, *, titles=None, size=1.7, save=None):
         if image.max() > 0:  # the strokes: half the digit's darkest grey level, as a white outline
             ax.contour(np.arange(width) + 0.5, np.arange(height) + 0.5, image, levels=[image.max() / 2],
                        colors="white", linewidths=1.2)
+        if reference is not None:  # the patches above the reference, outlined just inside their edges
+            patch_h, patch_w = height / heat.shape[0], width / heat.shape[1]
+            for r, c in zip(*np.nonzero(heat > reference)):
+                ax.add_patch(Rectangle((c * patch_w + 0.12, r * patch_h + 0.12), patch_w - 0.24, patch_h - 0.24,
+                                       fill=False, edgecolor="red", linestyle="--", linewidth=1.2))
         ax.set_xlim(0, width), ax.set_ylim(height, 0)
         ax.set_xticks([]), ax.set_yticks([])
         if titles is not None:
             ax.set_title(str(titles[i]), fontsize=9)
-    fig.colorbar(shown, ax=list(axes[0]), fraction=0.02, pad=0.02, label="[CLS] attention")
+    label = ("[CLS] attention" if reference is None
+             else "[CLS] attention\n(red: an even spread;\ndashed: patches above it)")
+    bar = fig.colorbar(shown, ax=list(axes[0]), fraction=0.02, pad=0.02, label=label)
+    if reference is not None:
+        if not 0 <= reference <= vmax:
+            raise ValueError(f"reference {reference} is outside the colour scale 0..{vmax:.3f}")
+        bar.ax.axhline(reference, color="red", linewidth=2)
     if save:
         save_figure(fig, save)
     return fig
@@ -386,6 +563,41 @@ def layer_flops(config, tokens: int) -> dict:
     linear = 2 * tokens * (4 * d * d + 2 * d * m)
     attention = 2 * 2 * tokens * tokens * d
     return {"tokens": tokens, "linear_flops": linear, "attention_flops": attention}
+
+
+def divided_layer_flops(config, num_frames: int | None = None) -> dict:
+    """FLOPs of one TimeSformer layer with divided space-time attention, as transformers'
+    TimesformerLayer computes it (a multiply-add counts two): the linear layers of a plain ViT layer
+    for all T * N + 1 tokens (`layer_flops`), plus, for the T * N patch tokens, the time step's own
+    query, key, value and output projections and its `temporal_dense` (5 D^2 multiply-adds per patch
+    token); and the attention of both steps, 4 D FLOPs per score (the score and the weighted sum)."""
+    counts = video_token_counts(config, num_frames)
+    d = config.hidden_size
+    temporal_linear = 2 * 5 * d * d * counts["patches_per_frame"] * counts["frames"]
+    plain = layer_flops(config, counts["video_tokens"])
+    return {"frames": counts["frames"], "tokens": counts["video_tokens"],
+            "linear_flops": plain["linear_flops"] + temporal_linear, "temporal_linear_flops": temporal_linear,
+            "attention_flops": 4 * d * counts["divided_scores"]}
+
+
+def video_cost_tables(config, frames=(1, 8, 32, 96)):
+    """The video section's two tables for a video config (e.g. transformers.TimesformerConfig).
+    `counts`: tokens and attention scores per head and layer at each number of frames
+    (`video_token_counts`), with the ratios joint / image and divided / joint. `gflop`: GFLOP per layer
+    of a joint-attention layer (a plain ViT layer: `layer_flops`) and of a divided-attention layer
+    (`divided_layer_flops`, whose linear layers include the time step's projections)."""
+    import pandas as pd
+
+    counts = pd.DataFrame([video_token_counts(config, num_frames=t) for t in frames]).set_index("frames")
+    counts["joint / image"] = (counts["joint_scores"] / counts["image_scores"]).round(1)
+    counts["divided / joint"] = (counts["divided_scores"] / counts["joint_scores"]).round(3)
+    rows = {}
+    for t in frames:
+        joint, divided = layer_flops(config, int(counts.loc[t, "video_tokens"])), divided_layer_flops(config, t)
+        rows[t] = {"joint: linear": joint["linear_flops"], "joint: attention": joint["attention_flops"],
+                   "divided: linear": divided["linear_flops"], "divided: attention": divided["attention_flops"]}
+    gflop = (pd.DataFrame.from_dict(rows, orient="index") / 1e9).round(1).rename_axis("frames")
+    return counts, gflop
 
 
 def show_patch_grid(image: Image.Image, patch_size: int = 16, size: int = 224, save: str | None = None):
