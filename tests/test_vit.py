@@ -539,3 +539,67 @@ def test_position_similarity_is_one_on_the_diagonal():
     assert similarity.shape == (4, 4, 4, 4)
     assert all(similarity[r, c, r, c] == pytest.approx(1.0) for r in range(4) for c in range(4))
     assert np.allclose(similarity.reshape(16, 16), similarity.reshape(16, 16).T, atol=1e-6)
+
+
+def test_swin_attention_flops_follow_the_papers_equations():
+    from utils.vit import swin_attention_flops
+
+    small = swin_attention_flops(2, 2, 3, window=1)  # hw = 4, C = 3, M = 1
+    assert small == {"tokens": 4, "global": 4 * 4 * 9 + 2 * 16 * 3, "window": 4 * 4 * 9 + 2 * 1 * 4 * 3}
+    assert small["global"] == 240 and small["window"] == 168
+    whole = swin_attention_flops(7, 7, 96, window=7)  # one window covers the grid: the two are the same
+    assert whole["global"] == whole["window"]
+    stage1 = swin_attention_flops(56, 56, 96)  # Swin-T's first stage at 224 pixels
+    assert stage1["global"] == 115_605_504 + 1_888_223_232 and stage1["window"] == 115_605_504 + 29_503_488
+    with pytest.raises(ValueError, match="positive"):
+        swin_attention_flops(0, 4, 8)
+
+
+def test_summarise_cls_attention_against_hand_values():
+    from utils.vit import summarise_cls_attention
+
+    images = np.zeros((2, 4, 4))
+    images[:, 0, 0] = 5  # ink in the top-left patch only
+    maps = np.array([[[0.7, 0.1], [0.1, 0.1]],    # peaks on the inked patch
+                     [[0.1, 0.1], [0.1, 0.7]]])   # peaks on a blank one
+    s = summarise_cls_attention(maps, images, patch_size=2)
+    assert s["ink_share"] == pytest.approx([0.7, 0.1]) and list(s["peak_on_blank"]) == [False, True]
+    assert list(s["above_twice"]) == [1, 1] and s["ink_patches"] == pytest.approx(0.25)
+    assert s["peak"] == pytest.approx([2.8, 2.8])
+    with pytest.raises(ValueError, match="images"):
+        summarise_cls_attention(maps, images[:, :3], patch_size=2)
+
+
+def test_describe_run_reads_the_last_and_best_evaluation():
+    import pandas as pd
+    from utils.vit import describe_run
+
+    history = pd.DataFrame({"step": [1, 2, 3, 4, 5, 6], "loss": [1.0, 0.5, 0.4, 0.3, 0.2, 0.1],
+                            "accuracy": [np.nan, 0.9, np.nan, 0.95, np.nan, 0.92], "seconds": [1, 2, 3, 4, 5, 6.2]})
+    line = describe_run("ViT", history, 0.92)
+    assert line.startswith("ViT: 6 steps in 6 s; validation accuracy at the last step 92.0% here, 92.0% in the")
+    assert "highest 95.0%, at step 4" in line and line.endswith("training loss at the end 0.300")
+    with pytest.raises(ValueError, match="no validation accuracy"):
+        describe_run("CNN", history.assign(accuracy=np.nan), 0.9)
+
+
+def test_seed_error_ratios_divide_mean_errors_per_size():
+    import pandas as pd
+    from utils.vit import seed_error_ratios, test_labels
+
+    labels = test_labels()
+    def wrong(k):  # the labels with the first k digits changed
+        p = labels.copy()
+        p[:k] = (p[:k] + 1) % 10
+        return "".join(map(str, p))
+    seeds = pd.DataFrame({"model": ["ViT", "ViT", "CNN", "CNN", "CNN"], "training_digits": [100, 100, 100, 100, 50],
+                          "test_predictions": [wrong(4), wrong(8), wrong(2), wrong(4), wrong(1)]})
+    ratios = seed_error_ratios(seeds)  # at 100 digits: 6 ViT errors per 3 CNN errors; at 50 the CNN alone
+    assert list(ratios.index) == [100] and ratios.loc[100] == pytest.approx(2.0)
+
+
+def test_cnn_over_seeds_names_missing_input():
+    from utils.vit import cnn_over_seeds
+
+    with pytest.raises(ValueError, match="at least one dataset"):
+        cnn_over_seeds({}, seeds=(0,))

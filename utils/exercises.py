@@ -466,20 +466,24 @@ EXERCISES: dict[str, Exercise] = {
         "elu_pairs, the largest P among 2, 4, ..., 256 at which the elu+1 sum memory still recalls at least half the pairs",
         Number(8, rel=0), "recall: the share of pairs i for which argmax of phi(k_i)^T S is v_i; average over 20 draws."),
     # 04 vision transformer
-    "04.shift_ink_direction": Exercise(
-        "larger, the shift that pushes more ink out of the frame: 'up' or 'left'",
-        Choice("up", options=("up", "left")), "sum the grey levels of the top row and of the left column."),
+    "04.shift_ink_up_share": Exercise(
+        "lost_up, the share (0 to 1) of the training digits' ink that a shift of one pixel up pushes out of the frame",
+        Number(0.1167, rel=0, abs=0.005), "the grey levels of the top row, summed over the training digits, over all their grey levels."),
     "04.shift_ink_ratio": Exercise(
-        "times, the power of ten nearest to how many times more ink the larger of the two shifts loses",
+        "times, the power of ten nearest to how many times more ink a shift of one pixel up loses than one to the left",
         Number(1000, rel=0), "divide the two shares of the training digits' ink, then round its log10."),
     "04.changed_cold": Exercise(
-        "changed_cold, the share (0 to 1) of the 100 completions at temperature 0.3 that the reader takes for another digit",
-        Number(0.23, rel=0, abs=0.05),
-        "complete tokens['test'][first_ten] with temperature=0.3, seed=1; compare reader.predict(...) with y_test[first_ten]."),
+        "changed_cold, the share (0 to 1) of the 500 completions (five per digit) at temperature 0.3 that the reader "
+        "takes for another digit",
+        Number(0.254, rel=0, abs=0.05),
+        "complete tokens['test'][first_ten] with num_samples=5, temperature=0.3, seed=1; compare reader.predict(...) "
+        "with each digit's label, repeated five times."),
     "04.changed_hot": Exercise(
-        "changed_hot, the share (0 to 1) of the 100 completions at temperature 1.5 that the reader takes for another digit",
-        Number(0.36, rel=0, abs=0.05),
-        "complete tokens['test'][first_ten] with temperature=1.5, seed=1; compare reader.predict(...) with y_test[first_ten]."),
+        "changed_hot, the share (0 to 1) of the 500 completions (five per digit) at temperature 1.5 that the reader "
+        "takes for another digit",
+        Number(0.264, rel=0, abs=0.05),
+        "complete tokens['test'][first_ten] with num_samples=5, temperature=1.5, seed=1; compare reader.predict(...) "
+        "with each digit's label, repeated five times."),
     "04.vit_384_tokens": Exercise(
         "tokens_384, the tokens ViT-Base/16 reads from a 384 x 384 image", Number(577, rel=0),
         "count the 16 x 16 patches, and do not forget the [CLS] token."),

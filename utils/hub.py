@@ -68,8 +68,9 @@ class Checkpoint:
 # The pretrained checkpoints and data sets the course downloads, in one place. Revisions are the
 # ones the pipeline defaults pin in transformers 5.23 (tests/test_hub.py checks they still agree);
 # no pipeline pins GPT-2 (notebook 01 reads its size from its config), the two long-document
-# models whose configs notebook 02 reads, DINOv2 (notebook 04 probes its features), Mamba (notebook 03
-# counts its cache) or LLaVA, read at main.
+# models whose configs notebook 02 reads, Mamba (notebook 03 counts its cache) or LLaVA, read at main.
+# DINOv2 (notebook 04 probes its features) is pinned to the full commit hash of facebook/dinov2-small that
+# other public projects pin (150c8e7...), so that its features cannot change under the probe.
 CHECKPOINTS = {
     "vit": Checkpoint("google/vit-base-patch16-224", "3f49326"),
     "tapas": Checkpoint("google/tapas-base-finetuned-wtq", "e3dde19"),
@@ -81,7 +82,7 @@ CHECKPOINTS = {
     "whisper": Checkpoint("openai/whisper-tiny"),
     "librispeech_dummy": Checkpoint("hf-internal-testing/librispeech_asr_dummy", repo_type="dataset",
                                     config="clean", split="validation"),
-    "dinov2": Checkpoint("facebook/dinov2-small"),
+    "dinov2": Checkpoint("facebook/dinov2-small", "150c8e7bb7cef2d30ec31b13a517af14840ee3f7"),
     "coder": Checkpoint("Qwen/Qwen2.5-Coder-0.5B-Instruct"),
     "docqa": Checkpoint("impira/layoutlm-document-qa", "beed3c4"),
     "mamba": Checkpoint("state-spaces/mamba-130m-hf"),

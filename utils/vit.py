@@ -254,19 +254,20 @@ def train_digits(model, train_data, *, max_dx: int = 1, max_dy: int = 0, epochs:
 
 
 def cnn_over_seeds(datasets: dict, *, seeds=(0, 1, 2)) -> dict:
-    """The small CNN trained by `train_digits` (its plain recipe, no shift) once per seed on each of
-    `datasets` ({name: (prepared training split, prepared test split)}), seeds in the outer loop:
-    {name: [test accuracy of each seed's run]}. Notebook 04 uses it for the shuffled-pixels test."""
+    """The small CNN trained by `train_digits` with its plain recipe (no shift, the default learning rate
+    and number of steps) once per seed on each of `datasets` ({name: (prepared training split, prepared
+    test split)}), seeds in the outer loop: {name: [each seed's predicted classes for the test split]}.
+    `scripts/vit_digits_shuffle.py` uses it for notebook 04's shuffled-pixels test."""
     if not datasets or not seeds:
         raise ValueError(f"cnn_over_seeds needs at least one dataset and one seed, got {list(datasets)} and {list(seeds)}")
-    scores = {name: [] for name in datasets}
+    predictions = {name: [] for name in datasets}
     for seed in seeds:
         for name, (train_split, test_split) in datasets.items():
             torch.manual_seed(seed)
             model = SmallCNN()
             train_digits(model, train_split, max_dx=0, max_dy=0, seed=seed)
-            scores[name].append(accuracy(model, test_split))
-    return scores
+            predictions[name].append(predict(model, test_split))
+    return predictions
 
 
 def score(predictions, labels, confidence: float = 0.95) -> dict:
@@ -450,6 +451,67 @@ def attention_evenness(maps) -> dict:
     with np.errstate(divide="ignore", invalid="ignore"):
         entropy = -np.where(weights > 0, weights * np.log(weights), 0.0).sum(1)
     return {"entropy": entropy / np.log(patches), "effective": np.exp(entropy), "peak": weights.max(1) * patches}
+
+
+def summarise_cls_attention(maps, images, patch_size: int = 2) -> dict:
+    """Where [CLS]'s attention maps (n, rows, cols), one per digit, put their weight, against the ink of the
+    digits `images` (n, rows * patch_size, cols * patch_size grey levels, 0 = no ink). Returns, per digit
+    (arrays of n): `ink_share`, the share of the map's weight on patches with any ink; `peak_on_blank`,
+    whether its largest weight falls on a patch with no ink; `above_twice`, how many patches get twice an
+    even share or more; and `attention_evenness`'s `entropy`, `effective` and `peak`. Also `ink_patches`,
+    the share of all patches that hold ink (one number)."""
+    maps = np.asarray(maps, dtype=np.float64)
+    images = np.asarray(images)
+    if maps.ndim != 3 or images.shape != (len(maps), maps.shape[1] * patch_size, maps.shape[2] * patch_size):
+        raise ValueError(f"need maps (n, rows, cols) and images (n, rows * {patch_size}, cols * {patch_size}); "
+                         f"got {maps.shape} and {images.shape}")
+    n, rows, cols = maps.shape
+    ink = images.reshape(n, rows, patch_size, cols, patch_size).max(axis=(2, 4)) > 0
+    summary = attention_evenness(maps)  # checks the maps: non-negative, none all zero
+    weights = maps / maps.sum((1, 2), keepdims=True)
+    peak = weights.reshape(n, -1).argmax(1)
+    summary.update(ink_share=(weights * ink).sum((1, 2)), peak_on_blank=~ink.reshape(n, -1)[np.arange(n), peak],
+                   above_twice=(weights * rows * cols >= 2).sum((1, 2)), ink_patches=float(ink.mean()))
+    return summary
+
+
+def describe_run(kind: str, history, record_accuracy: float) -> str:
+    """One line on a `train_digits` run whose history has validation `accuracy` at some steps: steps and
+    seconds, the last and the highest validation accuracy, beside `record_accuracy`, the accuracy that a
+    script's record of the same run gives, and the training loss at the end (mean of the last five steps)."""
+    scored = history.dropna(subset=["accuracy"])
+    if scored.empty:
+        raise ValueError(f"describe_run: the history of the {kind} run holds no validation accuracy")
+    best = scored.loc[scored["accuracy"].idxmax()]
+    return (f"{kind}: {len(history)} steps in {history['seconds'].iloc[-1]:.0f} s; validation accuracy at the last step "
+            f"{scored['accuracy'].iloc[-1]:.1%} here, {record_accuracy:.1%} in the script's record; highest "
+            f"{best['accuracy']:.1%}, at step {int(best['step'])}; training loss at the end {history['loss'].iloc[-5:].mean():.3f}")
+
+
+def swin_attention_flops(height: int, width: int, channels: int, window: int = 7) -> dict:
+    """The cost of one attention block on a height x width grid of tokens of `channels` dimensions, by
+    equations (1) and (2) of the Swin paper (Liu et al., 2021), which count the four projections and
+    the attention products and leave out the softmax: global attention 4hwC^2 + 2(hw)^2 C, attention in
+    non-overlapping windows of `window` x `window` tokens 4hwC^2 + 2 M^2 hw C."""
+    if min(height, width, channels, window) < 1:
+        raise ValueError(f"height, width, channels and window must be positive, got {height}, {width}, {channels}, {window}")
+    tokens = height * width
+    projections = 4 * tokens * channels ** 2
+    return {"tokens": tokens, "global": projections + 2 * tokens ** 2 * channels,
+            "window": projections + 2 * window ** 2 * tokens * channels}
+
+
+def seed_error_ratios(seeds):
+    """Mean test errors of the ViT divided by the CNN's over the seeds, per training-set size where both were
+    trained: a Series indexed by the number of training digits."""
+    import pandas as pd
+
+    labels = test_labels()
+    errors = seeds.assign(errors=[int((seed_predictions(p) != labels).sum()) for p in seeds["test_predictions"]])
+    means = errors.groupby(["training_digits", "model"])["errors"].mean().unstack("model").dropna()
+    if not {"ViT", "CNN"} <= set(means.columns) or means.empty:
+        return pd.Series(dtype=float, name="ViT errors per CNN error")
+    return (means["ViT"] / means["CNN"]).rename("ViT errors per CNN error")
 
 
 def choose_on_validation(estimator, grid, train, validation):
@@ -817,7 +879,7 @@ def print_paired_seed_tests(seeds):
 
 
 __all__ = [
-    "SEED_GRIDS", "load_seed_records", "write_records", "seed_means", "build_digits_model", "pooled_features", "print_seed_choices", "print_paired_seed_tests", "test_labels", "seed_predictions", "seed_summary", "plot_seed_curve",
+    "SEED_GRIDS", "load_seed_records", "summarise_cls_attention", "describe_run", "swin_attention_flops", "seed_error_ratios", "cnn_over_seeds", "write_records", "seed_means", "build_digits_model", "pooled_features", "print_seed_choices", "print_paired_seed_tests", "test_labels", "seed_predictions", "seed_summary", "plot_seed_curve",
     "DIGITS_SIZE",
     "DIGIT_NAMES",
     "RandomShift",
