@@ -69,7 +69,7 @@ class Checkpoint:
 # ones the pipeline defaults pin in transformers 5.23 (tests/test_hub.py checks they still agree);
 # no pipeline pins GPT-2 (notebook 01 reads its size from its config), the two long-document
 # models whose configs notebook 02 reads, DINOv2 (notebook 04 probes its features), Mamba (notebook 03
-# counts its cache) or LLaVA, read at main.
+# counts its cache), LLaVA or Whisper-tiny (notebook 06 scores it), read at main.
 CHECKPOINTS = {
     "vit": Checkpoint("google/vit-base-patch16-224", "3f49326"),
     "tapas": Checkpoint("google/tapas-base-finetuned-wtq", "e3dde19"),
