@@ -68,9 +68,10 @@ class Checkpoint:
 # The pretrained checkpoints and data sets the course downloads, in one place. Revisions are the
 # ones the pipeline defaults pin in transformers 5.23 (tests/test_hub.py checks they still agree);
 # no pipeline pins GPT-2 (notebook 01 reads its size from its config), the two long-document
-# models whose configs notebook 02 reads, Mamba (notebook 03 counts its cache) or LLaVA, read at main.
-# DINOv2 (notebook 04 probes its features) is pinned to the full commit hash of facebook/dinov2-small that
-# other public projects pin (150c8e7...), so that its features cannot change under the probe.
+# models whose configs notebook 02 reads, Mamba (notebook 03 counts its cache), LLaVA or Whisper-tiny
+# (notebook 06 scores it), read at main. DINOv2 (notebook 04 probes its features) is pinned to the full commit
+# hash of facebook/dinov2-small that other public projects pin (150c8e7...), so that its features cannot change
+# under the probe.
 CHECKPOINTS = {
     "vit": Checkpoint("google/vit-base-patch16-224", "3f49326"),
     "tapas": Checkpoint("google/tapas-base-finetuned-wtq", "e3dde19"),

@@ -480,6 +480,24 @@ def pretraining_losses(model, input_values, mask_time_indices, sampled_negative_
 _ABBREVIATIONS = {"MR": "MISTER", "MRS": "MISSUS", "DR": "DOCTOR", "ST": "SAINT"}
 
 
+def pretraining_diagnostics(losses, num_negatives):
+    """What `pretraining_losses` found, in three lines: the first frames' codes, the distractors lost
+    to copies of their target, and the contrastive loss per masked frame beside its chance floor.
+
+    A distractor whose quantised target equals the frame's own is dropped (logit -inf), so a frame
+    chooses among K_kept + 1 candidates; guessing then costs ln(K_kept + 1) on average. Returns the
+    lines as a list of strings.
+    """
+    masked = losses["logits"].shape[0]
+    kept = torch.isfinite(losses["logits"][:, 1:]).sum(1)  # distractors left once copies of the target are dropped
+    return [f"codes of the first 8 frames (codebook 1, codebook 2): {losses['codes'][0, :8].tolist()}",
+            f"{(kept < num_negatives).sum().item()} of {masked} masked frames lost at least one distractor identical "
+            f"to their target, {(num_negatives - kept).sum().item()} distractors in all",
+            f"per masked frame the contrastive loss is {losses['contrastive'].item() / masked:.2f}; guessing among the "
+            f"candidates left gives mean ln(K_kept + 1) = {torch.log(kept + 1.0).mean().item():.2f}, among all "
+            f"{1 + num_negatives} ln {1 + num_negatives} = {math.log(1 + num_negatives):.2f}"]
+
+
 def normalise_text(text):
     """A sentence as a transcript: upper case, letters, apostrophes inside words and single spaces.
 
@@ -603,12 +621,27 @@ def score_utterances(asr, dataset, normalise=False):
     word edit counts (`char_errors`, `word_errors`: substitutions + deletions + insertions) and
     the reference lengths (`chars`, `words`), from which `error_rates` pools rates.
     """
-    import jiwer
-
     heard = [asr(wave)["text"] for wave in dataset["speech"]]
     if normalise:
         heard = [normalise_text(h) or h.upper().strip() for h in heard]
-    table = dataset.remove_columns("speech").to_pandas().assign(heard=heard)
+    return score_transcripts(dataset.remove_columns("speech").to_pandas(), heard)
+
+
+def score_transcripts(table, heard):
+    """Count the character and word errors of the transcripts `heard`, one per row of `table`.
+
+    `table` needs a `text` column (the references); `heard` is a list of strings of the same length
+    (a recogniser's output, or a rule's guesses). Returns what `score_utterances` returns: the
+    table's columns plus `heard`, `char_errors`, `word_errors`, `chars` and `words`.
+    """
+    import jiwer
+
+    if "text" not in table.columns:
+        raise ValueError("score_transcripts: the table lacks the column 'text' (the references)")
+    heard = list(heard)
+    if len(heard) != len(table):
+        raise ValueError(f"score_transcripts: {len(heard)} transcripts for {len(table)} references")
+    table = table.reset_index(drop=True).assign(heard=heard)
     rows = []
     for ref, hyp in zip(table["text"], heard):
         words = jiwer.process_words(ref, hyp or "")
@@ -666,18 +699,39 @@ def error_rates(scores, by=None, n_boot=1000, seed=0, level=0.95, groups=None):
     return pd.DataFrame(rows).set_index(by or "split")
 
 
-def empty_transcript_rates(scores, by=None):
-    """The error rates of a recogniser that writes nothing, on the utterances of `scores`.
+def constant_baseline(texts, candidates=5, max_repeats=20):
+    """The best single transcript for every utterance: a rule that listens to nothing at all.
 
-    An empty transcript deletes every reference character and word, so its CER and WER are exactly 1:
-    the reference any system must beat (a WER above 1 is worse than writing nothing). Same columns as
-    :func:`error_rates`; the bounds equal the rate, since every resample gives 1.
+    Among the `candidates` most frequent words of the training text `texts`, each repeated 1 to
+    `max_repeats` times, the string of the lowest pooled CER on `texts` themselves (a few frequent
+    letters in about the right number beat writing nothing, whose CER is 1). Returns the string.
     """
-    empty = scores.assign(char_errors=scores["chars"], word_errors=scores["words"])
-    rates = error_rates(empty, by, n_boot=1)
-    for rate in ("cer", "wer"):
-        rates[f"{rate}_low"] = rates[f"{rate}_high"] = rates[rate]
-    return rates
+    import collections
+
+    from rapidfuzz.distance import Levenshtein  # jiwer's own edit distance: the same counts, faster in bulk
+
+    texts = [t for t in texts if t.strip()]
+    if not texts:
+        raise ValueError("constant_baseline: need at least one non-empty training text")
+    words = [w for w, _ in collections.Counter(w for t in texts for w in t.split()).most_common(candidates)]
+    guesses = [" ".join([w] * k) for w in words for k in range(1, max_repeats + 1)]
+    return min(guesses, key=lambda guess: sum(Levenshtein.distance(t, guess) for t in texts))
+
+
+def rule_rates(train, test, texts, by="kind", groups="voice"):
+    """Error rates of three recognisers that listen to nothing, on the utterances of `test`.
+
+    `length_baseline` (the training sentence of `train` whose duration x speed is nearest),
+    `constant_baseline(texts)` written for every utterance, and an empty transcript (CER = WER = 1
+    exactly: a WER above 1 is worse than writing nothing). `train` and `test` are transcript tables
+    (`read_transcripts`, or a corpus's `to_pandas()`); `texts` the training text the constant is
+    chosen on. Returns {name: `error_rates(..., by, groups=groups)`}, ready for `pd.concat`.
+    """
+    constant = constant_baseline(texts)
+    guesses = {"length rule": length_baseline(train, test),
+               f"constant ({constant.split()[0]} x {len(constant.split())})": [constant] * len(test),
+               "empty transcript": [""] * len(test)}
+    return {name: error_rates(score_transcripts(test, heard), by, groups=groups) for name, heard in guesses.items()}
 
 
 def length_baseline(train, test):
