@@ -517,3 +517,18 @@ def test_flex_skipping_ranges_hold_the_median():
     assert split["skipping"] == pytest.approx(1.0)
     assert split["skipping, lowest"] == pytest.approx(1.8 * 0.25 / 0.6)
     assert split["skipping, highest"] == pytest.approx(2.4 * 0.25 / 0.4)
+
+
+def test_compare_of_ideal_names_the_lengths_that_separate_two_patterns():
+    import pandas as pd
+
+    table = pd.DataFrame([
+        {"n": 1024, "pattern": "a", "ideal": 2.0, "lowest": 0.4, "highest": 0.8},   # shares 0.2-0.4
+        {"n": 1024, "pattern": "b", "ideal": 1.0, "lowest": 0.3, "highest": 0.5},   # shares 0.3-0.5: overlap
+        {"n": 4096, "pattern": "a", "ideal": 4.0, "lowest": 2.0, "highest": 2.4},   # shares 0.5-0.6
+        {"n": 4096, "pattern": "b", "ideal": 2.0, "lowest": 0.6, "highest": 0.8}])  # shares 0.3-0.4: lower
+    lines = sa.compare_of_ideal(table, "a", "b")
+    assert "overlap" in lines[0] and "b lower" in lines[1]
+    assert lines[-1] == "lengths that separate the two: n = 4096 (b lower)"
+    overlapping = sa.compare_of_ideal(table[table.n == 1024], "a", "b")
+    assert overlapping[-1].startswith("no length separates the two in this run")

@@ -1154,35 +1154,54 @@ def sdpa_causal_work(n, *, kv_split=512):
     return pairs / n**2
 
 
-def time_windows(patterns, ns, *, repeat=7, heads=4, head_dim=64, seed=0):
+def time_windows(patterns, ns, *, repeat=7, heads=4, head_dim=64, seed=0, span=4096, threads=None):
     """Time ``block_sparse_attention`` on each causal pattern against causal SDPA, and causal SDPA against dense
     SDPA, in paired rounds at each length. Returns two tables: per (n, pattern) the ideal speedup (the pairs
     causal SDPA computes at its own block sizes, ``sdpa_causal_work``, over the 128-tiles the block-sparse kernel
     computes), the median, lowest and highest round, the verdict and a check against SDPA with the dense mask;
     per n, the share of pairs causal SDPA computes, the time of dense over causal SDPA that this count predicts
-    and the one skipping by 128-tiles would give, the measured ratio, and which predictions its rounds hold."""
+    and the one skipping by 128-tiles would give, the measured ratio, which predictions its rounds hold, and which
+    its middle half (first to third quartile) holds, or where that half lies against them. Each timing runs ``span // n`` calls (at least one), so that a round at a short
+    length is not a single call of a few milliseconds, which the scheduler's noise swamps. ``threads``: run on that
+    many of torch's intra-op threads (restored afterwards); the tables record the number in a column."""
     import pandas as pd
 
+    if threads is not None:
+        before = torch.get_num_threads()
+        torch.set_num_threads(_check_int("threads", threads, 1))
+        try:
+            return time_windows(patterns, ns, repeat=repeat, heads=heads, head_dim=head_dim, seed=seed, span=span)
+        finally:
+            torch.set_num_threads(before)
     generator = torch.Generator().manual_seed(seed)
     rows, causal_rows = [], []
     for n in ns:
         q, k, v = (torch.randn(1, heads, n, head_dim, generator=generator) for _ in range(3))
+        calls = max(1, span // n)
+
+        def repeated(fn):
+            return lambda: [fn() for _ in range(calls)]
 
         def causal_sdpa():
             return F.scaled_dot_product_attention(q, k, v, is_causal=True)
 
-        saving = torch.tensor(paired_ratios(causal_sdpa, lambda: F.scaled_dot_product_attention(q, k, v),
-                                            repeat=repeat))
+        saving = torch.tensor(paired_ratios(repeated(causal_sdpa),
+                                            repeated(lambda: F.scaled_dot_product_attention(q, k, v)), repeat=repeat))
         counted, by_tiles = 1 / sdpa_causal_work(n), 1 / block_density(causal(), n)
         low, high = saving.min().item(), saving.max().item()
+        q1, q3 = saving.quantile(0.25).item(), saving.quantile(0.75).item()
         holds = [name for name, x in (("counted", counted), ("128-tiles", by_tiles)) if low <= x <= high]
-        causal_rows.append({"n": n, "pairs causal SDPA computes": sdpa_causal_work(n),
+        middle = [name for name, x in (("counted", counted), ("128-tiles", by_tiles)) if q1 <= x <= q3]
+        causal_rows.append({"n": n, "threads": torch.get_num_threads(), "pairs causal SDPA computes": sdpa_causal_work(n),
                             "dense / causal time, counted": counted, "if it skipped 128-tiles": by_tiles,
                             "measured (median)": saving.median().item(), "lowest": low, "highest": high,
-                            "rounds hold": " and ".join(holds) or "neither"})
+                            "rounds hold": " and ".join(holds) or "neither",
+                            "middle half of the rounds": ("holds " + " and ".join(middle)) if middle else
+                            "below both" if q3 < min(counted, by_tiles) else
+                            "above both" if q1 > max(counted, by_tiles) else "between the two"})
         for name, pattern in patterns.items():
-            ratios = torch.tensor(paired_ratios(lambda: block_sparse_attention(q, k, v, pattern), causal_sdpa,
-                                                repeat=repeat))
+            ratios = torch.tensor(paired_ratios(repeated(lambda: block_sparse_attention(q, k, v, pattern)),
+                                                repeated(causal_sdpa), repeat=repeat))
             rows.append({"n": n, "pattern": name, "ideal": sdpa_causal_work(n) / block_density(pattern, n),
                          "speedup (median)": ratios.median().item(), "lowest": ratios.min().item(),
                          "highest": ratios.max().item(), "verdict": round_verdict(ratios),
@@ -1194,8 +1213,9 @@ def time_windows(patterns, ns, *, repeat=7, heads=4, head_dim=64, seed=0):
 def compare_of_ideal(timing, first, second):
     """Per length of a ``time_windows`` table: each of two patterns' speedup as a share of its own ideal, from the
     lowest to the highest round, and whether the second pattern's range lies wholly below, wholly above or across
-    the first's (only a range wholly apart is a difference this run can see)."""
-    lines = []
+    the first's (only a range wholly apart is a difference this run can see); the last line names the lengths
+    where the ranges lie apart, or says that none does."""
+    lines, apart = [], []
     for n, rows in timing.groupby("n"):
         at = rows.set_index("pattern")
         low, high = at.lowest / at.ideal, at.highest / at.ideal
@@ -1207,6 +1227,10 @@ def compare_of_ideal(timing, first, second):
             verdict = "the ranges overlap, no difference this run can see"
         lines.append(f"n = {n}, speedup as a share of its own ideal: {first} {low[first]:.2f}-{high[first]:.2f}, "
                      f"{second} {low[second]:.2f}-{high[second]:.2f}: {verdict}")
+        if not verdict.startswith("the ranges"):
+            apart.append(f"n = {n} ({verdict})")
+    lines.append("lengths that separate the two: " + ", ".join(apart) if apart else
+                 "no length separates the two in this run: any difference is within the spread of the rounds")
     return lines
 
 
@@ -1266,7 +1290,10 @@ def notebook_summary(*, densities, bigbird_draws, bigbird_eval, kernels_agree, r
             f"{name} {share:.2f}" for name, share in reach_table.loc[deepest].items()) + ".")
     if causal_timing is not None:
         lines.append("Dense / causal SDPA time, counted at SDPA's own blocks vs measured: " + "; ".join(
-            f"n = {int(row.n)}: {row['dense / causal time, counted']:.2f} vs {row['measured (median)']:.2f}"
+            f"n = {int(row.n)}" + (f" on {row.threads} thread{'s' * (row.threads > 1)}" if "threads" in row else "")
+            + f": {row['dense / causal time, counted']:.2f} vs {row['measured (median)']:.2f}"
+            + (f" (middle half of the rounds: {row['middle half of the rounds']})"
+               if "middle half of the rounds" in row else "")
             for _, row in causal_timing.iterrows()) + ".")
     for _, row in window_timing[window_timing.pattern == f"sliding window {window}"].iterrows():
         lines.append(f"Sliding window {window} at n = {row.n}: block-sparse {row['speedup (median)']:.2f} x over causal "
