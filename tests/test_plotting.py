@@ -66,6 +66,14 @@ def test_heatmap_checks_shape_and_annotates():
 
 
 
+def test_heatmap_fixed_colour_scale():
+    ax = plotting.plot_heatmap(np.array([[0.2, 0.4]]), ["a"], ["x", "y"], vmin=0, vmax=1)
+    assert ax.images[0].get_clim() == (0, 1)  # not stretched to 0.2..0.4
+    assert plotting.plot_heatmap(np.array([[0.2, 0.4]]), ["a"], ["x", "y"]).images[0].get_clim() == (0.2, 0.4)
+    with pytest.raises(ValueError, match="vmin"):
+        plotting.plot_heatmap(np.eye(2), ["a", "b"], ["x", "y"], per_row=True, vmin=0)
+
+
 def test_heatmap_per_row_colours_each_row_on_its_own_scale():
     ax = plotting.plot_heatmap(np.array([[0, 1000], [0, 1], [5, 5]]), ["ids", "bits", "flat"], ["x", "y"],
                                fmt=".0f", per_row=True)

@@ -706,3 +706,98 @@ def test_summable_headers_follow_the_generator():
     labels = tapas.summable_headers(draws=10)
     assert labels["goals"] and labels["number_of_pages"] and not labels["start_page"] and not labels["year"]
     assert all(not labels[h] for h in tapas.DATES_AND_POSITIONS)
+
+
+# --- weak against strong supervision, where lookups land -----------------------------------------
+
+
+def test_weak_answer_finds_every_cell_that_holds_the_answer():
+    questions, table = tapas.book_examples()
+    example = tapas.Example(table=table, question=questions[3][0], aggregator="COUNT",
+                            coordinates=[(1, 4), (2, 4), (3, 4)], pandas="", gold=3)
+    cells, texts, number = tapas.weak_answer(example)
+    assert cells == [(3, 0), (5, 4)] and texts == ["3", "3"] and number == 3.0  # chapter 3 and the 3-page chapter
+    total = tapas.Example(table=table, question=questions[1][0], aggregator="SUM", coordinates=[], pandas="", gold=138)
+    assert tapas.weak_answer(total) == ([], [], 138.0)
+    text = tapas.Example(table=table, question=questions[0][0], aggregator="NONE", coordinates=[(4, 1)], pandas="",
+                         gold="Summarization")
+    cells, texts, number = tapas.weak_answer(text)
+    assert cells == [(4, 1)] and texts == ["Summarization"] and math.isnan(number)
+
+
+def test_encode_weak_and_collate_pad_numbers_as_the_tokenizer_does(tokenizer):
+    import torch
+
+    examples = tapas.generate_examples(2, seed=0)[:3]
+    items = tapas.encode_examples(tokenizer, examples, supervision="weak")
+    assert "aggregation_labels" not in items[0] and items[0]["float_answer"].dim() == 0
+    batch = tapas.collate(items)
+    for i, item in enumerate(items):
+        n = item["input_ids"].shape[0]
+        assert torch.isnan(batch["numeric_values"][i, n:]).all()
+        assert (batch["numeric_values_scale"][i, n:] == 1).all()
+    assert batch["float_answer"].tolist() == pytest.approx([tapas.weak_answer(e)[2] for e in examples], nan_ok=True)
+    with pytest.raises(ValueError, match="supervision must be"):
+        tapas.encode_examples(tokenizer, examples, supervision="answers")
+
+
+def test_supervision_runs_record_and_comparison(tokenizer):
+    examples = tapas.generate_examples(2, seed=0)
+    runs = tapas.supervision_runs(tokenizer, examples, examples[:4], seeds=(0, 1), steps=2, batch_size=4)
+    assert len(runs) == 2 * 2 * 4 and set(runs["supervision"]) == {"strong", "weak"}
+    record = tapas.supervision_record(runs, command="python x", steps=2)
+    assert record["command"] == "python x" and len(record["runs"]) == 4
+    back = tapas.read_supervision_record(record)
+    columns = ["supervision", "seed", "question", "kind", "table", "correct"]
+    pd.testing.assert_frame_equal(back[columns], runs.sort_values(["supervision", "seed", "question"])[columns]
+                                  .reset_index(drop=True), check_dtype=False)
+    # a made-up record where weak gets every question right and strong none: the difference is +100 points
+    made = dict(command="x", kinds=["sum", "lookup", "sum", "lookup"], tables=[0, 0, 1, 2],
+                runs=[dict(supervision=s, seed=k, seconds=1.0, correct=("1111" if s == "weak" else "0000"))
+                      for s in ("strong", "weak") for k in (0, 1)])
+    by_kind, paired = tapas.compare_supervision(tapas.read_supervision_record(made))
+    assert by_kind.loc["all", "weak"].tolist() == [1.0, 1.0] and by_kind.loc["sum", "strong"].tolist() == [0.0, 0.0]
+    assert paired.difference == pytest.approx(1.0) and str(paired).startswith("+100")
+    with pytest.raises(ValueError, match="outcomes"):
+        tapas.read_supervision_record(dict(made, kinds=["sum"]))
+
+
+def test_selection_outcome_and_crosstab_with_a_stand_in_pipeline():
+    questions, table = tapas.book_examples()
+    lookup = tapas.Example(table=table, question="What is the start page of Summarization?", aggregator="NONE",
+                           coordinates=[(4, 2)], pandas="", gold=121, kind="lookup")
+    replies = [{"coordinates": [(4, 2)], "cells": ["121"], "aggregator": "NONE"},  # right
+               {"coordinates": [(3, 2)], "cells": ["74"], "aggregator": "NONE"},  # right column, wrong row
+               {"coordinates": [(4, 3)], "cells": ["140"], "aggregator": "NONE"},  # wrong column
+               {"coordinates": [(4, 2), (3, 2)], "cells": ["121", "74"], "aggregator": "NONE"},  # two cells
+               {"coordinates": [], "cells": [], "aggregator": "NONE"},  # nothing
+               {"coordinates": [(4, 2)], "cells": ["121"], "aggregator": "COUNT"}]  # an operator
+    answers = iter(replies)
+    outcome = tapas.selection_outcome(lambda table, query: next(answers), [lookup] * len(replies))
+    assert outcome["answered"].tolist() == ["one cell", "one cell", "one cell", "several cells", "no cell", "COUNT"]
+    assert outcome["column"].tolist() == ["right", "right", "wrong", "right", "none", "right"]
+    assert outcome["row"].tolist() == ["right", "wrong", "right", "wrong", "none", "right"]
+    assert outcome["correct"].tolist() == [True, False, False, False, False, False]
+    assert not outcome["gold_value_repeats"].any()
+    counts = tapas.selection_crosstab(outcome)
+    assert counts.loc[("right column", "right row"), "answered right"] == 1
+    assert counts.loc[("right column", "wrong row"), "answered wrong"] == 2
+    assert counts.loc[("all", ""), "all"] == len(replies)
+    repeated = tapas.Example(table=table, question="?", aggregator="NONE", coordinates=[(3, 0)], pandas="", gold=3)
+    again = tapas.selection_outcome(lambda table, query: replies[0], [repeated])
+    assert again["gold_value_repeats"].tolist() == [False]  # 3 is in column 0 once (and once in column 4)
+
+
+def test_kept_answers_with_the_shipped_model():
+    from transformers import TapasForQuestionAnswering, TapasTokenizer
+
+    from utils import data_path
+
+    folder = data_path("tapas", "small_tapas")
+    questions, table = tapas.book_examples()
+    weak = TapasForQuestionAnswering.from_pretrained(folder, **tapas.WTQ_WEAK_SUPERVISION)
+    kept = tapas.kept_answers(weak, TapasTokenizer.from_pretrained(folder), table, questions[1][0], range(120, 160))
+    delta, cutoff = tapas.WTQ_WEAK_SUPERVISION["huber_loss_delta"], tapas.WTQ_WEAK_SUPERVISION["answer_loss_cutoff"]
+    assert 138 in kept and max(kept) - min(kept) <= 2 * (cutoff / delta + delta / 2) + 1  # a window around 138
+    with pytest.raises(ValueError, match="weak supervision"):
+        tapas.kept_answers(TapasForQuestionAnswering.from_pretrained(folder), None, table, "?", [1])

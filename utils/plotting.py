@@ -263,13 +263,15 @@ def log_mel_spectrogram(wave, sampling_rate, n_mels=80, hop_length=160, win_leng
 
 
 def plot_heatmap(matrix, row_labels, col_labels, *, title=None, fmt=".2f", cmap="viridis",
-                 annotate=True, ax=None, save=None, xlabel=None, ylabel=None, per_row=False, cbar_label=None):
+                 annotate=True, ax=None, save=None, xlabel=None, ylabel=None, per_row=False, cbar_label=None,
+                 vmin=None, vmax=None):
     """A labelled heatmap (similarity matrices, confusion matrices, token channels).
 
     With `per_row`, every row gets a colour scale of its own, from its smallest value to its
     largest, for rows that measure different things (ids, ranks, bit fields): the colours then
     compare cells within a row only, there is no colour bar, and the numbers are written in the
-    cells (`annotate` must stay on). `cbar_label` names what the colour bar measures."""
+    cells (`annotate` must stay on). `cbar_label` names what the colour bar measures. `vmin` and `vmax`
+    fix the colour scale (e.g. 0 and 1 for probabilities, so that panels side by side share it)."""
     matrix = np.asarray(matrix, dtype=float)
     if matrix.shape != (len(row_labels), len(col_labels)):
         raise ValueError(f"plot_heatmap: matrix shape {matrix.shape} does not match "
@@ -282,7 +284,9 @@ def plot_heatmap(matrix, row_labels, col_labels, *, title=None, fmt=".2f", cmap=
     if per_row:  # each row scaled to [0, 1] on its own; a constant row is drawn at 0
         low, high = np.nanmin(matrix, axis=1, keepdims=True), np.nanmax(matrix, axis=1, keepdims=True)
         shown = np.where(high > low, (matrix - low) / np.where(high > low, high - low, 1), 0.0)
-    image = ax.imshow(shown, cmap=cmap, aspect="auto", **({"vmin": 0, "vmax": 1} if per_row else {}))
+    if per_row and (vmin is not None or vmax is not None):
+        raise ValueError("plot_heatmap: per_row scales every row on its own; vmin and vmax do not apply")
+    image = ax.imshow(shown, cmap=cmap, aspect="auto", **({"vmin": 0, "vmax": 1} if per_row else {"vmin": vmin, "vmax": vmax}))
     ax.set_xticks(range(len(col_labels)), [str(c) for c in col_labels], rotation=45, ha="right",
                   fontsize=8)
     ax.set_yticks(range(len(row_labels)), [str(r) for r in row_labels], fontsize=8)
@@ -371,7 +375,7 @@ def plot_training(history, metric=None, *, loss_label="training loss", metric_la
     if metric:
         evaluated = history.dropna(subset=[metric])
         right = ax.twinx()
-        right.plot(evaluated["step"], evaluated[metric], "o-", color="tab:orange", ms=4)
+        right.plot(evaluated["step"], evaluated[metric], "o-", color="tab:orange", ms=4, label=metric_label or metric)
         right.set_ylabel(metric_label or metric, color="tab:orange")
         low = float(evaluated[metric].min()) if len(evaluated) else 0.0
         right.set_ylim(min(0.0, low) if low < 0.5 else 0.5 * low, 1.02 if low >= 0 else None)

@@ -1161,27 +1161,61 @@ def build_vocab(text_file, out_dir, *, vocab_size=2000):
     return out_dir / "vocab.txt"
 
 
-def encode_examples(tokenizer, examples):
-    """Tokenize examples for strong supervision: one dict of 1-D/2-D tensors per example."""
+def weak_answer(example):
+    """What weak supervision knows of an example: its answer alone, as WikiTableQuestions gives it.
+
+    Returns ``(coordinates, texts, float_answer)``: the (row, column) cells whose text is the gold
+    answer (where the answer appears in the table: none for a total that is no cell, several when a
+    value repeats), their texts, and the answer as a float (NaN when it is text), the three things
+    TAPAS's weakly supervised loss reads."""
+    gold = example.gold
+    try:
+        number = parse_number(gold) if isinstance(gold, str) else float(gold)
+    except (TypeError, ValueError):
+        number = float("nan")
+    table = example.table
+    cells = [(r, c) for r in range(table.shape[0]) for c in range(table.shape[1])
+             if denotation_match(table.iat[r, c], gold)]
+    return cells, [table.iat[r, c] for r, c in cells], number
+
+
+def encode_examples(tokenizer, examples, *, supervision="strong"):
+    """Tokenize examples for training: one dict of 0-D/1-D/2-D tensors per example.
+
+    ``supervision="strong"``: the labelled operator and the cells the program reads. ``"weak"``: the
+    answer alone (:func:`weak_answer`): the cells where it appears, ``float_answer``, and the
+    tokenizer's ``numeric_values`` and ``numeric_values_scale``, for a model whose config has
+    ``use_answer_as_supervision=True`` (:data:`WTQ_WEAK_SUPERVISION`)."""
     import torch
 
+    if supervision not in ("strong", "weak"):
+        raise ValueError(f"supervision must be 'strong' or 'weak', got {supervision!r}")
     encoded = []
     for example in examples:
-        enc = tokenizer(
-            table=example.table,
-            queries=example.question,
-            answer_coordinates=example.coordinates,
-            answer_text=example.answer_text,
-            truncation=True,
-        )
-        item = {k: torch.tensor(enc[k]) for k in ("input_ids", "attention_mask", "token_type_ids", "labels")}
-        item["aggregation_labels"] = torch.tensor(example.aggregation_label)
+        if supervision == "strong":
+            coordinates, texts = example.coordinates, example.answer_text
+        else:
+            coordinates, texts, number = weak_answer(example)
+        enc = tokenizer(table=example.table, queries=example.question, answer_coordinates=coordinates,
+                        answer_text=texts, truncation=True)
+        keys = ("input_ids", "attention_mask", "token_type_ids", "labels")
+        if supervision == "weak":
+            keys += ("numeric_values", "numeric_values_scale")
+        item = {k: torch.tensor(enc[k]) for k in keys}
+        if supervision == "strong":
+            item["aggregation_labels"] = torch.tensor(example.aggregation_label)
+        else:
+            item["float_answer"] = torch.tensor(number, dtype=torch.float32)
         encoded.append(item)
     return encoded
 
 
+_PAD_VALUES = {"numeric_values": float("nan"), "numeric_values_scale": 1.0}  # as TapasTokenizer pads them
+
+
 def collate(batch):
-    """Pad a list of :func:`encode_examples` items to the longest one and stack them."""
+    """Pad a list of :func:`encode_examples` items to the longest one and stack them (numeric values
+    padded with NaN and their scales with 1, as the tokenizer pads them; everything else with 0)."""
     import torch
 
     length = max(item["input_ids"].shape[0] for item in batch)
@@ -1195,7 +1229,7 @@ def collate(batch):
             value = item[key]
             pad = length - value.shape[0]
             shape = (pad,) + tuple(value.shape[1:])
-            padded.append(torch.cat([value, value.new_zeros(shape)]))
+            padded.append(torch.cat([value, value.new_full(shape, _PAD_VALUES.get(key, 0))]))
         out[key] = torch.stack(padded)
     return out
 
@@ -1377,6 +1411,24 @@ def loss_terms(model, inputs, *, aggregation_labels=None, float_answer=None):
 
 
 
+def kept_answers(model, tokenizer, table, question, answers):
+    """Under weak supervision (a `model` whose config has ``use_answer_as_supervision``), which of the
+    numeric `answers` to `question` over `table` the model would still learn from: those whose answer
+    loss stays under ``answer_loss_cutoff`` (:func:`loss_terms`' ``kept``). Returns them as a list."""
+    import torch
+
+    if not model.config.use_answer_as_supervision:
+        raise ValueError("kept_answers needs a model configured for weak supervision (use_answer_as_supervision=True)")
+    answers = [float(a) for a in answers]
+    if not answers:
+        raise ValueError("kept_answers: no answer given")
+    inputs = tokenizer(table=table, queries=[question] * len(answers), answer_coordinates=[[]] * len(answers),
+                       answer_text=[[]] * len(answers), return_tensors="pt")
+    with torch.no_grad():
+        kept = loss_terms(model.eval(), inputs, float_answer=torch.tensor(answers))["kept"] == 1
+    return [_as_int_if_whole(a) for a, k in zip(answers, kept.tolist()) if k]
+
+
 def supervision_terms(tokenizer, table, questions, *, operators, strong_cells, answers, answer_cells, seed=0):
     """The loss terms (:func:`loss_terms`) of a fresh small model, seeded with `seed`, for
     `questions` over `table`, under both kinds of supervision: strong (the `operators`, names such
@@ -1412,6 +1464,132 @@ def supervision_terms(tokenizer, table, questions, *, operators, strong_cells, a
         for i, question in enumerate(questions):
             rows[(name, question)] = {k: float(v[i]) for k, v in terms.items() if k != "total"}
     return pd.DataFrame(rows).T
+
+SUPERVISION_COMMAND = "python scripts/tapas_supervision.py --out data/tapas/supervision_runs.json"
+
+
+def supervision_runs(tokenizer, train_examples, eval_examples, *, seeds=(0, 1, 2), steps=100, lr=2e-3,
+                     batch_size=32):
+    """Strong against weak supervision at the same budget: for every seed, a fresh small model
+    (:func:`small_config`) trained for `steps` steps on `train_examples` from the labelled operator
+    and cells, and one trained from the answers alone (:data:`WTQ_WEAK_SUPERVISION`, :func:`weak_answer`),
+    both scored through the table-question-answering pipeline on `eval_examples`. The seed sets the
+    initial weights and the order of the batches, the same for both kinds. Returns one row per
+    (supervision, seed, question): kind, table (as :func:`table_ids`), whether it was answered right,
+    and the seconds the training took."""
+    from transformers import TapasForQuestionAnswering, pipeline
+
+    from .core import seed_everything
+    from .training import train
+
+    if len(seeds) < 1 or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct and at least one, got {seeds!r}")
+    tables = table_ids(eval_examples)
+    rows = []
+    for supervision, overrides in [("strong", {}), ("weak", WTQ_WEAK_SUPERVISION)]:
+        data = encode_examples(tokenizer, train_examples, supervision=supervision)
+        for seed in seeds:
+            seed_everything(seed)
+            model = TapasForQuestionAnswering(small_config(tokenizer.vocab_size, **overrides))
+            history = train(model, data, collate_fn=collate, batch_size=batch_size, max_steps=steps, lr=lr,
+                            seed=seed, progress=False)
+            if not history["loss"].notna().all():
+                raise RuntimeError(f"{supervision} supervision, seed {seed}: the loss became NaN")
+            pipe = pipeline("table-question-answering", model=model.eval(), tokenizer=tokenizer)
+            results = evaluate(pipe, eval_examples)
+            rows += [dict(supervision=supervision, seed=seed, question=i, kind=r.kind, table=tables[i],
+                          correct=bool(r.correct), seconds=float(history["seconds"].iloc[-1]))
+                     for i, r in enumerate(results.itertuples())]
+    return pd.DataFrame(rows)
+
+
+def compare_supervision(runs):
+    """The record of :func:`supervision_runs` read two ways: accuracy per seed and kind (a DataFrame,
+    supervision and seed as columns, kinds and "all" as rows), and the paired comparison of the two
+    kinds of supervision on the same questions (:func:`utils.evaluation.paired_bootstrap` of each
+    question's share of seeds answered right, weak minus strong, resampling whole tables)."""
+    from .evaluation import paired_bootstrap
+
+    missing = {"supervision", "seed", "question", "kind", "table", "correct"} - set(runs.columns)
+    if missing:
+        raise ValueError(f"compare_supervision: the runs lack the columns {sorted(missing)}")
+    if set(runs["supervision"]) != {"strong", "weak"}:
+        raise ValueError(f"compare_supervision needs strong and weak runs, got {sorted(set(runs['supervision']))}")
+    by_kind = runs.pivot_table(index="kind", columns=["supervision", "seed"], values="correct", aggfunc="mean")
+    by_kind.loc["all"] = runs.groupby(["supervision", "seed"])["correct"].mean()
+    share = runs.pivot_table(index=["question", "table"], columns="supervision", values="correct", aggfunc="mean")
+    paired = paired_bootstrap(share["weak"], share["strong"], groups=share.index.get_level_values("table"),
+                              percent=True)
+    return by_kind, paired
+
+
+def supervision_record(runs, *, command, **settings):
+    """:func:`supervision_runs`' frame as a compact JSON-able record: the command that made it, its
+    settings, the evaluation questions' kinds and tables once, and per run a string of 1s and 0s."""
+    first = runs[(runs["supervision"] == runs["supervision"].iloc[0]) & (runs["seed"] == runs["seed"].iloc[0])]
+    record = dict(command=command, **settings, kinds=first["kind"].tolist(), tables=[int(t) for t in first["table"]],
+                  runs=[])
+    for (supervision, seed), run in runs.groupby(["supervision", "seed"], sort=True):
+        record["runs"].append(dict(supervision=supervision, seed=int(seed), seconds=round(float(run["seconds"].iloc[0]), 1),
+                                   correct="".join("1" if c else "0" for c in run.sort_values("question")["correct"])))
+    return record
+
+
+def read_supervision_record(record):
+    """The frame of :func:`supervision_runs` back from :func:`supervision_record`'s record (a dict or a path)."""
+    import json
+
+    if not isinstance(record, dict):
+        record = json.loads(Path(record).read_text())
+    rows = []
+    for run in record["runs"]:
+        if len(run["correct"]) != len(record["kinds"]):
+            raise ValueError(f"run {run['supervision']}/{run['seed']} has {len(run['correct'])} outcomes "
+                             f"for {len(record['kinds'])} questions")
+        rows += [dict(supervision=run["supervision"], seed=run["seed"], question=i, kind=kind, table=table,
+                      correct=flag == "1", seconds=run["seconds"])
+                 for i, (kind, table, flag) in enumerate(zip(record["kinds"], record["tables"], run["correct"]))]
+    return pd.DataFrame(rows)
+
+
+def selection_outcome(pipe, examples):
+    """Where a lookup's answer lands: for each example, what the pipeline answered with (an operator,
+    or "no cell", "one cell", "several cells" when it selects without an operator), whether the
+    selected cells lie in the gold column ("right", "wrong", or "none" when nothing is selected)
+    and in the gold rows ("right" when the selected rows are exactly the gold ones), and whether the
+    executed answer is right. Denotation scoring can call a wrong row right when its cell holds the
+    same value as the gold one; ``gold value repeats`` marks the questions where that can happen."""
+    rows = []
+    for e in examples:
+        answer = pipe(table=e.table, query=e.question)
+        cells = [tuple(c) for c in answer["coordinates"]]
+        operator = answer.get("aggregator", "NONE")
+        if operator != "NONE":
+            answered = operator
+        else:
+            answered = "no cell" if not cells else "one cell" if len(cells) == 1 else "several cells"
+        gold_rows, gold_columns = {r for r, _ in e.coordinates}, {c for _, c in e.coordinates}
+        column = "none" if not cells else "right" if {c for _, c in cells} <= gold_columns else "wrong"
+        row = "none" if not cells else "right" if {r for r, _ in cells} == gold_rows else "wrong"
+        try:
+            value = execute_pipeline_answer(answer)
+        except ValueError:
+            value = None
+        repeats = len(gold_columns) == 1 and sum(
+            denotation_match(e.table.iat[r, next(iter(gold_columns))], e.gold) for r in range(len(e.table))) > 1
+        rows.append(dict(kind=e.kind, answered=answered, column=column, row=row, gold_value_repeats=repeats,
+                         correct=value is not None and denotation_match(value, e.gold)))
+    return pd.DataFrame(rows)
+
+
+def selection_crosstab(outcome):
+    """A :func:`selection_outcome` frame counted by column and row found, right and wrong answers apart."""
+    where = outcome["column"].map({"right": "right column", "wrong": "wrong column", "none": "no cell"}).rename("column")
+    row = outcome["row"].map({"right": "right row", "wrong": "wrong row", "none": "no cell"}).rename("row")
+    table = pd.crosstab([where, row], outcome["correct"].map({True: "answered right", False: "answered wrong"}),
+                        margins=True, margins_name="all")
+    return table.rename_axis(columns=None)
+
 
 # ---------------------------------------------------------------------------------------------
 # The simplest rule a sceptic would try first: cue words pick the operator, string match the cells
@@ -1805,7 +1983,7 @@ def plot_cell_probabilities(model, tokenizer, table, question, ax, title=None):
     operator = model.config.aggregation_labels[int(outputs.logits_aggregation.argmax())]
     text = [c for c in table.columns if not all(_is_number(v) for v in table[c])]
     rows = list(table[text[0]]) if text else list(range(len(table)))
-    plot_heatmap(probabilities, rows, list(table.columns), fmt=".2f", ax=ax, cbar_label="mean cell probability",
+    plot_heatmap(probabilities, rows, list(table.columns), fmt=".2f", ax=ax, cbar_label="mean cell probability", vmin=0, vmax=1,
                  xlabel="column", title=f"{title or question}\n(operator {operator}; other columns forced to 0)")
     return operator
 
