@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from transformers import CLIPConfig, CLIPModel, CLIPTokenizerFast
 
 import utils
@@ -653,3 +654,43 @@ def test_best_bias_rejects_bad_input():
         clip.best_bias(torch.zeros(4, 4), -1.0)
     with pytest.raises(ValueError, match="logit_bias"):
         clip.bias_check(torch.nn.Linear(2, 2), [], [])
+
+
+def test_seed_comparison_is_a_paired_t_over_the_seeds():
+    from scipy import stats
+
+    runs = {"a": [[1, 1, 1, 0], [1, 1, 0, 0], [1, 1, 1, 1]], "b": [[0, 1, 0, 0], [1, 0, 0, 0], [1, 1, 0, 0]]}
+    record = {"runs": {name: {str(s): {"test": {"t": v}} for s, v in enumerate(seeds)} for name, seeds in runs.items()}}
+    result = clip.seed_comparison(record, "a", "b", "t")
+    a, b = [0.75, 0.5, 1.0], [0.25, 0.25, 0.5]
+    assert result.difference == pytest.approx(np.mean(np.subtract(a, b)))
+    assert result.p_value == pytest.approx(stats.ttest_rel(a, b).pvalue)
+    assert "3 seeds" in result.method
+
+
+def test_pixel_rules_read_size_and_place_off_every_drawing():
+    for colour, shape in clip.HELD_OUT:
+        for size in clip.SIZES:
+            for place in clip.POSITIONS:
+                image = clip.draw_scene(clip.Scene(colour, shape, size, place))
+                assert clip.size_from_pixels(image, shape) == size, (colour, shape, size, place)
+                assert clip.place_from_pixels(image) == place, (colour, shape, size, place)
+    jittered = clip.make_examples(60, combos=clip.HELD_OUT, seed=5, templates=[0])
+    assert sum(clip.size_from_pixels(e["image"], e["shape"]) == e["size"] for e in jittered) >= 57
+    assert sum(clip.place_from_pixels(e["image"]) == e["position"] for e in jittered) >= 57
+
+
+def test_pixel_rules_reject_bad_input():
+    image = clip.draw_scene(clip.Scene("red", "circle", "small", "left"))
+    with pytest.raises(ValueError, match="unknown shape"):
+        clip.size_from_pixels(image, "hexagon")
+    with pytest.raises(ValueError, match="no saturated pixels"):
+        clip.place_from_pixels(Image.new("RGB", (32, 32), (128, 128, 128)))
+
+
+def test_early_choices_lists_runs_stopped_before_the_last_step():
+    rows = lambda scores: [{"step": 250 * (k + 1), "naming": n, "binding": 0.5} for k, n in enumerate(scores)]
+    record = {"runs": {"a": {"0": {"chosen_step": 500, "validation": rows([0.2, 0.4])},
+                             "1": {"chosen_step": 250, "validation": rows([0.5, 0.4])}}}}
+    assert clip.early_choices(record) == {"a, seed 1": (250, pytest.approx(0.1))}
+    assert clip.accuracies({"runs": {"a": {"1": {"test": {"t": [1, 1]}}, "0": {"test": {"t": [1, 0]}}}}}, "a", "t") == [0.5, 1.0]

@@ -158,7 +158,30 @@ def test_table_lays_results_out():
     (lambda: ev.bootstrap([1.0, 2.0], weights=[1.0]), "weights must match"),
     (lambda: ev.mcnemar([1, 0, 1], [1, 0]), "same items"),
     (lambda: ev.over_seeds([0.9]), "at least 2 seeds"),
+    (lambda: ev.paired_t([0.9], [0.8]), "at least 2 seeds"),
+    (lambda: ev.paired_t([0.9, 0.8], [0.8]), "paired"),
 ])
 def test_bad_input_names_the_problem(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_paired_t_matches_scipy_over_three_seeds():
+    from scipy import stats
+
+    a, b = [0.97, 0.95, 0.98], [0.69, 0.90, 0.69]
+    result = ev.paired_t(a, b, percent=True)
+    d = np.subtract(a, b)
+    interval = stats.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=stats.sem(d))
+    assert result.difference == pytest.approx(d.mean())
+    assert (result.low, result.high) == pytest.approx(interval)
+    assert result.p_value == pytest.approx(stats.ttest_rel(a, b).pvalue)
+    assert str(result).startswith(f"+{100 * d.mean():.1f} points (95% CI ")
+    # by hand: mean 0.2067, sd 0.1358, t = 0.2067 / (0.1358 / sqrt 3) = 2.64 on 2 degrees of freedom
+    assert result.p_value == pytest.approx(0.119, abs=0.002)
+
+
+def test_paired_t_with_equal_differences_has_no_spread():
+    result = ev.paired_t([0.6, 0.7, 0.8], [0.5, 0.6, 0.7])
+    assert (result.low, result.high, result.p_value) == pytest.approx((0.1, 0.1, 0.0))
+    assert ev.paired_t([0.5, 0.5], [0.5, 0.5]).p_value == 1.0

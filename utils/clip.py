@@ -638,8 +638,8 @@ def best_bias(cosines: torch.Tensor, scale: float) -> float:
 def bias_check(model, items, batches) -> dict:
     """A model with a sigmoid loss against the best constant bias for its own scale and cosines on
     `batches` of `items` (:func:`best_bias`): its scale, its bias, that best bias, the mean cosine of
-    the right pairs and of the others, and the share of the others at least as close as the mean
-    right pair."""
+    the right pairs and of the others, the right pairs' mean logit (scale times their mean cosine plus
+    the bias), and the share of the others at least as close as the mean right pair."""
     if getattr(model, "logit_bias", None) is None:
         raise ValueError("bias_check needs a model with a logit_bias (a SiglipModel or a 'sigmoid clip')")
     model.eval()
@@ -651,7 +651,9 @@ def bias_check(model, items, batches) -> dict:
     scale = model.logit_scale.exp().item()
     right = torch.eye(cosines.shape[1], dtype=torch.bool).expand_as(cosines)
     return {"scale": scale, "bias": model.logit_bias.item(), "best bias": best_bias(cosines, scale),
-            "right pairs' cosine": cosines[right].mean().item(), "others' cosine": cosines[~right].mean().item(),
+            "right pairs' cosine": cosines[right].mean().item(),
+            "right pairs' logit": scale * cosines[right].mean().item() + model.logit_bias.item(),
+            "others' cosine": cosines[~right].mean().item(),
             "others as close": (cosines[~right] >= cosines[right].mean()).double().mean().item()}
 
 
@@ -912,6 +914,35 @@ def dominant_colour(image) -> str:
     return min(COLOURS, key=lambda name: float(((np.array(COLOURS[name]) - mean) ** 2).sum()))
 
 
+def _shape_pixels(image):
+    """The (row, column) of every saturated pixel: the shape's, not the grey background's."""
+    import numpy as np
+
+    pixels = np.asarray(image, dtype=float)
+    return np.argwhere(np.ptp(pixels, axis=2) > 60)
+
+
+def size_from_pixels(image, shape: str) -> str:
+    """A rule for the size test with no learning: count the shape's saturated pixels and choose the
+    size whose drawn area (:data:`SHAPE_AREAS` times the radius squared, in pixels) is nearer on a
+    log scale. The caption gives the shape, so the rule knows which area to expect."""
+    if shape not in SHAPES:
+        raise ValueError(f"unknown shape {shape!r}; the shapes are {list(SHAPES)}")
+    side = image.size[0]
+    count = max(len(_shape_pixels(image)), 1)
+    return min(SIZES, key=lambda size: abs(math.log(count / (SHAPE_AREAS[shape] * (SIZES[size] * side) ** 2))))
+
+
+def place_from_pixels(image) -> str:
+    """A rule for the place test with no learning: the place of :data:`POSITIONS` nearest to the
+    centroid of the shape's saturated pixels."""
+    found = _shape_pixels(image)
+    if not len(found):
+        raise ValueError("place_from_pixels: the picture has no saturated pixels, no shape to place")
+    y, x = (found.mean(axis=0) + 0.5) / image.size[0]
+    return min(POSITIONS, key=lambda p: (POSITIONS[p][0] - x) ** 2 + (POSITIONS[p][1] - y) ** 2)
+
+
 def _polygon_area(points):
     return abs(sum(x1 * y2 - x2 * y1 for (x1, y1), (x2, y2) in zip(points, points[1:] + points[:1]))) / 2
 
@@ -1116,6 +1147,12 @@ class ZeroShotTests:
                                for c, e in zip(colours, self.naming)) / len(self.naming)
         return result
 
+    def size_place_from_pixels(self) -> dict:
+        """The size and place tests passed by :func:`size_from_pixels` and :func:`place_from_pixels`:
+        {"size": [1 or 0 per naming picture], "place": [...]}."""
+        return {"size": [float(size_from_pixels(e["image"], e["shape"]) == e["size"]) for e in self.naming],
+                "place": [float(place_from_pixels(e["image"]) == e["position"]) for e in self.naming]}
+
     def __call__(self, model) -> dict:
         naming = (self.naming_predictions(model) == self.truth).float().mean().item()
         return {"naming": naming, "binding": self.binding_result(model)["accuracy"]}
@@ -1156,9 +1193,38 @@ def compare_runs(record: dict, a: str, b: str, test: str, groups=None) -> dict:
     return result
 
 
+def accuracies(record: dict, name: str, test: str) -> list[float]:
+    """The test accuracy of run `name` on `test`, one per seed, in the order of the seeds."""
+    return [sum(v := run["test"][test]) / len(v) for _, run in sorted(record["runs"][name].items(), key=lambda x: int(x[0]))]
+
+
+def early_choices(record: dict) -> dict:
+    """The runs for which validation chose a checkpoint before the last one: {"name, seed s": (chosen
+    step, how far its validation naming + binding lay above the last checkpoint's)}."""
+    early = {}
+    for name, runs in record["runs"].items():
+        for seed, run in runs.items():
+            score = {row["step"]: row["naming"] + row["binding"] for row in run["validation"]}
+            if run["chosen_step"] != max(score):
+                early[f"{name}, seed {seed}"] = (run["chosen_step"], score[run["chosen_step"]] - score[max(score)])
+    return early
+
+
+def seed_comparison(record: dict, a: str, b: str, test: str):
+    """Run `a` against run `b` over their training seeds: :func:`utils.evaluation.paired_t` of the
+    two runs' test accuracies, paired by seed. This covers retraining, unlike
+    :func:`pooled_comparison`, which holds the trained models fixed."""
+    from .evaluation import paired_t
+
+    if set(record["runs"][a]) != set(record["runs"][b]):
+        raise ValueError(f"{a!r} and {b!r} must share their seeds to be paired by seed")
+    return paired_t(accuracies(record, a, test), accuracies(record, b, test), percent=True)
+
+
 def pooled_comparison(record: dict, a: str, b: str, test: str, groups):
     """Run `a` against run `b` over all their seeds at once: one paired comparison of the accuracy
-    averaged over the seeds. Each seed compares the two on its own test items (stratified by seed);
+    averaged over the seeds, for these trained models (the seeds are held fixed; what it resamples
+    is the held-out groups, so it says nothing about retraining: :func:`seed_comparison` does). Each seed compares the two on its own test items (stratified by seed);
     an item's group is the same in every seed, so the bootstrap resamples a group together with
     all its seeds' items and the sign-flip test flips the group's difference summed over the seeds."""
     from .evaluation import paired_bootstrap
@@ -1228,7 +1294,7 @@ def plot_curves(histories: dict, *, floor: float, binding_rule: float | None = N
     right.axhline(1 / 6, color="grey", lw=1, ls="-.", label="best one-attribute rule (1/6)")
     right.axhline(1 / 36, color="grey", lw=1, ls=":", label="chance (1/36)")
     right.set(xlabel="training step", ylabel="accuracy, validation pictures", ylim=(0, 1.02),
-              title="naming held-out pairs among 36 captions")
+              title="naming held-out pairs among 36 captions\n(each run in its colour of the middle panel)")
     middle.set_ylim(0.0, 1.02)  # room below the curves for the legend
     for axis in (left, middle, right):
         axis.legend(fontsize=7, loc={left: "upper right", middle: "lower right", right: "upper left"}[axis])

@@ -12,7 +12,9 @@ Three questions, each with its own helper:
 - Is system A better than system B on the same items? :func:`mcnemar` (right/wrong items) and
   :func:`paired_bootstrap` (rates, losses): the difference, its paired interval and a p-value.
 - How much does training vary? :func:`over_seeds`: one result per seed, mean, standard deviation,
-  range and every value.
+  range and every value. Does A beat B when both are trained again? :func:`paired_t`: one result
+  per seed for each, a paired t-test over the seeds' differences. Only this one covers retraining;
+  the paired tests above cover the test items for the trained models at hand.
 
 With few groups (under about 20) the percentile bootstrap's intervals come out too narrow: the
 resamples cannot show more variety than the handful of groups holds. The paired tests' p-values
@@ -33,7 +35,7 @@ from itertools import product
 import numpy as np
 
 __all__ = ["Estimate", "Comparison", "SeedSummary", "wilson", "accuracy", "bootstrap", "mcnemar",
-           "paired_bootstrap", "over_seeds", "format_value", "format_p", "table"]
+           "paired_bootstrap", "over_seeds", "paired_t", "format_value", "format_p", "table"]
 
 N_BOOT = 2000  # bootstrap resamples
 EXACT_FLIPS = 16  # up to this many groups, the sign-flip test enumerates every flip (2**16 = 65,536)
@@ -333,3 +335,34 @@ def over_seeds(values, percent: bool = False, digits: int | None = None) -> Seed
     if len(values) < 2:
         raise ValueError(f"over_seeds needs results from at least 2 seeds, got {len(values)}")
     return SeedSummary(tuple(float(v) for v in values), percent, digits)
+
+
+def paired_t(a, b, confidence: float = 0.95, percent: bool = False, digits: int | None = None) -> Comparison:
+    """A minus B over training runs: one result per seed (or per run) for each, paired by seed.
+
+    The difference is the mean of the seeds' differences; the interval is Student's t interval on
+    those differences (n - 1 degrees of freedom) and the p-value the two-sided paired t-test
+    (``scipy.stats.ttest_rel``). Unlike :func:`mcnemar` and :func:`paired_bootstrap`, which hold the
+    trained models fixed and resample test items, this covers what training again would change,
+    under the assumption that the seeds' differences are roughly normal; with 3 seeds it has 2
+    degrees of freedom and its intervals are wide. If every seed gives the same difference, the
+    interval is that difference and p is 1 when it is 0, else 0."""
+    from scipy import stats
+
+    _check_confidence(confidence)
+    a, b = _vector(a, "a"), _vector(b, "b")
+    if a.shape != b.shape:
+        raise ValueError(f"a and b must hold one result per seed each, paired: {a.shape} against {b.shape}")
+    if len(a) < 2:
+        raise ValueError(f"paired_t needs results from at least 2 seeds, got {len(a)}")
+    d = a - b
+    mean, n = float(d.mean()), len(d)
+    if np.allclose(d, d[0]):
+        low = high = mean
+        p = 1.0 if mean == 0 else 0.0
+    else:
+        half = stats.t.ppf((1 + confidence) / 2, n - 1) * d.std(ddof=1) / np.sqrt(n)
+        low, high = mean - half, mean + half
+        p = float(stats.ttest_rel(a, b).pvalue)
+    return Comparison(mean, float(low), float(high), p, float(a.mean()), float(b.mean()), n,
+                      f"paired t-test over {n} seeds ({n - 1} degrees of freedom)", confidence, percent, digits)
