@@ -50,6 +50,6 @@ def test_the_setup_cell_says_in_one_line_when_torch_is_older(monkeypatch, capsys
     exec(torch_check_lines(), {})
     out = capsys.readouterr().out
     if says:
-        assert out == f"torch {version} is older than {core.TORCH_OLDEST}, the oldest the course was run on: a cell may fail.\n"
+        assert out == f"torch {version} is older than {core.TORCH_OLDEST}, the oldest version this notebook supports: a cell may fail.\n"
     else:
         assert out == ""

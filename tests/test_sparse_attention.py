@@ -532,3 +532,35 @@ def test_compare_of_ideal_names_the_lengths_that_separate_two_patterns():
     assert lines[-1] == "lengths that separate the two: n = 4096 (b lower)"
     overlapping = sa.compare_of_ideal(table[table.n == 1024], "a", "b")
     assert overlapping[-1].startswith("no length separates the two in this run")
+
+
+def _sparse_recall():
+    path = Path(__file__).resolve().parents[1] / "scripts" / "sparse_recall.py"
+    spec = importlib.util.spec_from_file_location("sparse_recall", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sparse_recall_masks_and_record_agree():
+    # notebook 02's recall experiment: the masks are what its text says, and the shipped record was made with them
+    import json
+
+    script = _sparse_recall()
+    p = script.PAIRS
+    masks = script.masks()
+    n = 2 * p + 1
+    band, extra, queries, dense_ = (masks[k] for k in ("band", "band + 1 global token", "band + queries global", "dense"))
+    assert band.shape == (n, n) and dense_.all()
+    assert band[0].sum() == 1 and band[:, 0].sum() == 1  # the extra token sees and is seen by itself only
+    assert band[5, 5 + script.WINDOW] and not band[5, 6 + script.WINDOW]
+    assert extra[0].all() and extra[:, 0].all() and (extra[1:, 1:] == band[1:, 1:]).all()
+    assert queries[p + 1:].all() and queries[:, p + 1:].all() and (queries[1:p + 1, 1:p + 1] == band[1:p + 1, 1:p + 1]).all()
+    record = json.loads((Path(__file__).resolve().parents[1] / "data" / "sparse_attention" / "recall.json").read_text())
+    assert record["command"] == "python scripts/sparse_recall.py"
+    assert record["settings"]["pairs"] == p and record["settings"]["window"] == script.WINDOW
+    assert {(r["mask"], r["seed"]) for r in record["runs"]} == {(m, s) for m in masks for s in script.SEEDS}
+    for run in record["runs"]:
+        assert run["mask_density"] == round(masks[run["mask"]].float().mean().item(), 4)
+        assert len(run["test_correct"]) == record["settings"]["test_sequences"]
+        assert all(0 <= c <= p for c in run["test_correct"])

@@ -38,7 +38,7 @@ here = pathlib.Path.cwd()
 sys.path.insert(0, str(next(p for p in [here, *here.parents] if (p / "utils").is_dir())))
 import torch  # torch.__version__ is a TorchVersion: "2.9.1" < "2.11" compares as versions, not as text
 if torch.__version__ < "{TORCH_OLDEST}":
-    print(f"torch {{torch.__version__}} is older than {TORCH_OLDEST}, the oldest the course was run on: a cell may fail.")
+    print(f"torch {{torch.__version__}} is older than {TORCH_OLDEST}, the oldest version this notebook supports: a cell may fail.")
 import utils
 utils.setup()'''
 
