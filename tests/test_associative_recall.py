@@ -121,3 +121,14 @@ def test_longer_training_pairs_each_run_with_the_same_kind_pairs_and_seed():
     assert table.iloc[0]["difference"].startswith("+50.0 points")
     with pytest.raises(ValueError, match="no run of 'delta' with 4 pairs and seed 1"):
         ar.longer_training(record, {"settings": {"steps": 1000}, "runs": [run("delta", 1, [4, 4, 4, 4])]})
+
+
+def test_chance_recall_is_a_guess_among_the_sequences_values():
+    """A random value slot of the sequence, against the asked pair's value, over many sequences."""
+    task = ar.RecallTask(8, n_values=16)
+    _, values, is_query, targets = task.batch(4000, torch.Generator().manual_seed(0))
+    guess = values[:, :8].gather(1, torch.randint(8, (4000, 8), generator=torch.Generator().manual_seed(1)))
+    assert abs((guess == targets).double().mean().item() - ar.chance_recall(8, 16)) < 0.01
+    assert ar.chance_recall(64, 64) == 1 / 64 + 63 / 64 / 64
+    with pytest.raises(ValueError, match="pairs"):
+        ar.chance_recall(0, 64)

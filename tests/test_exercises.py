@@ -167,21 +167,26 @@ def test_rolling_cache_judge():
     assert not right and "differ from sliding-window attention, the first at position 16" in problem
 
 
-def test_gated_loop_judge():
-    def loop(q, k, v, g, read_first=False):
-        S, ys = q.new_zeros(k.shape[-1], v.shape[-1]), []
-        for t in range(len(q)):
-            if read_first:
-                ys.append(q[t] @ S)
-            S = g[t] * S + torch.outer(k[t], v[t])
-            if not read_first:
-                ys.append(q[t] @ S)
-        return torch.stack(ys)
+def _chunked_decay(q, k, v, log_g, chunk_size, carry_decay=True):
+    S, ys = q.new_zeros(k.shape[-1], v.shape[-1]), []
+    for s in range(0, len(q), chunk_size):
+        qc, kc, vc = q[s:s + chunk_size], k[s:s + chunk_size], v[s:s + chunk_size]
+        L = log_g[s:s + chunk_size].cumsum(0)
+        D = (L[:, None] - L[None, :]).masked_fill(torch.ones(len(L), len(L), dtype=torch.bool).triu(1),
+                                                  float("-inf")).exp()
+        ys.append((qc @ kc.T * D) @ vc + (L.exp()[:, None] if carry_decay else 1) * (qc @ S))
+        S = (L[-1].exp() if carry_decay else 1) * S + (kc * (L[-1] - L).exp()[:, None]).T @ vc
+    return torch.cat(ys)
 
-    judge = ex.EXERCISES["03.gated_loop"].expected.judge
-    assert judge(loop)[0]
-    right, problem = judge(lambda q, k, v, g: loop(q, k, v, g, read_first=True))
-    assert not right and "the first at token 0" in problem
+
+def test_chunked_decay_judge():
+    judge = ex.EXERCISES["03.chunked_decay"].expected.judge
+    assert judge(_chunked_decay)[0]
+    # forgetting to decay the carried state is right inside the first chunk and wrong from the second on
+    right, problem = judge(lambda q, k, v, g, c: _chunked_decay(q, k, v, g, c, carry_decay=False))
+    assert not right and "with chunks of 8" in problem and "the first at token 8" in problem
+    right, problem = judge(lambda q, k, v, g, c: _chunked_decay(q, k, v, g, c)[:-1])
+    assert not right and "shape (44, 6)" in problem
 
 
 def test_delta_readback_expects_the_closed_form_and_rejects_the_sum():

@@ -663,3 +663,13 @@ def test_sum_memory_recall_one_pair_always_reads_back_and_overlap_hurts():
     assert la.sum_memory_recall(unit, 64, draws=5) > la.sum_memory_recall(la.elu_plus_one, 64, draws=5)
     with pytest.raises(ValueError, match="pairs"):
         la.sum_memory_recall(unit, 0)
+
+
+def test_causal_block_share_counts_the_blocks_the_causal_kernel_computes():
+    assert la.causal_block_share(1024) == 1.0 and la.causal_block_share(512) == 1.0  # one block, all of it
+    assert la.causal_block_share(2048) == 0.75  # blocks (0, 0), (1, 0), (1, 1) of 2 x 2
+    assert la.causal_block_share(4096) == 10 / 16
+    assert la.causal_block_share(1500) == (1024 * 1024 + 476 * 1500) / 1500 ** 2
+    assert la.causal_block_share(12, query_chunk=4, key_chunk=2) == (4 * 4 + 4 * 8 + 4 * 12) / 144
+    with pytest.raises(ValueError, match="n"):
+        la.causal_block_share(0)

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["KINDS", "LABELS", "TAYLOR_DIM", "taylor_features", "RecallTask", "RecallModel", "delta_rule", "train_recall", "recall_on", "RECALL_RUN",
-           "recall_table", "paired_recall", "longer_training", "plot_recall"]
+           "recall_table", "paired_recall", "longer_training", "chance_recall", "plot_recall"]
 
 KINDS = ("softmax", "linear", "gated", "delta", "taylor")
 TAYLOR_DIM = 8  # Based's reference code projects to 16; 8 keeps its state (73 features) near the others'
@@ -252,9 +252,19 @@ def longer_training(record, longer, split="validation"):
     return pd.DataFrame(rows)
 
 
+def chance_recall(pairs, n_values):
+    """Recall of a guess among the P values of the sequence, one of its P value slots taken at random:
+    the asked pair's own slot (1 / P), or another whose value happens to be the same (values are drawn
+    with replacement from n_values): 1/P + (1 - 1/P) / n_values."""
+    for name, value in (("pairs", pairs), ("n_values", n_values)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"chance_recall: {name} must be a positive integer, got {value!r}")
+    return 1 / pairs + (1 - 1 / pairs) / n_values
+
+
 def plot_recall(table, *, d_head=None, n_values=None, ax=None):
     """Recall against the number of pairs, one line (own marker and style) per model, bars over the
-    seed range; a dotted line at chance (1 / n_values) and a dashed one at P = d_head, the number of
+    seed range; a dotted line at chance (`chance_recall`) and a dashed one at P = d_head, the number of
     keys a d_head-dimensional state per head can hold without overlap."""
     import matplotlib.pyplot as plt
 
@@ -266,17 +276,18 @@ def plot_recall(table, *, d_head=None, n_values=None, ax=None):
         spread = [group.recall - group["seed min"], group["seed max"] - group.recall]
         ax.errorbar(group.pairs, group.recall, yerr=spread, marker=marker, ls=line, ms=5, capsize=3,
                     label=LABELS[kind])
+    pairs = sorted(table.pairs.unique())
     if n_values:
-        ax.axhline(1 / n_values, color="grey", lw=1, ls=":", label=f"chance (1 / {n_values} values)")
+        ax.plot(pairs, [chance_recall(int(p), int(n_values)) for p in pairs], color="grey", lw=1, ls=":",
+                label="chance: a guess among the P values in the sequence")
     if d_head:
         ax.axvline(d_head, color="k", lw=0.8, ls="--", alpha=0.6, label=f"P = key size per head ({d_head})")
-    pairs = sorted(table.pairs.unique())
     ax.set(xscale="log", xticks=pairs, xlabel="key-value pairs P in the sequence (queries: all P)",
            ylabel="recall on test sequences", ylim=(0, 1.02),
            title="Associative recall, one layer, same training budget (bars: range over seeds)")
     ax.set_xticklabels([str(p) for p in pairs])
     ax.minorticks_off()
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="center left")  # between the models (high at small P) and chance (low)
     fig.tight_layout()
     return ax

@@ -311,22 +311,28 @@ def _test_causal_top_k(select):
     return None
 
 
-def _test_gated_loop(recurrence):
+def _test_chunked_decay(chunked):
     import torch
 
     from . import linear_attention as la
 
-    if not callable(recurrence):
-        return f"expected a function recurrence(q, k, v, g), got a {type(recurrence).__name__}"
-    q, k, v = (x[0, 0] for x in _random_qkv(40, 6, 3))
-    g = torch.sigmoid(torch.randn(40, generator=torch.Generator().manual_seed(4), dtype=torch.float64))
-    expected = la.decayed_linear_attention(q, k, v, torch.log(g), lambda x, is_query=True: x, normalize=False)
-    given = torch.as_tensor(recurrence(q, k, v, g), dtype=torch.float64)
-    if given.shape != expected.shape:
-        return f"returned shape {tuple(given.shape)} for 40 tokens; it should be {tuple(expected.shape)}"
-    bad = (given - expected).abs().amax(dim=-1) > 1e-8
-    return None if not bad.any() else (f"{int(bad.sum())} of 40 outputs differ, the first at token "
-                                       f"{int(bad.nonzero()[0])}")
+    if not callable(chunked):
+        return f"expected a function chunked(q, k, v, log_g, chunk_size), got a {type(chunked).__name__}"
+    q, k, v = (x[0, 0] for x in _random_qkv(45, 6, 3))
+    log_g = torch.nn.functional.logsigmoid(torch.randn(45, generator=torch.Generator().manual_seed(4),
+                                                       dtype=torch.float64) + 1)
+    expected = la.recurrent_linear_attention(q, k, v, lambda x, is_query=True: x, log_decay=log_g,
+                                             normalize=False)
+    for chunk_size in (8, 16, 45):
+        given = torch.as_tensor(chunked(q, k, v, log_g, chunk_size), dtype=torch.float64)
+        if given.shape != expected.shape:
+            return (f"returned shape {tuple(given.shape)} for 45 tokens in chunks of {chunk_size}; "
+                    f"it should be {tuple(expected.shape)}")
+        bad = (given - expected).abs().amax(dim=-1) > 1e-8
+        if bad.any():
+            return (f"with chunks of {chunk_size}, {int(bad.sum())} of 45 outputs differ from the recurrence, "
+                    f"the first at token {int(bad.nonzero()[0])}")
+    return None
 
 
 def _delta_readback(cosine=0.6):
@@ -455,9 +461,13 @@ EXERCISES: dict[str, Exercise] = {
         Passes(_test_causal_top_k), "score only earlier blocks, take the top_k of them, add the own block, "
         "and keep the causal mask inside the own block."),
     # 03 linear attention
-    "03.gated_loop": Exercise(
-        "recurrence, a function recurrence(q, k, v, g) of (n, m), (n, m), (n, d) and (n,) tensors that returns y, (n, d)",
-        Passes(_test_gated_loop), "update S before reading it: y_t = q_t^T S_t includes token t itself."),
+    "03.chunked_decay": Exercise(
+        "chunked, a function chunked(q, k, v, log_g, chunk_size) of one head's (n, m), (n, m), (n, d) tensors and "
+        "(n,) log gates that returns y, (n, d), computed chunk by chunk",
+        Passes(_test_chunked_decay),
+        "inside a chunk weigh q_i^T k_j by exp(L_i - L_j) with L the running sum of log_g from the chunk's start "
+        "(j <= i); a query reads the carried state times exp(L_i); the state leaves the chunk times exp(L_last), "
+        "plus each k_j v_j^T of the chunk times exp(L_last - L_j)."),
     "03.delta_readback": Exercise(
         "reads, the delta rule's state after both writes read with k1 (first row) and with k2 (second row), a 2 x 2 array",
         Values(lambda: _delta_readback(), atol=1e-6),

@@ -31,7 +31,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from .benchmarks import peak_mib, register, time_ms
+from .benchmarks import peak_mib, register, time_ms, time_pair
 
 __all__ = [
     "elu_plus_one", "relu_features", "FavorPlus", "gaussian_projection",
@@ -43,7 +43,7 @@ __all__ = [
     "char_ngram_losses", "ngram_window_losses", "window_losses", "QUALITY_SEEDS",
     "naive_softmax_attention", "chunked_softmax_attention", "sdpa",
     "favor_error", "uniform_attention_error", "planted_keys", "plot_favor_error", "plot_quality", "quality_seeds", "quality_comparisons", "generation_times", "fit_slope", "crossover_n", "bar_report", "BENCH_SHAPE",
-    "sweep", "sweep_repeats", "repeat_summary", "memory_records", "generation_records", "generation_summary", "NOTEBOOK_TOPS",
+    "sweep", "sweep_repeats", "repeat_summary", "causal_block_share", "causal_skip_times", "memory_records", "generation_records", "generation_summary", "NOTEBOOK_TOPS",
 ]
 
 
@@ -1006,6 +1006,36 @@ def sweep_repeats(sizes, tops, *, repeats=3, device="cpu", budget_ms=200):
     for r in range(repeats):
         for record in sweep(sizes, tops, device=device, budget_ms=budget_ms, seed=r):
             yield {**record, "repeat": r}
+
+
+def causal_block_share(n, *, query_chunk=1024, key_chunk=4096):
+    """Share of the n x n (query, key) pairs for which `chunked_softmax_attention(causal=True)` computes a
+    score: whole blocks of query_chunk x min(key_chunk, query_chunk), up to and including the one on the
+    diagonal of each query chunk (the masked half of that block is computed, then discarded)."""
+    _check_positive_int(n, "n", "causal_block_share")
+    key_chunk = min(key_chunk, query_chunk)
+    done = 0
+    for qs in range(0, n, query_chunk):
+        rows = min(query_chunk, n - qs)
+        done += rows * min(n, ((qs + rows - 1) // key_chunk + 1) * key_chunk)
+    return done / n ** 2
+
+
+def causal_skip_times(sizes, *, query_chunk=1024, repeat=3, seed=0):
+    """Chunked exact attention, causal against bidirectional with the same blocks (query_chunk x query_chunk,
+    the causal kernel's), timed in turn on one sequence of BENCH_SHAPE (median ms): what the causal kernel
+    saves by skipping blocks, apart from the block size. One record per n, with the share of blocks computed."""
+    b, h, d = BENCH_SHAPE["batch"], BENCH_SHAPE["heads"], BENCH_SHAPE["dim"]
+    gen = torch.Generator().manual_seed(seed)
+    for n in sizes:
+        q, k, v = (torch.randn(b, h, n, d, generator=gen) for _ in range(3))
+        with torch.no_grad():
+            causal, full = time_pair(
+                lambda: chunked_softmax_attention(q, k, v, causal=True, query_chunk=query_chunk),
+                lambda: chunked_softmax_attention(q, k, v, query_chunk=query_chunk, key_chunk=query_chunk),
+                warmup=1, repeat=repeat)
+        yield {"n": n, "share of blocks computed": causal_block_share(n, query_chunk=query_chunk),
+               "bidirectional ms": full, "causal ms": causal, "causal / bidirectional": causal / full}
 
 
 def repeat_summary(records, from_n=2048):
