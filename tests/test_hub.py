@@ -261,7 +261,7 @@ def test_offline_the_skipped_line_says_what_the_cell_shows_online(monkeypatch, c
     run(" ".join(names), body)
     out = capsys.readouterr().out
     what = hub.EXPECTATIONS[stem][0][0]
-    assert out.count("\n") == 1 and f"Online, this cell shows that {what}." in out, out
+    assert out.count("\n") == 1 and f"Online, this cell is meant to show that {what}; this offline run does not show it." in out, out
     assert 'utils.hub.download("wav2vec2", "librispeech_dummy") in a cell here' in out, out
     run("vit", "config = classifier.model.config")  # no entry: no sentence about what it shows
     out = capsys.readouterr().out

@@ -5,13 +5,16 @@ Two ways, as a reader meets them (tests/hub_standins.py builds the stand-ins and
   reports the Hub as reachable and transformers, huggingface_hub and datasets download for real;
 - offline: a kernel with HF_HUB_OFFLINE=1 and a cache filled by `python -m utils.hub download`
   (the classroom path); the stand-in Hub must then see no request at all.
-Each notebook runs up to and including its last `%%hub` cell (found anew on every run) in one
-kernel per way, its namespace reset in between. The stand-ins have random weights, so what the
+Each notebook runs, in one kernel per way with its namespace reset in between, its set-up cell,
+its `%%hub` cells and the earlier cells these need: those that define (assign, import, def, or
+mutate by item or attribute) a name that a kept later cell reads, found anew on every run. Cells
+that only train, time or plot for the reader are left out, so the stand-ins are met in seconds. The stand-ins have random weights, so what the
 cells print is not compared; every `%%hub` cell must run (no "Skipped") and no cell may raise.
 The failure modes (a checkpoint missing, a download cut mid-file, the Hub gone after the check)
 each print one line, later cells naming that checkpoint say they were skipped, the rest runs,
 and a bug in a cell still raises with the cell's own line in the traceback.
 """
+import ast
 import os
 import re
 import subprocess
@@ -31,12 +34,43 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 SUMMARY = []  # (way, notebook, cell index, first line printed), shown with pytest -s
 
 
+def cell_names(source):
+    """(names a cell defines, names it reads), a cell magic's body read as Python. Over-approximate:
+    names inside functions count, and `x[k] = ...` or `x.a = ...` counts as defining x."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    if source.startswith("%%"):
+        source = source.partition("\n")[2]
+    defined, read = set(), set()
+    for node in ast.walk(ast.parse(TransformerManager().transform_cell(source))):
+        if isinstance(node, ast.Name):
+            (read if isinstance(node.ctx, ast.Load) else defined).add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            defined.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, (ast.Attribute, ast.Subscript)) and not isinstance(node.ctx, ast.Load):
+            while isinstance(node, (ast.Attribute, ast.Subscript)):
+                node = node.value
+            if isinstance(node, ast.Name):
+                defined.add(node.id)
+    return defined, read
+
+
 def hub_cells(path):
-    """The code cells of `path` up to its last `%%hub` cell, as (index, source)."""
+    """The set-up cell, the `%%hub` cells of `path` and the earlier code cells they need, as (index, source)."""
     cells = [(i, c.source) for i, c in enumerate(nbformat.read(path, as_version=4).cells)
              if c.cell_type == "code"]
     last = max((k for k, (_, source) in enumerate(cells) if source.startswith("%%hub")), default=None)
-    return [] if last is None else cells[: last + 1]
+    if last is None:
+        return []
+    kept, needed = [], set()
+    for k in range(last, -1, -1):  # backwards: a cell is kept if a kept later cell reads what it defines
+        defined, read = cell_names(cells[k][1])
+        if k == 0 or cells[k][1].startswith("%%hub") or defined & needed:
+            kept.append(cells[k])
+            needed |= read
+    return kept[::-1]
 
 
 WITH_HUB_CELLS = [p for p in sorted(NOTEBOOKS.glob("*.ipynb")) if hub_cells(p)]

@@ -5,7 +5,7 @@ A pretrained cell starts with `%%hub NAME [NAME ...]`, the keys of CHECKPOINTS t
 - Offline (HF_HUB_OFFLINE=1, or no answer from the Hub within two seconds) it runs only if every
   NAME is in the local Hugging Face cache at its pinned revision (`utils.hub.download("NAME")` in a
   notebook, or `python -m utils.hub download NAME` in the course's folder, puts it there); otherwise it
-  prints one line: what the cell shows online (from EXPECTATIONS, where it has an entry) and the exact
+  prints one line: what the cell is meant to show online (from EXPECTATIONS, where it has an entry) and the exact
   call and command that fetch what is missing, for the folder the notebook runs in.
 - If loading a NAME fails (a cut download, 401/429, a revision gone, a full disk...) the cell prints
   one line naming it, the cause and what to do, and later cells that name it say they were skipped
@@ -419,7 +419,8 @@ def run_hub_cell(shell, line, cell):
                 what = expectation_for(cell)
                 print(f"Skipped: the Hugging Face Hub cannot be reached (offline) and "
                       f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not in the local cache."
-                      + (f" Online, this cell shows that {what}." if what else "")
+                      + (f" Online, this cell is meant to show that {what}; this offline run does not show it."
+                         if what else "")
                       + f" Where there is network, {fetch_advice(missing)}; then run this cell again.")
             else:
                 print(SKIP_MESSAGE)
