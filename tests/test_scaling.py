@@ -515,3 +515,10 @@ def test_parallel_layout_collectives():
         sc.parallel_layout(1e6, cp=3, **kw)
     with pytest.raises(ValueError, match="tp"):
         sc.parallel_layout(1e6, tp=0, **kw)
+
+
+def test_seed_interval_formats_the_seed_table():
+    table = sc.seed_table({0: {"a": 1.0}, 1: {"a": 2.0}, 2: {"a": 3.0}})
+    assert sc.seed_interval(table, "a", 2) == "2.00 [-0.48, 4.48]"  # t(0.975, 2) = 4.303, sd 1, sqrt(3)
+    with pytest.raises(ValueError, match="no column 'b'"):
+        sc.seed_interval(table, "b")

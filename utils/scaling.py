@@ -319,6 +319,19 @@ def parallel_layout(n_params, *, n_layers, d_model, seq_len, batch_per_dp, tp=1,
             "memory": memory, "comm": comm, "bubble": (pp - 1) / (m + pp - 1)}
 
 
+def layout_table(layouts):
+    """One row per named `parallel_layout` result: GPUs, tokens per step, parameters and GB of Adam state
+    per GPU, GB each GPU sends per step for each kind of parallelism (TP, CP, PP, DP), the pipeline bubble."""
+    short = {"tensor": "TP", "context": "CP", "pipeline": "PP", "data": "DP"}
+    rows = {}
+    for name, out in layouts.items():
+        row = {"GPUs": out["gpus"], "tokens/step": f"{out['tokens_per_step'] / 1e6:.1f}M",
+               "params/GPU": f"{out['params_per_gpu'] / 1e9:.2f}B", "state GB": round(out["memory"]["total"] / 1e9, 2)}
+        row |= {f"{short[k]} GB": round(v / 1e9, 1) for k, v in out["comm"].items()}
+        rows[name] = row | {"bubble": round(out["bubble"], 2)}
+    return pd.DataFrame(rows).T
+
+
 def training_budget(flops, *, peak_flops, utilization, n_devices=1, price_per_device_hour=None):
     """Time and cost of `flops` of training on devices of `peak_flops` FLOP/s each, of which a
     fraction `utilization` is achieved (model FLOPs utilisation, MFU).
@@ -874,6 +887,14 @@ def seed_table(per_seed):
     return pd.concat([table, summary])
 
 
+def seed_interval(table, column, digits=3):
+    """"mean [low, high]" of one column of `seed_table` (the mean over seeds and its 95% t-interval)."""
+    if column not in table.columns:
+        raise ValueError(f"seed_interval: no column {column!r} in the seed table")
+    m, lo, hi = (table.loc[row, column] for row in ("mean", "95% low", "95% high"))
+    return f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
 def repeated_sampling(p, ks, *, wrong_answers=10, draws=200, seed=0):
     """Test-time compute by repeated sampling, for problems whose single-sample success rates are
     `p` (one per problem). For each k in `ks`: coverage (pass@k, the share of problems with at least
@@ -1021,7 +1042,7 @@ def plot_kaplan_laws(save=None):
     panels = [
         (np.logspace(5, 11, 50), kaplan_loss_n, "alpha_N", "non-embedding parameters N", "L(N)"),
         (np.logspace(8, 13, 50), kaplan_loss_d, "alpha_D", "tokens D", "L(D)"),
-        (np.logspace(17, 25, 50), kaplan_loss_c, "alpha_C", "compute C (FLOP)", "L(C_min)"),
+        (np.logspace(17, 25, 50), kaplan_loss_c, "alpha_C", "compute C_min (FLOP)", "L(C_min)"),
     ]
     for ax, (x, law, key, xlabel, name) in zip(axes, panels):
         y = law(x)
