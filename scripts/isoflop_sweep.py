@@ -2,6 +2,7 @@
 
     nice -n 5 python scripts/isoflop_sweep.py                      # the budgets of utils.isoflop.ISOFLOP
     python scripts/isoflop_sweep.py --budgets 3e9 --out /tmp/iso   # one budget, elsewhere
+    python scripts/isoflop_sweep.py --budgets 1e10 --seed 1 --out data/isoflop_seeds/seed1   # another seed
 
 For every budget (counted FLOP), the sizes of utils.isoflop.shapes_for_budget at every learning rate of
 the grid, each run with warm-up and cosine-to-10% fitted to its own length. Writes <out>/runs.csv (one
@@ -28,6 +29,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budgets", type=float, nargs="+", default=iso.ISOFLOP["budgets"])
     parser.add_argument("--lrs", type=float, nargs="+", default=iso.ISOFLOP["lrs"])
+    parser.add_argument("--seed", type=int, default=iso.ISOFLOP["seed"],
+                        help="seed of the initialisation and of the batch order")
     parser.add_argument("--out", default=None, help="folder to write (default data/isoflop)")
     args = parser.parse_args(argv)
 
@@ -35,7 +38,7 @@ def main(argv=None):
     start = time.time()
     runs, curves = [], []
     for budget in args.budgets:
-        r, c = iso.run_budget(text, budget, lrs=args.lrs, log=print)
+        r, c = iso.run_budget(text, budget, lrs=args.lrs, seed=args.seed, log=print)
         runs.append(r)
         curves.append(c)
     out = Path(args.out) if args.out else utils.data_path("isoflop")
@@ -43,7 +46,7 @@ def main(argv=None):
     pd.concat(runs, ignore_index=True).to_csv(out / "runs.csv", index=False)
     pd.concat(curves, ignore_index=True).to_csv(out / "curves.csv", index=False)
     command = "python scripts/isoflop_sweep.py " + shlex.join(argv if argv is not None else sys.argv[1:])
-    meta = {"command": command.strip(), "config": {**iso.ISOFLOP, "budgets": args.budgets, "lrs": args.lrs},
+    meta = {"command": command.strip(), "config": {**iso.ISOFLOP, "budgets": args.budgets, "lrs": args.lrs, "seed": args.seed},
             "versions": utils.core.library_versions(), "seconds": round(time.time() - start)}
     (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {out}/runs.csv, curves.csv, meta.json in {meta['seconds']} s")

@@ -130,3 +130,38 @@ def test_shipped_seed_records_have_every_size():
         assert f"--seed {seed}" in header and "scripts/scaling_sweep.py" in header
     with pytest.raises(FileNotFoundError, match="no record"):
         sc.load_sweep_records([99])
+
+
+def test_single_rate_allocations_recover_an_exponent():
+    rng = np.random.default_rng(1)
+    rows = []
+    for lr, width in [(0.01, 0.3), (0.03, 0.4)]:
+        for c in [1e9, 1e10, 1e11]:
+            x_opt = 0.5 * np.log10(c) - 1.0  # N_opt ~ C^0.5 at every rate
+            for x in x_opt + np.linspace(-0.6, 0.6, 5):
+                rows.append({"budget": c, "lr": lr, "non_embedding": 10 ** x, "tokens": c / (6 * 10 ** x),
+                             "test_loss": 2 + width * (x - x_opt) ** 2 + rng.normal(0, 0.002)})
+    table = iso.single_rate_allocations(pd.DataFrame(rows), n_boot=200)
+    assert list(table.index) == ["lr 0.01 for every size", "lr 0.03 for every size"]
+    assert np.allclose(table.a.to_numpy(float), 0.5, atol=0.03)
+    assert ((table["95% low"] <= table.a) & (table.a <= table["95% high"])).all()
+    assert (table["95% high"] - table["95% low"] < 0.2).all()
+    with pytest.raises(ValueError, match="'lr'"):
+        iso.single_rate_allocations(pd.DataFrame(rows).drop(columns="lr"))
+
+
+def test_shipped_isoflop_seed_records_repeat_the_smallest_budget():
+    runs0, _, meta0 = iso.load_records()
+    folders = sorted(utils.data_path("isoflop_seeds").glob("seed*"))
+    assert folders
+    for folder in folders:
+        runs, curves, meta = iso.load_records(folder)
+        seed = int(folder.name.removeprefix("seed"))
+        assert seed != meta0["config"]["seed"] and meta["config"]["seed"] == seed
+        assert meta["command"].startswith("python scripts/isoflop_sweep.py") and f"--seed {seed}" in meta["command"]
+        same = runs0[runs0.budget.isin(runs.budget.unique())]
+        assert sorted(zip(runs.name, runs.lr)) == sorted(zip(same.name, same.lr))
+        assert (runs.set_index(["name", "lr"]).steps == same.set_index(["name", "lr"]).steps).all()
+        best = runs.loc[runs.groupby("name").val_loss.idxmin()]
+        assert set(best.index) == set(runs[runs.chosen].index)  # chosen on validation
+        assert not np.allclose(runs.sort_values(["name", "lr"]).val_loss, same.sort_values(["name", "lr"]).val_loss)

@@ -474,3 +474,51 @@ def test_seed_table_gives_a_t_interval_for_the_mean():
     assert table.loc["95% high", "a"] == pytest.approx(2.0 + 4.302653 / math.sqrt(3), rel=1e-5)
     with pytest.raises(ValueError, match="at least 2 seeds"):
         sc.seed_table({0: {"a": 1.0}})
+
+
+def test_parallel_layout_llama3_table4():
+    # Llama 3 paper, Table 4: every layout multiplies out to its GPU count and to 16M tokens per step
+    for row in sc.LLAMA3_405B_LAYOUTS:
+        out = sc.parallel_layout(405e9, n_layers=126, d_model=16384, kv_dim=1024, seq_len=row["seq_len"],
+                                 batch_per_dp=row["batch_per_dp"], tp=row["tp"], cp=row["cp"], pp=row["pp"],
+                                 dp=row["dp"], zero_stage=3)
+        assert out["gpus"] == row["gpus"]
+        assert out["tokens_per_step"] == 16 * 2 ** 20
+        assert out["params_per_gpu"] == pytest.approx(405e9 / 128)
+        # TP x PP alone leaves 16 bytes x 3.16B = 50.6 GB of state per GPU; FSDP over DP x CP removes most
+        assert out["memory"]["total"] == pytest.approx(16 * 405e9 / 128 / (row["dp"] * row["cp"]))
+        assert (out["comm"]["context"] > 0) == (row["cp"] > 1)
+
+
+def test_parallel_layout_megatron_8b():
+    # Shoeybi et al. 2019: 8.3B parameters (72 layers, width 3072) with 8-way tensor parallelism and 64-way
+    # data parallelism on 512 32-GB V100s: one GPU's share of the Adam state fits, the whole model's does not
+    out = sc.parallel_layout(8.3e9, n_layers=72, d_model=3072, seq_len=1024, batch_per_dp=8, tp=8, dp=64)
+    assert out["gpus"] == 512
+    assert out["memory"]["total"] == pytest.approx(16 * 8.3e9 / 8) and out["memory"]["total"] < 32e9
+    assert sc.training_memory(8.3e9)["total"] > 32e9
+    # 4 all-reduces of b s h values per layer over 8 GPUs: 2 x 7/8 of the bytes each
+    assert out["comm"]["tensor"] == pytest.approx(4 * 72 * 8 * 1024 * 3072 * 2 * 2 * 7 / 8)
+    assert out["comm"]["pipeline"] == 0 and out["bubble"] == 0
+
+
+def test_parallel_layout_collectives():
+    kw = dict(n_layers=8, d_model=64, seq_len=32, batch_per_dp=4)
+    plain, zero3 = (sc.parallel_layout(1e6, dp=4, zero_stage=z, **kw) for z in (0, 3))
+    assert zero3["comm"]["data"] == pytest.approx(1.5 * plain["comm"]["data"])  # ZeRO section 7: 3 psi vs 2 psi
+    assert plain["comm"]["data"] == pytest.approx(2 * 1e6 * 2 * 3 / 4)
+    assert sc.parallel_layout(1e6, dp=1, **kw)["comm"]["data"] == 0
+    piped = sc.parallel_layout(1e6, pp=4, micro_batches=12, **kw)
+    assert piped["bubble"] == pytest.approx(3 / 15) and piped["comm"]["pipeline"] == 2 * 4 * 32 * 64 * 2
+    assert sc.parallel_layout(1e6, pp=3, **kw)["comm"]["tensor"] == 0  # uneven stages are allowed
+    with pytest.raises(ValueError, match="seq_len"):
+        sc.parallel_layout(1e6, cp=3, **kw)
+    with pytest.raises(ValueError, match="tp"):
+        sc.parallel_layout(1e6, tp=0, **kw)
+
+
+def test_seed_interval_formats_the_seed_table():
+    table = sc.seed_table({0: {"a": 1.0}, 1: {"a": 2.0}, 2: {"a": 3.0}})
+    assert sc.seed_interval(table, "a", 2) == "2.00 [-0.48, 4.48]"  # t(0.975, 2) = 4.303, sd 1, sqrt(3)
+    with pytest.raises(ValueError, match="no column 'b'"):
+        sc.seed_interval(table, "b")

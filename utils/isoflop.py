@@ -403,3 +403,18 @@ def plot_isoflop_runs(chosen, fits, *, n_col="non_embedding", loss_col="test_los
     if save:
         save_figure(fig, save)
     return fig
+
+
+def single_rate_allocations(runs, n_col="non_embedding", loss_col="test_loss", **kw):
+    """The allocation exponent a of `bootstrap_allocation` fitted with one learning rate shared by every
+    size (all runs of each rate in turn), instead of the rate chosen per size on validation. One row per
+    rate: a with its 95% interval, and the three valley minima N_opt."""
+    if "lr" not in runs.columns:
+        raise ValueError("single_rate_allocations: runs have no column 'lr'")
+    rows = {}
+    for lr, g in runs.groupby("lr"):
+        f = bootstrap_allocation(g, n_col=n_col, loss_col=loss_col, **kw)
+        rows[f"lr {lr:g} for every size"] = {"a": f["a"], "95% low": f["low"], "95% high": f["high"],
+                                             "N_opt": ", ".join(f"{n:,.0f}" for n in f["table"].n_opt)}
+    out = pd.DataFrame(rows).T
+    return out.astype({"a": float, "95% low": float, "95% high": float})

@@ -266,6 +266,72 @@ def devices_to_hold(n_params, device_memory=80e9, *, bytes_per_param=16):
     return int(math.ceil(n_params * _positive("bytes_per_param", bytes_per_param) / device_memory))
 
 
+# Llama 3 405B pre-training layouts (Llama 3 paper, Table 4): GPUs, TP, CP, PP, DP, sequence length,
+# sequences per data-parallel group, and the reported BF16 MFU. The model: 126 layers, width 16384.
+LLAMA3_405B_LAYOUTS = [
+    {"gpus": 8192, "tp": 8, "cp": 1, "pp": 16, "dp": 64, "seq_len": 8192, "batch_per_dp": 32, "mfu": 0.43},
+    {"gpus": 16384, "tp": 8, "cp": 1, "pp": 16, "dp": 128, "seq_len": 8192, "batch_per_dp": 16, "mfu": 0.41},
+    {"gpus": 16384, "tp": 8, "cp": 16, "pp": 16, "dp": 8, "seq_len": 131072, "batch_per_dp": 16, "mfu": 0.38},
+]
+
+
+def parallel_layout(n_params, *, n_layers, d_model, seq_len, batch_per_dp, tp=1, cp=1, pp=1, dp=1,
+                    zero_stage=0, micro_batches=None, kv_dim=None, bytes_per_value=2):
+    """Memory per GPU and bytes each GPU sends per optimiser step for a TP x CP x PP x DP layout.
+
+    What each kind of parallelism divides and communicates (ring collectives: an all-reduce of S bytes
+    over k GPUs sends 2 S (k-1)/k per GPU, an all-gather or reduce-scatter S (k-1)/k):
+    - tensor (TP, Megatron-LM, Shoeybi et al. 2019): splits every weight matrix; each layer all-reduces
+      its activations twice forward and twice backward (b s h values each, over the TP group);
+    - context (CP): splits the sequence; each layer all-gathers keys and values forward and
+      reduce-scatters their gradients backward (`kv_dim` values per token each, d_model unless the
+      model shares keys and values across heads);
+    - pipeline (PP): splits the layers into stages; each stage sends its boundary activations forward
+      and their gradients back (each TP rank 1/tp of them, the scatter-gather of Narayanan et al.
+      2021), and idles for a bubble of (pp-1)/(m+pp-1) of the step with m micro-batches
+      (Narayanan et al. 2021, 1F1B schedule);
+    - data (DP): splits the batch; all-reduces gradients over the dp x cp GPUs holding the same weights (ZeRO stages 0-2), or with ZeRO-3 / FSDP
+      all-gathers the weights forward and backward and reduce-scatters the gradients: 1.5x the bytes
+      (Rajbhandari et al. 2019, section 7).
+    Communication is counted for the largest stage, ceil(n_layers / pp) layers. Memory is the Adam state of `training_memory` for the n_params / (tp pp) parameters of one GPU,
+    ZeRO-sharded over the dp x cp GPUs that hold copies of them; activations are left out.
+    Returns a dict of gpus, tokens_per_step, params_per_gpu, memory (bytes per GPU, `training_memory`'s
+    dict), comm (bytes sent per GPU per step, one entry per kind) and bubble (a fraction of the step).
+    """
+    n_params = _positive("n_params", n_params)
+    ints = {k: _positive_int(k, v) for k, v in dict(n_layers=n_layers, d_model=d_model, seq_len=seq_len,
+                                                       batch_per_dp=batch_per_dp, tp=tp, cp=cp, pp=pp, dp=dp).items()}
+    if ints["seq_len"] % ints["cp"]:
+        raise ValueError(f"parallel_layout: seq_len ({seq_len}) must divide into cp ({cp}) chunks")
+    m = ints["batch_per_dp"] if micro_batches is None else _positive_int("micro_batches", micro_batches)
+    gpus = tp * cp * pp * dp
+    per_gpu = n_params / (tp * pp)
+    memory = training_memory(per_gpu, zero_stage=zero_stage, n_devices=dp * cp)
+    values = ints["batch_per_dp"] * seq_len // cp * d_model * bytes_per_value  # one layer's activations, one GPU
+    kv_values = values * (d_model if kv_dim is None else _positive_int("kv_dim", kv_dim)) / d_model
+    layers = -(-n_layers // pp)  # the largest stage's layers (Llama 3: 126 layers in 16 stages)
+    ring = lambda k: (k - 1) / k  # noqa: E731
+    comm = {"tensor": 4 * layers * values * 2 * ring(tp),
+            "context": 2 * 2 * layers * kv_values * (cp - 1),  # K and V, forward and backward
+            "pipeline": 2 * values / tp if pp > 1 else 0.0,
+            "data": (3 if zero_stage == 3 else 2) * per_gpu * bytes_per_value * ring(dp * cp)}
+    return {"gpus": gpus, "tokens_per_step": seq_len * ints["batch_per_dp"] * dp, "params_per_gpu": per_gpu,
+            "memory": memory, "comm": comm, "bubble": (pp - 1) / (m + pp - 1)}
+
+
+def layout_table(layouts):
+    """One row per named `parallel_layout` result: GPUs, tokens per step, parameters and GB of Adam state
+    per GPU, GB each GPU sends per step for each kind of parallelism (TP, CP, PP, DP), the pipeline bubble."""
+    short = {"tensor": "TP", "context": "CP", "pipeline": "PP", "data": "DP"}
+    rows = {}
+    for name, out in layouts.items():
+        row = {"GPUs": out["gpus"], "tokens/step": f"{out['tokens_per_step'] / 1e6:.1f}M",
+               "params/GPU": f"{out['params_per_gpu'] / 1e9:.2f}B", "state GB": round(out["memory"]["total"] / 1e9, 2)}
+        row |= {f"{short[k]} GB": round(v / 1e9, 1) for k, v in out["comm"].items()}
+        rows[name] = row | {"bubble": round(out["bubble"], 2)}
+    return pd.DataFrame(rows).T
+
+
 def training_budget(flops, *, peak_flops, utilization, n_devices=1, price_per_device_hour=None):
     """Time and cost of `flops` of training on devices of `peak_flops` FLOP/s each, of which a
     fraction `utilization` is achieved (model FLOPs utilisation, MFU).
@@ -821,6 +887,14 @@ def seed_table(per_seed):
     return pd.concat([table, summary])
 
 
+def seed_interval(table, column, digits=3):
+    """"mean [low, high]" of one column of `seed_table` (the mean over seeds and its 95% t-interval)."""
+    if column not in table.columns:
+        raise ValueError(f"seed_interval: no column {column!r} in the seed table")
+    m, lo, hi = (table.loc[row, column] for row in ("mean", "95% low", "95% high"))
+    return f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
 def repeated_sampling(p, ks, *, wrong_answers=10, draws=200, seed=0):
     """Test-time compute by repeated sampling, for problems whose single-sample success rates are
     `p` (one per problem). For each k in `ks`: coverage (pass@k, the share of problems with at least
@@ -968,7 +1042,7 @@ def plot_kaplan_laws(save=None):
     panels = [
         (np.logspace(5, 11, 50), kaplan_loss_n, "alpha_N", "non-embedding parameters N", "L(N)"),
         (np.logspace(8, 13, 50), kaplan_loss_d, "alpha_D", "tokens D", "L(D)"),
-        (np.logspace(17, 25, 50), kaplan_loss_c, "alpha_C", "compute C (FLOP)", "L(C_min)"),
+        (np.logspace(17, 25, 50), kaplan_loss_c, "alpha_C", "compute C_min (FLOP)", "L(C_min)"),
     ]
     for ax, (x, law, key, xlabel, name) in zip(axes, panels):
         y = law(x)
