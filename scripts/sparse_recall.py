@@ -1,5 +1,6 @@
 """Train two-layer attention models whose only difference is the mask (a band, the band with one extra
-global token, the band with the query tokens global, dense) on multi-query associative recall, and write the result.
+global token, the band with the query tokens global, the band with as many tokens global at random positions,
+dense) on multi-query associative recall, and write the result.
 
     OMP_NUM_THREADS=1 python scripts/sparse_recall.py [--out data/sparse_attention]
 
@@ -13,6 +14,10 @@ utils.sparse_attention mask_mods on the P pairs and P queries shifted by that on
   Longformer's classification set-up;
 - "band + queries global": the P query positions are global instead, as Longformer makes the question
   tokens global for question answering;
+- "band + P random global": as many global positions as there are queries, P of the 2P positions drawn at
+  random once (torch.Generator seed RANDOM_GLOBAL_SEED), pairs and queries alike: the control for the one
+  before, with the same number of global tokens and about the same share of pairs, placed without regard to
+  the task;
 - "dense": every pair.
 
 Every model gets the budget of utils.associative_recall.RECALL_RUN (steps, batch, learning rate, d_model,
@@ -40,20 +45,12 @@ from utils import sparse_attention as sa  # noqa: E402
 
 VALIDATION_SEED, TEST_SEED = 1, 2
 PAIRS, WINDOW, LAYERS, SEEDS = 16, 4, 2, (0, 1, 2)
+RANDOM_GLOBAL_SEED = 0
 
 
 def masks(pairs=PAIRS, window=WINDOW):
-    """The four (n, n) boolean masks, n = 2 * pairs + 1 (the extra token first)."""
-    n = 2 * pairs + 1
-    extra = sa.global_tokens(0)
-    queries = sa.global_tokens(*range(pairs + 1, n))
-    band = sa.dense_mask(sa.band(window), n)[0]
-    band[0, 1:] = band[1:, 0] = False  # the extra token is in nobody's band and sees only itself
-    patterns = {"band": band,
-                "band + 1 global token": sa.dense_mask(sa.or_masks(sa.band(window), extra), n)[0],
-                "band + queries global": band | sa.dense_mask(queries, n)[0],
-                "dense": torch.ones(n, n, dtype=torch.bool)}
-    return patterns
+    """The five (n, n) boolean masks, n = 2 * pairs + 1 (the extra token first): utils.sparse_attention.recall_masks."""
+    return sa.recall_masks(pairs, window, RANDOM_GLOBAL_SEED)
 
 
 class MaskedRecall(torch.nn.Module):

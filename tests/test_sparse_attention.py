@@ -556,6 +556,10 @@ def test_sparse_recall_masks_and_record_agree():
     assert band[5, 5 + script.WINDOW] and not band[5, 6 + script.WINDOW]
     assert extra[0].all() and extra[:, 0].all() and (extra[1:, 1:] == band[1:, 1:]).all()
     assert queries[p + 1:].all() and queries[:, p + 1:].all() and (queries[1:p + 1, 1:p + 1] == band[1:p + 1, 1:p + 1]).all()
+    scattered = masks[f"band + {p} random global"]
+    is_global = scattered.all(dim=1) & scattered.all(dim=0)
+    assert int(is_global.sum()) == p and not is_global[0]  # as many global positions as queries, never the extra token
+    assert (scattered[~is_global][:, ~is_global] == band[~is_global][:, ~is_global]).all()
     record = json.loads((Path(__file__).resolve().parents[1] / "data" / "sparse_attention" / "recall.json").read_text())
     assert record["command"] == "python scripts/sparse_recall.py"
     assert record["settings"]["pairs"] == p and record["settings"]["window"] == script.WINDOW
@@ -564,3 +568,48 @@ def test_sparse_recall_masks_and_record_agree():
         assert run["mask_density"] == round(masks[run["mask"]].float().mean().item(), 4)
         assert len(run["test_correct"]) == record["settings"]["test_sequences"]
         assert all(0 <= c <= p for c in run["test_correct"])
+
+
+def test_recall_table_reads_the_record_and_scores_rules_that_ignore_the_query():
+    import json
+
+    record = json.loads((Path(__file__).resolve().parents[1] / "data" / "sparse_attention" / "recall.json").read_text())
+    per_sequence, table, lines = sa.recall_table(record, [("band + queries global", "dense")])
+    p = record["settings"]["pairs"]
+    rows = table.set_index("mask")
+    # dense and queries-global see every pair in one layer; the plain band only pairs within its window
+    assert rows.loc["dense", "queries that see their pair"] == 1.0
+    assert rows.loc["band + queries global", "queries that see their pair"] == 1.0
+    assert rows.loc["band", "queries that see their pair"] < 0.2
+    assert set(per_sequence) == set(rows.index) and len(per_sequence["band"]) == record["settings"]["test_sequences"]
+    first = [r for r in record["runs"] if r["mask"] == "band"]
+    assert per_sequence["band"][0] == pytest.approx(sum(r["test_correct"][0] for r in first) / (len(first) * p))
+    assert lines[0].startswith(record["command"]) and "minus" in lines[-1]
+
+
+def test_flex_verdicts_and_thread_verdict_read_both_outcomes():
+    import pandas as pd
+
+    split = pd.DataFrame({"skipping": [1.0, 0.7, 0.8], "skipping, lowest": [0.9, 0.6, 0.65],
+                          "skipping, highest": [1.1, 0.85, 1.1]}, index=["band", "dilated", "random 2%"])
+    lines = sa.flex_verdicts(split, pairs=[("band", "dilated"), ("dilated", "random 2%")])
+    assert "holds 1" in lines[0]
+    assert "dilated lower" in lines[1] and "overlap" in lines[2]
+    split.loc["random 2%", ["skipping, lowest", "skipping, highest"]] = [0.6, 0.8]
+    assert "more than a full one" in sa.flex_verdicts(split)[0]
+    timing = pd.DataFrame({"n": [1024, 1024], "threads": [2, 1], "measured (median)": [1.2, 1.3],
+                           "dense / causal time, counted": [1.33, 1.33],
+                           "middle half of the rounds": ["below both", "holds counted"]})
+    assert "waiting" in sa.thread_verdict(timing)
+    timing.loc[1, "middle half of the rounds"] = "below both"
+    assert "misses a cost" in sa.thread_verdict(timing)
+    with pytest.raises(ValueError, match="one thread"):
+        sa.thread_verdict(timing[timing.threads == 2])
+
+
+def test_kv_cache_table_windows_cap_the_cache():
+    from transformers import MistralConfig
+
+    table = sa.kv_cache_table({"Mistral 7B": MistralConfig()}, tokens=(4096, 8192))
+    assert list(table.kept) == [1.0, 0.5]  # every layer windowed at 4096: the cache stops growing there
+    assert table["all global (MiB)"].iloc[1] == 2 * table["all global (MiB)"].iloc[0]

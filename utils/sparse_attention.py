@@ -1163,7 +1163,13 @@ def time_windows(patterns, ns, *, repeat=7, heads=4, head_dim=64, seed=0, span=4
     and the one skipping by 128-tiles would give, the measured ratio, which predictions its rounds hold, and which
     its middle half (first to third quartile) holds, or where that half lies against them. Each timing runs ``span // n`` calls (at least one), so that a round at a short
     length is not a single call of a few milliseconds, which the scheduler's noise swamps. ``threads``: run on that
-    many of torch's intra-op threads (restored afterwards); the tables record the number in a column."""
+    many of torch's intra-op threads (restored afterwards); the tables record the number in a column.
+
+    Why a one-thread row: SDPA splits its query blocks among torch's threads and a call ends only when its last
+    thread does. When the machine has more runnable processes than cores, a thread that loses its core holds up the
+    dense and the causal call alike, a delay that does not shrink with the work and pulls their ratio towards 1, most
+    in calls of a few milliseconds. On one thread nobody waits, so if the ratio there holds the count, a shortfall on
+    more threads is waiting, not extra work (``thread_verdict`` prints which case a run shows)."""
     import pandas as pd
 
     if threads is not None:
@@ -1238,7 +1244,13 @@ def flex_skipping(results):
     """Split compiled FlexAttention's ``of_ideal`` on each pattern of a ``benchmark`` table into its speed per
     tile (the dense flex row's speedup over SDPA) and its skipping (of_ideal / that speed), with the range the
     skipping factor can take when the lowest and highest rounds of both rows are combined: only differences
-    between patterns larger than that range say something about the mask."""
+    between patterns larger than that range say something about the mask.
+
+    Why the tile speed sits below 1 on a CPU: ``torch.compile`` turns FlexAttention into a C++ template
+    (``torch/_inductor/codegen/cpp_flex_attention_template.py``) whose tiles are computed in its own loops, while
+    SDPA's CPU kernel hands its matrix products to BLAS routines. ``scripts/flex_cpu_tiles.py`` tries other tile
+    shapes in that template. A partial tile also evaluates the mask function on every pair it holds, which a full
+    tile skips; the dilated window, whose gaps leave no tile full, pays that on every tile it keeps."""
     import pandas as pd
 
     dense = results[(results.kernel == "flex") & (results.pattern == "none")].iloc[0]
@@ -1296,8 +1308,8 @@ def notebook_summary(*, densities, bigbird_draws, bigbird_eval, kernels_agree, r
                if "middle half of the rounds" in row else "")
             for _, row in causal_timing.iterrows()) + ".")
     for _, row in window_timing[window_timing.pattern == f"sliding window {window}"].iterrows():
-        lines.append(f"Sliding window {window} at n = {row.n}: block-sparse {row['speedup (median)']:.2f} x over causal "
-                     f"SDPA (rounds {row.lowest:.2f}-{row.highest:.2f}, {row.verdict}; ideal {row.ideal:.2f}).")
+        lines.append(f"Sliding window {window} at n = {row.n}, block-sparse against causal SDPA: {row.verdict} "
+                     f"({row['speedup (median)']:.2f} x, rounds {row.lowest:.2f}-{row.highest:.2f}; ideal {row.ideal:.2f}).")
     lines.append(f"Linformer with segment means at k = {rank}: relative error {linformer_errors.loc[rank, 'random walk']:.3f} "
                  f"on a random walk, {linformer_errors.loc[rank, 'independent tokens']:.2f} on independent tokens.")
     cache = head_cache.set_index("model")["GiB at 131072 tokens"]
@@ -1305,3 +1317,145 @@ def notebook_summary(*, densities, bigbird_draws, bigbird_eval, kernels_agree, r
                  f"{cache.iloc[4]:.1f} GiB; LSH sorted by bucket touches {lsh_tiles['sorted by bucket']:.2f} of the "
                  f"tiles instead of {lsh_tiles['as hashed']:.2f}.")
     return lines
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Notebook 02's recall experiment (scripts/sparse_recall.py), the KV-cache table and printed verdicts
+# ---------------------------------------------------------------------------------------------------------
+def recall_masks(pairs=16, window=4, random_global_seed=0):
+    """The five (n, n) boolean masks of ``scripts/sparse_recall.py``, n = 2 * pairs + 1: position 0 is one extra
+    learned token, then ``pairs`` key-value positions, then ``pairs`` query positions. "band": the positions within
+    ``window`` on each side (the extra token sees and is seen by itself only); "band + 1 global token": the extra
+    token global; "band + queries global": the query positions global; "band + {pairs} random global": as many
+    global positions as queries, drawn at random among the 2 * pairs positions (``torch.randperm`` with a generator
+    seeded ``random_global_seed``); "dense": every pair."""
+    pairs = _check_int("pairs", pairs, 1)
+    window = _check_int("window", window)
+    n = 2 * pairs + 1
+    drawn = torch.randperm(2 * pairs, generator=torch.Generator().manual_seed(random_global_seed))[:pairs] + 1
+    band_ = dense_mask(band(window), n)[0]
+    band_[0, 1:] = band_[1:, 0] = False  # the extra token is in nobody's band and sees only itself
+    return {"band": band_,
+            "band + 1 global token": dense_mask(or_masks(band(window), global_tokens(0)), n)[0],
+            "band + queries global": band_ | dense_mask(global_tokens(*range(pairs + 1, n)), n)[0],
+            f"band + {pairs} random global": band_ | dense_mask(global_tokens(*sorted(drawn.tolist())), n)[0],
+            "dense": torch.ones(n, n, dtype=torch.bool)}
+
+
+def recall_table(record, comparisons=()):
+    """Read the record of ``scripts/sparse_recall.py``. Returns (per_sequence, table, lines): per mask the recall of
+    each test sequence averaged over the seeds (the items of the intervals and of the paired tests); a table with
+    each mask's share of pairs kept, the share of test queries whose pair sits in the query's own row of the mask
+    (reachable in one layer), recall over seeds and a bootstrap interval over the test sequences; and printed
+    lines: the command, chance, two rules that never look at a query (the value most frequent in the validation
+    answers, chosen there and scored on test; the value most frequent among the sequence's own pairs), and a paired
+    bootstrap for each (a, b) in ``comparisons``."""
+    import numpy as np
+    import pandas as pd
+
+    from utils import associative_recall as ar
+    from utils import evaluation as ev
+
+    settings, splits = record["settings"], record["splits"]
+    p = settings["pairs"]
+    runs = pd.DataFrame(record["runs"])
+    per_sequence = {mask: np.mean([np.asarray(c) / p for c in group.test_correct], axis=0)
+                    for mask, group in runs.groupby("mask", sort=False)}
+    task = ar.RecallTask(p, settings["n_keys"], settings["n_values"])
+    draw = {split: task.batch(settings["test_sequences"], torch.Generator().manual_seed(splits[f"{split}_seed"]))
+            for split in ("validation", "test")}
+    keys, values, _, targets = draw["test"]
+    constant = draw["validation"][3].flatten().mode().values  # the most frequent answer on validation
+    own_mode = values[:, :p].mode(dim=1).values[:, None]  # the most frequent value among each sequence's pairs
+    pair_of = (keys[:, p:, None] == keys[:, None, :p]).float().argmax(-1)  # which pair each query asks for
+    masks = recall_masks(p, settings["window"])
+    rows = []
+    for mask, group in runs.groupby("mask", sort=False):
+        direct = masks[mask][torch.arange(p + 1, 2 * p + 1), 1 + pair_of].float().mean().item()
+        rows.append({"mask": mask, "pairs kept": group.mask_density.iloc[0], "queries that see their pair": direct,
+                     "test recall over seeds": str(ev.over_seeds([sum(c) / (len(c) * p) for c in group.test_correct],
+                                                                 percent=True, digits=1)),
+                     "95% CI over sequences": str(ev.bootstrap(per_sequence[mask], percent=True))})
+    lines = [f"{record['command']} | chance {1 / settings['n_values']:.1%}",
+             f"rules that never look at the query: the most frequent validation answer {(targets == constant).float().mean().item():.1%}, "
+             f"the most frequent value among the sequence's own pairs {(targets == own_mode).float().mean().item():.1%}"]
+    lines += [f"{a} minus {b}: {ev.paired_bootstrap(per_sequence[a], per_sequence[b], percent=True)}"
+              for a, b in comparisons]
+    return per_sequence, pd.DataFrame(rows), lines
+
+
+def kv_cache_table(configs, tokens=(8192, 131072)):
+    """Per transformers decoder configuration (name -> config) and context length: the KV cache (16-bit, MiB) if
+    every layer were global, with the configuration's windowed or chunked layers (``layer_windows``), and the share
+    kept."""
+    import pandas as pd
+
+    rows = []
+    for name, config in configs.items():
+        windows = layer_windows(config)
+        shape = dict(layers=config.num_hidden_layers, kv_heads=config.num_key_value_heads,
+                     head_dim=getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads)
+        for n in tokens:
+            full_cache, windowed_cache = kv_cache_mib(n, **shape), kv_cache_mib(n, **shape, windows=windows)
+            rows.append({"model": name, "windowed layers": f"{sum(w is not None for w in windows)}/{len(windows)}",
+                         "window": max(w for w in windows if w), "tokens": n, "all global (MiB)": full_cache,
+                         "with windows (MiB)": windowed_cache, "kept": windowed_cache / full_cache})
+    return pd.DataFrame(rows)
+
+
+def _ranges_apart(a_low, a_high, b_low, b_high):
+    """'lower', 'higher' or None: where the range (b_low, b_high) lies against (a_low, a_high)."""
+    if b_high < a_low:
+        return "lower"
+    if b_low > a_high:
+        return "higher"
+    return None
+
+
+def flex_verdicts(flex_split, masked="random 2%", pairs=()):
+    """Printed verdicts on a ``flex_skipping`` table. First, what masking costs: the pattern ``masked`` computes
+    every tile, so 1 / its skipping factor is the cost of a partial tile (evaluated with the mask function) over a
+    full one, and only a range from the combined rounds that lies wholly above 1 says that masking costs more.
+    Then, for each (a, b) in ``pairs``, whether b's skipping range lies wholly below or above a's, or overlaps it."""
+    at = flex_split
+    low, high = 1 / at.loc[masked, "skipping, highest"], 1 / at.loc[masked, "skipping, lowest"]
+    if low > 1:
+        verdict = "more than a full one in every combination of rounds"
+    elif high < 1:
+        verdict = "less than a full one in every combination of rounds"
+    else:
+        verdict = "a range that holds 1: this run cannot say that masking costs flex anything"
+    lines = [f"{masked} computes every tile: a partial tile with its mask function cost flex "
+             f"{1 / at.loc[masked, 'skipping']:.1f} x a full one (rounds combined {low:.1f}-{high:.1f} x), {verdict}"]
+    for a, b in pairs:
+        side = _ranges_apart(at.loc[a, "skipping, lowest"], at.loc[a, "skipping, highest"],
+                             at.loc[b, "skipping, lowest"], at.loc[b, "skipping, highest"])
+        lines.append(f"skipping, {b} {at.loc[b, 'skipping, lowest']:.2f}-{at.loc[b, 'skipping, highest']:.2f} against "
+                     f"{a} {at.loc[a, 'skipping, lowest']:.2f}-{at.loc[a, 'skipping, highest']:.2f}: "
+                     + (f"{b} {side}, a difference this run can see" if side else
+                        "the ranges overlap, no difference this run can see"))
+    return lines
+
+
+def thread_verdict(causal_timing):
+    """What the one-thread row of a ``time_windows`` causal table says, against the row at the same length on
+    more threads: whether the middle half of its rounds holds the count of ``sdpa_causal_work`` (the kernel does
+    the work the count says, so a shortfall on more threads points to threads waiting) or not (the count misses a
+    cost at that size)."""
+    one = causal_timing[causal_timing.threads == 1]
+    if one.empty:
+        raise ValueError("causal_timing has no row on one thread")
+    row = one.iloc[-1]
+    many = causal_timing[(causal_timing.n == row.n) & (causal_timing.threads > 1)]
+    head = (f"n = {int(row.n)} on one thread: dense / causal {row['measured (median)']:.2f} against the count's "
+            f"{row['dense / causal time, counted']:.2f}, middle half of the rounds {row['middle half of the rounds']}")
+    if not many.empty:
+        other = many.iloc[0]
+        head += (f" (on {int(other.threads)} threads {other['measured (median)']:.2f}, "
+                 f"{other['middle half of the rounds']})")
+    middle = row["middle half of the rounds"]
+    if "counted" in middle and middle.startswith("holds"):
+        return head + ": at this size the kernel saves what the count says; a shortfall on more threads is waiting"
+    if middle == "below both":
+        return head + ": the kernel saves less than the count even with no thread waiting, so the count misses a cost at this size"
+    return head + ": the one-thread rounds do not hold the count, and this run does not say which cost is missing"
