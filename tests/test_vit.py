@@ -603,3 +603,15 @@ def test_cnn_over_seeds_names_missing_input():
 
     with pytest.raises(ValueError, match="at least one dataset"):
         cnn_over_seeds({}, seeds=(0,))
+
+
+def test_word_form_table_counts_each_form_and_sums_them():
+    from utils import vit
+
+    table = vit.word_form_table("She married. They marry; marriage, married! Breath.",
+                                {"marry": ("once", ["marry", "married", "marriage"]), "blink": ("often", ["blink"])})
+    assert table.loc["marry", "times written"] == 4
+    assert table.loc["marry", "the words written"] == "married 2, marry 1, marriage 1"
+    assert table.loc["blink", "times written"] == 0 and table.loc["blink", "the words written"] == ""
+    with pytest.raises(ValueError, match="acts is empty"):
+        vit.word_form_table("text", {})

@@ -494,16 +494,12 @@ EXERCISES: dict[str, Exercise] = {
         Number(0.264, rel=0, abs=0.05),
         "complete tokens['test'][first_ten] with num_samples=5, temperature=1.5, seed=1; compare reader.predict(...) "
         "with each digit's label, repeated five times."),
-    "04.vit_384_tokens": Exercise(
-        "tokens_384, the tokens ViT-Base/16 reads from a 384 x 384 image", Number(577, rel=0),
-        "count the 16 x 16 patches, and do not forget the [CLS] token."),
-    "04.vit_384_frames": Exercise(
-        "frames, the fewest 224 x 224 frames whose joint attention costs at least one 384 x 384 image's scores",
-        Number(3, rel=0), "video_token_counts(video_config, num_frames=t)['joint_scores'] grows as t squared."),
-    "04.divided_crossover_frames": Exercise(
-        "frames, the fewest 224 x 224 frames at which a divided-attention layer's attention costs more FLOPs than its linear layers",
-        Number(6330, rel=0.001),
-        "compare divided_layer_flops(...)['attention_flops'] with its 'linear_flops', which include the time step's projections."),
+    "04.shuffle_neighbour_pairs": Exercise(
+        "kept_pairs, the pairs of pixels sharing a 2 x 2 patch of the shuffled image that were neighbours (sharing a "
+        "side) in the digit as written",
+        Number(7, rel=0),
+        "rows and columns of the original pixels are divmod(permutation.reshape(8, 8), 8); two pixels are neighbours "
+        "when their rows and columns differ by 1 in all."),
     # 05 TAPAS
     "05.two_numbers": Exercise(
         "relations, the numeric-relation ids of the six number_of_pages cells for "

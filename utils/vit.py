@@ -906,3 +906,24 @@ __all__ = [
     "train_digits",
     "video_token_counts",
 ]
+
+
+def word_form_table(text: str, acts: dict):
+    """How often `text` names each act (notebook 04's reporting bias). `acts` maps an act to
+    (how often it happens, the words that name it); a word is a run of the letters a-z of the
+    lower-cased text. Returns one row per act: how often it happens, the times its words are
+    written in all, and each word's own count, most frequent first (words never written left out)."""
+    import re
+    from collections import Counter
+
+    import pandas as pd
+
+    if not acts:
+        raise ValueError("acts is empty: give at least one act and the words that name it")
+    words = Counter(re.findall(r"[a-z]+", text.lower()))
+    rows = []
+    for act, (how, forms) in acts.items():
+        ranked = sorted(forms, key=lambda form: -words[form])
+        rows.append((act, how, sum(words[form] for form in forms),
+                     ", ".join(f"{form} {words[form]}" for form in ranked if words[form])))
+    return pd.DataFrame(rows, columns=["act", "happens", "times written", "the words written"]).set_index("act")
