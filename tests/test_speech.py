@@ -526,6 +526,21 @@ def test_ctc_forward_counts_every_path_by_hand():
         speech.ctc_forward(p.log(), [0, 1])
 
 
+@pytest.mark.parametrize("target", [[1, 2, 3], [2, 2, 1], [4]])
+def test_ctc_forward_table_gives_posteriors_that_sum_to_one(target):
+    g = torch.Generator().manual_seed(len(target))
+    log_probs = torch.randn(9, 5, generator=g, dtype=torch.float64).log_softmax(-1)
+    extended = [0] + [x for label in target for x in (label, 0)]
+    alpha = speech.ctc_forward(log_probs, target, return_table=True)
+    beta = speech.ctc_forward(log_probs.flip(0), target[::-1], return_table=True).flip(0, 1)
+    assert alpha.shape == (9, len(extended))
+    nll = speech.ctc_forward(log_probs, target)
+    assert torch.isclose(-torch.logsumexp(alpha[-1, -2:], 0), nll, rtol=1e-12)
+    assert torch.isclose(-torch.logsumexp(beta[0, :2], 0), nll, rtol=1e-12)  # backward reaches the same total
+    posterior = (alpha + beta - log_probs[:, extended] + nll).exp()
+    assert torch.allclose(posterior.sum(1), torch.ones(9, dtype=torch.float64), atol=1e-10)
+
+
 def test_blank_positions_inside_and_between_words():
     frames = ["<pad>", "H", "<pad>", "I", "|", "<pad>", "Y", "O", "<pad>"]
     # word HI spans frames 1-3 (one blank inside), YO frames 6-7; blanks at 0, 5, 8 are outside

@@ -850,7 +850,7 @@ def _arpa_prob(prob, backoff, gram):
     return backoff.get(gram[:-1], 1.0) * _arpa_prob(prob, backoff, gram[1:])
 
 
-def ctc_forward(log_probs, target, blank=0):
+def ctc_forward(log_probs, target, blank=0, return_table=False):
     """-log p(target | frames) under CTC, by the forward (alpha) recursion in log space.
 
     `log_probs` is a (frames x vocabulary) tensor of per-frame log-probabilities (log_softmax of
@@ -860,7 +860,9 @@ def ctc_forward(log_probs, target, blank=0):
     next one, or skip a blank between two different labels (Graves et al., 2006, section 4.1). The
     answer sums the two ends that finish the target (its last label, or the blank after it).
     Computed one frame at a time, for reading, not speed; `torch.nn.functional.ctc_loss` with
-    reduction="none" gives the same number.
+    reduction="none" gives the same number. With `return_table=True` it returns the whole table
+    alpha instead, (frames x len(l')), frame t's own log-probability included; run on the frames and
+    the target both reversed, and flipped back, the same table is the backward (beta) recursion.
     """
     log_probs = torch.as_tensor(log_probs, dtype=torch.float64)
     target = [int(t) for t in target]
@@ -881,11 +883,15 @@ def ctc_forward(log_probs, target, blank=0):
         alpha[1] = log_probs[0, extended[1]]
     allowed = torch.tensor([s >= 2 and extended[s] != blank and extended[s] != extended[s - 2]
                             for s in range(S)])  # where a path may skip the blank before l'[s]
+    table = [alpha]
     for t in range(1, T):
         stay = alpha
         step = torch.cat([minus_inf.view(1), alpha[:-1]])
         skip = torch.where(allowed, torch.cat([minus_inf.repeat(2), alpha[:-2]]), minus_inf)
         alpha = torch.logsumexp(torch.stack([stay, step, skip]), dim=0) + log_probs[t, extended]
+        table.append(alpha)
+    if return_table:
+        return torch.stack(table)
     return -torch.logsumexp(alpha[-2:], dim=0) if S > 1 else -alpha[-1]
 
 
