@@ -155,6 +155,25 @@ def _bigbird(path):
                   attention_type="block_sparse").save_pretrained(path)
 
 
+def _siglip(path):
+    """SigLIP 2 (fixed resolution, loaded as SiglipModel) at toy size: a two-tower SiglipModel with its
+    learned scale and bias, a SigLIP image processor at 224 pixels and a word-level tokenizer (the real
+    one is Gemma's) that pads to the 64 tokens the pipeline asks of SigLIP models."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, SiglipConfig, SiglipImageProcessor, SiglipModel
+
+    words = ["<pad>", "<eos>", "<unk>", *TEXT, "tabby"]
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", eos_token="<eos>",
+                            pad_token="<pad>", model_max_length=64).save_pretrained(path)
+    SiglipImageProcessor(size={"height": 224, "width": 224}).save_pretrained(path)
+    config = SiglipConfig(text_config=_small(vocab_size=len(words), max_position_embeddings=64,
+                                             pad_token_id=0, eos_token_id=1),
+                          vision_config=_small(image_size=224, patch_size=16))
+    SiglipModel(config).save_pretrained(path)
+
+
 def _llava(path):
     """LLaVA's three parts at toy size: a SigLIP image encoder, a projection, a Qwen2 language model,
     with a word-level tokenizer that knows `<image>` and a chat template of the same shape."""
@@ -276,7 +295,7 @@ def _librispeech(path, checkpoint):
 
 BUILDERS = {"vit": _vit, "tapas": _tapas, "wav2vec2": _wav2vec2, "whisper": _whisper, "clip": _clip,
             "gpt2": _gpt2, "longformer": _longformer, "bigbird": _bigbird, "dinov2": _dinov2,
-            "coder": _coder, "docqa": _docqa, "llava": _llava, "mamba": _mamba}
+            "coder": _coder, "docqa": _docqa, "siglip": _siglip, "llava": _llava, "mamba": _mamba}
 
 
 def repo_dir(root, checkpoint):

@@ -68,7 +68,7 @@ class Checkpoint:
 # The pretrained checkpoints and data sets the course downloads, in one place. Revisions are the
 # ones the pipeline defaults pin in transformers 5.23 (tests/test_hub.py checks they still agree);
 # no pipeline pins GPT-2 (notebook 01 reads its size from its config), the two long-document
-# models whose configs notebook 02 reads, Mamba (notebook 03 counts its cache), LLaVA or Whisper-tiny
+# models whose configs notebook 02 reads, Mamba (notebook 03 counts its cache), SigLIP 2, LLaVA or Whisper-tiny
 # (notebook 06 scores it), read at main. DINOv2 (notebook 04 probes its features) is pinned to the full commit
 # hash of facebook/dinov2-small that other public projects pin (150c8e7...), so that its features cannot change
 # under the probe.
@@ -87,6 +87,7 @@ CHECKPOINTS = {
     "coder": Checkpoint("Qwen/Qwen2.5-Coder-0.5B-Instruct"),
     "docqa": Checkpoint("impira/layoutlm-document-qa", "beed3c4"),
     "mamba": Checkpoint("state-spaces/mamba-130m-hf"),
+    "siglip": Checkpoint("google/siglip2-base-patch16-224"),
     "llava": Checkpoint("llava-hf/llava-interleave-qwen-0.5b-hf"),
 }
 
