@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from utils.core import script_command  # noqa: E402
 from utils import data_path  # noqa: E402
 from utils import associative_recall as ar  # noqa: E402
 
@@ -62,7 +63,7 @@ def main(argv=None):
                              "validation_correct": scores["validation"], "test_correct": scores["test"]})
                 print(f"{kind:>8} P={p:3d} seed {seed}: test recall {sum(scores['test']) / (sequences * p):.3f} "
                       f"({seconds:.1f} s)", flush=True)
-    command = ("python scripts/associative_recall.py " + " ".join(argv or sys.argv[1:])).strip()
+    command = script_command(__file__, argv)
     out = Path(args.out)
     minutes = round((time.time() - start) / 60, 1)
     if args.add:

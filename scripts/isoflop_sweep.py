@@ -12,7 +12,6 @@ command, the configuration, the library versions). Only commit records that this
 """
 import argparse
 import json
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pandas as pd  # noqa: E402
 
+from utils.core import script_command  # noqa: E402
 import utils  # noqa: E402
 from utils import isoflop as iso  # noqa: E402
 
@@ -45,7 +45,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     pd.concat(runs, ignore_index=True).to_csv(out / "runs.csv", index=False)
     pd.concat(curves, ignore_index=True).to_csv(out / "curves.csv", index=False)
-    command = "python scripts/isoflop_sweep.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = script_command(__file__, argv)
     meta = {"command": command.strip(), "config": {**iso.ISOFLOP, "budgets": args.budgets, "lrs": args.lrs, "seed": args.seed},
             "versions": utils.core.library_versions(), "seconds": round(time.time() - start)}
     (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")

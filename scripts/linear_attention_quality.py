@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from utils.core import script_command  # noqa: E402
 from utils import data_path  # noqa: E402
 from utils import linear_attention as la  # noqa: E402
 from utils.scaling import CharWindows, char_vocab  # noqa: E402
@@ -86,7 +87,7 @@ def main(argv=None):
     ngram_windows = la.ngram_window_losses(train_text, test_text, int(chosen.split("-")[0]), config["block_size"])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    record = {"command": "python scripts/linear_attention_quality.py " + " ".join(argv or sys.argv[1:]),
+    record = {"command": script_command(__file__, argv),
               "run": args.run, "settings": config, "seeds": args.seeds,
               "lr_choice": lr_choice, "chosen_lr": {("softmax (sdpa)" if a == "sdpa" else "elu+1 linear"): lr
                                                     for a, lr in chosen_lr.items()}, "eval_every": args.eval_every,

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from utils.core import script_command  # noqa: E402
 import utils  # noqa: E402
 from utils import speech  # noqa: E402
 
@@ -109,7 +109,7 @@ def main(argv=None):
     assert all(k.startswith("lm_head.") for k in missing), missing
     ctc.save_pretrained(args.out)
     processor.save_pretrained(args.out)
-    summary = {"command": "python scripts/pretrain_speech.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
+    summary = {"command": script_command(__file__, argv),
                "steps": state["step"], "minutes": round((time.perf_counter() - start) / 60, 1),
                "kept_from_pretraining": len(ctc.state_dict()) - len(missing), "new": sorted(missing),
                "first_loss": round(float(history.loss.head(20).mean()), 4),

@@ -12,7 +12,6 @@ records the command, the device and the library versions that produced it (read 
 pandas.read_csv(path, comment="#")). Only commit a CSV that this script really wrote.
 """
 import argparse
-import shlex
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
+from utils.core import script_command  # noqa: E402
 import utils  # noqa: E402
 from utils import scaling as sc  # noqa: E402
 
@@ -49,7 +49,7 @@ def main(argv=None):
         out.parent.mkdir(parents=True, exist_ok=True)
         device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
         versions = ", ".join(f"{k} {v}" for k, v in utils.core.library_versions().items())
-        command = "python scripts/scaling_sweep.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+        command = script_command(__file__, argv)
         header = f"# made by: {command} | device: {device} | {versions}\n"
         with open(out, "w", encoding="utf-8") as f:
             f.write(header)

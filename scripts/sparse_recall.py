@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from utils.core import script_command  # noqa: E402
 from utils import data_path  # noqa: E402
 from utils import associative_recall as ar  # noqa: E402
 from utils import sparse_attention as sa  # noqa: E402
@@ -126,7 +127,7 @@ def main(argv=None):
                          "validation_correct": scores["validation"], "test_correct": scores["test"]})
             print(f"{name:>22} seed {seed}: test recall {sum(scores['test']) / (len(scores['test']) * PAIRS):.3f}",
                   flush=True)
-    record = {"command": ("python scripts/sparse_recall.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip(),
+    record = {"command": script_command(__file__, argv),
               "settings": {**run, "pairs": PAIRS, "window": WINDOW, "layers": LAYERS, "seeds": list(SEEDS)},
               "splits": {"validation_seed": VALIDATION_SEED, "test_seed": TEST_SEED,
                          "training_seeds": "10000 + seed, fresh sequences every step"},

@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from utils.core import script_command  # noqa: E402
 import utils  # noqa: E402
 from utils import speech  # noqa: E402
 
@@ -93,7 +94,7 @@ def main(argv=None):
             print(f"validation alpha {alpha} beta {beta}: CER {rates['cer']:.3f} WER {rates['wer']:.3f}", flush=True)
         best = min(grid, key=lambda row: (row["wer"], row["cer"]))
         metrics = {
-            "command": "python scripts/speech_lm.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "command": script_command(__file__, argv),
             "language_model": {"order": args.order, "sentences": len(text), "words": sum(len(t.split()) for t in text),
                                "discount": 0.7},
             "beam_width": args.beam_width,

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -42,6 +41,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import torch  # noqa: E402
 
+from utils.core import script_command  # noqa: E402
 import utils  # noqa: E402
 from utils import speech  # noqa: E402
 
@@ -181,7 +181,7 @@ def main(argv=None):
     best["stopped_by_time"] = stopped
     processor.save_pretrained(args.out)  # the weights are the best validated ones, saved above
     metrics = {
-        "command": "python scripts/train_speech.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "command": script_command(__file__, argv),
         "parameters": model.num_parameters(), "train_utterances": len(train_set),
         "validation_utterances": len(validation), "training_minutes": round(minutes, 1),
         "validation": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in best.items()},

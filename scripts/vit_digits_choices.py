@@ -13,7 +13,6 @@ record's. Every row stores the seconds it took and the exact command that wrote 
 written by `python scripts/vit_digits_choices.py` on one thread of a shared 2-core CPU (10 minutes).
 """
 import argparse
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from utils.core import script_command  # noqa: E402
 import utils  # noqa: E402
 from utils import vit  # noqa: E402
 
@@ -46,7 +46,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(utils.data_path("vit_digits", "validation.csv")))
     args = parser.parse_args(argv)
-    command = "python scripts/vit_digits_choices.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = script_command(__file__, argv)
     torch.set_num_threads(args.threads)
 
     digits = vit.load_digits_dataset(validation_size=0.2, seed=0)

@@ -22,7 +22,6 @@ weights and the order of the batches.
 """
 import argparse
 import itertools
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from utils.core import script_command  # noqa: E402
 from utils import vit  # noqa: E402
 
 GRIDS = vit.SEED_GRIDS  # the settings tried on validation, per model
@@ -75,7 +75,7 @@ def main(argv=None):
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    command = "python scripts/vit_digits_seeds.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = script_command(__file__, argv)
 
     digits = vit.load_digits_dataset(validation_size=0.2, seed=0)
     processor = vit.digits_processor()

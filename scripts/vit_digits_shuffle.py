@@ -10,7 +10,6 @@ on the shuffled digits, and each run's prediction for every one of the 360 test 
 initial weights and the order of the batches.
 """
 import argparse
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from utils.core import script_command  # noqa: E402
 from utils import vit  # noqa: E402
 
 PERMUTATION_SEED = 0
@@ -32,7 +32,7 @@ def main(argv=None):
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    command = "python scripts/vit_digits_shuffle.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = script_command(__file__, argv)
 
     digits = vit.load_digits_dataset(validation_size=0.2, seed=0)
     processor = vit.digits_processor()

@@ -39,6 +39,16 @@ def relative(path):
         return path.name
 
 
+def script_command(script, argv=None):
+    """The command line a record stores: `python scripts/NAME.py` and the arguments (`argv`, or the
+    process's own when None), quoted so that pasting it into a shell reruns the script."""
+    import shlex
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    return " ".join(["python", f"scripts/{Path(script).name}", shlex.join(args)]).strip()
+
+
 def seed_everything(seed=0):
     """Seed Python, NumPy and torch (CPU and every GPU)."""
     import numpy as np
