@@ -165,3 +165,15 @@ def test_shipped_isoflop_seed_records_repeat_the_smallest_budget():
         best = runs.loc[runs.groupby("name").val_loss.idxmin()]
         assert set(best.index) == set(runs[runs.chosen].index)  # chosen on validation
         assert not np.allclose(runs.sort_values(["name", "lr"]).val_loss, same.sort_values(["name", "lr"]).val_loss)
+
+
+def test_gap_at_compute_compares_both_designs_at_equal_compute():
+    chosen = pd.DataFrame({"name": ["a", "b", "c"], "budget": [1e10, 1e10, 1e11], "lr": [0.01] * 3,
+                           "test_loss": [2.5, 2.4, 2.0]})
+    curves = pd.DataFrame({"step": [50, 100, 300], "flops_counted": [5e9, 2e10, 2e11],
+                           "eval_loss": [3.0, 2.8, 2.6]})
+    gap = iso.gap_at_compute(chosen, {0: (None, curves), 1: (None, curves.assign(eval_loss=curves.eval_loss + 0.2))})
+    assert list(gap.index) == ["1e+10", "1e+11", "2e+11"]
+    assert gap.loc["1e+10", "iso-FLOP loss"] == 2.4 and gap.loc["1e+10", "fixed-step seed 0"] == 3.0
+    assert gap.loc["1e+11", "fixed-step seed 1"] == pytest.approx(3.0)
+    assert gap.loc["2e+11", "gap"] == pytest.approx(2.7 - 2.0)

@@ -16,6 +16,7 @@ from . import scaling as sc
 
 __all__ = ["SHAPES", "ISOFLOP", "steps_for_budget", "shapes_for_budget", "train_run", "run_budget",
            "fit_valley", "fit_allocation", "valleys", "fit_loss_law", "LAW_STARTS", "bootstrap_allocation", "frontier_exponent", "frontier_sensitivity",
+           "gap_at_compute",
            "load_records", "plot_isoflop_runs"]
 
 # (n_layer, d_model, n_head): two layers, widths about a factor 1.3-1.5 apart in d (about 2x in N)
@@ -25,7 +26,8 @@ SHAPES = [(2, 4, 1), (2, 6, 2), (2, 8, 2), (2, 12, 2), (2, 16, 2), (2, 24, 2), (
 # the shipped sweep: budgets (counted FLOP), the 5 consecutive shapes centred near
 # N ~ sqrt(C / centre), a learning-rate grid per size chosen on validation windows. centre = 3000:
 # a pilot centred on Chinchilla's ratio (N ~ sqrt(C / 120), D ~ 20 N) found the lowest loss at the
-# smallest size of every budget (3e9-3e10), near sqrt(C / 3000) at 1e10 and 3e10.
+# smallest size of every budget (3e9-3e10), near sqrt(C / 3000) at 1e10 and 3e10. The pilot's
+# runs are not shipped: it only placed the sizes, and the shipped records show the valleys inside them.
 ISOFLOP = {"budgets": [1e10, 3e10, 1e11], "lrs": [5e-3, 1.5e-2, 4.5e-2], "batch_size": 8,
            "block_size": 64, "sizes_per_budget": 5, "centre": 3000, "seed": 0, "val_fraction": 0.1,
            "val_windows": 48, "eval_points": 10}
@@ -350,6 +352,29 @@ def frontier_sensitivity(sweeps, *, n_bins=(6, 12, 24), min_steps=(25, 50, 100),
     table = pd.DataFrame(rows).T
     table.index.names = ["frontier", "evaluations"]
     return table
+
+
+def gap_at_compute(chosen, sweeps, *, min_step=50, x="flops_counted"):
+    """Both designs at equal compute. For each budget C of the iso-FLOP runs `chosen` (rate chosen
+    per size) and for the largest compute any fixed-step run of `sweeps` ({seed: (results, curves)})
+    spent: the lowest test loss of an iso-FLOP run with budget <= C (and its name, rate and budget),
+    and per seed the lowest held-out loss any fixed-step evaluation (from `min_step` on) reached
+    with at most C counted FLOP (the fixed-step frontier at C). The two losses are on overlapping,
+    not identical, windows of the held-out tail. Column "gap" = mean fixed-step minus iso-FLOP."""
+    largest = max(c[x].max() for _, c in sweeps.values())
+    rows = []
+    for budget in sorted({*chosen.budget.unique(), largest}):
+        runs = chosen[chosen.budget <= budget * (1 + 1e-9)]
+        best = runs.loc[runs.test_loss.idxmin()]
+        row = {"C (FLOP)": f"{budget:.2g}", "iso-FLOP run": f"{best['name']} (C {best.budget:.0e}, lr {best.lr:g})",
+               "iso-FLOP loss": best.test_loss}
+        for k, (_, c) in sweeps.items():
+            seen = c[(c.step >= min_step) & (c[x] <= budget * (1 + 1e-9))]
+            row[f"fixed-step seed {k}"] = seen.eval_loss.min() if len(seen) else np.nan
+        fixed = [row[f"fixed-step seed {k}"] for k in sweeps]
+        row["gap"] = float(np.nanmean(fixed)) - best.test_loss if not np.isnan(fixed).all() else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("C (FLOP)")
 
 
 def load_records(folder=None):

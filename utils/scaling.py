@@ -853,8 +853,9 @@ def load_sweep_records(seeds, folder=None, preset="cpu"):
 
 
 def sweep_exponents(results, curves, *, min_step=50):
-    """The exponents one fixed-step sweep gives: alpha_N of the pure power law in non-embedding N,
-    alpha and E of the offset form and its loss extrapolated to 10x the largest N, alpha_C of the compute frontier (counted FLOP, evaluations from
+    """The exponents one fixed-step sweep gives: alpha_N of the pure power law in non-embedding N
+    and its loss extrapolated to 10x the largest N, alpha and E of the offset form and its
+    extrapolation to the same N, alpha_C of the compute frontier (counted FLOP, evaluations from
     `min_step` on), and a_frontier, the slope of log N against log C along that frontier (Kaplan's
     route to N_opt ~ C^a, see `utils.isoflop.frontier_exponent`)."""
     from .isoflop import frontier_exponent
@@ -865,8 +866,8 @@ def sweep_exponents(results, curves, *, min_step=50):
     frontier = compute_frontier(late, x="flops_counted")
     a, _ = frontier_exponent(curves, results.set_index("name").non_embedding, min_step=min_step)
     n_far = 10 * results.non_embedding.max()
-    return {"alpha_N": pure["alpha"], "alpha_N offset": offset["alpha"], "E offset": offset["E"],
-            "L(10 N_max) offset": float(offset["predict"](n_far)),
+    return {"alpha_N": pure["alpha"], "L(10 N_max) pure": float(pure["predict"](n_far)),
+            "alpha_N offset": offset["alpha"], "E offset": offset["E"], "L(10 N_max) offset": float(offset["predict"](n_far)),
             "alpha_C": fit_power_law(frontier.flops, frontier.eval_loss)["alpha"], "a_frontier": a,
             "largest loss": float(results.val_loss.iloc[-1])}
 
