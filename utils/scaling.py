@@ -30,7 +30,7 @@ __all__ = [
     "non_embedding_approx", "count_parameters", "gpt2_config",
     "fit_offset_power_law", "fit_power_law", "fit_loss_curve", "doubling_time", "growth_per_year", "allocation_table",
     "load_model_sizes", "char_vocab", "char_tokenizer", "CharWindows", "loss_on", "run_sweep", "SWEEPS",
-    "compute_curves", "compute_frontier", "load_sweep_records", "sweep_exponents", "seed_table", "repeated_sampling", "shape_table",
+    "compute_curves", "compute_frontier", "load_sweep_records", "load_lr_grid", "sweep_exponents", "seed_table", "repeated_sampling", "shape_table",
     "embedding_share",
     "plot_timeline", "plot_kaplan_laws", "plot_isoflop", "plot_allocation", "plot_loss_vs_size",
     "plot_compute_frontier", "plot_loss_forecast", "plot_sample_efficiency",
@@ -850,6 +850,21 @@ def load_sweep_records(seeds, folder=None, preset="cpu"):
         out[seed] = (pd.read_csv(path, comment="#"),
                      pd.read_csv(path.with_name(path.stem + "_curves.csv"), comment="#"))
     return out
+
+
+def load_lr_grid(preset="cpu", folder=None):
+    """(table, command) of the learning-rate choice that `scripts/scaling_sweep.py --lrs` wrote to
+    data/scaling_sweep/<preset>_lr_grid.csv: validation loss per size (rows) and rate (columns),
+    with a last row "mean" over the sizes (the rate chosen is the column with the lowest mean), and
+    the command that made the record."""
+    from .core import data_path
+
+    path = (folder or data_path("scaling_sweep")) / f"{preset}_lr_grid.csv"
+    grid = pd.read_csv(path, comment="#")
+    table = grid.pivot(index="name", columns="lr", values="validation_loss").loc[grid.name.unique()]
+    table.loc["mean"] = table.mean()
+    command = path.read_text(encoding="utf-8").splitlines()[0].removeprefix("# made by: ").split(" | ")[0]
+    return table, command
 
 
 def sweep_exponents(results, curves, *, min_step=50):
