@@ -358,7 +358,8 @@ def gap_at_compute(chosen, sweeps, *, min_step=50, x="flops_counted"):
     """Both designs at equal compute. For each budget C of the iso-FLOP runs `chosen` (rate chosen
     per size) and for the largest compute any fixed-step run of `sweeps` ({seed: (results, curves)})
     spent: the lowest test loss of an iso-FLOP run with budget <= C (and its name, rate and budget),
-    and per seed the lowest held-out loss any fixed-step evaluation (from `min_step` on) reached
+    and the characters it trained on (where `chosen` has tokens), and per seed the lowest held-out
+    loss any fixed-step evaluation (from `min_step` on) reached
     with at most C counted FLOP (the fixed-step frontier at C). The two losses are on overlapping,
     not identical, windows of the held-out tail. Column "gap" = mean fixed-step minus iso-FLOP."""
     largest = max(c[x].max() for _, c in sweeps.values())
@@ -368,6 +369,8 @@ def gap_at_compute(chosen, sweeps, *, min_step=50, x="flops_counted"):
         best = runs.loc[runs.test_loss.idxmin()]
         row = {"C (FLOP)": f"{budget:.2g}", "iso-FLOP run": f"{best['name']} (C {best.budget:.0e}, lr {best.lr:g})",
                "iso-FLOP loss": best.test_loss}
+        if "tokens" in best:
+            row["its characters"] = int(best.tokens)
         for k, (_, c) in sweeps.items():
             seen = c[(c.step >= min_step) & (c[x] <= budget * (1 + 1e-9))]
             row[f"fixed-step seed {k}"] = seen.eval_loss.min() if len(seen) else np.nan

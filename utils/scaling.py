@@ -728,11 +728,13 @@ def ngram_baseline(text, *, val_fraction=0.1, orders=(1, 2, 3, 4, 5, 6), ks=(0.0
 
 # (n_layer, d_model, n_head) of each size. "cpu": the notebook's default (about a minute of
 # training on a quiet 2-core CPU; 6.6e3 to 4.5e5 non-embedding parameters, 1.8 decades; at least
-# two layers, since one-layer models fall off the trend); "gpu_repeated": the bigger sweep of
+# two layers, since one-layer models fall off the trend; its one learning rate is the one chosen on
+# validation windows by `scripts/scaling_sweep.py --preset cpu --lrs ...`, recorded in
+# data/scaling_sweep/cpu_lr_grid.csv); "gpu_repeated": the bigger sweep of
 # scripts/scaling_sweep.py, which repeats the novel about 80 times (see its comment).
 SWEEPS = {
     "cpu": {"sizes": [(2, 16, 2), (2, 24, 2), (2, 32, 4), (2, 48, 4), (3, 64, 4), (4, 96, 4)],
-            "steps": 300, "batch_size": 16, "block_size": 64, "lr": 3e-3},
+            "steps": 300, "batch_size": 16, "block_size": 64, "lr": 0.005},
     # NOT Kaplan's regime: 3000 steps x 64 x 256 = 49M characters from a ~616k-character training
     # split, about 80 epochs. It measures how larger models overfit repeated text.
     "gpu_repeated": {"sizes": [(2, 64, 4), (2, 128, 4), (4, 192, 6), (4, 256, 8), (6, 384, 8),
