@@ -100,7 +100,7 @@ def test_library_answers_are_right():
     small = sc.fit_power_law(results.non_embedding.iloc[:-1], results.val_loss.iloc[:-1])
     assert ex.check("01.heldout_prediction", float(small["predict"](results.non_embedding.iloc[-1])))
     assert not ex.check("01.heldout_prediction", float(results.val_loss.iloc[-1]) + 0.05)
-    assert ex.check("01.heldout_within_step", "yes") and not ex.check("01.heldout_within_step", "no")  # miss 0.04 < step 0.12
+    assert ex.check("01.heldout_within_step", "yes") and not ex.check("01.heldout_within_step", "no")  # miss 0.11 < step 0.19
     runs, _, _ = iso.load_records()
     table = iso.valleys(runs[runs.chosen])
     a, k = iso.fit_allocation(table.budget, table.n_opt)
