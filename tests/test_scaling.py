@@ -522,3 +522,18 @@ def test_seed_interval_formats_the_seed_table():
     assert sc.seed_interval(table, "a", 2) == "2.00 [-0.48, 4.48]"  # t(0.975, 2) = 4.303, sd 1, sqrt(3)
     with pytest.raises(ValueError, match="no column 'b'"):
         sc.seed_interval(table, "b")
+
+
+def test_loss_vs_size_keeps_the_axis_on_the_losses_when_the_floor_is_far_below():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = np.array([1e4, 2e4, 5e4, 1e5, 2e5, 5e5])
+    results = pd.DataFrame({"non_embedding": n, "val_loss": 3.0 * (1e4 / n) ** 0.04})
+    pure = sc.fit_power_law(results.non_embedding, results.val_loss)
+    fit = {"E": 1e-6, "alpha": 0.04, "alpha_err": 0.3, "predict": pure["predict"]}
+    ax = sc.plot_loss_vs_size(results, pure, fit, steps=300)
+    assert ax.get_ylim()[0] > 2.0 and any("below the axis" in t.get_text() for t in ax.get_legend().get_texts())
+    plt.close("all")

@@ -1177,7 +1177,8 @@ def plot_allocation(budgets, allocations, points=None, *, save=None):
 def plot_loss_vs_size(results, pure, fit, *, steps, extrapolate=10, save=None):
     """The sweep's held-out losses against non-embedding parameters, the pure power law `pure`
     and the offset fit `fit` (from `fit_power_law` / `fit_offset_power_law`), the latter
-    extended `extrapolate` times past the largest model."""
+    extended `extrapolate` times past the largest model. The floor E is drawn where it lies near
+    the losses; a fit that drives E towards zero gets a legend entry only."""
     import matplotlib.pyplot as plt
 
     from .plotting import save_figure
@@ -1193,7 +1194,14 @@ def plot_loss_vs_size(results, pure, fit, *, steps, extrapolate=10, save=None):
     ax.loglog(grid[inside], fit["predict"](grid[inside]), color="C1",
               label=f"offset fit, alpha = {fit['alpha']:.2f} +/- {fit['alpha_err']:.2f}")
     ax.loglog(grid[~inside], fit["predict"](grid[~inside]), color="C1", ls="--", label="extrapolation")
-    ax.axhline(fit["E"], color="0.5", lw=0.8, ls=":", label=f"E = {fit['E']:.2f}")
+    curves = np.concatenate([results.val_loss, pure["predict"](grid), fit["predict"](grid)])
+    low, high = 0.95 * curves.min(), 1.05 * curves.max()
+    if fit["E"] >= low:  # the floor, where it lies within the losses' range
+        ax.axhline(fit["E"], color="0.5", lw=0.8, ls=":", label=f"E = {fit['E']:.2f}")
+        low = 0.95 * min(low, fit["E"])
+    else:  # a floor far below every loss would stretch the axis over decades
+        ax.plot([], [], color="0.5", lw=0.8, ls=":", label=f"E = {fit['E']:.2f} (below the axis)")
+    ax.set_ylim(low, high)
     ax.set(xlabel="non-embedding parameters N", ylabel="loss (nats per character)",
            title=f"{len(results)} GPT-2 sizes on Pride and Prejudice")
     _log_axes_plain(ax)
