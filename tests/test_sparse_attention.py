@@ -532,6 +532,12 @@ def test_compare_of_ideal_names_the_lengths_that_separate_two_patterns():
     assert lines[-1] == "lengths that separate the two: n = 4096 (b lower)"
     overlapping = sa.compare_of_ideal(table[table.n == 1024], "a", "b")
     assert overlapping[-1].startswith("no length separates the two in this run")
+    # a's share climbs from 0.2-0.4 to 0.5-0.6; b's stays within 0.3-0.5 and 0.3-0.4
+    assert sa.share_trend(table, "a").endswith("0.20-0.40 to 0.50-0.60, climbs: part of the cost stays fixed while the work grows")
+    assert "no change this run can see" in sa.share_trend(table, "b")
+    assert "falls" in sa.share_trend(table.assign(lowest=[0.4, 0.3, 0.2, 0.1], highest=[0.8, 0.5, 0.4, 0.2]), "a")
+    with pytest.raises(ValueError, match="two lengths"):
+        sa.share_trend(table[table.n == 1024], "a")
 
 
 def _sparse_recall():

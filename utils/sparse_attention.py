@@ -29,7 +29,7 @@ __all__ = [
     "causal", "sliding_window", "chunked_causal", "sink_tokens", "kv_cache_mib", "kv_cache_per_token", "layer_windows",
     "density_table", "bigbird_random_blocks", "tiny_bigbird", "kernel_summary", "round_verdict", "notebook_summary",
     "longformer_value_check", "bigbird_eval_value_check", "weighted_reference_attention", "lsh_buckets", "same_bucket", "bucket_attention_reference",
-    "top_k_blocks", "needle_selection", "sdpa_causal_work", "time_windows", "compare_of_ideal", "flex_skipping", "reach", "attention_io", "sparse_transformer", "sparse_transformer_reference",
+    "top_k_blocks", "needle_selection", "sdpa_causal_work", "time_windows", "compare_of_ideal", "share_trend", "flex_skipping", "reach", "attention_io", "sparse_transformer", "sparse_transformer_reference",
     "linformer_attention", "pooling_projection", "linformer_error",
     "dense_mask", "block_table", "token_density", "block_density", "tiles", "tile_states", "show_tiles", "plot_speedup",
     "longformer_attended",
@@ -1238,6 +1238,26 @@ def compare_of_ideal(timing, first, second):
     lines.append("lengths that separate the two: " + ", ".join(apart) if apart else
                  "no length separates the two in this run: any difference is within the spread of the rounds")
     return lines
+
+
+def share_trend(timing, pattern):
+    """One line on a ``time_windows`` table: how ``pattern``'s speedup as a share of its own ideal moves from the
+    shortest to the longest length, from the lowest to the highest round at each. The block-sparse kernel makes
+    the same calls at every length of a sliding window, so a cost that stays fixed per call weighs less as the
+    work grows and makes the share climb, while a cost that grows with the work keeps it level: "climbs" when the
+    longest length's range lies wholly above the shortest's, "falls" when wholly below, else no change this run
+    can see."""
+    rows = timing[timing.pattern == pattern].sort_values("n")
+    if len(rows) < 2:
+        raise ValueError(f"share_trend needs {pattern!r} at two lengths or more, got {len(rows)}")
+    first, last = rows.iloc[0], rows.iloc[-1]
+    (low0, high0), (low1, high1) = ((r.lowest / r.ideal, r.highest / r.ideal) for r in (first, last))
+    side = _ranges_apart(low0, high0, low1, high1)
+    verdict = {"higher": "climbs: part of the cost stays fixed while the work grows",
+               "lower": "falls: the cost grows faster than the work",
+               None: "the ranges overlap, no change this run can see: the cost grows with the work"}[side]
+    return (f"{pattern}, speedup as a share of its own ideal from n = {int(first.n)} to n = {int(last.n)} (ideal "
+            f"{first.ideal:.2f} to {last.ideal:.2f}): {low0:.2f}-{high0:.2f} to {low1:.2f}-{high1:.2f}, {verdict}")
 
 
 def flex_skipping(results):
