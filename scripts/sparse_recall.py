@@ -15,16 +15,16 @@ utils.sparse_attention mask_mods on the P pairs and P queries shifted by that on
 - "band + queries global": the P query positions are global instead, as Longformer makes the question
   tokens global for question answering;
 - "band + P random global": as many global positions as there are queries, P of the 2P positions drawn at
-  random once (torch.Generator seed RANDOM_GLOBAL_SEED), pairs and queries alike: the control for the one
-  before, with the same number of global tokens and about the same share of pairs, placed without regard to
-  the task;
+  random (torch.Generator seeded with each of PLACEMENTS, one placement per seed: three placements, each
+  trained with every seed), pairs and queries alike: the control for the one before, with the same number of
+  global tokens and about the same share of pairs, placed without regard to the task;
 - "dense": every pair.
 
 Every model gets the budget of utils.associative_recall.RECALL_RUN (steps, batch, learning rate, d_model,
 heads) and the same seeds. Each is scored on two fixed sets of sequences drawn apart from training:
 validation (seed 1) and test (seed 2). Writes recall.json: the command, the settings, and per mask and seed
-the number of right answers in each validation and test sequence (P queries each). About a minute on one
-thread of a 2-core CPU.
+the number of right answers in each validation and test sequence (P queries each), and for the random
+placements which placement. About two minutes on one thread of a 2-core CPU.
 """
 import argparse
 import json
@@ -46,12 +46,23 @@ from utils import sparse_attention as sa  # noqa: E402
 
 VALIDATION_SEED, TEST_SEED = 1, 2
 PAIRS, WINDOW, LAYERS, SEEDS = 16, 4, 2, (0, 1, 2)
-RANDOM_GLOBAL_SEED = 0
+PLACEMENTS = (0, 1, 2)
+RANDOM = f"band + {PAIRS} random global"
 
 
-def masks(pairs=PAIRS, window=WINDOW):
-    """The five (n, n) boolean masks, n = 2 * pairs + 1 (the extra token first): utils.sparse_attention.recall_masks."""
-    return sa.recall_masks(pairs, window, RANDOM_GLOBAL_SEED)
+def masks(pairs=PAIRS, window=WINDOW, placement=PLACEMENTS[0]):
+    """The five (n, n) boolean masks, n = 2 * pairs + 1 (the extra token first): utils.sparse_attention.recall_masks,
+    the random global positions drawn with seed `placement`."""
+    return sa.recall_masks(pairs, window, placement)
+
+
+def jobs():
+    """(mask name, placement or None, mask) for every mask to train: the random one once per placement."""
+    for name, mask in masks().items():
+        if name == RANDOM:
+            yield from ((name, placement, masks(placement=placement)[name]) for placement in PLACEMENTS)
+        else:
+            yield name, None, mask
 
 
 class MaskedRecall(torch.nn.Module):
@@ -112,7 +123,7 @@ def main(argv=None):
                                          "test_sequences")}
     task = ar.RecallTask(PAIRS, run["n_keys"], run["n_values"])
     rows, start = [], time.time()
-    for name, mask in masks().items():
+    for name, placement, mask in jobs():
         for seed in SEEDS:
             begin = time.time()
             model = train(mask, task, seed, run)
@@ -122,13 +133,15 @@ def main(argv=None):
                 with torch.no_grad():
                     right = model(keys, values, is_query)[:, PAIRS:].argmax(-1) == targets
                 scores[split] = [int(c) for c in right.sum(1)]
-            rows.append({"mask": name, "seed": seed, "seconds": round(time.time() - begin, 2),
+            rows.append({"mask": name, "seed": seed, **({} if placement is None else {"placement": placement}),
+                         "seconds": round(time.time() - begin, 2),
                          "mask_density": round(mask.float().mean().item(), 4),
                          "validation_correct": scores["validation"], "test_correct": scores["test"]})
-            print(f"{name:>22} seed {seed}: test recall {sum(scores['test']) / (len(scores['test']) * PAIRS):.3f}",
+            print(f"{name:>22}{'' if placement is None else f' placement {placement}'} seed {seed}: test recall {sum(scores['test']) / (len(scores['test']) * PAIRS):.3f}",
                   flush=True)
     record = {"command": script_command(__file__, argv),
-              "settings": {**run, "pairs": PAIRS, "window": WINDOW, "layers": LAYERS, "seeds": list(SEEDS)},
+              "settings": {**run, "pairs": PAIRS, "window": WINDOW, "layers": LAYERS, "seeds": list(SEEDS),
+                           "random_global_placements": list(PLACEMENTS)},
               "splits": {"validation_seed": VALIDATION_SEED, "test_seed": TEST_SEED,
                          "training_seeds": "10000 + seed, fresh sequences every step"},
               "torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),

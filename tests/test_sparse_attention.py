@@ -532,6 +532,12 @@ def test_compare_of_ideal_names_the_lengths_that_separate_two_patterns():
     assert lines[-1] == "lengths that separate the two: n = 4096 (b lower)"
     overlapping = sa.compare_of_ideal(table[table.n == 1024], "a", "b")
     assert overlapping[-1].startswith("no length separates the two in this run")
+    # a's share climbs from 0.2-0.4 to 0.5-0.6; b's stays within 0.3-0.5 and 0.3-0.4
+    assert sa.share_trend(table, "a").endswith("0.20-0.40 to 0.50-0.60, climbs: part of the cost stays fixed while the work grows")
+    assert "no change this run can see" in sa.share_trend(table, "b")
+    assert "falls" in sa.share_trend(table.assign(lowest=[0.4, 0.3, 0.2, 0.1], highest=[0.8, 0.5, 0.4, 0.2]), "a")
+    with pytest.raises(ValueError, match="two lengths"):
+        sa.share_trend(table[table.n == 1024], "a")
 
 
 def _sparse_recall():
@@ -563,9 +569,16 @@ def test_sparse_recall_masks_and_record_agree():
     record = json.loads((Path(__file__).resolve().parents[1] / "data" / "sparse_attention" / "recall.json").read_text())
     assert record["command"] == "python scripts/sparse_recall.py"
     assert record["settings"]["pairs"] == p and record["settings"]["window"] == script.WINDOW
-    assert {(r["mask"], r["seed"]) for r in record["runs"]} == {(m, s) for m in masks for s in script.SEEDS}
+    placements = {tuple(torch.nonzero(script.masks(placement=at)[script.RANDOM].all(dim=1)).flatten().tolist())
+                  for at in script.PLACEMENTS}
+    assert len(placements) == len(script.PLACEMENTS)  # each placement puts the global tokens elsewhere
+    assert record["settings"]["random_global_placements"] == list(script.PLACEMENTS)
+    assert {(r["mask"], r["seed"], r.get("placement")) for r in record["runs"]} == (
+        {(m, s, None) for m in masks if m != script.RANDOM for s in script.SEEDS}
+        | {(script.RANDOM, s, at) for s in script.SEEDS for at in script.PLACEMENTS})
     for run in record["runs"]:
-        assert run["mask_density"] == round(masks[run["mask"]].float().mean().item(), 4)
+        drawn = script.masks(placement=run.get("placement", script.PLACEMENTS[0]))[run["mask"]]
+        assert run["mask_density"] == round(drawn.float().mean().item(), 4)
         assert len(run["test_correct"]) == record["settings"]["test_sequences"]
         assert all(0 <= c <= p for c in run["test_correct"])
 
@@ -585,6 +598,10 @@ def test_recall_table_reads_the_record_and_scores_rules_that_ignore_the_query():
     first = [r for r in record["runs"] if r["mask"] == "band"]
     assert per_sequence["band"][0] == pytest.approx(sum(r["test_correct"][0] for r in first) / (len(first) * p))
     assert lines[0].startswith(record["command"]) and "minus" in lines[-1]
+    # the random control was trained on several placements: one printed line each, and the table says so
+    placements = record["settings"]["random_global_placements"]
+    assert sum(line.startswith("  placement ") for line in lines) == len(placements)
+    assert f"over {len(placements)} placements x" in rows.loc[f"band + {p} random global", "test recall over seeds"]
 
 
 def test_flex_verdicts_and_thread_verdict_read_both_outcomes():
@@ -602,7 +619,7 @@ def test_flex_verdicts_and_thread_verdict_read_both_outcomes():
                            "middle half of the rounds": ["below both", "holds counted"]})
     assert "waiting" in sa.thread_verdict(timing)
     timing.loc[1, "middle half of the rounds"] = "below both"
-    assert "misses a cost" in sa.thread_verdict(timing)
+    assert "takes 2.3% longer than the count says, a cost the count misses" in sa.thread_verdict(timing)
     with pytest.raises(ValueError, match="one thread"):
         sa.thread_verdict(timing[timing.threads == 2])
 

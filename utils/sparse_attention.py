@@ -29,7 +29,7 @@ __all__ = [
     "causal", "sliding_window", "chunked_causal", "sink_tokens", "kv_cache_mib", "kv_cache_per_token", "layer_windows",
     "density_table", "bigbird_random_blocks", "tiny_bigbird", "kernel_summary", "round_verdict", "notebook_summary",
     "longformer_value_check", "bigbird_eval_value_check", "weighted_reference_attention", "lsh_buckets", "same_bucket", "bucket_attention_reference",
-    "top_k_blocks", "needle_selection", "sdpa_causal_work", "time_windows", "compare_of_ideal", "flex_skipping", "reach", "attention_io", "sparse_transformer", "sparse_transformer_reference",
+    "top_k_blocks", "needle_selection", "sdpa_causal_work", "time_windows", "compare_of_ideal", "share_trend", "flex_skipping", "reach", "attention_io", "sparse_transformer", "sparse_transformer_reference",
     "linformer_attention", "pooling_projection", "linformer_error",
     "dense_mask", "block_table", "token_density", "block_density", "tiles", "tile_states", "show_tiles", "plot_speedup",
     "longformer_attended",
@@ -1240,6 +1240,26 @@ def compare_of_ideal(timing, first, second):
     return lines
 
 
+def share_trend(timing, pattern):
+    """One line on a ``time_windows`` table: how ``pattern``'s speedup as a share of its own ideal moves from the
+    shortest to the longest length, from the lowest to the highest round at each. The block-sparse kernel makes
+    the same calls at every length of a sliding window, so a cost that stays fixed per call weighs less as the
+    work grows and makes the share climb, while a cost that grows with the work keeps it level: "climbs" when the
+    longest length's range lies wholly above the shortest's, "falls" when wholly below, else no change this run
+    can see."""
+    rows = timing[timing.pattern == pattern].sort_values("n")
+    if len(rows) < 2:
+        raise ValueError(f"share_trend needs {pattern!r} at two lengths or more, got {len(rows)}")
+    first, last = rows.iloc[0], rows.iloc[-1]
+    (low0, high0), (low1, high1) = ((r.lowest / r.ideal, r.highest / r.ideal) for r in (first, last))
+    side = _ranges_apart(low0, high0, low1, high1)
+    verdict = {"higher": "climbs: part of the cost stays fixed while the work grows",
+               "lower": "falls: the cost grows faster than the work",
+               None: "the ranges overlap, no change this run can see: the cost grows with the work"}[side]
+    return (f"{pattern}, speedup as a share of its own ideal from n = {int(first.n)} to n = {int(last.n)} (ideal "
+            f"{first.ideal:.2f} to {last.ideal:.2f}): {low0:.2f}-{high0:.2f} to {low1:.2f}-{high1:.2f}, {verdict}")
+
+
 def flex_skipping(results):
     """Split compiled FlexAttention's ``of_ideal`` on each pattern of a ``benchmark`` table into its speed per
     tile (the dense flex row's speedup over SDPA) and its skipping (of_ideal / that speed), with the range the
@@ -1328,7 +1348,7 @@ def recall_masks(pairs=16, window=4, random_global_seed=0):
     ``window`` on each side (the extra token sees and is seen by itself only); "band + 1 global token": the extra
     token global; "band + queries global": the query positions global; "band + {pairs} random global": as many
     global positions as queries, drawn at random among the 2 * pairs positions (``torch.randperm`` with a generator
-    seeded ``random_global_seed``); "dense": every pair."""
+    seeded ``random_global_seed``: the placement); "dense": every pair."""
     pairs = _check_int("pairs", pairs, 1)
     window = _check_int("window", window)
     n = 2 * pairs + 1
@@ -1344,12 +1364,14 @@ def recall_masks(pairs=16, window=4, random_global_seed=0):
 
 def recall_table(record, comparisons=()):
     """Read the record of ``scripts/sparse_recall.py``. Returns (per_sequence, table, lines): per mask the recall of
-    each test sequence averaged over the seeds (the items of the intervals and of the paired tests); a table with
-    each mask's share of pairs kept, the share of test queries whose pair sits in the query's own row of the mask
-    (reachable in one layer), recall over seeds and a bootstrap interval over the test sequences; and printed
-    lines: the command, chance, two rules that never look at a query (the value most frequent in the validation
-    answers, chosen there and scored on test; the value most frequent among the sequence's own pairs), and a paired
-    bootstrap for each (a, b) in ``comparisons``."""
+    each test sequence averaged over the seeds, and over the placements for a mask trained on several random
+    placements (the items of the intervals and of the paired tests); a table with each mask's share of pairs
+    kept, the share of test queries whose pair sits in the query's own row of the mask (reachable in one layer),
+    recall over seeds and a bootstrap interval over the test sequences (averaged over placements where there are
+    several); and printed lines: the command, chance, two rules that never look at a query (the value most
+    frequent in the validation answers, chosen there and scored on test; the value most frequent among the
+    sequence's own pairs), for a mask with several placements its recall, share of pairs kept and share of
+    queries that see their pair per placement, and a paired bootstrap for each (a, b) in ``comparisons``."""
     import numpy as np
     import pandas as pd
 
@@ -1368,17 +1390,35 @@ def recall_table(record, comparisons=()):
     constant = draw["validation"][3].flatten().mode().values  # the most frequent answer on validation
     own_mode = values[:, :p].mode(dim=1).values[:, None]  # the most frequent value among each sequence's pairs
     pair_of = (keys[:, p:, None] == keys[:, None, :p]).float().argmax(-1)  # which pair each query asks for
-    masks = recall_masks(p, settings["window"])
-    rows = []
+    if "placement" not in runs:
+        runs["placement"] = None
+    runs["placement"] = runs.placement.astype(object).where(runs.placement.notna(), None)
+
+    def sees_pair(mask, placement):  # share of test queries whose pair is in their own row of the mask
+        drawn = recall_masks(p, settings["window"], 0 if placement is None else int(placement))[mask]
+        return drawn[torch.arange(p + 1, 2 * p + 1), 1 + pair_of].float().mean().item()
+
+    rows, placement_lines = [], []
     for mask, group in runs.groupby("mask", sort=False):
-        direct = masks[mask][torch.arange(p + 1, 2 * p + 1), 1 + pair_of].float().mean().item()
-        rows.append({"mask": mask, "pairs kept": group.mask_density.iloc[0], "queries that see their pair": direct,
-                     "test recall over seeds": str(ev.over_seeds([sum(c) / (len(c) * p) for c in group.test_correct],
-                                                                 percent=True, digits=1)),
+        placements = list(dict.fromkeys(group.placement))
+        recall = [sum(c) / (len(c) * p) for c in group.test_correct]
+        spread = str(ev.over_seeds(recall, percent=True, digits=1))
+        if len(placements) > 1:
+            spread = spread.replace(f"over {len(group)} seeds",
+                                    f"over {len(placements)} placements x {group.seed.nunique()} seeds")
+            placement_lines.append(f"{mask}, per placement of its global tokens (test recall: mean over its seeds):")
+            placement_lines += [f"  placement {int(at)}: test recall "
+                                f"{np.mean(np.array(recall)[(group.placement == at).to_numpy()]):.1%}, pairs kept "
+                                f"{group.mask_density[group.placement == at].iloc[0]:.3f}, queries that see their "
+                                f"pair {sees_pair(mask, at):.3f}" for at in placements]
+        rows.append({"mask": mask, "pairs kept": group.mask_density.mean(),
+                     "queries that see their pair": float(np.mean([sees_pair(mask, at) for at in placements])),
+                     "test recall over seeds": spread,
                      "95% CI over sequences": str(ev.bootstrap(per_sequence[mask], percent=True))})
     lines = [f"{record['command']} | chance {1 / settings['n_values']:.1%}",
              f"rules that never look at the query: the most frequent validation answer {(targets == constant).float().mean().item():.1%}, "
-             f"the most frequent value among the sequence's own pairs {(targets == own_mode).float().mean().item():.1%}"]
+             f"the most frequent value among the sequence's own pairs {(targets == own_mode).float().mean().item():.1%}",
+             *placement_lines]
     lines += [f"{a} minus {b}: {ev.paired_bootstrap(per_sequence[a], per_sequence[b], percent=True)}"
               for a, b in comparisons]
     return per_sequence, pd.DataFrame(rows), lines
@@ -1457,5 +1497,8 @@ def thread_verdict(causal_timing):
     if "counted" in middle and middle.startswith("holds"):
         return head + ": at this size the kernel saves what the count says; a shortfall on more threads is waiting"
     if middle == "below both":
-        return head + ": the kernel saves less than the count even with no thread waiting, so the count misses a cost at this size"
+        missing = row["dense / causal time, counted"] / row["measured (median)"] - 1
+        return head + (f": even with no thread waiting the causal run takes {missing:.1%} longer than the count says, a "
+                       "cost the count misses at this size (it leaves out, for one, the causal masking inside the "
+                       "blocks on the diagonal)")
     return head + ": the one-thread rounds do not hold the count, and this run does not say which cost is missing"
