@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     import pandas as pd
 
     rows = pd.concat(parts)[columns].to_dict("records")
-    espeak = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True).stdout.strip()
+    espeak = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True).stdout.split("Data at")[0].strip()
     record = {"command": script_command(__file__, argv), "model": str(args.model), "espeak_ng": espeak,
               "voices": voices, "utterances": rows}
     out_path = args.out or args.model / "voice_swap.json"
