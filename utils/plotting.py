@@ -422,7 +422,7 @@ def plot_wav2vec_u(save=None):
     box(5.8, 3.1, 1.6, 0.6, "generator\n(one conv layer)", "#fde0c5")
     box(7.8, 3.1, 1.9, 0.6, "generated phonemes\nDH AH K AE T", "#f6f6f6", family="monospace")
     ax.text(0.7, 0.95, "unrelated text", ha="center", fontsize=9)
-    box(0.1, 0.3, 1.3, 0.5, '"the dog ran"', "#f6f6f6")
+    box(0.1, 0.3, 1.3, 0.5, '"the dog"', "#f6f6f6")
     box(1.9, 0.3, 1.3, 0.5, "phonemizer", "#e5f2e0")
     box(7.8, 0.25, 1.9, 0.6, "real phonemes\nDH AH D AO G", "#f6f6f6", family="monospace")
     box(10.0, 1.65, 1.85, 0.7, "discriminator:\nreal or generated?", "#f4d6e6")
