@@ -187,3 +187,10 @@ def test_benchmark_styles_get_their_own_markers_and_the_axis_ends_at_the_data():
     assert flat.get_xscale() == "linear"
     left, right = flat.get_xlim()
     assert 240 < left <= 256 and 512 <= right < 530
+
+
+def test_wav2vec_u_schematic_names_both_sides():
+    fig = plotting.plot_wav2vec_u()
+    texts = " ".join(t.get_text() for t in fig.axes[0].texts)
+    for part in ("wav2vec 2.0", "generator", "phonemizer", "discriminator", "k-means"):
+        assert part in texts

@@ -639,3 +639,15 @@ def test_pretraining_diagnostics_count_the_kept_distractors(pretraining_inputs):
     kept = torch.isfinite(losses["logits"][:, 1:]).sum(1)
     assert len(lines) == 3 and f"of {int(mask.sum())} masked frames" in lines[1]
     assert f"ln(K_kept + 1) = {torch.log(kept + 1.0).mean().item():.2f}" in lines[2]
+
+
+def test_voice_swap_table_is_sentences_by_voices_with_voice_intervals():
+    rows = [{"sentences": s, "voices": v, "voice": f"{v}{k % 3}", "char_errors": e, "chars": 10,
+             "word_errors": 1, "words": 2}
+            for s, base in (("validation", 1), ("test", 2)) for v, extra in (("validation", 0), ("test", 3))
+            for k, e in enumerate([base + extra] * 6)]
+    table, rates = speech.voice_swap_table(rows)
+    assert list(table.index) == ["test sentences", "validation sentences"]
+    assert list(table.columns) == ["test voices", "validation voices"]
+    assert rates.loc[("validation", "test"), "cer"] == pytest.approx(0.4)
+    assert table.loc["test sentences", "validation voices"].startswith("20.0% [")

@@ -53,6 +53,27 @@ def _speech_expected_blanks():
         _CACHE["expected_blanks"] = float((log_probs.detach().exp() - log_probs.grad)[:, blank].sum())
     return _CACHE["expected_blanks"]
 
+def _speech_masked_share():
+    """Average share of the book sentence's frames that transformers' `_compute_mask_indices` masks at
+    mask_time_prob 1.0 with spans of the pretraining config's length (notebook 06, exercise 3), over
+    2,000 seeded draws."""
+    from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices
+
+    from . import speech
+
+    if "masked_share" not in _CACHE:
+        table = speech.read_transcripts()
+        row = table[table.split == "heldout"].iloc[0]  # the book's sentence
+        config = speech.pretraining_config()
+        n_frames = speech.num_frames(config, len(speech.read_speech(speech.corpus_dir() / row.path)))
+        state = np.random.get_state()
+        np.random.seed(0)
+        _CACHE["masked_share"] = float(np.mean([_compute_mask_indices((1, n_frames), 1.0, config.mask_time_length,
+                                                                      min_masks=2).mean() for _ in range(2000)]))
+        np.random.set_state(state)
+    return _CACHE["masked_share"]
+
+
 def _speech_words_heard():
     """Share of the test book sentences' words that the grammar-only recogniser hears anywhere in
     the same sentence (notebook 06, exercise 3)."""
@@ -535,12 +556,12 @@ EXERCISES: dict[str, Exercise] = {
         "reference under the open-vocabulary recogniser", Number(_speech_expected_blanks, rel=0, abs=0.05),
         "gamma[t, s] = alpha[t, s] + beta[t, s] - log_probs[t, l'[s]] - log p(reference), when both alpha and beta "
         "include frame t; sum exp(gamma) over the blank positions s (every even one) and over the frames."),
-    "06.one_letter_wer": Exercise(
-        "one_letter_wer, the WER of the book's sentence with one letter changed", Number(1 / 17, rel=1e-6),
-        "WER counts whole words: one wrong letter makes one wrong word."),
-    "06.one_letter_cer": Exercise(
-        "one_letter_cer, the CER of the book's sentence with one letter changed", Number(1 / 89, rel=1e-6),
-        "CER divides the character errors by the reference's characters, spaces included."),
+    "06.masked_share": Exercise(
+        "masked_share, the average share (0 to 1) of the book sentence's frames that _compute_mask_indices masks at "
+        "mask_time_prob 1.0 with spans of mask_time_length frames, over 2,000 draws",
+        Number(_speech_masked_share, rel=0, abs=0.01),
+        "call _compute_mask_indices((1, n_frames), 1.0, pre_config.mask_time_length, min_masks=2) 2,000 times "
+        "and average each mask's mean."),
     "06.words_heard": Exercise(
         "words_heard, the share of the test book sentences' words that the grammar-only recogniser hears anywhere "
         "in the same sentence", Number(_speech_words_heard, rel=0, abs=0.005),

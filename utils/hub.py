@@ -68,10 +68,10 @@ class Checkpoint:
 # The pretrained checkpoints and data sets the course downloads, in one place. Revisions are the
 # ones the pipeline defaults pin in transformers 5.23 (tests/test_hub.py checks they still agree);
 # no pipeline pins GPT-2 (notebook 01 reads its size from its config), the two long-document
-# models whose configs notebook 02 reads, Mamba (notebook 03 counts its cache), SigLIP 2, LLaVA or Whisper-tiny
-# (notebook 06 scores it), read at main. DINOv2 (notebook 04 probes its features) is pinned to the full commit
-# hash of facebook/dinov2-small that other public projects pin (150c8e7...), so that its features cannot change
-# under the probe.
+# models whose configs notebook 02 reads, Mamba (notebook 03 counts its cache), SigLIP 2 or LLaVA, read at main.
+# DINOv2 (notebook 04 probes its features) and Whisper-tiny (notebook 06 scores it) are pinned to the full commit
+# hashes of facebook/dinov2-small (150c8e7...) and openai/whisper-tiny (169d4a4...) that other public projects
+# pin, so that their outputs cannot change under the notebooks.
 CHECKPOINTS = {
     "vit": Checkpoint("google/vit-base-patch16-224", "3f49326"),
     "tapas": Checkpoint("google/tapas-base-finetuned-wtq", "e3dde19"),
@@ -80,7 +80,7 @@ CHECKPOINTS = {
     "gpt2": Checkpoint("openai-community/gpt2", files=("config.json",)),
     "longformer": Checkpoint("allenai/longformer-base-4096", files=("config.json",)),
     "bigbird": Checkpoint("google/bigbird-roberta-base", files=("config.json",)),
-    "whisper": Checkpoint("openai/whisper-tiny"),
+    "whisper": Checkpoint("openai/whisper-tiny", "169d4a4341b33bc18d8881c4b69c2e104e1cc0af"),
     "librispeech_dummy": Checkpoint("hf-internal-testing/librispeech_asr_dummy", repo_type="dataset",
                                     config="clean", split="validation"),
     "dinov2": Checkpoint("facebook/dinov2-small", "150c8e7bb7cef2d30ec31b13a517af14840ee3f7"),

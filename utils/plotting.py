@@ -14,7 +14,7 @@ from .core import images_path
 
 __all__ = ["set_figsize", "label_points", "plot_power_law", "show_masks", "show_images",
            "plot_waveform_spectrogram", "plot_heatmap", "plot_benchmark", "plot_training",
-           "save_figure", "figure_description", "describe_inline_figures"]
+           "save_figure", "figure_description", "describe_inline_figures", "plot_wav2vec_u"]
 
 
 def set_figsize(width=6.0, height=4.0):
@@ -382,3 +382,61 @@ def plot_training(history, metric=None, *, loss_label="training loss", metric_la
     fig.tight_layout()
     _finish(fig, save)
     return ax
+
+
+def plot_wav2vec_u(save=None):
+    """A schematic of wav2vec-U (Baevski et al., 2021, arXiv:2105.11084), the course's own drawing.
+
+    Top row, the audio side: a frozen wav2vec 2.0's frames, cut into segments where their k-means
+    cluster changes and mean-pooled into one vector per segment, which a generator turns into
+    phonemes. Bottom row, the text side: unrelated sentences, phonemized. The discriminator sees
+    phoneme sequences from both sides and learns to tell them apart; the generator learns to fool
+    it. No audio clip is ever paired with its transcript. Returns the Figure.
+    """
+    from matplotlib.patches import FancyBboxPatch, Rectangle
+
+    fig, ax = plt.subplots(figsize=(11.5, 4.2))
+    ax.set(xlim=(0, 12.0), ylim=(0, 4.4))
+    ax.axis("off")
+
+    def box(x, y, w, h, text, colour, **kwargs):
+        ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.05", fc=colour, ec="0.3"))
+        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=9, **kwargs)
+
+    def arrow(start, end, **kwargs):
+        ax.annotate("", xy=end, xytext=start, arrowprops={"arrowstyle": "->", "color": "0.2", **kwargs})
+
+    t = np.linspace(0, 1, 300)  # a stand-in waveform, only to show where the audio enters
+    ax.plot(0.1 + 1.2 * t, 3.4 + 0.3 * np.sin(60 * t) * np.exp(-((t - 0.5) / 0.3) ** 2), lw=0.8, color="0.2")
+    ax.text(0.7, 3.95, "audio, no transcript", ha="center", fontsize=9)
+    box(1.6, 3.1, 1.7, 0.6, "wav2vec 2.0\n(pretrained, frozen)", "#dbe9f6")
+    clusters = [0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 3, 1, 1, 1]  # k-means cluster of each 20 ms frame
+    colours = plt.get_cmap("Set2").colors
+    for k, c in enumerate(clusters):
+        ax.add_patch(Rectangle((3.6 + 0.13 * k, 3.25), 0.13, 0.3, fc=colours[c], ec="white", lw=0.5))
+    for k in range(1, len(clusters)):  # a segment ends where the cluster changes
+        if clusters[k] != clusters[k - 1]:
+            ax.plot([3.6 + 0.13 * k] * 2, [3.18, 3.62], color="0.1", lw=1.2)
+    ax.text(3.6 + 0.065 * len(clusters), 3.95, "frames: k-means clusters\n-> segments, mean-pooled",
+            ha="center", fontsize=9)
+    box(5.8, 3.1, 1.6, 0.6, "generator\n(one conv layer)", "#fde0c5")
+    box(7.8, 3.1, 1.9, 0.6, "generated phonemes\nDH AH K AE T", "#f6f6f6", family="monospace")
+    ax.text(0.7, 0.95, "unrelated text", ha="center", fontsize=9)
+    box(0.1, 0.3, 1.3, 0.5, '"the dog"', "#f6f6f6")
+    box(1.9, 0.3, 1.3, 0.5, "phonemizer", "#e5f2e0")
+    box(7.8, 0.25, 1.9, 0.6, "real phonemes\nDH AH D AO G", "#f6f6f6", family="monospace")
+    box(10.0, 1.65, 1.85, 0.7, "discriminator:\nreal or generated?", "#f4d6e6")
+    arrow((1.35, 3.4), (1.6, 3.4))
+    arrow((3.35, 3.4), (3.55, 3.4))
+    arrow((3.6 + 0.13 * len(clusters) + 0.05, 3.4), (5.75, 3.4))
+    arrow((7.45, 3.4), (7.75, 3.4))
+    arrow((1.45, 0.55), (1.85, 0.55))
+    arrow((3.25, 0.55), (7.75, 0.55))
+    arrow((9.75, 3.2), (10.5, 2.4))
+    arrow((9.75, 0.7), (10.5, 1.6))
+    ax.annotate("", xy=(6.6, 3.05), xytext=(10.0, 1.9),
+                arrowprops={"arrowstyle": "->", "color": "#b03060", "ls": "--", "connectionstyle": "arc3,rad=-0.25"})
+    ax.text(6.9, 1.85, "adversarial loss: the generator\nlearns to fool the discriminator",
+            fontsize=8.5, color="#b03060", ha="center")
+    ax.set_title("wav2vec-U: a GAN maps speech segments to phonemes without paired transcripts", fontsize=10)
+    return _finish(fig, save)

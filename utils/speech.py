@@ -42,7 +42,8 @@ __all__ = [
     "frames_per_second", "receptive_field", "num_frames", "CTCCollator", "augment", "greedy_ctc_steps",
     "ctc_segments", "ctc_words", "plot_ctc_alignment", "transcribe", "pretraining_config", "pretraining_losses",
     "ALPHABET", "normalise_text", "book_sentences", "score_utterances", "error_rates", "near_misses",
-    "ctc_forward", "blank_positions", "frame_string", "group_spread_test", "compare_cer", "librispeech_sample",
+    "ctc_forward", "blank_positions", "frame_string", "group_spread_test", "compare_cer", "voice_swap_table",
+    "librispeech_sample",
 ]
 
 SAMPLING_RATE = 16_000
@@ -935,6 +936,24 @@ def group_spread_test(scores, group="voice", n_perm=2000, seed=0):
     null = np.array([spread(rng.permutation(labels)) for _ in range(n_perm)])
     return {"observed": float(observed), "null_mean": float(null.mean()),
             "p": float((1 + (null >= observed - 1e-12).sum()) / (1 + n_perm))}
+
+
+def voice_swap_table(utterances, rate="cer", n_boot=1000, seed=0):
+    """The 2 x 2 table of `scripts/speech_voice_swap.py`'s record: sentences (rows) x voices (columns).
+
+    `utterances` is the record's list of rows (or a DataFrame) with columns sentences, voices, voice and
+    `score_utterances`' edit counts. Each cell is the pooled `rate` ("cer" or "wer") with its 95% interval from
+    `error_rates(..., groups="voice")`: the cell's voices resampled, for this one fixed recogniser.
+    Returns (table of "rate [low, high]" strings, DataFrame of the numbers with one row per cell).
+    """
+    scores = pd.DataFrame(utterances)
+    cells = scores.assign(cell=list(zip(scores["sentences"], scores["voices"])))
+    rates = error_rates(cells, "cell", n_boot=n_boot, seed=seed, groups="voice")
+    rates.index = pd.MultiIndex.from_tuples(rates.index, names=["sentences", "voices"])
+    text = rates.apply(lambda r: f"{r[rate]:.1%} [{r[rate + '_low']:.1%}, {r[rate + '_high']:.1%}]", axis=1)
+    table = text.unstack("voices")
+    table.index, table.columns = [f"{s} sentences" for s in table.index], [f"{v} voices" for v in table.columns]
+    return table, rates
 
 
 def compare_cer(scores_a, scores_b, groups="voice", n_boot=2000, seed=0):
