@@ -41,7 +41,7 @@ __all__ = [
     "caption", "caption_distribution", "draw_scene", "make_examples", "make_pair_examples",
     "zero_shot_captions", "contrastive_loss", "clip_loss_fn", "sigmoid_loss", "siglip_loss_fn",
     "build_tokenizer", "MAX_TEXT_LENGTH", "encode", "train_contrastive", "make_batches",
-    "mean_loss", "pair_scores", "TIE_TOLERANCE", "binding_test",
+    "mean_loss", "pair_scores", "TIE_TOLERANCE", "binding_test", "against_chance",
     "count_pairs", "scene_distribution", "loss_floor", "course_data", "OrderBlindText", "MODEL_KINDS",
     "small_model", "ALL_COMBOS", "TESTS", "dominant_colour", "SHAPE_AREAS", "colour_pixels",
     "colour_area_scores", "similarity", "ZeroShotTests",
@@ -678,16 +678,17 @@ def binding_test(score_fn, examples, groups=None) -> dict:
 
     `score_fn(images, texts)` returns one score per (image, text) pair. Returns the accuracy, the
     number of pictures, of wins and of ties, the score of each picture (1, 0, or 0.5 for a tie) as
-    ``scores``, and a 95% Wilson interval (:func:`utils.evaluation.wilson`)
-    of round(wins + ties / 2) right out of n, as low and high and as `interval`, an
-    :class:`utils.evaluation.Estimate` that prints itself. With `groups` (one label per example,
-    e.g. its binding class) the interval is a bootstrap that resamples whole groups instead
-    (:func:`utils.evaluation.bootstrap`). The interval covers the sampling of the test scenes, for
-    this one fixed model; it says nothing of retraining.
+    ``scores``, and ``summary``, a line that prints the result. Without `groups` the items count as
+    independent: a 95% Wilson interval (:func:`utils.evaluation.wilson`) of round(wins + ties / 2)
+    right out of n, as low and high and as `interval`, an :class:`utils.evaluation.Estimate`. With
+    `groups` (one label per example, e.g. its binding class) a percentile bootstrap over a few
+    groups would be too narrow to trust, so there is no interval: ``p_value`` is the sign-flip test
+    against chance over the groups (:func:`against_chance`). Either covers the sampling of the test
+    scenes, for this one fixed model; neither says anything of retraining.
     """
     from dataclasses import replace
 
-    from .evaluation import bootstrap, wilson
+    from .evaluation import format_p, wilson
 
     if not examples or any("twin_caption" not in e for e in examples):
         raise ValueError("binding_test: give two-object examples from make_pair_examples")
@@ -698,12 +699,25 @@ def binding_test(score_fn, examples, groups=None) -> dict:
     wins, ties, n = int((~tie & (right > wrong)).sum()), int(tie.sum()), len(examples)
     accuracy = (wins + ties / 2) / n
     scores = ((~tie & (right > wrong)).float() + 0.5 * tie.float()).tolist()
+    result = {"accuracy": accuracy, "n": n, "wins": wins, "ties": ties, "scores": scores}
     if groups is None:
         interval = replace(wilson(round(wins + ties / 2), n), value=accuracy)
-    else:
-        interval = bootstrap(scores, groups=list(groups), percent=True)
-    return {"accuracy": accuracy, "n": n, "wins": wins, "ties": ties, "scores": scores,
-            "low": interval.low, "high": interval.high, "interval": interval}
+        return {**result, "low": interval.low, "high": interval.high, "interval": interval, "summary": str(interval)}
+    p = against_chance(scores, groups).p_value
+    return {**result, "p_value": p, "summary": f"{accuracy:.1%} (against 50%, sign flip over the "
+                                               f"{len(set(groups))} classes: {format_p(p)})"}
+
+
+def against_chance(scores, groups):
+    """Binding scores (1, 0 or 0.5 per scene) against a coin toss, resampling whole groups (binding
+    classes): :func:`utils.evaluation.paired_bootstrap` of the scores minus 0.5, whose p-value is the
+    sign-flip test over the groups (each class's summed excess over 50% keeps or flips its sign)."""
+    from .evaluation import paired_bootstrap
+
+    scores = list(scores)
+    if len(groups) != len(scores):
+        raise ValueError(f"groups must give one label per score: {len(scores)} scores, {len(groups)} labels")
+    return paired_bootstrap(scores, [0.5] * len(scores), groups=list(groups), percent=True)
 
 
 # ---- the lowest loss the data allow -------------------------------------------------------------
@@ -1056,7 +1070,7 @@ class ZeroShotTests:
         return [e["caption"] for e in self.naming]
 
     def binding_result(self, model) -> dict:
-        """:func:`binding_test` of `model` on the binding scenes, its interval resampling the classes."""
+        """:func:`binding_test` of `model` on the binding scenes, tested against 50% over the classes."""
         return binding_test(lambda images, texts: pair_scores(model, self.processor, images, texts),
                             self.binding, groups=self.groups("binding"))
 
@@ -1253,7 +1267,8 @@ def run_histories(record: dict, name: str) -> list:
     return histories
 
 
-def plot_curves(histories: dict, *, floor: float, binding_rule: float | None = None, title: str | None = None):
+def plot_curves(histories: dict, *, floor: float, binding_rule: float | None = None, title: str | None = None,
+                naming_only: dict | None = None):
     """Training curves of several runs, each a list of histories (one per seed; mean line, range band).
 
     Left: the contrastive loss on training batches (a running mean) and on validation batches
@@ -1261,11 +1276,13 @@ def plot_curves(histories: dict, *, floor: float, binding_rule: float | None = N
     function, is left out). Middle: binding on the validation scenes, with chance, which is also
     where a rule that sees only the colours or only the shapes stays, and `binding_rule`, the
     colour-area rule's score (:meth:`ZeroShotTests.colour_area`), if given. Right: naming among 36 captions, with chance
-    (1/36) and the best of a rule that sees the colour only, or the shape only (1/6)."""
+    (1/36) and the best of a rule that sees the colour only, or the shape only (1/6). `naming_only`
+    ({name: histories}) adds runs to the naming panel alone (the order-blind CLIP, whose binding is
+    50% by construction). The middle panel's legend sits below it, off the curves."""
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4))
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 5.2))
 
     def spread(runs, column):
         return pd.concat([h.dropna(subset=[column]).set_index("step")[column] for h in runs], axis=1)
@@ -1283,6 +1300,11 @@ def plot_curves(histories: dict, *, floor: float, binding_rule: float | None = N
             axis.plot(values.index, values.mean(axis=1), style, color=colour, ms=3, label=label)
             if len(runs) > 1:
                 axis.fill_between(values.index, values.min(axis=1), values.max(axis=1), color=colour, alpha=0.15)
+    for k, (name, runs) in enumerate((naming_only or {}).items(), start=len(histories)):
+        values = spread(runs, "naming")
+        right.plot(values.index, values.mean(axis=1), "s:", color=f"C{k}", ms=3, label=f"{name} (naming only)")
+        if len(runs) > 1:
+            right.fill_between(values.index, values.min(axis=1), values.max(axis=1), color=f"C{k}", alpha=0.15)
     left.axhline(floor, color="black", lw=1, ls="-.", label="floor (random validation batches)")
     left.set(xlabel="training step", ylabel="contrastive loss (nats)", ylim=(0, None), title="loss")
     middle.axhline(0.5, color="grey", lw=1, ls="--", label="chance = colour-only or shape-only rule")
@@ -1295,9 +1317,10 @@ def plot_curves(histories: dict, *, floor: float, binding_rule: float | None = N
     right.axhline(1 / 36, color="grey", lw=1, ls=":", label="chance (1/36)")
     right.set(xlabel="training step", ylabel="accuracy, validation pictures", ylim=(0, 1.02),
               title="naming held-out pairs among 36 captions\n(each run in its colour of the middle panel)")
-    middle.set_ylim(0.0, 1.02)  # room below the curves for the legend
-    for axis in (left, middle, right):
-        axis.legend(fontsize=7, loc={left: "upper right", middle: "lower right", right: "upper left"}[axis])
+    middle.set_ylim(0.0, 1.02)
+    left.legend(fontsize=7, loc="upper right")
+    right.legend(fontsize=7, loc="upper left")
+    middle.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -1313,7 +1336,7 @@ def summary_lines(test: "ZeroShotTests", area_rule: dict, record: dict, shifted:
     pixels = test.colour_from_pixels()
     lines = [f"- The colour read off the pixels names {pixels['naming, 6 captions']:.0%} of the held-out pictures "
              f"among the 6 held-out captions and {pixels['naming, 36 captions']:.0%} among all 36.",
-             f"- The colour-area rule, which never looks at positions, binds {area_rule['test']['interval']} "
+             f"- The colour-area rule, which never looks at positions, binds {area_rule['test']['summary']} "
              f"of the test scenes."]
     for name, runs in record["runs"].items():
         summary = {t: over_seeds([sum(r["test"][t]) / len(r["test"][t]) for r in runs.values()], percent=True)
