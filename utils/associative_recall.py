@@ -272,10 +272,14 @@ def chance_recall(pairs, n_values):
     return 1 / pairs + (1 - 1 / pairs) / n_values
 
 
-def plot_recall(table, *, d_head=None, n_values=None, ax=None):
+def plot_recall(table, *, d_head=None, n_values=None, zoom=False, ax=None):
     """Recall against the number of pairs, one line (own marker and style) per model, bars over the
     seed range; a dotted line at chance (`chance_recall`) and a dashed one at P = d_head, the number of
-    keys a d_head-dimensional state per head can hold without overlap."""
+    keys a d_head-dimensional state per head can hold without overlap. With `zoom`, the y axis starts
+    at the lowest seed's recall rounded down to 5 points, and the chance line, then below the axis, is
+    named in the legend with its range."""
+    import math
+
     import matplotlib.pyplot as plt
 
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.5, 4))
@@ -287,17 +291,22 @@ def plot_recall(table, *, d_head=None, n_values=None, ax=None):
         ax.errorbar(group.pairs, group.recall, yerr=spread, marker=marker, ls=line, ms=5, capsize=3,
                     label=LABELS[kind])
     pairs = sorted(table.pairs.unique())
+    bottom = math.floor(table["seed min"].min() * 20) / 20 if zoom else 0.0
     if n_values:
-        ax.plot(pairs, [chance_recall(int(p), int(n_values)) for p in pairs], color="grey", lw=1, ls=":",
-                label="chance: a guess among the P values in the sequence")
+        chance = [chance_recall(int(p), int(n_values)) for p in pairs]
+        if min(chance) >= bottom:
+            ax.plot(pairs, chance, color="grey", lw=1, ls=":", label="chance: a guess among the P values in the sequence")
+        else:
+            ax.plot([], [], color="grey", lw=1, ls=":",
+                    label=f"chance, {min(chance):.0%} to {max(chance):.0%}: below this axis")
     if d_head:
         ax.axvline(d_head, color="k", lw=0.8, ls="--", alpha=0.6, label=f"P = key size per head ({d_head})")
     ax.set(xscale="log", xticks=pairs, xlabel="key-value pairs P in the sequence (queries: all P)",
-           ylabel="recall on test sequences", ylim=(0, 1.02),
+           ylabel="recall on test sequences", ylim=(bottom, 1.0 + (1.0 - bottom) * 0.02),
            title="Associative recall, one layer, same training budget (bars: range over seeds)")
     ax.set_xticklabels([str(p) for p in pairs])
     ax.minorticks_off()
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="center left")  # between the models (high at small P) and chance (low)
+    ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     return ax
