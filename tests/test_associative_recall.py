@@ -79,7 +79,7 @@ def test_state_numbers():
 
 
 def test_recall_table_and_paired_comparison_read_the_record():
-    record = {"settings": {"d_model": 16}, "runs": [{"kind": kind, "pairs": 4, "seed": s, "state_numbers": None if kind == "softmax" else 10,
+    record = {"settings": {"d_model": 16, "heads": 2}, "runs": [{"kind": kind, "pairs": 4, "seed": s, "state_numbers": None if kind == "softmax" else 10,
                         "test_correct": [4] * 20 if kind == "softmax" else [2, 3] * 10}
                        for kind in ("softmax", "linear") for s in range(3)]}
     table = ar.recall_table(record)
@@ -109,18 +109,53 @@ def test_taylor_features_give_the_second_order_expansion_of_exp():
     assert model.state_numbers() == 2 * (1 + ar.TAYLOR_DIM + ar.TAYLOR_DIM ** 2) * (8 + 1)
 
 
-def test_longer_training_pairs_each_run_with_the_same_kind_pairs_and_seed():
-    def run(kind, seed, correct):
-        return {"kind": kind, "pairs": 4, "seed": seed, "validation_correct": correct, "test_correct": correct}
+def test_train_recall_records_validation_recall_without_changing_training():
+    """The validation curve is measured every eval_every steps and at the last step, and measuring it does
+    not change what the model learns (its own generator; no dropout)."""
+    settings = dict(steps=5, batch_size=4, d_model=16, n_keys=8, n_values=4)
+    model, task, _ = ar.train_recall("linear", 3, eval_every=2, eval_sequences=6, **settings)
+    plain, _, _ = ar.train_recall("linear", 3, **settings)
+    assert [s for s, _ in model.validation_curve] == [2, 4, 5] and plain.validation_curve == []
+    correct, _ = ar.recall_on(model, task, 6, seed=1)
+    assert model.validation_curve[-1][1] == pytest.approx(correct.mean())
+    for a, b in zip(model.parameters(), plain.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="eval_every must be a non-negative integer"):
+        ar.train_recall("linear", 3, eval_every=-1, **settings)
 
-    record = {"settings": {"steps": 500}, "runs": [run("linear", 0, [2, 2, 2, 2]), run("delta", 0, [4, 4, 4, 4])]}
-    longer = {"settings": {"steps": 1000}, "runs": [run("linear", 0, [4, 4, 4, 4])]}
-    table = ar.longer_training(record, longer)
-    assert table.iloc[0]["validation recall, 500 steps"] == "50.0%"
-    assert table.iloc[0]["validation recall, 1000 steps"] == "100.0%"
-    assert table.iloc[0]["difference"].startswith("+50.0 points")
-    with pytest.raises(ValueError, match="no run of 'delta' with 4 pairs and seed 1"):
-        ar.longer_training(record, {"settings": {"steps": 1000}, "runs": [run("delta", 1, [4, 4, 4, 4])]})
+
+def test_validation_curves_average_the_seeds_per_step():
+    def run(kind, seed, curve):
+        return {"kind": kind, "pairs": 4, "seed": seed, "validation_curve": curve}
+
+    record = {"runs": [run("linear", 0, [[10, 0.2], [20, 0.6]]), run("linear", 1, [[10, 0.4], [20, 0.8]]),
+                       run("delta", 0, [[10, 1.0], [20, 1.0]])]}
+    table = ar.validation_curves(record, 4)
+    assert table.loc["elu+1 linear"].tolist() == pytest.approx([0.3, 0.7])
+    assert list(table.columns) == [10, 20] and table.loc["delta rule (DeltaNet)", 20] == 1.0
+    with pytest.raises(ValueError, match="no runs with 8 pairs"):
+        ar.validation_curves(record, 8)
+
+
+def test_shipped_recall_records_are_what_notebook_03_reads():
+    """The record's budget is RECALL_STEPS for every run, its test sequences are not the development ones
+    (seed 2), every run carries a validation curve that ends at the last step, and the state-size record
+    varies the width of the elu+1 and delta-rule models at the main record's largest P."""
+    import json
+
+    from utils import data_path
+
+    record = json.loads(data_path("linear_attention/recall.json").read_text())
+    state = json.loads(data_path("linear_attention/recall_state.json").read_text())
+    assert record["command"] == "python scripts/associative_recall.py"
+    assert record["settings"]["steps"] == ar.RECALL_STEPS and record["splits"]["test_seed"] not in (1, 2)
+    assert {(r["kind"], r["pairs"], r["seed"]) for r in record["runs"]} == {
+        (k, p, s) for k in ar.KINDS for p in ar.RECALL_RUN["pairs"] for s in ar.RECALL_RUN["seeds"]}
+    for r in record["runs"] + state["runs"]:
+        assert r["validation_curve"][-1][0] == ar.RECALL_STEPS
+        assert len(r["test_correct"]) == ar.RECALL_RUN["test_sequences"]
+    assert {(r["kind"], r["d_model"]) for r in state["runs"]} == {(k, d) for k in ("linear", "delta") for d in (32, 128)}
+    assert {r["pairs"] for r in state["runs"]} == {max(ar.RECALL_RUN["pairs"])}
 
 
 def test_chance_recall_is_a_guess_among_the_sequences_values():

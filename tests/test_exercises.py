@@ -206,3 +206,13 @@ def test_clip_exercises_expect_the_closed_forms():
     common = ex._common_radius_rule()
     assert 0.75 < common < 1.0
     assert ex.EXERCISES["07.common_radius_rule"].expected.judge(common)[0]
+
+
+def test_elu_memory_recall_accepts_other_draws_and_refuses_the_unit_length_curve():
+    """Three recalls measured with other random keys pass; a flat guess or the unit-length map's recalls do not."""
+    from utils import linear_attention as la
+
+    judge = ex.EXERCISES["03.elu_memory_recall"].expected.judge
+    assert judge([la.sum_memory_recall(la.elu_plus_one, p, draws=200, seed=1) for p in (16, 32, 64)])[0]
+    unit = [la.sum_memory_recall(lambda x: torch.nn.functional.normalize(x, dim=-1), p, draws=200) for p in (16, 32, 64)]
+    assert not judge(unit)[0] and not judge([0.5, 0.5, 0.5])[0] and not judge(8)[0]

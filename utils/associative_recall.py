@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["KINDS", "LABELS", "TAYLOR_DIM", "taylor_features", "RecallTask", "RecallModel", "delta_rule", "train_recall", "recall_on", "RECALL_RUN",
-           "recall_table", "paired_recall", "longer_training", "chance_recall", "plot_recall"]
+           "RECALL_STEPS", "recall_table", "paired_recall", "validation_curves", "chance_recall", "plot_recall"]
 
 KINDS = ("softmax", "linear", "gated", "delta", "taylor")
 TAYLOR_DIM = 8  # Based's reference code projects to 16; 8 keeps its state (73 features) near the others'
@@ -43,9 +43,12 @@ def taylor_features(x, is_query=True):
     square = (x[..., :, None] * x[..., None, :]).flatten(-2) / (math.sqrt(2) * math.sqrt(d))
     return torch.cat([torch.ones_like(x[..., :1]), x / d ** 0.25, square], dim=-1)
 
-# the shipped run (scripts/associative_recall.py): every model gets the same steps, batch and lr
+# the shipped runs: every model gets the same steps, batch and lr. Notebook 02's mask comparison
+# (scripts/sparse_recall.py) trains RECALL_RUN's 500 steps; notebook 03's record (scripts/associative_recall.py)
+# trains RECALL_STEPS, because at 500 steps the recurrent models were still learning at 64 pairs
 RECALL_RUN = dict(pairs=(8, 16, 32, 64), kinds=KINDS, seeds=(0, 1, 2), d_model=64, heads=2, steps=500,
                   batch_size=32, lr=3e-3, n_keys=256, n_values=64, test_sequences=256)
+RECALL_STEPS = 2000
 
 
 class RecallTask:
@@ -151,9 +154,14 @@ def _loss_and_correct(model, task, batch):
 
 
 def train_recall(kind, pairs, *, seed=0, steps=500, batch_size=32, lr=3e-3, d_model=64, heads=2,
-                 n_keys=256, n_values=64):
+                 n_keys=256, n_values=64, eval_every=0, eval_seed=1, eval_sequences=256):
     """Train one model on freshly drawn sequences (no sequence seen twice). Returns (model, task,
-    seconds). AdamW with a linear warm-up over the first 10% of steps and cosine decay after it."""
+    seconds). AdamW with a linear warm-up over the first 10% of steps and cosine decay after it.
+    With `eval_every`, the model's recall on the sequences of `recall_on(..., seed=eval_seed)` (validation)
+    is measured every `eval_every` steps and kept in `model.validation_curve`: [(step, recall), ...]
+    (the time it takes is not counted in `seconds`)."""
+    if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 0:
+        raise ValueError(f"train_recall: eval_every must be a non-negative integer, got {eval_every!r}")
     task = RecallTask(pairs, n_keys, n_values)
     model = RecallModel(kind, n_keys=n_keys, n_values=n_values, d_model=d_model, heads=heads, seed=seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
@@ -161,16 +169,22 @@ def train_recall(kind, pairs, *, seed=0, steps=500, batch_size=32, lr=3e-3, d_mo
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
     gen = torch.Generator().manual_seed(10_000 + seed)
+    model.validation_curve, evaluating = [], 0.0
     start = time.perf_counter()
     model.train()
-    for _ in range(steps):
+    for step in range(1, steps + 1):
         loss, _ = _loss_and_correct(model, task, task.batch(batch_size, gen))
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-    return model.eval(), task, time.perf_counter() - start
+        if eval_every and (step % eval_every == 0 or step == steps):
+            tick = time.perf_counter()
+            correct, _ = recall_on(model, task, eval_sequences, seed=eval_seed)
+            model.validation_curve.append((step, float(correct.mean())))
+            evaluating += time.perf_counter() - tick
+    return model.eval(), task, time.perf_counter() - start - evaluating
 
 
 def recall_on(model, task, sequences=256, *, seed=1):
@@ -188,7 +202,8 @@ LABELS = {"softmax": "softmax", "linear": "elu+1 linear", "gated": "gated state"
 
 
 def recall_table(record, split="test"):
-    """The shipped record as one row per model kind and number of pairs: the numbers the layer keeps
+    """The shipped record as one row per model kind, number of pairs and width (d_head, where runs carry
+    their own d_model): the numbers the layer keeps
     per sequence (for softmax, the keys and values of the P pairs in its cache), recall over seeds
     (`utils.evaluation.over_seeds`: mean, spread, range), and a 95% interval over the test sequences
     for the seed-averaged model (`utils.evaluation.bootstrap`; each sequence's P queries resampled together)."""
@@ -199,14 +214,18 @@ def recall_table(record, split="test"):
 
     rows = []
     runs = pd.DataFrame(record["runs"])
-    for (kind, p), group in runs.groupby(["kind", "pairs"], sort=False):
+    if "d_model" not in runs:
+        runs["d_model"] = record["settings"]["d_model"]
+    heads = record["settings"]["heads"]
+    for (kind, p, d_model), group in runs.groupby(["kind", "pairs", "d_model"], sort=False):
         per_seed = [np.asarray(c) / p for c in group[f"{split}_correct"]]  # recall per sequence, per seed
         seeds = ev.over_seeds([r.mean() for r in per_seed], percent=True, digits=1)
         items = ev.bootstrap(np.mean(per_seed, axis=0), percent=True)
         state = group.state_numbers.iloc[0]
         if state is None or state != state:  # softmax: the keys and values of the P pairs, a cache that grows with P
-            state = 2 * p * record["settings"]["d_model"]
-        rows.append({"model": LABELS[kind], "kind": kind, "pairs": p, "state numbers": int(state),
+            state = 2 * p * d_model
+        rows.append({"model": LABELS[kind], "kind": kind, "pairs": p, "d_head": d_model // heads,
+                     "state numbers": int(state),
                      "recall": seeds.mean, "seed min": seeds.min, "seed max": seeds.max,
                      "over seeds": str(seeds), "95% CI over sequences": f"{items.low:.1%} to {items.high:.1%}"})
     return pd.DataFrame(rows)
@@ -227,29 +246,20 @@ def paired_recall(record, a, b, pairs, split="test"):
     return ev.paired_bootstrap(per_sequence(a), per_sequence(b), percent=True)
 
 
-def longer_training(record, longer, split="validation"):
-    """Each run of `longer` (a record of the same task with more steps) beside the run of `record` with
-    the same kind, pairs and seed: recall at both budgets and their paired difference on the same
-    sequences of `split` (`utils.evaluation.paired_bootstrap`, with its sign-flip p-value)."""
+def validation_curves(record, pairs):
+    """Validation recall along training at `pairs` pairs (the runs' `validation_curve`, recorded every
+    `eval_every` steps): one row per model kind, one column per step, the mean over seeds."""
     import numpy as np
     import pandas as pd
 
-    from . import evaluation as ev
-
-    base = {(r["kind"], r["pairs"], r["seed"]): r for r in record["runs"]}
-    steps, more = record["settings"]["steps"], longer["settings"]["steps"]
-    rows = []
-    for run in longer["runs"]:
-        key = (run["kind"], run["pairs"], run["seed"])
-        if key not in base:
-            raise ValueError(f"longer_training: no run of {key[0]!r} with {key[1]} pairs and seed {key[2]} "
-                             "in the first record")
-        before, after = (np.asarray(r[f"{split}_correct"]) / run["pairs"] for r in (base[key], run))
-        rows.append({"model": LABELS[run["kind"]], "pairs": run["pairs"], "seed": run["seed"],
-                     f"{split} recall, {steps} steps": f"{before.mean():.1%}",
-                     f"{split} recall, {more} steps": f"{after.mean():.1%}",
-                     "difference": str(ev.paired_bootstrap(after, before, percent=True))})
-    return pd.DataFrame(rows)
+    rows = {}
+    for run in record["runs"]:
+        if run["pairs"] == pairs and run.get("validation_curve"):
+            rows.setdefault(LABELS[run["kind"]], []).append(dict(run["validation_curve"]))
+    if not rows:
+        raise ValueError(f"validation_curves: no runs with {pairs} pairs and a validation curve in the record")
+    return pd.DataFrame({model: {step: np.mean([c[step] for c in curves]) for step in curves[0]}
+                         for model, curves in rows.items()}).T
 
 
 def chance_recall(pairs, n_values):
@@ -262,10 +272,14 @@ def chance_recall(pairs, n_values):
     return 1 / pairs + (1 - 1 / pairs) / n_values
 
 
-def plot_recall(table, *, d_head=None, n_values=None, ax=None):
+def plot_recall(table, *, d_head=None, n_values=None, zoom=False, ax=None):
     """Recall against the number of pairs, one line (own marker and style) per model, bars over the
     seed range; a dotted line at chance (`chance_recall`) and a dashed one at P = d_head, the number of
-    keys a d_head-dimensional state per head can hold without overlap."""
+    keys a d_head-dimensional state per head can hold without overlap. With `zoom`, the y axis starts
+    at the lowest seed's recall rounded down to 5 points, and the chance line, then below the axis, is
+    named in the legend with its range."""
+    import math
+
     import matplotlib.pyplot as plt
 
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.5, 4))
@@ -277,17 +291,22 @@ def plot_recall(table, *, d_head=None, n_values=None, ax=None):
         ax.errorbar(group.pairs, group.recall, yerr=spread, marker=marker, ls=line, ms=5, capsize=3,
                     label=LABELS[kind])
     pairs = sorted(table.pairs.unique())
+    bottom = math.floor(table["seed min"].min() * 20) / 20 if zoom else 0.0
     if n_values:
-        ax.plot(pairs, [chance_recall(int(p), int(n_values)) for p in pairs], color="grey", lw=1, ls=":",
-                label="chance: a guess among the P values in the sequence")
+        chance = [chance_recall(int(p), int(n_values)) for p in pairs]
+        if min(chance) >= bottom:
+            ax.plot(pairs, chance, color="grey", lw=1, ls=":", label="chance: a guess among the P values in the sequence")
+        else:
+            ax.plot([], [], color="grey", lw=1, ls=":",
+                    label=f"chance, {min(chance):.0%} to {max(chance):.0%}: below this axis")
     if d_head:
         ax.axvline(d_head, color="k", lw=0.8, ls="--", alpha=0.6, label=f"P = key size per head ({d_head})")
     ax.set(xscale="log", xticks=pairs, xlabel="key-value pairs P in the sequence (queries: all P)",
-           ylabel="recall on test sequences", ylim=(0, 1.02),
+           ylabel="recall on test sequences", ylim=(bottom, 1.0 + (1.0 - bottom) * 0.02),
            title="Associative recall, one layer, same training budget (bars: range over seeds)")
     ax.set_xticklabels([str(p) for p in pairs])
     ax.minorticks_off()
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="center left")  # between the models (high at small P) and chance (low)
+    ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     return ax
