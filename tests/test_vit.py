@@ -576,11 +576,11 @@ def test_describe_run_reads_the_last_and_best_evaluation():
 
     history = pd.DataFrame({"step": [1, 2, 3, 4, 5, 6], "loss": [1.0, 0.5, 0.4, 0.3, 0.2, 0.1],
                             "accuracy": [np.nan, 0.9, np.nan, 0.95, np.nan, 0.92], "seconds": [1, 2, 3, 4, 5, 6.2]})
-    line = describe_run("ViT", history, 0.92)
-    assert line.startswith("ViT: 6 steps in 6 s; validation accuracy at the last step 92.0% here, 92.0% in the")
+    line = describe_run("ViT", history)
+    assert line.startswith("ViT: 6 steps in 6 s; validation accuracy at the last step 92.0%; highest")
     assert "highest 95.0%, at step 4" in line and line.endswith("training loss at the end 0.300")
     with pytest.raises(ValueError, match="no validation accuracy"):
-        describe_run("CNN", history.assign(accuracy=np.nan), 0.9)
+        describe_run("CNN", history.assign(accuracy=np.nan))
 
 
 def test_seed_error_ratios_divide_mean_errors_per_size():
