@@ -87,7 +87,9 @@ def chosen(tuning: pd.DataFrame, kind: str) -> dict:
     if rows.empty:
         raise ValueError(f"no tuning rows for {kind!r}: run the tune stage for it first")
     best = rows.loc[rows["validation_accuracy"].idxmax()]
-    return {k: best[k].item() if hasattr(best[k], "item") else best[k] for k in GRIDS[kind]}  # numpy -> Python
+    setting = {k: best[k].item() if hasattr(best[k], "item") else best[k] for k in GRIDS[kind]}  # numpy -> Python
+    # whole numbers read back as floats when another model's file leaves the column empty (NaN) in the same frame
+    return {k: int(v) if k != "lr" and float(v).is_integer() else v for k, v in setting.items()}
 
 
 def main(argv=None):
