@@ -6,6 +6,8 @@
     python scripts/vit_digits_seeds.py seeds --models ViT --tuning data/vit_digits/tuning_vit.csv --fractions 0.25 0.5 --out data/vit_digits/seeds_vit_mid.csv
     python scripts/vit_digits_seeds.py seeds --models ViT --tuning data/vit_digits/tuning_vit.csv --fractions 1.0 --out data/vit_digits/seeds_vit_large.csv
     python scripts/vit_digits_seeds.py seeds --models CNN --tuning data/vit_digits/tuning_cnn.csv --out data/vit_digits/seeds_cnn.csv
+    python scripts/vit_digits_seeds.py beyond --out data/vit_digits/beyond_vit.csv
+    python scripts/vit_digits_seeds.py shift --out data/vit_digits/shift_vit.csv
     python scripts/vit_digits_seeds.py tune --models CNN --grid-limit 1 --out /tmp/try.csv   # a quick try
 
 `tune` trains each model on all 1,149 training digits of `load_digits_dataset(validation_size=0.2)`
@@ -19,6 +21,12 @@ chosen setting's), so that a larger data set means more distinct digits, not mor
 row keeps the validation accuracy and the test prediction of every one of the 360 test digits, so that
 the notebook can compare two models digit by digit (McNemar) and over seeds. A seed sets the initial
 weights and the order of the batches.
+
+Two checks of the ViT's choice, on validation only (no test digit is read): `beyond` trains the settings of
+`utils.vit.SEED_GRID_BEYOND` (past the grid's corner: a higher rate, more steps, dropout) with seed 0 on all
+training digits, as `tune` does; `shift` trains the ViT's chosen setting with a random sideways shift of up to
+1 pixel (`RandomShift(1, 0)`) with seeds 0-2 on all training digits, to set beside the same seeds without a shift
+in the seeds records (the shift was chosen by `scripts/vit_digits_choices.py` under a shorter schedule).
 """
 import argparse
 import itertools
@@ -46,13 +54,31 @@ def settings(kind):
     return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
 
 
-def fit(kind, setting, train_data, seed):
-    """Train a fresh model of `kind` with `setting` (lr, steps and, for the ViT, config overrides)."""
+def fit(kind, setting, train_data, seed, max_dx=0):
+    """Train a fresh model of `kind` with `setting` (lr, steps and, for the ViT, config overrides; `dropout`
+    sets both of the ViT's dropout probabilities), each batch shifted sideways by up to `max_dx` pixels."""
     torch.manual_seed(seed)
-    model = vit.build_digits_model(kind, **{k: v for k, v in setting.items() if k not in ("lr", "steps")})
-    vit.train_digits(model, train_data, max_dx=0, max_dy=0, epochs=0, min_steps=int(setting["steps"]),
+    config = {k: v for k, v in setting.items() if k not in ("lr", "steps", "dropout")}
+    if "dropout" in setting:
+        config.update(hidden_dropout_prob=float(setting["dropout"]), attention_probs_dropout_prob=float(setting["dropout"]))
+    model = vit.build_digits_model(kind, **config)
+    vit.train_digits(model, train_data, max_dx=max_dx, max_dy=0, epochs=0, min_steps=int(setting["steps"]),
                      lr=float(setting["lr"]), seed=seed)
     return model
+
+
+def validate(kind, setting, train_data, validation, seeds, command, max_dx=0):
+    """Rows of validation accuracy for `setting` trained with each of `seeds` (the test digits are not read)."""
+    rows = []
+    labels = validation[:]["labels"].numpy()
+    for seed in seeds:
+        start = time.perf_counter()
+        model = fit(kind, setting, train_data, seed, max_dx=max_dx)
+        accuracy = float((vit.predict(model, validation) == labels).mean())
+        rows.append({"model": kind, **setting, "max_dx": max_dx, "seed": seed, "validation_accuracy": round(accuracy, 4),
+                     "seconds": round(time.perf_counter() - start, 1), "command": command})
+        print(rows[-1], flush=True)
+    return rows
 
 
 def chosen(tuning: pd.DataFrame, kind: str) -> dict:
@@ -61,12 +87,14 @@ def chosen(tuning: pd.DataFrame, kind: str) -> dict:
     if rows.empty:
         raise ValueError(f"no tuning rows for {kind!r}: run the tune stage for it first")
     best = rows.loc[rows["validation_accuracy"].idxmax()]
-    return {k: best[k].item() if hasattr(best[k], "item") else best[k] for k in GRIDS[kind]}  # numpy -> Python
+    setting = {k: best[k].item() if hasattr(best[k], "item") else best[k] for k in GRIDS[kind]}  # numpy -> Python
+    # whole numbers read back as floats when another model's file leaves the column empty (NaN) in the same frame
+    return {k: int(v) if k != "lr" and float(v).is_integer() else v for k, v in setting.items()}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=["tune", "seeds"])
+    parser.add_argument("stage", choices=["tune", "seeds", "beyond", "shift"])
     parser.add_argument("--models", nargs="+", default=["ViT", "CNN"], choices=list(GRIDS))
     parser.add_argument("--tuning", nargs="+", default=[str(ROOT / "data/vit_digits/tuning_vit.csv"),
                                                         str(ROOT / "data/vit_digits/tuning_cnn.csv")])
@@ -93,6 +121,14 @@ def main(argv=None):
                 rows.append({"model": kind, **setting, "validation_accuracy": round(accuracy, 4),
                              "seconds": round(time.perf_counter() - start, 1), "command": command})
                 print(rows[-1], flush=True)
+    elif args.stage == "beyond":
+        train_data = vit.prepare(digits["train"], processor)
+        for setting in vit.SEED_GRID_BEYOND["ViT"][:args.grid_limit]:
+            rows += validate("ViT", setting, train_data, validation, [0], command)
+    elif args.stage == "shift":
+        train_data = vit.prepare(digits["train"], processor)
+        setting = chosen(pd.concat([pd.read_csv(path) for path in args.tuning]), "ViT")
+        rows += validate("ViT", setting, train_data, validation, SEEDS[:3], command, max_dx=1)
     else:
         tuning = pd.concat([pd.read_csv(path) for path in args.tuning])
         for kind in args.models:

@@ -576,11 +576,11 @@ def test_describe_run_reads_the_last_and_best_evaluation():
 
     history = pd.DataFrame({"step": [1, 2, 3, 4, 5, 6], "loss": [1.0, 0.5, 0.4, 0.3, 0.2, 0.1],
                             "accuracy": [np.nan, 0.9, np.nan, 0.95, np.nan, 0.92], "seconds": [1, 2, 3, 4, 5, 6.2]})
-    line = describe_run("ViT", history, 0.92)
-    assert line.startswith("ViT: 6 steps in 6 s; validation accuracy at the last step 92.0% here, 92.0% in the")
+    line = describe_run("ViT", history)
+    assert line.startswith("ViT: 6 steps in 6 s; validation accuracy at the last step 92.0%; highest")
     assert "highest 95.0%, at step 4" in line and line.endswith("training loss at the end 0.300")
     with pytest.raises(ValueError, match="no validation accuracy"):
-        describe_run("CNN", history.assign(accuracy=np.nan), 0.9)
+        describe_run("CNN", history.assign(accuracy=np.nan))
 
 
 def test_seed_error_ratios_divide_mean_errors_per_size():
@@ -615,3 +615,32 @@ def test_word_form_table_counts_each_form_and_sums_them():
     assert table.loc["blink", "times written"] == 0 and table.loc["blink", "the words written"] == ""
     with pytest.raises(ValueError, match="acts is empty"):
         vit.word_form_table("text", {})
+
+
+def test_choice_checks_follow_their_recipe():
+    """The shipped checks of the ViT's choice (scripts/vit_digits_seeds.py beyond / shift): one row per setting of
+    SEED_GRID_BEYOND with seed 0 and no shift; the shift rows train the chosen setting with max_dx 1, seeds 0-2; every
+    command names its stage and the file it wrote."""
+    import shlex
+
+    import pandas as pd
+    from utils import data_path, vit
+
+    tuning, _ = vit.load_seed_records(data_path("vit_digits"))
+    beyond = pd.read_csv(data_path("vit_digits", "beyond_vit.csv"))
+    shift = pd.read_csv(data_path("vit_digits", "shift_vit.csv"))
+    expected = pd.DataFrame(vit.SEED_GRID_BEYOND["ViT"])
+    pd.testing.assert_frame_equal(beyond[expected.columns].reset_index(drop=True), expected, check_dtype=False)
+    assert (beyond["seed"] == 0).all() and (beyond["max_dx"] == 0).all()
+    vit_rows = tuning[tuning["model"] == "ViT"]
+    best = vit_rows.loc[vit_rows["validation_accuracy"].idxmax()]
+    for key in vit.SEED_GRIDS["ViT"]:
+        assert (shift[key] == best[key]).all(), key
+    assert sorted(shift["seed"]) == [0, 1, 2] and (shift["max_dx"] == 1).all()
+    for records, stage in ((beyond, "beyond"), (shift, "shift")):
+        words = shlex.split(records["command"].iloc[0])
+        assert words[:3] == ["python", "scripts/vit_digits_seeds.py", stage]
+        assert words[words.index("--out") + 1] == f"data/vit_digits/{stage}_vit.csv"
+        assert records["validation_accuracy"].between(0, 1).all()
+
+

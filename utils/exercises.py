@@ -521,12 +521,17 @@ EXERCISES: dict[str, Exercise] = {
         Number(0.264, rel=0, abs=0.05),
         "complete tokens['test'][first_ten] with num_samples=5, temperature=1.5, seed=1; compare reader.predict(...) "
         "with each digit's label, repeated five times."),
-    "04.shuffle_neighbour_pairs": Exercise(
-        "kept_pairs, the pairs of pixels sharing a 2 x 2 patch of the shuffled image that were neighbours (sharing a "
-        "side) in the digit as written",
-        Number(7, rel=0),
-        "rows and columns of the original pixels are divmod(permutation.reshape(8, 8), 8); two pixels are neighbours "
-        "when their rows and columns differ by 1 in all."),
+    "04.igpt_layer0_probe": Exercise(
+        "layer0_accuracy, the validation accuracy (0 to 1) of the linear probe on the small iGPT's layer 0 (its input "
+        "embeddings averaged over the 64 positions)",
+        Number(0.3125, rel=0, abs=0.03),
+        "igpt.igpt_features(igpt_model, tokens[name], layer=0) for the training and validation digits, then the probe "
+        "of the iGPT probe cell; the control cell's histogram row is a fair guess."),
+    "04.igpt_layer_spread": Exercise(
+        "spread_digits, how many of the 288 validation digits separate the best and the worst of the probes on layers 1 to 4",
+        Number(2, rel=0, abs=2),
+        "one probe per layer k = 1..4 (igpt_features(..., layer=k)), its best validation accuracy (search.best_score_); "
+        "(highest - lowest) * 288, rounded."),
     # 05 TAPAS
     "05.two_numbers": Exercise(
         "relations, the numeric-relation ids of the six number_of_pages cells for "

@@ -475,17 +475,19 @@ def summarise_cls_attention(maps, images, patch_size: int = 2) -> dict:
     return summary
 
 
-def describe_run(kind: str, history, record_accuracy: float) -> str:
+def describe_run(kind: str, history, record_accuracy: float | None = None) -> str:
     """One line on a `train_digits` run whose history has validation `accuracy` at some steps: steps and
-    seconds, the last and the highest validation accuracy, beside `record_accuracy`, the accuracy that a
-    script's record of the same run gives, and the training loss at the end (mean of the last five steps)."""
+    seconds, the last and the highest validation accuracy, and the training loss at the end (mean of the
+    last five steps); with `record_accuracy`, a script's record of the same run beside the last accuracy."""
     scored = history.dropna(subset=["accuracy"])
     if scored.empty:
         raise ValueError(f"describe_run: the history of the {kind} run holds no validation accuracy")
     best = scored.loc[scored["accuracy"].idxmax()]
     return (f"{kind}: {len(history)} steps in {history['seconds'].iloc[-1]:.0f} s; validation accuracy at the last step "
-            f"{scored['accuracy'].iloc[-1]:.1%} here, {record_accuracy:.1%} in the script's record; highest "
-            f"{best['accuracy']:.1%}, at step {int(best['step'])}; training loss at the end {history['loss'].iloc[-5:].mean():.3f}")
+            f"{scored['accuracy'].iloc[-1]:.1%}"
+            + (f" here, {record_accuracy:.1%} in the script's record" if record_accuracy is not None else "")
+            + f"; highest {best['accuracy']:.1%}, at step {int(best['step'])}; "
+            f"training loss at the end {history['loss'].iloc[-5:].mean():.3f}")
 
 
 def swin_attention_flops(height: int, width: int, channels: int, window: int = 7) -> dict:
@@ -726,6 +728,15 @@ SEED_GRIDS = {
     "CNN": {"lr": [1e-3, 3e-3], "steps": [500, 1500]},
 }
 
+# The ViT's grid choice sits at its corner (the largest learning rate and number of steps), so the script's
+# `beyond` stage tries past it: a higher rate, more steps, and dropout (hidden and attention, transformers'
+# ViT has no stochastic depth) as a regulariser, each on validation with seed 0 like the grid.
+SEED_GRID_BEYOND = {
+    "ViT": [{"lr": 1e-2, "steps": 1500, "intermediate_size": 128, "dropout": 0.0},
+            {"lr": 3e-3, "steps": 3000, "intermediate_size": 128, "dropout": 0.0},
+            {"lr": 3e-3, "steps": 1500, "intermediate_size": 128, "dropout": 0.1}],
+}
+
 
 def load_seed_records(folder) -> tuple:
     """The tuning and seeds records of `scripts/vit_digits_seeds.py` in `folder`: (tuning, seeds), two
@@ -851,6 +862,49 @@ def print_seed_choices(tuning, seeds, validation_digits: int = 288):
               "training digits")
 
 
+def _chosen_vit_validation(seeds) -> "pd.Series":
+    """Validation accuracy of the ViT's chosen setting with all training digits, one value per seed."""
+    full = seeds[(seeds["model"] == "ViT") & (seeds["training_digits"] == seeds["training_digits"].max())]
+    return full.set_index("seed")["validation_accuracy"].sort_index()
+
+
+def print_chosen_vit_over_seeds(tuning, seeds, untuned_test_accuracy: float):
+    """The ViT's chosen setting with all training digits: its validation score in the tuning (seed 0) beside its
+    mean over the seeds and the runner-up's score, then its test accuracy over the seeds beside
+    `untuned_test_accuracy`, one run of the untuned recipe."""
+    from . import evaluation
+
+    validation = _chosen_vit_validation(seeds)
+    scores = tuning.loc[tuning["model"] == "ViT", "validation_accuracy"].sort_values(ascending=False)
+    full = seeds[(seeds["model"] == "ViT") & (seeds["training_digits"] == seeds["training_digits"].max())]
+    test = full["test_accuracy"]
+    print(f"the ViT's chosen setting, all training digits, on validation: {validation.loc[0]:.1%} with seed 0 (the score "
+          f"it was chosen on), {evaluation.over_seeds(validation, percent=True, digits=1)}; the runner-up setting "
+          f"{scores.iloc[1]:.1%} (seed 0 only)")
+    inside = test.min() <= untuned_test_accuracy <= test.max()
+    print(f"on test: the chosen setting {evaluation.over_seeds(test, percent=True, digits=1)}; the untuned recipe's "
+          f"single run {untuned_test_accuracy:.1%}, {'inside' if inside else 'outside'} the range of the seeds")
+
+
+def print_vit_choice_checks(seeds, beyond, shift, validation_digits: int = 288):
+    """The two checks of the ViT's choice by scripts/vit_digits_seeds.py, on validation with all training digits:
+    each setting past the grid's corner (`beyond`, seed 0) beside the chosen setting's seed 0, and the chosen
+    setting with a sideways shift of up to 1 pixel (`shift`) beside the same seeds without a shift (paired t over seeds)."""
+    from . import evaluation
+
+    plain = _chosen_vit_validation(seeds)
+    print(f"past the grid's corner, seed 0 (the grid's choice: {plain.loc[0]:.1%}):")
+    for _, row in beyond.iterrows():
+        print(f"  lr {row['lr']:g}, {int(row['steps'])} steps, dropout {row['dropout']:g}: {row['validation_accuracy']:.1%} "
+              f"({round((row['validation_accuracy'] - plain.loc[0]) * validation_digits):+d} validation digits)")
+    shifted = shift.set_index("seed")["validation_accuracy"].sort_index()
+    same = plain.loc[shifted.index]
+    digits = ", ".join(f"{round(d * validation_digits):+d}" for d in shifted - same)
+    print(f"the chosen setting with a sideways shift of up to 1 pixel, seeds {', '.join(map(str, shifted.index))}: "
+          f"{shifted.mean():.1%} against {same.mean():.1%} without a shift (mean); shift minus none, in validation "
+          f"digits per seed: {digits}; {evaluation.paired_t(shifted, same, percent=True, digits=1)}")
+
+
 def seed_means(seeds) -> dict:
     """{(model, training digits): `utils.evaluation.over_seeds` of the test accuracy}, for a summary."""
     from . import evaluation
@@ -879,7 +933,7 @@ def print_paired_seed_tests(seeds):
 
 
 __all__ = [
-    "SEED_GRIDS", "load_seed_records", "summarise_cls_attention", "describe_run", "swin_attention_flops", "seed_error_ratios", "cnn_over_seeds", "write_records", "seed_means", "build_digits_model", "pooled_features", "print_seed_choices", "print_paired_seed_tests", "test_labels", "seed_predictions", "seed_summary", "plot_seed_curve",
+    "SEED_GRIDS", "SEED_GRID_BEYOND", "load_seed_records", "summarise_cls_attention", "describe_run", "swin_attention_flops", "seed_error_ratios", "cnn_over_seeds", "write_records", "seed_means", "build_digits_model", "pooled_features", "print_seed_choices", "print_chosen_vit_over_seeds", "print_vit_choice_checks", "print_paired_seed_tests", "test_labels", "seed_predictions", "seed_summary", "plot_seed_curve",
     "DIGITS_SIZE",
     "DIGIT_NAMES",
     "RandomShift",
