@@ -66,8 +66,9 @@ def train_one(name, seed, args, data):
                 if spec["kind"] not in SIGMOID else float("nan")
         row["logit_scale"] = model.logit_scale.exp().item()
         row["logit_bias"] = model.logit_bias.item() if spec["kind"] in SIGMOID else float("nan")
-        if row["naming"] + row["binding"] >= best["score"]:  # ties: the later step
-            best.update(score=row["naming"] + row["binding"], state=copy.deepcopy(model.state_dict()))
+        score = round(row["naming"] + row["binding"], 6)  # shares of 300 in float32: its noise must not break a tie
+        if score >= best["score"]:  # ties: the later step
+            best.update(score=score, state=copy.deepcopy(model.state_dict()))
         model.train()
         return row
 
@@ -77,7 +78,7 @@ def train_one(name, seed, args, data):
                                      eval_fn=evaluate, eval_every=args.eval_every, seed=seed, progress=False)
     seconds = time.perf_counter() - start
     evaluated = history.dropna(subset=["naming"])
-    chosen = int(evaluated.loc[(evaluated["naming"] + evaluated["binding"])[::-1].idxmax(), "step"])
+    chosen = int(evaluated.loc[(evaluated["naming"] + evaluated["binding"]).round(6)[::-1].idxmax(), "step"])
     model.load_state_dict(best["state"])
     rounded = lambda row: {k: int(v) if k == "step" else None if v != v else round(float(v), 4)  # noqa: E731
                            for k, v in row.items()}
