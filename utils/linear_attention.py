@@ -417,6 +417,7 @@ def chunked_softmax_attention(q, k, v, *, causal=False, query_chunk=1024, key_ch
             total = total * rescale + p.sum(-1, keepdim=True)
             acc = acc * rescale + p @ v[..., ks:ks + key_chunk, :]
             m = m_new
+            del scores, p  # free this block's temporaries before the next block allocates its own
         outputs.append(acc / total)
     return torch.cat(outputs, dim=-2)
 
@@ -454,9 +455,9 @@ def generation_times(n_tokens=4096, *, batch=1, heads=4, dim=64, repeats=3, seed
                      warmup=256):
     """Wall time in ms of each generation step, `LinearAttentionRNN` against `SoftmaxKVCache`.
 
-    Both layers generate the same random q, k, v; their steps are interleaved token by token, so a
-    burst of load on a shared machine hits both alike, and each step's time is the median over
-    `repeats` generations. Before any timing both generate `warmup` tokens untimed (the first calls
+    Both layers generate the same random q, k, v, each in a pass of its own (interleaved token by
+    token, the cache's growing reads share the processor's caches with the recurrent step and slow
+    it as t grows), and each step's time is the median over `repeats` generations. Before any timing both generate `warmup` tokens untimed (the first calls
     of a kernel pay for allocations and dispatch caches). Returns a dict kernel -> list of n_tokens times.
     """
     _check_positive_int(n_tokens, "n_tokens", "generation_times")
@@ -472,9 +473,8 @@ def generation_times(n_tokens=4096, *, batch=1, heads=4, dim=64, repeats=3, seed
             for layer in layers:
                 layer.step(q[t], k[t], v[t])
         for r in range(repeats):
-            layers = (LinearAttentionRNN(), SoftmaxKVCache(n_tokens))
-            for t in range(n_tokens):
-                for i, layer in enumerate(layers):
+            for i, layer in enumerate((LinearAttentionRNN(), SoftmaxKVCache(n_tokens))):
+                for t in range(n_tokens):
                     sync()
                     start = time.perf_counter()
                     layer.step(q[t], k[t], v[t])
