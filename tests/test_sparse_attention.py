@@ -633,3 +633,26 @@ def test_kv_cache_table_windows_cap_the_cache():
     table = sa.kv_cache_table({"Mistral 7B": MistralConfig()}, tokens=(4096, 8192))
     assert list(table.kept) == [1.0, 0.5]  # every layer windowed at 4096: the cache stops growing there
     assert table["all global (MiB)"].iloc[1] == 2 * table["all global (MiB)"].iloc[0]
+
+
+def test_thread_comparison_reads_both_tables_and_threads_are_restored():
+    import pandas as pd
+
+    before = torch.get_num_threads()
+    rows = list(sa.benchmark([256], patterns=["band w=256"], kernels=["block_sparse"], repeat=1, dense_flex=False,
+                             threads=1))
+    assert torch.get_num_threads() == before and {r["threads"] for r in rows} == {1}
+    bench = pd.DataFrame([{"kernel": "sdpa_dense", "pattern": "none", "n": 4096, "threads": t, "ms": ms,
+                           "density": 1.0, "speedup": 1.0, "speedup_low": 1.0, "speedup_high": 1.0}
+                          for t, ms in ((2, 220.0), (1, 200.0))]
+                         + [{"kernel": "block_sparse", "pattern": "band", "n": 4096, "threads": t, "ms": ms,
+                             "density": 0.15, "speedup": s, "speedup_low": s - 0.1, "speedup_high": s + 0.1}
+                            for t, ms, s in ((2, 80.0, 2.7), (1, 40.0, 5.0))])
+    line, = sa.thread_comparison(bench[bench.threads == 2], bench[bench.threads == 1])
+    assert "higher on one thread in every round" in line and "dense SDPA 200 ms on 1 thread, 220 ms on 2" in line
+    window = pd.DataFrame({"n": [1024, 1024], "threads": [2, 1], "pattern": ["w", "w"], "ideal": [1.6, 1.6],
+                           "speedup (median)": [1.2, 1.25], "lowest": [1.1, 1.15], "highest": [1.3, 1.35],
+                           "verdict": ["faster in every round"] * 2})
+    line, = sa.thread_comparison(window[window.threads == 2], window[window.threads == 1])
+    assert "the ranges overlap" in line and "1.25 x (faster in every round)" in line
+    assert "on 1 thread" in sa.share_trend(pd.concat([window[window.threads == 1]] * 2).assign(n=[1024, 4096]), "w")

@@ -11,6 +11,7 @@ Rule for fully masked rows: a query that may attend no key at all gets an output
 every kernel here, as torch's SDPA and FlexAttention also do.
 """
 
+import contextlib
 import functools
 import math
 import numbers
@@ -694,6 +695,20 @@ KERNELS = {
 # ---------------------------------------------------------------------------------------------------------
 # Benchmarks
 # ---------------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def on_threads(threads=None):
+    """Run the block on ``threads`` of torch's intra-op threads (None: leave the number as it is), restored after."""
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(_check_int("threads", threads, 1))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def benchmark_patterns(n, heads=4, device=None):
     """The patterns the benchmark times at length n."""
     patterns = {
@@ -707,14 +722,21 @@ def benchmark_patterns(n, heads=4, device=None):
 
 
 def benchmark(ns, *, patterns=None, kernels=None, heads=4, head_dim=64, repeat=3, max_dense_mask_n=8192,
-              max_naive_n=4096, device="cpu", seed=0, dense_flex=True):
+              max_naive_n=4096, device="cpu", seed=0, dense_flex=True, threads=None):
     """Time each kernel on each pattern (and, once per n, dense unmasked SDPA and, with ``dense_flex``,
     FlexAttention computing every tile); yields the suite's records. ``speedup`` is over dense SDPA at the
     same n, timed in turn with each kernel round by round (``time_rounds``): the median of the per-round
     ratios, with the lowest and highest round in ``speedup_low`` and ``speedup_high``; ``of_ideal`` is that
     speedup times the fraction of tiles computed (1 would be perfect skipping at SDPA's speed per tile).
     ``patterns`` picks names from ``benchmark_patterns``; kernels that materialise n x n are skipped above
-    ``max_naive_n`` (naive) and ``max_dense_mask_n`` (SDPA with a mask)."""
+    ``max_naive_n`` (naive) and ``max_dense_mask_n`` (SDPA with a mask). ``threads``: time on that many of torch's
+    intra-op threads (``on_threads``, as ``time_windows`` does); each record stores the number in ``threads``."""
+    if threads is not None:
+        with on_threads(threads):
+            yield from benchmark(ns, patterns=patterns, kernels=kernels, heads=heads, head_dim=head_dim, repeat=repeat,
+                                 max_dense_mask_n=max_dense_mask_n, max_naive_n=max_naive_n, device=device, seed=seed,
+                                 dense_flex=dense_flex)
+        return
     kernels = list(KERNELS) if kernels is None else kernels
     unknown = set(kernels) - set(KERNELS)
     if unknown:
@@ -737,7 +759,7 @@ def benchmark(ns, *, patterns=None, kernels=None, heads=4, head_dim=64, repeat=3
                 fn_ms, dense_ms = time_rounds(fn, dense, warmup=1, repeat=repeat)
                 ms, speedups = statistics.median(fn_ms), [d / f for f, d in zip(fn_ms, dense_ms)]
             speedup = statistics.median(speedups)
-            return {"suite": "sparse", "kernel": kernel, "pattern": pattern, "n": n, "ms": ms,
+            return {"suite": "sparse", "kernel": kernel, "pattern": pattern, "n": n, "threads": torch.get_num_threads(), "ms": ms,
                     "peak_mib": peak_mib(fn, device=str(device)), "density": density, "speedup": speedup,
                     "of_ideal": speedup * density, "speedup_low": min(speedups), "speedup_high": max(speedups)}
 
@@ -826,7 +848,7 @@ def kernel_summary(results, memory_ratio, patterns):
         lines.append(
             f"{pattern}, n = {int(flex.n)} (ideal {1 / flex.density:.1f} x): compiled flex {flex.speedup:.1f} x over "
             f"dense SDPA ({flex.of_ideal:.2f} of ideal), plain block-sparse {plain.speedup:.1f} x "
-            f"({plain.of_ideal:.2f}); naive and masked SDPA need {memory_ratio.loc[pattern, 'naive']:.0f} x and "
+            f"({plain.of_ideal:.2f})" + (f" on {int(plain.threads)} threads" if "threads" in plain else "") + f"; naive and masked SDPA need {memory_ratio.loc[pattern, 'naive']:.0f} x and "
             f"{memory_ratio.loc[pattern, 'sdpa_mask']:.0f} x flex's memory, the plain block-sparse kernel "
             f"{memory_ratio.loc[pattern, 'block_sparse']:.1f} x.")
     return lines
@@ -1173,12 +1195,8 @@ def time_windows(patterns, ns, *, repeat=7, heads=4, head_dim=64, seed=0, span=4
     import pandas as pd
 
     if threads is not None:
-        before = torch.get_num_threads()
-        torch.set_num_threads(_check_int("threads", threads, 1))
-        try:
+        with on_threads(threads):
             return time_windows(patterns, ns, repeat=repeat, heads=heads, head_dim=head_dim, seed=seed, span=span)
-        finally:
-            torch.set_num_threads(before)
     generator = torch.Generator().manual_seed(seed)
     rows, causal_rows = [], []
     for n in ns:
@@ -1208,7 +1226,7 @@ def time_windows(patterns, ns, *, repeat=7, heads=4, head_dim=64, seed=0, span=4
         for name, pattern in patterns.items():
             ratios = torch.tensor(paired_ratios(repeated(lambda: block_sparse_attention(q, k, v, pattern)),
                                                 repeated(causal_sdpa), repeat=repeat))
-            rows.append({"n": n, "pattern": name, "ideal": sdpa_causal_work(n) / block_density(pattern, n),
+            rows.append({"n": n, "threads": torch.get_num_threads(), "pattern": name, "ideal": sdpa_causal_work(n) / block_density(pattern, n),
                          "speedup (median)": ratios.median().item(), "lowest": ratios.min().item(),
                          "highest": ratios.max().item(), "verdict": round_verdict(ratios),
                          "equals SDPA with the mask": torch.allclose(block_sparse_attention(q, k, v, pattern),
@@ -1256,8 +1274,48 @@ def share_trend(timing, pattern):
     verdict = {"higher": "climbs: part of the cost stays fixed while the work grows",
                "lower": "falls: the cost grows faster than the work",
                None: "the ranges overlap, no change this run can see: the cost grows with the work"}[side]
-    return (f"{pattern}, speedup as a share of its own ideal from n = {int(first.n)} to n = {int(last.n)} (ideal "
+    where = f" on {int(first.threads)} thread{'s' * (int(first.threads) > 1)}" if "threads" in rows else ""
+    return (f"{pattern}{where}, speedup as a share of its own ideal from n = {int(first.n)} to n = {int(last.n)} (ideal "
             f"{first.ideal:.2f} to {last.ideal:.2f}): {low0:.2f}-{high0:.2f} to {low1:.2f}-{high1:.2f}, {verdict}")
+
+
+def thread_comparison(many, one):
+    """One line per (pattern, n) present in both tables: the block-sparse kernel's speedup, from the lowest to the
+    highest round, as a share of its ideal, on one thread (``one``) and on more (``many``), and where the one-thread
+    range lies against the other. Both are ``benchmark`` tables (block_sparse rows against dense SDPA, which also
+    gives the milliseconds of each) or both ``time_windows`` tables (against causal SDPA).
+
+    Why the two can differ although each ratio is paired: a paired round cancels a slowdown that hits both kernels
+    alike, not one that hits them unequally. Dense SDPA is one long call; the block-sparse kernel is several short
+    calls, each split among the threads and each ending only when its last thread does, so on a machine with more
+    runnable processes than cores it waits at every call. On one thread nobody waits: that share is the kernel's own."""
+    def shares(table):
+        if "speedup_low" in table:  # benchmark records
+            rows = table[table.kernel == "block_sparse"].assign(ideal=lambda t: 1 / t.density)
+            rows = rows.rename(columns={"speedup": "median", "speedup_low": "lowest", "speedup_high": "highest"})
+        else:
+            rows = table.rename(columns={"speedup (median)": "median"})
+        return rows.set_index(["pattern", "n"])
+
+    a, b = shares(many), shares(one)
+    lines = []
+    for key in b.index.intersection(a.index):
+        m, o = a.loc[key], b.loc[key]
+        side = _ranges_apart(m.lowest / m.ideal, m.highest / m.ideal, o.lowest / o.ideal, o.highest / o.ideal)
+        verdict = {"higher": "higher on one thread in every round: waiting for threads, not the kernel's own work, "
+                             "costs the difference",
+                   "lower": "lower on one thread in every round",
+                   None: "the ranges overlap: this run shows no cost of waiting for threads"}[side]
+        rounds = [f" ({r.verdict})" if "verdict" in r else "" for r in (o, m)]
+        line = (f"{key[0]}, n = {key[1]} (ideal {o.ideal:.2f} x): block-sparse on 1 thread {o['median']:.2f} x{rounds[0]}, "
+                f"{o.lowest / o.ideal:.2f}-{o.highest / o.ideal:.2f} of ideal; on {int(m.threads)} threads "
+                f"{m['median']:.2f} x{rounds[1]}, {m.lowest / m.ideal:.2f}-{m.highest / m.ideal:.2f} of ideal: {verdict}")
+        if "ms" in a:
+            dense = [t[(t.kernel == "sdpa_dense") & (t.n == key[1])].ms.iloc[0] for t in (one, many)]
+            line += (f" (dense SDPA {dense[0]:.0f} ms on 1 thread, {dense[1]:.0f} ms on {int(m.threads)}; "
+                     f"block-sparse {o.ms:.0f} ms and {m.ms:.0f} ms)")
+        lines.append(line)
+    return lines
 
 
 def flex_skipping(results):
@@ -1299,8 +1357,10 @@ def reach(mask, layers):
 
 def notebook_summary(*, densities, bigbird_draws, bigbird_eval, kernels_agree, results, memory_ratio, flex_split,
                      window_timing, window, linformer_errors, rank, head_cache, lsh_tiles, causal_timing=None,
-                     reach_table=None):
+                     reach_table=None, results_one=None, window_one=None):
     """The closing lines of notebook 02, each computed from the tables the notebook made on the way."""
+    import pandas as pd
+
     at = densities[densities.n == densities.n.max()].set_index("pattern")
     once, repeated = bigbird_eval.values()
     pairs = at["token density"]
@@ -1314,6 +1374,8 @@ def notebook_summary(*, densities, bigbird_draws, bigbird_eval, kernels_agree, r
              f"{'within 1e-6' if repeated < 1e-6 else f'{repeated:.0e} away'} of block 0 counted 1 + r times, {once:.3f} from plain window + global attention).",
              f"All four kernels agree with the float64 reference to 1e-5 on every pattern: {bool(kernels_agree.all().all())}"]
     lines += kernel_summary(results, memory_ratio, ["band w=256", "BigBird b=128 r=3"])
+    if results_one is not None:
+        lines += thread_comparison(results, results_one)
     lines.append(f"Compiled flex computed a tile at {flex_split['tile speed vs SDPA'].iloc[0]:.2f} of dense SDPA's speed "
                  f"and skipped at {flex_split.skipping.min():.2f}-{flex_split.skipping.max():.2f} of its own ideal.")
     if reach_table is not None:
@@ -1322,13 +1384,15 @@ def notebook_summary(*, densities, bigbird_draws, bigbird_eval, kernels_agree, r
             f"{name} {share:.2f}" for name, share in reach_table.loc[deepest].items()) + ".")
     if causal_timing is not None:
         lines.append("Dense / causal SDPA time, counted at SDPA's own blocks vs measured: " + "; ".join(
-            f"n = {int(row.n)}" + (f" on {row.threads} thread{'s' * (row.threads > 1)}" if "threads" in row else "")
+            f"n = {int(row.n)}" + (f" on {row.threads} thread{'s' * (int(row.threads) > 1)}" if "threads" in row else "")
             + f": {row['dense / causal time, counted']:.2f} vs {row['measured (median)']:.2f}"
             + (f" (middle half of the rounds: {row['middle half of the rounds']})"
                if "middle half of the rounds" in row else "")
             for _, row in causal_timing.iterrows()) + ".")
-    for _, row in window_timing[window_timing.pattern == f"sliding window {window}"].iterrows():
-        lines.append(f"Sliding window {window} at n = {row.n}, block-sparse against causal SDPA: {row.verdict} "
+    windows = window_timing if window_one is None else pd.concat([window_timing, window_one], ignore_index=True)
+    for _, row in windows[windows.pattern == f"sliding window {window}"].iterrows():
+        where = f" on {int(row.threads)} thread{'s' * (int(row.threads) > 1)}" if "threads" in row else ""
+        lines.append(f"Sliding window {window} at n = {row.n}{where}, block-sparse against causal SDPA: {row.verdict} "
                      f"({row['speedup (median)']:.2f} x, rounds {row.lowest:.2f}-{row.highest:.2f}; ideal {row.ideal:.2f}).")
     lines.append(f"Linformer with segment means at k = {rank}: relative error {linformer_errors.loc[rank, 'random walk']:.3f} "
                  f"on a random walk, {linformer_errors.loc[rank, 'independent tokens']:.2f} on independent tokens.")
