@@ -381,7 +381,7 @@ def transcribe(model, processor, speeches, batch_size=16):
 
 
 def pretraining_config(**overrides):
-    """A small `Wav2Vec2Config` for `Wav2Vec2ForPreTraining`: the recogniser's shape, smaller codebooks.
+    """A small `Wav2Vec2Config` for `Wav2Vec2ForPreTraining`: the live model's shape (width 128, 3 layers), smaller codebooks.
 
     Masking as in the wav2vec 2.0 paper (spans of 10 frames, `mask_time_prob=0.65`: transformers'
     fraction, about half the frames masked), contrastive temperature 0.1 and diversity weight 0.1

@@ -893,7 +893,8 @@ def print_vit_choice_checks(seeds, beyond, shift, validation_digits: int = 288):
     from . import evaluation
 
     plain = _chosen_vit_validation(seeds)
-    print(f"past the grid's corner, seed 0 (the grid's choice: {plain.loc[0]:.1%}):")
+    spread = evaluation.over_seeds(plain, percent=True, digits=1)
+    print(f"past the grid's corner, seed 0 (the grid's choice: {plain.loc[0]:.1%} with seed 0; {spread}):")
     for _, row in beyond.iterrows():
         print(f"  lr {row['lr']:g}, {int(row['steps'])} steps, dropout {row['dropout']:g}: {row['validation_accuracy']:.1%} "
               f"({round((row['validation_accuracy'] - plain.loc[0]) * validation_digits):+d} validation digits)")
