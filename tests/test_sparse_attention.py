@@ -620,7 +620,9 @@ def test_flex_verdicts_and_thread_verdict_read_both_outcomes():
     assert "waiting" in sa.thread_verdict(timing)
     timing.loc[0, "measured (median)"] = 1.40  # more threads at or above the count: no shortfall to explain
     assert "on one thread and on more" in sa.thread_verdict(timing) and "waiting" not in sa.thread_verdict(timing)
-    timing.loc[0, "measured (median)"] = 1.2
+    timing.loc[0, ["measured (median)", "middle half of the rounds"]] = [1.2, "holds counted"]  # median short, rounds hold
+    assert "on one thread and on more" in sa.thread_verdict(timing)
+    timing.loc[0, "middle half of the rounds"] = "below both"
     timing.loc[1, "middle half of the rounds"] = "below both"
     assert "takes 2.3% longer than the count says, a cost the count misses" in sa.thread_verdict(timing)
     with pytest.raises(ValueError, match="one thread"):
