@@ -625,6 +625,8 @@ def test_flex_verdicts_and_thread_verdict_read_both_outcomes():
     timing.loc[0, "middle half of the rounds"] = "below both"
     timing.loc[1, "middle half of the rounds"] = "below both"
     assert "takes 2.3% longer than the count says, a cost the count misses" in sa.thread_verdict(timing)
+    timing["lowest"], timing["highest"] = [1.0, 1.2], [1.3, 1.4]  # the one-thread rounds include the count
+    assert "cannot say whether the count misses a cost" in sa.thread_verdict(timing)
     with pytest.raises(ValueError, match="one thread"):
         sa.thread_verdict(timing[timing.threads == 2])
 
