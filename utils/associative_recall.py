@@ -227,7 +227,7 @@ def recall_table(record, split="test"):
         rows.append({"model": LABELS[kind], "kind": kind, "pairs": p, "d_head": d_model // heads,
                      "state numbers": int(state),
                      "recall": seeds.mean, "seed min": seeds.min, "seed max": seeds.max,
-                     "over seeds": str(seeds), "95% CI over sequences": f"{items.low:.1%} to {items.high:.1%}"})
+                     "over seeds": str(seeds), "95% interval over sequences": f"{items.low:.1%} to {items.high:.1%}"})
     return pd.DataFrame(rows)
 
 

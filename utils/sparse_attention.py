@@ -1478,7 +1478,7 @@ def recall_table(record, comparisons=()):
         rows.append({"mask": mask, "pairs kept": group.mask_density.mean(),
                      "queries that see their pair": float(np.mean([sees_pair(mask, at) for at in placements])),
                      "test recall over seeds": spread,
-                     "95% CI over sequences": str(ev.bootstrap(per_sequence[mask], percent=True))})
+                     "95% interval over sequences": str(ev.bootstrap(per_sequence[mask], percent=True))})
     lines = [f"{record['command']} | chance {1 / settings['n_values']:.1%}",
              f"rules that never look at the query: the most frequent validation answer {(targets == constant).float().mean().item():.1%}, "
              f"the most frequent value among the sequence's own pairs {(targets == own_mode).float().mean().item():.1%}",
