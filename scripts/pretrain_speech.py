@@ -83,6 +83,7 @@ def main(argv=None):
     if not train_dirs:
         raise SystemExit(f"no training split under {args.corpus_dir}: run scripts/train_speech.py first")
     audio = speech.load_corpus(root=train_dirs[0]).select_columns(["speech"])  # no transcripts
+    print(f"audio from {train_dirs[0].name}", flush=True)
     utils.seed_everything(0)
     processor = speech.make_processor(speech.make_vocab([speech.ALPHABET]), args.out)
     shape = dict(hidden_size=args.hidden_size, num_hidden_layers=args.layers, intermediate_size=2 * args.hidden_size,
@@ -109,7 +110,7 @@ def main(argv=None):
     assert all(k.startswith("lm_head.") for k in missing), missing
     ctc.save_pretrained(args.out)
     processor.save_pretrained(args.out)
-    summary = {"command": script_command(__file__, argv),
+    summary = {"command": script_command(__file__, argv), "audio_from": train_dirs[0].name,
                "steps": state["step"], "minutes": round((time.perf_counter() - start) / 60, 1),
                "kept_from_pretraining": len(ctc.state_dict()) - len(missing), "new": sorted(missing),
                "first_loss": round(float(history.loss.head(20).mean()), 4),

@@ -97,7 +97,11 @@ def main(argv=None):
     parser.add_argument("--mask-feature-length", type=int, default=8)
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="stop at the first validation after this many minutes of training")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds the weights, the batch order and the augmentations")
+    parser.add_argument("--data-seed", type=int, default=None,
+                        help="seeds which sentences, voices and speeds are synthesised (default: --seed), "
+                             "so that runs of several --seed values can train on the same utterances")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--init", type=Path, default=None,
                         help="start from this checkpoint (same full-alphabet vocabulary)")
@@ -115,10 +119,11 @@ def main(argv=None):
         print(json.dumps({k: v["all"] for k, v in metrics["test"].items()}, indent=1))
         return
 
+    data_seed = args.seed if args.data_seed is None else args.data_seed
     utils.seed_everything(args.seed)
-    train_set = synthesised_split("train", args.train_book, args.train_grammar, args.corpus_dir, args.seed)
+    train_set = synthesised_split("train", args.train_book, args.train_grammar, args.corpus_dir, data_seed)
     validation = synthesised_split("validation", args.validation_book, args.validation_grammar,
-                                   args.corpus_dir, args.seed)
+                                   args.corpus_dir, data_seed)
     args.out.mkdir(parents=True, exist_ok=True)
     processor = speech.make_processor(speech.make_vocab([speech.ALPHABET]), args.out)
     processor.save_pretrained(args.out)

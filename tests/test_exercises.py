@@ -216,3 +216,26 @@ def test_elu_memory_recall_accepts_other_draws_and_refuses_the_unit_length_curve
     assert judge([la.sum_memory_recall(la.elu_plus_one, p, draws=200, seed=1) for p in (16, 32, 64)])[0]
     unit = [la.sum_memory_recall(lambda x: torch.nn.functional.normalize(x, dim=-1), p, draws=200) for p in (16, 32, 64)]
     assert not judge(unit)[0] and not judge([0.5, 0.5, 0.5])[0] and not judge(8)[0]
+
+
+def _relabel(order, move_cls=False):
+    def relabel(model, permutation):
+        table = model.vit.embeddings.position_embeddings
+        with torch.no_grad():
+            table[:, 1:] = table[:, 1:][:, torch.as_tensor(order(permutation))].clone()
+            if move_cls:
+                table[:, 0] += 1.0  # a constant shift: LayerNorm removes it, so only the embedding check sees it
+        return model
+    return relabel
+
+
+def test_relabel_positions_judge():
+    """A ViT with 1 x 1 patches: the token at place j carries pixel permutation[j], so it needs that pixel's
+    embedding; the inverse permutation, no change at all, or a moved [CLS] embedding are refused."""
+    judge = ex.EXERCISES["04.relabel_positions"].expected.judge
+    assert judge(_relabel(lambda p: p)) == (True, "")
+    for wrong, message in ((_relabel(np.argsort), "[CLS] state"), (lambda m, p: m, "[CLS] state"),
+                           (_relabel(lambda p: p, move_cls=True), "position embedding moved"),
+                           (lambda m, p: None, "should return the model")):
+        right, problem = judge(wrong)
+        assert not right and message in problem, problem

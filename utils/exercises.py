@@ -289,6 +289,40 @@ def _test_rolling_cache(decode):
     return None
 
 
+def _test_relabel_positions(relabel):
+    """Notebook 04, exercise 1: relabel(model, permutation) must make a ViT with 1 x 1 patches give, on pixels
+    shuffled by `permutation` (pixel j of the shuffled image is pixel permutation[j]), the logits the original
+    model gives on the original pixels."""
+    import copy
+
+    import torch
+    from transformers import ViTForImageClassification
+
+    from . import vit
+
+    if not callable(relabel):
+        return f"expected a function relabel(model, permutation), got a {type(relabel).__name__}"
+    torch.manual_seed(0)
+    original = ViTForImageClassification(vit.small_vit_config(patch_size=1)).eval()
+    pixels = torch.rand(4, 3, vit.DIGITS_SIZE, vit.DIGITS_SIZE, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    for seed in (1, 2):
+        permutation = np.random.default_rng(seed).permutation(vit.DIGITS_SIZE ** 2)
+        shuffled = pixels.flatten(2)[:, :, permutation].reshape(pixels.shape)
+        model = relabel(copy.deepcopy(original), permutation.copy())
+        if not isinstance(model, torch.nn.Module):
+            return f"relabel should return the model, got a {type(model).__name__}"
+        with torch.no_grad():  # [CLS]'s last state, which the classifier reads: the untrained head's logits are all near 0
+            expected = original.vit(pixels).last_hidden_state[:, 0]
+            given = model.eval().vit(shuffled).last_hidden_state[:, 0]
+            moved = (model.vit.embeddings.position_embeddings - original.vit.embeddings.position_embeddings)[0]
+        if (given - expected).abs().max() > 1e-4:
+            return (f"on shuffled pixels the relabelled model's [CLS] state (what its classifier reads) differs from "
+                    f"the original's by up to {float((given - expected).abs().max()):.3g}")
+        if moved[0].abs().max() > 0:
+            return "the [CLS] states agree, but [CLS]'s position embedding moved, which no shuffle of pixels asks for"
+    return None
+
+
 def _fixed_pattern_density():
     from . import sparse_attention as sa
 
@@ -503,12 +537,13 @@ EXERCISES: dict[str, Exercise] = {
         Values(lambda: [_elu_memory_recall(p) for p in (16, 32, 64)], atol=0.04),
         "recall: the share of pairs i for which argmax of phi(k_i)^T S is v_i; 200 draws of keys and values per P."),
     # 04 vision transformer
-    "04.shift_ink_up_share": Exercise(
-        "lost_up, the share (0 to 1) of the training digits' ink that a shift of one pixel up pushes out of the frame",
-        Number(0.1167, rel=0, abs=0.005), "the grey levels of the top row, summed over the training digits, over all their grey levels."),
-    "04.shift_ink_ratio": Exercise(
-        "times, the power of ten nearest to how many times more ink a shift of one pixel up loses than one to the left",
-        Number(1000, rel=0), "divide the two shares of the training digits' ink, then round its log10."),
+    "04.relabel_positions": Exercise(
+        "relabel, a function relabel(model, permutation) that returns the ViT (1 x 1 patches) with its position "
+        "embeddings reordered so that, on pixels shuffled by permutation, its [CLS] state (and so its logits) is the one it "
+        "had on the originals",
+        Passes(_test_relabel_positions),
+        "position_embeddings has shape (1, 1 + 64, hidden) and its row 0 belongs to [CLS]; ask which position "
+        "embedding the pixel now at place j met in the original image."),
     "04.changed_cold": Exercise(
         "changed_cold, the share (0 to 1) of the 500 completions (five per digit) at temperature 0.3 that the reader "
         "takes for another digit",
