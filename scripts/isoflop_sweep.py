@@ -3,6 +3,12 @@
     nice -n 5 python scripts/isoflop_sweep.py                      # the budgets of utils.isoflop.ISOFLOP
     python scripts/isoflop_sweep.py --budgets 3e9 --out /tmp/iso   # one budget, elsewhere
     python scripts/isoflop_sweep.py --budgets 1e10 --seed 1 --out data/isoflop_seeds/seed1   # another seed
+    python scripts/isoflop_sweep.py --fixed-steps 600 --seeds 0 1 2 --out data/isoflop_fixed_step   # Kaplan's design
+
+With --fixed-steps, Kaplan's design on the same training code instead (utils.isoflop.run_fixed_steps): every
+shape of utils.isoflop.SHAPES for that many steps at every rate of the grid, for each seed of --seeds, evaluated
+every --eval-every steps on the validation and the test windows; `chosen` marks the one rate per seed shared
+by every size (lowest validation loss averaged over the sizes).
 
 For every budget (counted FLOP), the sizes of utils.isoflop.shapes_for_budget at every learning rate of
 the grid, each run with warm-up and cosine-to-10% fitted to its own length. Writes <out>/runs.csv (one
@@ -32,12 +38,25 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=iso.ISOFLOP["seed"],
                         help="seed of the initialisation and of the batch order")
     parser.add_argument("--out", default=None, help="folder to write (default data/isoflop)")
+    parser.add_argument("--fixed-steps", type=int, default=None,
+                        help="Kaplan's design: every shape for this many steps (budgets are then ignored)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="with --fixed-steps: the seeds")
+    parser.add_argument("--eval-every", type=int, default=iso.FIXED_STEP["eval_every"],
+                        help="with --fixed-steps: steps between evaluations")
     args = parser.parse_args(argv)
+    if args.out is None and args.fixed_steps:
+        parser.error("--fixed-steps needs --out (data/isoflop holds the iso-FLOP records)")
 
     text = utils.data_path("pride_and_prejudice.txt").read_text(encoding="utf-8")
     start = time.time()
     runs, curves = [], []
-    for budget in args.budgets:
+    if args.fixed_steps:
+        for seed in args.seeds or [args.seed]:
+            r, c = iso.run_fixed_steps(text, steps=args.fixed_steps, lrs=args.lrs, seed=seed,
+                                       eval_every=args.eval_every, log=print)
+            runs.append(r)
+            curves.append(c)
+    for budget in [] if args.fixed_steps else args.budgets:
         r, c = iso.run_budget(text, budget, lrs=args.lrs, seed=args.seed, log=print)
         runs.append(r)
         curves.append(c)
@@ -46,7 +65,12 @@ def main(argv=None):
     pd.concat(runs, ignore_index=True).to_csv(out / "runs.csv", index=False)
     pd.concat(curves, ignore_index=True).to_csv(out / "curves.csv", index=False)
     command = script_command(__file__, argv)
-    meta = {"command": command.strip(), "config": {**iso.ISOFLOP, "budgets": args.budgets, "lrs": args.lrs, "seed": args.seed},
+    config = {**iso.ISOFLOP, "budgets": args.budgets, "lrs": args.lrs, "seed": args.seed}
+    if args.fixed_steps:
+        config = {k: v for k, v in config.items() if k not in ("budgets", "sizes_per_budget", "centre", "seed")}
+        config |= {"steps": args.fixed_steps, "eval_every": args.eval_every, "seeds": args.seeds or [args.seed],
+                   "shapes": iso.SHAPES}
+    meta = {"command": command.strip(), "config": config,
             "versions": utils.core.library_versions(), "seconds": round(time.time() - start)}
     (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {out}/runs.csv, curves.csv, meta.json in {meta['seconds']} s")

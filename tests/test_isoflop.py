@@ -168,12 +168,53 @@ def test_shipped_isoflop_seed_records_repeat_the_smallest_budget():
 
 
 def test_gap_at_compute_compares_both_designs_at_equal_compute():
+    # run b is best on test at 1e10, run a on validation: the pick is made on validation
     chosen = pd.DataFrame({"name": ["a", "b", "c"], "budget": [1e10, 1e10, 1e11], "lr": [0.01] * 3,
-                           "test_loss": [2.5, 2.4, 2.0]})
+                           "val_loss": [2.3, 2.45, 2.1], "test_loss": [2.5, 2.4, 2.0]})
     curves = pd.DataFrame({"step": [50, 100, 300], "flops_counted": [5e9, 2e10, 2e11],
                            "eval_loss": [3.0, 2.8, 2.6]})
     gap = iso.gap_at_compute(chosen, {0: (None, curves), 1: (None, curves.assign(eval_loss=curves.eval_loss + 0.2))})
     assert list(gap.index) == ["1e+10", "1e+11", "2e+11"]
-    assert gap.loc["1e+10", "iso-FLOP loss"] == 2.4 and gap.loc["1e+10", "fixed-step seed 0"] == 3.0
-    assert gap.loc["1e+11", "fixed-step seed 1"] == pytest.approx(3.0)
+    assert gap.loc["1e+10", "iso-FLOP run"] == "a at 1e+10" and gap.loc["1e+10", "test"] == 2.5
+    assert gap.loc["1e+10", "seed 0"] == 3.0 and gap.loc["1e+10", "gap"] == pytest.approx(3.1 - 2.5)
+    assert gap.loc["1e+11", "seed 1"] == pytest.approx(3.0)
     assert gap.loc["2e+11", "gap"] == pytest.approx(2.7 - 2.0)
+    assert max(len(line) for line in gap.round(3).to_string().splitlines()) <= 100
+
+
+def test_design_table_lists_each_design():
+    table = iso.design_table({"x": (0.8, 0.7, 0.9, "3 seeds"), "y": (0.5, 0.4, 0.6, "bootstrap")})
+    assert list(table.index) == ["x", "y"] and table.loc["y", "a"] == 0.5
+    assert table.loc["x", "interval over"] == "3 seeds"
+
+
+def test_shipped_fixed_step_records_follow_their_command():
+    sweeps, runs, meta = iso.load_fixed_step_records()
+    cfg = meta["config"]
+    assert meta["command"] == ("python scripts/isoflop_sweep.py --fixed-steps 600 --seeds 0 1 2 "
+                               "--out data/isoflop_fixed_step")
+    assert cfg["steps"] == iso.FIXED_STEP["steps"] and cfg["seeds"] == iso.FIXED_STEP["seeds"]
+    assert cfg["batch_size"] == iso.ISOFLOP["batch_size"] and cfg["lrs"] == iso.ISOFLOP["lrs"]
+    names = [f"L{s[0]}-d{s[1]}" for s in iso.SHAPES]
+    assert sorted(sweeps) == cfg["seeds"]
+    for seed, g in runs.groupby("seed"):
+        assert sorted(zip(g.name, g.lr)) == sorted((n, lr) for n in names for lr in cfg["lrs"])
+        assert (g.steps == cfg["steps"]).all() and (g.n_layer == 2).all()
+        mean = g.groupby("lr").val_loss.mean()  # one rate for every size, chosen on validation
+        assert (g[g.chosen].lr == mean.idxmin()).all() and g.chosen.sum() == len(names)
+    for seed, (results, curves) in sweeps.items():
+        assert list(results.name) == names and curves.step.max() == cfg["steps"]
+        per_step = results.set_index("name").flops_counted / cfg["steps"]
+        assert np.allclose(curves.flops_counted, curves.step * curves.name.map(per_step))
+        assert (curves.eval_loss == curves.test_loss).all()
+
+
+def test_one_fixed_step_run_trains_again_to_its_record():
+    _, runs, meta = iso.load_fixed_step_records()
+    cfg = meta["config"]
+    row = runs[(runs.seed == 0) & (runs.name == "L2-d4") & runs.chosen].iloc[0]
+    text = utils.data_path("pride_and_prejudice.txt").read_text(encoding="utf-8")
+    again, _ = iso.train_run(text, iso.SHAPES[0], None, row.lr, steps=cfg["steps"], eval_every=cfg["eval_every"],
+                             seed=0, threads=1, **{k: cfg[k] for k in ("batch_size", "block_size", "val_fraction",
+                                                                       "val_windows")})
+    assert again["steps"] == row.steps and abs(again["test_loss"] - row.test_loss) < 0.02

@@ -537,3 +537,11 @@ def test_loss_vs_size_keeps_the_axis_on_the_losses_when_the_floor_is_far_below()
     ax = sc.plot_loss_vs_size(results, pure, fit, steps=300)
     assert ax.get_ylim()[0] > 2.0 and any("below the axis" in t.get_text() for t in ax.get_legend().get_texts())
     plt.close("all")
+
+
+def test_moe_costs_price_active_and_total_parameters():
+    table = sc.moe_costs({"V3": (671e9, 37e9, 14.8e12), "M": (47e9, 13e9, None)})
+    assert table.loc["V3", "6 active D"] == pytest.approx(6 * 37e9 * 14.8e12)
+    assert table.loc["V3", "6 total D"] / table.loc["V3", "6 active D"] == pytest.approx(671 / 37)
+    assert table.loc["M", "GFLOP/token"] == pytest.approx(26) and table.loc["M", "bf16 GB"] == pytest.approx(94)
+    assert np.isnan(table.loc["M", "6 active D"])

@@ -16,7 +16,7 @@ from . import scaling as sc
 
 __all__ = ["SHAPES", "ISOFLOP", "steps_for_budget", "shapes_for_budget", "train_run", "run_budget",
            "fit_valley", "fit_allocation", "valleys", "fit_loss_law", "LAW_STARTS", "bootstrap_allocation", "frontier_exponent", "frontier_sensitivity",
-           "gap_at_compute",
+           "gap_at_compute", "design_table", "FIXED_STEP", "run_fixed_steps", "load_fixed_step_records",
            "load_records", "plot_isoflop_runs"]
 
 # (n_layer, d_model, n_head): two layers, widths about a factor 1.3-1.5 apart in d (about 2x in N)
@@ -31,6 +31,13 @@ SHAPES = [(2, 4, 1), (2, 6, 2), (2, 8, 2), (2, 12, 2), (2, 16, 2), (2, 24, 2), (
 ISOFLOP = {"budgets": [1e10, 3e10, 1e11], "lrs": [5e-3, 1.5e-2, 4.5e-2], "batch_size": 8,
            "block_size": 64, "sizes_per_budget": 5, "centre": 3000, "seed": 0, "val_fraction": 0.1,
            "val_windows": 48, "eval_points": 10}
+
+# Kaplan's design (fixed steps, one shared rate, frontier read off mid-run checkpoints) run through the
+# same training code as the iso-FLOP sweep: its batch, its sampling with replacement, its schedule with
+# a floor at 10% of the peak, its two-layer SHAPES and its grid of rates. 600 steps of 8 x 64 characters
+# are the 307,200 characters of every run of the notebook's fixed-step sweep (`utils.scaling.SWEEPS`);
+# `min_step` = 100 drops the same first sixth of each run (50 of its 300 steps) from the frontier.
+FIXED_STEP = {"steps": 600, "eval_every": 25, "min_step": 100, "seeds": [0, 1, 2]}
 
 
 def steps_for_budget(budget, shape, *, batch_size, block_size, vocab_size):
@@ -62,25 +69,30 @@ def _lr_at(step, total, peak, warmup_ratio=0.1, floor=0.1):
 
 
 def train_run(text, shape, budget, lr, *, batch_size, block_size, seed=0, val_fraction=0.1,
-              val_windows=48, eval_points=10, threads=None, **_):
+              val_windows=48, eval_points=10, threads=None, steps=None, eval_every=None, **_):
     """Train one model to `budget` counted FLOP; returns (row dict, curve DataFrame). `threads`: torch
     CPU threads for this run (the shipped sweep used 1; the previous setting is restored afterwards).
 
     The held-out tail of the text (`val_fraction`) is split in two: its first `val_windows`
-    windows ("val", for choosing the learning rate) and the rest ("test", scored once per run)."""
+    windows ("val", for choosing the learning rate) and the rest ("test", scored once per run).
+    With `steps` (Kaplan's fixed-step design) the run takes that many steps whatever its size
+    (`budget` is ignored; the row's budget is the compute it spent) and is evaluated every
+    `eval_every` steps on both the val and the test windows (curve columns val_loss, test_loss);
+    every curve has the counted FLOP spent so far (flops_counted)."""
     import torch
 
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads or old_threads)
     try:
         return _train_run(text, shape, budget, lr, batch_size=batch_size, block_size=block_size, seed=seed,
-                          val_fraction=val_fraction, val_windows=val_windows, eval_points=eval_points)
+                          val_fraction=val_fraction, val_windows=val_windows, eval_points=eval_points,
+                          fixed_steps=steps, eval_every=eval_every)
     finally:
         torch.set_num_threads(old_threads)
 
 
 def _train_run(text, shape, budget, lr, *, batch_size, block_size, seed, val_fraction, val_windows,
-               eval_points):
+               eval_points, fixed_steps=None, eval_every=None):
     import torch
     from transformers import GPT2LMHeadModel
 
@@ -90,8 +102,16 @@ def _train_run(text, shape, budget, lr, *, batch_size, block_size, seed, val_fra
     held = sc.CharWindows(text[split:], vocab, block_size)
     val, test = (sc.CharWindows.__new__(sc.CharWindows) for _ in range(2))
     val.windows, test.windows = held.windows[:val_windows], held.windows[val_windows:]
-    steps, counted = steps_for_budget(budget, shape, batch_size=batch_size, block_size=block_size,
-                                      vocab_size=len(vocab))
+    per_step = sc.flops_per_token(shape[0], shape[1], block_size, len(vocab))["training"] * batch_size * block_size
+    if fixed_steps:
+        steps = int(fixed_steps)
+        budget = counted = steps * per_step
+        eval_every = eval_every or max(1, steps // eval_points)
+        eval_at = set(range(eval_every, steps + 1, eval_every)) | {steps}
+    else:
+        steps, counted = steps_for_budget(budget, shape, batch_size=batch_size, block_size=block_size,
+                                          vocab_size=len(vocab))
+        eval_at = set(np.unique(np.linspace(0, steps, eval_points + 1).round().astype(int))[1:])
     torch.manual_seed(seed)
     n_layer, d_model, n_head = (int(v) for v in shape)
     model = GPT2LMHeadModel(sc.gpt2_config(n_layer, d_model, n_head, vocab_size=len(vocab),
@@ -103,7 +123,6 @@ def _train_run(text, shape, budget, lr, *, batch_size, block_size, seed, val_fra
                             lr=lr)
     gen = torch.Generator().manual_seed(seed)
     windows = train_set.windows
-    eval_at = set(np.unique(np.linspace(0, steps, eval_points + 1).round().astype(int))[1:])
     curve = []
     model.train()
     for step in range(steps):
@@ -118,14 +137,55 @@ def _train_run(text, shape, budget, lr, *, batch_size, block_size, seed, val_fra
         opt.step()
         if step + 1 in eval_at:
             curve.append({"step": step + 1, "tokens": (step + 1) * batch_size * block_size,
-                          "train_loss": loss.item(), "val_loss": sc.loss_on(model, val)})
+                          "flops_counted": (step + 1) * per_step, "train_loss": loss.item(),
+                          "val_loss": sc.loss_on(model, val)}
+                         | ({"test_loss": sc.loss_on(model, test)} if fixed_steps else {}))
     row = {"budget": budget, "name": f"L{n_layer}-d{d_model}", "n_layer": n_layer, "d_model": d_model,
            "n_head": n_head, "non_embedding": counts["non_embedding"], "total": counts["total"], "lr": lr,
            "steps": steps, "tokens": steps * batch_size * block_size, "flops_counted": counted,
            "flops_6nd": sc.training_flops(counts["non_embedding"], steps * batch_size * block_size),
            "epochs": steps * batch_size * block_size / (len(windows) * block_size),
-           "val_loss": curve[-1]["val_loss"], "test_loss": sc.loss_on(model, test)}
+           "val_loss": curve[-1]["val_loss"],
+           "test_loss": curve[-1]["test_loss"] if fixed_steps else sc.loss_on(model, test)}
     return row, pd.DataFrame(curve)
+
+
+def run_fixed_steps(text, *, steps, lrs=None, shapes=None, seed=0, eval_every=25, threads=1, log=None,
+                    **config):
+    """Kaplan's design on this module's training code: every shape of `shapes` (default all SHAPES)
+    for the same `steps` at every rate of `lrs` (default the iso-FLOP grid), evaluated every
+    `eval_every` steps. Returns (runs, curves); runs has a column `chosen`: the one rate shared by
+    every size, the one with the lowest validation loss averaged over the sizes."""
+    cfg = {k: v for k, v in ISOFLOP.items() if k not in ("budgets", "lrs", "sizes_per_budget", "centre", "seed")}
+    cfg.update(config)
+    rows, curves = [], []
+    for shape in shapes or SHAPES:
+        for lr in lrs or ISOFLOP["lrs"]:
+            row, curve = train_run(text, shape, None, lr, steps=steps, eval_every=eval_every, seed=seed,
+                                   threads=threads, **cfg)
+            rows.append({**row, "seed": seed})
+            curves.append(curve.assign(seed=seed, name=row["name"], lr=lr))
+            if log:
+                log(f"seed {seed} {row['name']} lr={lr:g}: {steps} steps, val {row['val_loss']:.4f}")
+    runs = pd.DataFrame(rows)
+    runs["chosen"] = runs.lr == runs.groupby("lr").val_loss.mean().idxmin()
+    return runs, pd.concat(curves, ignore_index=True)
+
+
+def load_fixed_step_records(folder=None):
+    """The fixed-step sweep on this module's training code (scripts/isoflop_sweep.py --fixed-steps,
+    data/isoflop_fixed_step/): ({seed: (results, curves)}, runs, meta). results: the runs at the rate
+    chosen for that seed; curves: their evaluations with eval_loss = the loss on the test windows,
+    the form `frontier_exponent`, `frontier_sensitivity` and `gap_at_compute` read."""
+    from .core import data_path
+
+    runs, curves, meta = load_records(folder or data_path("isoflop_fixed_step"))
+    sweeps = {}
+    for seed, r in runs[runs.chosen].groupby("seed"):
+        c = curves[(curves.seed == seed) & (curves.lr == r.lr.iloc[0])]
+        sweeps[int(seed)] = (r.sort_values("non_embedding").reset_index(drop=True),
+                             c.assign(eval_loss=c.test_loss).reset_index(drop=True))
+    return sweeps, runs, meta
 
 
 def run_budget(text, budget, *, lrs=None, shapes=None, threads=1, log=None, **config):
@@ -357,27 +417,35 @@ def frontier_sensitivity(sweeps, *, n_bins=(6, 12, 24), min_steps=(25, 50, 100),
 def gap_at_compute(chosen, sweeps, *, min_step=50, x="flops_counted"):
     """Both designs at equal compute. For each budget C of the iso-FLOP runs `chosen` (rate chosen
     per size) and for the largest compute any fixed-step run of `sweeps` ({seed: (results, curves)})
-    spent: the lowest test loss of an iso-FLOP run with budget <= C (and its name, rate and budget),
-    and the characters it trained on (where `chosen` has tokens), and per seed the lowest held-out
-    loss any fixed-step evaluation (from `min_step` on) reached
-    with at most C counted FLOP (the fixed-step frontier at C). The two losses are on overlapping,
-    not identical, windows of the held-out tail. Column "gap" = mean fixed-step minus iso-FLOP."""
+    spent: the iso-FLOP run with budget <= C that has the lowest validation loss (columns "iso-FLOP
+    run", "lr", "val", its test loss "test" and, where `chosen` has tokens, the "characters" it trained
+    on), and per seed ("seed k") the lowest held-out loss any fixed-step evaluation (from `min_step`
+    on) reached with at most C counted FLOP (the fixed-step frontier at C). The run is picked on
+    validation and compared on its test loss; the two losses are on overlapping, not identical,
+    windows of the held-out tail. Column "gap" = mean fixed-step minus the iso-FLOP test loss."""
     largest = max(c[x].max() for _, c in sweeps.values())
     rows = []
     for budget in sorted({*chosen.budget.unique(), largest}):
         runs = chosen[chosen.budget <= budget * (1 + 1e-9)]
-        best = runs.loc[runs.test_loss.idxmin()]
-        row = {"C (FLOP)": f"{budget:.2g}", "iso-FLOP run": f"{best['name']} (C {best.budget:.0e}, lr {best.lr:g})",
-               "iso-FLOP loss": best.test_loss}
+        best = runs.loc[runs.val_loss.idxmin()]
+        row = {"C (FLOP)": f"{budget:.2g}", "iso-FLOP run": f"{best['name']} at {best.budget:.0e}",
+               "lr": best.lr, "val": best.val_loss, "test": best.test_loss}
         if "tokens" in best:
-            row["its characters"] = int(best.tokens)
+            row["characters"] = int(best.tokens)
         for k, (_, c) in sweeps.items():
             seen = c[(c.step >= min_step) & (c[x] <= budget * (1 + 1e-9))]
-            row[f"fixed-step seed {k}"] = seen.eval_loss.min() if len(seen) else np.nan
-        fixed = [row[f"fixed-step seed {k}"] for k in sweeps]
+            row[f"seed {k}"] = seen.eval_loss.min() if len(seen) else np.nan
+        fixed = [row[f"seed {k}"] for k in sweeps]
         row["gap"] = float(np.nanmean(fixed)) - best.test_loss if not np.isnan(fixed).all() else np.nan
         rows.append(row)
     return pd.DataFrame(rows).set_index("C (FLOP)")
+
+
+def design_table(rows):
+    """The allocation exponent a of N_opt ~ C^a from several designs, one row each: `rows` maps a
+    label to (a, low, high, what the interval covers)."""
+    table = pd.DataFrame(rows, index=["a", "95% low", "95% high", "interval over"]).T
+    return table.astype({"a": float, "95% low": float, "95% high": float})
 
 
 def load_records(folder=None):

@@ -25,7 +25,7 @@ __all__ = [
     "kaplan_loss_n", "kaplan_loss_d", "kaplan_loss_c", "kaplan_optimal",
     "flops_per_token", "measure_training_flops", "embedding_parameters",
     "ACCELERATORS", "training_memory", "devices_to_hold", "training_budget", "inference_flops",
-    "inference_aware_optimal", "effective_data", "tokens_to_reach", "ngram_loss", "ngram_baseline",
+    "inference_aware_optimal", "moe_costs", "effective_data", "tokens_to_reach", "ngram_loss", "ngram_baseline",
     "chinchilla_loss", "training_flops", "compute_optimal",
     "non_embedding_approx", "count_parameters", "gpt2_config",
     "fit_offset_power_law", "fit_power_law", "fit_loss_curve", "doubling_time", "growth_per_year", "allocation_table",
@@ -360,6 +360,22 @@ def inference_flops(n_params, tokens=1):
     return 2.0 * _positive("n_params", n_params) * (tokens_arr if tokens_arr.ndim else float(tokens_arr))
 
 
+def moe_costs(models):
+    """What a mixture-of-experts model costs, priced by its active and by its total parameters.
+    `models`: {name: (total, active, training tokens or None)}. One row per model: parameters (in
+    billions), training FLOP as 6 x active x D and, for comparison, 6 x total x D (where D is known),
+    forward GFLOP per token served (2 x active), and bf16 weights in GB (2 bytes per parameter) of the
+    whole model and of a dense model of the active size."""
+    rows = {}
+    for name, (total, active, tokens) in models.items():
+        rows[name] = {"total (B)": total / 1e9, "active (B)": active / 1e9,
+                      "6 active D": training_flops(active, tokens) if tokens else np.nan,
+                      "6 total D": training_flops(total, tokens) if tokens else np.nan,
+                      "GFLOP/token": inference_flops(active) / 1e9,
+                      "bf16 GB": 2 * total / 1e9, "dense bf16 GB": 2 * active / 1e9}
+    return pd.DataFrame(rows).T
+
+
 def inference_aware_optimal(loss, inference_tokens, fit=HOFFMANN_2022):
     """Sardana et al. 2023: the model that reaches `loss` (on `fit`'s parametric law) with the
     least total compute, training 6 N D plus serving 2 N `inference_tokens`.
@@ -398,7 +414,8 @@ def inference_aware_optimal(loss, inference_tokens, fit=HOFFMANN_2022):
 def effective_data(unique_tokens, epochs, r_star=15.4):
     """Muennighoff et al. 2023 (eq. 5): the fresh-data equivalent D' of `epochs` passes over
     `unique_tokens` tokens, D' = U + U R* (1 - exp(-R / R*)) with R = epochs - 1 repetitions;
-    R*_D = 15.4 is their fitted constant (repeated tokens lose value with that "half-life")."""
+    R*_D = 15.4 is their fitted constant, an e-folding constant: the worth of a further repetition
+    falls by a factor e every R* repetitions, so it halves after about R* ln 2 = 10.7 repetitions."""
     u = _positive("unique_tokens", unique_tokens)
     epochs = _positive("epochs", epochs)
     if np.any(np.asarray(epochs) < 1):
