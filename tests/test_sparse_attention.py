@@ -601,6 +601,8 @@ def test_recall_table_reads_the_record_and_scores_rules_that_ignore_the_query():
     # the random control was trained on several placements: one printed line each, and the table says so
     placements = record["settings"]["random_global_placements"]
     assert sum(line.startswith("  placement ") for line in lines) == len(placements)
+    seeds = len({r["seed"] for r in record["runs"]})
+    assert all(f"over {seeds} seeds), pairs kept" in line for line in lines if line.startswith("  placement "))
     assert f"over {len(placements)} placements x" in rows.loc[f"band + {p} random global", "test recall over seeds"]
 
 
@@ -646,6 +648,10 @@ def test_thread_comparison_reads_both_tables_and_threads_are_restored():
     rows = list(sa.benchmark([256], patterns=["band w=256"], kernels=["block_sparse"], repeat=1, dense_flex=False,
                              threads=1))
     assert torch.get_num_threads() == before and {r["threads"] for r in rows} == {1}
+    # `python -m utils.benchmarks --suite sparse` refuses a record with a field it does not list
+    from utils import benchmarks
+
+    assert all(set(r) <= set(benchmarks.RECORD_FIELDS) for r in rows) and rows[0]["dense_ms"] == rows[0]["ms"]
     bench = pd.DataFrame([{"kernel": "sdpa_dense", "pattern": "none", "n": 4096, "threads": t, "ms": ms,
                            "density": 1.0, "speedup": 1.0, "speedup_low": 1.0, "speedup_high": 1.0}
                           for t, ms in ((2, 220.0), (1, 200.0))]
@@ -653,10 +659,60 @@ def test_thread_comparison_reads_both_tables_and_threads_are_restored():
                              "density": 0.15, "speedup": s, "speedup_low": s - 0.1, "speedup_high": s + 0.1}
                             for t, ms, s in ((2, 80.0, 2.7), (1, 40.0, 5.0))])
     line, = sa.thread_comparison(bench[bench.threads == 2], bench[bench.threads == 1])
-    assert "higher on one thread in every round" in line and "dense SDPA 200 ms on 1 thread, 220 ms on 2" in line
+    assert "higher on one thread in every round" in line and "(40 ms on 1 thread, 80 ms on 2)" in line
+    # compiled flex gets its own line; dense SDPA's paired medians say whether more threads were faster
+    flex = bench[bench.kernel == "block_sparse"].assign(kernel="flex")
+    bench = pd.concat([bench, flex]).assign(dense_ms=[220.0, 200.0, 240.0, 205.0, 230.0, 210.0])
+    lines = sa.thread_comparison(bench[bench.threads == 2], bench[bench.threads == 1])
+    assert [line.split(" on 1 thread")[0] for line in lines] == ["band, n = 4096 (ideal 6.67 x): block-sparse",
+                                                                 "band, n = 4096 (ideal 6.67 x): compiled flex"]
+    line, = sa.dense_thread_line(bench[bench.threads == 2], bench[bench.threads == 1])
+    assert "200-210 ms on 1 thread, 220-240 ms on 2 threads" in line and "slower on 2 threads than on 1" in line
+    bench.loc[bench.threads == 2, "dense_ms"] = 190.0
+    assert "faster on 2 threads" in sa.dense_thread_line(bench[bench.threads == 2], bench[bench.threads == 1])[0]
+    bench.loc[bench.threads == 2, "dense_ms"] = [190.0, 207.0, 195.0]
+    assert "overlap" in sa.dense_thread_line(bench[bench.threads == 2], bench[bench.threads == 1])[0]
     window = pd.DataFrame({"n": [1024, 1024], "threads": [2, 1], "pattern": ["w", "w"], "ideal": [1.6, 1.6],
                            "speedup (median)": [1.2, 1.25], "lowest": [1.1, 1.15], "highest": [1.3, 1.35],
                            "verdict": ["faster in every round"] * 2})
     line, = sa.thread_comparison(window[window.threads == 2], window[window.threads == 1])
     assert "the ranges overlap" in line and "1.25 x (faster in every round)" in line
     assert "on 1 thread" in sa.share_trend(pd.concat([window[window.threads == 1]] * 2).assign(n=[1024, 4096]), "w")
+
+
+def test_block_sparse_memory_counts_copies_only_where_tiles_are_gathered():
+    n, heads = 1024, 2
+    band = sa.block_sparse_memory(sa.band(256), n, heads=heads)
+    bigbird = sa.block_sparse_memory(sa.bigbird(n, 128, 2, heads=heads), n, heads=heads)
+    assert band["output"] == bigbird["output"] == heads * n * 64 * 4 / 2**20
+    assert band["gathered tile copies"] == 0 < bigbird["gathered tile copies"]  # a band slides: views, no copies
+    assert band["counted in all"] == pytest.approx(sum(v for k, v in band.items() if k != "counted in all"))
+    q, k, v = (torch.randn(1, heads, n, 64) for _ in range(3))
+    from utils.benchmarks import peak_mib
+
+    for pattern, counted in ((sa.band(256), band), (sa.bigbird(n, 128, 2, heads=heads), bigbird)):
+        sa.block_sparse_attention(q, k, v, pattern)  # the plan and its float mask are built and kept
+        measured = peak_mib(lambda: sa.block_sparse_attention(q, k, v, pattern))
+        assert counted["counted in all"] <= measured <= counted["counted in all"] + 2  # + SDPA's working buffers
+
+
+def test_plot_speedup_draws_one_thread_runs_hollow():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    rows = [{"kernel": kernel, "pattern": pattern, "n": 4096, "threads": threads, "density": density,
+             "speedup": s, "speedup_low": s * 0.9, "speedup_high": s * 1.1}
+            for threads, s in ((2, 2.0), (1, 3.0))
+            for kernel, pattern, density in (("flex", "band", 0.15), ("block_sparse", "band", 0.15),
+                                             ("flex", "none", 1.0))]
+    ax = sa.plot_speedup(pd.DataFrame(rows))
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "1 thread (hollow, dotted)" in labels and "2 threads (filled)" in labels
+    from matplotlib.collections import PathCollection
+
+    hollow = [c for c in ax.collections if isinstance(c, PathCollection) and (c.get_facecolors()[:, :3] == 1).all()]
+    assert len(hollow) == 3  # flex and block-sparse on the band, and flex's dense cross, on one thread
+    plt.close(ax.figure)

@@ -35,7 +35,7 @@ __all__ = [
     "dense_mask", "block_table", "token_density", "block_density", "tiles", "tile_states", "show_tiles", "plot_speedup",
     "longformer_attended",
     "reference_attention", "naive_attention", "sdpa_attention", "flex_sparse_attention",
-    "block_sparse_attention", "KERNELS", "benchmark_patterns", "benchmark",
+    "block_sparse_attention", "block_sparse_memory", "KERNELS", "benchmark_patterns", "benchmark", "dense_thread_line",
 ]
 
 BLOCK_SIZE = 128  # the tile a kernel skips or computes: FlexAttention's default block
@@ -404,44 +404,58 @@ def show_tiles(patterns, n, *, block_size=BLOCK_SIZE, ncols=None, size=3.0, save
 
 def plot_speedup(results, *, n=None, ax=None, save=None):
     """Measured speedup over dense SDPA against the ideal 1 / (fraction of tiles computed), one marker per
-    pattern and one colour per kernel, from the records of ``benchmark`` at length ``n`` (default: the largest)."""
+    pattern and one colour per kernel, from the records of ``benchmark`` at length ``n`` (default: the largest).
+    When the records hold two numbers of threads (``benchmark(..., threads=1)`` concatenated with a default run),
+    the runs on one thread are drawn hollow beside the filled ones; each speedup is over dense SDPA on the same
+    number of threads."""
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter
 
     from utils.plotting import _finish, _new_axes
 
+    if "threads" not in results:
+        results = results.assign(threads=torch.get_num_threads())
     df = results[(results.pattern != "none") & results.kernel.isin(["flex", "block_sparse", "sdpa_mask", "naive"])]
     n = df.n.max() if n is None else n
     df = df[df.n == n].assign(ideal=lambda d: 1 / d.density)
     if df.empty:
         raise ValueError(f"plot_speedup: no sparse records at n={n}")
+    most = int(df.threads.max())
     fig, ax = _new_axes(ax, figsize=(8.4, 4.4))
     line = [1.0, df.ideal.max() * 1.3]  # no pattern computes more tiles than dense attention: the ideal starts at 1
     ax.plot(line, line, color="grey", linestyle="--", label="ideal: 1 / tile density")
     markers = dict(zip(df.pattern.unique(), "osD^vP*"))
     colours = dict(zip(df.kernel.unique(), plt.rcParams["axes.prop_cycle"].by_key()["color"]))
     spread = {"speedup_low", "speedup_high"} <= set(df.columns) and df.speedup_low.notna().any()
-    # kernels side by side around each pattern's ideal (a small shift on the log axis), so no marker hides another
-    shift = {kernel: 1.045 ** (i - (len(colours) - 1) / 2) for i, kernel in enumerate(colours)}
-    for (kernel, pattern), row in df.groupby(["kernel", "pattern"], sort=False):
-        row = row.assign(ideal=row.ideal * shift[kernel])
-        ax.scatter(row.ideal, row.speedup, marker=markers[pattern], color=colours[kernel], s=55, zorder=3)
+    # kernels (and thread counts) side by side around each pattern's ideal (a small shift on the log axis),
+    # so no marker hides another
+    slots = list(df.groupby(["kernel", "threads"], sort=False).groups)
+    shift = {slot: 1.045 ** (i - (len(slots) - 1) / 2) for i, slot in enumerate(slots)}
+
+    def draw(x, rows, colour, marker, hollow, size):
+        ax.scatter(x, rows.speedup, marker=marker, s=size, zorder=3, linewidths=1.5,
+                   facecolors="white" if hollow else colour, edgecolors=colour)
         if spread:  # the lowest and highest of the paired rounds behind each median
-            ax.vlines(row.ideal, row.speedup_low, row.speedup_high, color=colours[kernel], linewidth=1.5, zorder=2)
+            ax.vlines(x, rows.speedup_low, rows.speedup_high, color=colour, linewidth=1.5, zorder=2,
+                      linestyles=":" if hollow else "-")
+
+    for (kernel, threads, pattern), row in df.groupby(["kernel", "threads", "pattern"], sort=False):
+        draw(row.ideal * shift[(kernel, threads)], row, colours[kernel], markers[pattern], threads < most, 55)
     handles = [plt.Line2D([], [], color=c, marker="o", linestyle="", label=k) for k, c in colours.items()]
     handles += [plt.Line2D([], [], color="black", marker=m, linestyle="", label=p, fillstyle="none")
                 for p, m in markers.items()]
     flex_dense = results[(results.kernel == "flex") & (results.pattern == "none") & (results.n == n)]
-    if len(flex_dense):  # FlexAttention computing every tile: its speed per tile against SDPA's, at x = 1
-        ax.scatter([1.0] * len(flex_dense), flex_dense.speedup, marker="X", color=colours.get("flex", "black"),
-                   s=70, zorder=3)
-        if spread:
-            ax.vlines([1.0] * len(flex_dense), flex_dense.speedup_low, flex_dense.speedup_high,
-                      color=colours.get("flex", "black"), linewidth=1.5, zorder=2)
-        handles.append(plt.Line2D([], [], color=colours.get("flex", "black"), marker="X", linestyle="",
-                                  label="flex, every tile (dense)"))
+    colour = colours.get("flex", "black")
+    for threads, rows in flex_dense.groupby("threads"):  # FlexAttention computing every tile, at x = 1
+        draw([1.0] * len(rows), rows, colour, "X", threads < most, 70)
+    if len(flex_dense):
+        handles.append(plt.Line2D([], [], color=colour, marker="X", linestyle="", label="flex, every tile (dense)"))
     if spread:
         handles.append(plt.Line2D([], [], color="black", linewidth=1.5, label="lowest to highest round"))
+    if df.threads.nunique() > 1:
+        handles += [plt.Line2D([], [], color="black", marker="o", linestyle="", label=f"{most} threads (filled)"),
+                    plt.Line2D([], [], color="black", marker="o", linestyle=":", fillstyle="none",
+                               label="1 thread (hollow, dotted)")]
     ax.legend(handles=[ax.get_lines()[0], *handles], fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     ax.axhline(1.0, color="grey", linestyle=":", linewidth=1)
     ax.set_xscale("log"), ax.set_yscale("log")
@@ -449,7 +463,7 @@ def plot_speedup(results, *, n=None, ax=None, save=None):
         axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         axis.set_minor_formatter(FuncFormatter(lambda value, _: f"{value:g}" if round(value, 6) in (2, 3, 5, 0.2, 0.3, 0.5) else ""))
     ax.set_xlabel("ideal speedup = 1 / fraction of 128x128 tiles computed\n(kernels shifted slightly sideways)")
-    ax.set_ylabel("measured speedup over dense SDPA")
+    ax.set_ylabel("measured speedup over dense SDPA\n(on the same number of threads)")
     ax.set_title(f"n = {n}: speedup against the ideal")
     _finish(fig, save)
     return ax
@@ -684,6 +698,26 @@ def block_sparse_attention(q, k, v, mask_mod, block_size=BLOCK_SIZE):
     return out.view(batch, heads, n_blocks * bs, d)[:, :, :n]
 
 
+def block_sparse_memory(mask_mod, n, *, heads=4, head_dim=64, batch=1, block_size=BLOCK_SIZE, bytes_per_value=4):
+    """What one call of ``block_sparse_attention`` allocates, in MiB, counted from its plan: the output
+    (batch x heads x n x head_dim), the output of its largest SDPA call (written into place afterwards), and the
+    buffers that gathered query, key and value tiles are copied into (none when every group slides along the
+    sequence as views, as a band does). The float mask of the partial tiles is built once per pattern and kept with
+    the plan, so it is not part of a call's allocations; nor are SDPA's own working buffers (a few per thread, of
+    fixed size). Nothing here grows like n x n: the copies grow with the key tiles that one call gathers."""
+    bs = _check_int("block_size", block_size, 1)
+    shared, groups, _ = _gather_plan(mask_mod, n, heads, bs, "cpu")
+    rows = batch * heads if shared else batch  # the leading axis of the tile rows (see block_sparse_attention)
+    tile_mib = rows * bs * head_dim * bytes_per_value / 2**20
+    gathered = [g for g in groups if g["slide"] is None]
+    most_q = max((len(g["q_block"]) for g in gathered), default=0)
+    most_kv = max((g["kv_block"].numel() for g in gathered), default=0)
+    counted = {"output": batch * heads * n * head_dim * bytes_per_value / 2**20,
+               "largest call's output": max(len(g["q_block"]) for g in groups) * tile_mib,
+               "gathered tile copies": (most_q + 2 * most_kv) * tile_mib}
+    return {**counted, "counted in all": sum(counted.values())}
+
+
 KERNELS = {
     "naive": naive_attention,
     "sdpa_mask": sdpa_attention,
@@ -730,7 +764,9 @@ def benchmark(ns, *, patterns=None, kernels=None, heads=4, head_dim=64, repeat=3
     speedup times the fraction of tiles computed (1 would be perfect skipping at SDPA's speed per tile).
     ``patterns`` picks names from ``benchmark_patterns``; kernels that materialise n x n are skipped above
     ``max_naive_n`` (naive) and ``max_dense_mask_n`` (SDPA with a mask). ``threads``: time on that many of torch's
-    intra-op threads (``on_threads``, as ``time_windows`` does); each record stores the number in ``threads``."""
+    intra-op threads (``on_threads``, as ``time_windows`` does); each record stores the number in ``threads``, and
+    in ``dense_ms`` the median time of the dense SDPA calls paired with its rounds (``dense_thread_line`` compares
+    those between two thread counts). Only the forward pass is timed, on inputs that need no gradient."""
     if threads is not None:
         with on_threads(threads):
             yield from benchmark(ns, patterns=patterns, kernels=kernels, heads=heads, head_dim=head_dim, repeat=repeat,
@@ -755,13 +791,16 @@ def benchmark(ns, *, patterns=None, kernels=None, heads=4, head_dim=64, repeat=3
             # moments apart; the speedup is their median, with the lowest and highest round beside it
             if fn is dense:
                 ms, speedups = statistics.median(time_rounds(fn, lambda: None, warmup=1, repeat=repeat)[0]), [1.0]
+                paired_dense_ms = ms
             else:
                 fn_ms, dense_ms = time_rounds(fn, dense, warmup=1, repeat=repeat)
                 ms, speedups = statistics.median(fn_ms), [d / f for f, d in zip(fn_ms, dense_ms)]
+                paired_dense_ms = statistics.median(dense_ms)
             speedup = statistics.median(speedups)
             return {"suite": "sparse", "kernel": kernel, "pattern": pattern, "n": n, "threads": torch.get_num_threads(), "ms": ms,
-                    "peak_mib": peak_mib(fn, device=str(device)), "density": density, "speedup": speedup,
-                    "of_ideal": speedup * density, "speedup_low": min(speedups), "speedup_high": max(speedups)}
+                    "dense_ms": paired_dense_ms, "peak_mib": peak_mib(fn, device=str(device)), "density": density,
+                    "speedup": speedup, "of_ideal": speedup * density, "speedup_low": min(speedups),
+                    "speedup_high": max(speedups)}
 
         yield record("sdpa_dense", "none", dense, 1.0)
         if "flex" in kernels and dense_flex:  # every tile computed: FlexAttention's speed per tile against SDPA's
@@ -838,19 +877,28 @@ def tiny_bigbird(train, block_size=8, num_random_blocks=2, *, layers=2, max_posi
     return BigBirdModel(config).train(train)
 
 
-def kernel_summary(results, memory_ratio, patterns):
+def kernel_summary(results, memory_ratio, patterns, results_one=None):
     """One line per pattern of the ``benchmark`` records: each block-sparse kernel's speedup over dense SDPA and
-    fraction of the ideal, and the memory of naive and masked SDPA as a multiple of compiled FlexAttention's."""
-    at = results[results.pattern != "none"].set_index(["pattern", "kernel"])
+    fraction of the ideal (also on one thread when ``results_one`` holds the pattern), and the memory of naive and
+    masked SDPA as a multiple of compiled FlexAttention's."""
+    def speeds(table, pattern):
+        at = table[table.pattern == pattern].set_index("kernel")
+        return ", ".join(f"{label} {at.loc[kernel, 'speedup']:.1f} x ({at.loc[kernel, 'of_ideal']:.2f})"
+                         for kernel, label in (("flex", "compiled flex"), ("block_sparse", "plain block-sparse"))
+                         if kernel in at.index)
+
     lines = []
     for pattern in patterns:
-        flex, plain = at.loc[(pattern, "flex")], at.loc[(pattern, "block_sparse")]
+        flex = results[(results.pattern == pattern) & (results.kernel == "flex")].iloc[0]
+        where = f" on {int(flex.threads)} threads" if "threads" in flex else ""
+        one = ""
+        if results_one is not None and (results_one.pattern == pattern).any():
+            one = f"; on 1 thread {speeds(results_one, pattern)}"
         lines.append(
-            f"{pattern}, n = {int(flex.n)} (ideal {1 / flex.density:.1f} x): compiled flex {flex.speedup:.1f} x over "
-            f"dense SDPA ({flex.of_ideal:.2f} of ideal), plain block-sparse {plain.speedup:.1f} x "
-            f"({plain.of_ideal:.2f})" + (f" on {int(plain.threads)} threads" if "threads" in plain else "") + f"; naive and masked SDPA need {memory_ratio.loc[pattern, 'naive']:.0f} x and "
-            f"{memory_ratio.loc[pattern, 'sdpa_mask']:.0f} x flex's memory, the plain block-sparse kernel "
-            f"{memory_ratio.loc[pattern, 'block_sparse']:.1f} x.")
+            f"{pattern}, n = {int(flex.n)} (ideal {1 / flex.density:.1f} x), speedup over dense SDPA (share of ideal)"
+            f"{where}: {speeds(results, pattern)}{one}. Naive and masked SDPA need "
+            f"{memory_ratio.loc[pattern, 'naive']:.0f} x and {memory_ratio.loc[pattern, 'sdpa_mask']:.0f} x flex's "
+            f"memory, the plain block-sparse kernel {memory_ratio.loc[pattern, 'block_sparse']:.1f} x.")
     return lines
 
 
@@ -1191,7 +1239,12 @@ def time_windows(patterns, ns, *, repeat=7, heads=4, head_dim=64, seed=0, span=4
     thread does. When the machine has more runnable processes than cores, a thread that loses its core holds up the
     dense and the causal call alike, a delay that does not shrink with the work and pulls their ratio towards 1, most
     in calls of a few milliseconds. On one thread nobody waits, so if the ratio there holds the count, a shortfall on
-    more threads is waiting, not extra work (``thread_verdict`` prints which case a run shows)."""
+    more threads is waiting, not extra work (``thread_verdict`` prints which case a run shows).
+
+    The ideal of a pattern divides the same count by the pattern's share of 128-tiles, so it rests on the same
+    assumption, that time follows the pairs computed; the causal table checks that assumption for SDPA itself.
+    Skipping by 128-tiles, dense / causal would approach 2 as n grows; with blocks of 512 keys the count predicts
+    less. ``rounds hold`` names the predictions that lie within the lowest to highest round."""
     import pandas as pd
 
     if threads is not None:
@@ -1238,7 +1291,14 @@ def compare_of_ideal(timing, first, second):
     """Per length of a ``time_windows`` table: each of two patterns' speedup as a share of its own ideal, from the
     lowest to the highest round, and whether the second pattern's range lies wholly below, wholly above or across
     the first's (only a range wholly apart is a difference this run can see); the last line names the lengths
-    where the ranges lie apart, or says that none does."""
+    where the ranges lie apart, or says that none does.
+
+    What it tests in notebook 02: four sink tokens beside a sliding window add a column of partial tiles (a lower
+    ideal) and break the sliding structure, so the key tiles of a query tile are no longer one run that moves with
+    it and ``block_sparse_attention`` gathers them, a copy on every call, instead of viewing them in place. That
+    predicts a lower share of its own ideal for the window with sinks. On threads that wait for cores held by other
+    work, the ranges can lie apart in either direction at different lengths, which is the load, not the copy; on
+    one thread they test the prediction, and where they overlap the copy costs less than the spread of the rounds."""
     lines, apart = [], []
     for n, rows in timing.groupby("n"):
         at = rows.set_index("pattern")
@@ -1264,7 +1324,16 @@ def share_trend(timing, pattern):
     the same calls at every length of a sliding window, so a cost that stays fixed per call weighs less as the
     work grows and makes the share climb, while a cost that grows with the work keeps it level: "climbs" when the
     longest length's range lies wholly above the shortest's, "falls" when wholly below, else no change this run
-    can see."""
+    can see.
+
+    The two costs, for a sliding window of four 128-tiles: the kernel makes the same five SDPA calls at every length
+    (query tiles grouped by how many key tiles they need, one to five with the diagonal tile), so what each call
+    costs whatever its size (setting it up, its threads waiting for one another or for a core that other work
+    holds) stays fixed. What grows with the work: each kept tile costs more than causal SDPA pays for the same
+    pairs, because a call is a stack of short problems (128 queries against at most 640 keys), partial tiles carry
+    a float mask, and every output tile is copied into place. A share that climbs on several threads but stays
+    level on one says that the fixed price is threads waiting, and that the kernel's own work costs the same
+    fraction of the ideal at every length."""
     rows = timing[timing.pattern == pattern].sort_values("n")
     if len(rows) < 2:
         raise ValueError(f"share_trend needs {pattern!r} at two lengths or more, got {len(rows)}")
@@ -1280,22 +1349,25 @@ def share_trend(timing, pattern):
 
 
 def thread_comparison(many, one):
-    """One line per (pattern, n) present in both tables: the block-sparse kernel's speedup, from the lowest to the
-    highest round, as a share of its ideal, on one thread (``one``) and on more (``many``), and where the one-thread
-    range lies against the other. Both are ``benchmark`` tables (block_sparse rows against dense SDPA, which also
-    gives the milliseconds of each) or both ``time_windows`` tables (against causal SDPA).
+    """One line per (kernel, pattern, n) present in both tables: a kernel's speedup, from the lowest to the highest
+    round, as a share of its ideal, on one thread (``one``) and on more (``many``), and where the one-thread range
+    lies against the other. Both are ``benchmark`` tables (the block-sparse and the compiled flex rows against dense
+    SDPA, with the milliseconds of each) or both ``time_windows`` tables (the block-sparse kernel against causal SDPA).
 
     Why the two can differ although each ratio is paired: a paired round cancels a slowdown that hits both kernels
     alike, not one that hits them unequally. Dense SDPA is one long call; the block-sparse kernel is several short
     calls, each split among the threads and each ending only when its last thread does, so on a machine with more
-    runnable processes than cores it waits at every call. On one thread nobody waits: that share is the kernel's own."""
+    runnable processes than cores it waits at every call. On one thread nobody waits: that share is the kernel's own.
+    ``dense_thread_line`` says whether dense SDPA itself ran faster or slower on more threads."""
+    names = {"block_sparse": "block-sparse", "flex": "compiled flex"}
+
     def shares(table):
         if "speedup_low" in table:  # benchmark records
-            rows = table[table.kernel == "block_sparse"].assign(ideal=lambda t: 1 / t.density)
+            rows = table[table.kernel.isin(list(names)) & (table.pattern != "none")].assign(ideal=lambda t: 1 / t.density)
             rows = rows.rename(columns={"speedup": "median", "speedup_low": "lowest", "speedup_high": "highest"})
         else:
-            rows = table.rename(columns={"speedup (median)": "median"})
-        return rows.set_index(["pattern", "n"])
+            rows = table.rename(columns={"speedup (median)": "median"}).assign(kernel="block_sparse")
+        return rows.set_index(["kernel", "pattern", "n"])
 
     a, b = shares(many), shares(one)
     lines = []
@@ -1307,14 +1379,31 @@ def thread_comparison(many, one):
                    "lower": "lower on one thread in every round",
                    None: "the ranges overlap: this run shows no cost of waiting for threads"}[side]
         rounds = [f" ({r.verdict})" if "verdict" in r else "" for r in (o, m)]
-        line = (f"{key[0]}, n = {key[1]} (ideal {o.ideal:.2f} x): block-sparse on 1 thread {o['median']:.2f} x{rounds[0]}, "
+        line = (f"{key[1]}, n = {key[2]} (ideal {o.ideal:.2f} x): {names[key[0]]} on 1 thread {o['median']:.2f} x{rounds[0]}, "
                 f"{o.lowest / o.ideal:.2f}-{o.highest / o.ideal:.2f} of ideal; on {int(m.threads)} threads "
                 f"{m['median']:.2f} x{rounds[1]}, {m.lowest / m.ideal:.2f}-{m.highest / m.ideal:.2f} of ideal: {verdict}")
         if "ms" in a:
-            dense = [t[(t.kernel == "sdpa_dense") & (t.n == key[1])].ms.iloc[0] for t in (one, many)]
-            line += (f" (dense SDPA {dense[0]:.0f} ms on 1 thread, {dense[1]:.0f} ms on {int(m.threads)}; "
-                     f"block-sparse {o.ms:.0f} ms and {m.ms:.0f} ms)")
+            line += f" ({o.ms:.0f} ms on 1 thread, {m.ms:.0f} ms on {int(m.threads)})"
         lines.append(line)
+    return lines
+
+
+def dense_thread_line(many, one):
+    """One line per length present in two ``benchmark`` tables run on different numbers of threads: dense SDPA's
+    time on one thread and on more, from the lowest to the highest of the medians that each table holds (each
+    record stores, in ``dense_ms``, the median of the dense calls paired with its rounds), and whether the ranges
+    lie apart. More threads need not be faster: on a machine whose cores also run other work, a second thread often
+    waits for a core, and the call ends only when its slowest thread does."""
+    lines = []
+    for n in sorted(set(many.n) & set(one.n)):
+        (low_m, high_m, t), (low_o, high_o, _) = ((t.dense_ms.min(), t.dense_ms.max(), int(t.threads.max()))
+                                                  for t in (many[many.n == n], one[one.n == n]))
+        side = _ranges_apart(low_o, high_o, low_m, high_m)
+        verdict = {"higher": f"slower on {t} threads than on 1 in every record",
+                   "lower": f"faster on {t} threads than on 1 in every record",
+                   None: "the ranges overlap: no difference this run can see"}[side]
+        lines.append(f"dense SDPA, n = {n}: {low_o:.0f}-{high_o:.0f} ms on 1 thread, {low_m:.0f}-{high_m:.0f} ms on "
+                     f"{t} threads (medians of the calls paired with each kernel): {verdict}")
     return lines
 
 
@@ -1373,9 +1462,7 @@ def notebook_summary(*, densities, bigbird_draws, bigbird_eval, kernels_agree, r
              f"n = {bigbird_draws[-1]['n']}; in eval mode all its random blocks are block 0 (output "
              f"{'within 1e-6' if repeated < 1e-6 else f'{repeated:.0e} away'} of block 0 counted 1 + r times, {once:.3f} from plain window + global attention).",
              f"All four kernels agree with the float64 reference to 1e-5 on every pattern: {bool(kernels_agree.all().all())}"]
-    lines += kernel_summary(results, memory_ratio, ["band w=256", "BigBird b=128 r=3"])
-    if results_one is not None:
-        lines += thread_comparison(results, results_one)
+    lines += kernel_summary(results, memory_ratio, ["band w=256", "BigBird b=128 r=3"], results_one)
     lines.append(f"Compiled flex computed a tile at {flex_split['tile speed vs SDPA'].iloc[0]:.2f} of dense SDPA's speed "
                  f"and skipped at {flex_split.skipping.min():.2f}-{flex_split.skipping.max():.2f} of its own ideal.")
     if reach_table is not None:
@@ -1434,8 +1521,9 @@ def recall_table(record, comparisons=()):
     recall over seeds and a bootstrap interval over the test sequences (averaged over placements where there are
     several); and printed lines: the command, chance, two rules that never look at a query (the value most
     frequent in the validation answers, chosen there and scored on test; the value most frequent among the
-    sequence's own pairs), for a mask with several placements its recall, share of pairs kept and share of
-    queries that see their pair per placement, and a paired bootstrap for each (a, b) in ``comparisons``."""
+    sequence's own pairs), for a mask with several placements its recall (mean, lowest and highest seed), share of
+    pairs kept and share of queries that see their pair per placement, and a paired bootstrap for each (a, b) in
+    ``comparisons``."""
     import numpy as np
     import pandas as pd
 
@@ -1470,11 +1558,14 @@ def recall_table(record, comparisons=()):
         if len(placements) > 1:
             spread = spread.replace(f"over {len(group)} seeds",
                                     f"over {len(placements)} placements x {group.seed.nunique()} seeds")
-            placement_lines.append(f"{mask}, per placement of its global tokens (test recall: mean over its seeds):")
-            placement_lines += [f"  placement {int(at)}: test recall "
-                                f"{np.mean(np.array(recall)[(group.placement == at).to_numpy()]):.1%}, pairs kept "
-                                f"{group.mask_density[group.placement == at].iloc[0]:.3f}, queries that see their "
-                                f"pair {sees_pair(mask, at):.3f}" for at in placements]
+            placement_lines.append(f"{mask}, per placement of its global tokens (test recall: mean over its seeds, "
+                                   "and the lowest to the highest seed):")
+            for at in placements:
+                own = np.array(recall)[(group.placement == at).to_numpy()]
+                placement_lines.append(f"  placement {int(at)}: test recall {own.mean():.1%} ({own.min():.1%} to "
+                                       f"{own.max():.1%} over {len(own)} seeds), pairs kept "
+                                       f"{group.mask_density[group.placement == at].iloc[0]:.3f}, queries that see "
+                                       f"their pair {sees_pair(mask, at):.3f}")
         rows.append({"mask": mask, "pairs kept": group.mask_density.mean(),
                      "queries that see their pair": float(np.mean([sees_pair(mask, at) for at in placements])),
                      "test recall over seeds": spread,

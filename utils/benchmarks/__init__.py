@@ -20,7 +20,9 @@ RECORD_FIELDS = ("suite", "kernel", "pattern", "n", "ms", "peak_mib", "density",
                  # sparse suite: speedup over dense SDPA at the same n, and speedup / (1 / density)
                  "speedup", "of_ideal",
                  # sparse suite: the lowest and highest per-round speedup of the paired rounds behind `speedup`
-                 "speedup_low", "speedup_high")
+                 "speedup_low", "speedup_high",
+                 # sparse suite: torch's intra-op threads, and the median of the dense SDPA calls paired with the record
+                 "threads", "dense_ms")
 
 # suite name -> module that registers it (imported only when the suite is asked for)
 SUITES = {
