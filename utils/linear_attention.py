@@ -1090,22 +1090,25 @@ def allocator_records(cases=ALLOCATOR_CASES, *, repeat=5, seed=0):
     (kernel, n) in this process, one thread, on BENCH_SHAPE inputs, after one untimed call."""
     import resource
 
-    torch.set_num_threads(1)
     b, h, d = BENCH_SHAPE["batch"], BENCH_SHAPE["heads"], BENCH_SHAPE["dim"]
-    records = []
-    for kernel, n in cases:
-        gen = torch.Generator().manual_seed(seed)
-        q, k, v = (torch.randn(b, h, n, d, generator=gen) for _ in range(3))
-        fn = KERNELS[kernel][0]
+    threads, records = torch.get_num_threads(), []
+    torch.set_num_threads(1)
+    try:
+        for kernel, n in cases:
+            gen = torch.Generator().manual_seed(seed)
+            q, k, v = (torch.randn(b, h, n, d, generator=gen) for _ in range(3))
+            fn = KERNELS[kernel][0]
 
-        def call():
-            with torch.no_grad():
-                fn(q, k, v)
-        call()
-        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        ms = time_ms(call, warmup=0, repeat=repeat)
-        faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / repeat
-        records.append({"kernel": kernel, "n": n, "ms": ms, "page faults per call": faults})
+            def call():
+                with torch.no_grad():
+                    fn(q, k, v)
+            call()
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            ms = time_ms(call, warmup=0, repeat=repeat)
+            faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / repeat
+            records.append({"kernel": kernel, "n": n, "ms": ms, "page faults per call": faults})
+    finally:
+        torch.set_num_threads(threads)
     return records
 
 
