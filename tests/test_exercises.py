@@ -189,14 +189,18 @@ def test_chunked_decay_judge():
     assert not right and "shape (44, 6)" in problem
 
 
-def test_delta_readback_expects_the_closed_form_and_rejects_the_sum():
-    """beta = 1, unit keys at cosine c: the delta rule reads (1 - c^2) v1 + c v2 for k1 and exactly v2 for k2."""
-    c = 0.6
+def test_delta_readback_expects_the_closed_form_at_unseen_cosines_and_rejects_the_sum():
+    """beta = 1, unit keys at cosine c: the delta rule reads (1 - c^2) v1 + c v2 for k1 and exactly v2 for k2. The
+    answer is a function of c, checked at cosines other than the notebook's 0.6."""
     judge = ex.EXERCISES["03.delta_readback"].expected.judge
-    assert judge([[1 - c * c, c], [0.0, 1.0]])[0]
-    right, problem = judge([[1.0, c], [c, 1.0]])  # the plain sum's reads
+    assert judge(lambda c: [[1 - c * c, c], [0.0, 1.0]])[0]
+    assert judge(lambda c: torch.tensor([[1 - c * c, c], [0.0, 1.0]], dtype=torch.float64))[0]
+    right, problem = judge(lambda c: [[1.0, c], [c, 1.0]])  # the plain sum's reads
     assert not right and "values off" in problem
-    assert not judge([0.64, 0.6])[0]
+    assert not judge(lambda c: [[0.64, 0.6], [0.0, 1.0]])[0]  # the notebook's cosine, typed in
+    right, problem = judge([[0.64, 0.6], [0.0, 1.0]])  # an array, not a function
+    assert not right and "function" in problem
+    assert not judge(lambda c: [1 - c * c, c])[0]
 
 
 def test_clip_exercises_expect_the_closed_forms():

@@ -673,3 +673,10 @@ def test_causal_block_share_counts_the_blocks_the_causal_kernel_computes():
     assert la.causal_block_share(12, query_chunk=4, key_chunk=2) == (4 * 4 + 4 * 8 + 4 * 12) / 144
     with pytest.raises(ValueError, match="n"):
         la.causal_block_share(0)
+
+
+def test_allocator_records_time_and_count_page_faults_per_case():
+    records = la.allocator_records([("naive", 64), ("chunked exact causal", 64)], repeat=2)
+    assert [(r["kernel"], r["n"]) for r in records] == [("naive", 64), ("chunked exact causal", 64)]
+    assert all(r["ms"] > 0 and r["page faults per call"] >= 0 for r in records)
+    assert la.KEEP_FREED_MEMORY["MALLOC_MMAP_MAX_"] == "0"

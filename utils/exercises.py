@@ -395,6 +395,26 @@ def _elu_memory_recall(pairs, draws=200):
     return sum_memory_recall(elu_plus_one, pairs, draws=draws)
 
 
+def _test_delta_readback(reads):
+    """Notebook 03, exercise 2: reads(c) must give the delta rule's reads after both writes for unit keys at
+    cosine c, at cosines the notebook does not show."""
+    if not callable(reads):
+        return f"expected a function reads(c) of the cosine, got a {type(reads).__name__}"
+    for cosine in (0.3, -0.45, 0.85):
+        try:
+            given = reads(cosine)
+            given = np.asarray(given.detach().cpu() if hasattr(given, "detach") else given, dtype=float)
+        except (TypeError, ValueError):
+            return f"reads({cosine}) did not return an array of numbers"
+        expected = _delta_readback(cosine).numpy()
+        if given.shape != expected.shape:
+            return f"reads({cosine}) has shape {given.shape}; it should be {expected.shape}"
+        off = ~np.isclose(given, expected, atol=1e-6, rtol=0)
+        if off.any():
+            return f"at a cosine of {cosine}, {off.sum()} of 4 values off, by up to {np.abs(given - expected).max():.3g}"
+    return None
+
+
 def _delta_readback(cosine=0.6):
     """What the delta rule (beta = 1) returns for k1 and k2 after writing (k1, v1) then (k2, v2), one row per key:
     two unit keys at the given cosine, v1 = (1, 0), v2 = (0, 1); two more tokens with beta = 0 do the reading."""
@@ -529,9 +549,11 @@ EXERCISES: dict[str, Exercise] = {
         "(j <= i); a query reads the carried state times exp(L_i); the state leaves the chunk times exp(L_last), "
         "plus each k_j v_j^T of the chunk times exp(L_last - L_j)."),
     "03.delta_readback": Exercise(
-        "reads, the delta rule's state after both writes read with k1 (first row) and with k2 (second row), a 2 x 2 array",
-        Values(lambda: _delta_readback(), atol=1e-6),
-        "after the first write S = k1 v1^T; the second adds k2 (v2 - S^T k2)^T; k1 . k2 = 0.6 and both have length 1."),
+        "reads, a function reads(c) that returns the delta rule's state after both writes, for unit keys at cosine c, "
+        "read with k1 (first row) and with k2 (second row): a 2 x 2 array",
+        Passes(_test_delta_readback),
+        "after the first write S = k1 v1^T; the second adds k2 (v2 - S^T k2)^T; k1 . k2 = c and both have length 1, "
+        "e.g. k1 = (1, 0), k2 = (c, sqrt(1 - c^2))."),
     "03.elu_memory_recall": Exercise(
         "elu_recall, the elu+1 sum memory's recall (a share, 0 to 1) at P = 16, 32 and 64, each averaged over 200 draws",
         Values(lambda: [_elu_memory_recall(p) for p in (16, 32, 64)], atol=0.04),

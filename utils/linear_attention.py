@@ -31,7 +31,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from .benchmarks import peak_mib, register, time_ms, time_pair
+from .benchmarks import in_fresh_process, peak_mib, register, time_ms, time_pair
 
 __all__ = [
     "elu_plus_one", "relu_features", "FavorPlus", "gaussian_projection",
@@ -44,6 +44,7 @@ __all__ = [
     "naive_softmax_attention", "chunked_softmax_attention", "sdpa",
     "favor_error", "uniform_attention_error", "planted_keys", "plot_favor_error", "plot_quality", "quality_seeds", "quality_comparisons", "generation_times", "fit_slope", "crossover_n", "bar_report", "BENCH_SHAPE",
     "sweep", "sweep_repeats", "repeat_summary", "causal_block_share", "causal_skip_times", "memory_records", "generation_records", "generation_summary", "NOTEBOOK_TOPS",
+    "KEEP_FREED_MEMORY", "ALLOCATOR_CASES", "allocator_records", "allocator_test",
 ]
 
 
@@ -1072,6 +1073,54 @@ def memory_records(sizes, kernels=("naive", "chunked exact", "sdpa"), *, device=
             _, mib = _measure(KERNELS[kernel][0], q, k, v, device=device, time_it=False)
             yield {"kernel": kernel, "n": n, "peak_mib": mib, "scores_mib": n * n * 4 / 2**20}
         del q, k, v
+
+
+# glibc's malloc hands a large block back to the operating system when it is freed (it serves requests
+# above its mmap threshold, at most 32 MiB on 64-bit systems, with mmap; it trims the top of its heap
+# above the trim threshold), so the next call of a kernel gets fresh pages and faults them in one by
+# one. These two settings keep freed memory in the process: no mmap at all, no trimming. `man mallopt`.
+KEEP_FREED_MEMORY = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2 ** 40)}
+# (kernel, n): the time ratios of the sweep that exceed the growth of the work, and one masked block
+ALLOCATOR_CASES = (("naive", 1024), ("naive", 2048), ("chunked exact", 1024), ("chunked exact", 2048),
+                   ("chunked exact causal", 1024), ("favor+", 2048), ("favor+", 4096))
+
+
+def allocator_records(cases=ALLOCATOR_CASES, *, repeat=5, seed=0):
+    """Median ms and minor page faults per call (pages the OS had to map in; Linux and macOS) of each
+    (kernel, n) in this process, one thread, on BENCH_SHAPE inputs, after one untimed call."""
+    import resource
+
+    b, h, d = BENCH_SHAPE["batch"], BENCH_SHAPE["heads"], BENCH_SHAPE["dim"]
+    threads, records = torch.get_num_threads(), []
+    torch.set_num_threads(1)
+    try:
+        for kernel, n in cases:
+            gen = torch.Generator().manual_seed(seed)
+            q, k, v = (torch.randn(b, h, n, d, generator=gen) for _ in range(3))
+            fn = KERNELS[kernel][0]
+
+            def call():
+                with torch.no_grad():
+                    fn(q, k, v)
+            call()
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            ms = time_ms(call, warmup=0, repeat=repeat)
+            faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / repeat
+            records.append({"kernel": kernel, "n": n, "ms": ms, "page faults per call": faults})
+    finally:
+        torch.set_num_threads(threads)
+    return records
+
+
+def allocator_test(cases=ALLOCATOR_CASES, *, repeat=5):
+    """`allocator_records` in two fresh processes, one with glibc's default allocator settings and one
+    with KEEP_FREED_MEMORY (such variables are read only when a process starts): records with a column
+    "allocator" ("default" or "keeps freed memory")."""
+    cases = [list(case) for case in cases]
+    return [{**record, "allocator": label}
+            for label, env in (("default", {}), ("keeps freed memory", KEEP_FREED_MEMORY))
+            for record in in_fresh_process("utils.linear_attention:allocator_records",
+                                           {"cases": cases, "repeat": repeat}, env=env)]
 
 
 def generation_records(tokens, *, device="cpu", repeats=3, window=GENERATION_WINDOW):
