@@ -20,7 +20,10 @@ Every --eval-every steps a run scores the validation split of utils.clip.ZeroSho
 among 36 captions, binding), the contrastive loss on validation batches and the learned scale and
 bias; it keeps the weights of the step with the best naming + binding on validation, and scores
 that checkpoint once on the test split, item by item (ZeroShotTests.outcomes), so that two runs can
-be compared on the same test items. Each finished run is merged into --out (data/clip_runs.json)
+be compared on the same test items; it also keeps which of the 36 colour-shape captions that
+checkpoint chooses for each held-out test picture and for as many test pictures of trained pairs
+(ZeroShotTests.chosen_captions), the control of its naming. The validation batches are those of
+utils.clip.validation_set, as in the notebook. Each finished run is merged into --out (data/clip_runs.json)
 with the command that repeats it and the seconds it took.
 """
 import argparse
@@ -90,6 +93,7 @@ def train_one(name, seed, args, data):
         "validation": [rounded(r) for r in evaluated.drop(columns=["epoch", "lr", "seconds"]).to_dict("records")],
         "loss_every_10": history["loss"].iloc[9::10].round(4).tolist(),
         "test": data["test"].outcomes(model),
+        "chosen": data["test"].chosen_captions(model),
     }
 
 
@@ -115,17 +119,13 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         train_examples, processor = clip.course_data(tmp, shift=args.shift)
     split = clip.held_out_split(args.shift)
-    val_examples = clip.make_examples(512, seed=3, combos=split.train_combos) + \
-        clip.make_pair_examples(256, seed=3, classes=split.binding_train)
-    val_items = clip.encode(processor, val_examples)
+    val = clip.validation_set(processor, BATCH_SIZE, shift=args.shift)
     data = {
-        "processor": processor, "items": clip.encode(processor, train_examples), "val_items": val_items,
+        "processor": processor, "items": clip.encode(processor, train_examples), "val_items": val.items,
         "validation": clip.ZeroShotTests(processor, "validation", shift=args.shift),
         "test": clip.ZeroShotTests(processor, "test", shift=args.shift),
-        "batches": {kind: clip.make_batches(len(val_items), BATCH_SIZE, 16, hard_negatives=kind == "twins", seed=3)
-                    for kind in ("random", "twins")},
+        "batches": val.batches,
     }
-    scenes = clip.scene_distribution(0.5, combos=split.train_combos, classes=split.binding_train)
     out = Path(args.out or ROOT / "data" / ("clip_runs.json" if args.shift == 0 else f"clip_runs_shift{args.shift}.json"))
     record = json.loads(out.read_text()) if out.exists() else {}
     settings = {"steps": args.steps, "lr": args.lr, "batch_size": BATCH_SIZE, "eval_every": args.eval_every}
@@ -139,7 +139,7 @@ def main(argv=None):
                               "binding": [[list(c), list(s)] for c, s in split.binding]}
     record.update(settings, selection="the validation step with the best naming (36 captions) + binding",
                   tests=list(clip.TESTS),
-                  floors={kind: clip.loss_floor(val_examples, b, scenes) for kind, b in data["batches"].items()})
+                  floors={kind: clip.loss_floor(val.examples, b, val.scenes) for kind, b in data["batches"].items()})
     record.setdefault("runs", {})
     for name in args.runs:
         for seed in args.seeds:

@@ -265,6 +265,38 @@ def _docqa(path):
     LayoutLMForQuestionAnswering(config).save_pretrained(path)
 
 
+def _donut(path):
+    """Donut fine-tuned on DocVQA at toy size: a VisionEncoderDecoderModel of a DonutSwin encoder and an
+    MBart decoder, a Donut image processor and a word-level tokenizer (the real one is XLM-RoBERTa's
+    SentencePiece) that knows the task tokens the pipeline writes into its prompt."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import (DonutImageProcessor, DonutProcessor, DonutSwinConfig, DonutSwinModel,
+                              GenerationConfig, MBartConfig, MBartForCausalLM, PreTrainedTokenizerFast,
+                              VisionEncoderDecoderModel)
+
+    from utils.documents import INVOICE_LINES
+
+    task = ["<s_docvqa>", "<s_question>", "</s_question>", "<s_answer>", "</s_answer>"]
+    words = list(dict.fromkeys(["<s>", "<pad>", "</s>", "<unk>", *task, *TEXT,
+                                *(text for line in INVOICE_LINES for text, _ in line)]))
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>",
+                                        unk_token="<unk>", pad_token="<pad>", additional_special_tokens=task)
+    DonutProcessor(image_processor=DonutImageProcessor(size={"height": 64, "width": 48}),
+                   tokenizer=tokenizer).save_pretrained(path)
+    encoder = DonutSwinConfig(image_size=[64, 48], patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[1, 2],
+                              window_size=4)
+    decoder = MBartConfig(vocab_size=len(words), d_model=32, decoder_layers=1, decoder_attention_heads=2,
+                          decoder_ffn_dim=64, max_position_embeddings=64, is_decoder=True, add_cross_attention=True,
+                          bos_token_id=0, pad_token_id=1, eos_token_id=2)
+    model = VisionEncoderDecoderModel(encoder=DonutSwinModel(encoder), decoder=MBartForCausalLM(decoder))
+    model.config.decoder_start_token_id, model.config.pad_token_id, model.config.eos_token_id = 0, 1, 2
+    model.generation_config = GenerationConfig(decoder_start_token_id=0, bos_token_id=0, pad_token_id=1,
+                                               eos_token_id=2, max_length=24)
+    model.save_pretrained(path)
+
+
 def _librispeech(path, checkpoint):
     """Two utterances of synthetic tones, laid out as the LibriSpeech sample is (audio, text, id...)."""
     import datasets
@@ -295,7 +327,7 @@ def _librispeech(path, checkpoint):
 
 BUILDERS = {"vit": _vit, "tapas": _tapas, "wav2vec2": _wav2vec2, "whisper": _whisper, "clip": _clip,
             "gpt2": _gpt2, "longformer": _longformer, "bigbird": _bigbird, "dinov2": _dinov2,
-            "coder": _coder, "docqa": _docqa, "siglip": _siglip, "llava": _llava, "mamba": _mamba}
+            "coder": _coder, "docqa": _docqa, "donut": _donut, "siglip": _siglip, "llava": _llava, "mamba": _mamba}
 
 
 def repo_dir(root, checkpoint):

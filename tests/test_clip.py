@@ -700,3 +700,67 @@ def test_early_choices_lists_runs_stopped_before_the_last_step():
                              "1": {"chosen_step": 250, "validation": rows([0.5, 0.4])}}}}
     assert clip.early_choices(record) == {"a, seed 1": (250, pytest.approx(0.1))}
     assert clip.accuracies({"runs": {"a": {"1": {"test": {"t": [1, 1]}}, "0": {"test": {"t": [1, 0]}}}}}, "a", "t") == [0.5, 1.0]
+
+
+def test_split_comparison_counts_each_split_once():
+    from scipy import stats
+
+    def record(a, b):  # per seed, one test of four items
+        return {"runs": {"a": {str(s): {"test": {"t": v}} for s, v in enumerate(a)},
+                         "b": {str(s): {"test": {"t": v}} for s, v in enumerate(b)}}}
+
+    records = {0: record([[1, 1, 1, 0], [1, 1, 0, 0], [1, 1, 1, 1]], [[0, 1, 0, 0], [1, 0, 0, 0], [1, 1, 0, 0]]),
+               2: record([[1, 0, 0, 0]], [[0, 0, 0, 0]]), 4: record([[1, 1, 1, 1]], [[1, 1, 0, 0]])}
+    result = clip.split_comparison(records, "a", "b", "t")
+    a, b = [0.75, 0.25, 1.0], [1 / 3, 0.0, 0.5]  # split 0: the mean of its three seeds
+    assert result.difference == pytest.approx(np.mean(np.subtract(a, b)))
+    assert result.p_value == pytest.approx(stats.ttest_rel(a, b).pvalue)
+    assert "3 seeds" in result.method  # paired_t names its pairs "seeds": here one per split
+    with pytest.raises(ValueError, match="2 splits"):
+        clip.split_comparison({0: records[0]}, "a", "b", "t")
+
+
+def test_validation_set_is_the_notebook_and_the_script_setup(course):
+    train_examples, processor = course
+    val = clip.validation_set(processor, 8, n_batches=3)
+    assert len(val.examples) == len(val.items) == 512 + 2 * 256
+    assert [e["caption"] for e in val.examples[:5]] == [e["caption"] for e in clip.make_examples(5, seed=3)]
+    assert not {(e["colour"], e["shape"]) for e in val.examples[:512]} & set(clip.HELD_OUT)
+    assert [len(b) for b in val.batches["random"]] == [8] * 3
+    assert all(b[k] // 2 == b[k + 1] // 2 for b in val.batches["twins"] for k in range(0, 8, 2))
+    assert val.scenes == clip.scene_distribution(0.5)
+    shifted = clip.validation_set(processor, 8, shift=2, n_batches=1)
+    assert not {(e["colour"], e["shape"]) for e in shifted.examples[:512]} & set(clip.held_out_split(2).pairs)
+
+
+def test_chosen_captions_and_what_they_were(course):
+    _, processor = course
+    tests = clip.ZeroShotTests(processor, "test", n=20)
+    assert len(tests.seen) == 20 and all((e["colour"], e["shape"]) in clip.TRAIN_COMBOS for e in tests.seen)
+    chosen = tests.chosen_captions(clip.small_model("clip", processor.tokenizer))
+    assert [len(v) for v in chosen.values()] == [20, 20] and all(0 <= k < 36 for v in chosen.values() for k in v)
+    # a rule that names every picture by its colour's held-out caption
+    held_out_of = {c: clip.ALL_COMBOS.index((c, s)) for c, s in clip.HELD_OUT}
+    rule = {"held-out pairs": [held_out_of[e["colour"]] for e in tests.naming],
+            "trained pairs": [held_out_of[e["colour"]] for e in tests.seen]}
+    shares = tests.choice_shares(rule)
+    assert shares["held-out: right"] == 1.0 and shares["trained: a held-out caption"] == 1.0
+    assert shares["trained: right"] == 0.0
+    held = ("held-out: right", "held-out: colour only", "held-out: shape only", "held-out: neither")
+    assert sum(tests.choice_shares(chosen)[k] for k in held) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="one caption"):
+        tests.choice_shares({"held-out pairs": [0], "trained pairs": [0]})
+
+
+def test_recorded_choices_are_the_recorded_naming(course):
+    _, processor = course
+    tests = clip.ZeroShotTests(processor, "test")
+    record = json.loads(utils.data_path("clip_runs.json").read_text())
+    with_choices = [(name, seed) for name, runs in record["runs"].items() for seed, run in runs.items() if "chosen" in run]
+    assert {name for name, _ in with_choices} >= {"CLIP", "order-blind CLIP"}
+    for name, seed in with_choices:
+        run = record["runs"][name][seed]
+        assert [len(v) for v in run["chosen"].values()] == [300, 300]
+        # naming among 36 is right exactly where the chosen caption is the picture's own
+        right = [float(k == t) for k, t in zip(run["chosen"]["held-out pairs"], tests.truth.tolist())]
+        assert right == run["test"]["naming, 36 captions"], (name, seed)

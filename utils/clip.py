@@ -28,7 +28,9 @@ import math
 import random
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -834,6 +836,33 @@ def course_data(save_dir, *, image_size: int = 32, shift: int = 0):
     return train_examples, processor
 
 
+class ValidationSet(NamedTuple):
+    """What :func:`validation_set` returns: the pictures, their encodings, the batches and the scenes."""
+
+    examples: list
+    items: list
+    batches: dict
+    scenes: dict
+
+
+def validation_set(processor, batch_size: int = 64, *, shift: int = 0, n_batches: int = 16) -> ValidationSet:
+    """The validation batches on which losses and loss floors are measured, the same for the notebook
+    and scripts/train_clip_longer.py: 512 pictures of one shape and 256 two-object scenes, each beside
+    its twin, of the compositions that split `shift` trains on (seed 3, drawn like the training
+    pictures but never trained on), encoded by `processor`; `n_batches` batches of `batch_size`
+    drawn at random ("random") and with each scene beside its twin ("twins"); and the generator's
+    probability of every training scene (:func:`scene_distribution`, half the pictures of one shape,
+    as in :func:`course_data`), which :func:`loss_floor` needs."""
+    split = held_out_split(shift)
+    examples = make_examples(512, seed=3, combos=split.train_combos) + \
+        make_pair_examples(256, seed=3, classes=split.binding_train)
+    items = encode(processor, examples)
+    batches = {kind: make_batches(len(items), batch_size, n_batches, hard_negatives=kind == "twins", seed=3)
+               for kind in ("random", "twins")}
+    scenes = scene_distribution(0.5, combos=split.train_combos, classes=split.binding_train)
+    return ValidationSet(examples, items, batches, scenes)
+
+
 class OrderBlindText(torch.nn.Module):
     """CLIP's text transformer made blind to word order, with the same weights otherwise.
 
@@ -1032,7 +1061,7 @@ class ZeroShotTests:
         if split not in self.SEEDS:
             raise ValueError(f"split must be one of {list(self.SEEDS)}, got {split!r}")
         seed = self.SEEDS[split]
-        self.processor = processor
+        self.processor, self.split, self.image_size = processor, split, image_size
         self.held_out = held_out_split(shift)  # which compositions are held out (shift 0: HELD_OUT)
         pairs = self.held_out.pairs
         self.labels = zero_shot_captions(ALL_COMBOS)
@@ -1058,6 +1087,39 @@ class ZeroShotTests:
         """The index in `labels` (all 36 captions by default) of each naming picture's best caption."""
         labels = self.labels if labels is None else labels
         return similarity(model, self.processor, [e["image"] for e in self.naming], labels).argmax(dim=-1)
+
+    @cached_property
+    def seen(self) -> list[dict]:
+        """n new pictures of the colour-shape pairs that are trained on, in the plain phrasing, drawn
+        with the split's seed: the control of :meth:`chosen_captions`."""
+        return make_examples(len(self.naming), combos=self.held_out.train_combos, seed=self.SEEDS[self.split],
+                             templates=[0], image_size=self.image_size)
+
+    def chosen_captions(self, model) -> dict:
+        """The index in :attr:`labels` (all 36 captions) of the caption `model` chooses for each
+        naming picture ("held-out pairs") and for each picture of :attr:`seen` ("trained pairs")."""
+        images = {"held-out pairs": [e["image"] for e in self.naming], "trained pairs": [e["image"] for e in self.seen]}
+        return {name: similarity(model, self.processor, pictures, self.labels).argmax(dim=-1).tolist()
+                for name, pictures in images.items()}
+
+    def choice_shares(self, chosen: dict) -> dict:
+        """What the captions of :meth:`chosen_captions` were. On the held-out pictures ("held-out: ..."):
+        the share named right, and the shares that kept only the colour, only the shape, or neither.
+        On the pictures of trained pairs ("trained: ..."): the share named right, and the share given
+        one of the six held-out captions, which the rule "the colour, then the one caption of that
+        colour never trained on" would choose every time and a guess among the 36 one time in six."""
+        said = {name: [ALL_COMBOS[k] for k in ks] for name, ks in chosen.items()}
+        if [len(v) for v in said.values()] != [len(self.naming), len(self.seen)]:
+            raise ValueError("chosen must hold one caption per naming picture and per picture of trained pairs")
+        held = list(zip(said["held-out pairs"], [(e["colour"], e["shape"]) for e in self.naming]))
+        trained = list(zip(said["trained pairs"], [(e["colour"], e["shape"]) for e in self.seen]))
+        share = lambda flags: sum(flags) / len(flags)  # noqa: E731
+        return {"held-out: right": share([s == t for s, t in held]),
+                "held-out: colour only": share([s[0] == t[0] and s[1] != t[1] for s, t in held]),
+                "held-out: shape only": share([s[1] == t[1] and s[0] != t[0] for s, t in held]),
+                "held-out: neither": share([s[0] != t[0] and s[1] != t[1] for s, t in held]),
+                "trained: right": share([s == t for s, t in trained]),
+                "trained: a held-out caption": share([s in self.held_out.pairs for s, _ in trained])}
 
     def groups(self, test: str) -> list[str]:
         """The group of each item of `test`, for intervals and paired tests that resample groups:
@@ -1233,6 +1295,24 @@ def seed_comparison(record: dict, a: str, b: str, test: str):
     if set(record["runs"][a]) != set(record["runs"][b]):
         raise ValueError(f"{a!r} and {b!r} must share their seeds to be paired by seed")
     return paired_t(accuracies(record, a, test), accuracies(record, b, test), percent=True)
+
+
+def split_comparison(records: dict, a: str, b: str, test: str):
+    """Run `a` against run `b` over held-out splits (`records`: {shift: record}, as many splits as
+    records), one difference per split: :func:`utils.evaluation.paired_t` of the two runs' test
+    accuracies, each averaged over that split's seeds. The seeds of one split share its held-out
+    compositions, so they are not independent draws of a split; this counts every split once."""
+    from .evaluation import paired_t
+
+    if len(records) < 2:
+        raise ValueError(f"split_comparison needs at least 2 splits, got {len(records)}")
+    means = {name: [] for name in (a, b)}
+    for shift, record in records.items():
+        if set(record["runs"][a]) != set(record["runs"][b]):
+            raise ValueError(f"split {shift}: {a!r} and {b!r} must share their seeds")
+        for name in (a, b):
+            means[name].append(sum(x := accuracies(record, name, test)) / len(x))
+    return paired_t(means[a], means[b], percent=True)
 
 
 def pooled_comparison(record: dict, a: str, b: str, test: str, groups):

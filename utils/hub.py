@@ -68,10 +68,12 @@ class Checkpoint:
 # The pretrained checkpoints and data sets the course downloads, in one place. Revisions are the
 # ones the pipeline defaults pin in transformers 5.23 (tests/test_hub.py checks they still agree);
 # no pipeline pins GPT-2 (notebook 01 reads its size from its config), the two long-document
-# models whose configs notebook 02 reads, Mamba (notebook 03 counts its cache), SigLIP 2 or LLaVA, read at main.
-# DINOv2 (notebook 04 probes its features) and Whisper-tiny (notebook 06 scores it) are pinned to the full commit
-# hashes of facebook/dinov2-small (150c8e7...) and openai/whisper-tiny (169d4a4...) that other public projects
-# pin, so that their outputs cannot change under the notebooks.
+# models whose configs notebook 02 reads, Mamba (notebook 03 counts its cache), Donut or LLaVA, read at main
+# (no commit of theirs could be checked against a public source that pins it).
+# DINOv2 (notebook 04 probes its features), Whisper-tiny (notebook 06 scores it) and SigLIP 2 (notebook 07) are
+# pinned to the full commit hashes of facebook/dinov2-small (150c8e7...), openai/whisper-tiny (169d4a4...) and
+# google/siglip2-base-patch16-224 (75de2d5...) that other public projects pin, so that their outputs cannot
+# change under the notebooks.
 CHECKPOINTS = {
     "vit": Checkpoint("google/vit-base-patch16-224", "3f49326"),
     "tapas": Checkpoint("google/tapas-base-finetuned-wtq", "e3dde19"),
@@ -86,8 +88,9 @@ CHECKPOINTS = {
     "dinov2": Checkpoint("facebook/dinov2-small", "150c8e7bb7cef2d30ec31b13a517af14840ee3f7"),
     "coder": Checkpoint("Qwen/Qwen2.5-Coder-0.5B-Instruct"),
     "docqa": Checkpoint("impira/layoutlm-document-qa", "beed3c4"),
+    "donut": Checkpoint("naver-clova-ix/donut-base-finetuned-docvqa"),
     "mamba": Checkpoint("state-spaces/mamba-130m-hf"),
-    "siglip": Checkpoint("google/siglip2-base-patch16-224"),
+    "siglip": Checkpoint("google/siglip2-base-patch16-224", "75de2d55ec2d0b4efc50b3e9ad70dba96a7b2fa2"),
     "llava": Checkpoint("llava-hf/llava-interleave-qwen-0.5b-hf"),
 }
 
