@@ -10,7 +10,9 @@ Three runs, each on one CPU thread:
    from 2 to 0.5 as in the paper (arXiv:2006.11477, section 4.2). It saves a `Wav2Vec2ForCTC` whose
    encoder is the pretrained one and whose letter head is new, with the processor, to --out.
 2. and 3. `scripts/train_speech.py` fine-tunes with CTC on a tenth of the transcribed utterances,
-   once from --out and once from scratch, with the same budget:
+   from --out and from scratch, with the same budget, for seeds 0, 1 and 2 (seed 0 as below; seeds 1 and 2 add
+   `--seed K --data-seed 0` and write to runs/speech_tenth_{pretrained,scratch}_seedK; the shipped records are
+   data/speech/pretraining/tenth_*.json, one per arm and seed):
 
     OMP_NUM_THREADS=1 python scripts/pretrain_speech.py --steps 1800 --out runs/speech_pretrained
     OMP_NUM_THREADS=1 python scripts/train_speech.py --train-book 260 --train-grammar 40 --epochs 30 \\

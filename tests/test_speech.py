@@ -651,3 +651,26 @@ def test_voice_swap_table_is_sentences_by_voices_with_voice_intervals():
     assert list(table.columns) == ["test voices", "validation voices"]
     assert rates.loc[("validation", "test"), "cer"] == pytest.approx(0.4)
     assert table.loc["test sentences", "validation voices"].startswith("20.0% [")
+
+
+def test_pretraining_experiment_pairs_seeds_on_the_shipped_records():
+    """The seeds are paired by seed: the difference is the mean of the per-seed differences of the records."""
+    import json
+    directory = speech.corpus_dir() / "pretraining"
+    test_table = speech.load_corpus(root=speech.corpus_dir() / "test").to_pandas()
+    result = speech.pretraining_experiment(test_table)
+    assert result["seeds"] == [0, 1, 2]
+    book = {arm: [json.loads((directory / (f"tenth_{arm}.json" if s == 0 else f"tenth_{arm}_seed{s}.json")).read_text())
+                  ["test"]["book"]["all"][0]["cer"] for s in (0, 1, 2)] for arm in ("pretrained", "scratch")}
+    expected = sum(a - b for a, b in zip(book["pretrained"], book["scratch"])) / 3
+    assert result["paired_t"].difference == pytest.approx(expected)
+    assert result["over_seeds"]["scratch"].values == pytest.approx(book["scratch"])
+
+
+def test_pretraining_experiment_needs_two_seeds(tmp_path):
+    import shutil
+    for name in ("pretraining.json", "tenth_pretrained.json", "tenth_scratch.json"):
+        shutil.copy(speech.corpus_dir() / "pretraining" / name, tmp_path / name)
+    test_table = speech.load_corpus(root=speech.corpus_dir() / "test").to_pandas()
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        speech.pretraining_experiment(test_table, tmp_path)

@@ -974,33 +974,52 @@ def compare_cer(scores_a, scores_b, groups="voice", n_boot=2000, seed=0):
 
 
 def pretraining_experiment(test_table, directory=None):
-    """The shipped records of `scripts/pretrain_speech.py`, read and compared.
+    """The shipped records of `scripts/pretrain_speech.py`, read and compared over fine-tuning seeds.
 
-    `test_table` is the test split's transcripts (columns kind, voice, text). Returns a dict:
-    `pretraining` (the pre-training record), `arms` (the two fine-tuning records, "pretrained" and
-    "scratch"), `paired` (book CER, pretrained minus scratch, paired over the test voices: each
-    voice's character errors are its stored CER times its reference characters) and `table`
-    (validation and test CERs of both arms).
+    `test_table` is the test split's transcripts (columns kind, voice, text). The records are one
+    pre-training run and, for each arm ("pretrained", "scratch"), one fine-tuning run per seed:
+    `tenth_{arm}.json` is seed 0, `tenth_{arm}_seed{k}.json` seed k. Returns a dict:
+
+    - `pretraining`: the pre-training record; `runs`: {arm: {seed: record}}; `seeds`: the seeds
+      both arms have;
+    - `per_seed`: one row per seed and arm with the validation CER and the book and grammar test CERs;
+    - `over_seeds`: {arm: `evaluation.over_seeds` of the book test CER};
+    - `paired_t`: book test CER, pretrained minus scratch, paired by seed (same seed, same data order
+      and augmentation), Student's t over seeds: what training again would change;
+    - `voices_ahead`: per seed, on how many test voices the pretrained arm's book CER is the lower.
     """
-    from .evaluation import paired_bootstrap
+    from .evaluation import over_seeds, paired_t
 
     directory = Path(directory) if directory is not None else corpus_dir() / "pretraining"
     pre = json.loads((directory / "pretraining.json").read_text())
-    arms = {arm: json.loads((directory / f"tenth_{arm}.json").read_text()) for arm in ("pretrained", "scratch")}
-    book = test_table[test_table["kind"] == "book"]
-    voice_chars = book.groupby("voice")["text"].apply(lambda t: t.str.len().sum())
-    voice_errors = {arm: pd.DataFrame(m["test"]["book"]["voice"]).set_index("voice")["cer"] * voice_chars
-                    for arm, m in arms.items()}
-    if any(errors.isna().any() for errors in voice_errors.values()):
-        raise ValueError("pretraining_experiment: the records' test voices differ from test_table's")
-    paired = paired_bootstrap(voice_errors["pretrained"].to_numpy(), voice_errors["scratch"].to_numpy(),
-                              weights=voice_chars.to_numpy(float), percent=True)
-    table = pd.DataFrame({arm: {"validation CER": m["validation"]["cer"],
-                                "test CER (book)": m["test"]["book"]["all"][0]["cer"],
-                                "test CER (grammar)": m["test"]["grammar"]["all"][0]["cer"],
-                                "test WER (book)": m["test"]["book"]["all"][0]["wer"]}
-                          for arm, m in arms.items()})
-    return {"pretraining": pre, "arms": arms, "paired": paired, "table": table}
+    runs = {}
+    for arm in ("pretrained", "scratch"):
+        files = {0: directory / f"tenth_{arm}.json"}
+        files.update({int(f.stem.rsplit("seed", 1)[1]): f for f in directory.glob(f"tenth_{arm}_seed*.json")})
+        runs[arm] = {seed: json.loads(f.read_text()) for seed, f in sorted(files.items()) if f.is_file()}
+    seeds = sorted(set(runs["pretrained"]) & set(runs["scratch"]))
+    if len(seeds) < 2:
+        raise ValueError(f"pretraining_experiment: both arms need at least 2 seeds in {directory}, found {seeds}")
+    book_voices = set(test_table.loc[test_table["kind"] == "book", "voice"])
+    rows, ahead = [], {}
+    for seed in seeds:
+        voice_cer = {}
+        for arm in runs:
+            m = runs[arm][seed]
+            voice_cer[arm] = pd.DataFrame(m["test"]["book"]["voice"]).set_index("voice")["cer"]
+            if set(voice_cer[arm].index) != book_voices:
+                raise ValueError(f"pretraining_experiment: {arm} seed {seed}'s test voices differ from test_table's")
+            rows.append({"seed": seed, "arm": arm, "validation CER": m["validation"]["cer"],
+                         "test CER (book)": m["test"]["book"]["all"][0]["cer"],
+                         "test CER (grammar)": m["test"]["grammar"]["all"][0]["cer"],
+                         "minutes": m["training_minutes"]})
+        ahead[seed] = int((voice_cer["pretrained"] < voice_cer["scratch"]).sum())
+    per_seed = pd.DataFrame(rows)
+    book = per_seed.pivot(index="seed", columns="arm", values="test CER (book)")
+    return {"pretraining": pre, "runs": runs, "seeds": seeds, "per_seed": per_seed,
+            "over_seeds": {arm: over_seeds(book[arm], percent=True) for arm in runs},
+            "paired_t": paired_t(book["pretrained"], book["scratch"], percent=True),
+            "voices_ahead": ahead, "test_voices": len(book_voices)}
 
 
 def librispeech_sample():
