@@ -59,7 +59,9 @@ def test_corpus_as_shipped(heldout):
 
 def test_corpus_stays_small():
     size = sum(f.stat().st_size for f in speech.corpus_dir().rglob("*") if f.is_file())
-    assert size < 20 * 2**20  # two thirds of the course's 30 MiB data budget (two recognisers and the test split)
+    # About seven tenths of the course's 30 MiB data budget (utils.data.BUDGET_MIB): two recognisers, the test
+    # split, and the pre-training experiment's records over three seeds (about 0.6 MiB).
+    assert size < 21 * 2**20
 
 
 def test_load_corpus_reads_audio_in_map(tmp_path):
