@@ -17,6 +17,10 @@ of a 2-core CPU (the delta rule's token-by-token loop takes most of it). --d-mod
 (d_head = d_model / 2), for the record of recall against state size:
 
     python scripts/associative_recall.py --kinds linear delta --pairs 64 --d-model 32 128 --name recall_state.json
+
+and, with the hybrid (one softmax head beside one elu+1 head), the record of what attention beside a state buys:
+
+    python scripts/associative_recall.py --kinds hybrid --pairs 64 --name recall_hybrid.json
 """
 import argparse
 import json
@@ -39,7 +43,7 @@ VALIDATION_SEED, TEST_SEED = 1, 3  # seed 2: the test of the 500-step record, a 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(data_path("linear_attention")))
-    parser.add_argument("--kinds", nargs="+", choices=ar.KINDS, default=None)
+    parser.add_argument("--kinds", nargs="+", choices=ar.KINDS + (ar.HYBRID,), default=None)
     parser.add_argument("--pairs", type=int, nargs="+", default=None)
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--steps", type=int, default=ar.RECALL_STEPS)

@@ -55,7 +55,7 @@ def test_delta_rule_stores_orthogonal_keys_exactly_and_overwrites():
     torch.testing.assert_close(S.T @ keys.T[:, 1:d], values[1:d].T, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("kind", ar.KINDS)
+@pytest.mark.parametrize("kind", ar.KINDS + (ar.HYBRID,))
 def test_every_kind_is_causal_and_learns_a_little(kind):
     model = ar.RecallModel(kind, n_keys=16, n_values=8, d_model=16, heads=2, seed=0)
     task = ar.RecallTask(4, n_keys=16, n_values=8)
@@ -74,6 +74,27 @@ def test_every_kind_is_causal_and_learns_a_little(kind):
 
 def test_state_numbers():
     assert ar.RecallModel("softmax", d_model=64, heads=2).state_numbers() is None
+    assert ar.RecallModel(ar.HYBRID, d_model=64, heads=2).state_numbers() == 32 * 32 + 32
+    assert ar.cache_numbers("softmax", 64, 64) == 2 * 64 * 64 == 2 * ar.cache_numbers(ar.HYBRID, 64, 64)
+    assert ar.cache_numbers("delta", 64, 64) == 0
+    with pytest.raises(ValueError, match="halves"):
+        ar.RecallModel(ar.HYBRID, d_model=63, heads=3)
+
+
+def test_hybrid_heads_are_a_softmax_head_and_a_linear_head():
+    """With the same weights, the hybrid's first head is the softmax model's first head and its second
+    the elu+1 model's second: the two outputs differ only through the heads each half uses."""
+    models = {kind: ar.RecallModel(kind, n_keys=16, n_values=8, d_model=16, heads=2, seed=0)
+              for kind in ("softmax", "linear", ar.HYBRID)}
+    task = ar.RecallTask(4, n_keys=16, n_values=8)
+    keys, values, is_query, _ = task.batch(3, torch.Generator().manual_seed(0))
+    heads = {}
+    for kind, model in models.items():  # capture the input of the output projection: the heads side by side
+        model.out.register_forward_hook(lambda m, args, out, kind=kind: heads.__setitem__(kind, args[0]))
+        with torch.no_grad():
+            model(keys, values, is_query)
+    torch.testing.assert_close(heads[ar.HYBRID][..., :8], heads["softmax"][..., :8])
+    torch.testing.assert_close(heads[ar.HYBRID][..., 8:], heads["linear"][..., 8:])
     assert ar.RecallModel("linear", d_model=64, heads=2).state_numbers() == 2 * (32 * 32 + 32)
     assert ar.RecallModel("delta", d_model=64, heads=2).state_numbers() == 2 * 32 * 32
 
@@ -140,7 +161,8 @@ def test_validation_curves_average_the_seeds_per_step():
 def test_shipped_recall_records_are_what_notebook_03_reads():
     """The record's budget is RECALL_STEPS for every run, its test sequences are not the development ones
     (seed 2), every run carries a validation curve that ends at the last step, and the state-size record
-    varies the width of the elu+1 and delta-rule models at the main record's largest P."""
+    varies the width of the elu+1 and delta-rule models at the main record's largest P, and the hybrid's record
+    trains the same budget on the same splits at that P."""
     import json
 
     from utils import data_path
@@ -156,6 +178,12 @@ def test_shipped_recall_records_are_what_notebook_03_reads():
         assert len(r["test_correct"]) == ar.RECALL_RUN["test_sequences"]
     assert {(r["kind"], r["d_model"]) for r in state["runs"]} == {(k, d) for k in ("linear", "delta") for d in (32, 128)}
     assert {r["pairs"] for r in state["runs"]} == {max(ar.RECALL_RUN["pairs"])}
+    hybrid = json.loads(data_path("linear_attention/recall_hybrid.json").read_text())
+    assert hybrid["command"] == "python scripts/associative_recall.py --kinds hybrid --pairs 64 --name recall_hybrid.json"
+    assert hybrid["splits"] == record["splits"]
+    assert all(hybrid["settings"][k] == record["settings"][k] for k in ("steps", "batch_size", "lr", "d_model", "heads"))
+    assert {(r["kind"], r["pairs"], r["seed"]) for r in hybrid["runs"]} == {
+        (ar.HYBRID, max(ar.RECALL_RUN["pairs"]), s) for s in ar.RECALL_RUN["seeds"]}
 
 
 def test_chance_recall_is_a_guess_among_the_sequences_values():

@@ -212,14 +212,39 @@ def test_clip_exercises_expect_the_closed_forms():
     assert ex.EXERCISES["07.common_radius_rule"].expected.judge(common)[0]
 
 
-def test_elu_memory_recall_accepts_other_draws_and_refuses_the_unit_length_curve():
-    """Three recalls measured with other random keys pass; a flat guess or the unit-length map's recalls do not."""
+def _sum_recall(phi, pairs, draws, read_raw_keys=False, seed=5):
+    gen, right = torch.Generator().manual_seed(seed), 0
+    for _ in range(draws):
+        keys = torch.randn(pairs, 32, generator=gen, dtype=torch.float64)
+        values = torch.randint(64, (pairs,), generator=gen)
+        S = phi(keys).T @ torch.eye(64, dtype=torch.float64)[values]
+        right += (((keys if read_raw_keys else phi(keys)) @ S).argmax(-1) == values).sum().item()
+    return right / (draws * pairs)
+
+
+def test_sum_memory_judges_the_reader_s_own_memory_and_the_prediction():
+    """A memory written with other random draws passes for both maps; reading with the raw key instead of its
+    features, or measuring elu+1 whatever phi is, does not. The prediction is a choice between the two maps."""
     from utils import linear_attention as la
 
-    judge = ex.EXERCISES["03.elu_memory_recall"].expected.judge
-    assert judge([la.sum_memory_recall(la.elu_plus_one, p, draws=200, seed=1) for p in (16, 32, 64)])[0]
-    unit = [la.sum_memory_recall(lambda x: torch.nn.functional.normalize(x, dim=-1), p, draws=200) for p in (16, 32, 64)]
-    assert not judge(unit)[0] and not judge([0.5, 0.5, 0.5])[0] and not judge(8)[0]
+    judge = ex.EXERCISES["03.sum_memory_recall"].expected.judge
+    assert judge(_sum_recall) == (True, "")
+    right, problem = judge(lambda phi, pairs, draws: _sum_recall(phi, pairs, draws, read_raw_keys=True))
+    assert not right and "elu+1 at P = 16" in problem and "by more than 0.04" in problem
+    right, problem = judge(lambda phi, pairs, draws: _sum_recall(la.elu_plus_one, pairs, draws))
+    assert not right and "the unit-length key" in problem
+    assert not judge(lambda phi, pairs, draws: 7.0)[0] and "function" in judge([0.5, 0.5, 0.5])[1]
+    choice = ex.EXERCISES["03.sum_memory_map"].expected.judge
+    assert choice(" Unit-length key")[0] and not choice("elu+1")[0] and not choice("relu")[0]
+
+
+def test_delta_prediction_is_checked_like_the_measurement():
+    judge = ex.EXERCISES["03.delta_prediction"].expected.judge
+    assert judge(lambda c: [[1 - c * c, c], [0.0, 1.0]])[0]
+    right, problem = judge(lambda c: [[1.0, c], [c, 1.0]])  # the plain sum's reads
+    assert not right and "values off" in problem
+    right, problem = judge(None)
+    assert not right and "predicted(c)" in problem
 
 
 def _relabel(order, move_cls=False):

@@ -120,6 +120,8 @@ def test_benchmark_labels_the_measured_sizes():
     ax.figure.canvas.draw()
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1k", "4k", "8k"]
     assert not any(t.get_text() for t in ax.xaxis.get_minorticklabels())
+    assert ax.get_xlabel() == "n"
+    assert plotting.plot_benchmark(df, xlabel="n (tokens)").get_xlabel() == "n (tokens)"
 
 
 def test_plot_training_draws_loss_and_the_evaluated_metric():

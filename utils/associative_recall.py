@@ -18,7 +18,10 @@ Which attention does that is the only thing that changes between models:
 - "taylor": Based's feature map (Arora et al. 2024, arXiv:2402.18668): q and k projected to
   TAYLOR_DIM dimensions and mapped to [1, x / d^(1/4), vec(x x^T) / (sqrt(2) sqrt(d))], whose dot
   product is 1 + q.k/sqrt(d) + (q.k)^2 / (2d), the second-order Taylor expansion of exp(q.k/sqrt(d)),
-  then normalised linear attention: a state of (1 + d + d^2) x d_v numbers per head.
+  then normalised linear attention: a state of (1 + d + d^2) x d_v numbers per head;
+- "hybrid" (not in KINDS, trained only for its own record): the first half of the heads causal softmax
+  attention, the other half elu+1 linear attention, in the one layer: attention beside a recurrent
+  state, as the hybrid models since 2024 combine attention layers with recurrent ones.
 
 The three recurrent models keep a state of d_k x d_v numbers per head whatever P is; softmax keeps
 all P pairs. `train_recall` trains one model on freshly drawn sequences; `recall_on` scores it on a
@@ -30,10 +33,11 @@ import time
 import torch
 import torch.nn.functional as F
 
-__all__ = ["KINDS", "LABELS", "TAYLOR_DIM", "taylor_features", "RecallTask", "RecallModel", "delta_rule", "train_recall", "recall_on", "RECALL_RUN",
-           "RECALL_STEPS", "recall_table", "paired_recall", "validation_curves", "chance_recall", "plot_recall"]
+__all__ = ["KINDS", "HYBRID", "LABELS", "TAYLOR_DIM", "taylor_features", "RecallTask", "RecallModel", "delta_rule", "train_recall", "recall_on", "RECALL_RUN",
+           "RECALL_STEPS", "recall_table", "cache_numbers", "paired_recall", "validation_curves", "chance_recall", "plot_recall"]
 
 KINDS = ("softmax", "linear", "gated", "delta", "taylor")
+HYBRID = "hybrid"  # half the heads softmax, half elu+1 linear; trained for its own record
 TAYLOR_DIM = 8  # Based's reference code projects to 16; 8 keeps its state (73 features) near the others'
 
 
@@ -97,10 +101,12 @@ class RecallModel(torch.nn.Module):
 
     def __init__(self, kind, *, n_keys=256, n_values=64, d_model=64, heads=2, seed=0):
         super().__init__()
-        if kind not in KINDS:
-            raise ValueError(f"RecallModel: kind must be one of {KINDS}, got {kind!r}")
+        if kind not in KINDS + (HYBRID,):
+            raise ValueError(f"RecallModel: kind must be one of {KINDS + (HYBRID,)}, got {kind!r}")
         if d_model % heads:
             raise ValueError(f"RecallModel: d_model {d_model} is not divisible by heads {heads}")
+        if kind == HYBRID and (heads < 2 or heads % 2):
+            raise ValueError(f"RecallModel: the hybrid splits its heads in two halves; got {heads} heads")
         torch.manual_seed(seed)
         self.kind, self.heads, self.d_head = kind, heads, d_model // heads
         self.key_emb = torch.nn.Embedding(n_keys, d_model)
@@ -116,9 +122,12 @@ class RecallModel(torch.nn.Module):
         self.readout = torch.nn.Sequential(torch.nn.LayerNorm(d_model), torch.nn.Linear(d_model, n_values))
 
     def state_numbers(self):
-        """Numbers a recurrent layer keeps per sequence (S, and z where it normalises); None for softmax."""
+        """Numbers a recurrent layer keeps per sequence (S, and z where it normalises); None for softmax;
+        for the hybrid, its linear heads' fixed state (its softmax heads keep a cache besides: `cache_numbers`)."""
         if self.kind == "softmax":
             return None
+        if self.kind == HYBRID:
+            return self.heads // 2 * (self.d_head * self.d_head + self.d_head)
         if self.kind == "taylor":
             features = 1 + TAYLOR_DIM + TAYLOR_DIM ** 2
             return self.heads * features * (self.d_head + 1)
@@ -133,6 +142,10 @@ class RecallModel(torch.nn.Module):
         q, k, v = (t.view(b, n, self.heads, self.d_head).transpose(1, 2) for t in self.qkv(x).chunk(3, -1))
         if self.kind == "softmax":
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        elif self.kind == HYBRID:  # softmax in the first half of the heads, elu+1 linear in the second
+            h = self.heads // 2
+            y = torch.cat([F.scaled_dot_product_attention(q[:, :h], k[:, :h], v[:, :h], is_causal=True),
+                           causal_linear_attention(q[:, h:], k[:, h:], v[:, h:], chunk_size=32)], dim=1)
         elif self.kind == "linear":
             y = causal_linear_attention(q, k, v, chunk_size=32)
         elif self.kind == "taylor":
@@ -198,7 +211,14 @@ def recall_on(model, task, sequences=256, *, seed=1):
 
 
 LABELS = {"softmax": "softmax", "linear": "elu+1 linear", "gated": "gated state", "delta": "delta rule (DeltaNet)",
-          "taylor": "Taylor (Based)"}
+          "taylor": "Taylor (Based)", HYBRID: "hybrid: softmax head + elu+1 head"}
+
+
+def cache_numbers(kind, pairs, d_model):
+    """Numbers the softmax heads of a model keep for the P pairs of a sequence (their keys and values):
+    all heads for softmax, half of them for the hybrid, none for the recurrent kinds."""
+    share = {"softmax": 1.0, HYBRID: 0.5}.get(kind, 0.0)
+    return int(2 * pairs * d_model * share)
 
 
 def recall_table(record, split="test"):
@@ -222,8 +242,8 @@ def recall_table(record, split="test"):
         seeds = ev.over_seeds([r.mean() for r in per_seed], percent=True, digits=1)
         items = ev.bootstrap(np.mean(per_seed, axis=0), percent=True)
         state = group.state_numbers.iloc[0]
-        if state is None or state != state:  # softmax: the keys and values of the P pairs, a cache that grows with P
-            state = 2 * p * d_model
+        state = 0 if state is None or state != state else state  # softmax: no fixed state, only its cache
+        state += cache_numbers(kind, p, d_model)  # the keys and values of the P pairs, a cache that grows with P
         rows.append({"model": LABELS[kind], "kind": kind, "pairs": p, "d_head": d_model // heads,
                      "state numbers": int(state),
                      "recall": seeds.mean, "seed min": seeds.min, "seed max": seeds.max,
@@ -284,7 +304,7 @@ def plot_recall(table, *, d_head=None, n_values=None, zoom=False, ax=None):
 
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.5, 4))
     looks = {"softmax": ("o", "-"), "linear": ("s", "--"), "gated": ("^", "-."), "delta": ("D", ":"),
-             "taylor": ("v", (0, (5, 1, 1, 1)))}
+             "taylor": ("v", (0, (5, 1, 1, 1))), HYBRID: ("P", (0, (3, 1)))}
     for kind, group in table.groupby("kind", sort=False):
         marker, line = looks[kind]
         spread = [group.recall - group["seed min"], group["seed max"] - group.recall]

@@ -390,29 +390,50 @@ def _test_chunked_decay(chunked):
     return None
 
 
-def _elu_memory_recall(pairs, draws=200):
+def _test_sum_recall(recall):
+    """Notebook 03, exercise 3: recall(phi, pairs, draws) must measure the sum memory's recall as
+    `linear_attention.sum_memory_recall` does, with both feature maps, on draws of its own."""
+    import torch
+
     from .linear_attention import elu_plus_one, sum_memory_recall
-    return sum_memory_recall(elu_plus_one, pairs, draws=draws)
 
-
-def _test_delta_readback(reads):
-    """Notebook 03, exercise 2: reads(c) must give the delta rule's reads after both writes for unit keys at
-    cosine c, at cosines the notebook does not show."""
-    if not callable(reads):
-        return f"expected a function reads(c) of the cosine, got a {type(reads).__name__}"
-    for cosine in (0.3, -0.45, 0.85):
-        try:
-            given = reads(cosine)
-            given = np.asarray(given.detach().cpu() if hasattr(given, "detach") else given, dtype=float)
-        except (TypeError, ValueError):
-            return f"reads({cosine}) did not return an array of numbers"
-        expected = _delta_readback(cosine).numpy()
-        if given.shape != expected.shape:
-            return f"reads({cosine}) has shape {given.shape}; it should be {expected.shape}"
-        off = ~np.isclose(given, expected, atol=1e-6, rtol=0)
-        if off.any():
-            return f"at a cosine of {cosine}, {off.sum()} of 4 values off, by up to {np.abs(given - expected).max():.3g}"
+    if not callable(recall):
+        return f"expected a function recall(phi, pairs, draws), got a {type(recall).__name__}"
+    maps = {"elu+1": elu_plus_one, "the unit-length key": lambda x: torch.nn.functional.normalize(x, dim=-1)}
+    for name, phi in maps.items():
+        for pairs in (16, 32, 64):
+            try:
+                given = float(recall(phi, pairs, 200))
+            except (TypeError, ValueError) as error:
+                return f"recall(phi, {pairs}, 200) with {name} did not return one number ({error})"
+            expected = sum_memory_recall(phi, pairs, draws=200)
+            if not math.isfinite(given) or abs(given - expected) > 0.04:
+                side = "not a share between 0 and 1" if not 0 <= given <= 1 else (
+                    f"too {'high' if given > expected else 'low'} by more than 0.04")
+                return f"with {name} at P = {pairs} over 200 draws, the recall is {side}"
     return None
+
+
+def _readback_test(name):
+    """Notebook 03, exercise 2: name(c) must give the delta rule's reads after both writes for unit keys at
+    cosine c, at cosines the notebook does not show (the same test for the formula and for the measurement)."""
+    def test(reads):
+        if not callable(reads):
+            return f"expected a function {name}(c) of the cosine, got a {type(reads).__name__}"
+        for cosine in (0.3, -0.45, 0.85):
+            try:
+                given = reads(cosine)
+                given = np.asarray(given.detach().cpu() if hasattr(given, "detach") else given, dtype=float)
+            except (TypeError, ValueError):
+                return f"{name}({cosine}) did not return an array of numbers"
+            expected = _delta_readback(cosine).numpy()
+            if given.shape != expected.shape:
+                return f"{name}({cosine}) has shape {given.shape}; it should be {expected.shape}"
+            off = ~np.isclose(given, expected, atol=1e-6, rtol=0)
+            if off.any():
+                return f"at a cosine of {cosine}, {off.sum()} of 4 values off, by up to {np.abs(given - expected).max():.3g}"
+        return None
+    return test
 
 
 def _delta_readback(cosine=0.6):
@@ -548,16 +569,29 @@ EXERCISES: dict[str, Exercise] = {
         "inside a chunk weigh q_i^T k_j by exp(L_i - L_j) with L the running sum of log_g from the chunk's start "
         "(j <= i); a query reads the carried state times exp(L_i); the state leaves the chunk times exp(L_last), "
         "plus each k_j v_j^T of the chunk times exp(L_last - L_j)."),
+    "03.delta_prediction": Exercise(
+        "predicted, a function predicted(c) with your formula, worked out by hand, for what the delta rule's state "
+        "returns after both writes, for unit keys at cosine c: the read with k1 in the first row and with k2 in the "
+        "second (a 2 x 2 array)",
+        Passes(_readback_test("predicted")),
+        "after the first write S = k1 v1^T, so S^T k2 = c v1 and the second write adds k2 (v2 - c v1)^T; read S^T k1 "
+        "and S^T k2 with k1 . k1 = k2 . k2 = 1 and k1 . k2 = c."),
     "03.delta_readback": Exercise(
-        "reads, a function reads(c) that returns the delta rule's state after both writes, for unit keys at cosine c, "
-        "read with k1 (first row) and with k2 (second row): a 2 x 2 array",
-        Passes(_test_delta_readback),
-        "after the first write S = k1 v1^T; the second adds k2 (v2 - S^T k2)^T; k1 . k2 = c and both have length 1, "
-        "e.g. k1 = (1, 0), k2 = (c, sqrt(1 - c^2))."),
-    "03.elu_memory_recall": Exercise(
-        "elu_recall, the elu+1 sum memory's recall (a share, 0 to 1) at P = 16, 32 and 64, each averaged over 200 draws",
-        Values(lambda: [_elu_memory_recall(p) for p in (16, 32, 64)], atol=0.04),
-        "recall: the share of pairs i for which argmax of phi(k_i)^T S is v_i; 200 draws of keys and values per P."),
+        "reads, a function reads(c) that returns the delta rule's reads measured with ar.delta_rule after both "
+        "writes, for unit keys at cosine c: the read with k1 in the first row and with k2 in the second (a 2 x 2 array)",
+        Passes(_readback_test("reads")),
+        "four tokens, k1 = (1, 0) and k2 = (c, sqrt(1 - c^2)): keys (and queries) k1, k2, k1, k2, values v1, v2, 0, 0, "
+        "beta 1, 1, 0, 0; the last two outputs are the reads."),
+    "03.sum_memory_map": Exercise(
+        "more_pairs, the feature map whose sum memory holds more pairs: 'unit-length key' or 'elu+1'",
+        Choice("unit-length key", options=("unit-length key", "elu+1")),
+        "compare the cosine between the features of two independent keys under each map."),
+    "03.sum_memory_recall": Exercise(
+        "sum_recall, a function sum_recall(phi, pairs, draws) that writes `pairs` random pairs into the sum memory "
+        "with feature map phi and returns the share read back right, averaged over `draws` draws",
+        Passes(_test_sum_recall),
+        "per draw: keys torch.randn(pairs, 32), values one-hot over 64 classes, S = phi(K)^T V; pair i is right when "
+        "the argmax of phi(k_i)^T S is its class."),
     # 04 vision transformer
     "04.relabel_positions": Exercise(
         "relabel, a function relabel(model, permutation) that returns the ViT (1 x 1 patches) with its position "

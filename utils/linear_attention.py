@@ -887,7 +887,7 @@ def quality_comparisons(record, group=QUALITY_GROUP):
 
 def sum_memory_recall(feature_map, pairs, *, dim=32, n_values=64, draws=20, seed=0):
     """Share of `pairs` key-value pairs read back right from the sum memory S = sum_i phi(k_i) v_i^T
-    (notebook 03's exercise 3): keys from N(0, I) in `dim` dimensions, values one-hot over `n_values`
+    (what notebook 03's exercise 3 is checked against): keys from N(0, I) in `dim` dimensions, values one-hot over `n_values`
     classes drawn at random, pair i read back as the class with the largest entry of phi(k_i)^T S;
     averaged over `draws` draws."""
     _check_positive_int(pairs, "pairs", "sum_memory_recall")

@@ -306,11 +306,11 @@ def plot_heatmap(matrix, row_labels, col_labels, *, title=None, fmt=".2f", cmap=
 
 
 def plot_benchmark(df, *, x="n", y="ms", hue="kernel", style=None, ax=None, save=None,
-                   title=None, ylabel=None, log=True):
+                   title=None, xlabel=None, ylabel=None, log=True):
     """Benchmark curves, on log-log axes unless `log` is False: one line per `hue`; with `style`,
     each value of that column gets its own line style and marker (o, x, s, ^), the markers after
     the first drawn larger, so that two curves that coincide stay visible one over the other.
-    The x-axis spans the measured values and no more."""
+    The x-axis spans the measured values and no more; `xlabel` and `ylabel` default to the column names."""
     missing = [c for c in (x, y, hue, style) if c is not None and c not in df.columns]
     if missing:
         raise ValueError(f"plot_benchmark: columns {missing} not in the data ({list(df.columns)})")
@@ -326,7 +326,7 @@ def plot_benchmark(df, *, x="n", y="ms", hue="kernel", style=None, ax=None, save
         ax.plot(group[x], group[y], ls=line, marker=marker, ms=size, label=label)
     if log:
         ax.set(xscale="log", yscale="log")
-    ax.set(xlabel=x, ylabel=ylabel or y, title=title)
+    ax.set(xlabel=xlabel or x, ylabel=ylabel or y, title=title)
     measured = sorted(data[x].unique())
     if len(measured) > 1:
         pad = (measured[-1] / measured[0]) ** 0.03 if log else 1
