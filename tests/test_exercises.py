@@ -101,11 +101,16 @@ def test_library_answers_are_right():
     assert ex.check("01.heldout_prediction", float(small["predict"](results.non_embedding.iloc[-1])))
     assert not ex.check("01.heldout_prediction", float(results.val_loss.iloc[-1]) + 0.05)
     assert ex.check("01.heldout_within_step", "yes") and not ex.check("01.heldout_within_step", "no")  # miss 0.11 < step 0.19
+    assert ex.check("01.heldout_direction", "Higher ") and not ex.check("01.heldout_direction", "lower")  # 2.273 > 2.167
+    assert not ex.check("01.heldout_direction", "above")  # not one of the options
     runs, _, _ = iso.load_records()
     table = iso.valleys(runs[runs.chosen])
     a, k = iso.fit_allocation(table.budget, table.n_opt)
     assert ex.check("01.isoflop_new_budget", k * 3e11 ** a)
     assert not ex.check("01.isoflop_new_budget", table.n_opt.max())
+    assert ex.check("01.isoflop_more_or_less", "less") and not ex.check("01.isoflop_more_or_less", "more")  # a = 0.55 < 1
+    assert ex.check("01.isoflop_nearest_shape", (2, 24, 2))  # 14,496 parameters against N_opt = 12,500
+    assert not ex.check("01.isoflop_nearest_shape", (2, 16, 2)) and not ex.check("01.isoflop_nearest_shape", (2, 24))
     chosen = runs[runs.chosen]
     law = iso.fit_loss_law(chosen.non_embedding, chosen.tokens, chosen.test_loss)
     assert abs(law["a"] - 0.560) < 0.003  # the shipped records give 0.560 from 32 starts and from 1,024

@@ -188,6 +188,21 @@ def test_design_table_lists_each_design():
     assert table.loc["x", "interval over"] == "3 seeds"
 
 
+def test_design_table_reads_seed_rows_and_bootstrap_fits():
+    seeds = pd.Series({"seed 0": 0.8, "seed 1": 0.9, "mean": 0.85, "sd": 0.07, "95% low": 0.2, "95% high": 1.5})
+    table = iso.design_table({"fixed": seeds, "valleys": {"a": 0.5, "low": 0.4, "high": 0.6, "b": 0.5}})
+    assert table.loc["fixed"].tolist() == [0.85, 0.2, 1.5, "2 seeds (t)"]
+    assert table.loc["valleys"].tolist() == [0.5, 0.4, 0.6, "parametric bootstrap"]
+
+
+def test_fixed_step_exponents_on_the_shipped_records_is_a_seed_row():
+    sweeps, _, _ = iso.load_fixed_step_records()
+    a = iso.fixed_step_exponents(sweeps, min_step=iso.FIXED_STEP["min_step"])
+    r, c = sweeps[1]
+    assert a["seed 1"] == iso.frontier_exponent(c, r.set_index("name").non_embedding, min_step=iso.FIXED_STEP["min_step"])[0]
+    assert a["95% low"] < a["mean"] < a["95% high"] and len([k for k in a.index if k.startswith("seed ")]) == len(sweeps)
+
+
 def test_shipped_fixed_step_records_follow_their_command():
     sweeps, runs, meta = iso.load_fixed_step_records()
     cfg = meta["config"]

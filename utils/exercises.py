@@ -252,14 +252,38 @@ def _heldout_prediction():
     return float(fit["predict"](results.non_embedding.iloc[-1])), float(results.val_loss.iloc[-1])
 
 
-def _isoflop_new_budget(budget=3e11):
-    """N_opt at `budget` from the power law through the shipped iso-FLOP valleys (notebook 01)."""
+def _heldout_direction():
+    """'higher' if the seed-1 fit to the five smaller sizes predicts a higher loss than the largest size reached."""
+    prediction, measured = _heldout_prediction()
+    return "higher" if prediction > measured else "lower"
+
+
+def _isoflop_allocation():
+    """(a, k) of N_opt = k C^a through the shipped iso-FLOP valleys (notebook 01)."""
     from . import isoflop as iso
 
     runs, _, _ = iso.load_records()
     table = iso.valleys(runs[runs.chosen])
-    a, k = iso.fit_allocation(table.budget, table.n_opt)
+    return iso.fit_allocation(table.budget, table.n_opt)
+
+
+def _isoflop_new_budget(budget=3e11):
+    """N_opt at `budget` from the power law through the shipped iso-FLOP valleys (notebook 01)."""
+    a, k = _isoflop_allocation()
     return k * budget ** a
+
+
+def _isoflop_nearest_shape(budget=3e11):
+    """The shape of iso.SHAPES whose counted non-embedding size is nearest (in log) to N_opt at `budget`."""
+    from . import isoflop as iso
+    from . import scaling as sc
+    from .core import data_path
+
+    _, _, meta = iso.load_records()
+    vocab = sc.char_vocab(data_path("pride_and_prejudice.txt").read_text(encoding="utf-8"))
+    counted = sc.shape_table(iso.SHAPES, len(vocab), meta["config"]["block_size"])
+    row = counted.iloc[np.abs(np.log(counted.non_embedding / _isoflop_new_budget(budget))).argmin()]
+    return (int(row.n_layer), int(row.d_model), int(row.n_head))
 
 
 def _random_qkv(n, d, seed, heads=1):
@@ -542,6 +566,18 @@ EXERCISES: dict[str, Exercise] = {
         "within, 'yes' if the miss |prediction - measured| is smaller than the step in held-out loss between the two largest sizes of seed 1, else 'no'",
         Choice(lambda: _heldout_within_step(), options=("yes", "no")),
         "the step is the loss of the second-largest size minus that of the largest, both from the record."),
+    "01.heldout_direction": Exercise(
+        "direction, your call before fitting: 'higher' if the law fitted to the five smaller sizes of seed 1 will predict a higher held-out loss than its largest size reached, 'lower' if it will predict a lower one",
+        Choice(lambda: _heldout_direction(), options=("higher", "lower")),
+        "compare the prediction with the largest size's val_loss in the record."),
+    "01.isoflop_more_or_less": Exercise(
+        "more_or_less, your call before computing: 'more' if N_opt at 3e11 is more than three times the fitted line's N_opt at 1e11, else 'less'",
+        Choice(lambda: "more" if _isoflop_allocation()[0] > 1 else "less", options=("more", "less")),
+        "on N_opt = k C^a, tripling C multiplies N_opt by 3^a; compare a with 1."),
+    "01.isoflop_nearest_shape": Exercise(
+        "nearest, the shape (n_layer, d_model, n_head) of iso.SHAPES whose non-embedding size (sc.shape_table) is nearest to N_opt at 3e11 on a log scale",
+        Values(lambda: _isoflop_nearest_shape(), atol=0),
+        "sc.shape_table(iso.SHAPES, len(vocab), block_size) counts each shape; compare log(N / N_opt)."),
     "01.isoflop_new_budget": Exercise(
         "n_new, the non-embedding size N_opt that the iso-FLOP power law N_opt = k C^a (fitted to the three valleys) gives for C = 3e11 counted FLOP",
         Number(lambda: _isoflop_new_budget(), rel=0.01),

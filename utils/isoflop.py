@@ -16,7 +16,7 @@ from . import scaling as sc
 
 __all__ = ["SHAPES", "ISOFLOP", "steps_for_budget", "shapes_for_budget", "train_run", "run_budget",
            "fit_valley", "fit_allocation", "valleys", "fit_loss_law", "LAW_STARTS", "bootstrap_allocation", "frontier_exponent", "frontier_sensitivity",
-           "gap_at_compute", "design_table", "FIXED_STEP", "run_fixed_steps", "load_fixed_step_records",
+           "gap_at_compute", "fixed_step_exponents", "design_table", "FIXED_STEP", "run_fixed_steps", "load_fixed_step_records",
            "load_records", "plot_isoflop_runs"]
 
 # (n_layer, d_model, n_head): two layers, widths about a factor 1.3-1.5 apart in d (about 2x in N)
@@ -441,10 +441,27 @@ def gap_at_compute(chosen, sweeps, *, min_step=50, x="flops_counted"):
     return pd.DataFrame(rows).set_index("C (FLOP)")
 
 
+def fixed_step_exponents(sweeps, *, min_step):
+    """a of N_opt ~ C^a read off each seed's fixed-step frontier (`frontier_exponent`, evaluations from
+    `min_step` on), as the row of `utils.scaling.seed_table`: one column per seed, then the mean, the sd
+    and a 95% t-interval for the mean. `sweeps`: {seed: (results, curves)}."""
+    return sc.seed_table({s: {"a": frontier_exponent(c, r.set_index("name").non_embedding, min_step=min_step)[0]}
+                          for s, (r, c) in sweeps.items()})["a"]
+
+
 def design_table(rows):
     """The allocation exponent a of N_opt ~ C^a from several designs, one row each: `rows` maps a
-    label to (a, low, high, what the interval covers)."""
-    table = pd.DataFrame(rows, index=["a", "95% low", "95% high", "interval over"]).T
+    label to a row of `utils.scaling.seed_table` (mean and t-interval over its seeds), to a fit of
+    `bootstrap_allocation` (parametric bootstrap), or to (a, low, high, what the interval covers)."""
+    def as_row(v):
+        if isinstance(v, pd.Series):
+            seeds = sum(str(k).startswith("seed ") for k in v.index)
+            return (v["mean"], v["95% low"], v["95% high"], f"{seeds} seeds (t)")
+        if isinstance(v, dict):
+            return (v["a"], v["low"], v["high"], "parametric bootstrap")
+        return tuple(v)
+
+    table = pd.DataFrame({k: as_row(v) for k, v in rows.items()}, index=["a", "95% low", "95% high", "interval over"]).T
     return table.astype({"a": float, "95% low": float, "95% high": float})
 
 
