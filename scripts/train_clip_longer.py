@@ -22,9 +22,13 @@ bias; it keeps the weights of the step with the best naming + binding on validat
 that checkpoint once on the test split, item by item (ZeroShotTests.outcomes), so that two runs can
 be compared on the same test items; it also keeps which of the 36 colour-shape captions that
 checkpoint chooses for each held-out test picture and for as many test pictures of trained pairs
-(ZeroShotTests.chosen_captions), the control of its naming. The validation batches are those of
-utils.clip.validation_set, as in the notebook. Each finished run is merged into --out (data/clip_runs.json)
-with the command that repeats it and the seconds it took.
+(ZeroShotTests.chosen_captions), the control of its naming; when validation chose an earlier step,
+the last checkpoint's outcomes and choices are kept beside them (test_last, chosen_last). The
+validation batches are those of utils.clip.validation_set, as in the notebook. Each finished run is
+merged into --out (data/clip_runs.json) with the command that repeats it and the seconds it took.
+The runs "... frozen" keep SigLIP's bias at its start, untrained, and are left out unless named:
+    python scripts/train_clip_longer.py --runs 'SigLIP, b = -10 frozen' 'SigLIP, b = -log N frozen' \
+        --out data/clip_runs_frozen.json
 """
 import argparse
 import copy
@@ -51,6 +55,8 @@ RUNS = {
     "SigLIP, b = -10": dict(kind="siglip", logit_bias=-10.0),
     "SigLIP, b = -log N": dict(kind="siglip", logit_bias=-math.log(BATCH_SIZE)),
     "CLIP, sigmoid loss, b = -10": dict(kind="sigmoid clip", logit_bias=-10.0),
+    "SigLIP, b = -10 frozen": dict(kind="siglip", logit_bias=-10.0, freeze_bias=True),
+    "SigLIP, b = -log N frozen": dict(kind="siglip", logit_bias=-math.log(BATCH_SIZE), freeze_bias=True),
 }
 SIGMOID = ("siglip", "sigmoid clip")  # the kinds trained with the sigmoid loss
 
@@ -59,6 +65,8 @@ def train_one(name, seed, args, data):
     spec = RUNS[name]
     model = clip.small_model(spec["kind"], data["processor"].tokenizer, seed=seed,
                              **({"logit_bias": spec["logit_bias"]} if "logit_bias" in spec else {}))
+    if spec.get("freeze_bias"):
+        model.logit_bias.requires_grad_(False)  # utils.train optimises only what requires a gradient
     loss_fn = clip.siglip_loss_fn if spec["kind"] in SIGMOID else clip.clip_loss_fn
     best = {"score": -1.0}
 
@@ -82,25 +90,31 @@ def train_one(name, seed, args, data):
     seconds = time.perf_counter() - start
     evaluated = history.dropna(subset=["naming"])
     chosen = int(evaluated.loc[(evaluated["naming"] + evaluated["binding"]).round(6)[::-1].idxmax(), "step"])
+    last = {}
+    if chosen != int(evaluated["step"].iloc[-1]):  # the last checkpoint too, so that either rule can be scored
+        last = {"test_last": data["test"].outcomes(model), "chosen_last": data["test"].chosen_captions(model)}
     model.load_state_dict(best["state"])
     rounded = lambda row: {k: int(v) if k == "step" else None if v != v else round(float(v), 4)  # noqa: E731
                            for k, v in row.items()}
     return {
         "command": f"python scripts/train_clip_longer.py --runs '{name}' --seeds {seed} --steps {args.steps}"
-                   + (f" --shift {args.shift}" if args.shift else ""),
+                   + (f" --shift {args.shift}" if args.shift else "")
+                   + (f" --out {Path(args.out).as_posix()}" if args.out else ""),
         "seconds": round(seconds),
         "chosen_step": chosen,
         "validation": [rounded(r) for r in evaluated.drop(columns=["epoch", "lr", "seconds"]).to_dict("records")],
         "loss_every_10": history["loss"].iloc[9::10].round(4).tolist(),
         "test": data["test"].outcomes(model),
         "chosen": data["test"].chosen_captions(model),
+        **last,
     }
 
 
 def build_parser():
     """The command line; tests/test_clip.py parses every shipped record's command with it."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument("--runs", nargs="+", default=[n for n, spec in RUNS.items() if not spec.get("freeze_bias")],
+                        choices=list(RUNS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--eval-every", type=int, default=250)

@@ -750,6 +750,16 @@ def test_chosen_captions_and_what_they_were(course):
     assert sum(tests.choice_shares(chosen)[k] for k in held) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="one caption"):
         tests.choice_shares({"held-out pairs": [0], "trained pairs": [0]})
+    # what each chosen caption kept of its picture
+    own = [clip.ALL_COMBOS.index((e["colour"], e["shape"])) for e in tests.naming]
+    assert tests.choice_kinds(own) == ["right"] * 20
+    colours = list(clip.COLOURS)
+    other_colour = [clip.ALL_COMBOS.index((colours[(colours.index(e["colour"]) + 1) % 6], e["shape"]))
+                    for e in tests.naming]
+    assert tests.choice_kinds(other_colour) == ["shape only"] * 20
+    assert tests.choice_kinds(rule["held-out pairs"]) == ["right"] * 20
+    with pytest.raises(ValueError, match="one caption"):
+        tests.choice_kinds([0])
 
 
 def test_recorded_choices_are_the_recorded_naming(course):
@@ -757,10 +767,17 @@ def test_recorded_choices_are_the_recorded_naming(course):
     tests = clip.ZeroShotTests(processor, "test")
     record = json.loads(utils.data_path("clip_runs.json").read_text())
     with_choices = [(name, seed) for name, runs in record["runs"].items() for seed, run in runs.items() if "chosen" in run]
-    assert {name for name, _ in with_choices} >= {"CLIP", "order-blind CLIP"}
+    assert {name for name, _ in with_choices} >= set(record["runs"]) - {"CLIP, twins in a batch"}
     for name, seed in with_choices:
         run = record["runs"][name][seed]
         assert [len(v) for v in run["chosen"].values()] == [300, 300]
         # naming among 36 is right exactly where the chosen caption is the picture's own
         right = [float(k == t) for k, t in zip(run["chosen"]["held-out pairs"], tests.truth.tolist())]
         assert right == run["test"]["naming, 36 captions"], (name, seed)
+        # the last checkpoint is kept beside an earlier chosen one, never beside itself
+        assert ("test_last" in run) == ("chosen_last" in run), (name, seed)
+        if "test_last" in run:
+            assert run["chosen_step"] != run["validation"][-1]["step"], (name, seed)
+            right = [float(k == t) for k, t in zip(run["chosen_last"]["held-out pairs"], tests.truth.tolist())]
+            assert right == run["test_last"]["naming, 36 captions"] and list(run["test_last"]) == record["tests"]
+    assert set(clip.last_checkpoint_table(record).index) == set(clip.early_choices(record))

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from utils import train
+from utils.training import lr_multiplier
 
 
 class Regression(torch.nn.Module):
@@ -38,6 +39,8 @@ def test_learns_a_linear_map_and_returns_history():
     assert evals.bias.iloc[-1] == pytest.approx(0.3, abs=0.05)
     # warm-up then cosine decay to (almost) zero
     assert history.lr.iloc[0] < history.lr.max() and history.lr.iloc[-1] < 1e-3 * history.lr.max()
+    # the rate after each step is the one utils.training.lr_multiplier states for the next
+    assert history.lr.tolist() == pytest.approx([0.05 * lr_multiplier(s, len(history)) for s in history.step])
 
 
 def test_same_seed_same_result_and_max_steps():

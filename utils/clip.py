@@ -947,6 +947,17 @@ TESTS: dict[str, str] = {
 }
 
 
+# The row labels of the rules without learning (ZeroShotTests.rule_rows). A rule that sees one
+# attribute and guesses among the captions that agree with it is not the best rule of that attribute:
+# "the colour, then the one caption of that colour never trained on" names every held-out picture.
+RULE_LABELS: dict[str, str] = {
+    "nothing": "chance",
+    "colour": "colour only, guessing among the captions of that colour",
+    "shape": "shape only, guessing among the captions of that shape",
+    "either": "colour or shape only, guessing among the captions that agree",
+}
+
+
 def dominant_colour(image) -> str:
     """The palette colour nearest to the mean of a picture's saturated pixels: no learning at all."""
     import numpy as np
@@ -1102,22 +1113,33 @@ class ZeroShotTests:
         return {name: similarity(model, self.processor, pictures, self.labels).argmax(dim=-1).tolist()
                 for name, pictures in images.items()}
 
+    CHOICE_KINDS = ("right", "colour only", "shape only", "neither")
+
+    def choice_kinds(self, said: list[int]) -> list[str]:
+        """For each naming picture, what the caption chosen for it (`said`: its index in
+        :attr:`labels`) kept of the picture: one of :attr:`CHOICE_KINDS`."""
+        if len(said) != len(self.naming):
+            raise ValueError(f"said must hold one caption per naming picture ({len(self.naming)}), got {len(said)}")
+        kinds = []
+        for k, e in zip(said, self.naming):
+            colour, shape = ALL_COMBOS[k]
+            same_colour, same_shape = colour == e["colour"], shape == e["shape"]
+            kinds.append("right" if same_colour and same_shape else "colour only" if same_colour
+                         else "shape only" if same_shape else "neither")
+        return kinds
+
     def choice_shares(self, chosen: dict) -> dict:
         """What the captions of :meth:`chosen_captions` were. On the held-out pictures ("held-out: ..."):
-        the share named right, and the shares that kept only the colour, only the shape, or neither.
-        On the pictures of trained pairs ("trained: ..."): the share named right, and the share given
-        one of the six held-out captions, which the rule "the colour, then the one caption of that
-        colour never trained on" would choose every time and a guess among the 36 one time in six."""
-        said = {name: [ALL_COMBOS[k] for k in ks] for name, ks in chosen.items()}
-        if [len(v) for v in said.values()] != [len(self.naming), len(self.seen)]:
+        the share of each of :meth:`choice_kinds` (named right, kept only the colour, only the shape,
+        neither). On the pictures of trained pairs ("trained: ..."): the share named right, and the
+        share given one of the six held-out captions, which the rule "the colour, then the one caption
+        of that colour never trained on" would choose every time and a guess among the 36 one time in six."""
+        if [len(chosen[name]) for name in ("held-out pairs", "trained pairs")] != [len(self.naming), len(self.seen)]:
             raise ValueError("chosen must hold one caption per naming picture and per picture of trained pairs")
-        held = list(zip(said["held-out pairs"], [(e["colour"], e["shape"]) for e in self.naming]))
-        trained = list(zip(said["trained pairs"], [(e["colour"], e["shape"]) for e in self.seen]))
+        kinds = self.choice_kinds(chosen["held-out pairs"])
+        trained = [(ALL_COMBOS[k], (e["colour"], e["shape"])) for k, e in zip(chosen["trained pairs"], self.seen)]
         share = lambda flags: sum(flags) / len(flags)  # noqa: E731
-        return {"held-out: right": share([s == t for s, t in held]),
-                "held-out: colour only": share([s[0] == t[0] and s[1] != t[1] for s, t in held]),
-                "held-out: shape only": share([s[1] == t[1] and s[0] != t[0] for s, t in held]),
-                "held-out: neither": share([s[0] != t[0] and s[1] != t[1] for s, t in held]),
+        return {**{f"held-out: {kind}": share([k == kind for k in kinds]) for kind in self.CHOICE_KINDS},
                 "trained: right": share([s == t for s, t in trained]),
                 "trained: a held-out caption": share([s in self.held_out.pairs for s, _ in trained])}
 
@@ -1194,9 +1216,10 @@ class ZeroShotTests:
         return right - pair_scores(model, self.processor, images, [e["twin_caption"] for e in self.binding])
 
     def rule(self, sees: str) -> dict:
-        """The best mean score of any rule that sees one attribute only (`sees`: "colour" or "shape"),
-        and chance (`sees` "nothing"), per test: among the candidates that agree with the picture on
-        what the rule sees, it can only pick at random."""
+        """The mean score, per test, of a rule that sees one attribute only (`sees`: "colour" or
+        "shape") and picks at random among the candidates that agree with the picture on it, and
+        chance (`sees` "nothing"). It is not the best rule of that attribute: one that knows which
+        caption of a colour was never trained on names every held-out picture from the colour alone."""
         if sees not in ("colour", "shape", "nothing"):
             raise ValueError(f"sees must be 'colour', 'shape' or 'nothing', got {sees!r}")
         index = {"colour": 0, "shape": 1}.get(sees)
@@ -1222,6 +1245,18 @@ class ZeroShotTests:
             result[name] = sum((c == e["colour"]) / per_colour[c]
                                for c, e in zip(colours, self.naming)) / len(self.naming)
         return result
+
+    def rule_rows(self, colour_area: dict | None = None) -> dict:
+        """Every rule without learning, {row label: {test: share}}: chance, the colour read off the
+        pixels, one attribute with a guess among the captions that agree with it (:data:`RULE_LABELS`),
+        the colour-area rule (`colour_area`, :meth:`colour_area` if not given) and size and place read
+        off the pixels."""
+        area = colour_area or self.colour_area()
+        pixels = self.size_place_from_pixels()
+        return {RULE_LABELS["nothing"]: self.rule("nothing"), "colour from the pixels": self.colour_from_pixels(),
+                RULE_LABELS["colour"]: self.rule("colour"), RULE_LABELS["shape"]: self.rule("shape"),
+                "colour-area rule (no positions)": {"binding": area["accuracy"]},
+                "size and place from the pixels": {t: sum(v) / len(v) for t, v in pixels.items()}}
 
     def size_place_from_pixels(self) -> dict:
         """The size and place tests passed by :func:`size_from_pixels` and :func:`place_from_pixels`:
@@ -1284,6 +1319,25 @@ def early_choices(record: dict) -> dict:
             if run["chosen_step"] != max(score):
                 early[f"{name}, seed {seed}"] = (run["chosen_step"], score[run["chosen_step"]] - score[max(score)])
     return early
+
+
+def last_checkpoint_table(record: dict, tests=("naming, 36 captions", "binding")):
+    """The runs of :func:`early_choices` (validation chose a checkpoint before the last): the chosen
+    step, its lead on validation over the last checkpoint (pictures of 300, naming and binding counted
+    together), and each test's accuracy at the chosen checkpoint and at the last one, where the record
+    keeps the last one's outcomes (``test_last``; "not kept" for runs recorded without them)."""
+    import pandas as pd
+
+    rows = {}
+    for label, (step, margin) in early_choices(record).items():
+        name, seed = label.rsplit(", seed ", 1)
+        run = record["runs"][name][seed]
+        row = {"chosen step": step, "lead on validation": round(margin * 300, 1)}
+        for test in tests:
+            row[f"{test}: chosen"] = f"{sum(v := run['test'][test]) / len(v):.1%}"
+            row[f"{test}: last"] = f"{sum(v := run['test_last'][test]) / len(v):.1%}" if "test_last" in run else "not kept"
+        rows[label] = row
+    return pd.DataFrame(rows).T
 
 
 def seed_comparison(record: dict, a: str, b: str, test: str):
@@ -1356,7 +1410,8 @@ def plot_curves(histories: dict, *, floor: float, binding_rule: float | None = N
     function, is left out). Middle: binding on the validation scenes, with chance, which is also
     where a rule that sees only the colours or only the shapes stays, and `binding_rule`, the
     colour-area rule's score (:meth:`ZeroShotTests.colour_area`), if given. Right: naming among 36 captions, with chance
-    (1/36) and the best of a rule that sees the colour only, or the shape only (1/6). `naming_only`
+    (1/36) and a rule that sees the colour only, or the shape only, and guesses among the six captions
+    that agree with it (1/6; :data:`RULE_LABELS`). `naming_only`
     ({name: histories}) adds runs to the naming panel alone (the order-blind CLIP, whose binding is
     50% by construction). The middle panel's legend sits below it, off the curves."""
     import matplotlib.pyplot as plt
@@ -1393,7 +1448,7 @@ def plot_curves(histories: dict, *, floor: float, binding_rule: float | None = N
                        label="colour-area rule (no positions)")
     middle.set(xlabel="training step", ylabel="accuracy, validation scenes",
                title="binding: a caption against its twin's")
-    right.axhline(1 / 6, color="grey", lw=1, ls="-.", label="best one-attribute rule (1/6)")
+    right.axhline(1 / 6, color="grey", lw=1, ls="-.", label=f"{RULE_LABELS['either']} (1/6)")
     right.axhline(1 / 36, color="grey", lw=1, ls=":", label="chance (1/36)")
     right.set(xlabel="training step", ylabel="accuracy, validation pictures", ylim=(0, 1.02),
               title="naming held-out pairs among 36 captions\n(each run in its colour of the middle panel)")

@@ -13,7 +13,16 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-__all__ = ["train", "default_loss"]
+__all__ = ["train", "default_loss", "lr_multiplier"]
+
+
+def lr_multiplier(step: int, total: int, warmup_ratio: float = 0.1) -> float:
+    """The factor :func:`train` multiplies the learning rate by at `step` (0-based) of `total`:
+    a linear warm-up over the first ``int(warmup_ratio * total)`` steps, then a cosine down to 0."""
+    warmup = int(warmup_ratio * total)
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
 def default_loss(model, batch):
@@ -73,12 +82,9 @@ def train(model, train_data, *, collate_fn=None, batch_size=32, epochs=1, max_st
     loader = DataLoader(train_data, batch_size=batch_size, shuffle=shuffle,
                         collate_fn=collate_fn, generator=generator)
     total = max_steps or epochs * len(loader)
-    warmup = int(warmup_ratio * total)
 
-    def schedule(step):  # a multiplier of lr: linear warm-up, then cosine down to 0
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+    def schedule(step):
+        return lr_multiplier(step, total, warmup_ratio)
 
     decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim < 2]
