@@ -534,7 +534,7 @@ def test_compare_of_ideal_names_the_lengths_that_separate_two_patterns():
     assert overlapping[-1].startswith("no length separates the two in this run")
     # a's share climbs from 0.2-0.4 to 0.5-0.6; b's stays within 0.3-0.5 and 0.3-0.4
     assert sa.share_trend(table, "a").endswith("0.20-0.40 to 0.50-0.60, climbs: part of the cost stays fixed while the work grows")
-    assert "no change this run can see" in sa.share_trend(table, "b")
+    assert sa.share_trend(table, "b").endswith("the ranges overlap, no change this run can see")
     assert "falls" in sa.share_trend(table.assign(lowest=[0.4, 0.3, 0.2, 0.1], highest=[0.8, 0.5, 0.4, 0.2]), "a")
     with pytest.raises(ValueError, match="two lengths"):
         sa.share_trend(table[table.n == 1024], "a")
@@ -631,6 +631,13 @@ def test_flex_verdicts_and_thread_verdict_read_both_outcomes():
     assert "cannot say whether the count misses a cost" in sa.thread_verdict(timing)
     with pytest.raises(ValueError, match="one thread"):
         sa.thread_verdict(timing[timing.threads == 2])
+    # the middle half holds the count but one round found no saving at all: no verdict on what the kernel saves
+    timing = timing.assign(**{"middle half of the rounds": ["below both", "holds counted"],
+                              "measured (median)": [1.22, 1.03], "lowest": [1.09, 0.67], "highest": [1.38, 2.09]})
+    assert "includes no saving at all" in sa.thread_verdict(timing) and "saves what" not in sa.thread_verdict(timing)
+    assert "cannot say" in sa.thread_verdict(timing.assign(lowest=[1.09, 1.05]))  # median 1.03 a fifth below 1.33
+    timing.loc[1, ["lowest", "measured (median)"]] = [1.05, 1.2]  # within a tenth; more threads (1.22) beat one (1.2)
+    assert "no cost of waiting" in sa.thread_verdict(timing) and "is waiting" not in sa.thread_verdict(timing)
 
 
 def test_kv_cache_table_windows_cap_the_cache():
