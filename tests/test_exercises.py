@@ -273,3 +273,18 @@ def test_relabel_positions_judge():
                            (lambda m, p: None, "should return the model")):
         right, problem = judge(wrong)
         assert not right and message in problem, problem
+
+
+def test_conv_stem_judge():
+    """A stem with overlap and the right shape passes; the plain patchifying convolution, a wrong shape or a
+    non-module are refused."""
+    import torch
+
+    judge = ex.EXERCISES["04.conv_stem"].expected.judge
+    nn = torch.nn
+    assert judge(lambda d: nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, d, 2, stride=2))) == (True, "")
+    for wrong, message in ((lambda d: nn.Conv2d(3, d, 2, stride=2), "sees only its own 2 x 2 patch"),
+                           (lambda d: nn.Conv2d(3, d, 3, padding=1), "gives shape"),
+                           (lambda d: None, "torch module"), (None, "expected a function")):
+        right, problem = judge(wrong)
+        assert not right and message in problem, problem

@@ -428,8 +428,9 @@ def test_build_digits_model_and_write_records_name_bad_input(tmp_path):
 
     assert type(vit.build_digits_model("CNN")).__name__ == "SmallCNN"
     assert vit.build_digits_model("ViT", intermediate_size=256).config.intermediate_size == 256
-    with pytest.raises(ValueError, match="kind must be 'ViT' or 'CNN'"):
-        vit.build_digits_model("MLP")
+    assert type(vit.build_digits_model("MLP")).__name__ == "DigitsMLP"
+    with pytest.raises(ValueError, match="kind must be 'ViT', 'CNN' or 'MLP'"):
+        vit.build_digits_model("RNN")
     with pytest.raises(ValueError, match="the CNN takes no settings"):
         vit.build_digits_model("CNN", intermediate_size=256)
     with pytest.raises(ValueError, match="no rows"):
@@ -583,6 +584,18 @@ def test_describe_run_reads_the_last_and_best_evaluation():
         describe_run("CNN", history.assign(accuracy=np.nan))
 
 
+def test_describe_run_reports_a_tie_for_the_highest_evaluation():
+    import pandas as pd
+    from utils.vit import describe_run
+
+    history = pd.DataFrame({"step": [1, 2, 3, 4, 5, 6], "loss": [1.0, 0.5, 0.4, 0.3, 0.2, 0.1],
+                            "accuracy": [np.nan, 0.95, np.nan, 0.9, np.nan, 0.95], "seconds": [1, 2, 3, 4, 5, 6]})
+    line = describe_run("ViT", history)
+    assert "highest 95.0%, a tie of 2 evaluations, first at step 2, last at step 6 (the last evaluation);" in line
+    earlier = describe_run("ViT", history.assign(accuracy=[np.nan, 0.95, np.nan, 0.95, np.nan, 0.9]))
+    assert "a tie of 2 evaluations, first at step 2, last at step 4;" in earlier
+
+
 def test_seed_error_ratios_divide_mean_errors_per_size():
     import pandas as pd
     from utils.vit import seed_error_ratios, test_labels
@@ -644,3 +657,60 @@ def test_choice_checks_follow_their_recipe():
         assert records["validation_accuracy"].between(0, 1).all()
 
 
+
+
+def test_digits_mlp_is_the_size_of_the_vit_and_the_cnn_dense_share_is_most_of_it():
+    from utils import vit
+
+    mlp = vit.DigitsMLP()
+    assert abs(sum(p.numel() for p in mlp.parameters()) - 203_594) < 2_000
+    assert mlp(pixel_values=torch.zeros(2, 3, 8, 8)).logits.shape == (2, 10)
+    assert vit.dense_share(vit.SmallCNN()) == pytest.approx((64 * 16 * 176 + 176) / 201_562)
+
+
+def test_locality_comparisons_pair_by_seed_and_by_digit():
+    import pandas as pd
+    from utils import vit
+
+    labels = vit.test_labels()
+    text = lambda p: "".join(map(str, p))  # noqa: E731
+    wrong = (labels + 1) % 10
+    some_wrong = np.where(np.arange(len(labels)) < 36, wrong, labels)  # 10% wrong
+    runs = pd.DataFrame({"model": ["A", "A", "B", "B", "B"], "seed": [0, 1, 0, 1, 2],
+                         "test_predictions": [text(labels), text(labels), text(some_wrong), text(some_wrong), text(labels)]})
+    table = vit.locality_comparisons(runs, pairs=[("A", "B")])
+    assert table.loc["A minus B", "seeds"] == "0, 1"  # seed 2 of B has no partner
+    assert table.loc["A minus B", "over test digits (paired bootstrap)"].startswith("+10.0 points")
+    assert table.loc["A minus B", "over seeds (paired t)"].startswith("+10.0 points")
+    with pytest.raises(ValueError, match="share 1 seeds"):
+        vit.locality_comparisons(runs[runs["seed"] != 1], pairs=[("A", "B")])
+
+
+def test_put_stem_replaces_the_patch_embedding_of_a_trainable_vit():
+    from utils import vit
+
+    torch.manual_seed(0)
+    model = vit.build_digits_model("ViT")
+    stem = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 64, 2, stride=2))
+    vit.put_stem(model, stem)
+    out = model(pixel_values=torch.zeros(2, 3, 8, 8), labels=torch.tensor([1, 2]))
+    out.loss.backward()
+    assert out.logits.shape == (2, 10) and stem[0].weight.grad is not None
+
+
+def test_probe_table_fits_one_linear_probe_per_row(capsys):
+    from utils import vit
+
+    rng = np.random.default_rng(0)
+    y = {split: np.arange(40) % 2 for split in ("train", "validation", "test")}
+    good = {split: y[split][:, None] + 0.1 * rng.standard_normal((40, 3)) for split in y}
+    noise = {split: rng.standard_normal((40, 3)) for split in y}
+    table = vit.probe_table({"signal": good, "noise": noise}, y)
+    assert list(table.index) == ["signal", "noise"] and table.loc["signal", "validation accuracy"] == "100.0%"
+    assert table.loc["signal", "errors"] == 0 and table.loc["noise", "errors"] > 5
+    summary = {"ink_patches": 0.75, "ink_share": np.array([0.8, 0.9]), "peak_on_blank": np.array([True, False]),
+               "entropy": np.array([0.9, 0.9]), "effective": np.array([12.0, 12.0]), "peak": np.array([2.0, 3.0]),
+               "above_twice": np.array([1, 1]), "patches": 16}
+    vit.print_cls_attention_summary(summary, shown={"digit 0": 0, "digit 1": 1})
+    out = capsys.readouterr().out
+    assert "75% of patches hold ink; they get 85%" in out and "of the 2 shown: digit 0)" in out and "of the 16 patches" in out

@@ -347,6 +347,32 @@ def _test_relabel_positions(relabel):
     return None
 
 
+def _test_conv_stem(conv_stem):
+    """Notebook 04, exercise 2: conv_stem(hidden_size) must return a module that takes (batch, 3, 8, 8) digits to
+    (batch, hidden_size, 4, 4), the shape of the 2 x 2 patch embedding it replaces, and whose every output token
+    depends on pixels outside its own 2 x 2 patch (a stem with overlap, unlike the patchifying layer)."""
+    import torch
+
+    if not callable(conv_stem):
+        return f"expected a function conv_stem(hidden_size), got a {type(conv_stem).__name__}"
+    torch.manual_seed(0)
+    stem = conv_stem(64)
+    if not isinstance(stem, torch.nn.Module):
+        return f"conv_stem should return a torch module, got a {type(stem).__name__}"
+    pixels = (torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1).requires_grad_(True)
+    out = stem(pixels)
+    if tuple(out.shape) != (2, 64, 4, 4):
+        return f"on (2, 3, 8, 8) digits the stem gives shape {tuple(out.shape)}; the patch embedding gives (2, 64, 4, 4)"
+    for row, col in ((0, 0), (1, 2), (3, 3)):
+        grad, = torch.autograd.grad(out[0, :, row, col].pow(2).sum(), pixels, retain_graph=True)
+        seen = grad[0].abs().sum(0) > 0
+        seen[2 * row:2 * row + 2, 2 * col:2 * col + 2] = False
+        if not seen.any():
+            return (f"the token at grid place ({row}, {col}) sees only its own 2 x 2 patch, as the plain patch "
+                    "embedding does; a convolutional stem lets it see the neighbouring pixels too")
+    return None
+
+
 def _fixed_pattern_density():
     from . import sparse_attention as sa
 
@@ -636,18 +662,12 @@ EXERCISES: dict[str, Exercise] = {
         Passes(_test_relabel_positions),
         "position_embeddings has shape (1, 1 + 64, hidden) and its row 0 belongs to [CLS]; ask which position "
         "embedding the pixel now at place j met in the original image."),
-    "04.changed_cold": Exercise(
-        "changed_cold, the share (0 to 1) of the 500 completions (five per digit) at temperature 0.3 that the reader "
-        "takes for another digit",
-        Number(0.254, rel=0, abs=0.05),
-        "complete tokens['test'][first_ten] with num_samples=5, temperature=0.3, seed=1; compare reader.predict(...) "
-        "with each digit's label, repeated five times."),
-    "04.changed_hot": Exercise(
-        "changed_hot, the share (0 to 1) of the 500 completions (five per digit) at temperature 1.5 that the reader "
-        "takes for another digit",
-        Number(0.264, rel=0, abs=0.05),
-        "complete tokens['test'][first_ten] with num_samples=5, temperature=1.5, seed=1; compare reader.predict(...) "
-        "with each digit's label, repeated five times."),
+    "04.conv_stem": Exercise(
+        "conv_stem, a function conv_stem(hidden_size) that returns a torch module taking (batch, 3, 8, 8) digits to "
+        "(batch, hidden_size, 4, 4) tokens, each of which sees pixels beyond its own 2 x 2 patch",
+        Passes(_test_conv_stem),
+        "for example a 3 x 3 convolution with padding 1 to a few dozen channels, a ReLU, then a 2 x 2 convolution of "
+        "stride 2 to hidden_size channels."),
     "04.igpt_layer0_probe": Exercise(
         "layer0_accuracy, the validation accuracy (0 to 1) of the linear probe on the small iGPT's layer 0 (its input "
         "embeddings averaged over the 64 positions)",

@@ -240,6 +240,58 @@ class SmallCNN(torch.nn.Module):
         return ImageClassifierOutput(loss=loss, logits=logits)
 
 
+class DigitsMLP(torch.nn.Module):
+    """The control with no prior about images at all: the 3 x 8 x 8 input flattened, two hidden layers of
+    `hidden` units (ReLU after each) and a linear classifier. With the defaults it has about as many parameters
+    as the notebook's ViT and CNN; a fixed shuffle of the pixels is a shuffle of its first layer's columns, so it
+    cannot use which pixels are neighbours. Called like `SmallCNN`: `model(pixel_values=..., labels=...)`."""
+
+    def __init__(self, hidden: int = 360, num_channels: int = 3, num_labels: int = 10):
+        super().__init__()
+        nn = torch.nn
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(num_channels * DIGITS_SIZE ** 2, hidden), nn.ReLU(),
+                                        nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, num_labels))
+
+    def forward(self, pixel_values, labels=None):
+        from transformers.modeling_outputs import ImageClassifierOutput
+
+        if pixel_values.ndim != 4 or pixel_values.shape[-2:] != (DIGITS_SIZE, DIGITS_SIZE):
+            raise ValueError(f"DigitsMLP takes (batch, channels, {DIGITS_SIZE}, {DIGITS_SIZE}) images, "
+                             f"got shape {tuple(pixel_values.shape)}")
+        logits = self.classifier(pixel_values)
+        loss = None if labels is None else torch.nn.functional.cross_entropy(logits, labels)
+        return ImageClassifierOutput(loss=loss, logits=logits)
+
+
+class _Stem(torch.nn.Module):
+    """A stem in the place of a transformers ViT's patchifying convolution. `weight` is there because
+    `ViTModel.forward` reads `patch_embeddings.projection.weight.dtype`."""
+
+    def __init__(self, stem):
+        super().__init__()
+        self.stem = stem
+
+    @property
+    def weight(self):
+        return next(self.stem.parameters())
+
+    def forward(self, pixel_values):
+        return self.stem(pixel_values)
+
+
+def put_stem(model, stem):
+    """Put `stem` (a module from (batch, channels, height, width) pixels to (batch, hidden, rows, cols), the shape the
+    patch embedding gives) in the place of a transformers ViT's patchifying convolution; returns the model."""
+    model.vit.embeddings.patch_embeddings.projection = _Stem(stem)
+    return model
+
+
+def dense_share(model) -> float:
+    """The share of a `SmallCNN`'s parameters in its hidden dense layer (the one over the flattened feature map)."""
+    dense = model.classifier[0]
+    return sum(p.numel() for p in dense.parameters()) / sum(p.numel() for p in model.parameters())
+
+
 def train_digits(model, train_data, *, max_dx: int = 1, max_dy: int = 0, epochs: int = 30, min_steps: int = 300,
                  batch_size: int = 64, lr: float = 2e-3, eval_fn=None, eval_every: int | None = None,
                  seed: int = 0, progress: bool = False):
@@ -459,7 +511,7 @@ def summarise_cls_attention(maps, images, patch_size: int = 2) -> dict:
     (arrays of n): `ink_share`, the share of the map's weight on patches with any ink; `peak_on_blank`,
     whether its largest weight falls on a patch with no ink; `above_twice`, how many patches get twice an
     even share or more; and `attention_evenness`'s `entropy`, `effective` and `peak`. Also `ink_patches`,
-    the share of all patches that hold ink (one number)."""
+    the share of all patches that hold ink, and `patches`, the number of patches per map (one number each)."""
     maps = np.asarray(maps, dtype=np.float64)
     images = np.asarray(images)
     if maps.ndim != 3 or images.shape != (len(maps), maps.shape[1] * patch_size, maps.shape[2] * patch_size):
@@ -471,22 +523,49 @@ def summarise_cls_attention(maps, images, patch_size: int = 2) -> dict:
     weights = maps / maps.sum((1, 2), keepdims=True)
     peak = weights.reshape(n, -1).argmax(1)
     summary.update(ink_share=(weights * ink).sum((1, 2)), peak_on_blank=~ink.reshape(n, -1)[np.arange(n), peak],
-                   above_twice=(weights * rows * cols >= 2).sum((1, 2)), ink_patches=float(ink.mean()))
+                   above_twice=(weights * rows * cols >= 2).sum((1, 2)), ink_patches=float(ink.mean()),
+                   patches=rows * cols)
     return summary
+
+
+def print_cls_attention_summary(summary: dict, shown: dict | None = None):
+    """Print what `summarise_cls_attention` measured over the test digits: the ink's share of [CLS]'s patch
+    attention against the share of patches with ink, how often its largest weight falls on a blank patch (against
+    a patch drawn at random; `shown`, {title: index}, names the shown digits where it does), and how evenly it
+    spreads (medians of the entropy, the effective number of patches and the peak, in even shares)."""
+    s = summary
+    blank = [title for title, i in (shown or {}).items() if s["peak_on_blank"][i]]
+    print(f"{s['ink_patches']:.0%} of patches hold ink; they get {s['ink_share'].mean():.0%} of [CLS]'s patch attention "
+          f"(mean over the test digits); its largest weight falls on a patch with no ink in {s['peak_on_blank'].mean():.0%} "
+          f"of the test digits (a patch drawn at random: {1 - s['ink_patches']:.0%}"
+          + (f"; of the {len(shown)} shown: {', '.join(blank) or 'none'})" if shown else ")"))
+    print(f"entropy of [CLS]'s patch attention: {np.median(s['entropy']):.2f} of the even spread's, as if spread evenly "
+          f"over {np.median(s['effective']):.1f} of the {s['patches']} patches (medians)\nits largest weight: {np.median(s['peak']):.1f} "
+          f"times an even share (median), twice an even share or more in {(s['peak'] >= 2).mean():.0%} of the test "
+          f"digits; patches at twice an even share or more, median per digit: {np.median(s['above_twice']):.0f}")
 
 
 def describe_run(kind: str, history, record_accuracy: float | None = None) -> str:
     """One line on a `train_digits` run whose history has validation `accuracy` at some steps: steps and
     seconds, the last and the highest validation accuracy, and the training loss at the end (mean of the
-    last five steps); with `record_accuracy`, a script's record of the same run beside the last accuracy."""
+    last five steps); with `record_accuracy`, a script's record of the same run beside the last accuracy.
+    When several evaluations tie for the highest accuracy, the line says how many and gives the last step
+    that reaches it (and whether that is the last evaluation), not only the first."""
     scored = history.dropna(subset=["accuracy"])
     if scored.empty:
         raise ValueError(f"describe_run: the history of the {kind} run holds no validation accuracy")
-    best = scored.loc[scored["accuracy"].idxmax()]
+    top = scored["accuracy"].max()
+    best_steps = scored.loc[scored["accuracy"] == top, "step"].astype(int).tolist()
+    if len(best_steps) == 1:
+        where = f"at step {best_steps[0]}"
+    else:
+        last = " (the last evaluation)" if best_steps[-1] == int(scored["step"].iloc[-1]) else ""
+        where = (f"a tie of {len(best_steps)} evaluations, first at step {best_steps[0]}, "
+                 f"last at step {best_steps[-1]}{last}")
     return (f"{kind}: {len(history)} steps in {history['seconds'].iloc[-1]:.0f} s; validation accuracy at the last step "
             f"{scored['accuracy'].iloc[-1]:.1%}"
             + (f" here, {record_accuracy:.1%} in the script's record" if record_accuracy is not None else "")
-            + f"; highest {best['accuracy']:.1%}, at step {int(best['step'])}; "
+            + f"; highest {top:.1%}, {where}; "
             f"training loss at the end {history['loss'].iloc[-5:].mean():.3f}")
 
 
@@ -514,6 +593,33 @@ def seed_error_ratios(seeds):
     if not {"ViT", "CNN"} <= set(means.columns) or means.empty:
         return pd.Series(dtype=float, name="ViT errors per CNN error")
     return (means["ViT"] / means["CNN"]).rename("ViT errors per CNN error")
+
+
+PROBE_C = [0.01, 0.1, 1.0, 10.0]  # the inverse regularisation strengths every linear probe of notebook 04 tries
+
+
+def linear_probe(train, validation):
+    """The notebook's linear probe: logistic regression on standardised features, its C chosen from `PROBE_C`
+    on `validation` = (X, y) and refitted on `train` = (X, y) (`choose_on_validation`). Returns (the fitted
+    pipeline, the GridSearchCV), like `choose_on_validation`."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return choose_on_validation(make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000)),
+                                {"logisticregression__C": PROBE_C}, train, validation)
+
+
+def probe_table(features: dict, labels: dict):
+    """One `linear_probe` per entry of `features` ({row name: {"train": X, "validation": X, "test": X}}) with
+    `labels` ({"train": y, "validation": y, "test": y}): a table of each probe's validation accuracy and its
+    test scores (`score_table`: accuracy, errors, Wilson interval)."""
+    probes = {name: linear_probe((f["train"], labels["train"]), (f["validation"], labels["validation"]))
+              for name, f in features.items()}
+    table = score_table({name: fitted.predict(features[name]["test"]) for name, (fitted, _) in probes.items()},
+                        labels["test"])
+    table.insert(0, "validation accuracy", [f"{search.best_score_:.1%}" for _, search in probes.values()])
+    return table
 
 
 def choose_on_validation(estimator, grid, train, validation):
@@ -606,8 +712,8 @@ def plot_data_efficiency(runs, *, chosen=None, save=None):
     ax.set_xscale("log")
     ax.set_xticks(sizes, [str(n) for n in sizes], minor=False)
     ax.set_xticks([], minor=True)
-    ax.set(xlabel="training digits", ylabel="validation accuracy",
-           title="data efficiency: a ViT and a CNN of the same size")
+    ax.set(xlabel="training digits (logarithmic scale)", ylabel="validation accuracy",
+           title="validation accuracy by shift (one seed per point; the steps vary with the size)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
@@ -760,17 +866,17 @@ def load_seed_records(folder) -> tuple:
 
 
 def build_digits_model(kind: str, **config):
-    """A fresh model for the digits: "ViT" (`ViTForImageClassification` of `small_vit_config(**config)`)
-    or "CNN" (`SmallCNN()`, which takes no settings). Seed torch before calling for reproducible weights."""
+    """A fresh model for the digits: "ViT" (`ViTForImageClassification` of `small_vit_config(**config)`),
+    "CNN" (`SmallCNN()`) or "MLP" (`DigitsMLP()`); the last two take no settings. Seed torch before calling for reproducible weights."""
     if kind == "ViT":
         from transformers import ViTForImageClassification
 
         return ViTForImageClassification(small_vit_config(**config))
-    if kind == "CNN":
+    if kind in ("CNN", "MLP"):
         if config:
-            raise ValueError(f"build_digits_model: the CNN takes no settings, got {sorted(config)}")
-        return SmallCNN()
-    raise ValueError(f"build_digits_model: kind must be 'ViT' or 'CNN', got {kind!r}")
+            raise ValueError(f"build_digits_model: the {kind} takes no settings, got {sorted(config)}")
+        return SmallCNN() if kind == "CNN" else DigitsMLP()
+    raise ValueError(f"build_digits_model: kind must be 'ViT', 'CNN' or 'MLP', got {kind!r}")
 
 
 def pooled_features(model, processor, images, batch_size: int = 64) -> np.ndarray:
@@ -838,7 +944,7 @@ def plot_seed_curve(seeds, *, ax=None, save=None):
     ax.set_xscale("log")
     ax.set_xticks(sizes, [str(n) for n in sizes])
     ax.set_xticks([], minor=True)
-    ax.set(xlabel="training digits (the same number of steps at every size)", ylabel="test accuracy (360 digits)",
+    ax.set(xlabel="training digits (logarithmic scale; the same number of steps at every size)", ylabel="test accuracy (360 digits)",
            title="ViT and CNN over seeds: mean, range (band) and each seed (dots)")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
@@ -933,8 +1039,75 @@ def print_paired_seed_tests(seeds):
                                                                seed_predictions(row["CNN"]) == labels)))
 
 
+# ---- the locality controls (scripts/vit_digits_locality.py) -------------------------------------------------
+
+def locality_runs(locality, seeds):
+    """The test runs of notebook 04's locality study on all training digits, one row per (model, seed) with its
+    `test_predictions` and `test_accuracy`: the ViT with 1 x 1 patches and the MLP from `locality` (the record of
+    `scripts/vit_digits_locality.py`, stage "seeds"), the 2 x 2 ViT ("ViT 2 x 2") and the CNN from `seeds` (as
+    `load_seed_records` returns them) at the same number of training digits."""
+    import pandas as pd
+
+    new = locality[locality["stage"] == "seeds"]
+    if new.empty:
+        raise ValueError("locality_runs: the locality record has no 'seeds' rows")
+    size = int(new["training_digits"].iloc[0])
+    old = seeds[seeds["training_digits"] == size].replace({"model": {"ViT": "ViT 2 x 2"}})
+    runs = pd.concat([old, new], ignore_index=True)[["model", "seed", "test_predictions"]]
+    labels = test_labels()
+    runs["test_accuracy"] = [float((seed_predictions(p) == labels).mean()) for p in runs["test_predictions"]]
+    return runs
+
+
+def locality_comparisons(runs, pairs=(("ViT 1 x 1", "ViT 2 x 2"), ("ViT 1 x 1", "CNN"), ("MLP", "ViT 2 x 2"),
+                                      ("MLP", "CNN"))):
+    """A minus B for each pair of models in `runs` (`locality_runs`), over the seeds both were trained with:
+    "over seeds", `utils.evaluation.paired_t` of the test accuracies paired by seed (what retraining changes), and
+    "over test digits", `utils.evaluation.paired_bootstrap` over the 360 test digits of each digit's share of those
+    seeds that read it right (the same digits for both models; what the sampling of test digits changes).
+    A DataFrame with one row per pair, as `utils.evaluation.table` prints it."""
+    import pandas as pd
+
+    from . import evaluation
+
+    labels = test_labels()
+    right = {(m, s): seed_predictions(p) == labels for m, s, p in runs[["model", "seed", "test_predictions"]].itertuples(index=False)}
+    rows = {}
+    for a, b in pairs:
+        common = sorted({s for m, s in right if m == a} & {s for m, s in right if m == b})
+        if len(common) < 2:
+            raise ValueError(f"locality_comparisons: {a} and {b} share {len(common)} seeds; need at least 2")
+        over_seeds = evaluation.paired_t([right[a, s].mean() for s in common], [right[b, s].mean() for s in common],
+                                         percent=True, digits=1)
+        over_digits = evaluation.paired_bootstrap(np.mean([right[a, s] for s in common], 0),
+                                                  np.mean([right[b, s] for s in common], 0), percent=True)
+        rows[f"{a} minus {b}"] = {"seeds": ", ".join(map(str, common)), "over seeds (paired t)": str(over_seeds),
+                                  "over test digits (paired bootstrap)": str(over_digits)}
+    return pd.DataFrame(rows).T
+
+
+def print_locality_runs(locality, runs):
+    """The MLP's choice on validation and each model's parameters and test accuracy over its seeds."""
+    from . import evaluation
+
+    tune = locality[locality["stage"] == "tune"]
+    best = tune.loc[tune["validation_accuracy"].idxmax()]
+    print("MLP on validation (seed 0): " + "; ".join(f"lr {r.lr:g} and {r.steps} steps {r.validation_accuracy:.1%}"
+                                                      for r in tune.itertuples())
+          + f"; chosen lr {best['lr']:g}, {best['steps']} steps")
+    sizes = locality.groupby("model")["parameters"].first().to_dict()
+    sizes.update({"CNN": sum(p.numel() for p in SmallCNN().parameters()),  # the seed study's models, as tuned
+                  "ViT 2 x 2": sum(p.numel() for p in build_digits_model("ViT").parameters())})
+    print("test accuracy (the 360 test digits, all 1,149 training digits) over seeds:")
+    for model, rows in runs.groupby("model", sort=False):
+        size = f", {int(sizes[model]):,} parameters" if model in sizes else ""
+        seconds = locality.loc[(locality["model"] == model) & (locality["stage"] == "seeds"), "seconds"]
+        size += f", {seconds.mean():.0f} s per run" if len(seconds) else ""
+        print(f"  {model:10s} {evaluation.over_seeds(rows['test_accuracy'], percent=True, digits=1)}{size}")
+
+
 __all__ = [
-    "SEED_GRIDS", "SEED_GRID_BEYOND", "load_seed_records", "summarise_cls_attention", "describe_run", "swin_attention_flops", "seed_error_ratios", "cnn_over_seeds", "write_records", "seed_means", "build_digits_model", "pooled_features", "print_seed_choices", "print_chosen_vit_over_seeds", "print_vit_choice_checks", "print_paired_seed_tests", "test_labels", "seed_predictions", "seed_summary", "plot_seed_curve",
+    "DigitsMLP", "dense_share", "put_stem", "linear_probe", "probe_table", "PROBE_C", "print_cls_attention_summary", "locality_runs", "locality_comparisons", "print_locality_runs", "SEED_GRIDS", "SEED_GRID_BEYOND", "load_seed_records", "summarise_cls_attention", "describe_run", "swin_attention_flops", "seed_error_ratios", "cnn_over_seeds", "write_records", "seed_means", "build_digits_model", "pooled_features", "print_seed_choices", "print_chosen_vit_over_seeds", "print_vit_choice_checks", "print_paired_seed_tests", "test_labels", "seed_predictions", "seed_summary", "plot_seed_curve",
     "DIGITS_SIZE",
     "DIGIT_NAMES",
     "RandomShift",
