@@ -160,6 +160,7 @@ def test_table_lays_results_out():
     (lambda: ev.over_seeds([0.9]), "at least 2 seeds"),
     (lambda: ev.paired_t([0.9], [0.8]), "at least 2 seeds"),
     (lambda: ev.paired_t([0.9, 0.8], [0.8]), "paired"),
+    (lambda: ev.t_interval([0.3]), "at least 2 values"),
 ])
 def test_bad_input_names_the_problem(call, message):
     with pytest.raises(ValueError, match=message):
@@ -185,3 +186,17 @@ def test_paired_t_with_equal_differences_has_no_spread():
     result = ev.paired_t([0.6, 0.7, 0.8], [0.5, 0.6, 0.7])
     assert (result.low, result.high, result.p_value) == pytest.approx((0.1, 0.1, 0.0))
     assert ev.paired_t([0.5, 0.5], [0.5, 0.5]).p_value == 1.0
+
+
+def test_t_interval_matches_scipy_and_is_wider_than_the_bootstrap_over_few_groups():
+    from scipy import stats
+
+    cers = [0.31, 0.31, 0.29, 0.34, 0.27, 0.43, 0.44, 0.31]  # eight voices' CERs
+    result = ev.t_interval(cers, percent=True)
+    interval = stats.t.interval(0.95, len(cers) - 1, loc=np.mean(cers), scale=stats.sem(cers))
+    assert (result.value, result.low, result.high) == pytest.approx((np.mean(cers), *interval))
+    assert "7 degrees of freedom" in result.method and str(result).startswith("33.8% (95% CI ")
+    boot = ev.bootstrap(cers, groups=range(len(cers)))
+    assert result.high - result.low > boot.high - boot.low
+    same = ev.t_interval([0.2, 0.2, 0.2])
+    assert (same.low, same.high) == pytest.approx((0.2, 0.2))

@@ -288,3 +288,32 @@ def test_conv_stem_judge():
                            (lambda d: None, "torch module"), (None, "expected a function")):
         right, problem = judge(wrong)
         assert not right and message in problem, problem
+
+
+def test_misheard_letters_expects_the_forced_alignment_frames_and_refuses_the_frames_argmax():
+    """The key of 06.misheard_letters: the frames where the posteriors peak are those of the single best
+    alignment of the reference (a Viterbi pass written here, independently of ctc_forward), and the
+    probabilities the frames' argmax gets instead are refused."""
+    m = ex._speech_misheard()
+    probs = m["log_probs"].exp().numpy()
+    tokenizer, blank = m["asr"].tokenizer, m["asr"].tokenizer.pad_token_id
+    ids = tokenizer(m["text"]).input_ids
+    ext = [blank] + [x for i in ids for x in (i, blank)]
+    lp = np.log(probs[:, ext])
+    score, back = np.full(len(ext), -np.inf), []
+    score[:2] = lp[0, :2]
+    for t in range(1, len(lp)):
+        moves = np.full((3, len(ext)), -np.inf)
+        moves[0], moves[1, 1:] = score, score[:-1]
+        moves[2, 2:] = np.where([ext[s] != blank and ext[s] != ext[s - 2] for s in range(2, len(ext))], score[:-2], -np.inf)
+        back.append(moves.argmax(0))
+        score = moves.max(0) + lp[t]
+    path = [len(ext) - 1 if score[-1] > score[-2] else len(ext) - 2]
+    for step in reversed(back):
+        path.append(path[-1] - step[path[-1]])
+    path = path[::-1]
+    assert m["word"] == max(m["text"].split(), key=len) and len(m["letter_probs"]) == len(m["word"])
+    for j, frame in zip(m["letters"], m["frames"]):
+        assert path[frame] == 2 * j + 1, (m["text"][j], frame)
+    assert ex.check("06.misheard_letters", [probs[t, ids[j]] for t, j in zip(m["frames"], m["letters"])])
+    assert not ex.check("06.misheard_letters", [probs[t].max() for t in m["frames"]])

@@ -15,6 +15,9 @@ Three questions, each with its own helper:
   range and every value. Does A beat B when both are trained again? :func:`paired_t`: one result
   per seed for each, a paired t-test over the seeds' differences. Only this one covers retraining;
   the paired tests above cover the test items for the trained models at hand.
+- How sure is a mean over a handful of groups? :func:`t_interval`: the mean of one value per group
+  (a voice's CER, a seed's accuracy) with Student's t interval, which, unlike a bootstrap over the
+  same few groups, widens for having estimated the spread from them.
 
 With few groups (under about 20) the percentile bootstrap's intervals come out too narrow: the
 resamples cannot show more variety than the handful of groups holds. The paired tests' p-values
@@ -35,7 +38,7 @@ from itertools import product
 import numpy as np
 
 __all__ = ["Estimate", "Comparison", "SeedSummary", "wilson", "accuracy", "bootstrap", "mcnemar",
-           "paired_bootstrap", "over_seeds", "paired_t", "format_value", "format_p", "table"]
+           "paired_bootstrap", "over_seeds", "paired_t", "t_interval", "format_value", "format_p", "table"]
 
 N_BOOT = 2000  # bootstrap resamples
 EXACT_FLIPS = 16  # up to this many groups, the sign-flip test enumerates every flip (2**16 = 65,536)
@@ -337,6 +340,33 @@ def over_seeds(values, percent: bool = False, digits: int | None = None) -> Seed
     return SeedSummary(tuple(float(v) for v in values), percent, digits)
 
 
+def _t_half_width(values, confidence):
+    """Half the width of Student's t interval for the mean of `values` (n - 1 degrees of freedom)."""
+    from scipy import stats
+
+    return float(stats.t.ppf((1 + confidence) / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
+
+
+def t_interval(values, confidence: float = 0.95, percent: bool = False, digits: int | None = None) -> Estimate:
+    """The mean of a few values, one per group (a voice's CER, a table's accuracy), with Student's t
+    interval on n - 1 degrees of freedom.
+
+    With few groups the percentile bootstrap (:func:`bootstrap` with ``groups``) comes out too narrow:
+    its resamples cannot vary more than the handful of groups does. The t interval pays for having
+    estimated the spread from those few values (its quantile grows as n shrinks), under the assumption
+    that the groups' values are roughly normal. It is the unweighted mean of the groups, not a rate
+    pooled over their items, so it weighs a short group as much as a long one."""
+    _check_confidence(confidence)
+    values = _vector(values, "values")
+    if len(values) < 2:
+        raise ValueError(f"t_interval needs at least 2 values, got {len(values)}")
+    mean = float(values.mean())
+    half = 0.0 if np.allclose(values, values[0]) else _t_half_width(values, confidence)
+    return Estimate(mean, mean - half, mean + half, len(values),
+                    f"Student's t over {len(values)} groups ({len(values) - 1} degrees of freedom)", confidence,
+                    percent, digits)
+
+
 def paired_t(a, b, confidence: float = 0.95, percent: bool = False, digits: int | None = None) -> Comparison:
     """A minus B over training runs: one result per seed (or per run) for each, paired by seed.
 
@@ -361,7 +391,7 @@ def paired_t(a, b, confidence: float = 0.95, percent: bool = False, digits: int 
         low = high = mean
         p = 1.0 if mean == 0 else 0.0
     else:
-        half = stats.t.ppf((1 + confidence) / 2, n - 1) * d.std(ddof=1) / np.sqrt(n)
+        half = _t_half_width(d, confidence)
         low, high = mean - half, mean + half
         p = float(stats.ttest_rel(a, b).pvalue)
     return Comparison(mean, float(low), float(high), p, float(a.mean()), float(b.mean()), n,

@@ -40,10 +40,7 @@ def _speech_expected_blanks():
         table = speech.read_transcripts()
         row = table[table.split == "heldout"].iloc[0]
         asr = pipeline("automatic-speech-recognition", model=str(speech.corpus_dir() / "open_model"))
-        inputs = asr.feature_extractor(speech.read_speech(speech.corpus_dir() / row.path),
-                                       sampling_rate=speech.SAMPLING_RATE, return_tensors="pt")
-        with torch.no_grad():
-            log_probs = asr.model(**inputs).logits[0].log_softmax(-1).double()
+        log_probs = speech.ctc_log_probs(asr, speech.read_speech(speech.corpus_dir() / row.path))
         log_probs.requires_grad_(True)
         ids = asr.tokenizer(row.text).input_ids
         blank = asr.tokenizer.pad_token_id
@@ -53,41 +50,44 @@ def _speech_expected_blanks():
         _CACHE["expected_blanks"] = float((log_probs.detach().exp() - log_probs.grad)[:, blank].sum())
     return _CACHE["expected_blanks"]
 
-def _speech_masked_share():
-    """Average share of the book sentence's frames that transformers' `_compute_mask_indices` masks at
-    mask_time_prob 1.0 with spans of the pretraining config's length (notebook 06, exercise 3), over
-    2,000 seeded draws."""
-    from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices
 
-    from . import speech
+def _speech_misheard():
+    """The longest word of the test book sentence that the open-vocabulary recogniser got most wrong
+    (notebook 06, exercise 3; found in the voice swap's record, which holds the test split's own
+    utterances and transcripts) and, for each of its letters, the frame where the CTC alignments of the
+    reference most likely put it (the peak of its posterior over frames) and the model's probability of
+    that letter there. Returns a dict: text, word, letters (their character positions), frames,
+    letter_probs, log_probs (frames x vocabulary) and the pipeline."""
+    import json
 
-    if "masked_share" not in _CACHE:
-        table = speech.read_transcripts()
-        row = table[table.split == "heldout"].iloc[0]  # the book's sentence
-        config = speech.pretraining_config()
-        n_frames = speech.num_frames(config, len(speech.read_speech(speech.corpus_dir() / row.path)))
-        state = np.random.get_state()
-        np.random.seed(0)
-        _CACHE["masked_share"] = float(np.mean([_compute_mask_indices((1, n_frames), 1.0, config.mask_time_length,
-                                                                      min_masks=2).mean() for _ in range(2000)]))
-        np.random.set_state(state)
-    return _CACHE["masked_share"]
-
-
-def _speech_words_heard():
-    """Share of the test book sentences' words that the grammar-only recogniser hears anywhere in
-    the same sentence (notebook 06, exercise 3)."""
+    import pandas as pd
+    import torch
     from transformers import pipeline
 
     from . import speech
 
-    if "words_heard" not in _CACHE:
-        asr = pipeline("automatic-speech-recognition", model=str(speech.corpus_dir() / speech.CHECKPOINT_DIR))
-        test = speech.load_corpus(root=speech.corpus_dir() / "test")
-        pairs = [(text, asr(wave)["text"]) for text, kind, wave in zip(test["text"], test["kind"], test["speech"])
-                 if kind == "book"]
-        _CACHE["words_heard"] = float(np.mean([w in set(h.split()) for t, h in pairs for w in t.split()]))
-    return _CACHE["words_heard"]
+    if "misheard" not in _CACHE:
+        folder = speech.corpus_dir() / "open_model"
+        swap = pd.DataFrame(json.loads((folder / "voice_swap.json").read_text())["utterances"])
+        own = swap[(swap.sentences == "test") & (swap.voices == "test")]
+        worst = own.loc[(own.char_errors / own.chars).idxmax()]
+        table = speech.read_transcripts(speech.corpus_dir() / "test")
+        row = table[(table.text == worst.text) & (table.voice == worst.voice)].iloc[0]
+        asr = pipeline("automatic-speech-recognition", model=str(folder))
+        log_probs = speech.ctc_log_probs(asr, speech.read_speech(speech.corpus_dir() / "test" / row.path))
+        ids, blank = asr.tokenizer(row.text).input_ids, asr.tokenizer.pad_token_id
+        ext = [blank] + [x for i in ids for x in (i, blank)]
+        alpha = speech.ctc_forward(log_probs, ids, blank=blank, return_table=True)
+        beta = speech.ctc_forward(log_probs.flip(0), ids[::-1], blank=blank, return_table=True).flip(0, 1)
+        posterior = alpha + beta - log_probs[:, ext] - torch.logsumexp(alpha[-1, -2:], 0)
+        word = max(row.text.split(), key=len)
+        start = len(" ".join(row.text.split()[:row.text.split().index(word)] + [""]))
+        letters = list(range(start, start + len(word)))  # one token per character: letter j is extended symbol 2j + 1
+        frames = [int(posterior[:, 2 * j + 1].argmax()) for j in letters]
+        _CACHE["misheard"] = {"text": row.text, "word": word, "letters": letters, "frames": frames,
+                              "letter_probs": [float(log_probs[t, ids[j]].exp()) for t, j in zip(frames, letters)],
+                              "log_probs": log_probs, "asr": asr}
+    return _CACHE["misheard"]
 
 
 _CACHE = {}
@@ -714,17 +714,12 @@ EXERCISES: dict[str, Exercise] = {
         "reference under the open-vocabulary recogniser", Number(_speech_expected_blanks, rel=0, abs=0.05),
         "gamma[t, s] = alpha[t, s] + beta[t, s] - log_probs[t, l'[s]] - log p(reference), when both alpha and beta "
         "include frame t; sum exp(gamma) over the blank positions s (every even one) and over the frames."),
-    "06.masked_share": Exercise(
-        "masked_share, the average share (0 to 1) of the book sentence's frames that _compute_mask_indices masks at "
-        "mask_time_prob 1.0 with spans of mask_time_length frames, over 2,000 draws",
-        Number(_speech_masked_share, rel=0, abs=0.01),
-        "call _compute_mask_indices((1, n_frames), 1.0, pre_config.mask_time_length, min_masks=2) 2,000 times "
-        "and average each mask's mean."),
-    "06.words_heard": Exercise(
-        "words_heard, the share of the test book sentences' words that the grammar-only recogniser hears anywhere "
-        "in the same sentence", Number(_speech_words_heard, rel=0, abs=0.005),
-        "score the book sentences with asr_small, split reference and heard text into words, and count a reference "
-        "word as heard when it occurs anywhere in that sentence's transcript."),
+    "06.misheard_letters": Exercise(
+        "letter_probs, for each letter of the longest word of the test book sentence the open-vocabulary "
+        "recogniser got most wrong, in order: the model's probability of that letter at the frame where the CTC "
+        "alignments of the reference most likely put it", Values(lambda: _speech_misheard()["letter_probs"], atol=0.01),
+        "compute alpha and beta for this utterance's reference as in exercise 2; letter j of the text is extended "
+        "symbol 2j + 1; take the argmax over frames of its posterior, then exp(log_probs[frame, letter id])."),
     # 07 CLIP
     "07.order_layers": Exercise(
         "layers, the fewest text layers at which a causal CLIP text encoder without position embeddings "

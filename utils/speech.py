@@ -6,7 +6,8 @@
 * `frames_per_second` / `num_frames` derive wav2vec 2.0's frame rate from a `Wav2Vec2Config`.
 * `ctc_forward` computes the CTC loss by the forward (alpha) recursion, to be checked against
   `torch.nn.functional.ctc_loss`; `blank_positions` says where greedy CTC's blanks fall.
-* `greedy_ctc_steps` shows greedy CTC decoding one step at a time; `ctc_segments` and
+* `ctc_log_probs` gives a CTC pipeline's per-frame log-probabilities for one waveform;
+  `greedy_ctc_steps` shows greedy CTC decoding one step at a time; `ctc_segments` and
   `plot_ctc_alignment` draw which frames emitted which character.
 * `make_processor`, `small_config`, `CTCCollator` and `transcribe` are the pieces the small
   recogniser is built, trained and evaluated with.
@@ -43,7 +44,7 @@ __all__ = [
     "ctc_segments", "ctc_words", "plot_ctc_alignment", "transcribe", "pretraining_config", "pretraining_losses",
     "ALPHABET", "normalise_text", "book_sentences", "score_utterances", "error_rates", "near_misses",
     "ctc_forward", "blank_positions", "frame_string", "group_spread_test", "compare_cer", "voice_swap_table",
-    "librispeech_sample",
+    "librispeech_sample", "print_test_split", "print_mask", "ctc_log_probs",
 ]
 
 SAMPLING_RATE = 16_000
@@ -259,6 +260,22 @@ def print_ctc_steps(steps):
     print(f"2. repeats merged ({len(steps['collapsed'])} tokens):\n{frame_string(steps['collapsed'])}")
     print(f"3. blanks dropped ({len(steps['no_blanks'])} tokens):\n{frame_string(steps['no_blanks'])}")
     print(f"4. text:\n{steps['text']}")
+
+
+def ctc_log_probs(asr, wave):
+    """Per-frame log-probabilities (frames x vocabulary, float64) of a CTC pipeline's model for one
+    waveform: the pipeline's feature extractor, then its model, then a log-softmax, without decoding."""
+    inputs = asr.feature_extractor(wave, sampling_rate=SAMPLING_RATE, return_tensors="pt")
+    with torch.no_grad():
+        return asr.model(**inputs).logits[0].log_softmax(-1).double()
+
+
+def print_mask(mask):
+    """Print a time mask (`_compute_mask_indices`' (1, frames) booleans, or one row of them): how many
+    frames it masks, then one character a frame, # masked and . kept."""
+    row = np.asarray(mask).reshape(-1)
+    print(f"{row.size} frames, {int(row.sum())} masked ({row.mean():.0%}):")
+    print("".join("#" if m else "." for m in row))
 
 
 def frame_string(tokens, blank="<pad>", delimiter="|"):
@@ -583,6 +600,18 @@ def sentence_statistics(splits, known_words):
                       "characters": np.mean([len(t) for t in texts]),
                       "unknown words": np.mean([w not in known_words for w in words])}
     return pd.DataFrame(rows).T
+
+
+def print_test_split(table, known_words, vocab):
+    """Print what a test split's transcripts table holds: utterances by kind, voices and speeds; the share
+    of its book sentences' words that are not in `known_words` (the training passages' words); and the
+    characters of its transcripts that `vocab` (a recogniser's tokens) lacks."""
+    words = [w for t in table[table.kind == "book"].text for w in t.split()]
+    print(f"{len(table)} test utterances: {table.kind.value_counts().to_dict()}; "
+          f"{table.voice.nunique()} voices, speeds {sorted(set(table.speed))}")
+    print(f"{np.mean([w not in known_words for w in words]):.0%} of the test book sentences' words never "
+          f"occur in the training passages; {sorted(set(''.join(table.text)) - set(vocab) - {' '})} "
+          "are letters the grammar never used")
 
 
 def voice_clusters(voices):
