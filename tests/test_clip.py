@@ -746,6 +746,18 @@ def test_chosen_captions_and_what_they_were(course):
     shares = tests.choice_shares(rule)
     assert shares["held-out: right"] == 1.0 and shares["trained: a held-out caption"] == 1.0
     assert shares["trained: right"] == 0.0
+    # among same-colour mistakes the novelty rule always takes the held-out caption; no preference is 1 in 5
+    assert shares[tests.CONDITIONED] == 1.0 and tests.NO_PREFERENCE == pytest.approx(1 / 5)
+    other_trained = [clip.ALL_COMBOS.index((e["colour"], next(s for s in clip.SHAPES if s != e["shape"]
+                                                               and (e["colour"], s) in clip.TRAIN_COMBOS)))
+                     for e in tests.seen]
+    assert tests.choice_shares({**rule, "trained pairs": other_trained})[tests.CONDITIONED] == 0.0
+    # a mix: half the pictures take the held-out caption, half another trained shape of their colour
+    mixed = [h if i % 2 else o for i, (h, o) in enumerate(zip(rule["trained pairs"], other_trained))]
+    assert tests.choice_shares({**rule, "trained pairs": mixed})[tests.CONDITIONED] == 0.5
+    # right answers and mistakes of another colour are not same-colour mistakes
+    own_seen = [clip.ALL_COMBOS.index((e["colour"], e["shape"])) for e in tests.seen]
+    assert math.isnan(tests.choice_shares({**rule, "trained pairs": own_seen})[tests.CONDITIONED])
     held = ("held-out: right", "held-out: colour only", "held-out: shape only", "held-out: neither")
     assert sum(tests.choice_shares(chosen)[k] for k in held) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="one caption"):

@@ -1114,6 +1114,8 @@ class ZeroShotTests:
                 for name, pictures in images.items()}
 
     CHOICE_KINDS = ("right", "colour only", "shape only", "neither")
+    CONDITIONED = "trained, same-colour mistakes: the held-out caption"
+    NO_PREFERENCE = 1 / (len(SHAPES) - 1)  # one held-out caption among the other shapes of a colour
 
     def choice_kinds(self, said: list[int]) -> list[str]:
         """For each naming picture, what the caption chosen for it (`said`: its index in
@@ -1133,15 +1135,21 @@ class ZeroShotTests:
         the share of each of :meth:`choice_kinds` (named right, kept only the colour, only the shape,
         neither). On the pictures of trained pairs ("trained: ..."): the share named right, and the
         share given one of the six held-out captions, which the rule "the colour, then the one caption
-        of that colour never trained on" would choose every time and a guess among the 36 one time in six."""
+        of that colour never trained on" would choose every time and a guess among the 36 one time in six;
+        and, among the same-colour mistakes on those pictures (right colour, wrong shape), the share that
+        chose the colour's held-out caption: the novelty rule gives 1, no preference among the five other
+        shapes of the colour :attr:`NO_PREFERENCE` (nan when there is no such mistake). How often a model
+        errs at all moves the unconditioned share; only the conditioned one says which wrong caption it prefers."""
         if [len(chosen[name]) for name in ("held-out pairs", "trained pairs")] != [len(self.naming), len(self.seen)]:
             raise ValueError("chosen must hold one caption per naming picture and per picture of trained pairs")
         kinds = self.choice_kinds(chosen["held-out pairs"])
         trained = [(ALL_COMBOS[k], (e["colour"], e["shape"])) for k, e in zip(chosen["trained pairs"], self.seen)]
         share = lambda flags: sum(flags) / len(flags)  # noqa: E731
+        mistakes = [s in self.held_out.pairs for s, t in trained if s[0] == t[0] and s != t]
         return {**{f"held-out: {kind}": share([k == kind for k in kinds]) for kind in self.CHOICE_KINDS},
                 "trained: right": share([s == t for s, t in trained]),
-                "trained: a held-out caption": share([s in self.held_out.pairs for s, _ in trained])}
+                "trained: a held-out caption": share([s in self.held_out.pairs for s, _ in trained]),
+                self.CONDITIONED: share(mistakes) if mistakes else float("nan")}
 
     def groups(self, test: str) -> list[str]:
         """The group of each item of `test`, for intervals and paired tests that resample groups:
