@@ -191,7 +191,8 @@ def linear_kernel_attention(q, k, v, feature_map=elu_plus_one, *, chunk_size=409
     Both passes stream over the sequence `chunk_size` tokens at a time: first the keys, adding
     each chunk's phi(K)^T V and sum phi(K) to the two small sums; then the queries, each chunk
     written into the output. The arithmetic is the same as in one pass, but the features of
-    only one chunk exist at a time, so they stay in cache and memory grows only with the output.
+    only one chunk exist at a time, so they take one chunk's memory whatever n, and memory grows
+    only with the output.
 
     A feature map whose keys share one scale over the sequence (FAVOR+'s key stabiliser) gives
     each chunk's features with that chunk's own scale c (`key_features`); the sums are kept on
@@ -778,14 +779,15 @@ def planted_keys(q, *, noise=0.3, seed=0):
     return q[..., perm, :] + noise * q.std() * jitter
 
 
-def plot_favor_error(errors, *, baseline=None, ax=None, save=None):
+def plot_favor_error(errors, *, baseline=None, anchor=256, ax=None, save=None):
     """Median relative error against m, one line per projection, bars from the best to the worst seed.
 
     `errors` is a DataFrame with columns projection, m, seed, error. The estimator's errors are
     heavy-tailed (one seed can be far off), so median and range describe them better than mean and
     std. The two projections are drawn with their own marker and line style, the second shifted a
     little to the right, so that neither hides the other; a dotted line of slope -1/2 (the
-    Monte-Carlo rate) through the first median is the yardstick; `baseline`, if given, draws the error
+    Monte-Carlo rate) through the first projection's median at m = `anchor` (256 by default, past the
+    small m where the error saturates; the largest m if absent) is the yardstick; `baseline`, if given, draws the error
     of the mean of V for every query as a dashed horizontal line.
     """
     import matplotlib.pyplot as plt
@@ -800,8 +802,9 @@ def plot_favor_error(errors, *, baseline=None, ax=None, save=None):
         ax.errorbar(stats.index * shift, stats["median"], yerr=spread, marker=marker, ls=line, ms=5,
                     capsize=3, label=f"{projection} projections (median, best-worst seed)")
     m = errors.m.sort_values().unique()
-    first = errors[errors.m == m[0]].error.median()
-    ax.plot(m, first * (m / m[0]) ** -0.5, "k:", lw=1, label="Monte-Carlo rate, m^(-1/2)")
+    at = anchor if anchor in m else m[-1]
+    first = errors[(errors.m == at) & (errors.projection == errors.projection.iloc[0])].error.median()
+    ax.plot(m, first * (m / at) ** -0.5, "k:", lw=1, label=f"Monte-Carlo rate, m^(-1/2), through m = {at}")
     if baseline is not None:  # the error of the mean of V for every query, which needs no features
         ax.axhline(baseline, color="grey", ls="--", lw=1.2, label="mean of V for every query (no features)")
     ax.set(xscale="log", yscale="log", xlabel="random features m",
