@@ -616,6 +616,9 @@ def test_flex_verdicts_and_thread_verdict_read_both_outcomes():
     assert "dilated lower" in lines[1] and "overlap" in lines[2]
     split.loc["random 2%", ["skipping, lowest", "skipping, highest"]] = [0.6, 0.8]
     assert "more than a full one" in sa.flex_verdicts(split)[0]
+    assert not any("above 1" in line for line in sa.flex_verdicts(split))
+    split.loc["band", "skipping"] = 1.3  # better than perfect skipping: the load dominates the split
+    assert sa.flex_verdicts(split)[-1].startswith("skipping above 1 for band: better than perfect skipping")
     timing = pd.DataFrame({"n": [1024, 1024], "threads": [2, 1], "measured (median)": [1.2, 1.3],
                            "dense / causal time, counted": [1.33, 1.33],
                            "middle half of the rounds": ["below both", "holds counted"]})
@@ -667,6 +670,7 @@ def test_thread_comparison_reads_both_tables_and_threads_are_restored():
                             for t, ms, s in ((2, 80.0, 2.7), (1, 40.0, 5.0))])
     line, = sa.thread_comparison(bench[bench.threads == 2], bench[bench.threads == 1])
     assert "higher on one thread in every round" in line and "(40 ms on 1 thread, 80 ms on 2)" in line
+    assert "or a change in load" in line  # two separate runs: waiting and load cannot be told apart
     # compiled flex gets its own line; dense SDPA's paired medians say whether more threads were faster
     flex = bench[bench.kernel == "block_sparse"].assign(kernel="flex")
     bench = pd.concat([bench, flex]).assign(dense_ms=[220.0, 200.0, 240.0, 205.0, 230.0, 210.0])
@@ -676,7 +680,9 @@ def test_thread_comparison_reads_both_tables_and_threads_are_restored():
     line, = sa.dense_thread_line(bench[bench.threads == 2], bench[bench.threads == 1])
     assert "200-210 ms on 1 thread, 220-240 ms on 2 threads" in line and "slower on 2 threads than on 1" in line
     bench.loc[bench.threads == 2, "dense_ms"] = 190.0
+    assert "bought dense SDPA nothing" in line  # slower on more threads: the load, not the kernels, is measured
     assert "faster on 2 threads" in sa.dense_thread_line(bench[bench.threads == 2], bench[bench.threads == 1])[0]
+    assert "bought" not in sa.dense_thread_line(bench[bench.threads == 2], bench[bench.threads == 1])[0]
     bench.loc[bench.threads == 2, "dense_ms"] = [190.0, 207.0, 195.0]
     assert "overlap" in sa.dense_thread_line(bench[bench.threads == 2], bench[bench.threads == 1])[0]
     window = pd.DataFrame({"n": [1024, 1024], "threads": [2, 1], "pattern": ["w", "w"], "ideal": [1.6, 1.6],

@@ -1357,7 +1357,10 @@ def thread_comparison(many, one):
     Why the two can differ although each ratio is paired: a paired round cancels a slowdown that hits both kernels
     alike, not one that hits them unequally. Dense SDPA is one long call; the block-sparse kernel is several short
     calls, each split among the threads and each ending only when its last thread does, so on a machine with more
-    runnable processes than cores it waits at every call. On one thread nobody waits: that share is the kernel's own.
+    runnable processes than cores it waits at every call. On one thread no thread waits for another, though that
+    thread still shares the cores with the load. The two tables come from separate runs, minutes apart, so a
+    difference between them is threads waiting or a change in the load between the runs; these lines cannot tell
+    the two apart.
     ``dense_thread_line`` says whether dense SDPA itself ran faster or slower on more threads."""
     names = {"block_sparse": "block-sparse", "flex": "compiled flex"}
 
@@ -1374,10 +1377,10 @@ def thread_comparison(many, one):
     for key in b.index.intersection(a.index):
         m, o = a.loc[key], b.loc[key]
         side = _ranges_apart(m.lowest / m.ideal, m.highest / m.ideal, o.lowest / o.ideal, o.highest / o.ideal)
-        verdict = {"higher": "higher on one thread in every round: waiting for threads, not the kernel's own work, "
-                             "costs the difference",
+        verdict = {"higher": "higher on one thread in every round: threads waiting for one another, or a change in "
+                             "load between the two runs",
                    "lower": "lower on one thread in every round",
-                   None: "the ranges overlap: this run shows no cost of waiting for threads"}[side]
+                   None: "the ranges overlap: no difference between one thread and more this run can see"}[side]
         rounds = [f" ({r.verdict})" if "verdict" in r else "" for r in (o, m)]
         line = (f"{key[1]}, n = {key[2]} (ideal {o.ideal:.2f} x): {names[key[0]]} on 1 thread {o['median']:.2f} x{rounds[0]}, "
                 f"{o.lowest / o.ideal:.2f}-{o.highest / o.ideal:.2f} of ideal; on {int(m.threads)} threads "
@@ -1402,6 +1405,9 @@ def dense_thread_line(many, one):
         verdict = {"higher": f"slower on {t} threads than on 1 in every record",
                    "lower": f"faster on {t} threads than on 1 in every record",
                    None: "the ranges overlap: no difference this run can see"}[side]
+        if side != "lower":
+            verdict += (f": the second thread bought dense SDPA nothing in this run, so the numbers on {t} threads "
+                        "mostly measure the load")
         lines.append(f"dense SDPA, n = {n}: {low_o:.0f}-{high_o:.0f} ms on 1 thread, {low_m:.0f}-{high_m:.0f} ms on "
                      f"{t} threads (medians of the calls paired with each kernel): {verdict}")
     return lines
@@ -1414,8 +1420,9 @@ def flex_skipping(results):
     between patterns larger than that range say something about the mask.
 
     Why the tile speed sits below 1 on a CPU: ``torch.compile`` turns FlexAttention into a C++ template
-    (``torch/_inductor/codegen/cpp_flex_attention_template.py``) whose tiles are computed in its own loops, while
-    SDPA's CPU kernel hands its matrix products to BLAS routines. ``scripts/flex_cpu_tiles.py`` tries other tile
+    (``torch/_inductor/codegen/cpp_flex_attention_template.py``) that computes q·kᵀ in a generated micro-kernel
+    with a register tile of 1 x 16, while p·v goes through ``cpublas::brgemm``, the kind of library routine SDPA's
+    CPU kernel uses for both products. ``scripts/flex_cpu_tiles.py`` tries other tile
     shapes in that template. A partial tile also evaluates the mask function on every pair it holds, which a full
     tile skips; the dilated window, whose gaps leave no tile full, pays that on every tile it keeps."""
     import pandas as pd
@@ -1476,6 +1483,8 @@ def notebook_summary(*, densities, bigbird_draws, bigbird_eval, kernels_agree, r
             + f": {row['dense / causal time, counted']:.2f} vs {row['measured (median)']:.2f}"
             + (f" (middle half of the rounds: {row['middle half of the rounds']})"
                if "middle half of the rounds" in row else "")
+            + (f", but the rounds run {row['lowest']:.2f}-{row['highest']:.2f}, which includes no saving at all"
+               if "lowest" in row and row["lowest"] <= 1.0 else "")
             for _, row in causal_timing.iterrows()) + ".")
     windows = window_timing if window_one is None else pd.concat([window_timing, window_one], ignore_index=True)
     for _, row in windows[windows.pattern == f"sliding window {window}"].iterrows():
@@ -1623,6 +1632,10 @@ def flex_verdicts(flex_split, masked="random 2%", pairs=()):
         verdict = "a range that holds 1: this run cannot say that masking costs flex anything"
     lines = [f"{masked} computes every tile: a partial tile with its mask function cost flex "
              f"{1 / at.loc[masked, 'skipping']:.1f} x a full one (rounds combined {low:.1f}-{high:.1f} x), {verdict}"]
+    beyond = at.index[at.skipping > 1].tolist()
+    if beyond:  # the sparse run cannot cost less than its kept tiles at the dense run's speed per tile
+        lines.append(f"skipping above 1 for {', '.join(beyond)}: better than perfect skipping, which the kernel itself "
+                     "cannot do, so the load, not the mask, dominates this run's split for those patterns")
     for a, b in pairs:
         side = _ranges_apart(at.loc[a, "skipping, lowest"], at.loc[a, "skipping, highest"],
                              at.loc[b, "skipping, lowest"], at.loc[b, "skipping, highest"])
@@ -1663,7 +1676,8 @@ def thread_verdict(causal_timing):
                                or str(many.iloc[0]["middle half of the rounds"]).startswith("holds")):
             return head + ": at this size the kernel saves what the count says, on one thread and on more"
         if not many.empty and many.iloc[0]["measured (median)"] < row["measured (median)"]:
-            return head + ": at this size the kernel saves what the count says; a shortfall on more threads is waiting"
+            return head + (": at this size the kernel saves what the count says; the shortfall on more threads is "
+                           "threads waiting or a change in load between the two runs")
         return head + (": the middle half of the rounds holds the count on one thread, and the run on more threads falls "
                        "short of it by no more than the one-thread median does: this run shows no cost of waiting")
     if middle == "below both":
