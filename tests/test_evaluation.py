@@ -182,6 +182,21 @@ def test_paired_t_matches_scipy_over_three_seeds():
     assert result.p_value == pytest.approx(0.119, abs=0.002)
 
 
+def test_welch_t_matches_scipy_with_unequal_seed_counts():
+    from scipy import stats
+
+    a, b = [0.948, 0.942, 0.953], [0.967, 0.953, 0.975, 0.972, 0.969]  # 3 seeds of one model, 5 of another
+    result = ev.welch_t(a, b, percent=True)
+    reference = stats.ttest_ind(a, b, equal_var=False)
+    assert result.difference == pytest.approx(np.mean(a) - np.mean(b))
+    assert (result.low, result.high) == pytest.approx(tuple(reference.confidence_interval(0.95)))
+    assert result.p_value == pytest.approx(reference.pvalue) and result.n == 8 and "Welch" in result.method
+    # the same numbers paired by seed number would drop two of b's seeds and give another answer
+    assert ev.paired_t(a, b[:3]).p_value != pytest.approx(result.p_value)
+    with pytest.raises(ValueError, match="at least 2 seeds of each"):
+        ev.welch_t([0.9], b)
+
+
 def test_paired_t_with_equal_differences_has_no_spread():
     result = ev.paired_t([0.6, 0.7, 0.8], [0.5, 0.6, 0.7])
     assert (result.low, result.high, result.p_value) == pytest.approx((0.1, 0.1, 0.0))

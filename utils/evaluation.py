@@ -37,7 +37,7 @@ from itertools import product
 
 import numpy as np
 
-__all__ = ["Estimate", "Comparison", "SeedSummary", "wilson", "accuracy", "bootstrap", "mcnemar",
+__all__ = ["Estimate", "Comparison", "SeedSummary", "wilson", "accuracy", "bootstrap", "mcnemar", "welch_t",
            "paired_bootstrap", "over_seeds", "paired_t", "t_interval", "format_value", "format_p", "table"]
 
 N_BOOT = 2000  # bootstrap resamples
@@ -365,6 +365,37 @@ def t_interval(values, confidence: float = 0.95, percent: bool = False, digits: 
     return Estimate(mean, mean - half, mean + half, len(values),
                     f"Student's t over {len(values)} groups ({len(values) - 1} degrees of freedom)", confidence,
                     percent, digits)
+
+
+def welch_t(a, b, confidence: float = 0.95, percent: bool = False, digits: int | None = None) -> Comparison:
+    """A minus B over training runs of two different systems, not paired: one result per seed for each, as
+    many seeds as each has. Use it where seed k of A and seed k of B share nothing (different architectures
+    start from unrelated weights), so pairing by seed number would only drop seeds and add noise.
+
+    The difference is the difference of the means; the interval is Welch's, with the Welch-Satterthwaite
+    degrees of freedom, and the p-value the two-sided Welch test (``scipy.stats.ttest_ind(equal_var=False)``).
+    Like :func:`paired_t` it covers what training again would change, under the assumption that each
+    system's results are roughly normal."""
+    from scipy import stats
+
+    _check_confidence(confidence)
+    a, b = _vector(a, "a"), _vector(b, "b")
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError(f"welch_t needs results from at least 2 seeds of each, got {len(a)} and {len(b)}")
+    mean = float(a.mean() - b.mean())
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    if va + vb == 0:
+        low = high = mean
+        p = 1.0 if mean == 0 else 0.0
+        df = len(a) + len(b) - 2
+    else:
+        df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+        half = float(stats.t.ppf((1 + confidence) / 2, df) * np.sqrt(va + vb))
+        low, high = mean - half, mean + half
+        p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    return Comparison(mean, float(low), float(high), p, float(a.mean()), float(b.mean()), len(a) + len(b),
+                      f"Welch's t-test over {len(a)} and {len(b)} seeds ({df:.1f} degrees of freedom)", confidence,
+                      percent, digits)
 
 
 def paired_t(a, b, confidence: float = 0.95, percent: bool = False, digits: int | None = None) -> Comparison:
