@@ -678,11 +678,17 @@ def test_locality_comparisons_pair_by_seed_and_by_digit():
     some_wrong = np.where(np.arange(len(labels)) < 36, wrong, labels)  # 10% wrong
     runs = pd.DataFrame({"model": ["A", "A", "B", "B", "B"], "seed": [0, 1, 0, 1, 2],
                          "test_predictions": [text(labels), text(labels), text(some_wrong), text(some_wrong), text(labels)]})
+    # different models: every seed of each (B's three), Welch over seeds; B's digits right on 2/3 or 3/3 of its seeds
     table = vit.locality_comparisons(runs, pairs=[("A", "B")])
-    assert table.loc["A minus B", "seeds"] == "0, 1"  # seed 2 of B has no partner
-    assert table.loc["A minus B", "over test digits (paired bootstrap)"].startswith("+10.0 points")
-    assert table.loc["A minus B", "over seeds (paired t)"].startswith("+10.0 points")
-    with pytest.raises(ValueError, match="share 1 seeds"):
+    assert table.loc["A minus B", "seeds"] == "2 and 3"
+    assert table.loc["A minus B", "over test digits (paired bootstrap)"].startswith("+6.7 points")
+    assert table.loc["A minus B", "over seeds"].startswith("+6.7 points") and table.loc["A minus B", "over seeds"].endswith("(Welch t)")
+    # runs that share their start seed by seed: only the seeds both have, paired
+    paired = vit.locality_comparisons(runs, pairs=[("A", "B")], paired_seeds=True)
+    assert paired.loc["A minus B", "seeds"] == "2 and 2"  # seed 2 of B has no partner
+    assert paired.loc["A minus B", "over test digits (paired bootstrap)"].startswith("+10.0 points")
+    assert paired.loc["A minus B", "over seeds"].startswith("+10.0 points") and "(paired t)" in paired.loc["A minus B", "over seeds"]
+    with pytest.raises(ValueError, match="need at least 2 each"):
         vit.locality_comparisons(runs[runs["seed"] != 1], pairs=[("A", "B")])
 
 

@@ -1060,11 +1060,14 @@ def locality_runs(locality, seeds):
 
 
 def locality_comparisons(runs, pairs=(("ViT 1 x 1", "ViT 2 x 2"), ("ViT 1 x 1", "CNN"), ("MLP", "ViT 2 x 2"),
-                                      ("MLP", "CNN"))):
-    """A minus B for each pair of models in `runs` (`locality_runs`), over the seeds both were trained with:
-    "over seeds", `utils.evaluation.paired_t` of the test accuracies paired by seed (what retraining changes), and
-    "over test digits", `utils.evaluation.paired_bootstrap` over the 360 test digits of each digit's share of those
-    seeds that read it right (the same digits for both models; what the sampling of test digits changes).
+                                      ("MLP", "CNN")), paired_seeds=False):
+    """A minus B for each pair of models in `runs` (`locality_runs`), two ways. "over seeds": what retraining
+    changes; by default `utils.evaluation.welch_t` over all the seeds each model has, since seed k of two
+    different architectures shares nothing but its number; with ``paired_seeds=True``, for runs that share their
+    initial weights and batch order seed by seed (the shuffle test's CNN on shuffled and on written digits),
+    `utils.evaluation.paired_t` over the seeds both have. "over test digits": `utils.evaluation.paired_bootstrap`
+    over the 360 test digits of each digit's share of a model's seeds (those used over seeds) that read it right
+    (the same digits for both models; what the sampling of test digits changes, for these trained models).
     A DataFrame with one row per pair, as `utils.evaluation.table` prints it."""
     import pandas as pd
 
@@ -1074,14 +1077,18 @@ def locality_comparisons(runs, pairs=(("ViT 1 x 1", "ViT 2 x 2"), ("ViT 1 x 1", 
     right = {(m, s): seed_predictions(p) == labels for m, s, p in runs[["model", "seed", "test_predictions"]].itertuples(index=False)}
     rows = {}
     for a, b in pairs:
-        common = sorted({s for m, s in right if m == a} & {s for m, s in right if m == b})
-        if len(common) < 2:
-            raise ValueError(f"locality_comparisons: {a} and {b} share {len(common)} seeds; need at least 2")
-        over_seeds = evaluation.paired_t([right[a, s].mean() for s in common], [right[b, s].mean() for s in common],
-                                         percent=True, digits=1)
-        over_digits = evaluation.paired_bootstrap(np.mean([right[a, s] for s in common], 0),
-                                                  np.mean([right[b, s] for s in common], 0), percent=True)
-        rows[f"{a} minus {b}"] = {"seeds": ", ".join(map(str, common)), "over seeds (paired t)": str(over_seeds),
+        seeds = {m: sorted(s for n, s in right if n == m) for m in (a, b)}
+        if paired_seeds:
+            seeds = dict.fromkeys((a, b), sorted(set(seeds[a]) & set(seeds[b])))
+        if min(len(v) for v in seeds.values()) < 2:
+            raise ValueError(f"locality_comparisons: {a} and {b} have seeds {seeds}; need at least 2 each")
+        scores = {m: [right[m, s].mean() for s in seeds[m]] for m in (a, b)}
+        test = evaluation.paired_t if paired_seeds else evaluation.welch_t
+        over_seeds = test(scores[a], scores[b], percent=True, digits=1)
+        over_digits = evaluation.paired_bootstrap(np.mean([right[a, s] for s in seeds[a]], 0),
+                                                  np.mean([right[b, s] for s in seeds[b]], 0), percent=True)
+        rows[f"{a} minus {b}"] = {"seeds": f"{len(seeds[a])} and {len(seeds[b])}",
+                                  "over seeds": f"{over_seeds} ({'paired t' if paired_seeds else 'Welch t'})",
                                   "over test digits (paired bootstrap)": str(over_digits)}
     return pd.DataFrame(rows).T
 
