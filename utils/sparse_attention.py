@@ -1331,9 +1331,9 @@ def share_trend(timing, pattern):
     costs whatever its size (setting it up, its threads waiting for one another or for a core that other work
     holds) stays fixed. What grows with the work: each kept tile costs more than causal SDPA pays for the same
     pairs, because a call is a stack of short problems (128 queries against at most 640 keys), partial tiles carry
-    a float mask, and every output tile is copied into place. A share that climbs on several threads but stays
-    level on one says that the fixed price is threads waiting, and that the kernel's own work costs the same
-    fraction of the ideal at every length."""
+    a float mask, and every output tile is copied into place. A share that climbs on several threads while its
+    ranges on one thread overlap is consistent with a fixed price of threads waiting (or a load that changed between
+    the runs); overlapping ranges show no change this run can see, not that the share is level."""
     rows = timing[timing.pattern == pattern].sort_values("n")
     if len(rows) < 2:
         raise ValueError(f"share_trend needs {pattern!r} at two lengths or more, got {len(rows)}")
