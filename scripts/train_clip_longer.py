@@ -12,7 +12,9 @@ and its twin in the same batch, CLIP with an order-blind text encoder, and SigLI
 starting at the paper's -10 or at -log N (N the batch size), and the CLIP architecture trained with
 SigLIP's sigmoid loss (scale 10 and bias -10 at the start, as SigLIP's), so that the loss can be
 compared without the architecture. A seed sets the initial weights and
-the order of the batches; the pictures are the same for every seed. --shift chooses which
+the order of the batches, but it does not fix the run: most runs repeated with the same command
+left their earlier loss curves early in training, so a rerun of one seed is another draw.
+The pictures are the same for every seed. --shift chooses which
 compositions are held out of training (utils.clip.held_out_split; 0 is the notebook's split), and
 the record of a shift other than 0 goes to data/clip_runs_shift<k>.json unless --out says otherwise.
 
