@@ -60,7 +60,8 @@ def test_corpus_as_shipped(heldout):
 def test_corpus_stays_small():
     size = sum(f.stat().st_size for f in speech.corpus_dir().rglob("*") if f.is_file())
     # About seven tenths of the course's 30 MiB data budget (utils.data.BUDGET_MIB): two recognisers, the test
-    # split, and the pre-training experiment's records over three seeds (about 0.6 MiB).
+    # split, the fresh test split (about 0.7 MiB) and the pre-training experiment's records over three seeds
+    # (about 0.6 MiB).
     assert size < 21 * 2**20
 
 
@@ -371,6 +372,20 @@ def test_open_vocabulary_test_split_as_shipped():
     training = set(voices.loc[voices["split"] != "test", "fingerprint"])
     assert not used & heard and not used & training
 
+
+
+def test_fresh_test_split_as_shipped():
+    """The fresh test split: new book sentences of the test passages, by voices of variants no split spoke."""
+    fresh = speech.read_transcripts(speech.corpus_dir() / "fresh_test")
+    assert len(fresh) == 32 and set(fresh["kind"]) == {"book"} and fresh["text"].is_unique
+    assert set(fresh["text"]) <= set(speech.book_sentences()["test"])
+    assert not set(fresh["text"]) & set(speech.read_transcripts(TEST_DIR)["text"])
+    voices = pd.read_csv(speech.corpus_dir() / "voices.csv")
+    assert set(voices.set_index("voice").loc[fresh["voice"].unique(), "split"]) == {"unused"}
+    variants = set(fresh["voice"].str.partition("+")[2])
+    spoken = voices[(voices["split"] != "unused") & ~voices["voice"].str.startswith("en-gb+")]
+    assert not variants & set(spoken["voice"].str.partition("+")[2])
+    assert fresh["voice"].nunique() == voices.set_index("voice").loc[fresh["voice"].unique(), "fingerprint"].nunique() == 16
 
 def test_error_rates_pool_like_jiwer():
     refs = ["THE CAT SAT", "A DOG", "WE ARE GLAD TO WELCOME"]
