@@ -198,8 +198,7 @@ VARIANTS = ["", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3"
             "linda", "steph", "paul", "robert", "john", "max", "michel", "Lee", "ed", "edward",
             "quincy", "aunty", "grandpa", "shelby", "travis", "victor", "zac", "norbert",
             "belinda", "benjamin", "caleb"]
-SPEEDS = {"train": [120, 130, 150, 170, 190, 200], "validation": [135, 185],
-          "test": [140, 160, 180]}
+SPEEDS = speech_utils.OPEN_SPEEDS  # words a minute of each split
 VARIANT_SHARES = {"test": 8, "validation": 6}  # variants per split; the rest train
 VOICES_PER_SPLIT = {"test": 8, "validation": 8}
 

@@ -583,6 +583,29 @@ def test_compare_cer_pairs_the_same_utterances():
     assert math.isclose(result.difference, (4 - 1) / 8) and math.isclose(result.a, 4 / 8)
     with pytest.raises(ValueError, match="same utterances"):
         speech.compare_cer(a, b.iloc[::-1])
+    words = a.assign(words=[2, 1, 2, 1], word_errors=[1, 1, 1, 0])
+    by_words = speech.compare_cer(words, words.assign(word_errors=[0, 1, 0, 0]), rate="wer")
+    assert math.isclose(by_words.difference, (3 - 1) / 6) and math.isclose(by_words.b, 1 / 6)
+    with pytest.raises(ValueError, match="rate"):
+        speech.compare_cer(a, b, rate="per")
+
+
+def test_system_scores_splits_a_record_by_system_and_voice_t_averages_voices(tmp_path):
+    import json
+    rows = [{"system": s, "path": p, "voice": v, "text": "A B", "heard": "A", "chars": 3, "words": 2,
+             "char_errors": e, "word_errors": 1}
+            for s, errs in (("one", (0, 3, 1, 2)), ("two", (1, 1, 1, 1)))
+            for p, v, e in zip("abcd", "xxyy", errs)]
+    path = tmp_path / "scores.json"
+    path.write_text(json.dumps({"systems": ["one", "two"], "utterances": rows}))
+    record, tables = speech.system_scores(path)
+    assert list(tables) == ["one", "two"] and list(tables["one"]["path"]) == list("abcd")
+    assert "system" not in tables["two"].columns
+    t = speech.voice_t(tables["one"], percent=False)
+    assert t.value == pytest.approx(0.5) and t.n == 2  # voices x: 3/6, y: 3/6
+    path.write_text(json.dumps({"systems": ["one", "two"], "utterances": rows[:-1]}))
+    with pytest.raises(ValueError, match="same utterances"):
+        speech.system_scores(path)
 
 
 def test_book_sample_reproduces_the_shipped_test_sentences():
@@ -681,6 +704,8 @@ def test_pretraining_experiment_pairs_seeds_on_the_shipped_records():
                   ["test"]["book"]["all"][0]["cer"] for s in (0, 1, 2)] for arm in ("pretrained", "scratch")}
     expected = sum(a - b for a, b in zip(book["pretrained"], book["scratch"])) / 3
     assert result["paired_t"].difference == pytest.approx(expected)
+    assert result["welch_t"].difference == pytest.approx(expected)  # the same difference of means, unpaired
+    assert result["welch_t"].p_value != pytest.approx(result["paired_t"].p_value)
     assert result["over_seeds"]["scratch"].values == pytest.approx(book["scratch"])
 
 
