@@ -46,6 +46,19 @@ def language_model_text(corpus_dir: Path) -> list[str]:
     return book + grammar
 
 
+def lm_pipeline(greedy, arpa, alpha, beta, beam_width):
+    """The greedy pipeline's model inside a pipeline that decodes with pyctcdecode's beam search and the
+    kenlm model at `arpa` (language-model weight `alpha`, word bonus `beta`)."""
+    from pyctcdecode import build_ctcdecoder
+    from transformers import pipeline
+
+    labels = [t for t, _ in sorted(greedy.tokenizer.get_vocab().items(), key=lambda item: item[1])]
+    decoder = build_ctcdecoder(labels, kenlm_model_path=str(arpa), alpha=alpha, beta=beta)
+    return pipeline("automatic-speech-recognition", model=greedy.model, tokenizer=greedy.tokenizer,
+                    feature_extractor=greedy.feature_extractor, decoder=decoder, device="cpu",
+                    decoder_kwargs={"beam_width": beam_width})
+
+
 def scores_with(asr, dataset):
     table = speech.score_utterances(asr, dataset)
     return {kind: speech.error_rates(part, groups="voice").round(4).reset_index().to_dict("records")[0]
@@ -62,7 +75,7 @@ def main(argv=None):
     parser.add_argument("--betas", type=float, nargs="+", default=[0.0, 1.0, 2.0])
     args = parser.parse_args(argv)
     try:
-        from pyctcdecode import build_ctcdecoder
+        import pyctcdecode  # noqa: F401
         import kenlm  # noqa: F401
     except ImportError as error:
         raise SystemExit(f"{error}: pip install pyctcdecode==0.5.0 kenlm==0.3.0") from None
@@ -75,17 +88,13 @@ def main(argv=None):
     test = speech.load_corpus(root=speech.corpus_dir() / "test")
     text = language_model_text(args.corpus_dir)
     greedy = pipeline("automatic-speech-recognition", model=str(args.model), device="cpu")
-    labels = [t for t, _ in sorted(greedy.tokenizer.get_vocab().items(), key=lambda item: item[1])]
 
     with tempfile.TemporaryDirectory() as folder:
         arpa = speech.write_arpa(text, Path(folder) / "words.arpa", order=args.order)
         start = time.perf_counter()
 
         def with_lm(alpha, beta):
-            decoder = build_ctcdecoder(labels, kenlm_model_path=str(arpa), alpha=alpha, beta=beta)
-            return pipeline("automatic-speech-recognition", model=greedy.model, tokenizer=greedy.tokenizer,
-                            feature_extractor=greedy.feature_extractor, decoder=decoder, device="cpu",
-                            decoder_kwargs={"beam_width": args.beam_width})
+            return lm_pipeline(greedy, arpa, alpha, beta, args.beam_width)
 
         grid = []
         for alpha, beta in itertools.product(args.alphas, args.betas):

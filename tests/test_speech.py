@@ -60,7 +60,8 @@ def test_corpus_as_shipped(heldout):
 def test_corpus_stays_small():
     size = sum(f.stat().st_size for f in speech.corpus_dir().rglob("*") if f.is_file())
     # About seven tenths of the course's 30 MiB data budget (utils.data.BUDGET_MIB): two recognisers, the test
-    # split, and the pre-training experiment's records over three seeds (about 0.6 MiB).
+    # split, the fresh test split (about 0.7 MiB) and the pre-training experiment's records over three seeds
+    # (about 0.6 MiB).
     assert size < 21 * 2**20
 
 
@@ -372,6 +373,20 @@ def test_open_vocabulary_test_split_as_shipped():
     assert not used & heard and not used & training
 
 
+
+def test_fresh_test_split_as_shipped():
+    """The fresh test split: new book sentences of the test passages, by voices of variants no split spoke."""
+    fresh = speech.read_transcripts(speech.corpus_dir() / "fresh_test")
+    assert len(fresh) == 32 and set(fresh["kind"]) == {"book"} and fresh["text"].is_unique
+    assert set(fresh["text"]) <= set(speech.book_sentences()["test"])
+    assert not set(fresh["text"]) & set(speech.read_transcripts(TEST_DIR)["text"])
+    voices = pd.read_csv(speech.corpus_dir() / "voices.csv")
+    assert set(voices.set_index("voice").loc[fresh["voice"].unique(), "split"]) == {"unused"}
+    variants = set(fresh["voice"].str.partition("+")[2])
+    spoken = voices[(voices["split"] != "unused") & ~voices["voice"].str.startswith("en-gb+")]
+    assert not variants & set(spoken["voice"].str.partition("+")[2])
+    assert fresh["voice"].nunique() == voices.set_index("voice").loc[fresh["voice"].unique(), "fingerprint"].nunique() == 16
+
 def test_error_rates_pool_like_jiwer():
     refs = ["THE CAT SAT", "A DOG", "WE ARE GLAD TO WELCOME"]
     hyps = ["THE CAT SAT", "A DOGS", "WE GLAD TO WELCOME HIM"]
@@ -568,6 +583,29 @@ def test_compare_cer_pairs_the_same_utterances():
     assert math.isclose(result.difference, (4 - 1) / 8) and math.isclose(result.a, 4 / 8)
     with pytest.raises(ValueError, match="same utterances"):
         speech.compare_cer(a, b.iloc[::-1])
+    words = a.assign(words=[2, 1, 2, 1], word_errors=[1, 1, 1, 0])
+    by_words = speech.compare_cer(words, words.assign(word_errors=[0, 1, 0, 0]), rate="wer")
+    assert math.isclose(by_words.difference, (3 - 1) / 6) and math.isclose(by_words.b, 1 / 6)
+    with pytest.raises(ValueError, match="rate"):
+        speech.compare_cer(a, b, rate="per")
+
+
+def test_system_scores_splits_a_record_by_system_and_voice_t_averages_voices(tmp_path):
+    import json
+    rows = [{"system": s, "path": p, "voice": v, "text": "A B", "heard": "A", "chars": 3, "words": 2,
+             "char_errors": e, "word_errors": 1}
+            for s, errs in (("one", (0, 3, 1, 2)), ("two", (1, 1, 1, 1)))
+            for p, v, e in zip("abcd", "xxyy", errs)]
+    path = tmp_path / "scores.json"
+    path.write_text(json.dumps({"systems": ["one", "two"], "utterances": rows}))
+    record, tables = speech.system_scores(path)
+    assert list(tables) == ["one", "two"] and list(tables["one"]["path"]) == list("abcd")
+    assert "system" not in tables["two"].columns
+    t = speech.voice_t(tables["one"], percent=False)
+    assert t.value == pytest.approx(0.5) and t.n == 2  # voices x: 3/6, y: 3/6
+    path.write_text(json.dumps({"systems": ["one", "two"], "utterances": rows[:-1]}))
+    with pytest.raises(ValueError, match="same utterances"):
+        speech.system_scores(path)
 
 
 def test_book_sample_reproduces_the_shipped_test_sentences():
@@ -666,6 +704,8 @@ def test_pretraining_experiment_pairs_seeds_on_the_shipped_records():
                   ["test"]["book"]["all"][0]["cer"] for s in (0, 1, 2)] for arm in ("pretrained", "scratch")}
     expected = sum(a - b for a, b in zip(book["pretrained"], book["scratch"])) / 3
     assert result["paired_t"].difference == pytest.approx(expected)
+    assert result["welch_t"].difference == pytest.approx(expected)  # the same difference of means, unpaired
+    assert result["welch_t"].p_value != pytest.approx(result["paired_t"].p_value)
     assert result["over_seeds"]["scratch"].values == pytest.approx(book["scratch"])
 
 

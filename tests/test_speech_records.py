@@ -46,7 +46,8 @@ def test_records_are_found():
     assert {"open_model/metrics.json", "open_model/init_metrics.json", "open_model/lm_metrics.json",
             "pretraining/pretraining.json", "pretraining/tenth_pretrained.json",
             "pretraining/tenth_scratch.json", "open_model/voice_swap.json",
-            "pretraining/tenth_pretrained_seed1.json", "pretraining/tenth_scratch_seed2.json"} <= names
+            "pretraining/tenth_pretrained_seed1.json", "pretraining/tenth_scratch_seed2.json",
+            "fresh_test/scores.json"} <= names
 
 
 @pytest.mark.parametrize("record", RECORDS, ids=lambda p: p.relative_to(ROOT).as_posix())

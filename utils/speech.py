@@ -44,7 +44,8 @@ __all__ = [
     "ctc_segments", "ctc_words", "plot_ctc_alignment", "transcribe", "pretraining_config", "pretraining_losses",
     "ALPHABET", "normalise_text", "book_sentences", "score_utterances", "error_rates", "near_misses",
     "ctc_forward", "blank_positions", "frame_string", "group_spread_test", "compare_cer", "voice_swap_table",
-    "librispeech_sample", "print_test_split", "print_mask", "ctc_log_probs",
+    "librispeech_sample", "print_test_split", "print_mask", "ctc_log_probs", "OPEN_SPEEDS", "system_scores",
+    "voice_t",
 ]
 
 SAMPLING_RATE = 16_000
@@ -54,6 +55,8 @@ BOOK_SENTENCE = (
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ' "  # what the open-vocabulary corpus spells with
 COLUMNS = ["path", "text", "split", "voice", "speed", "pitch", "seconds"]
 CHECKPOINT_DIR = "model"  # the shipped recogniser, inside data/speech
+# words a minute of each split of the open-vocabulary corpus (scripts/make_speech_corpus.py speaks them)
+OPEN_SPEEDS = {"train": [120, 130, 150, 170, 190, 200], "validation": [135, 185], "test": [140, 160, 180]}
 
 
 def corpus_dir():
@@ -985,21 +988,48 @@ def voice_swap_table(utterances, rate="cer", n_boot=1000, seed=0):
     return table, rates
 
 
-def compare_cer(scores_a, scores_b, groups="voice", n_boot=2000, seed=0):
+def compare_cer(scores_a, scores_b, groups="voice", n_boot=2000, seed=0, rate="cer"):
     """System A's pooled CER minus system B's on the same utterances, paired over `groups`.
 
     Both tables come from `score_utterances` on the same dataset (same texts, same order). Returns
     `utils.evaluation.paired_bootstrap`'s Comparison: the difference, a paired interval that
     resamples whole groups once for both systems, and the sign-flip test's p-value over the groups.
+    `rate="wer"` compares the pooled word error rates instead.
     """
     from .evaluation import paired_bootstrap
 
+    if rate not in ("cer", "wer"):
+        raise ValueError(f"compare_cer: rate must be 'cer' or 'wer', got {rate!r}")
     if len(scores_a) != len(scores_b) or list(scores_a["text"]) != list(scores_b["text"]):
         raise ValueError("compare_cer: the two tables must score the same utterances in the same order")
-    return paired_bootstrap(scores_a["char_errors"].to_numpy(float), scores_b["char_errors"].to_numpy(float),
-                            weights=scores_a["chars"].to_numpy(float),
+    errors, length = ("char_errors", "chars") if rate == "cer" else ("word_errors", "words")
+    return paired_bootstrap(scores_a[errors].to_numpy(float), scores_b[errors].to_numpy(float),
+                            weights=scores_a[length].to_numpy(float),
                             groups=None if groups is None else scores_a[groups].to_numpy(),
                             n_boot=n_boot, seed=seed, percent=True)
+
+
+def system_scores(path):
+    """A record of several systems scored on one split (`scripts/speech_fresh_test.py`'s `scores.json`).
+
+    Returns (record, {system: its `score_utterances`-like table}), the systems in the record's order,
+    each table in the split's order, so that `compare_cer` can pair any two of them.
+    """
+    record = json.loads(Path(path).read_text())
+    table = pd.DataFrame(record["utterances"])
+    tables = {name: table[table["system"] == name].drop(columns="system").reset_index(drop=True)
+              for name in record["systems"]}
+    if len({tuple(t["path"]) for t in tables.values()}) != 1:
+        raise ValueError(f"system_scores: the systems of {Path(path).name} did not score the same utterances")
+    return record, tables
+
+
+def voice_t(scores, percent=True):
+    """Student's t interval over the voices' pooled CERs (`utils.evaluation.t_interval`): with few voices
+    it pays for estimating their spread, where a bootstrap over the voices comes out too narrow."""
+    from .evaluation import t_interval
+
+    return t_interval(error_rates(scores, "voice").cer, percent=percent)
 
 
 def pretraining_experiment(test_table, directory=None):
@@ -1015,9 +1045,11 @@ def pretraining_experiment(test_table, directory=None):
     - `over_seeds`: {arm: `evaluation.over_seeds` of the book test CER};
     - `paired_t`: book test CER, pretrained minus scratch, paired by seed (same seed, same data order
       and augmentation), Student's t over seeds: what training again would change;
+    - `welch_t`: the same difference unpaired (Welch's t), for a pairing that may buy nothing: a seed
+      draws every weight of the scratch arm but only the new output layer of the pretrained one;
     - `voices_ahead`: per seed, on how many test voices the pretrained arm's book CER is the lower.
     """
-    from .evaluation import over_seeds, paired_t
+    from .evaluation import over_seeds, paired_t, welch_t
 
     directory = Path(directory) if directory is not None else corpus_dir() / "pretraining"
     pre = json.loads((directory / "pretraining.json").read_text())
@@ -1048,6 +1080,7 @@ def pretraining_experiment(test_table, directory=None):
     return {"pretraining": pre, "runs": runs, "seeds": seeds, "per_seed": per_seed,
             "over_seeds": {arm: over_seeds(book[arm], percent=True) for arm in runs},
             "paired_t": paired_t(book["pretrained"], book["scratch"], percent=True),
+            "welch_t": welch_t(book["pretrained"], book["scratch"], percent=True),
             "voices_ahead": ahead, "test_voices": len(book_voices)}
 
 
