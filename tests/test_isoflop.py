@@ -152,7 +152,7 @@ def test_single_rate_allocations_recover_an_exponent():
 
 def test_shipped_isoflop_seed_records_repeat_the_smallest_budget():
     runs0, _, meta0 = iso.load_records()
-    folders = sorted(utils.data_path("isoflop_seeds").glob("seed*"))
+    folders = sorted(utils.data_path("isoflop_seeds").glob("seed?"))  # seed1, seed2 (seedK_large, seedK_lower: a test below)
     assert folders
     for folder in folders:
         runs, curves, meta = iso.load_records(folder)
@@ -233,3 +233,49 @@ def test_one_fixed_step_run_trains_again_to_its_record():
                              seed=0, threads=1, **{k: cfg[k] for k in ("batch_size", "block_size", "val_fraction",
                                                                        "val_windows")})
     assert again["steps"] == row.steps and abs(again["test_loss"] - row.test_loss) < 0.02
+
+
+def test_local_slopes_and_repetition_table_on_the_shipped_records():
+    table = pd.DataFrame({"budget": [1e10, 1e11, 1e12], "n_opt": [1e3, 10 ** 3.5, 10 ** 4.3]})
+    assert iso.local_slopes(table) == pytest.approx([0.5, 0.8])
+    runs, curves, _ = iso.load_records()
+    chosen = runs[runs.chosen]
+    rep = iso.repetition_table(chosen, curves)
+    assert len(rep) == len(chosen) and rep.epochs.is_monotonic_increasing
+    assert np.allclose(rep.repeated, 1 - (1 - np.exp(-rep.epochs)) / rep.epochs)
+    assert (rep.repeated > 0).all() and (rep.repeated < rep.epochs).all()
+    assert np.allclose(rep["train - test"], rep.train - rep.test)
+
+
+def test_load_seed_records_refuses_a_run_recorded_twice():
+    with pytest.raises(ValueError, match="repeated runs"):
+        iso.load_seed_records(["isoflop", "isoflop"])
+
+
+def test_seed_records_give_every_budget_three_seeds_chosen_on_validation():
+    runs, commands = iso.load_seed_records()
+    assert len(commands) == len(iso.SEED_RECORDS) and all(c.startswith("python scripts/isoflop_sweep.py") for c in commands)
+    for folder in iso.SEED_RECORDS:  # a record made with --runs holds exactly the runs its command lists
+        r, _, meta = iso.load_records(utils.data_path(folder))
+        if "runs" in meta["config"]:
+            listed = {(float(b), n, float(lr)) for b, n, lr in (x.split(":") for x in meta["config"]["runs"])}
+            assert listed == set(zip(r.budget, r.name, r.lr)) and " ".join(meta["config"]["runs"]) in meta["command"]
+    assert sorted(runs.seed.unique()) == [0, 1, 2]
+    assert ((runs.flops_counted / runs.budget - 1).abs() <= 0.5 / runs.steps + 1e-9).all()
+    for (seed, budget), g in runs.groupby(["seed", "budget"]):
+        assert sorted(g.name.unique()) == sorted(f"L{s[0]}-d{s[1]}" for s in iso.shapes_for_budget(budget))
+        assert (g.groupby("name").chosen.sum() == 1).all()
+        assert (g.groupby("name").size() >= 2).all()  # every size of every seed chose among at least two rates
+    best = runs.loc[runs.groupby(["seed", "budget", "name"]).val_loss.idxmin()]
+    assert set(best.index) == set(runs[runs.chosen].index)  # chosen on validation, never on test
+    # what notebook 01 reads off these records
+    wide = runs[runs.seed == 0]
+    assert wide.at_end.sum() == 0 and (wide.groupby(["budget", "name"]).size() >= 3).all()
+    by_seed, a = iso.seed_allocations(runs)
+    _, a_fixed = iso.seed_allocations(runs, rates_from=0)
+    n_opt = by_seed[[c for c in by_seed if c.startswith("N_opt")]].to_numpy(float)
+    assert by_seed.interior.all() and (np.diff(n_opt, axis=1) > 0).all()  # interior valleys, moving up with C
+    slopes = np.diff(np.log(n_opt), axis=1) / np.diff(np.log([1e10, 3e10, 1e11]))
+    assert (slopes[:, 1] > slopes[:, 0]).all()  # every seed steepens between the two larger budgets
+    assert 0.49 < a.low < 0.534 and a.high < 0.75  # above Hoffmann's 0.49, inside their 0.462-0.534, below the frontier's
+    assert a_fixed.high - a_fixed.low > a.high - a.low

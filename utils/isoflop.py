@@ -17,7 +17,8 @@ from . import scaling as sc
 __all__ = ["SHAPES", "ISOFLOP", "steps_for_budget", "shapes_for_budget", "train_run", "run_budget",
            "fit_valley", "fit_allocation", "valleys", "fit_loss_law", "LAW_STARTS", "bootstrap_allocation", "frontier_exponent", "frontier_sensitivity",
            "gap_at_compute", "fixed_step_exponents", "design_table", "FIXED_STEP", "run_fixed_steps", "load_fixed_step_records",
-           "load_records", "plot_isoflop_runs"]
+           "load_records", "plot_isoflop_runs", "SEED_RECORDS", "load_seed_records", "seed_allocations",
+           "local_slopes", "repetition_table"]
 
 # (n_layer, d_model, n_head): two layers, widths about a factor 1.3-1.5 apart in d (about 2x in N)
 SHAPES = [(2, 4, 1), (2, 6, 2), (2, 8, 2), (2, 12, 2), (2, 16, 2), (2, 24, 2), (2, 32, 4), (2, 48, 4),
@@ -476,6 +477,86 @@ def load_records(folder=None):
     curves = pd.read_csv(folder / "curves.csv")
     meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
     return runs, curves, meta
+
+
+# the folders that hold iso-FLOP runs, each written by scripts/isoflop_sweep.py with its command in meta.json:
+# data/isoflop (seed 0, every budget, the grid of ISOFLOP); data/isoflop_lr_ends/seed0 and seed0_below (seed 0:
+# a rate a factor 3 beyond the grid for each size whose chosen rate sat at an end, then once more where the new
+# rate won); data/isoflop_seeds/seedK (seed K at 1e10, the grid of ISOFLOP), seedK_large (seed K at 3e10 and 1e11:
+# each size at the rate seed 0 chose) and seedK_lower (the same sizes at the next rate below it). Every run is
+# seeded on its own, so runs of one seed from different folders are those one sweep over their union would make.
+SEED_RECORDS = ["isoflop", "isoflop_lr_ends/seed0", "isoflop_lr_ends/seed0_below",
+                "isoflop_seeds/seed1", "isoflop_seeds/seed1_large", "isoflop_seeds/seed1_lower",
+                "isoflop_seeds/seed2", "isoflop_seeds/seed2_large", "isoflop_seeds/seed2_lower"]
+
+
+def load_seed_records(folders=None):
+    """(runs, commands): the iso-FLOP runs of every folder of `folders` (default SEED_RECORDS, relative to
+    data/) in one table with a `seed` column (from each record's meta.json), `chosen` recomputed over
+    the union of the rates each (seed, budget, size) was run at (lowest validation loss), `at_end` (the
+    chosen rate is the lowest or the highest tried for that size), and the command that wrote each folder.
+    Raises if a (seed, budget, size, rate) appears twice."""
+    from .core import data_path
+
+    tables, commands = [], []
+    for folder in folders or SEED_RECORDS:
+        runs, _, meta = load_records(data_path(folder))
+        tables.append(runs.drop(columns="chosen").assign(seed=int(meta["config"]["seed"])))
+        commands.append(meta["command"])
+    runs = pd.concat(tables, ignore_index=True)
+    key = ["seed", "budget", "name", "lr"]
+    if runs.duplicated(key).any():
+        raise ValueError(f"load_seed_records: repeated runs {runs[runs.duplicated(key)][key].values.tolist()}")
+    size = runs.groupby(["seed", "budget", "name"])
+    runs["chosen"] = runs.val_loss == size.val_loss.transform("min")
+    runs["at_end"] = runs.chosen & (size.lr.transform("size") > 1) & (
+        (runs.lr == size.lr.transform("min")) | (runs.lr == size.lr.transform("max")))
+    return runs.sort_values(key, ignore_index=True), commands
+
+
+def seed_allocations(runs, rates_from=None, n_col="non_embedding", loss_col="test_loss"):
+    """One row per seed of `load_seed_records`'s runs: the valley N_opt of each budget, whether every valley
+    is interior, and a of N_opt ~ C^a through that seed's valleys; then `utils.evaluation.t_interval` of a
+    over the seeds (what a rerun with another seed moves). rates_from=None: each seed the rate it chose on its
+    own validation windows; a seed number: every seed at the (budget, size, rate) that seed chose."""
+    from .evaluation import t_interval
+
+    key = ["budget", "name", "lr"]
+    if rates_from is None:
+        picked = runs[runs.chosen]
+    else:
+        rates = runs[(runs.seed == rates_from) & runs.chosen][key]
+        picked = runs.merge(rates, on=key)
+        missing = len(rates) * runs.seed.nunique() - len(picked)
+        if missing:
+            raise ValueError(f"seed_allocations: {missing} runs at seed {rates_from}'s rates are missing")
+    rows = {}
+    for seed, g in picked.groupby("seed"):
+        table = valleys(g, n_col, loss_col)
+        rows[seed] = {**{f"N_opt {c:.0e}": n for c, n in zip(table.budget, table.n_opt)},
+                      "interior": bool(table.interior.all()), "a": fit_allocation(table.budget, table.n_opt)[0]}
+    out = pd.DataFrame(rows).T.rename_axis("seed")
+    out = out.astype({c: float for c in out.columns if c != "interior"})
+    return out, t_interval(out.a)
+
+
+def local_slopes(table):
+    """The slope of log N_opt against log C between consecutive valleys of `valleys` (one fewer than budgets)."""
+    t = table.sort_values("budget")
+    return np.diff(np.log(t.n_opt.to_numpy(float))) / np.diff(np.log(t.budget.to_numpy(float)))
+
+
+def repetition_table(chosen, curves, last=3):
+    """Epochs and repetition of each chosen iso-FLOP run, with its training loss against its test loss:
+    `epochs` (draws x window / training text), `repeated` (expected share of draws that repeat an earlier
+    window, 1 - (1 - e^-e) / e for draws with replacement), `train` (mean training-batch loss over the run's
+    last `last` evaluations in `curves`, one batch each), `test` and train - test. Sorted by epochs."""
+    tail = curves.sort_values("step").groupby(["budget", "name", "lr"]).train_loss.apply(lambda s: s.iloc[-last:].mean())
+    out = chosen.set_index(["budget", "name", "lr"])[["epochs", "test_loss"]].join(tail.rename("train"))
+    out["repeated"] = 1 - (1 - np.exp(-out.epochs)) / out.epochs
+    out["train - test"] = out.train - out.test_loss
+    return out.rename(columns={"test_loss": "test"})[["epochs", "repeated", "train", "test", "train - test"]] \
+        .reset_index(level="lr", drop=True).sort_values("epochs")
 
 
 def plot_isoflop_runs(chosen, fits, *, n_col="non_embedding", loss_col="test_loss", save=None):
