@@ -1,6 +1,7 @@
 """Notebook 04's locality controls: a ViT with 1 x 1 patches and an MLP of the same size, over seeds.
 
     python scripts/vit_digits_locality.py --out data/vit_digits/locality.csv
+    python scripts/vit_digits_locality.py --part shuffled --out data/vit_digits/locality_shuffled.csv
     python scripts/vit_digits_locality.py --vit-seeds 0 --mlp-seeds 0 1 --out /tmp/try.csv   # a quick try
 
 Same data as `scripts/vit_digits_seeds.py`: all 1,149 training digits of `load_digits_dataset(validation_size=0.2)`,
@@ -18,7 +19,15 @@ no shift, the 288 validation digits and the 360 test digits, and its training co
 - `reference`: the 2 x 2 ViT's chosen setting with seed 0 for 500 steps only, the run that exercise 2 of the
   notebook compares its own 500-step run with.
 
-`seeds` and `reference` rows keep the validation accuracy and the prediction for every test digit, so that the
+`--part shuffled` writes a fifth part instead of the four above:
+
+- `shuffled`: the 2 x 2 ViT's chosen setting, unchanged, on the digits with their 64 pixels shuffled by the fixed
+  permutation of `scripts/vit_digits_shuffle.py` (`numpy.random.default_rng(0).permutation(64)`, the same for the
+  training, validation and test digits), with the seed study's seeds 0-4 (`--shuffled-seeds`). Seed k starts from
+  the same initial weights and reads the batches in the same order as seed k of `vit_digits_seeds.py seeds` on all
+  training digits, so the two can be paired seed by seed: only the pixels inside each 2 x 2 patch differ.
+
+`seeds`, `reference` and `shuffled` rows keep the validation accuracy and the prediction for every test digit, so that the
 notebook can compare them with the seeds records of `vit_digits_seeds.py` digit by digit and seed by seed.
 """
 import argparse
@@ -27,6 +36,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -40,12 +50,16 @@ from vit_digits_seeds import chosen, fit  # noqa: E402  (the seed study's traini
 
 MLP_GRID = vit.SEED_GRIDS["CNN"]  # learning rate x steps, the grid the CNN was tuned on
 REFERENCE_STEPS = 500
+PERMUTATION_SEED = 0  # the shuffle of scripts/vit_digits_shuffle.py
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vit-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--mlp-seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--shuffled-seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--part", choices=["controls", "shuffled"], default="controls",
+                        help="controls: the MLP, the 1 x 1 ViT and the reference; shuffled: the 2 x 2 ViT on shuffled pixels")
     parser.add_argument("--tuning", default=str(ROOT / "data/vit_digits/tuning_vit.csv"))
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
@@ -54,7 +68,12 @@ def main(argv=None):
 
     digits = vit.load_digits_dataset(validation_size=0.2, seed=0)
     processor = vit.digits_processor()
-    train_data, validation, test = (vit.prepare(digits[name], processor) for name in ("train", "validation", "test"))
+    if args.part == "shuffled":
+        permutation = np.random.default_rng(PERMUTATION_SEED).permutation(64)
+        train_data, validation, test = (vit.prepare_grey_levels(X[:, permutation], y, processor) for X, y in
+                                        (vit.digits_arrays(digits[name]) for name in ("train", "validation", "test")))
+    else:
+        train_data, validation, test = (vit.prepare(digits[name], processor) for name in ("train", "validation", "test"))
     val_labels = validation[:]["labels"].numpy()
     rows = []
 
@@ -70,13 +89,19 @@ def main(argv=None):
         print({k: v for k, v in row.items() if k != "test_predictions"}, flush=True)
         return row
 
+    vit_setting = chosen(pd.read_csv(args.tuning), "ViT")
+    if args.part == "shuffled":
+        for seed in args.shuffled_seeds:
+            run("shuffled", "ViT 2 x 2, pixels shuffled", "ViT", vit_setting, seed)
+        vit.write_records(rows, args.out)
+        return
+
     grid = [dict(zip(MLP_GRID, values)) for values in itertools.product(*MLP_GRID.values())]
     tuned = [run("tune", "MLP", "MLP", setting, 0, keep_test=False) for setting in grid]
     best = max(range(len(tuned)), key=lambda i: (tuned[i]["validation_accuracy"], -i))  # first in grid order on a tie
     for seed in args.mlp_seeds:
         run("seeds", "MLP", "MLP", grid[best], seed)
 
-    vit_setting = chosen(pd.read_csv(args.tuning), "ViT")
     for seed in args.vit_seeds:
         run("seeds", "ViT 1 x 1", "ViT", {**vit_setting, "patch_size": 1}, seed)
     run("reference", "ViT 2 x 2", "ViT", {**vit_setting, "steps": REFERENCE_STEPS}, 0)

@@ -197,6 +197,19 @@ def test_welch_t_matches_scipy_with_unequal_seed_counts():
         ev.welch_t([0.9], b)
 
 
+def test_permutation_p_is_scipys_exact_test_on_the_absolute_difference_of_means():
+    from scipy import stats
+
+    a, b = [0.942, 0.953, 0.95], [0.975, 0.953, 0.975, 0.972, 0.964]  # 3 seeds of one model, 5 of another
+    reference = stats.permutation_test((a, b), lambda x, y, axis: np.abs(np.mean(x, axis=axis) - np.mean(y, axis=axis)),
+                                       permutation_type="independent", n_resamples=np.inf, alternative="greater")
+    assert ev.permutation_p(a, b) == pytest.approx(reference.pvalue) == pytest.approx(3 / 56)
+    assert ev.permutation_p([1.0, 2.0, 3.0], [4.0, 5.0, 6.0, 7.0, 8.0]) == pytest.approx(2 / 56)  # the smallest p
+    assert ev.permutation_p([0.9, 0.9], [0.9, 0.9]) == 1.0
+    with pytest.raises(ValueError, match="too many"):
+        ev.permutation_p(np.arange(11.0), np.arange(10.0))
+
+
 def test_paired_t_with_equal_differences_has_no_spread():
     result = ev.paired_t([0.6, 0.7, 0.8], [0.5, 0.6, 0.7])
     assert (result.low, result.high, result.p_value) == pytest.approx((0.1, 0.1, 0.0))

@@ -100,3 +100,21 @@ def test_shipped_igpt_matches_its_record_and_beats_per_position_histograms(digit
     counts = np.stack([np.bincount(c, minlength=17) for c in X_train.T]) + 1
     histogram_nll = -np.log(counts / counts.sum(1, keepdims=True))[np.arange(64), X_val].mean()
     assert nll < 0.75 * histogram_nll
+
+
+def test_reference_completions_keep_the_given_rows_and_fill_the_rest_from_training_digits():
+    rng = np.random.default_rng(0)
+    train = rng.integers(0, 17, size=(30, 64))
+    given = train[:4].copy()
+    given[:, 32:] = 0  # the bottom half of the given digits is never read
+    made = igpt.reference_completions(train, given, rows_given=4, num_samples=3, seed=0)
+    assert set(made) == {"nearest top halves", "one histogram per position"}
+    for completions in made.values():
+        assert completions.shape == (4, 3, 8, 8)
+        assert (completions.reshape(4, 3, 64)[:, :, :32] == given[:, None, :32]).all()
+    # each given digit is its own nearest top half among the training digits: its first copy is the digit itself
+    assert (made["nearest top halves"][:, 0].reshape(4, 64) == train[:4]).all()
+    drawn = made["one histogram per position"].reshape(-1, 64)[:, 32:]
+    assert drawn.min() >= 0 and drawn.max() <= 16
+    with pytest.raises(ValueError, match="rows_given"):
+        igpt.reference_completions(train, given, rows_given=8)

@@ -682,7 +682,8 @@ def test_locality_comparisons_pair_by_seed_and_by_digit():
     table = vit.locality_comparisons(runs, pairs=[("A", "B")])
     assert table.loc["A minus B", "seeds"] == "2 and 3"
     assert table.loc["A minus B", "over test digits (paired bootstrap)"].startswith("+6.7 points")
-    assert table.loc["A minus B", "over seeds"].startswith("+6.7 points") and table.loc["A minus B", "over seeds"].endswith("(Welch t)")
+    assert table.loc["A minus B", "over seeds"].startswith("+6.7 points")
+    assert table.loc["A minus B", "over seeds"].endswith("(Welch t; exact permutation p = 0.40)")  # 4 of 10 deals
     # runs that share their start seed by seed: only the seeds both have, paired
     paired = vit.locality_comparisons(runs, pairs=[("A", "B")], paired_seeds=True)
     assert paired.loc["A minus B", "seeds"] == "2 and 2"  # seed 2 of B has no partner
@@ -690,6 +691,26 @@ def test_locality_comparisons_pair_by_seed_and_by_digit():
     assert paired.loc["A minus B", "over seeds"].startswith("+10.0 points") and "(paired t)" in paired.loc["A minus B", "over seeds"]
     with pytest.raises(ValueError, match="need at least 2 each"):
         vit.locality_comparisons(runs[runs["seed"] != 1], pairs=[("A", "B")])
+
+
+def test_shuffled_vit_record_pairs_with_the_seed_study_by_seed():
+    """The shipped `--part shuffled` record of scripts/vit_digits_locality.py: the 2 x 2 ViT's chosen setting with the
+    seed study's five seeds, on all training digits, each row with a prediction for every test digit and the command
+    that wrote it; `locality_runs` sets it beside the unshuffled runs of the same seeds."""
+    import pandas as pd
+    from utils import data_path, vit
+
+    shuffled = pd.read_csv(data_path("vit_digits", "locality_shuffled.csv"), dtype={"test_predictions": str})
+    tuning, seeds = vit.load_seed_records(data_path("vit_digits"))
+    plain = seeds[(seeds["model"] == "ViT") & (seeds["training_digits"] == shuffled["training_digits"].iloc[0])]
+    assert sorted(shuffled["seed"]) == sorted(plain["seed"]) == [0, 1, 2, 3, 4]
+    for key in vit.SEED_GRIDS["ViT"]:
+        assert set(shuffled[key]) == set(plain[key]), key
+    assert (shuffled["stage"] == "shuffled").all() and shuffled["test_predictions"].str.len().eq(360).all()
+    assert set(shuffled["command"]) == {"python scripts/vit_digits_locality.py --part shuffled --out "
+                                        "data/vit_digits/locality_shuffled.csv"}
+    runs = vit.locality_runs(shuffled, seeds)
+    assert runs.groupby("model")["seed"].nunique().to_dict() == {"ViT 2 x 2, pixels shuffled": 5, "ViT 2 x 2": 5, "CNN": 5}
 
 
 def test_put_stem_replaces_the_patch_embedding_of_a_trainable_vit():

@@ -668,6 +668,13 @@ EXERCISES: dict[str, Exercise] = {
         Passes(_test_conv_stem),
         "for example a 3 x 3 convolution with padding 1 to a few dozen channels, a ReLU, then a 2 x 2 convolution of "
         "stride 2 to hidden_size channels."),
+    "04.conv_stem_gain": Exercise(
+        "stem_gain, how many more of the 360 test digits the ViT with your stem gets right than the plain 2 x 2 ViT of "
+        "the locality record's reference row (negative if fewer), trained as exercise 2 says; a stem like the hint's "
+        "lands within a few digits of the solution's",
+        Number(14, rel=0, abs=6),
+        "stem_right.sum() - plain_right.sum(), with stem_right and plain_right whether each model reads each test digit "
+        "right; the plain model's predictions are the reference row's test_predictions (vit.seed_predictions)."),
     "04.igpt_layer0_probe": Exercise(
         "layer0_accuracy, the validation accuracy (0 to 1) of the linear probe on the small iGPT's layer 0 (its input "
         "embeddings averaged over the 64 positions)",

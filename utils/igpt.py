@@ -21,7 +21,7 @@ SEQUENCE = DIGITS_SIZE * DIGITS_SIZE  # 64 pixels in raster order
 CHECKPOINT_DIR = "igpt_digits"
 
 __all__ = ["NUM_LEVELS", "SOS", "SEQUENCE", "small_igpt_config", "to_tokens", "to_pixels",
-           "TokenShift", "pixel_nll", "complete", "igpt_features", "load_small_igpt",
+           "TokenShift", "pixel_nll", "complete", "reference_completions", "igpt_features", "load_small_igpt",
            "show_completions"]
 
 
@@ -108,6 +108,34 @@ def complete(model, tokens, *, rows_given: int = 4, num_samples: int = 4, temper
                          top_k=0, top_p=1.0, temperature=temperature, max_length=SEQUENCE + 1,
                          num_return_sequences=num_samples, pad_token_id=SOS)
     return to_pixels(out).reshape(len(context), num_samples, DIGITS_SIZE, DIGITS_SIZE)
+
+
+def reference_completions(train_pixels, given_pixels, *, rows_given: int = 4, num_samples: int = 5,
+                          seed: int = 0) -> dict:
+    """Two stand-ins for `complete`, to set its completions against: the top `rows_given` rows of each digit in
+    `given_pixels` ((n, 64) or (n, 8, 8) grey levels) kept, the rest filled `num_samples` times per digit from the
+    digits of `train_pixels`. "nearest top halves": the bottom rows of the `num_samples` training digits whose top
+    rows are closest (Euclidean), the most context a copy can use; "one histogram per position": each missing pixel
+    drawn on its own from its position's grey levels in the training digits (add-one smoothing), no context at all.
+    Returns {name: (n, num_samples, 8, 8) grey levels}."""
+    if not 0 < rows_given < DIGITS_SIZE:
+        raise ValueError(f"rows_given must be in 1..{DIGITS_SIZE - 1}, got {rows_given}")
+    train = np.asarray(train_pixels, dtype=np.int64).reshape(-1, SEQUENCE)
+    given = np.asarray(given_pixels, dtype=np.int64).reshape(-1, SEQUENCE)
+    if num_samples < 1 or num_samples > len(train):
+        raise ValueError(f"num_samples must be in 1..{len(train)}, got {num_samples}")
+    cut = rows_given * DIGITS_SIZE
+    distances = ((given[:, None, :cut] - train[None, :, :cut]) ** 2).sum(-1)
+    nearest = np.argsort(distances, axis=1, kind="stable")[:, :num_samples]
+    copied = np.repeat(given[:, None], num_samples, axis=1)
+    copied[:, :, cut:] = train[nearest][:, :, cut:]
+    counts = np.stack([np.bincount(column, minlength=NUM_LEVELS) for column in train.T]) + 1
+    rng = np.random.default_rng(seed)
+    drawn = np.repeat(given[:, None], num_samples, axis=1)
+    for position in range(cut, SEQUENCE):
+        drawn[:, :, position] = rng.choice(NUM_LEVELS, size=drawn.shape[:2], p=counts[position] / counts[position].sum())
+    shape = (len(given), num_samples, DIGITS_SIZE, DIGITS_SIZE)
+    return {"nearest top halves": copied.reshape(shape), "one histogram per position": drawn.reshape(shape)}
 
 
 @torch.no_grad()

@@ -158,8 +158,9 @@ def token_probe_accuracy(model, train_data, validation_data, layer: int = -2, C:
     finally:
         model.train(was_training)
     (s_train, s_val), y_train, y_val = states, train_data[:]["labels"].numpy(), validation_data[:]["labels"].numpy()
-    return np.array([make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=3000))
-                     .fit(s_train[:, t], y_train).score(s_val[:, t], y_val) for t in range(s_train.shape[1])])
+    with _one_blas_thread():
+        return np.array([make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=3000))
+                         .fit(s_train[:, t], y_train).score(s_val[:, t], y_val) for t in range(s_train.shape[1])])
 
 
 def accuracy(model, dataset) -> float:
@@ -635,8 +636,18 @@ def choose_on_validation(estimator, grid, train, validation):
                          f"validation {len(X_val)} vs {len(y_val)}")
     search = GridSearchCV(estimator, grid, refit=False,
                           cv=PredefinedSplit([-1] * len(X_train) + [0] * len(X_val)))
-    search.fit(np.concatenate([X_train, X_val]), np.concatenate([y_train, y_val]))
-    return estimator.set_params(**search.best_params_).fit(X_train, y_train), search
+    with _one_blas_thread():
+        search.fit(np.concatenate([X_train, X_val]), np.concatenate([y_train, y_val]))
+        return estimator.set_params(**search.best_params_).fit(X_train, y_train), search
+
+
+def _one_blas_thread():
+    """A context in which NumPy's and scikit-learn's BLAS and OpenMP pools use one thread. The notebook's fits are
+    small (a few thousand rows), and on a small, busy CPU several threads per fit mostly wait on each other: one
+    thread made the logistic-regression probes many times faster there."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1)
 
 
 def show_cls_attention(images, maps, *, titles=None, size=1.7, reference=None, save=None):
@@ -645,7 +656,7 @@ def show_cls_attention(images, maps, *, titles=None, size=1.7, reference=None, s
     digit's strokes drawn on top as white outlines, so that ink and attention cannot be confused.
     `reference`, a weight (e.g. what every patch would get if the attention were spread evenly),
     is marked on the colour bar as a red line, and every patch whose weight is above it is outlined
-    in red dashes."""
+    in red dashes (the caller's text says so: the colour bar's label names only the weight)."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
@@ -673,9 +684,7 @@ def show_cls_attention(images, maps, *, titles=None, size=1.7, reference=None, s
         ax.set_xticks([]), ax.set_yticks([])
         if titles is not None:
             ax.set_title(str(titles[i]), fontsize=9)
-    label = ("[CLS] attention" if reference is None
-             else "[CLS] attention\n(red: an even spread;\ndashed: patches above it)")
-    bar = fig.colorbar(shown, ax=list(axes[0]), fraction=0.02, pad=0.02, label=label)
+    bar = fig.colorbar(shown, ax=list(axes[0]), fraction=0.02, pad=0.02, label="[CLS] attention weight")
     if reference is not None:
         if not 0 <= reference <= vmax:
             raise ValueError(f"reference {reference} is outside the colour scale 0..{vmax:.3f}")
@@ -1043,17 +1052,18 @@ def print_paired_seed_tests(seeds):
 
 def locality_runs(locality, seeds):
     """The test runs of notebook 04's locality study on all training digits, one row per (model, seed) with its
-    `test_predictions` and `test_accuracy`: the ViT with 1 x 1 patches and the MLP from `locality` (the record of
-    `scripts/vit_digits_locality.py`, stage "seeds"), the 2 x 2 ViT ("ViT 2 x 2") and the CNN from `seeds` (as
-    `load_seed_records` returns them) at the same number of training digits."""
+    `test_predictions`, `test_accuracy` and `seconds`: the ViT with 1 x 1 patches and the MLP from `locality` (the
+    records of `scripts/vit_digits_locality.py`, stage "seeds"; with its `--part shuffled` record concatenated,
+    also the 2 x 2 ViT on shuffled pixels, stage "shuffled"), the 2 x 2 ViT ("ViT 2 x 2") and the CNN from `seeds`
+    (as `load_seed_records` returns them) at the same number of training digits."""
     import pandas as pd
 
-    new = locality[locality["stage"] == "seeds"]
+    new = locality[locality["stage"].isin(["seeds", "shuffled"])]
     if new.empty:
         raise ValueError("locality_runs: the locality record has no 'seeds' rows")
     size = int(new["training_digits"].iloc[0])
     old = seeds[seeds["training_digits"] == size].replace({"model": {"ViT": "ViT 2 x 2"}})
-    runs = pd.concat([old, new], ignore_index=True)[["model", "seed", "test_predictions"]]
+    runs = pd.concat([old, new], ignore_index=True)[["model", "seed", "test_predictions", "seconds"]]
     labels = test_labels()
     runs["test_accuracy"] = [float((seed_predictions(p) == labels).mean()) for p in runs["test_predictions"]]
     return runs
@@ -1065,7 +1075,8 @@ def locality_comparisons(runs, pairs=(("ViT 1 x 1", "ViT 2 x 2"), ("ViT 1 x 1", 
     changes; by default `utils.evaluation.welch_t` over all the seeds each model has, since seed k of two
     different architectures shares nothing but its number; with ``paired_seeds=True``, for runs that share their
     initial weights and batch order seed by seed (the shuffle test's CNN on shuffled and on written digits),
-    `utils.evaluation.paired_t` over the seeds both have. "over test digits": `utils.evaluation.paired_bootstrap`
+    `utils.evaluation.paired_t` over the seeds both have. Beside Welch's p, the exact permutation test's
+    (`utils.evaluation.permutation_p`), which does not lean on normality. "over test digits": `utils.evaluation.paired_bootstrap`
     over the 360 test digits of each digit's share of a model's seeds (those used over seeds) that read it right
     (the same digits for both models; what the sampling of test digits changes, for these trained models).
     A DataFrame with one row per pair, as `utils.evaluation.table` prints it."""
@@ -1085,10 +1096,11 @@ def locality_comparisons(runs, pairs=(("ViT 1 x 1", "ViT 2 x 2"), ("ViT 1 x 1", 
         scores = {m: [right[m, s].mean() for s in seeds[m]] for m in (a, b)}
         test = evaluation.paired_t if paired_seeds else evaluation.welch_t
         over_seeds = test(scores[a], scores[b], percent=True, digits=1)
+        exact = "" if paired_seeds else f"; exact permutation {evaluation.format_p(evaluation.permutation_p(scores[a], scores[b]))}"
         over_digits = evaluation.paired_bootstrap(np.mean([right[a, s] for s in seeds[a]], 0),
                                                   np.mean([right[b, s] for s in seeds[b]], 0), percent=True)
         rows[f"{a} minus {b}"] = {"seeds": f"{len(seeds[a])} and {len(seeds[b])}",
-                                  "over seeds": f"{over_seeds} ({'paired t' if paired_seeds else 'Welch t'})",
+                                  "over seeds": f"{over_seeds} ({'paired t' if paired_seeds else 'Welch t'}{exact})",
                                   "over test digits (paired bootstrap)": str(over_digits)}
     return pd.DataFrame(rows).T
 
@@ -1105,12 +1117,13 @@ def print_locality_runs(locality, runs):
     sizes = locality.groupby("model")["parameters"].first().to_dict()
     sizes.update({"CNN": sum(p.numel() for p in SmallCNN().parameters()),  # the seed study's models, as tuned
                   "ViT 2 x 2": sum(p.numel() for p in build_digits_model("ViT").parameters())})
-    print("test accuracy (the 360 test digits, all 1,149 training digits) over seeds:")
+    print("test accuracy (the 360 test digits, all 1,149 training digits) over seeds; seconds per training run as "
+          "recorded (one thread, on a shared machine):")
+    width = max(len(m) for m in runs["model"].unique())
     for model, rows in runs.groupby("model", sort=False):
         size = f", {int(sizes[model]):,} parameters" if model in sizes else ""
-        seconds = locality.loc[(locality["model"] == model) & (locality["stage"] == "seeds"), "seconds"]
-        size += f", {seconds.mean():.0f} s per run" if len(seconds) else ""
-        print(f"  {model:10s} {evaluation.over_seeds(rows['test_accuracy'], percent=True, digits=1)}{size}")
+        print(f"  {model:{width}s} {evaluation.over_seeds(rows['test_accuracy'], percent=True, digits=1)}{size}, "
+              f"{rows['seconds'].mean():.0f} s per run")
 
 
 __all__ = [
