@@ -21,6 +21,12 @@ of a 2-core CPU (the delta rule's token-by-token loop takes most of it). --d-mod
 and, with the hybrid (one softmax head beside one elu+1 head), the record of what attention beside a state buys:
 
     python scripts/associative_recall.py --kinds hybrid --pairs 64 --name recall_hybrid.json
+
+--add puts the new runs into an existing record (same budget and splits, or it stops) and extends its
+command with this one, so that the record's command still remakes all of it; the hybrid's control, its
+softmax head alone, is in the hybrid's record that way:
+
+    python scripts/associative_recall.py --kinds softmax_head --pairs 64 --name recall_hybrid.json --add
 """
 import argparse
 import json
@@ -40,16 +46,33 @@ from utils import associative_recall as ar  # noqa: E402
 VALIDATION_SEED, TEST_SEED = 1, 3  # seed 2: the test of the 500-step record, a development split since
 
 
+def add_to(old, new):
+    """`old` with the runs of `new` added: the same budget and splits (or ValueError), no run twice, the
+    commands joined with && (run in that order they remake the record), the kinds and minutes summed."""
+    budget = [k for k in new["settings"] if k not in ("kinds", "pairs", "seeds")]
+    differ = [k for k in budget if old["settings"].get(k) != new["settings"][k]]
+    if differ or old["splits"] != new["splits"]:
+        raise ValueError(f"--add: the record was trained with other settings ({differ or 'splits'})")
+    key = lambda r: (r["kind"], r["pairs"], r.get("d_model"), r["seed"])  # noqa: E731
+    twice = {key(r) for r in old["runs"]} & {key(r) for r in new["runs"]}
+    if twice:
+        raise ValueError(f"--add: the record already has the runs {sorted(twice)}")
+    kinds = old["settings"]["kinds"] + [k for k in new["settings"]["kinds"] if k not in old["settings"]["kinds"]]
+    return {**old, "command": f"{old['command']} && {new['command']}", "settings": {**old["settings"], "kinds": kinds},
+            "minutes": round(old["minutes"] + new["minutes"], 1), "runs": old["runs"] + new["runs"]}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(data_path("linear_attention")))
-    parser.add_argument("--kinds", nargs="+", choices=ar.KINDS + (ar.HYBRID,), default=None)
+    parser.add_argument("--kinds", nargs="+", choices=ar.KINDS + (ar.HYBRID, ar.SOFTMAX_HEAD), default=None)
     parser.add_argument("--pairs", type=int, nargs="+", default=None)
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--steps", type=int, default=ar.RECALL_STEPS)
     parser.add_argument("--eval-every", type=int, default=250, help="validation recall every this many steps")
     parser.add_argument("--d-model", type=int, nargs="+", default=None, help="widths to train (default RECALL_RUN's)")
     parser.add_argument("--name", default="recall.json", help="file name of the record in --out")
+    parser.add_argument("--add", action="store_true", help="add the runs to the existing record --name")
     args = parser.parse_args(argv)
     run = dict(ar.RECALL_RUN, steps=args.steps, eval_every=args.eval_every, eval_seed=VALIDATION_SEED)
     pairs, kinds, seeds, sequences = run.pop("pairs"), run.pop("kinds"), run.pop("seeds"), run.pop("test_sequences")
@@ -81,6 +104,8 @@ def main(argv=None):
                          "training_seeds": "10000 + seed, fresh sequences every step"},
               "torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
               "minutes": minutes, "runs": rows}
+    if args.add:
+        record = add_to(json.loads((out / args.name).read_text()), record)
     out.mkdir(parents=True, exist_ok=True)
     (out / args.name).write_text(json.dumps(record, indent=1) + "\n")
     print("wrote", out / args.name)

@@ -55,7 +55,7 @@ def test_delta_rule_stores_orthogonal_keys_exactly_and_overwrites():
     torch.testing.assert_close(S.T @ keys.T[:, 1:d], values[1:d].T, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("kind", ar.KINDS + (ar.HYBRID,))
+@pytest.mark.parametrize("kind", ar.KINDS + (ar.HYBRID, ar.SOFTMAX_HEAD))
 def test_every_kind_is_causal_and_learns_a_little(kind):
     model = ar.RecallModel(kind, n_keys=16, n_values=8, d_model=16, heads=2, seed=0)
     task = ar.RecallTask(4, n_keys=16, n_values=8)
@@ -99,6 +99,30 @@ def test_hybrid_heads_are_a_softmax_head_and_a_linear_head():
     assert ar.RecallModel("delta", d_model=64, heads=2).state_numbers() == 2 * 32 * 32
 
 
+def test_softmax_head_alone_is_the_hybrid_without_its_linear_head():
+    """Same seed, same weights: the control's first head is the hybrid's softmax head, its second adds nothing;
+    it keeps half the softmax model's cache and no state."""
+    models = {kind: ar.RecallModel(kind, n_keys=16, n_values=8, d_model=16, heads=2, seed=0)
+              for kind in (ar.HYBRID, ar.SOFTMAX_HEAD)}
+    for a, b in zip(*(m.parameters() for m in models.values())):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    keys, values, is_query, _ = ar.RecallTask(4, n_keys=16, n_values=8).batch(3, torch.Generator().manual_seed(0))
+    heads = {}
+    for kind, model in models.items():
+        model.out.register_forward_hook(lambda m, args, out, kind=kind: heads.__setitem__(kind, args[0]))
+        with torch.no_grad():
+            model(keys, values, is_query)
+    torch.testing.assert_close(heads[ar.SOFTMAX_HEAD][..., :8], heads[ar.HYBRID][..., :8])
+    assert (heads[ar.SOFTMAX_HEAD][..., 8:] == 0).all()
+    assert models[ar.SOFTMAX_HEAD].state_numbers() is None and ar.cache_numbers(ar.SOFTMAX_HEAD, 64, 64) == 64 * 64
+
+
+def test_interval_over_sequences_is_one_sided_where_no_sequence_holds_an_error():
+    assert ar.interval_over_sequences(np.ones(256)) == "≥ 98.8% (one-sided)"  # 1 - 0.05^(1/256) = 1.16%
+    low, high = ar.interval_over_sequences(np.r_[np.ones(200), np.full(56, 0.5)]).split(" to ")
+    assert float(low.rstrip("%")) < 89.1 < float(high.rstrip("%"))
+
+
 def test_recall_table_and_paired_comparison_read_the_record():
     record = {"settings": {"d_model": 16, "heads": 2}, "runs": [{"kind": kind, "pairs": 4, "seed": s, "state_numbers": None if kind == "softmax" else 10,
                         "test_correct": [4] * 20 if kind == "softmax" else [2, 3] * 10}
@@ -106,6 +130,7 @@ def test_recall_table_and_paired_comparison_read_the_record():
     table = ar.recall_table(record)
     assert table.set_index("kind").recall.to_dict() == {"softmax": 1.0, "linear": pytest.approx(0.625)}
     assert table.set_index("kind")["state numbers"].to_dict() == {"softmax": 2 * 4 * 16, "linear": 10}
+    assert table.set_index("kind")["95% interval over sequences"]["softmax"] == "≥ 86.1% (one-sided)"  # 20 sequences: 0.05^(1/20)
     comparison = ar.paired_recall(record, "softmax", "linear", 4)
     assert comparison.difference == pytest.approx(0.375) and comparison.p_value < 0.01
     with pytest.raises(ValueError, match="no runs of 'delta'"):
@@ -162,7 +187,7 @@ def test_shipped_recall_records_are_what_notebook_03_reads():
     """The record's budget is RECALL_STEPS for every run, its test sequences are not the development ones
     (seed 2), every run carries a validation curve that ends at the last step, and the state-size record
     varies the width of the elu+1 and delta-rule models at the main record's largest P, and the hybrid's record
-    trains the same budget on the same splits at that P."""
+    trains the same budget on the same splits at that P, the hybrid and its control (its softmax head alone)."""
     import json
 
     from utils import data_path
@@ -179,11 +204,12 @@ def test_shipped_recall_records_are_what_notebook_03_reads():
     assert {(r["kind"], r["d_model"]) for r in state["runs"]} == {(k, d) for k in ("linear", "delta") for d in (32, 128)}
     assert {r["pairs"] for r in state["runs"]} == {max(ar.RECALL_RUN["pairs"])}
     hybrid = json.loads(data_path("linear_attention/recall_hybrid.json").read_text())
-    assert hybrid["command"] == "python scripts/associative_recall.py --kinds hybrid --pairs 64 --name recall_hybrid.json"
+    assert hybrid["command"] == ("python scripts/associative_recall.py --kinds hybrid --pairs 64 --name recall_hybrid.json && "
+                                 "python scripts/associative_recall.py --kinds softmax_head --pairs 64 --name recall_hybrid.json --add")
     assert hybrid["splits"] == record["splits"]
     assert all(hybrid["settings"][k] == record["settings"][k] for k in ("steps", "batch_size", "lr", "d_model", "heads"))
     assert {(r["kind"], r["pairs"], r["seed"]) for r in hybrid["runs"]} == {
-        (ar.HYBRID, max(ar.RECALL_RUN["pairs"]), s) for s in ar.RECALL_RUN["seeds"]}
+        (kind, max(ar.RECALL_RUN["pairs"]), s) for kind in (ar.HYBRID, ar.SOFTMAX_HEAD) for s in ar.RECALL_RUN["seeds"]}
 
 
 def test_chance_recall_is_a_guess_among_the_sequences_values():

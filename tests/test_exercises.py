@@ -227,6 +227,18 @@ def _sum_recall(phi, pairs, draws, read_raw_keys=False, seed=5):
     return right / (draws * pairs)
 
 
+def test_sum_memory_reference_one_pair_always_reads_back_and_overlap_hurts():
+    """The checker's own reference lives in utils.exercises, not in a module the notebook imports."""
+    from utils import linear_attention as la
+
+    assert not hasattr(la, "sum_memory_recall")
+    assert ex._sum_memory_recall(la.elu_plus_one, 1, draws=5) == 1.0
+    unit = lambda x: torch.nn.functional.normalize(x, dim=-1)  # noqa: E731
+    assert ex._sum_memory_recall(unit, 64, draws=5) > ex._sum_memory_recall(la.elu_plus_one, 64, draws=5)
+    with pytest.raises(ValueError, match="pairs"):
+        ex._sum_memory_recall(unit, 0)
+
+
 def test_sum_memory_judges_the_reader_s_own_memory_and_the_prediction():
     """A memory written with other random draws passes for both maps; reading with the raw key instead of its
     features, or measuring elu+1 whatever phi is, does not. The prediction is a choice between the two maps."""

@@ -523,10 +523,70 @@ def test_generation_summary_reads_growth_and_crossover():
     t = [128, 384, 640, 896]
     records = pd.DataFrame([{"kernel": "recurrent linear", "n": n, "ms": 0.06} for n in t]
                            + [{"kernel": "softmax + KV cache", "n": n, "ms": 0.03 + 5e-5 * n} for n in t])
-    table, cross = la.generation_summary(records)
+    table, cross, reading = la.generation_summary(records)
     assert table.loc["softmax + KV cache", "growth us per 1k tokens"] == pytest.approx(50.0)
     assert table.loc["recurrent linear", "growth us per 1k tokens"] == pytest.approx(0.0, abs=1e-9)
     assert cross == pytest.approx(600, rel=0.05)  # 0.03 + 5e-5 t = 0.06 at t = 600 (interpolated in log-log)
+    assert reading == "the two curves cross 1 time; before t ~ 595 the cached step is the cheaper one in 2 of 2 windows"
+
+
+def test_generation_summary_is_not_tilted_by_one_first_window_and_reads_the_passes():
+    """A flat curve with a high first window has no growth (median of pairwise slopes), and the first
+    window is read against the spread of the passes in the other windows."""
+    import pandas as pd
+
+    t = [64, 192, 320, 448, 576]
+    flat = [0.14, 0.10, 0.10, 0.10, 0.10]
+    records = pd.DataFrame([{"kernel": "recurrent linear", "n": n, "ms": ms, "passes_ms": [ms, ms * 1.02, ms * 0.99]}
+                            for n, ms in zip(t, flat)])
+    table, cross, reading = la.generation_summary(records)
+    assert table.loc["recurrent linear", "growth us per 1k tokens"] == pytest.approx(0.0, abs=1e-9)
+    assert table.loc["recurrent linear", "median of the others ms"] == pytest.approx(0.10)
+    assert table.loc["recurrent linear", "passes' spread, others (largest)"] == pytest.approx(0.03)
+    assert cross is None and reading.startswith("recurrent linear: first window 1.40x the median of the others, a gap larger")
+    records["passes_ms"] = [[ms, ms * 1.5, ms] for ms in flat]
+    assert "a gap within the spread" in la.generation_summary(records)[2]
+
+
+def test_generation_records_keep_each_pass_on_request():
+    import pandas as pd
+
+    records = pd.DataFrame(la.generation_records(8, repeats=2, window=4, passes=True))
+    assert len(records) == 4 and all(len(p) == 2 for p in records.passes_ms)
+    assert "passes_ms" not in next(la.generation_records(4, repeats=1, window=4))
+
+
+def test_per_token_rise_and_block_size_reading():
+    import pandas as pd
+
+    rows = [{"kernel": kernel, "n": n, "repeat": r, "ms": n * (rise if n >= 8192 else 1) * (1 + 0.05 * r)}
+            for kernel, rise in (("favor+", 1.5), ("linear", 1.0)) for n in (4096, 8192) for r in range(3)]
+    reading = la.per_token_rise(pd.DataFrame(rows), ("favor+", "linear"), 8192)
+    assert "favor+: 1.50 at 8192 (repeats within 0.10)" in reading
+    assert reading.endswith("more than their repeats disagree: favor+; within that: linear")
+    skip = pd.DataFrame({"n": [1024, 2048, 4096], "bidirectional ms": [1.0, 4.0, 16.0],
+                         "sweep: bidirectional, 4096-key blocks ms": [1.2, 6.0, 48.0],
+                         "same causal work: sweep / here": [1.0, 1.0, 1.5]})
+    skip["4096-key / 1024-key blocks"] = skip["sweep: bidirectional, 4096-key blocks ms"] / skip["bidirectional ms"]
+    lines = la.block_size_reading(skip).splitlines()
+    assert lines[0].startswith("at 1024 tokens both take the same blocks, so their ratio, 1.20")
+    assert lines[1].endswith("1.50 at 2048, 2.00 at 4096")
+    assert lines[2] == ("chunked exact, time slope from 2048 tokens: 2.00 with 1024-key blocks (here), "
+                        f"{math.log2(8):.2f} with 4096-key blocks (the sweep)")
+
+
+def test_allocator_summary_compares_each_ratio_with_the_growth_of_the_work():
+    import pandas as pd
+
+    records = pd.DataFrame([{"allocator": a, "kernel": k, "n": n, "ms": ms, "page faults per call": f}
+                            for a, k, n, ms, f in (("default", "naive", 1024, 1.0, 10), ("default", "naive", 2048, 5.0, 40),
+                                                   ("kept", "naive", 1024, 1.0, 0), ("kept", "naive", 2048, 3.0, 0),
+                                                   ("default", "favor+", 2048, 1.0, 5), ("default", "favor+", 4096, 2.5, 5),
+                                                   ("kept", "favor+", 2048, 1.0, 0), ("kept", "favor+", 4096, 2.0, 0))])
+    faults, lines = la.allocator_summary(records)
+    assert faults.loc[("naive", 2048), "default"] == 40 and faults.loc[("favor+", 4096), "kept"] == 0
+    assert lines.splitlines() == ["naive, time at 2048 / at 1024: default 5.0, kept 3.0 (work: 4x); below the growth of the work: kept",
+                                  "favor+, time at 4096 / at 2048: default 2.5, kept 2.0 (work: 2x)"]
 
 
 def test_char_ngram_loss_by_hand():
@@ -655,14 +715,6 @@ def test_cache_numbers_fixed_for_mamba_growing_for_gpt2():
         assert table.loc[("gpt", n), "keys and values"] == table.loc[("gpt", n), "total"] == 3 * 2 * 32 * n
     with pytest.raises(ValueError, match="n_tokens must be a positive int"):
         la.cache_numbers(gpt, 0)
-
-
-def test_sum_memory_recall_one_pair_always_reads_back_and_overlap_hurts():
-    assert la.sum_memory_recall(la.elu_plus_one, 1, draws=5) == 1.0
-    unit = lambda x: torch.nn.functional.normalize(x, dim=-1)  # noqa: E731
-    assert la.sum_memory_recall(unit, 64, draws=5) > la.sum_memory_recall(la.elu_plus_one, 64, draws=5)
-    with pytest.raises(ValueError, match="pairs"):
-        la.sum_memory_recall(unit, 0)
 
 
 def test_causal_block_share_counts_the_blocks_the_causal_kernel_computes():

@@ -124,6 +124,18 @@ def test_benchmark_labels_the_measured_sizes():
     assert plotting.plot_benchmark(df, xlabel="n (tokens)").get_xlabel() == "n (tokens)"
 
 
+def test_benchmark_guides_have_their_slopes_and_keep_the_data_range():
+    df = pd.DataFrame({"n": [1024, 2048, 4096] * 2, "ms": [1.0, 2.0, 4.0, 1.0, 4.0, 16.0], "kernel": ["a"] * 3 + ["b"] * 3})
+    plain = plotting.plot_benchmark(df)
+    ax = plotting.plot_benchmark(df, guides=(1, 2))
+    guides = [line for line in ax.lines if line.get_label().startswith("guide")]
+    assert len(guides) == 2 and ax.get_ylim() == plain.get_ylim()
+    for line, slope in zip(guides, (1, 2)):
+        x, y = line.get_data()
+        assert y[0] == pytest.approx(1.0) and np.log(y[-1] / y[0]) / np.log(x[-1] / x[0]) == pytest.approx(slope)
+    assert not [line for line in plotting.plot_benchmark(df, log=False, guides=(1,)).lines if line.get_label().startswith("guide")]
+
+
 def test_plot_training_draws_loss_and_the_evaluated_metric():
     history = pd.DataFrame({"step": range(1, 101), "loss": np.linspace(2.0, 0.5, 100)})
     history["accuracy"] = np.nan

@@ -440,12 +440,31 @@ def _test_chunked_decay(chunked):
     return None
 
 
-def _test_sum_recall(recall):
-    """Notebook 03, exercise 3: recall(phi, pairs, draws) must measure the sum memory's recall as
-    `linear_attention.sum_memory_recall` does, with both feature maps, on draws of its own."""
+def _sum_memory_recall(feature_map, pairs, *, dim=32, n_values=64, draws=20, seed=0):
+    """Exercise 3's reference: the share of `pairs` key-value pairs read back right from the sum memory
+    S = sum_i phi(k_i) v_i^T, keys from N(0, I) in `dim` dimensions, values one-hot over `n_values`
+    classes drawn at random, pair i read back as the class with the largest entry of phi(k_i)^T S;
+    averaged over `draws` draws."""
     import torch
 
-    from .linear_attention import elu_plus_one, sum_memory_recall
+    if isinstance(pairs, bool) or not isinstance(pairs, int) or pairs < 1:
+        raise ValueError(f"_sum_memory_recall: pairs must be a positive integer, got {pairs!r}")
+    gen = torch.Generator().manual_seed(seed)
+    right = 0
+    for _ in range(draws):
+        features = feature_map(torch.randn(pairs, dim, generator=gen, dtype=torch.float64))
+        values = torch.randint(n_values, (pairs,), generator=gen)
+        S = features.T @ torch.eye(n_values, dtype=torch.float64)[values]
+        right += ((features @ S).argmax(-1) == values).sum().item()
+    return right / (draws * pairs)
+
+
+def _test_sum_recall(recall):
+    """Notebook 03, exercise 3: recall(phi, pairs, draws) must measure the sum memory's recall as
+    `_sum_memory_recall` does, with both feature maps, on draws of its own."""
+    import torch
+
+    from .linear_attention import elu_plus_one
 
     if not callable(recall):
         return f"expected a function recall(phi, pairs, draws), got a {type(recall).__name__}"
@@ -456,7 +475,7 @@ def _test_sum_recall(recall):
                 given = float(recall(phi, pairs, 200))
             except (TypeError, ValueError) as error:
                 return f"recall(phi, {pairs}, 200) with {name} did not return one number ({error})"
-            expected = sum_memory_recall(phi, pairs, draws=200)
+            expected = _sum_memory_recall(phi, pairs, draws=200)
             if not math.isfinite(given) or abs(given - expected) > 0.04:
                 side = "not a share between 0 and 1" if not 0 <= given <= 1 else (
                     f"too {'high' if given > expected else 'low'} by more than 0.04")

@@ -38,12 +38,13 @@ __all__ = [
     "quadratic_kernel_attention", "linear_kernel_attention", "causal_linear_attention",
     "recurrent_linear_attention", "LinearAttentionRNN", "SoftmaxKVCache", "generate_with_state",
     "decayed_linear_attention", "retnet_log_decays", "LINEAR_ATTENTION", "linear_attention_forward",
-    "cache_numbers", "cache_table", "CACHE_KINDS", "sum_memory_recall",
+    "cache_numbers", "cache_table", "CACHE_KINDS",
     "char_gpt", "QUALITY_RUNS", "split_text", "char_ngram_loss", "compare_attention",
     "char_ngram_losses", "ngram_window_losses", "window_losses", "QUALITY_SEEDS",
     "naive_softmax_attention", "chunked_softmax_attention", "sdpa",
     "favor_error", "uniform_attention_error", "planted_keys", "plot_favor_error", "plot_quality", "quality_seeds", "quality_comparisons", "generation_times", "fit_slope", "crossover_n", "bar_report", "BENCH_SHAPE",
     "sweep", "sweep_repeats", "repeat_summary", "causal_block_share", "causal_skip_times", "memory_records", "generation_records", "generation_summary", "NOTEBOOK_TOPS",
+    "per_token_rise", "block_size_reading", "allocator_summary",
     "KEEP_FREED_MEMORY", "ALLOCATOR_CASES", "allocator_records", "allocator_test",
 ]
 
@@ -462,6 +463,13 @@ def generation_times(n_tokens=4096, *, batch=1, heads=4, dim=64, repeats=3, seed
     it as t grows), and each step's time is the median over `repeats` generations. Before any timing both generate `warmup` tokens untimed (the first calls
     of a kernel pay for allocations and dispatch caches). Returns a dict kernel -> list of n_tokens times.
     """
+    names, times = _generation_passes(n_tokens, batch=batch, heads=heads, dim=dim, repeats=repeats, seed=seed,
+                                      device=device, warmup=warmup)
+    return {name: times[i].median(dim=0).values.tolist() for i, name in enumerate(names)}
+
+
+def _generation_passes(n_tokens, *, batch, heads, dim, repeats, seed, device, warmup):
+    """`generation_times`' measurement: (kernel names, ms of every step, shaped (kernels, repeats, n_tokens))."""
     _check_positive_int(n_tokens, "n_tokens", "generation_times")
     _check_positive_int(repeats, "repeats", "generation_times")
     gen = torch.Generator().manual_seed(seed)
@@ -482,7 +490,7 @@ def generation_times(n_tokens=4096, *, batch=1, heads=4, dim=64, repeats=3, seed
                     layer.step(q[t], k[t], v[t])
                     sync()
                     times[i, r, t] = (time.perf_counter() - start) * 1e3
-    return {name: times[i].median(dim=0).values.tolist() for i, name in enumerate(names)}
+    return names, times
 
 
 # ----------------------------------------------------------------------------- inside a transformers model
@@ -888,22 +896,6 @@ def quality_comparisons(record, group=QUALITY_GROUP):
     return out
 
 
-def sum_memory_recall(feature_map, pairs, *, dim=32, n_values=64, draws=20, seed=0):
-    """Share of `pairs` key-value pairs read back right from the sum memory S = sum_i phi(k_i) v_i^T
-    (what notebook 03's exercise 3 is checked against): keys from N(0, I) in `dim` dimensions, values one-hot over `n_values`
-    classes drawn at random, pair i read back as the class with the largest entry of phi(k_i)^T S;
-    averaged over `draws` draws."""
-    _check_positive_int(pairs, "pairs", "sum_memory_recall")
-    gen = torch.Generator().manual_seed(seed)
-    right = 0
-    for _ in range(draws):
-        features = feature_map(torch.randn(pairs, dim, generator=gen, dtype=torch.float64))
-        values = torch.randint(n_values, (pairs,), generator=gen)
-        S = features.T @ torch.eye(n_values, dtype=torch.float64)[values]
-        right += ((features @ S).argmax(-1) == values).sum().item()
-    return right / (draws * pairs)
-
-
 # ----------------------------------------------------------------------------- benchmark suite
 BENCH_SHAPE = {"batch": 1, "heads": 4, "dim": 64}  # one sequence, 4 heads of GPT-2's head size 64
 FAVOR_FEATURES = 256
@@ -1062,6 +1054,51 @@ def repeat_summary(records, from_n=2048):
     return pd.DataFrame(rows).T
 
 
+def per_token_rise(records, kernels, from_n):
+    """From `sweep_repeats` records (a DataFrame): each kernel's time per token at every length from
+    `from_n` up over the length before it (the fastest repeat of each), beside how far the repeats of
+    those two points disagree, (max - min) / median, the larger of the two; then which kernels rise at
+    `from_n` by more than that. Returns the reading as lines of text."""
+    fastest = records.groupby(["kernel", "n"]).ms.min()
+    spread = records.groupby(["kernel", "n"]).ms.agg(lambda x: (x.max() - x.min()) / x.median())
+    lines, beyond, within = [], [], []
+    for kernel in kernels:
+        ns = sorted(fastest[kernel].index)
+        steps = []
+        for before, n in zip(ns, ns[1:]):
+            if n < from_n:
+                continue
+            rise = (fastest[kernel, n] / n) / (fastest[kernel, before] / before)
+            noise = max(spread[kernel, n], spread[kernel, before])
+            steps.append(f"{rise:.2f} at {n} (repeats within {noise:.2f})")
+            if n == from_n:
+                (beyond if rise - 1 > noise else within).append(kernel)
+        lines.append(f"{kernel}: " + ", ".join(steps))
+    lines.append(f"rising at {from_n} by more than their repeats disagree: {', '.join(beyond) or 'none'}; "
+                 f"within that: {', '.join(within) or 'none'}")
+    return "time per token, over the length before:\n" + "\n".join(lines)
+
+
+def block_size_reading(skip):
+    """From `causal_skip_times` records as notebook 03 extends them (a DataFrame with the sweep's timings of
+    the same lengths): the drift between the sweep and these timings of the same work; each block-size ratio
+    (4096-key over 1024-key blocks, bidirectional) divided by that drift; and the bidirectional kernel's time
+    slope from 2048 tokens with each block size. Returns the reading as lines of text."""
+    drift = skip["same causal work: sweep / here"]
+    net = skip["4096-key / 1024-key blocks"] / drift
+    longer = skip[skip.n >= 2048]
+    slope_small = fit_slope(longer.n.tolist(), longer["bidirectional ms"].tolist())
+    slope_large = fit_slope(longer.n.tolist(), longer["sweep: bidirectional, 4096-key blocks ms"].tolist())
+    first = skip.iloc[0]
+    return "\n".join([
+        f"at {int(first.n)} tokens both take the same blocks, so their ratio, {first['4096-key / 1024-key blocks']:.2f}, "
+        "is drift between the sweep and this cell alone",
+        "4096-key / 1024-key blocks over the drift of the same row: "
+        + ", ".join(f"{r:.2f} at {n}" for n, r in zip(skip.n, net) if n >= 2048),
+        f"chunked exact, time slope from 2048 tokens: {slope_small:.2f} with 1024-key blocks (here), "
+        f"{slope_large:.2f} with 4096-key blocks (the sweep)"])
+
+
 def memory_records(sizes, kernels=("naive", "chunked exact", "sdpa"), *, device="cpu", seed=0):
     """Peak memory (MiB) torch allocates for one call of each kernel on one head (B = 1, d = 64), beside
     the size of the n x n float32 score matrix that a plain implementation stores."""
@@ -1118,7 +1155,18 @@ def allocator_records(cases=ALLOCATOR_CASES, *, repeat=5, seed=0):
 def allocator_test(cases=ALLOCATOR_CASES, *, repeat=5):
     """`allocator_records` in two fresh processes, one with glibc's default allocator settings and one
     with KEEP_FREED_MEMORY (such variables are read only when a process starts): records with a column
-    "allocator" ("default" or "keeps freed memory")."""
+    "allocator" ("default" or "keeps freed memory").
+
+    What it tests: glibc's malloc, the one PyTorch uses on Linux, serves a request above its mmap
+    threshold with mmap and unmaps the block when it is freed, and trims the top of its heap above the
+    trim threshold. A kernel whose temporaries are many MiB (the naive kernel's scores for 4 heads, 16 MiB
+    at 1024 tokens and 64 MiB at 2048; one chunk of FAVOR+'s features, 4096 tokens x 256 features x 4
+    heads, 16 MiB) then gets fresh pages on every call and the operating system faults them in one by one,
+    a cost on top of the arithmetic that grows with the temporaries. With freed memory kept, the page
+    faults per call show what is left of it. Each ratio of two calls of a few tens of milliseconds on a
+    shared machine moves from run to run: one below the growth of the work means that the call at the
+    shorter length was the slowed one. The test leaves out SDPA, and causes common to every kernel (the
+    processor's caches, other work on the machine) are not separated from the allocator here."""
     cases = [list(case) for case in cases]
     return [{**record, "allocator": label}
             for label, env in (("default", {}), ("keeps freed memory", KEEP_FREED_MEMORY))
@@ -1126,40 +1174,94 @@ def allocator_test(cases=ALLOCATOR_CASES, *, repeat=5):
                                            {"cases": cases, "repeat": repeat}, env=env)]
 
 
-def generation_records(tokens, *, device="cpu", repeats=3, window=GENERATION_WINDOW):
-    """Per-token generation times as records: the median step over each window of `window` tokens,
-    recorded at the window's centre (n = the token in its middle)."""
+def allocator_summary(records):
+    """From `allocator_test` records (a DataFrame): the page faults per call of each (kernel, n) under
+    each allocator setting, and for each kernel its time at the longer length over the shorter beside the
+    growth of the work (4x for the quadratic kernels, 2x for FAVOR+), with the settings under which the
+    ratio falls below that growth. Returns (DataFrame, lines of text)."""
+    faults = records.pivot_table(index=["kernel", "n"], columns="allocator", values="page faults per call").round(1)
+    ms = records.set_index(["allocator", "kernel", "n"]).ms
+    lines = []
+    for kernel, g in records.groupby("kernel", sort=False):
+        ns = sorted(g.n.unique())
+        if len(ns) < 2:
+            continue
+        work = (ns[-1] / ns[0]) ** (1 if kernel == "favor+" else 2)
+        ratios = {a: float(ms[a, kernel, ns[-1]] / ms[a, kernel, ns[0]]) for a in records.allocator.unique()}
+        below = [a for a, r in ratios.items() if r < work]
+        lines.append(f"{kernel}, time at {ns[-1]} / at {ns[0]}: " + ", ".join(f"{a} {r:.1f}" for a, r in ratios.items())
+                     + f" (work: {work:.0f}x)" + (f"; below the growth of the work: {', '.join(below)}" if below else ""))
+    return faults, "\n".join(lines)
+
+
+def generation_records(tokens, *, device="cpu", repeats=3, window=GENERATION_WINDOW, passes=False):
+    """Per-token generation times as records: the median step over each window of `window` tokens
+    (each step the median of its `repeats` passes), recorded at the window's centre (n = the token in
+    its middle). With `passes`, each record also carries `passes_ms`, the window's median step in each
+    pass on its own: how far the passes of one window disagree."""
     _check_positive_int(window, "window", "generation_records")
     b, h, d = BENCH_SHAPE["batch"], BENCH_SHAPE["heads"], BENCH_SHAPE["dim"]
-    times = generation_times(tokens, batch=b, heads=h, dim=d, device=device, repeats=repeats)
-    for kernel, steps in times.items():
+    names, times = _generation_passes(tokens, batch=b, heads=h, dim=d, repeats=repeats, seed=0, device=device,
+                                      warmup=256)
+    for i, kernel in enumerate(names):
+        steps = times[i].median(dim=0).values
         for t in range(window, tokens + 1, window):
-            ms = sorted(steps[t - window:t])[window // 2]  # median of the window's steps
-            yield {"suite": "linear", "kernel": kernel, "pattern": "generation", "n": t - window // 2,
-                   "ms": ms, "peak_mib": None, "density": None}
+            record = {"suite": "linear", "kernel": kernel, "pattern": "generation", "n": t - window // 2,
+                      "ms": steps[t - window:t].sort().values[window // 2].item(), "peak_mib": None, "density": None}
+            if passes:
+                record["passes_ms"] = times[i, :, t - window:t].sort(dim=-1).values[:, window // 2].tolist()
+            yield record
+
+
+def _theil_sen(x, y):
+    """Median of the slopes between every two points: a line that one outlying point cannot tilt."""
+    pairs = [(y[j] - y[i]) / (x[j] - x[i]) for i in range(len(x)) for j in range(i + 1, len(x)) if x[j] != x[i]]
+    return float(torch.tensor(pairs, dtype=torch.float64).median()) if pairs else float("nan")
 
 
 def generation_summary(records):
-    """From `generation_records` (a DataFrame): per kernel, the cost of a step at the first and the
-    last window, and its growth in microseconds per 1,000 tokens (least squares of ms on t); and
-    the token t from which the recurrent step is the cheaper one (None if never in the range).
-    Returns (DataFrame indexed by kernel, crossover t)."""
+    """From `generation_records` (a DataFrame): per kernel, the cost of a step in the first window, in
+    the median of the others and in the last, and its growth in microseconds per 1,000 tokens (the
+    median of the slopes between every two windows, so that one outlying window cannot set it); where
+    the records carry `passes_ms`, the spread of the passes, (max - min) / median, in the first window
+    and the largest in the others. Also the token t from which the recurrent step stays the cheaper one
+    (None if never in the range) and a reading of the run in words: how often the two curves cross,
+    in how many windows before the last crossing the cached step is the cheaper one, and whether each
+    first window sits above the rest by more than the passes of one window disagree.
+    Returns (DataFrame indexed by kernel, crossover t, reading)."""
     import pandas as pd
 
     steps = records.pivot(index="n", columns="kernel", values="ms").sort_index()
-    t = torch.tensor(steps.index.tolist(), dtype=torch.float64)
-    rows = {}
+    t = steps.index.tolist()
+    spread = None
+    if "passes_ms" in records:
+        runs = records.dropna(subset=["passes_ms"])
+        spread = runs.assign(spread=[(max(p) - min(p)) / sorted(p)[len(p) // 2] for p in runs.passes_ms])
+        spread = spread.pivot(index="n", columns="kernel", values="spread").sort_index()
+    rows, lines = {}, []
     for kernel in steps:
-        ms = torch.tensor(steps[kernel].tolist(), dtype=torch.float64)
-        tc = t - t.mean()
-        growth = ((tc * (ms - ms.mean())).sum() / (tc * tc).sum()).item()
-        rows[kernel] = {"first window ms": ms[0].item(), "last window ms": ms[-1].item(),
-                        "growth us per 1k tokens": growth * 1e6}
+        ms = steps[kernel].tolist()
+        rest = float(pd.Series(ms[1:]).median())
+        rows[kernel] = {"first window ms": ms[0], "median of the others ms": rest, "last window ms": ms[-1],
+                        "growth us per 1k tokens": _theil_sen(t, ms) * 1e6}
+        if spread is not None:
+            first, others = spread[kernel].iloc[0], spread[kernel].iloc[1:].max()
+            rows[kernel].update({"passes' spread, first window": first, "passes' spread, others (largest)": others})
+            above = ms[0] / rest - 1
+            lines.append(f"{kernel}: first window {ms[0] / rest:.2f}x the median of the others, a gap "
+                         + ("larger than" if abs(above) > others else "within")
+                         + f" the spread of the passes in any later window (up to {others:.0%})")
     cross = None
     if {"recurrent linear", "softmax + KV cache"} <= set(steps):
-        cross = crossover_n(steps.index.tolist(), steps["softmax + KV cache"].tolist(),
-                            steps["recurrent linear"].tolist())
-    return pd.DataFrame(rows).T, cross
+        cached, recurrent = steps["softmax + KV cache"], steps["recurrent linear"]
+        cross = crossover_n(t, cached.tolist(), recurrent.tolist())
+        cheaper = (cached < recurrent).tolist()
+        flips = sum(a != b for a, b in zip(cheaper, cheaper[1:]))
+        below = [c for n, c in zip(t, cheaper) if cross is not None and n < cross]
+        lines.insert(0, f"the two curves cross {flips} time{'s' * (flips != 1)}" + (
+            f"; before t ~ {cross:.0f} the cached step is the cheaper one in {sum(below)} of {len(below)} windows"
+            if below else ""))
+    return pd.DataFrame(rows).T, cross, "\n".join(lines)
 
 
 @register("linear")

@@ -306,11 +306,13 @@ def plot_heatmap(matrix, row_labels, col_labels, *, title=None, fmt=".2f", cmap=
 
 
 def plot_benchmark(df, *, x="n", y="ms", hue="kernel", style=None, ax=None, save=None,
-                   title=None, xlabel=None, ylabel=None, log=True):
+                   title=None, xlabel=None, ylabel=None, log=True, guides=()):
     """Benchmark curves, on log-log axes unless `log` is False: one line per `hue`; with `style`,
     each value of that column gets its own line style and marker (o, x, s, ^), the markers after
     the first drawn larger, so that two curves that coincide stay visible one over the other.
-    The x-axis spans the measured values and no more; `xlabel` and `ylabel` default to the column names."""
+    The x-axis spans the measured values and no more; `xlabel` and `ylabel` default to the column names.
+    `guides` (log-log only), e.g. (1, 2): thin dotted grey lines of those slopes, growth like n and n^2,
+    drawn from the smallest x at the geometric mean of the values measured there, within the data's y range."""
     missing = [c for c in (x, y, hue, style) if c is not None and c not in df.columns]
     if missing:
         raise ValueError(f"plot_benchmark: columns {missing} not in the data ({list(df.columns)})")
@@ -328,6 +330,16 @@ def plot_benchmark(df, *, x="n", y="ms", hue="kernel", style=None, ax=None, save
         ax.set(xscale="log", yscale="log")
     ax.set(xlabel=xlabel or x, ylabel=ylabel or y, title=title)
     measured = sorted(data[x].unique())
+    if guides and log and len(measured) > 1:
+        import numpy as np
+
+        bottom, top = ax.get_ylim()
+        start = float(np.exp(np.log(data[data[x] == measured[0]][y].astype(float)).mean()))
+        span = np.array([measured[0], measured[-1]], dtype=float)
+        for slope, look in zip(guides, [(0, (1, 2)), (0, (1, 5)), (0, (3, 3))]):
+            ax.plot(span, start * (span / span[0]) ** slope, color="grey", lw=1, ls=look,
+                    label=f"guide: slope {slope:g}, $\\propto n^{{{slope:g}}}$")
+        ax.set_ylim(bottom, top)
     if len(measured) > 1:
         pad = (measured[-1] / measured[0]) ** 0.03 if log else 1
         margin = 0 if log else 0.02 * (measured[-1] - measured[0])
