@@ -26,6 +26,7 @@ import nbformat
 import pytest
 
 import hub_standins
+from cell_reads import reads_and_binds
 from utils.core import REPO_ROOT
 from utils.notebooks import SETUP_CELL
 
@@ -35,16 +36,20 @@ SUMMARY = []  # (way, notebook, cell index, first line printed), shown with pyte
 
 
 def cell_names(source):
-    """(names a cell defines, names it reads), a cell magic's body read as Python. Over-approximate:
-    names inside functions count, and `x[k] = ...` or `x.a = ...` counts as defining x."""
+    """(names a cell defines, names it reads from earlier cells, names it binds on every path), a cell
+    magic's body read as Python. Over-approximate: names bound inside functions count as defined,
+    `x[k] = ...` or `x.a = ...` counts as defining x; reads and binds are those of tests/cell_reads.py
+    (a comprehension's or a loop's own variable is not read from an earlier cell)."""
     from IPython.core.inputtransformer2 import TransformerManager
 
     if source.startswith("%%"):
         source = source.partition("\n")[2]
-    defined, read = set(), set()
-    for node in ast.walk(ast.parse(TransformerManager().transform_cell(source))):
-        if isinstance(node, ast.Name):
-            (read if isinstance(node.ctx, ast.Load) else defined).add(node.id)
+    tree = ast.parse(TransformerManager().transform_cell(source))
+    read, binds = reads_and_binds(tree)
+    defined = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            defined.add(node.id)
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             defined.add(node.name)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -54,7 +59,7 @@ def cell_names(source):
                 node = node.value
             if isinstance(node, ast.Name):
                 defined.add(node.id)
-    return defined, read
+    return defined, read, binds
 
 
 def hub_cells(path):
@@ -66,10 +71,10 @@ def hub_cells(path):
         return []
     kept, needed = [], set()
     for k in range(last, -1, -1):  # backwards: a cell is kept if a kept later cell reads what it defines
-        defined, read = cell_names(cells[k][1])
+        defined, read, binds = cell_names(cells[k][1])
         if k == 0 or cells[k][1].startswith("%%hub") or defined & needed:
             kept.append(cells[k])
-            needed |= read
+            needed = (needed - binds) | read  # what it binds on every path, earlier cells need not
     return kept[::-1]
 
 
