@@ -27,7 +27,9 @@ checkpoint chooses for each held-out test picture and for as many test pictures 
 (ZeroShotTests.chosen_captions), the control of its naming; when validation chose an earlier step,
 the last checkpoint's outcomes and choices are kept beside them (test_last, chosen_last). The
 validation batches are those of utils.clip.validation_set, as in the notebook. Each finished run is
-merged into --out (data/clip_runs.json) with the command that repeats it and the seconds it took.
+merged into --out (data/clip_runs.json) with the command that repeats it, the seconds it took, and
+the torch version and CPU it ran on; a run it replaces is kept as an earlier draw of its seed
+("earlier_draws", with the commit that recorded it), unless the two gave the same test outcomes.
 The runs "... frozen" keep SigLIP's bias at its start, untrained, and are left out unless named:
     python scripts/train_clip_longer.py --runs 'SigLIP, b = -10 frozen' 'SigLIP, b = -log N frozen' \
         --out data/clip_runs_frozen.json
@@ -37,6 +39,8 @@ import copy
 import fcntl
 import json
 import math
+import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -61,6 +65,14 @@ RUNS = {
     "SigLIP, b = -log N frozen": dict(kind="siglip", logit_bias=-math.log(BATCH_SIZE), freeze_bias=True),
 }
 SIGMOID = ("siglip", "sigmoid clip")  # the kinds trained with the sigmoid loss
+
+
+def machine():
+    """The torch version and CPU of a run: reruns of one seed differ, and these are the likeliest causes."""
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
+             if line.startswith("model name")]
+    return {"torch": torch.__version__, "cpu": names[0] if names else platform.processor() or platform.machine()}
 
 
 def train_one(name, seed, args, data):
@@ -103,6 +115,7 @@ def train_one(name, seed, args, data):
                    + (f" --shift {args.shift}" if args.shift else "")
                    + (f" --out {Path(args.out).as_posix()}" if args.out else ""),
         "seconds": round(seconds),
+        **machine(),
         "chosen_step": chosen,
         "validation": [rounded(r) for r in evaluated.drop(columns=["epoch", "lr", "seconds"]).to_dict("records")],
         "loss_every_10": history["loss"].iloc[9::10].round(4).tolist(),
@@ -110,6 +123,26 @@ def train_one(name, seed, args, data):
         "chosen": data["test"].chosen_captions(model),
         **last,
     }
+
+
+def recorded_in(out: Path) -> str:
+    """Where the record's current runs were committed: the last commit of `out`, or "uncommitted"."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+    if git("diff", "--quiet", "HEAD", "--", str(out)).returncode != 0:
+        return "uncommitted"
+    return git("log", "-1", "--format=%h", "--", str(out)).stdout.strip() or "uncommitted"
+
+
+def keep_earlier(record: dict, name: str, seed: str, new: dict, where: str):
+    """A rerun of a seed need not repeat it (see the docstring), so the run that `new` replaces is kept
+    as an earlier draw of that seed (record["earlier_draws"], read by utils.clip.draws) with `where` it
+    was recorded, unless it gave the same test outcomes: a repeat is not another draw."""
+    old = record["runs"].get(name, {}).get(seed)
+    if old is None or old["test"] == new["test"]:
+        return
+    earlier = record.setdefault(clip.EARLIER, {}).setdefault(name, {}).setdefault(seed, [])
+    earlier.append({"recorded_in": where, **old})
 
 
 def build_parser():
@@ -157,13 +190,16 @@ def main(argv=None):
                   tests=list(clip.TESTS),
                   floors={kind: clip.loss_floor(val.examples, b, val.scenes) for kind, b in data["batches"].items()})
     record.setdefault("runs", {})
+    where = recorded_in(out)  # where the runs that this command replaces were recorded
     for name in args.runs:
         for seed in args.seeds:
             result = train_one(name, seed, args, data)
             with open(out.with_suffix(".lock"), "w") as lock:  # runs in parallel merge into one file
                 fcntl.flock(lock, fcntl.LOCK_EX)
                 if out.exists():
-                    record["runs"] = json.loads(out.read_text())["runs"]
+                    on_disk = json.loads(out.read_text())
+                    record.update({k: on_disk[k] for k in ("runs", clip.EARLIER) if k in on_disk})
+                keep_earlier(record, name, str(seed), result, where)
                 record["runs"].setdefault(name, {})[str(seed)] = result
                 record["runs"] = {run: dict(sorted(record["runs"][run].items(), key=lambda kv: int(kv[0])))
                                   for run in RUNS if run in record["runs"]}

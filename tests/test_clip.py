@@ -448,21 +448,29 @@ def test_shipped_runs_cover_every_model_over_three_seeds():
                                    "SigLIP, b = -log N", "CLIP, sigmoid loss, b = -10"}
     for name, seeds in record["runs"].items():
         assert len(seeds) >= 3, name
-        for seed, run in seeds.items():
+        for label, run in clip.draws(record, name).items():  # earlier draws of a seed too
+            seed = label.split(",")[0].split()[1]
             assert f"--seeds {seed}" in run["command"] and f"'{name}'" in run["command"]
             steps = [row["step"] for row in run["validation"]]
             assert run["chosen_step"] in steps and steps[-1] == record["steps"]
             assert list(run["test"]) == record["tests"]
             assert all(len(v) == 300 and set(v) <= {0, 0.5, 1} for v in run["test"].values())
-    assert all(run["test"]["binding"] == [0.5] * 300 for run in record["runs"]["order-blind CLIP"].values())
+    assert all(run["test"]["binding"] == [0.5] * 300 for run in clip.draws(record, "order-blind CLIP").values())
+    # an earlier draw is the same command with other outcomes (a repeat is not kept), and says where it was made
+    for name, seeds in record[clip.EARLIER].items():
+        for seed, earlier in seeds.items():
+            for run in earlier:
+                assert run["command"] == record["runs"][name][seed]["command"]
+                assert run["test"] != record["runs"][name][seed]["test"] and run["recorded_in"], (name, seed)
     # validation chose each checkpoint: the chosen step has the best naming + binding there
-    for seeds in record["runs"].values():
-        for run in seeds.values():
+    for name in record["runs"]:
+        for run in clip.draws(record, name).values():
             best = max(r["naming"] + r["binding"] for r in run["validation"])
             chosen = next(r for r in run["validation"] if r["step"] == run["chosen_step"])
             assert chosen["naming"] + chosen["binding"] == pytest.approx(best, abs=2e-4)  # rounded to 4 places
     table = clip.seed_table(record)
     assert "over 3 seeds" in table.loc["CLIP", "binding"]
+    assert f"over {len(clip.draws(record, 'CLIP'))} runs" in clip.seed_table(record, all_draws=True).loc["CLIP", "binding"]
     comparison = clip.compare_runs(record, "CLIP, twins in a batch", "CLIP", "binding")
     assert sorted(comparison) == [0, 1, 2] and "McNemar" in comparison[0].method
 
@@ -572,8 +580,9 @@ def test_every_shipped_command_parses_with_todays_script_and_repeats_its_run():
     spec.loader.exec_module(script)
     for path in sorted(utils.data_path("clip_runs.json").parent.glob("clip_runs*.json")):
         record = json.loads(path.read_text())
-        for name, seeds in record["runs"].items():
-            for seed, run in seeds.items():
+        for name in record["runs"]:
+            for label, run in clip.draws(record, name).items():
+                seed = label.split(",")[0].split()[1]
                 words = shlex.split(run["command"])
                 assert words[:2] == ["python", "scripts/train_clip_longer.py"]
                 args = script.build_parser().parse_args(words[2:])
@@ -702,6 +711,50 @@ def test_early_choices_lists_runs_stopped_before_the_last_step():
     assert clip.accuracies({"runs": {"a": {"1": {"test": {"t": [1, 1]}}, "0": {"test": {"t": [1, 0]}}}}}, "a", "t") == [0.5, 1.0]
 
 
+def test_draws_keep_earlier_runs_beside_each_seed():
+    run = lambda t: {"test": {"t": t}}  # noqa: E731
+    record = {"tests": ["t"], "runs": {"a": {"1": run([1, 1]), "0": run([1, 0])}},
+              clip.EARLIER: {"a": {"0": [{"recorded_in": "abc", "made_in": "abd", **run([0, 0])}]}}}
+    assert list(clip.draws(record, "a")) == ["seed 0", "seed 0, earlier draw", "seed 1"]
+    assert list(clip.draws(record, "a", all_draws=False)) == ["seed 0", "seed 1"]
+    assert clip.accuracies(record, "a", "t") == [0.5, 1.0]
+    assert clip.accuracies(record, "a", "t", all_draws=True) == [0.5, 0.0, 1.0]
+    table = clip.rerun_table(record, tests=("t",))
+    assert table.loc["a", "t, seed 0"] == "0.0 → 50.0" and table.loc["a", "earlier draws made in"] == "abd"
+    assert "over 3 runs" in clip.seed_table(record, all_draws=True).loc["a", "t"]
+    assert "over 2 seeds" in clip.seed_table(record).loc["a", "t"]
+    assert clip.draws({"runs": record["runs"]}, "a") == clip.draws(record, "a", all_draws=False)
+
+
+def test_comparison_lines_count_the_runs_that_leave_chance():
+    groups = list("aabbccddeeff")  # six classes: a sign flip can reach 1/32
+    run = lambda v: {"test": {"binding": v}}  # noqa: E731
+    record = {"runs": {"a": {"0": run([1.0] * 12), "1": run([1.0] * 12)}, "b": {"0": run([0.5] * 12), "1": run([0.5] * 11 + [1.0])}},
+              clip.EARLIER: {"a": {"1": [{"recorded_in": "abc", **run([1.0] * 11 + [0.5])}]}}}
+    assert [c.p_value < 0.05 for _, c in clip.binding_draws(record, "a", groups).values()] == [True, True, True]
+    lines = clip.comparison_lines(record, [("a", "b", "binding")], lambda test: groups, same_start={("a", "b")})
+    assert lines[0] == "a minus b, binding:" and len(lines) == 6
+    assert "Welch t over every recorded run (3 and 2, unpaired): +46.5 points" in lines[2]  # (2 + 11.5/12) / 3 - (6 + 6.5) / 24
+    assert "paired t over the seeds (latest draws): +47.9 points" in lines[3]
+    assert lines[5] == "  runs that leave chance (p < 0.05): 3 of 3 against 0 of 2; Fisher's exact test p = 0.10"
+    assert not any("paired t" in line for line in clip.comparison_lines(record, [("a", "b", "binding")], lambda t: groups))
+
+
+def test_the_script_keeps_a_replaced_run_as_an_earlier_draw():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_clip_longer", utils.REPO_ROOT / "scripts" / "train_clip_longer.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    record = {"runs": {"m": {"0": {"command": "c", "test": {"t": [1]}}}}}
+    script.keep_earlier(record, "m", "0", {"test": {"t": [1]}}, "abc")  # a repeat: nothing kept
+    script.keep_earlier(record, "m", "1", {"test": {"t": [0]}}, "abc")  # a new seed: nothing replaced
+    assert clip.EARLIER not in record
+    script.keep_earlier(record, "m", "0", {"test": {"t": [0]}}, "abc")
+    assert record[clip.EARLIER] == {"m": {"0": [{"recorded_in": "abc", "command": "c", "test": {"t": [1]}}]}}
+    assert set(script.machine()) == {"torch", "cpu"}
+
+
 def test_split_comparison_counts_each_split_once():
     from scipy import stats
 
@@ -779,7 +832,7 @@ def test_recorded_choices_are_the_recorded_naming(course):
     tests = clip.ZeroShotTests(processor, "test")
     record = json.loads(utils.data_path("clip_runs.json").read_text())
     with_choices = [(name, seed) for name, runs in record["runs"].items() for seed, run in runs.items() if "chosen" in run]
-    assert {name for name, _ in with_choices} >= set(record["runs"]) - {"CLIP, twins in a batch"}
+    assert {name for name, _ in with_choices} == set(record["runs"])
     for name, seed in with_choices:
         run = record["runs"][name][seed]
         assert [len(v) for v in run["chosen"].values()] == [300, 300]

@@ -130,6 +130,7 @@ def test_over_seeds_summary_and_format():
     assert summary.mean == pytest.approx(0.974) and summary.std == pytest.approx(np.std(summary.values, ddof=1))
     assert str(summary) == "97.4% ± 0.6 over 5 seeds (96.5% to 98.1%)"
     assert str(ev.over_seeds([1.5, 2.5])) == "2.000 ± 0.707 over 2 seeds (1.500 to 2.500)"
+    assert str(ev.over_seeds([1.5, 2.5], unit="runs")) == "2.000 ± 0.707 over 2 runs (1.500 to 2.500)"
 
 
 def test_comparison_prints_points_and_p():

@@ -47,7 +47,8 @@ __all__ = [
     "count_pairs", "scene_distribution", "loss_floor", "course_data", "OrderBlindText", "MODEL_KINDS",
     "small_model", "ALL_COMBOS", "TESTS", "dominant_colour", "SHAPE_AREAS", "colour_pixels",
     "colour_area_scores", "similarity", "ZeroShotTests",
-    "seed_table", "compare_runs", "run_histories", "plot_curves",
+    "seed_table", "compare_runs", "run_histories", "plot_curves", "EARLIER", "draws", "rerun_table",
+    "binding_draws", "comparison_lines",
 ]
 
 # The palette: a name and its RGB centre; each drawing jitters the channels a little.
@@ -1279,19 +1280,56 @@ class ZeroShotTests:
 
 # ---- the record of longer runs over seeds (scripts/train_clip_longer.py) ------------------------
 
-def seed_table(record: dict, tests=None):
+EARLIER = "earlier_draws"  # the record's runs that a later run of the same command replaced
+
+
+def draws(record: dict, name: str, all_draws: bool = True) -> dict:
+    """The recorded runs of `name`: {"seed s": run} in the order of the seeds, and with `all_draws`
+    also every earlier draw of a seed that was trained again with the same command, kept in
+    ``record["earlier_draws"]`` ({name: {seed: [run, ...]}}, each with ``recorded_in``, the commit
+    whose record first held it), as {"seed s, earlier draw": run} after the seed's current run."""
+    result = {}
+    for seed, run in sorted(record["runs"][name].items(), key=lambda kv: int(kv[0])):
+        result[f"seed {seed}"] = run
+        for k, earlier in enumerate(record.get(EARLIER, {}).get(name, {}).get(seed, []) if all_draws else []):
+            result[f"seed {seed}, earlier draw" + (f" {k + 1}" if k else "")] = earlier
+    return result
+
+
+def seed_table(record: dict, tests=None, all_draws: bool = False):
     """Test accuracy per run (rows) and test (columns), each cell summarised over the seeds with
-    :func:`utils.evaluation.over_seeds`: mean ± standard deviation (range)."""
+    :func:`utils.evaluation.over_seeds`: mean ± standard deviation (range); with `all_draws`, over
+    every recorded run of each model, earlier draws of a seed included (:func:`draws`)."""
     import pandas as pd
 
     from .evaluation import over_seeds
 
     tests = list(tests or record["tests"])
     rows = {}
-    for name, seeds in record["runs"].items():
-        rows[name] = {test: str(over_seeds([sum(s["test"][test]) / len(s["test"][test]) for s in seeds.values()],
-                                           percent=True)) for test in tests}
+    for name in record["runs"]:
+        rows[name] = {test: str(over_seeds(accuracies(record, name, test, all_draws), percent=True,
+                                           unit="runs" if all_draws else "seeds")) for test in tests}
     return pd.DataFrame(rows).T[tests]
+
+
+def rerun_table(record: dict, tests=("naming, 36 captions", "binding")):
+    """One line per model with earlier draws: for each test and seed, the earlier draw's test
+    accuracy and the current one's ("57.0 → 72.0", in percent), and the commits that made the earlier
+    draws (``made_in``, else ``recorded_in``)."""
+    import pandas as pd
+
+    rows = {}
+    for name, seeds in record.get(EARLIER, {}).items():
+        row = {}
+        for test in tests:
+            for seed, earlier in sorted(seeds.items(), key=lambda kv: int(kv[0])):
+                now = record["runs"][name][seed]["test"][test]
+                row[f"{test}, seed {seed}"] = " → ".join(f"{100 * sum(v) / len(v):.1f}"
+                                                         for v in [e["test"][test] for e in earlier] + [now])
+        row["earlier draws made in"] = ", ".join(sorted({e.get("made_in", e["recorded_in"])
+                                                         for es in seeds.values() for e in es}))
+        rows[name] = row
+    return pd.DataFrame(rows).T
 
 
 def compare_runs(record: dict, a: str, b: str, test: str, groups=None) -> dict:
@@ -1312,9 +1350,50 @@ def compare_runs(record: dict, a: str, b: str, test: str, groups=None) -> dict:
     return result
 
 
-def accuracies(record: dict, name: str, test: str) -> list[float]:
-    """The test accuracy of run `name` on `test`, one per seed, in the order of the seeds."""
-    return [sum(v := run["test"][test]) / len(v) for _, run in sorted(record["runs"][name].items(), key=lambda x: int(x[0]))]
+def accuracies(record: dict, name: str, test: str, all_draws: bool = False) -> list[float]:
+    """The test accuracy of run `name` on `test`, one per seed, in the order of the seeds; with
+    `all_draws`, one per recorded run, earlier draws of a seed included (:func:`draws`)."""
+    return [sum(v := run["test"][test]) / len(v) for run in draws(record, name, all_draws).values()]
+
+
+def binding_draws(record: dict, name: str, groups) -> dict:
+    """Every recorded run of `name` (:func:`draws`) with its test binding against a coin toss
+    (:func:`against_chance`, a sign flip over the binding classes `groups`): {label: (run, Comparison)}."""
+    return {label: (run, against_chance(run["test"]["binding"], groups)) for label, run in draws(record, name).items()}
+
+
+def comparison_lines(record: dict, pairs, groups_of, same_start=()) -> list[str]:
+    """The comparisons of two recorded models, a few lines for each (a, b, test) of `pairs`: seed by
+    seed on the same test items (:func:`compare_runs`, the current draw of each seed), Welch's t over
+    every recorded run, the paired t over the seeds where (a, b) is in `same_start` (seed k gives both
+    the same initial weights), the pooled comparison across the held-out groups (`groups_of(test)`), and
+    for binding the runs of each that leave chance (:func:`binding_draws`, p < 0.05) with Fisher's
+    exact test of the two counts."""
+    from scipy.stats import fisher_exact
+
+    from .evaluation import format_p, welch_t
+
+    lines = []
+    for a, b, test in pairs:
+        groups = groups_of(test)
+        per_seed = compare_runs(record, a, b, test, groups=groups)
+        lines.append(f"{a} minus {b}, {test}:")
+        lines.append("  seed by seed, the latest draw of each, points (sign flip over the groups): "
+                     + ", ".join(f"{c.difference * 100:+.1f} ({format_p(c.p_value)})" for c in per_seed.values()))
+        welch = welch_t(accuracies(record, a, test, True), accuracies(record, b, test, True), percent=True)
+        lines.append(f"  over retraining, Welch t over every recorded run "
+                     f"({len(draws(record, a))} and {len(draws(record, b))}, unpaired): {welch}")
+        if (a, b) in same_start:
+            lines.append(f"  over retraining, paired t over the seeds (latest draws): {seed_comparison(record, a, b, test)}")
+        lines.append(f"  across the held-out groups, for the latest draws as trained: "
+                     f"{format_p(pooled_comparison(record, a, b, test, groups=groups).p_value)}")
+        if test == "binding":
+            counts = [[sum(c.p_value < 0.05 for _, c in binding_draws(record, name, groups).values()),
+                       len(draws(record, name))] for name in (a, b)]
+            p = fisher_exact([[k, n - k] for k, n in counts]).pvalue
+            lines.append(f"  runs that leave chance (p < 0.05): {counts[0][0]} of {counts[0][1]} against "
+                         f"{counts[1][0]} of {counts[1][1]}; Fisher's exact test {format_p(p)}")
+    return lines
 
 
 def early_choices(record: dict) -> dict:
@@ -1395,13 +1474,14 @@ def pooled_comparison(record: dict, a: str, b: str, test: str, groups):
     return paired_bootstrap(x, y, groups=list(groups) * len(seeds), percent=True)
 
 
-def run_histories(record: dict, name: str) -> list:
-    """The runs of `name`, one DataFrame per seed in the shape ``utils.train`` returns: the training
-    loss every 10 steps and the validation rows where they were measured."""
+def run_histories(record: dict, name: str, all_draws: bool = False) -> list:
+    """The runs of `name`, one DataFrame per seed (with `all_draws`, per recorded run: :func:`draws`)
+    in the shape ``utils.train`` returns: the training loss every 10 steps and the validation rows
+    where they were measured."""
     import pandas as pd
 
     histories = []
-    for run in record["runs"][name].values():
+    for run in draws(record, name, all_draws).values():
         losses = pd.DataFrame({"step": range(10, 10 * len(run["loss_every_10"]) + 1, 10),
                                "loss": run["loss_every_10"]})
         evaluated = pd.DataFrame(run["validation"]).drop(columns=["loss"])
@@ -1472,7 +1552,7 @@ def plot_curves(histories: dict, *, floor: float, binding_rule: float | None = N
 
 def summary_lines(test: "ZeroShotTests", area_rule: dict, record: dict, shifted: dict, models, floors) -> list[str]:
     """The notebook's closing summary, one line per finding: the colour rule, the colour-area rule,
-    each recorded run over its seeds, seed 0 of each held-out split (`shifted`: {shift: record}) for
+    each model over all its recorded runs (earlier draws included), seed 0 of each held-out split (`shifted`: {shift: record}) for
     `models`, and the floors of random batches (`floors`, the table of :func:`loss_floor` values)."""
     from .evaluation import over_seeds
 
@@ -1481,8 +1561,8 @@ def summary_lines(test: "ZeroShotTests", area_rule: dict, record: dict, shifted:
              f"among the 6 held-out captions and {pixels['naming, 36 captions']:.0%} among all 36.",
              f"- The colour-area rule, which never looks at positions, binds {area_rule['test']['summary']} "
              f"of the test scenes."]
-    for name, runs in record["runs"].items():
-        summary = {t: over_seeds([sum(r["test"][t]) / len(r["test"][t]) for r in runs.values()], percent=True)
+    for name in record["runs"]:
+        summary = {t: over_seeds(accuracies(record, name, t, all_draws=True), percent=True, unit="runs")
                    for t in ("naming, 36 captions", "binding")}
         lines.append(f"- {name}: naming among 36 {summary['naming, 36 captions']}; binding {summary['binding']}.")
     for k, r in shifted.items():

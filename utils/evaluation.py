@@ -111,10 +111,12 @@ class Comparison:
 @dataclass(frozen=True)
 class SeedSummary:
     """One result per training seed: ``str()`` gives e.g. ``97.4% ± 0.6 over 5 seeds (96.5% to 98.1%)``,
-    the mean, the sample standard deviation and the range."""
+    the mean, the sample standard deviation and the range. `unit` names what each value is one of
+    ("runs" where a seed was trained more than once)."""
     values: tuple
     percent: bool = False
     digits: int | None = None
+    unit: str = "seeds"
     mean: float = field(init=False)
     std: float = field(init=False)
     min: float = field(init=False)
@@ -130,7 +132,7 @@ class SeedSummary:
     def __str__(self) -> str:
         f = lambda x: format_value(x, self.percent, self.digits)  # noqa: E731
         spread = format_value(self.std, self.percent, self.digits).rstrip("%")
-        return f"{f(self.mean)} ± {spread} over {len(self.values)} seeds ({f(self.min)} to {f(self.max)})"
+        return f"{f(self.mean)} ± {spread} over {len(self.values)} {self.unit} ({f(self.min)} to {f(self.max)})"
 
 
 def table(results: dict, digits: int | None = None):
@@ -331,13 +333,14 @@ def paired_bootstrap(a, b, weights=None, groups=None, confidence: float = 0.95, 
 
 # ---- over training seeds --------------------------------------------------------------------------
 
-def over_seeds(values, percent: bool = False, digits: int | None = None) -> SeedSummary:
+def over_seeds(values, percent: bool = False, digits: int | None = None, unit: str = "seeds") -> SeedSummary:
     """One result per training seed, summarised: mean, sample standard deviation, range, values.
-    This is the spread a rerun gives, which no test-set interval shows."""
+    This is the spread a rerun gives, which no test-set interval shows. `unit` is what one value is
+    the result of, as printed ("seeds", or "runs" where some seeds were trained twice)."""
     values = _vector(values, "values")
     if len(values) < 2:
         raise ValueError(f"over_seeds needs results from at least 2 seeds, got {len(values)}")
-    return SeedSummary(tuple(float(v) for v in values), percent, digits)
+    return SeedSummary(tuple(float(v) for v in values), percent, digits, unit)
 
 
 def _t_half_width(values, confidence):
