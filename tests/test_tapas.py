@@ -403,6 +403,17 @@ def test_vocab_has_special_tokens_first(tokenizer):
     assert len(tokenizer) == tokenizer.vocab_size  # [EMPTY] is in the vocabulary, not an added token
 
 
+def test_the_kept_corpus_vocabulary_is_a_build_of_the_corpus(tmp_path):
+    """data/tapas/corpus_vocab.txt, which the notebook's live run reads, is one build of corpus.txt: a
+    rebuild orders the ids otherwise and differs in a few tokens only."""
+    from utils import data_path
+
+    kept = data_path("tapas", "corpus_vocab.txt").read_text(encoding="utf-8").splitlines()
+    assert len(kept) == len(set(kept)) == 2000
+    assert kept[:len(tapas.SPECIAL_TOKENS)] == tapas.SPECIAL_TOKENS
+    again = tapas.build_vocab(data_path("tapas", "corpus.txt"), tmp_path).read_text(encoding="utf-8").splitlines()
+    assert len(set(kept) & set(again)) >= 0.97 * len(kept)
+
 def test_build_vocab_bad_input(tmp_path):
     with pytest.raises(FileNotFoundError, match="no text to build the vocabulary"):
         tapas.build_vocab(tmp_path / "missing.txt", tmp_path)
@@ -801,3 +812,16 @@ def test_kept_answers_with_the_shipped_model():
     assert 138 in kept and max(kept) - min(kept) <= 2 * (cutoff / delta + delta / 2) + 1  # a window around 138
     with pytest.raises(ValueError, match="weak supervision"):
         tapas.kept_answers(TapasForQuestionAnswering.from_pretrained(folder), None, table, "?", [1])
+
+
+def test_cutoff_drops_counts_the_questions_the_weak_loss_drops(tokenizer):
+    examples = tapas.generate_examples(6, seed=1)
+    drops = tapas.cutoff_drops(tokenizer, examples, seeds=(0, 1))
+    assert drops.loc["all", "questions"] == len(examples)
+    assert drops.drop(index="all").sum().tolist() == drops.loc["all"].tolist()
+    assert (drops["dropped"] <= drops["aggregated"]).all() and (drops["aggregated"] <= drops["questions"]).all()
+    assert drops.loc["lookup by id", "aggregated"] == 0  # a text answer is selected, never aggregated
+    # a fresh model's expected result lies near 0: totals in the tens and more are out of the cutoff's reach
+    assert drops.loc["sum", "dropped"] == drops.loc["sum", "questions"]
+    with pytest.raises(ValueError, match="no example"):
+        tapas.cutoff_drops(tokenizer, [])

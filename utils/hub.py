@@ -70,9 +70,10 @@ class Checkpoint:
 # no pipeline pins GPT-2 (notebook 01 reads its size from its config), the two long-document
 # models whose configs notebook 02 reads, Mamba (notebook 03 counts its cache), Donut or LLaVA, read at main
 # (no commit of theirs could be checked against a public source that pins it).
-# DINOv2 (notebook 04 probes its features), Whisper-tiny (notebook 06 scores it) and SigLIP 2 (notebook 07) are
-# pinned to the full commit hashes of facebook/dinov2-small (150c8e7...), openai/whisper-tiny (169d4a4...) and
-# google/siglip2-base-patch16-224 (75de2d5...) that other public projects pin, so that their outputs cannot
+# DINOv2 (notebook 04 probes its features), Whisper-tiny (notebook 06 scores it), SigLIP 2 (notebook 07) and
+# Qwen2.5-Coder-0.5B-Instruct (notebook 05 has it write pandas) are pinned to the full commit hashes of
+# facebook/dinov2-small (150c8e7...), openai/whisper-tiny (169d4a4...), google/siglip2-base-patch16-224 (75de2d5...)
+# and Qwen/Qwen2.5-Coder-0.5B-Instruct (ea3f247...) that other public projects pin, so that their outputs cannot
 # change under the notebooks.
 CHECKPOINTS = {
     "vit": Checkpoint("google/vit-base-patch16-224", "3f49326"),
@@ -86,7 +87,7 @@ CHECKPOINTS = {
     "librispeech_dummy": Checkpoint("hf-internal-testing/librispeech_asr_dummy", repo_type="dataset",
                                     config="clean", split="validation"),
     "dinov2": Checkpoint("facebook/dinov2-small", "150c8e7bb7cef2d30ec31b13a517af14840ee3f7"),
-    "coder": Checkpoint("Qwen/Qwen2.5-Coder-0.5B-Instruct"),
+    "coder": Checkpoint("Qwen/Qwen2.5-Coder-0.5B-Instruct", "ea3f2471cf1b1f0db85067f1ef93848e38e88c25"),
     "docqa": Checkpoint("impira/layoutlm-document-qa", "beed3c4"),
     "donut": Checkpoint("naver-clova-ix/donut-base-finetuned-docvqa"),
     "mamba": Checkpoint("state-spaces/mamba-130m-hf"),

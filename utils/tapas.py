@@ -1503,6 +1503,42 @@ def supervision_runs(tokenizer, train_examples, eval_examples, *, seeds=(0, 1, 2
     return pd.DataFrame(rows)
 
 
+def cutoff_drops(tokenizer, examples, *, seeds=(0, 1, 2), batch_size=64):
+    """What the answer-loss cutoff does at the first step of weak supervision: for every seed, the
+    fresh model that :func:`supervision_runs` starts its weak run from (the same seed, the same
+    :data:`WTQ_WEAK_SUPERVISION`), and :func:`loss_terms` of `examples` given their answers alone.
+    Returns one row per question kind and "all": the questions, and, as means over the seeds, how
+    many the model must aggregate (an answer that is no cell, or an ambiguous one it would aggregate)
+    and how many of those the cutoff drops (``kept`` 0: no aggregation or answer term)."""
+    import torch
+    from transformers import TapasForQuestionAnswering
+
+    from .core import seed_everything
+
+    if not examples:
+        raise ValueError("cutoff_drops: no example given")
+    data = encode_examples(tokenizer, examples, supervision="weak")
+    kinds = pd.Series([e.kind for e in examples])
+    counts = []
+    for seed in seeds:
+        seed_everything(seed)
+        model = TapasForQuestionAnswering(small_config(tokenizer.vocab_size, **WTQ_WEAK_SUPERVISION)).eval()
+        aggregate, kept = [], []
+        with torch.no_grad():
+            for start in range(0, len(data), batch_size):
+                batch = collate(data[start:start + batch_size])
+                terms = loss_terms(model, batch, float_answer=batch.pop("float_answer"))
+                aggregate += terms["aggregate"].tolist()
+                kept += terms["kept"].tolist()
+        frame = pd.DataFrame({"kind": kinds, "aggregated": aggregate,
+                              "dropped": [a * (1 - k) for a, k in zip(aggregate, kept)]})
+        counts.append(frame.groupby("kind")[["aggregated", "dropped"]].sum())
+    table = pd.concat(counts).groupby(level=0).mean()
+    table.insert(0, "questions", kinds.value_counts())
+    table.loc["all"] = table.sum()
+    return table
+
+
 def compare_supervision(runs):
     """The record of :func:`supervision_runs` read two ways: accuracy per seed and kind (a DataFrame,
     supervision and seed as columns, kinds and "all" as rows), and the paired comparison of the two
