@@ -31,8 +31,7 @@ import os, pathlib, subprocess, sys
 REPO_URL = "{REPO_URL}"
 if "google.colab" in sys.modules and not pathlib.Path("course").exists():
     subprocess.run(["git", "clone", "--depth", "1", REPO_URL, "course"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r",
-                    "course/requirements-colab.txt"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-r", "course/requirements-colab.txt"], check=True)
     os.chdir("course/notebooks")
 here = pathlib.Path.cwd()
 sys.path.insert(0, str(next(p for p in [here, *here.parents] if (p / "utils").is_dir())))
