@@ -193,6 +193,37 @@ def test_loss_rejects_bad_input():
 
 # ---- the tokenizer -----------------------------------------------------------------------------
 
+def test_saving_while_another_kernel_loads_never_shows_half_a_file(tmp_path):
+    """The notebook and the `%%hub` tests build the tokenizer into one folder, possibly at once: a
+    plain `save_pretrained` there lets a loader read a half-written tokenizer.json (hundreds of
+    JSONDecodeErrors in 40 saves when this was written); whole files moved in give none."""
+    import threading
+
+    tokenizer = clip.build_tokenizer(["a red circle", "a blue square at the top"], tmp_path / "tiny-clip")
+    errors, stop = [], threading.Event()
+
+    def load():
+        while not stop.is_set():
+            try:
+                CLIPTokenizerFast.from_pretrained(tmp_path / "tiny-clip")
+            except Exception as err:  # noqa: BLE001 - any failure to load counts
+                errors.append(type(err).__name__)
+
+    loader = threading.Thread(target=load)
+    loader.start()
+    try:
+        for _ in range(40):
+            clip.save_whole_files(tokenizer, tmp_path / "tiny-clip")
+    finally:
+        stop.set()
+        loader.join()
+    assert errors == []
+    assert [p.name for p in tmp_path.iterdir()] == ["tiny-clip"]  # no staging folder left behind
+    saved = {p.name for p in (tmp_path / "tiny-clip").iterdir()}
+    tokenizer.save_pretrained(tmp_path / "plain")
+    assert saved == {p.name for p in (tmp_path / "plain").iterdir()}
+
+
 def test_tokenizer_saves_and_loads_as_clip_tokenizer(tmp_path):
     texts = [e["caption"] for e in clip.make_examples(200, seed=0)]
     tokenizer = clip.build_tokenizer(texts, tmp_path)

@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import re
+import tempfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -530,9 +532,21 @@ def build_tokenizer(texts, save_dir, *, vocab_size: int = 400):
     vocab = {token: i for i, token in enumerate(order)}
     # CLIP's tokenizer class builds the same pipeline around our vocabulary and merges.
     tokenizer = CLIPTokenizerFast(vocab=vocab, merges=merges)
-    save_dir = Path(save_dir)
-    tokenizer.save_pretrained(save_dir)
+    save_whole_files(tokenizer, save_dir)
     return CLIPTokenizerFast.from_pretrained(save_dir)
+
+
+def save_whole_files(saveable, save_dir):
+    """`saveable.save_pretrained(save_dir)`, each file written beside it first and then moved in
+    (`os.replace`), so that another process loading from `save_dir` meanwhile never reads half a
+    file: two kernels that build the same tokenizer at once (the notebook and the `%%hub` tests)
+    then leave whole, identical files."""
+    save_dir = Path(save_dir)
+    save_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=save_dir.parent, prefix=f".{save_dir.name}-") as staging:
+        saveable.save_pretrained(staging)
+        for path in sorted(Path(staging).iterdir()):
+            os.replace(path, save_dir / path.name)
 
 
 # ---- training and scoring ----------------------------------------------------------------------
@@ -833,7 +847,7 @@ def course_data(save_dir, *, image_size: int = 32, shift: int = 0):
     image_processor = CLIPImageProcessor(size={"shortest_edge": image_size},
                                          crop_size={"height": image_size, "width": image_size})
     processor = CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
-    processor.save_pretrained(save_dir)
+    save_whole_files(processor, save_dir)
     return train_examples, processor
 
 
