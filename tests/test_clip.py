@@ -764,10 +764,14 @@ def test_comparison_lines_count_the_runs_that_leave_chance():
               clip.EARLIER: {"a": {"1": [{"recorded_in": "abc", **run([1.0] * 11 + [0.5])}]}}}
     assert [c.p_value < 0.05 for _, c in clip.binding_draws(record, "a", groups).values()] == [True, True, True]
     lines = clip.comparison_lines(record, [("a", "b", "binding")], lambda test: groups, same_start={("a", "b")})
-    assert lines[0] == "a minus b, binding:" and len(lines) == 6
+    assert lines[0] == "a minus b, binding:" and len(lines) == 8
     assert "Welch t over every recorded run (3 and 2, unpaired): +46.5 points" in lines[2]  # (2 + 11.5/12) / 3 - (6 + 6.5) / 24
-    assert "paired t over the seeds (latest draws): +47.9 points" in lines[3]
-    assert lines[5] == "  runs that leave chance (p < 0.05): 3 of 3 against 0 of 2; Fisher's exact test p = 0.10"
+    assert "Welch t over the seeds, each the mean of its draws (2 and 2, unpaired): +46.9 points" in lines[3]  # (1 + (1 + 11.5/12) / 2) / 2 - (6 + 6.5) / 24
+    assert "paired t over the seeds (latest draws): +47.9 points" in lines[4]
+    assert lines[6] == "  runs that leave chance (p < 0.05): 3 of 3 against 0 of 2; Fisher's exact test p = 0.10"
+    assert lines[7] == "  seeds that leave chance in every draw: 2 of 2 against 0 of 2; Fisher's exact test p = 0.33"
+    assert clip.seed_means(record, "a", "binding") == [1.0, pytest.approx((1 + 11.5 / 12) / 2)]
+    assert clip.seeds_leaving_chance(record, "b", groups) == (0, 2)
     assert not any("paired t" in line for line in clip.comparison_lines(record, [("a", "b", "binding")], lambda t: groups))
 
 

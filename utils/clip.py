@@ -1370,6 +1370,26 @@ def accuracies(record: dict, name: str, test: str, all_draws: bool = False) -> l
     return [sum(v := run["test"][test]) / len(v) for run in draws(record, name, all_draws).values()]
 
 
+def seed_means(record: dict, name: str, test: str) -> list[float]:
+    """The test accuracy of run `name` on `test`, one per seed: the mean over the seed's recorded draws
+    (:func:`draws`). The draws of one seed share its initial weights and batch order, so for a test over
+    retraining the seed, not the run, is the unit."""
+    by_seed = {}
+    for label, run in draws(record, name).items():
+        by_seed.setdefault(label.split(",")[0], []).append(sum(v := run["test"][test]) / len(v))
+    return [sum(v) / len(v) for v in by_seed.values()]
+
+
+def seeds_leaving_chance(record: dict, name: str, groups) -> tuple[int, int]:
+    """How many seeds of `name` leave chance on binding in every recorded draw (:func:`binding_draws`,
+    p < 0.05), and how many seeds there are."""
+    left = {}
+    for label, (_, c) in binding_draws(record, name, groups).items():
+        seed = label.split(",")[0]
+        left[seed] = left.get(seed, True) and c.p_value < 0.05
+    return sum(left.values()), len(left)
+
+
 def binding_draws(record: dict, name: str, groups) -> dict:
     """Every recorded run of `name` (:func:`draws`) with its test binding against a coin toss
     (:func:`against_chance`, a sign flip over the binding classes `groups`): {label: (run, Comparison)}."""
@@ -1379,10 +1399,12 @@ def binding_draws(record: dict, name: str, groups) -> dict:
 def comparison_lines(record: dict, pairs, groups_of, same_start=()) -> list[str]:
     """The comparisons of two recorded models, a few lines for each (a, b, test) of `pairs`: seed by
     seed on the same test items (:func:`compare_runs`, the current draw of each seed), Welch's t over
-    every recorded run, the paired t over the seeds where (a, b) is in `same_start` (seed k gives both
-    the same initial weights), the pooled comparison across the held-out groups (`groups_of(test)`), and
-    for binding the runs of each that leave chance (:func:`binding_draws`, p < 0.05) with Fisher's
-    exact test of the two counts."""
+    every recorded run and over the seed means (:func:`seed_means`), the paired t over the seeds where
+    (a, b) is in `same_start` (seed k gives both the same initial weights), the pooled comparison across
+    the held-out groups (`groups_of(test)`), and for binding the runs of each that leave chance
+    (:func:`binding_draws`, p < 0.05) and the seeds that leave it in every draw
+    (:func:`seeds_leaving_chance`), each pair of counts with Fisher's exact test. The run-level lines
+    count a seed's draws as independent runs; the seed-level lines count each seed once."""
     from scipy.stats import fisher_exact
 
     from .evaluation import format_p, welch_t
@@ -1397,6 +1419,9 @@ def comparison_lines(record: dict, pairs, groups_of, same_start=()) -> list[str]
         welch = welch_t(accuracies(record, a, test, True), accuracies(record, b, test, True), percent=True)
         lines.append(f"  over retraining, Welch t over every recorded run "
                      f"({len(draws(record, a))} and {len(draws(record, b))}, unpaired): {welch}")
+        means = [seed_means(record, name, test) for name in (a, b)]
+        lines.append(f"  over retraining, Welch t over the seeds, each the mean of its draws "
+                     f"({len(means[0])} and {len(means[1])}, unpaired): {welch_t(*means, percent=True)}")
         if (a, b) in same_start:
             lines.append(f"  over retraining, paired t over the seeds (latest draws): {seed_comparison(record, a, b, test)}")
         lines.append(f"  across the held-out groups, for the latest draws as trained: "
@@ -1406,6 +1431,10 @@ def comparison_lines(record: dict, pairs, groups_of, same_start=()) -> list[str]
                        len(draws(record, name))] for name in (a, b)]
             p = fisher_exact([[k, n - k] for k, n in counts]).pvalue
             lines.append(f"  runs that leave chance (p < 0.05): {counts[0][0]} of {counts[0][1]} against "
+                         f"{counts[1][0]} of {counts[1][1]}; Fisher's exact test {format_p(p)}")
+            counts = [seeds_leaving_chance(record, name, groups) for name in (a, b)]
+            p = fisher_exact([[k, n - k] for k, n in counts]).pvalue
+            lines.append(f"  seeds that leave chance in every draw: {counts[0][0]} of {counts[0][1]} against "
                          f"{counts[1][0]} of {counts[1][1]}; Fisher's exact test {format_p(p)}")
     return lines
 
