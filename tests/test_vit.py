@@ -741,3 +741,15 @@ def test_probe_table_fits_one_linear_probe_per_row(capsys):
     vit.print_cls_attention_summary(summary, shown={"digit 0": 0, "digit 1": 1})
     out = capsys.readouterr().out
     assert "75% of patches hold ink; they get 85%" in out and "of the 2 shown: digit 0)" in out and "of the 16 patches" in out
+
+
+def test_print_paired_seed_tests_prints_one_bootstrap_per_size_and_seed_lines_on_request(capsys):
+    from utils import data_path, vit
+
+    _, seeds = vit.load_seed_records(data_path("vit_digits"))
+    both = seeds.groupby("training_digits")["model"].agg(lambda m: {"ViT", "CNN"} <= set(m))
+    vit.print_paired_seed_tests(seeds)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == both.sum() and all("points (95% CI" in line for line in lines)
+    vit.print_paired_seed_tests(seeds[seeds["training_digits"] == both.index[both][0]], per_seed=True)
+    assert sum(line.startswith("  seed ") for line in capsys.readouterr().out.splitlines()) == 5

@@ -702,7 +702,7 @@ EXERCISES: dict[str, Exercise] = {
         "of the iGPT probe cell; the control cell's histogram row is a fair guess."),
     "04.igpt_layer_spread": Exercise(
         "spread_digits, how many of the 288 validation digits separate the best and the worst of the probes on layers 1 to 4",
-        Number(2, rel=0, abs=2),
+        Number(3, rel=0, abs=1),
         "one probe per layer k = 1..4 (igpt_features(..., layer=k)), its best validation accuracy (search.best_score_); "
         "(highest - lowest) * 288, rounded."),
     # 05 TAPAS

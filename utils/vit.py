@@ -1029,9 +1029,11 @@ def seed_means(seeds) -> dict:
             for key, runs in seeds.groupby(["model", "training_digits"])}
 
 
-def print_paired_seed_tests(seeds):
-    """ViT minus CNN on the same test digits, seed by seed, at every size where both were trained
-    (McNemar's test with a paired bootstrap interval, `utils.evaluation.mcnemar`)."""
+def print_paired_seed_tests(seeds, per_seed: bool = False):
+    """ViT minus CNN on the same test digits at every size where both were trained: one paired bootstrap
+    (`utils.evaluation.paired_bootstrap`) of each test digit's share of the seeds that read it right, the ViT's
+    against the CNN's, over the seeds both have. With ``per_seed=True``, also McNemar's test for each seed
+    (`utils.evaluation.mcnemar`)."""
     from . import evaluation
 
     labels = test_labels()
@@ -1039,13 +1041,15 @@ def print_paired_seed_tests(seeds):
         pairs = rows.pivot(index="seed", columns="model", values="test_predictions").dropna()
         if not {"ViT", "CNN"} <= set(pairs.columns) or pairs.empty:
             continue  # the CNN alone was trained at this size
-        errors = {m: np.mean([(seed_predictions(p) != labels).sum() for p in pairs[m]]) for m in ("ViT", "CNN")}
+        right = {m: np.array([seed_predictions(p) == labels for p in pairs[m]]) for m in ("ViT", "CNN")}
+        errors = {m: (~r).sum(1).mean() for m, r in right.items()}
         print(f"{size} training digits: mean errors ViT {errors['ViT']:.1f}, CNN {errors['CNN']:.1f} "
-              f"({errors['ViT'] / max(errors['CNN'], 1e-9):.1f} ViT errors per CNN error); "
-              "ViT minus CNN on the same 360 test digits, seed by seed:")
-        for seed, row in pairs.iterrows():
-            print(f"  seed {seed}: " + str(evaluation.mcnemar(seed_predictions(row["ViT"]) == labels,
-                                                               seed_predictions(row["CNN"]) == labels)))
+              f"({errors['ViT'] / max(errors['CNN'], 1e-9):.1f} ViT errors per CNN error); ViT minus CNN on the "
+              f"same {len(labels)} test digits, each read by its share of the {len(pairs)} seeds: "
+              f"{evaluation.paired_bootstrap(right['ViT'].mean(0), right['CNN'].mean(0), percent=True)}")
+        if per_seed:
+            for seed, vit_right, cnn_right in zip(pairs.index, right["ViT"], right["CNN"]):
+                print(f"  seed {seed}: {evaluation.mcnemar(vit_right, cnn_right)}")
 
 
 # ---- the locality controls (scripts/vit_digits_locality.py) -------------------------------------------------
