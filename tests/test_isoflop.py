@@ -279,3 +279,8 @@ def test_seed_records_give_every_budget_three_seeds_chosen_on_validation():
     assert (slopes[:, 1] > slopes[:, 0]).all()  # every seed steepens between the two larger budgets
     assert 0.49 < a.low < 0.534 and a.high < 0.75  # above Hoffmann's 0.49, inside their 0.462-0.534, below the frontier's
     assert a_fixed.high - a_fixed.low > a.high - a.low
+    _, a_total = iso.seed_allocations(runs, n_col="total")
+    assert a_total.value < a.value  # counting the embeddings and the head lowers a, as for seed 0 alone
+    assert (runs.at_top <= runs.at_end).all() and not (runs.at_top & ~runs.chosen).any()
+    larger = runs[(runs.seed > 0) & (runs.budget > 1e10)]  # seeds 1-2: three rates per size there
+    assert (larger.groupby(["seed", "budget", "name"]).lr.nunique() == 3).all()

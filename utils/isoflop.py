@@ -17,7 +17,7 @@ from . import scaling as sc
 __all__ = ["SHAPES", "ISOFLOP", "steps_for_budget", "shapes_for_budget", "train_run", "run_budget",
            "fit_valley", "fit_allocation", "valleys", "fit_loss_law", "LAW_STARTS", "bootstrap_allocation", "frontier_exponent", "frontier_sensitivity",
            "gap_at_compute", "fixed_step_exponents", "design_table", "FIXED_STEP", "run_fixed_steps", "load_fixed_step_records",
-           "load_records", "plot_isoflop_runs", "SEED_RECORDS", "load_seed_records", "seed_allocations",
+           "load_records", "plot_isoflop_runs", "SEED_RECORDS", "HOFFMANN_APPROACH2", "load_seed_records", "seed_allocations",
            "local_slopes", "repetition_table"]
 
 # (n_layer, d_model, n_head): two layers, widths about a factor 1.3-1.5 apart in d (about 2x in N)
@@ -485,16 +485,22 @@ def load_records(folder=None):
 # rate won); data/isoflop_seeds/seedK (seed K at 1e10, the grid of ISOFLOP), seedK_large (seed K at 3e10 and 1e11:
 # each size at the rate seed 0 chose) and seedK_lower (the same sizes at the next rate below it). Every run is
 # seeded on its own, so runs of one seed from different folders are those one sweep over their union would make.
+# Hoffmann et al. 2022, approach 2 (iso-FLOP profiles), their Table 2: N_opt ~ C^a and D_opt ~ C^b with all
+# parameters counted, with the ranges they report
+HOFFMANN_APPROACH2 = {"a": 0.49, "a_range": (0.462, 0.534), "b": 0.51, "b_range": (0.483, 0.529)}
+
 SEED_RECORDS = ["isoflop", "isoflop_lr_ends/seed0", "isoflop_lr_ends/seed0_below",
                 "isoflop_seeds/seed1", "isoflop_seeds/seed1_large", "isoflop_seeds/seed1_lower",
-                "isoflop_seeds/seed2", "isoflop_seeds/seed2_large", "isoflop_seeds/seed2_lower"]
+                "isoflop_seeds/seed2", "isoflop_seeds/seed2_large", "isoflop_seeds/seed2_lower",
+                "isoflop_seeds/seed1_higher", "isoflop_seeds/seed2_higher"]
 
 
 def load_seed_records(folders=None):
     """(runs, commands): the iso-FLOP runs of every folder of `folders` (default SEED_RECORDS, relative to
     data/) in one table with a `seed` column (from each record's meta.json), `chosen` recomputed over
     the union of the rates each (seed, budget, size) was run at (lowest validation loss), `at_end` (the
-    chosen rate is the lowest or the highest tried for that size), and the command that wrote each folder.
+    chosen rate is the lowest or the highest tried for that size), `at_top` (the highest), and the command
+    that wrote each folder.
     Raises if a (seed, budget, size, rate) appears twice."""
     from .core import data_path
 
@@ -509,8 +515,8 @@ def load_seed_records(folders=None):
         raise ValueError(f"load_seed_records: repeated runs {runs[runs.duplicated(key)][key].values.tolist()}")
     size = runs.groupby(["seed", "budget", "name"])
     runs["chosen"] = runs.val_loss == size.val_loss.transform("min")
-    runs["at_end"] = runs.chosen & (size.lr.transform("size") > 1) & (
-        (runs.lr == size.lr.transform("min")) | (runs.lr == size.lr.transform("max")))
+    runs["at_top"] = runs.chosen & (size.lr.transform("size") > 1) & (runs.lr == size.lr.transform("max"))
+    runs["at_end"] = runs.at_top | (runs.chosen & (size.lr.transform("size") > 1) & (runs.lr == size.lr.transform("min")))
     return runs.sort_values(key, ignore_index=True), commands
 
 
@@ -581,8 +587,9 @@ def plot_isoflop_runs(chosen, fits, *, n_col="non_embedding", loss_col="test_los
     ax.legend(fontsize=8, title="star: parabola minimum", title_fontsize=8)
     c = np.logspace(np.log10(table.budget.min()) - 0.1, np.log10(table.budget.max()) + 0.1, 20)
     # Hoffmann et al. 2022, approach 2 (Table 2): a = 0.49, b = 0.51, drawn through the same centre
-    for col, exp, lo, hi, color, label, ref in [("n_opt", "a", "low", "high", "C0", "N_opt (parameters)", 0.49),
-                                                ("d_opt", "b", "b_low", "b_high", "C3", "D_opt (characters)", 0.51)]:
+    ref_a, ref_b = HOFFMANN_APPROACH2["a"], HOFFMANN_APPROACH2["b"]
+    for col, exp, lo, hi, color, label, ref in [("n_opt", "a", "low", "high", "C0", "N_opt (parameters)", ref_a),
+                                                ("d_opt", "b", "b_low", "b_high", "C3", "D_opt (characters)", ref_b)]:
         k = 10 ** np.mean(np.log10(table[col]) - fits[exp] * np.log10(table.budget))
         ax2.loglog(table.budget, table[col], "o", color=color)
         ax2.loglog(c, k * c ** fits[exp], "-", color=color,
