@@ -773,6 +773,11 @@ def test_comparison_lines_count_the_runs_that_leave_chance():
     assert clip.seed_means(record, "a", "binding") == [1.0, pytest.approx((1 + 11.5 / 12) / 2)]
     assert clip.seeds_leaving_chance(record, "b", groups) == (0, 2)
     assert not any("paired t" in line for line in clip.comparison_lines(record, [("a", "b", "binding")], lambda t: groups))
+    # a p that two decimals would round onto 0.05 shows its side of the line; the rest print as format_p
+    near = {"runs": {"a": {str(i): run([v] * 12) for i, v in enumerate((0.402, 0.407, 0.41))},
+                     "b": {str(i): run([v] * 12) for i, v in enumerate((0.44, 0.45, 0.48))}}}
+    welch = clip.comparison_lines(near, [("a", "b", "binding")], lambda t: groups)[3]
+    assert welch.endswith("p = 0.048"), welch  # 0.0478; format_p alone prints "p = 0.05"
 
 
 def test_the_script_keeps_a_replaced_run_as_an_earlier_draw():

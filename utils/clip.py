@@ -1160,11 +1160,30 @@ class ZeroShotTests:
         kinds = self.choice_kinds(chosen["held-out pairs"])
         trained = [(ALL_COMBOS[k], (e["colour"], e["shape"])) for k, e in zip(chosen["trained pairs"], self.seen)]
         share = lambda flags: sum(flags) / len(flags)  # noqa: E731
-        mistakes = [s in self.held_out.pairs for s, t in trained if s[0] == t[0] and s != t]
+        mistakes = self._same_colour_mistakes(chosen)
         return {**{f"held-out: {kind}": share([k == kind for k in kinds]) for kind in self.CHOICE_KINDS},
                 "trained: right": share([s == t for s, t in trained]),
                 "trained: a held-out caption": share([s in self.held_out.pairs for s, _ in trained]),
                 self.CONDITIONED: share(mistakes) if mistakes else float("nan")}
+
+    def _same_colour_mistakes(self, chosen: dict) -> list[bool]:
+        """For each same-colour mistake on the pictures of trained pairs, whether it chose the held-out caption."""
+        trained = [(ALL_COMBOS[k], (e["colour"], e["shape"])) for k, e in zip(chosen["trained pairs"], self.seen)]
+        return [s in self.held_out.pairs for s, t in trained if s[0] == t[0] and s != t]
+
+    def conditioned_count(self, chosen: dict) -> tuple[int, int]:
+        """The counts behind :attr:`CONDITIONED` in :meth:`choice_shares`: how many same-colour mistakes
+        on the pictures of trained pairs chose the colour's held-out caption, and how many there were."""
+        mistakes = self._same_colour_mistakes(chosen)
+        return sum(mistakes), len(mistakes)
+
+    def against_no_preference(self, chosen: dict) -> float:
+        """Two-sided exact binomial p of :meth:`conditioned_count` against :attr:`NO_PREFERENCE`, each
+        mistake counted as independent (nan without same-colour mistakes)."""
+        from scipy.stats import binomtest
+
+        k, n = self.conditioned_count(chosen)
+        return float(binomtest(k, n, self.NO_PREFERENCE).pvalue) if n else float("nan")
 
     def groups(self, test: str) -> list[str]:
         """The group of each item of `test`, for intervals and paired tests that resample groups:
@@ -1404,10 +1423,20 @@ def comparison_lines(record: dict, pairs, groups_of, same_start=()) -> list[str]
     the held-out groups (`groups_of(test)`), and for binding the runs of each that leave chance
     (:func:`binding_draws`, p < 0.05) and the seeds that leave it in every draw
     (:func:`seeds_leaving_chance`), each pair of counts with Fisher's exact test. The run-level lines
-    count a seed's draws as independent runs; the seed-level lines count each seed once."""
+    count a seed's draws as independent runs; the seed-level lines count each seed once. A p-value that
+    two decimals would print as 0.05 gets a third, so that it shows on which side of 0.05 it lies."""
     from scipy.stats import fisher_exact
 
-    from .evaluation import format_p, welch_t
+    from .evaluation import format_p as _format_p, welch_t
+
+    def format_p(p):  # a third decimal where two would print a p on either side of 0.05 as "p = 0.05"
+        return f"p = {p:.3f}" if _format_p(p) == "p = 0.05" and p != 0.05 else _format_p(p)
+
+    def shown(comparison):  # a comparison as printed, its p-value by format_p above
+        return str(comparison).removesuffix(_format_p(comparison.p_value)) + format_p(comparison.p_value)
+
+    def welch(*runs):
+        return shown(welch_t(*runs, percent=True))
 
     lines = []
     for a, b, test in pairs:
@@ -1416,14 +1445,13 @@ def comparison_lines(record: dict, pairs, groups_of, same_start=()) -> list[str]
         lines.append(f"{a} minus {b}, {test}:")
         lines.append("  seed by seed, the latest draw of each, points (sign flip over the groups): "
                      + ", ".join(f"{c.difference * 100:+.1f} ({format_p(c.p_value)})" for c in per_seed.values()))
-        welch = welch_t(accuracies(record, a, test, True), accuracies(record, b, test, True), percent=True)
-        lines.append(f"  over retraining, Welch t over every recorded run "
-                     f"({len(draws(record, a))} and {len(draws(record, b))}, unpaired): {welch}")
+        lines.append(f"  over retraining, Welch t over every recorded run ({len(draws(record, a))} and "
+                     f"{len(draws(record, b))}, unpaired): {welch(accuracies(record, a, test, True), accuracies(record, b, test, True))}")
         means = [seed_means(record, name, test) for name in (a, b)]
         lines.append(f"  over retraining, Welch t over the seeds, each the mean of its draws "
-                     f"({len(means[0])} and {len(means[1])}, unpaired): {welch_t(*means, percent=True)}")
+                     f"({len(means[0])} and {len(means[1])}, unpaired): {welch(*means)}")
         if (a, b) in same_start:
-            lines.append(f"  over retraining, paired t over the seeds (latest draws): {seed_comparison(record, a, b, test)}")
+            lines.append(f"  over retraining, paired t over the seeds (latest draws): {shown(seed_comparison(record, a, b, test))}")
         lines.append(f"  across the held-out groups, for the latest draws as trained: "
                      f"{format_p(pooled_comparison(record, a, b, test, groups=groups).p_value)}")
         if test == "binding":
