@@ -548,6 +548,17 @@ def test_generation_summary_is_not_tilted_by_one_first_window_and_reads_the_pass
     assert "a gap within the spread" in la.generation_summary(records)[2]
 
 
+def test_generation_summary_gives_the_crossover_of_each_pass():
+    import pandas as pd
+
+    t = [128, 384, 640, 896]
+    records = pd.DataFrame([{"kernel": "recurrent linear", "n": n, "ms": 0.06, "passes_ms": [0.06, 0.06, 1.0]} for n in t]
+                           + [{"kernel": "softmax + KV cache", "n": n, "ms": 0.03 + 5e-5 * n,
+                               "passes_ms": [0.03 + 5e-5 * n, 0.02 + 5e-5 * n, 0.03]} for n in t])
+    reading = la.generation_summary(records)[2].splitlines()
+    assert reading[1] == "the recurrent step is the cheaper one from t ~ 595, 797, never in each pass on its own"
+
+
 def test_generation_records_keep_each_pass_on_request():
     import pandas as pd
 
@@ -560,33 +571,40 @@ def test_per_token_rise_and_block_size_reading():
     import pandas as pd
 
     rows = [{"kernel": kernel, "n": n, "repeat": r, "ms": n * (rise if n >= 8192 else 1) * (1 + 0.05 * r)}
-            for kernel, rise in (("favor+", 1.5), ("linear", 1.0)) for n in (4096, 8192) for r in range(3)]
-    reading = la.per_token_rise(pd.DataFrame(rows), ("favor+", "linear"), 8192)
+            for kernel, rise in (("favor+", 1.5), ("linear", 1.0), ("causal linear", 0.9)) for n in (4096, 8192) for r in range(3)]
+    reading = la.per_token_rise(pd.DataFrame(rows), ("favor+", "linear", "causal linear"), 8192)
     assert "favor+: 1.50 at 8192 (repeats within 0.10)" in reading
-    assert reading.endswith("more than their repeats disagree: favor+; within that: linear")
-    skip = pd.DataFrame({"n": [1024, 2048, 4096], "bidirectional ms": [1.0, 4.0, 16.0],
-                         "sweep: bidirectional, 4096-key blocks ms": [1.2, 6.0, 48.0],
-                         "same causal work: sweep / here": [1.0, 1.0, 1.5]})
-    skip["4096-key / 1024-key blocks"] = skip["sweep: bidirectional, 4096-key blocks ms"] / skip["bidirectional ms"]
-    lines = la.block_size_reading(skip).splitlines()
-    assert lines[0].startswith("at 1024 tokens both take the same blocks, so their ratio, 1.20")
-    assert lines[1].endswith("1.50 at 2048, 2.00 at 4096")
-    assert lines[2] == ("chunked exact, time slope from 2048 tokens: 2.00 with 1024-key blocks (here), "
-                        f"{math.log2(8):.2f} with 4096-key blocks (the sweep)")
+    assert reading.endswith("more than their repeats disagree: favor+; rising within that: none; not rising: linear, causal linear")
+    blocks = pd.DataFrame({"n": [2048, 4096, 8192], "4096-key / 1024-key blocks, median": [1.05, 1.5, 0.7],
+                           "lowest": [0.9, 1.4, 0.65], "highest": [1.2, 1.6, 0.75]})
+    assert la.block_size_reading(blocks).splitlines() == [
+        "at 2048 tokens: 1.05x (repeats 0.90 to 1.20); cannot say: the repeats disagree more than the effect",
+        "at 4096 tokens: 1.50x (repeats 1.40 to 1.60); the larger blocks cost more",
+        "at 8192 tokens: 0.70x (repeats 0.65 to 0.75); the larger blocks cost less"]
+
+
+def test_block_size_times_pairs_the_two_block_sizes():
+    (record,) = la.block_size_times([64], large=64, small=32, repeat=3)
+    assert record["n"] == 64 and record["score block MiB"] == 4 * 32 * 64 * 4 / 2**20
+    assert 0 < record["lowest"] <= record["64-key / 32-key blocks, median"] <= record["highest"]
 
 
 def test_allocator_summary_compares_each_ratio_with_the_growth_of_the_work():
     import pandas as pd
 
-    records = pd.DataFrame([{"allocator": a, "kernel": k, "n": n, "ms": ms, "page faults per call": f}
-                            for a, k, n, ms, f in (("default", "naive", 1024, 1.0, 10), ("default", "naive", 2048, 5.0, 40),
-                                                   ("kept", "naive", 1024, 1.0, 0), ("kept", "naive", 2048, 3.0, 0),
-                                                   ("default", "favor+", 2048, 1.0, 5), ("default", "favor+", 4096, 2.5, 5),
-                                                   ("kept", "favor+", 2048, 1.0, 0), ("kept", "favor+", 4096, 2.0, 0))])
+    records = pd.DataFrame([{"allocator": a, "kernel": k, "n": n, "ms": ms, "spread": sp, "page faults per call": f, "page KiB": 4.0}
+                            for a, k, n, ms, sp, f in (
+                                ("default", "naive", 1024, 1.0, 0.05, 10), ("default", "naive", 2048, 5.0, 0.05, 256),
+                                ("kept", "naive", 1024, 1.0, 0.05, 0), ("kept", "naive", 2048, 3.0, 0.05, 0),
+                                ("default", "causal linear", 2048, 1.0, 0.1, 5), ("default", "causal linear", 4096, 1.9, 0.1, 5),
+                                ("kept", "causal linear", 2048, 1.0, 0.0, 0), ("kept", "causal linear", 4096, 1.5, 0.0, 0))])
     faults, lines = la.allocator_summary(records)
-    assert faults.loc[("naive", 2048), "default"] == 40 and faults.loc[("favor+", 4096), "kept"] == 0
-    assert lines.splitlines() == ["naive, time at 2048 / at 1024: default 5.0, kept 3.0 (work: 4x); below the growth of the work: kept",
-                                  "favor+, time at 4096 / at 2048: default 2.5, kept 2.0 (work: 2x)"]
+    assert faults.loc[("naive", 2048), "default"] == 256 and faults.loc[("naive", 2048), "default, MiB"] == 1.0
+    assert lines.splitlines() == [
+        "naive, time at 2048 / at 1024: default 5.00 (calls within 10%), kept 3.00 (calls within 10%) (work: 4x); "
+        "below the growth of the work by more than the calls disagree: kept",
+        "causal linear, time at 4096 / at 2048: default 1.90 (calls within 20%), kept 1.50 (calls within 0%) (work: 2x); "
+        "below the growth of the work by more than the calls disagree: kept"]
 
 
 def test_char_ngram_loss_by_hand():
@@ -730,5 +748,5 @@ def test_causal_block_share_counts_the_blocks_the_causal_kernel_computes():
 def test_allocator_records_time_and_count_page_faults_per_case():
     records = la.allocator_records([("naive", 64), ("chunked exact causal", 64)], repeat=2)
     assert [(r["kernel"], r["n"]) for r in records] == [("naive", 64), ("chunked exact causal", 64)]
-    assert all(r["ms"] > 0 and r["page faults per call"] >= 0 for r in records)
+    assert all(r["ms"] > 0 and r["spread"] >= 0 and r["page faults per call"] >= 0 for r in records)
     assert la.KEEP_FREED_MEMORY["MALLOC_MMAP_MAX_"] == "0"

@@ -208,3 +208,16 @@ def test_wav2vec_u_schematic_names_both_sides():
     texts = " ".join(t.get_text() for t in fig.axes[0].texts)
     for part in ("wav2vec 2.0", "generator", "phonemizer", "discriminator", "k-means"):
         assert part in texts
+
+
+def test_benchmark_legend_outside_guides_labelled_and_band_shaded():
+    df = pd.DataFrame({"n": [1024, 2048, 4096], "ms": [1.0, 2.0, 4.0], "kernel": ["a"] * 3,
+                       "passes": [[0.9, 1.1], [1.8, 2.5], [3.9, 4.2]]})
+    ax = plotting.plot_benchmark(df, guides=(1, 2), band="passes")
+    assert ax.get_legend().get_bbox_to_anchor().x0 > ax.get_window_extent().x1 - 1  # right of the axes
+    assert sorted(t.get_text() for t in ax.texts) == ["$n^{1}$", "$n^{2}$"]
+    (shade,) = ax.collections
+    ys = shade.get_paths()[0].vertices[:, 1]
+    assert ys.min() == pytest.approx(0.9) and ys.max() == pytest.approx(4.2)
+    with pytest.raises(ValueError, match="columns"):
+        plotting.plot_benchmark(df, band="missing")

@@ -44,7 +44,7 @@ __all__ = [
     "naive_softmax_attention", "chunked_softmax_attention", "sdpa",
     "favor_error", "uniform_attention_error", "planted_keys", "plot_favor_error", "plot_quality", "quality_seeds", "quality_comparisons", "generation_times", "fit_slope", "crossover_n", "bar_report", "BENCH_SHAPE",
     "sweep", "sweep_repeats", "repeat_summary", "causal_block_share", "causal_skip_times", "memory_records", "generation_records", "generation_summary", "NOTEBOOK_TOPS",
-    "per_token_rise", "block_size_reading", "allocator_summary",
+    "per_token_rise", "block_size_times", "block_size_reading", "allocator_summary", "LINEAR_IN_N",
     "KEEP_FREED_MEMORY", "ALLOCATOR_CASES", "allocator_records", "allocator_test",
 ]
 
@@ -1061,7 +1061,7 @@ def per_token_rise(records, kernels, from_n):
     `from_n` by more than that. Returns the reading as lines of text."""
     fastest = records.groupby(["kernel", "n"]).ms.min()
     spread = records.groupby(["kernel", "n"]).ms.agg(lambda x: (x.max() - x.min()) / x.median())
-    lines, beyond, within = [], [], []
+    lines, beyond, within, falling = [], [], [], []
     for kernel in kernels:
         ns = sorted(fastest[kernel].index)
         steps = []
@@ -1072,31 +1072,53 @@ def per_token_rise(records, kernels, from_n):
             noise = max(spread[kernel, n], spread[kernel, before])
             steps.append(f"{rise:.2f} at {n} (repeats within {noise:.2f})")
             if n == from_n:
-                (beyond if rise - 1 > noise else within).append(kernel)
+                (beyond if rise - 1 > noise else within if rise > 1 else falling).append(kernel)
         lines.append(f"{kernel}: " + ", ".join(steps))
     lines.append(f"rising at {from_n} by more than their repeats disagree: {', '.join(beyond) or 'none'}; "
-                 f"within that: {', '.join(within) or 'none'}")
+                 f"rising within that: {', '.join(within) or 'none'}; not rising: {', '.join(falling) or 'none'}")
     return "time per token, over the length before:\n" + "\n".join(lines)
 
 
-def block_size_reading(skip):
-    """From `causal_skip_times` records as notebook 03 extends them (a DataFrame with the sweep's timings of
-    the same lengths): the drift between the sweep and these timings of the same work; each block-size ratio
-    (4096-key over 1024-key blocks, bidirectional) divided by that drift; and the bidirectional kernel's time
-    slope from 2048 tokens with each block size. Returns the reading as lines of text."""
-    drift = skip["same causal work: sweep / here"]
-    net = skip["4096-key / 1024-key blocks"] / drift
-    longer = skip[skip.n >= 2048]
-    slope_small = fit_slope(longer.n.tolist(), longer["bidirectional ms"].tolist())
-    slope_large = fit_slope(longer.n.tolist(), longer["sweep: bidirectional, 4096-key blocks ms"].tolist())
-    first = skip.iloc[0]
-    return "\n".join([
-        f"at {int(first.n)} tokens both take the same blocks, so their ratio, {first['4096-key / 1024-key blocks']:.2f}, "
-        "is drift between the sweep and this cell alone",
-        "4096-key / 1024-key blocks over the drift of the same row: "
-        + ", ".join(f"{r:.2f} at {n}" for n, r in zip(skip.n, net) if n >= 2048),
-        f"chunked exact, time slope from 2048 tokens: {slope_small:.2f} with 1024-key blocks (here), "
-        f"{slope_large:.2f} with 4096-key blocks (the sweep)"])
+def block_size_times(sizes, *, large=4096, small=1024, repeat=5, seed=0):
+    """Bidirectional chunked exact attention with keys in blocks of `large` against blocks of `small` (queries
+    in chunks of `small` for both), called in turn on the same BENCH_SHAPE inputs after one untimed call of
+    each: one record per n with the ratio large / small of each repeat's pair of calls, so that a machine
+    that slows down during the run weighs on both alike."""
+    b, h, d = BENCH_SHAPE["batch"], BENCH_SHAPE["heads"], BENCH_SHAPE["dim"]
+    gen = torch.Generator().manual_seed(seed)
+    for n in sizes:
+        q, k, v = (torch.randn(b, h, n, d, generator=gen) for _ in range(3))
+        calls = [lambda kc=kc: chunked_softmax_attention(q, k, v, query_chunk=small, key_chunk=kc)
+                 for kc in (large, small)]
+        ratios = []
+        with torch.no_grad():
+            for call in calls:
+                call()
+            for _ in range(repeat):
+                ms = []
+                for call in calls:
+                    start = time.perf_counter()
+                    call()
+                    ms.append(time.perf_counter() - start)
+                ratios.append(ms[0] / ms[1])
+        ratios.sort()
+        yield {"n": n, "score block MiB": h * small * min(large, n) * 4 / 2**20,
+               f"{large}-key / {small}-key blocks, median": ratios[len(ratios) // 2],
+               "lowest": ratios[0], "highest": ratios[-1]}
+
+
+def block_size_reading(blocks):
+    """From `block_size_times` records (a DataFrame): at each n, whether the larger blocks cost more, cost less,
+    or whether this run cannot say, which it cannot when the paired ratios' range (highest - lowest) is as
+    large as the median ratio's distance from 1. Returns the reading as lines of text."""
+    median = [c for c in blocks.columns if c.endswith("median")][0]
+    lines = []
+    for _, row in blocks.iterrows():
+        effect, spread = row[median] - 1, row["highest"] - row["lowest"]
+        verdict = ("cannot say: the repeats disagree more than the effect" if abs(effect) <= spread else
+                   "the larger blocks cost more" if effect > 0 else "the larger blocks cost less")
+        lines.append(f"at {int(row.n)} tokens: {row[median]:.2f}x (repeats {row.lowest:.2f} to {row.highest:.2f}); {verdict}")
+    return "\n".join(lines)
 
 
 def memory_records(sizes, kernels=("naive", "chunked exact", "sdpa"), *, device="cpu", seed=0):
@@ -1122,12 +1144,15 @@ def memory_records(sizes, kernels=("naive", "chunked exact", "sdpa"), *, device=
 KEEP_FREED_MEMORY = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2 ** 40)}
 # (kernel, n): the time ratios of the sweep that exceed the growth of the work, and one masked block
 ALLOCATOR_CASES = (("naive", 1024), ("naive", 2048), ("chunked exact", 1024), ("chunked exact", 2048),
-                   ("chunked exact causal", 1024), ("favor+", 2048), ("favor+", 4096))
+                   ("chunked exact causal", 1024), ("favor+", 2048), ("favor+", 4096),
+                   ("causal linear", 4096), ("causal linear", 16384))
+LINEAR_IN_N = ("favor+", "linear", "causal linear")  # kernels whose work grows like n
 
 
 def allocator_records(cases=ALLOCATOR_CASES, *, repeat=5, seed=0):
-    """Median ms and minor page faults per call (pages the OS had to map in; Linux and macOS) of each
-    (kernel, n) in this process, one thread, on BENCH_SHAPE inputs, after one untimed call."""
+    """Median ms, the spread of the calls ((max - min) / median) and minor page faults per call (pages the
+    OS had to map in; Linux and macOS) of each (kernel, n) in this process, one thread, on BENCH_SHAPE
+    inputs, after one untimed call."""
     import resource
 
     b, h, d = BENCH_SHAPE["batch"], BENCH_SHAPE["heads"], BENCH_SHAPE["dim"]
@@ -1143,10 +1168,15 @@ def allocator_records(cases=ALLOCATOR_CASES, *, repeat=5, seed=0):
                 with torch.no_grad():
                     fn(q, k, v)
             call()
-            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            ms = time_ms(call, warmup=0, repeat=repeat)
+            faults, ms = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, []
+            for _ in range(repeat):
+                start = time.perf_counter()
+                call()
+                ms.append((time.perf_counter() - start) * 1e3)
             faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / repeat
-            records.append({"kernel": kernel, "n": n, "ms": ms, "page faults per call": faults})
+            ms.sort()
+            records.append({"kernel": kernel, "n": n, "ms": ms[len(ms) // 2], "spread": (ms[-1] - ms[0]) / ms[len(ms) // 2],
+                            "page faults per call": faults, "page KiB": resource.getpagesize() / 1024})
     finally:
         torch.set_num_threads(threads)
     return records
@@ -1164,8 +1194,8 @@ def allocator_test(cases=ALLOCATOR_CASES, *, repeat=5):
     heads, 16 MiB) then gets fresh pages on every call and the operating system faults them in one by one,
     a cost on top of the arithmetic that grows with the temporaries. With freed memory kept, the page
     faults per call show what is left of it. Each ratio of two calls of a few tens of milliseconds on a
-    shared machine moves from run to run: one below the growth of the work means that the call at the
-    shorter length was the slowed one. The test leaves out SDPA, and causes common to every kernel (the
+    shared machine moves from run to run, so `allocator_summary` reads a ratio against the spread of the
+    calls behind it. The test leaves out SDPA, and causes common to every kernel (the
     processor's caches, other work on the machine) are not separated from the allocator here."""
     cases = [list(case) for case in cases]
     return [{**record, "allocator": label}
@@ -1175,23 +1205,30 @@ def allocator_test(cases=ALLOCATOR_CASES, *, repeat=5):
 
 
 def allocator_summary(records):
-    """From `allocator_test` records (a DataFrame): the page faults per call of each (kernel, n) under
-    each allocator setting, and for each kernel its time at the longer length over the shorter beside the
-    growth of the work (4x for the quadratic kernels, 2x for FAVOR+), with the settings under which the
-    ratio falls below that growth. Returns (DataFrame, lines of text)."""
-    faults = records.pivot_table(index=["kernel", "n"], columns="allocator", values="page faults per call").round(1)
-    ms = records.set_index(["allocator", "kernel", "n"]).ms
+    """From `allocator_test` records (a DataFrame): the page faults per call of each (kernel, n) under each
+    allocator setting, with the MiB they map in by default; and for each kernel its time at the longer length
+    over the shorter beside the growth of the work (n^2 for the quadratic kernels, n for LINEAR_IN_N), with
+    the settings under which the ratio lies below that growth by more than the calls disagree (the two
+    lengths' spreads added). Returns (DataFrame, lines of text)."""
+    faults = records.pivot_table(index=["kernel", "n"], columns="allocator", values="page faults per call")
+    faults["default, MiB"] = faults["default"] * records["page KiB"].iloc[0] / 1024
+    by = records.set_index(["allocator", "kernel", "n"])
     lines = []
     for kernel, g in records.groupby("kernel", sort=False):
         ns = sorted(g.n.unique())
         if len(ns) < 2:
             continue
-        work = (ns[-1] / ns[0]) ** (1 if kernel == "favor+" else 2)
-        ratios = {a: float(ms[a, kernel, ns[-1]] / ms[a, kernel, ns[0]]) for a in records.allocator.unique()}
-        below = [a for a, r in ratios.items() if r < work]
-        lines.append(f"{kernel}, time at {ns[-1]} / at {ns[0]}: " + ", ".join(f"{a} {r:.1f}" for a, r in ratios.items())
-                     + f" (work: {work:.0f}x)" + (f"; below the growth of the work: {', '.join(below)}" if below else ""))
-    return faults, "\n".join(lines)
+        work = (ns[-1] / ns[0]) ** (1 if kernel in LINEAR_IN_N else 2)
+        parts, below = [], []
+        for a in records.allocator.unique():
+            ratio = by.ms[a, kernel, ns[-1]] / by.ms[a, kernel, ns[0]]
+            noise = by.spread[a, kernel, ns[-1]] + by.spread[a, kernel, ns[0]]
+            parts.append(f"{a} {ratio:.2f} (calls within {noise:.0%})")
+            if ratio < work * (1 - noise):
+                below.append(a)
+        lines.append(f"{kernel}, time at {ns[-1]} / at {ns[0]}: " + ", ".join(parts) + f" (work: {work:.0f}x); "
+                     f"below the growth of the work by more than the calls disagree: {', '.join(below) or 'none'}")
+    return faults.round(1), "\n".join(lines)
 
 
 def generation_records(tokens, *, device="cpu", repeats=3, window=GENERATION_WINDOW, passes=False):
@@ -1228,6 +1265,7 @@ def generation_summary(records):
     (None if never in the range) and a reading of the run in words: how often the two curves cross,
     in how many windows before the last crossing the cached step is the cheaper one, and whether each
     first window sits above the rest by more than the passes of one window disagree.
+    With `passes_ms`, also the crossover of each pass on its own.
     Returns (DataFrame indexed by kernel, crossover t, reading)."""
     import pandas as pd
 
@@ -1261,6 +1299,13 @@ def generation_summary(records):
         lines.insert(0, f"the two curves cross {flips} time{'s' * (flips != 1)}" + (
             f"; before t ~ {cross:.0f} the cached step is the cheaper one in {sum(below)} of {len(below)} windows"
             if below else ""))
+        if spread is not None:
+            per_pass = runs.pivot(index="n", columns="kernel", values="passes_ms").sort_index()
+            crossings = []
+            for i in range(len(per_pass.iloc[0, 0])):
+                c = crossover_n(t, [p[i] for p in per_pass["softmax + KV cache"]], [p[i] for p in per_pass["recurrent linear"]])
+                crossings.append("never" if c is None else f"{c:.0f}")
+            lines.insert(1, "the recurrent step is the cheaper one from t ~ " + ", ".join(crossings) + " in each pass on its own")
     return pd.DataFrame(rows).T, cross, "\n".join(lines)
 
 

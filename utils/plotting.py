@@ -306,17 +306,20 @@ def plot_heatmap(matrix, row_labels, col_labels, *, title=None, fmt=".2f", cmap=
 
 
 def plot_benchmark(df, *, x="n", y="ms", hue="kernel", style=None, ax=None, save=None,
-                   title=None, xlabel=None, ylabel=None, log=True, guides=()):
+                   title=None, xlabel=None, ylabel=None, log=True, guides=(), band=None):
     """Benchmark curves, on log-log axes unless `log` is False: one line per `hue`; with `style`,
     each value of that column gets its own line style and marker (o, x, s, ^), the markers after
     the first drawn larger, so that two curves that coincide stay visible one over the other.
     The x-axis spans the measured values and no more; `xlabel` and `ylabel` default to the column names.
     `guides` (log-log only), e.g. (1, 2): thin dotted grey lines of those slopes, growth like n and n^2,
-    drawn from the smallest x at the geometric mean of the values measured there, within the data's y range."""
-    missing = [c for c in (x, y, hue, style) if c is not None and c not in df.columns]
+    drawn from the smallest x at the geometric mean of the values measured there, within the data's y range,
+    each labelled n^slope where it leaves the axes. `band`: a column holding, per row, several measurements of
+    the same point (e.g. one per pass); their range is shaded around each line. The legend sits outside the
+    axes, on the right, so that it hides no data."""
+    missing = [c for c in (x, y, hue, style, band) if c is not None and c not in df.columns]
     if missing:
         raise ValueError(f"plot_benchmark: columns {missing} not in the data ({list(df.columns)})")
-    fig, ax = _new_axes(ax, figsize=(6.5, 4.2))
+    fig, ax = _new_axes(ax, figsize=(8.5, 4.2))
     data = df.dropna(subset=[y])
     looks = [("-", "o", 3), ("--", "x", 7), (":", "s", 6), ("-.", "^", 6)]
     look_of = {v: looks[i % 4] for i, v in enumerate(sorted(data[style].unique()))} if style else {}
@@ -325,7 +328,11 @@ def plot_benchmark(df, *, x="n", y="ms", hue="kernel", style=None, ax=None, save
         group = group.sort_values(x)
         label = " / ".join(str(k) for k in keys)
         line, marker, size = look_of.get(keys[-1], looks[0]) if style else looks[0]
-        ax.plot(group[x], group[y], ls=line, marker=marker, ms=size, label=label)
+        drawn = ax.plot(group[x], group[y], ls=line, marker=marker, ms=size, label=label)[0]
+        if band is not None:
+            values = group[band].tolist()
+            ax.fill_between(group[x], [min(v) for v in values], [max(v) for v in values],
+                            color=drawn.get_color(), alpha=0.2, lw=0, label=f"{label}: range of {band}")
     if log:
         ax.set(xscale="log", yscale="log")
     ax.set(xlabel=xlabel or x, ylabel=ylabel or y, title=title)
@@ -339,6 +346,9 @@ def plot_benchmark(df, *, x="n", y="ms", hue="kernel", style=None, ax=None, save
         for slope, look in zip(guides, [(0, (1, 2)), (0, (1, 5)), (0, (3, 3))]):
             ax.plot(span, start * (span / span[0]) ** slope, color="grey", lw=1, ls=look,
                     label=f"guide: slope {slope:g}, $\\propto n^{{{slope:g}}}$")
+            end = span[1] if slope <= 0 else min(span[1], span[0] * (top / start) ** (1 / slope))
+            ax.annotate(f"$n^{{{slope:g}}}$", (end, start * (end / span[0]) ** slope), xytext=(-2, 2),
+                        textcoords="offset points", ha="right", va="bottom", color="grey", fontsize=8)
         ax.set_ylim(bottom, top)
     if len(measured) > 1:
         pad = (measured[-1] / measured[0]) ** 0.03 if log else 1
@@ -351,7 +361,7 @@ def plot_benchmark(df, *, x="n", y="ms", hue="kernel", style=None, ax=None, save
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _compact_size(v)))
         ax.xaxis.set_minor_formatter(NullFormatter())
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     fig.tight_layout()
     _finish(fig, save)
     return ax
