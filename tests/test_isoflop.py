@@ -284,3 +284,13 @@ def test_seed_records_give_every_budget_three_seeds_chosen_on_validation():
     assert (runs.at_top <= runs.at_end).all() and not (runs.at_top & ~runs.chosen).any()
     larger = runs[(runs.seed > 0) & (runs.budget > 1e10)]  # seeds 1-2: three rates per size there
     assert (larger.groupby(["seed", "budget", "name"]).lr.nunique() == 3).all()
+
+
+def test_rate_gaps_on_the_shipped_records():
+    runs, _, _ = iso.load_records()
+    table = iso.rate_gaps(runs, shared=0.005, min_step=iso.FIXED_STEP["min_step"])
+    assert list(table.columns) == ["both at lr 0.005", "iso-FLOP rate per size, fixed-step at 0.005",
+                                   "iso-FLOP rate per size, fixed-step any rate"]
+    assert len(table) == runs.budget.nunique() + 1 and table.notna().all().all()
+    # a frontier over every rate is at most the frontier at one of them, so its gap is no larger
+    assert (table.iloc[:, 2] <= table.iloc[:, 1] + 1e-12).all()

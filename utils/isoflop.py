@@ -442,6 +442,25 @@ def gap_at_compute(chosen, sweeps, *, min_step=50, x="flops_counted"):
     return pd.DataFrame(rows).set_index("C (FLOP)")
 
 
+def rate_gaps(iso_runs, *, shared, min_step, folder=None):
+    """What the learning rate does to `gap_at_compute`'s gap against the two-layer fixed-step sweep
+    (data/isoflop_fixed_step/, test windows), one column per way of setting the rates, mean over its seeds:
+    both designs at the one rate `shared` (the iso-FLOP runs of `iso_runs` at that rate, picked on validation),
+    the iso-FLOP rate chosen per size against the fixed-step sweep at `shared`, and against the fixed-step
+    frontier free to take any rate of its grid at each compute (the lowest loss over all its rates)."""
+    from .core import data_path
+
+    _, curves, _ = load_records(folder or data_path("isoflop_fixed_step"))
+    curves = curves.assign(eval_loss=curves.test_loss)
+    at_shared = {s: (None, c[c.lr == shared]) for s, c in curves.groupby("seed")}
+    any_rate = {s: (None, c) for s, c in curves.groupby("seed")}
+    tuned = iso_runs[iso_runs.chosen]
+    return pd.DataFrame({
+        f"both at lr {shared:g}": gap_at_compute(iso_runs[iso_runs.lr == shared], at_shared, min_step=min_step).gap,
+        f"iso-FLOP rate per size, fixed-step at {shared:g}": gap_at_compute(tuned, at_shared, min_step=min_step).gap,
+        "iso-FLOP rate per size, fixed-step any rate": gap_at_compute(tuned, any_rate, min_step=min_step).gap})
+
+
 def fixed_step_exponents(sweeps, *, min_step):
     """a of N_opt ~ C^a read off each seed's fixed-step frontier (`frontier_exponent`, evaluations from
     `min_step` on), as the row of `utils.scaling.seed_table`: one column per seed, then the mean, the sd
