@@ -557,6 +557,8 @@ def test_generation_summary_gives_the_crossover_of_each_pass():
                                "passes_ms": [0.03 + 5e-5 * n, 0.02 + 5e-5 * n, 0.03]} for n in t])
     reading = la.generation_summary(records)[2].splitlines()
     assert reading[1] == "the recurrent step is the cheaper one from t ~ 595, 797, never in each pass on its own"
+    first, second, never = la.pass_crossovers(records)
+    assert f"{first:.0f}, {second:.0f}" == "595, 797" and never is None
 
 
 def test_generation_records_keep_each_pass_on_request():
@@ -575,12 +577,13 @@ def test_per_token_rise_and_block_size_reading():
     reading = la.per_token_rise(pd.DataFrame(rows), ("favor+", "linear", "causal linear"), 8192)
     assert "favor+: 1.50 at 8192 (repeats within 0.10)" in reading
     assert reading.endswith("more than their repeats disagree: favor+; rising within that: none; not rising: linear, causal linear")
-    blocks = pd.DataFrame({"n": [2048, 4096, 8192], "4096-key / 1024-key blocks, median": [1.05, 1.5, 0.7],
-                           "lowest": [0.9, 1.4, 0.65], "highest": [1.2, 1.6, 0.75]})
+    blocks = pd.DataFrame({"n": [2048, 4096, 8192, 16384], "4096-key / 1024-key blocks, median": [1.05, 1.5, 0.7, 1.0],
+                           "lowest": [0.9, 1.4, 0.65, 0.94], "highest": [1.2, 1.6, 0.75, 1.03]})
     assert la.block_size_reading(blocks).splitlines() == [
         "at 2048 tokens: 1.05x (repeats 0.90 to 1.20); cannot say: the repeats disagree more than the effect",
         "at 4096 tokens: 1.50x (repeats 1.40 to 1.60); the larger blocks cost more",
-        "at 8192 tokens: 0.70x (repeats 0.65 to 0.75); the larger blocks cost less"]
+        "at 8192 tokens: 0.70x (repeats 0.65 to 0.75); the larger blocks cost less",
+        "at 16384 tokens: 1.00x (repeats 0.94 to 1.03); no difference beyond 6%"]
 
 
 def test_block_size_times_pairs_the_two_block_sizes():

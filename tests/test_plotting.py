@@ -219,5 +219,10 @@ def test_benchmark_legend_outside_guides_labelled_and_band_shaded():
     (shade,) = ax.collections
     ys = shade.get_paths()[0].vertices[:, 1]
     assert ys.min() == pytest.approx(0.9) and ys.max() == pytest.approx(4.2)
+    assert "a: range of passes" in [t.get_text() for t in ax.get_legend().get_texts()]
+    for text in ax.texts:  # guide labels sit inside the axes, not clipped at its edge
+        assert text.get_va() == "top" and text.xyann[1] < 0
+    ax = plotting.plot_benchmark(df, band="passes", band_label="the passes")
+    assert "a: range of the passes" in [t.get_text() for t in ax.get_legend().get_texts()]
     with pytest.raises(ValueError, match="columns"):
         plotting.plot_benchmark(df, band="missing")

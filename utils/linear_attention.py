@@ -42,7 +42,7 @@ __all__ = [
     "char_gpt", "QUALITY_RUNS", "split_text", "char_ngram_loss", "compare_attention",
     "char_ngram_losses", "ngram_window_losses", "window_losses", "QUALITY_SEEDS",
     "naive_softmax_attention", "chunked_softmax_attention", "sdpa",
-    "favor_error", "uniform_attention_error", "planted_keys", "plot_favor_error", "plot_quality", "quality_seeds", "quality_comparisons", "generation_times", "fit_slope", "crossover_n", "bar_report", "BENCH_SHAPE",
+    "favor_error", "uniform_attention_error", "planted_keys", "plot_favor_error", "plot_quality", "quality_seeds", "quality_comparisons", "generation_times", "fit_slope", "crossover_n", "pass_crossovers", "bar_report", "BENCH_SHAPE",
     "sweep", "sweep_repeats", "repeat_summary", "causal_block_share", "causal_skip_times", "memory_records", "generation_records", "generation_summary", "NOTEBOOK_TOPS",
     "per_token_rise", "block_size_times", "block_size_reading", "allocator_summary", "LINEAR_IN_N",
     "KEEP_FREED_MEMORY", "ALLOCATOR_CASES", "allocator_records", "allocator_test",
@@ -1107,16 +1107,20 @@ def block_size_times(sizes, *, large=4096, small=1024, repeat=5, seed=0):
                "lowest": ratios[0], "highest": ratios[-1]}
 
 
-def block_size_reading(blocks):
+def block_size_reading(blocks, tight=0.1):
     """From `block_size_times` records (a DataFrame): at each n, whether the larger blocks cost more, cost less,
-    or whether this run cannot say, which it cannot when the paired ratios' range (highest - lowest) is as
-    large as the median ratio's distance from 1. Returns the reading as lines of text."""
+    make no difference beyond a bound, or whether this run cannot say. They cost more (less) when the median
+    ratio's distance from 1 exceeds the paired ratios' range (highest - lowest); they make no difference
+    beyond r when every ratio lies within 1 +- r, with r = the largest distance of a ratio from 1 and r <= `tight`.
+    Otherwise the run cannot say. Returns the reading as lines of text."""
     median = [c for c in blocks.columns if c.endswith("median")][0]
     lines = []
     for _, row in blocks.iterrows():
         effect, spread = row[median] - 1, row["highest"] - row["lowest"]
-        verdict = ("cannot say: the repeats disagree more than the effect" if abs(effect) <= spread else
-                   "the larger blocks cost more" if effect > 0 else "the larger blocks cost less")
+        bound = max(abs(row["highest"] - 1), abs(row["lowest"] - 1))
+        verdict = ("the larger blocks cost more" if effect > spread else "the larger blocks cost less" if -effect > spread
+                   else f"no difference beyond {bound:.0%}" if bound <= tight
+                   else "cannot say: the repeats disagree more than the effect")
         lines.append(f"at {int(row.n)} tokens: {row[median]:.2f}x (repeats {row.lowest:.2f} to {row.highest:.2f}); {verdict}")
     return "\n".join(lines)
 
@@ -1256,6 +1260,16 @@ def _theil_sen(x, y):
     return float(torch.tensor(pairs, dtype=torch.float64).median()) if pairs else float("nan")
 
 
+def pass_crossovers(records):
+    """From `generation_records` with `passes_ms` (a DataFrame): for each pass on its own, the token t from
+    which the recurrent step stays the cheaper one (None where it never does)."""
+    runs = records.dropna(subset=["passes_ms"])
+    per_pass = runs.pivot(index="n", columns="kernel", values="passes_ms").sort_index()
+    t = per_pass.index.tolist()
+    return [crossover_n(t, [p[i] for p in per_pass["softmax + KV cache"]], [p[i] for p in per_pass["recurrent linear"]])
+            for i in range(len(per_pass.iloc[0, 0]))]
+
+
 def generation_summary(records):
     """From `generation_records` (a DataFrame): per kernel, the cost of a step in the first window, in
     the median of the others and in the last, and its growth in microseconds per 1,000 tokens (the
@@ -1300,11 +1314,7 @@ def generation_summary(records):
             f"; before t ~ {cross:.0f} the cached step is the cheaper one in {sum(below)} of {len(below)} windows"
             if below else ""))
         if spread is not None:
-            per_pass = runs.pivot(index="n", columns="kernel", values="passes_ms").sort_index()
-            crossings = []
-            for i in range(len(per_pass.iloc[0, 0])):
-                c = crossover_n(t, [p[i] for p in per_pass["softmax + KV cache"]], [p[i] for p in per_pass["recurrent linear"]])
-                crossings.append("never" if c is None else f"{c:.0f}")
+            crossings = ["never" if c is None else f"{c:.0f}" for c in pass_crossovers(records)]
             lines.insert(1, "the recurrent step is the cheaper one from t ~ " + ", ".join(crossings) + " in each pass on its own")
     return pd.DataFrame(rows).T, cross, "\n".join(lines)
 

@@ -306,7 +306,7 @@ def plot_heatmap(matrix, row_labels, col_labels, *, title=None, fmt=".2f", cmap=
 
 
 def plot_benchmark(df, *, x="n", y="ms", hue="kernel", style=None, ax=None, save=None,
-                   title=None, xlabel=None, ylabel=None, log=True, guides=(), band=None):
+                   title=None, xlabel=None, ylabel=None, log=True, guides=(), band=None, band_label=None):
     """Benchmark curves, on log-log axes unless `log` is False: one line per `hue`; with `style`,
     each value of that column gets its own line style and marker (o, x, s, ^), the markers after
     the first drawn larger, so that two curves that coincide stay visible one over the other.
@@ -314,7 +314,8 @@ def plot_benchmark(df, *, x="n", y="ms", hue="kernel", style=None, ax=None, save
     `guides` (log-log only), e.g. (1, 2): thin dotted grey lines of those slopes, growth like n and n^2,
     drawn from the smallest x at the geometric mean of the values measured there, within the data's y range,
     each labelled n^slope where it leaves the axes. `band`: a column holding, per row, several measurements of
-    the same point (e.g. one per pass); their range is shaded around each line. The legend sits outside the
+    the same point (e.g. one per pass); their range is shaded around each line, labelled "range of `band_label`"
+    (default: the column's name). Guide labels sit just inside the axes. The legend sits outside the
     axes, on the right, so that it hides no data."""
     missing = [c for c in (x, y, hue, style, band) if c is not None and c not in df.columns]
     if missing:
@@ -332,7 +333,7 @@ def plot_benchmark(df, *, x="n", y="ms", hue="kernel", style=None, ax=None, save
         if band is not None:
             values = group[band].tolist()
             ax.fill_between(group[x], [min(v) for v in values], [max(v) for v in values],
-                            color=drawn.get_color(), alpha=0.2, lw=0, label=f"{label}: range of {band}")
+                            color=drawn.get_color(), alpha=0.2, lw=0, label=f"{label}: range of {band_label or band}")
     if log:
         ax.set(xscale="log", yscale="log")
     ax.set(xlabel=xlabel or x, ylabel=ylabel or y, title=title)
@@ -347,8 +348,8 @@ def plot_benchmark(df, *, x="n", y="ms", hue="kernel", style=None, ax=None, save
             ax.plot(span, start * (span / span[0]) ** slope, color="grey", lw=1, ls=look,
                     label=f"guide: slope {slope:g}, $\\propto n^{{{slope:g}}}$")
             end = span[1] if slope <= 0 else min(span[1], span[0] * (top / start) ** (1 / slope))
-            ax.annotate(f"$n^{{{slope:g}}}$", (end, start * (end / span[0]) ** slope), xytext=(-2, 2),
-                        textcoords="offset points", ha="right", va="bottom", color="grey", fontsize=8)
+            ax.annotate(f"$n^{{{slope:g}}}$", (end, start * (end / span[0]) ** slope), xytext=(-3, -3),
+                        textcoords="offset points", ha="right", va="top", color="grey", fontsize=8)
         ax.set_ylim(bottom, top)
     if len(measured) > 1:
         pad = (measured[-1] / measured[0]) ** 0.03 if log else 1
