@@ -21,7 +21,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from utils.core import script_command  # noqa: E402
 import utils  # noqa: E402
 from utils import vit  # noqa: E402
 
@@ -45,12 +44,7 @@ def main(argv=None):
     parser.add_argument("--models", nargs="+", default=["ViT", "CNN"], choices=["ViT", "CNN"])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(utils.data_path("vit_digits", "validation.csv")))
-    args = parser.parse_args(argv)
-    command = script_command(__file__, argv)
-    torch.set_num_threads(args.threads)
-
-    digits = vit.load_digits_dataset(validation_size=0.2, seed=0)
-    processor = vit.digits_processor()
+    args, command, digits, processor = vit.start_digits_script(__file__, parser, argv)
     validation_data = vit.prepare(digits["validation"], processor)
     rows = []
     for fraction in args.fractions:

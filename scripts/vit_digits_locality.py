@@ -38,13 +38,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from utils.core import script_command  # noqa: E402
 from utils import vit  # noqa: E402
 from vit_digits_seeds import chosen, fit  # noqa: E402  (the seed study's training code and choice rule)
 
@@ -62,12 +60,7 @@ def main(argv=None):
                         help="controls: the MLP, the 1 x 1 ViT and the reference; shuffled: the 2 x 2 ViT on shuffled pixels")
     parser.add_argument("--tuning", default=str(ROOT / "data/vit_digits/tuning_vit.csv"))
     parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    command = script_command(__file__, argv)
-
-    digits = vit.load_digits_dataset(validation_size=0.2, seed=0)
-    processor = vit.digits_processor()
+    args, command, digits, processor = vit.start_digits_script(__file__, parser, argv)
     if args.part == "shuffled":
         permutation = np.random.default_rng(PERMUTATION_SEED).permutation(64)
         train_data, validation, test = (vit.prepare_grey_levels(X[:, permutation], y, processor) for X, y in

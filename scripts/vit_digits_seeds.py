@@ -40,7 +40,6 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from utils.core import script_command  # noqa: E402
 from utils import vit  # noqa: E402
 
 GRIDS = vit.SEED_GRIDS  # the settings tried on validation, per model
@@ -101,12 +100,7 @@ def main(argv=None):
     parser.add_argument("--fractions", type=float, nargs="+", default=list(FRACTIONS))
     parser.add_argument("--grid-limit", type=int, default=None, help="only the first settings of each grid")
     parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    command = script_command(__file__, argv)
-
-    digits = vit.load_digits_dataset(validation_size=0.2, seed=0)
-    processor = vit.digits_processor()
+    args, command, digits, processor = vit.start_digits_script(__file__, parser, argv)
     validation = vit.prepare(digits["validation"], processor)
     test = vit.prepare(digits["test"], processor)
     val_labels = validation[:]["labels"].numpy()

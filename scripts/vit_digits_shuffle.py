@@ -15,12 +15,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from utils.core import script_command  # noqa: E402
 from utils import vit  # noqa: E402
 
 PERMUTATION_SEED = 0
@@ -30,12 +28,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    command = script_command(__file__, argv)
-
-    digits = vit.load_digits_dataset(validation_size=0.2, seed=0)
-    processor = vit.digits_processor()
+    args, command, digits, processor = vit.start_digits_script(__file__, parser, argv)
     permutation = np.random.default_rng(PERMUTATION_SEED).permutation(64)
     arrays = {name: vit.digits_arrays(digits[name]) for name in ("train", "test")}
     datasets = {"as written": (vit.prepare(digits["train"], processor), vit.prepare(digits["test"], processor)),

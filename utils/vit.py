@@ -67,6 +67,17 @@ def digits_processor():
     return ViTImageProcessor(size={"height": DIGITS_SIZE, "width": DIGITS_SIZE})
 
 
+def start_digits_script(script, parser, argv=None):
+    """What each scripts/vit_digits_*.py does first: parse `argv`, run torch on `args.threads` threads (1
+    where the script has no such option), and load the digits split and the processor the notebook uses.
+    Returns (args, the command to store in the record, the split, the processor)."""
+    from .core import script_command
+
+    args = parser.parse_args(argv)
+    torch.set_num_threads(getattr(args, "threads", 1))
+    return args, script_command(script, argv), load_digits_dataset(validation_size=0.2, seed=0), digits_processor()
+
+
 def small_vit_config(**overrides):
     """The small ViT of the notebook: 8 x 8 RGB inputs cut into 2 x 2 patches (16 tokens + [CLS]), six layers of width 64.
 
