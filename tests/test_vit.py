@@ -250,6 +250,25 @@ def test_train_digits_runs_epochs_or_at_least_min_steps(prepared, one_thread):
     assert len(history) == 9
 
 
+def test_train_digits_in_memory_draws_the_same_batches_as_the_dataset(prepared, one_thread):
+    from utils.vit import in_memory
+
+    _, train_data, _ = prepared
+    few = train_data.select(range(48))
+    examples = in_memory(few)
+    assert len(examples) == 48 and torch.equal(examples[7]["pixel_values"], few[7]["pixel_values"])
+    assert in_memory(examples) is examples
+    histories = []
+    for data in (few, examples):  # utils.train on the datasets.Dataset itself, then through train_digits
+        torch.manual_seed(0)
+        model = SmallCNN(width=4, hidden=8)
+        histories.append(train(model, data, collate_fn=RandomShift(1, 0, seed=0), batch_size=16, max_steps=6,
+                               progress=False).loss.to_numpy())
+    np.testing.assert_array_equal(histories[0], histories[1])
+    with pytest.raises(ValueError, match="pixel_values"):
+        in_memory(few.remove_columns("pixel_values"))
+
+
 def test_show_cls_attention_uses_one_colour_scale():
     import matplotlib
 

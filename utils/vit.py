@@ -304,6 +304,21 @@ def dense_share(model) -> float:
     return sum(p.numel() for p in dense.parameters()) / sum(p.numel() for p in model.parameters())
 
 
+def in_memory(dataset) -> list:
+    """A prepared dataset (`prepare`) as a list of {"pixel_values", "labels"} tensor dicts, in order.
+
+    The same examples in the same order, so a DataLoader draws the same batches from it; it only skips
+    `datasets`' per-row conversion to tensors, which took about half of a small ViT's training step and
+    two thirds of the CNN's on this CPU. A list passes through unchanged."""
+    if isinstance(dataset, list):
+        return dataset
+    missing = {"pixel_values", "labels"} - set(dataset.column_names)
+    if missing:
+        raise ValueError(f"in_memory needs a prepared dataset with 'pixel_values' and 'labels'; missing {sorted(missing)}")
+    columns = dataset.with_format("torch")[:]
+    return [{"pixel_values": p, "labels": l} for p, l in zip(columns["pixel_values"], columns["labels"])]
+
+
 def train_digits(model, train_data, *, max_dx: int = 1, max_dy: int = 0, epochs: int = 30, min_steps: int = 300,
                  batch_size: int = 64, lr: float = 2e-3, eval_fn=None, eval_every: int | None = None,
                  seed: int = 0, progress: bool = False):
@@ -313,7 +328,7 @@ def train_digits(model, train_data, *, max_dx: int = 1, max_dy: int = 0, epochs:
     from .training import train
 
     steps = max(epochs * -(-len(train_data) // batch_size), min_steps)
-    return train(model, train_data, collate_fn=RandomShift(max_dx, max_dy, seed=seed), batch_size=batch_size,
+    return train(model, in_memory(train_data), collate_fn=RandomShift(max_dx, max_dy, seed=seed), batch_size=batch_size,
                  max_steps=steps, lr=lr, eval_fn=eval_fn, eval_every=eval_every, seed=seed, progress=progress)
 
 
