@@ -318,6 +318,23 @@ def test_run_sweep_trains_below_the_uniform_guess():
         sc.run_sweep(text, [], steps=1, batch_size=1, block_size=8, lr=1e-3)
 
 
+def test_run_sweep_in_two_processes_gives_the_numbers_of_one_after_another():
+    from utils import data_path
+
+    text = data_path("pride_and_prejudice.txt").read_text(encoding="utf-8")[:20_000]
+    settings = dict(steps=6, batch_size=4, block_size=16, lr=3e-3, eval_every=3)
+    sizes = [(1, 8, 2), (2, 16, 2), (1, 12, 2)]
+    one, one_histories, _ = sc.run_sweep(text, sizes, **settings)
+    two, two_histories, two_models = sc.run_sweep(text, sizes, workers=2, **settings)
+    assert list(two.name) == ["L1-d8", "L2-d16", "L1-d12"]  # the order of `sizes`, though the largest ran first
+    pd.testing.assert_frame_equal(one.drop(columns="seconds"), two.drop(columns="seconds"))
+    for name, history in one_histories.items():
+        pd.testing.assert_frame_equal(history.drop(columns="seconds"), two_histories[name].drop(columns="seconds"))
+    assert sc.loss_on(two_models["L2-d16"], sc.CharWindows(text[-1600:], sc.char_vocab(text), 16)) > 0
+    with pytest.raises(ValueError, match="workers"):
+        sc.run_sweep(text, sizes, workers=0, **settings)
+
+
 # ------------------------------------------------------------ counting FLOPs
 
 
