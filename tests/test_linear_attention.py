@@ -584,12 +584,50 @@ def test_per_token_rise_and_block_size_reading():
         "at 4096 tokens: 1.50x (repeats 1.40 to 1.60); the larger blocks cost more",
         "at 8192 tokens: 0.70x (repeats 0.65 to 0.75); the larger blocks cost less",
         "at 16384 tokens: 1.00x (repeats 0.94 to 1.03); no difference beyond 6%"]
+    blocks["MiB faulted in per call, 4096-key"] = [100.0, 200.0, 50.0, 0.5]
+    blocks["MiB faulted in per call, 1024-key"] = [0.0, 0.0, 0.0, 0.0]
+    lines = la.block_size_reading(blocks).splitlines()
+    assert lines[1].endswith("the larger blocks cost more; faulted in per call: 200 MiB against 0 MiB")
+    assert lines[-1] == ("fresh pages against the cost, the larger blocks: at 2048, more pages and cost unclear; "
+                         "at 4096, more pages and dearer; at 8192, more pages and cheaper; at 16384, as many pages and "
+                         "no dearer: the pages do not follow the cost at every length")
+    follows = blocks.iloc[[1, 3]]
+    assert la.block_size_reading(follows, first="two chunks").splitlines()[-1].endswith(
+        "at 16384, as many pages and no dearer: the pages follow the cost at every length")
 
 
 def test_block_size_times_pairs_the_two_block_sizes():
     (record,) = la.block_size_times([64], large=64, small=32, repeat=3)
     assert record["n"] == 64 and record["score block MiB"] == 4 * 32 * 64 * 4 / 2**20
     assert 0 < record["lowest"] <= record["64-key / 32-key blocks, median"] <= record["highest"]
+    assert record["MiB faulted in per call, 64-key"] >= 0 and record["MiB faulted in per call, 32-key"] >= 0
+
+
+def test_favor_chunk_times_pairs_chunks_with_one_chunk():
+    (record,) = la.favor_chunk_times(96, chunk=32, repeat=2)
+    assert record["n"] == 96 and 0 < record["lowest"] <= record["3 chunks / one chunk, median"] <= record["highest"]
+    assert {"MiB faulted in per call, 3 chunks", "MiB faulted in per call, one chunk"} <= set(record)
+
+
+def test_measure_calls_a_slow_kernel_least_repeats_times_after_its_warm_up():
+    calls = []
+    x = torch.zeros(1, 1, 4, 2)
+    ms, _ = la._measure(lambda q, k, v: calls.append(1), x, x, x, device="cpu", budget_ms=0, least_repeats=1)
+    assert len(calls) == 2 and ms >= 0  # the peak-memory call, then one timed call
+    calls.clear()
+    la._measure(lambda q, k, v: calls.append(1), x, x, x, device="cpu", budget_ms=1e9, most_repeats=7)
+    assert len(calls) == 8
+
+
+def test_slopes_fit_each_kernel_from_a_length_up():
+    import pandas as pd
+
+    rows = [{"kernel": kernel, "n": n, "ms": n ** power * (5 if n < 2048 else 1)}
+            for kernel, power, top in (("a", 1.0, 8192), ("b", 2.0, 4096), ("c", 1.0, 2048)) for n in (1024, 2048, 4096, 8192)
+            if n <= top]
+    fitted = la.slopes(pd.DataFrame(rows))
+    assert list(fitted.index) == ["a", "b"] and fitted["a"] == pytest.approx(1.0) and fitted["b"] == pytest.approx(2.0)
+    assert la.slopes(pd.DataFrame(rows), from_n=1024)["c"] < 0  # 5x at 1024 tilts it
 
 
 def test_allocator_summary_compares_each_ratio_with_the_growth_of_the_work():
@@ -600,14 +638,14 @@ def test_allocator_summary_compares_each_ratio_with_the_growth_of_the_work():
                                 ("default", "naive", 1024, 1.0, 0.05, 10), ("default", "naive", 2048, 5.0, 0.05, 256),
                                 ("kept", "naive", 1024, 1.0, 0.05, 0), ("kept", "naive", 2048, 3.0, 0.05, 0),
                                 ("default", "causal linear", 2048, 1.0, 0.1, 5), ("default", "causal linear", 4096, 1.9, 0.1, 5),
-                                ("kept", "causal linear", 2048, 1.0, 0.0, 0), ("kept", "causal linear", 4096, 1.5, 0.0, 0))])
+                                ("kept", "causal linear", 2048, 1.0, 0.0, 0), ("kept", "causal linear", 4096, 1.6, 0.0, 0))])
     faults, lines = la.allocator_summary(records)
     assert faults.loc[("naive", 2048), "default"] == 256 and faults.loc[("naive", 2048), "default, MiB"] == 1.0
     assert lines.splitlines() == [
         "naive, time at 2048 / at 1024: default 5.00 (calls within 10%), kept 3.00 (calls within 10%) (work: 4x); "
-        "below the growth of the work by more than the calls disagree: kept",
-        "causal linear, time at 4096 / at 2048: default 1.90 (calls within 20%), kept 1.50 (calls within 0%) (work: 2x); "
-        "below the growth of the work by more than the calls disagree: kept"]
+        "below the growth of the work by more than the calls disagree: kept; the settings apart by more than that: yes",
+        "causal linear, time at 4096 / at 2048: default 1.90 (calls within 20%), kept 1.60 (calls within 0%) (work: 2x); "
+        "below the growth of the work by more than the calls disagree: kept; the settings apart by more than that: no"]
 
 
 def test_char_ngram_loss_by_hand():

@@ -13,8 +13,8 @@ Every function takes queries, keys and values shaped (..., n, d): any leading di
   `chunked_softmax_attention` (Rabe & Staats 2021: chunks, running max, log-sum-exp);
 - generation with softmax attention and a KV cache (`SoftmaxKVCache`), and the benchmark suite
   "linear" (`python -m utils.benchmarks --suite linear [--long]`, `sweep` for a shorter run,
-  `sweep_repeats` and `repeat_summary` for its spread over repeats, `memory_records` for peak memory
-  on one head beside the n x n score matrix);
+  `sweep_repeats` and `repeat_summary` for its spread over repeats, `slopes` for its exponents of n,
+  `memory_records` for peak memory on one head beside the n x n score matrix);
 - a gate on the recurrent state (RetNet, GLA, Mamba-2): `LinearAttentionRNN.step(..., log_decay)`
   and its parallel masked form `decayed_linear_attention`;
 - linear attention inside a transformers model: `linear_attention_forward`, registered in
@@ -26,12 +26,13 @@ Every function takes queries, keys and values shaped (..., n, d): any leading di
   cache that grows with the text, or Mamba's fixed convolution and recurrent states).
 """
 import math
+import statistics
 import time
 
 import torch
 import torch.nn.functional as F
 
-from .benchmarks import in_fresh_process, peak_mib, register, time_ms, time_pair
+from .benchmarks import _sync, in_fresh_process, peak_mib, register, time_ms, time_pair
 
 __all__ = [
     "elu_plus_one", "relu_features", "FavorPlus", "gaussian_projection",
@@ -44,7 +45,7 @@ __all__ = [
     "naive_softmax_attention", "chunked_softmax_attention", "sdpa",
     "favor_error", "uniform_attention_error", "planted_keys", "plot_favor_error", "plot_quality", "quality_seeds", "quality_comparisons", "generation_times", "fit_slope", "crossover_n", "pass_crossovers", "bar_report", "BENCH_SHAPE",
     "sweep", "sweep_repeats", "repeat_summary", "causal_block_share", "causal_skip_times", "memory_records", "generation_records", "generation_summary", "NOTEBOOK_TOPS",
-    "per_token_rise", "block_size_times", "block_size_reading", "allocator_summary", "LINEAR_IN_N",
+    "per_token_rise", "block_size_times", "favor_chunk_times", "block_size_reading", "slopes", "allocator_summary", "LINEAR_IN_N",
     "KEEP_FREED_MEMORY", "ALLOCATOR_CASES", "allocator_records", "allocator_test",
 ]
 
@@ -939,6 +940,16 @@ def fit_slope(n, ms):
     return ((x * (y - y.mean())).sum() / (x * x).sum()).item()
 
 
+def slopes(records, column="ms", from_n=2048):
+    """Per kernel, the log-log slope of `column` against n fitted from `from_n` up (`fit_slope`), from a
+    DataFrame with columns kernel, n and `column` (one row per kernel and n); kernels with fewer than two
+    lengths from `from_n` up are left out. Returns a pandas Series indexed by kernel."""
+    import pandas as pd
+
+    return pd.Series({kernel: fit_slope(g[g.n >= from_n].n.tolist(), g[g.n >= from_n][column].tolist())
+                      for kernel, g in records.groupby("kernel") if (g.n >= from_n).sum() >= 2}, dtype=float)
+
+
 def crossover_n(n, slow_ms, fast_ms):
     """Smallest n from which `fast` stays faster than `slow`, interpolated in log-log.
 
@@ -956,12 +967,13 @@ def crossover_n(n, slow_ms, fast_ms):
     return math.exp(x0 + (x1 - x0) * -ratio[i - 1] / (ratio[i] - ratio[i - 1]))
 
 
-def _measure(fn, q, k, v, *, device, time_it=True, budget_ms=200, most_repeats=25):
+def _measure(fn, q, k, v, *, device, time_it=True, budget_ms=200, most_repeats=25, least_repeats=3):
     """(median ms, peak MiB) of fn(q, k, v) without autograd.
 
-    The profiled call for the peak memory doubles as warm-up; one more call sets the number of
-    timed repeats (3 to `most_repeats`, about `budget_ms` in all), so that the median of a cheap
-    kernel rests on many calls and a burst of load on a shared machine moves it little.
+    The profiled call for the peak memory doubles as warm-up; then timed calls follow until about
+    `budget_ms` are spent, `least_repeats` to `most_repeats` of them, so that the median of a cheap
+    kernel rests on many calls and a burst of load on a shared machine moves it little, while a kernel
+    slower than the budget is called `least_repeats` times.
     """
     def call():
         with torch.no_grad():
@@ -969,15 +981,18 @@ def _measure(fn, q, k, v, *, device, time_it=True, budget_ms=200, most_repeats=2
     mib = peak_mib(call, device=device)
     if not time_it:
         return None, mib
-    start = time.perf_counter()
-    call()
-    once = (time.perf_counter() - start) * 1e3
-    repeat = max(3, min(most_repeats, int(budget_ms / max(once, 1e-3))))
-    return time_ms(call, warmup=0, repeat=repeat), mib
+    ms = []
+    while len(ms) < most_repeats and (len(ms) < least_repeats or sum(ms) < budget_ms):
+        start = time.perf_counter()
+        call()
+        _sync()
+        ms.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(ms), mib
 
 
-def sweep(sizes, tops, *, device="cpu", budget_ms=200, seed=0):
-    """Records of time and peak memory of each kernel in `tops` (name -> largest n) over `sizes`."""
+def sweep(sizes, tops, *, device="cpu", budget_ms=200, least_repeats=3, seed=0):
+    """Records of time and peak memory of each kernel in `tops` (name -> largest n) over `sizes`; each time
+    the median of `least_repeats` or more calls within about `budget_ms` (`_measure`)."""
     unknown = set(tops) - set(KERNELS)
     if unknown:
         raise ValueError(f"sweep: unknown kernels {sorted(unknown)}; known: {sorted(KERNELS)}")
@@ -988,19 +1003,19 @@ def sweep(sizes, tops, *, device="cpu", budget_ms=200, seed=0):
         for kernel, top in tops.items():
             if n <= top:
                 fn, pattern = KERNELS[kernel][:2]
-                ms, mib = _measure(fn, q, k, v, device=device, budget_ms=budget_ms)
+                ms, mib = _measure(fn, q, k, v, device=device, budget_ms=budget_ms, least_repeats=least_repeats)
                 yield {"suite": "linear", "kernel": kernel, "pattern": pattern, "n": n,
                        "ms": ms, "peak_mib": mib, "density": None}
         del q, k, v
 
 
-def sweep_repeats(sizes, tops, *, repeats=3, device="cpu", budget_ms=200):
+def sweep_repeats(sizes, tops, *, repeats=3, device="cpu", budget_ms=200, least_repeats=3):
     """`sweep` run `repeats` times in turn (column repeat), each on fresh inputs of the same sizes, so
     that a burst of load on the machine hits one repeat and shows as spread between repeats instead
     of moving the one number there is."""
     _check_positive_int(repeats, "repeats", "sweep_repeats")
     for r in range(repeats):
-        for record in sweep(sizes, tops, device=device, budget_ms=budget_ms, seed=r):
+        for record in sweep(sizes, tops, device=device, budget_ms=budget_ms, least_repeats=least_repeats, seed=r):
             yield {**record, "repeat": r}
 
 
@@ -1079,49 +1094,99 @@ def per_token_rise(records, kernels, from_n):
     return "time per token, over the length before:\n" + "\n".join(lines)
 
 
+def _paired_calls(first, second, repeat):
+    """`first()` and `second()` called in turn `repeat` times after one untimed call of each, without autograd:
+    the ratio first / second of each pair of calls (sorted) and the MiB each call faulted in, on average (minor
+    page faults, pages the OS had to map in, times the page size; Linux and macOS)."""
+    import resource
+
+    def minflt():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+    calls, ratios, faults = (first, second), [], [0, 0]
+    with torch.no_grad():
+        for call in calls:
+            call()
+        for _ in range(repeat):
+            ms = []
+            for i, call in enumerate(calls):
+                start, before = time.perf_counter(), minflt()
+                call()
+                ms.append(time.perf_counter() - start)
+                faults[i] += minflt() - before
+            ratios.append(ms[0] / ms[1])
+    mib = [f * resource.getpagesize() / 2**20 / repeat for f in faults]
+    return sorted(ratios), mib
+
+
+def _paired_record(n, label, first, second, ratios, mib):
+    return {"n": n, f"{label}, median": ratios[len(ratios) // 2], "lowest": ratios[0], "highest": ratios[-1],
+            f"MiB faulted in per call, {first}": mib[0], f"MiB faulted in per call, {second}": mib[1]}
+
+
 def block_size_times(sizes, *, large=4096, small=1024, repeat=5, seed=0):
     """Bidirectional chunked exact attention with keys in blocks of `large` against blocks of `small` (queries
     in chunks of `small` for both), called in turn on the same BENCH_SHAPE inputs after one untimed call of
     each: one record per n with the ratio large / small of each repeat's pair of calls, so that a machine
-    that slows down during the run weighs on both alike."""
+    that slows down during the run weighs on both alike, and the MiB each block size faulted in per call."""
     b, h, d = BENCH_SHAPE["batch"], BENCH_SHAPE["heads"], BENCH_SHAPE["dim"]
     gen = torch.Generator().manual_seed(seed)
     for n in sizes:
         q, k, v = (torch.randn(b, h, n, d, generator=gen) for _ in range(3))
-        calls = [lambda kc=kc: chunked_softmax_attention(q, k, v, query_chunk=small, key_chunk=kc)
-                 for kc in (large, small)]
-        ratios = []
-        with torch.no_grad():
-            for call in calls:
-                call()
-            for _ in range(repeat):
-                ms = []
-                for call in calls:
-                    start = time.perf_counter()
-                    call()
-                    ms.append(time.perf_counter() - start)
-                ratios.append(ms[0] / ms[1])
-        ratios.sort()
-        yield {"n": n, "score block MiB": h * small * min(large, n) * 4 / 2**20,
-               f"{large}-key / {small}-key blocks, median": ratios[len(ratios) // 2],
-               "lowest": ratios[0], "highest": ratios[-1]}
+        ratios, mib = _paired_calls(lambda: chunked_softmax_attention(q, k, v, query_chunk=small, key_chunk=large),
+                                    lambda: chunked_softmax_attention(q, k, v, query_chunk=small, key_chunk=small),
+                                    repeat)
+        yield {"score block MiB": h * small * min(large, n) * 4 / 2**20,
+               **_paired_record(n, f"{large}-key / {small}-key blocks", f"{large}-key", f"{small}-key", ratios, mib)}
 
 
-def block_size_reading(blocks, tight=0.1):
-    """From `block_size_times` records (a DataFrame): at each n, whether the larger blocks cost more, cost less,
-    make no difference beyond a bound, or whether this run cannot say. They cost more (less) when the median
-    ratio's distance from 1 exceeds the paired ratios' range (highest - lowest); they make no difference
-    beyond r when every ratio lies within 1 +- r, with r = the largest distance of a ratio from 1 and r <= `tight`.
-    Otherwise the run cannot say. Returns the reading as lines of text."""
+def favor_chunk_times(n=8192, *, chunk=4096, repeat=3, seed=0):
+    """FAVOR+ (the benchmark's feature map) through `linear_kernel_attention` on one BENCH_SHAPE sequence of n
+    tokens, in chunks of `chunk` tokens against one chunk of all n, called in turn after one untimed call of
+    each: one record with the ratio chunked / one chunk of each pair of calls and the MiB each faulted in per call."""
+    b, h, d = BENCH_SHAPE["batch"], BENCH_SHAPE["heads"], BENCH_SHAPE["dim"]
+    gen = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(b, h, n, d, generator=gen) for _ in range(3))
+    parts = -(-n // chunk)
+    ratios, mib = _paired_calls(lambda: linear_kernel_attention(q, k, v, _BENCH_FAVOR, chunk_size=chunk),
+                                lambda: linear_kernel_attention(q, k, v, _BENCH_FAVOR, chunk_size=n), repeat)
+    return [_paired_record(n, f"{parts} chunks / one chunk", f"{parts} chunks", "one chunk", ratios, mib)]
+
+
+def block_size_reading(blocks, tight=0.1, first="the larger blocks"):
+    """From `block_size_times` records (a DataFrame): at each n, whether the larger blocks (`first`) cost more,
+    cost less, make no difference beyond a bound, or whether this run cannot say. They cost more (less) when
+    the median ratio's distance from 1 exceeds the paired ratios' range (highest - lowest); they make no
+    difference beyond r when every ratio lies within 1 +- r, with r = the largest distance of a ratio from 1
+    and r <= `tight`. Otherwise the run cannot say. With the records' faults, each line adds the MiB both
+    calls faulted in, and a last line says whether fresh pages follow the cost: at every length with a verdict,
+    `first` faults in more (fewer) pages, by over 10% and 1 MiB, exactly where it costs more (less).
+    Returns the reading as lines of text."""
     median = [c for c in blocks.columns if c.endswith("median")][0]
-    lines = []
+    faulted = [c for c in blocks.columns if c.startswith("MiB faulted in per call, ")]
+    lines, pairs = [], []
     for _, row in blocks.iterrows():
         effect, spread = row[median] - 1, row["highest"] - row["lowest"]
         bound = max(abs(row["highest"] - 1), abs(row["lowest"] - 1))
-        verdict = ("the larger blocks cost more" if effect > spread else "the larger blocks cost less" if -effect > spread
-                   else f"no difference beyond {bound:.0%}" if bound <= tight
-                   else "cannot say: the repeats disagree more than the effect")
-        lines.append(f"at {int(row.n)} tokens: {row[median]:.2f}x (repeats {row.lowest:.2f} to {row.highest:.2f}); {verdict}")
+        cost = 1 if effect > spread else -1 if -effect > spread else 0 if bound <= tight else None
+        verdict = {1: f"{first} cost more", -1: f"{first} cost less", 0: f"no difference beyond {bound:.0%}",
+                   None: "cannot say: the repeats disagree more than the effect"}[cost]
+        line = f"at {int(row.n)} tokens: {row[median]:.2f}x (repeats {row.lowest:.2f} to {row.highest:.2f}); {verdict}"
+        if faulted:
+            a, b = row[faulted[0]], row[faulted[1]]
+            line += f"; faulted in per call: {a:.0f} MiB against {b:.0f} MiB"
+            pages = 1 if a - b > max(1, 0.1 * b) else -1 if b - a > max(1, 0.1 * a) else 0
+            pairs.append((int(row.n), pages, cost))
+        lines.append(line)
+    if pairs:
+        words = {1: "more", -1: "fewer", 0: "as many"}
+        costs = {1: "dearer", -1: "cheaper", 0: "no dearer", None: "cost unclear"}
+        judged = [(pages, cost) for _, pages, cost in pairs if cost is not None]
+        follow = bool(judged) and all(pages == cost for pages, cost in judged)
+        lines.append(f"fresh pages against the cost, {first}: "
+                     + "; ".join(f"at {n}, {words[p]} pages and {costs[c]}" for n, p, c in pairs)
+                     + (": the pages follow the cost at every length" if follow else
+                        ": the pages do not follow the cost at every length" if judged else ": no cost to compare"))
     return "\n".join(lines)
 
 
@@ -1213,7 +1278,9 @@ def allocator_summary(records):
     allocator setting, with the MiB they map in by default; and for each kernel its time at the longer length
     over the shorter beside the growth of the work (n^2 for the quadratic kernels, n for LINEAR_IN_N), with
     the settings under which the ratio lies below that growth by more than the calls disagree (the two
-    lengths' spreads added). Returns (DataFrame, lines of text)."""
+    lengths' spreads added), and whether the settings' ratios lie apart by more than that: each ratio r with
+    spread s covers r (1 - s) to r (1 + s), and two ratios are apart when these ranges do not overlap.
+    Returns (DataFrame, lines of text)."""
     faults = records.pivot_table(index=["kernel", "n"], columns="allocator", values="page faults per call")
     faults["default, MiB"] = faults["default"] * records["page KiB"].iloc[0] / 1024
     by = records.set_index(["allocator", "kernel", "n"])
@@ -1223,15 +1290,18 @@ def allocator_summary(records):
         if len(ns) < 2:
             continue
         work = (ns[-1] / ns[0]) ** (1 if kernel in LINEAR_IN_N else 2)
-        parts, below = [], []
+        parts, below, ranges = [], [], []
         for a in records.allocator.unique():
             ratio = by.ms[a, kernel, ns[-1]] / by.ms[a, kernel, ns[0]]
             noise = by.spread[a, kernel, ns[-1]] + by.spread[a, kernel, ns[0]]
             parts.append(f"{a} {ratio:.2f} (calls within {noise:.0%})")
+            ranges.append((ratio * (1 - noise), ratio * (1 + noise)))
             if ratio < work * (1 - noise):
                 below.append(a)
+        apart = all(hi < lo2 or hi2 < lo for (lo, hi), (lo2, hi2) in zip(ranges, ranges[1:]))
         lines.append(f"{kernel}, time at {ns[-1]} / at {ns[0]}: " + ", ".join(parts) + f" (work: {work:.0f}x); "
-                     f"below the growth of the work by more than the calls disagree: {', '.join(below) or 'none'}")
+                     f"below the growth of the work by more than the calls disagree: {', '.join(below) or 'none'}; "
+                     f"the settings apart by more than that: {'yes' if apart else 'no'}")
     return faults.round(1), "\n".join(lines)
 
 
