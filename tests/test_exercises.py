@@ -302,6 +302,20 @@ def test_conv_stem_judge():
         assert not right and message in problem, problem
 
 
+def test_conv_stem_gain_asks_only_for_a_gain():
+    """One seed of each model cannot pin the gain's size: any positive whole number of digits passes, none or a
+    loss, a fraction or more digits than the test split holds are refused."""
+    import numpy as np
+
+    judge = ex.EXERCISES["04.conv_stem_gain"].expected.judge
+    for gain in (1, 14, np.int64(40)):
+        assert judge(gain) == (True, "")
+    for wrong, message in ((0, "no more test digits"), (-3, "no more test digits"), (2.5, "whole number"),
+                           (True, "whole number"), (400, "more digits than the 360")):
+        right, problem = judge(wrong)
+        assert not right and message in problem, problem
+
+
 def test_misheard_letters_expects_the_forced_alignment_frames_and_refuses_the_frames_argmax():
     """The key of 06.misheard_letters: the frames where the posteriors peak are those of the single best
     alignment of the reference (a Viterbi pass written here, independently of ctc_forward), and the

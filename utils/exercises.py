@@ -347,6 +347,20 @@ def _test_relabel_positions(relabel):
     return None
 
 
+def _test_stem_gain(gain):
+    """Exercise 2's count: a whole number of test digits (of 360) that the stem ViT reads right beyond the plain one,
+    above zero. One seed of each model cannot pin the size of the gain, so only its direction is checked."""
+    if isinstance(gain, bool) or not isinstance(gain, (int, np.integer)):
+        return f"expected a whole number of test digits, got a {type(gain).__name__}"
+    if not -360 <= gain <= 360:
+        return f"{gain} is more digits than the 360 of the test split"
+    if gain <= 0:
+        return ("the stem reads no more test digits right than the plain 2 x 2 ViT: check that it replaced the "
+                "patchifying convolution (vit.put_stem) and trained exactly as the exercise says; one seed can also "
+                "land below by chance, so try the hint's stem before concluding")
+    return None
+
+
 def _test_conv_stem(conv_stem):
     """Notebook 04, exercise 2: conv_stem(hidden_size) must return a module that takes (batch, 3, 8, 8) digits to
     (batch, hidden_size, 4, 4), the shape of the 2 x 2 patch embedding it replaces, and whose every output token
@@ -689,9 +703,9 @@ EXERCISES: dict[str, Exercise] = {
         "stride 2 to hidden_size channels."),
     "04.conv_stem_gain": Exercise(
         "stem_gain, how many more of the 360 test digits the ViT with your stem gets right than the plain 2 x 2 ViT of "
-        "the locality record's reference row (negative if fewer), trained as exercise 2 says; a stem like the hint's "
-        "lands within a few digits of the solution's",
-        Number(14, rel=0, abs=6),
+        "the locality record's reference row (negative if fewer), trained as exercise 2 says; the check asks only "
+        "that the stem gains, since one seed cannot say by how many",
+        Passes(_test_stem_gain),
         "stem_right.sum() - plain_right.sum(), with stem_right and plain_right whether each model reads each test digit "
         "right; the plain model's predictions are the reference row's test_predictions (vit.seed_predictions)."),
     "04.igpt_layer0_probe": Exercise(

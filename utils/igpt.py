@@ -110,17 +110,18 @@ def complete(model, tokens, *, rows_given: int = 4, num_samples: int = 4, temper
     return to_pixels(out).reshape(len(context), num_samples, DIGITS_SIZE, DIGITS_SIZE)
 
 
-def reference_completions(train_pixels, given_pixels, *, rows_given: int = 4, num_samples: int = 5,
+def reference_completions(donors, given_pixels, *, rows_given: int = 4, num_samples: int = 5,
                           seed: int = 0) -> dict:
     """Two stand-ins for `complete`, to set its completions against: the top `rows_given` rows of each digit in
     `given_pixels` ((n, 64) or (n, 8, 8) grey levels) kept, the rest filled `num_samples` times per digit from the
-    digits of `train_pixels`. "nearest top halves": the bottom rows of the `num_samples` training digits whose top
-    rows are closest (Euclidean), the most context a copy can use; "one histogram per position": each missing pixel
-    drawn on its own from its position's grey levels in the training digits (add-one smoothing), no context at all.
+    digits of `donors` (notebook 04 passes validation digits, which the reader that judges the completions has not
+    stored). "nearest top halves": the bottom rows of the `num_samples` donor digits whose top rows are closest
+    (Euclidean), the most context a copy can use; "one histogram per position": each missing pixel drawn on its own
+    from its position's grey levels in the donor digits (add-one smoothing), no context at all.
     Returns {name: (n, num_samples, 8, 8) grey levels}."""
     if not 0 < rows_given < DIGITS_SIZE:
         raise ValueError(f"rows_given must be in 1..{DIGITS_SIZE - 1}, got {rows_given}")
-    train = np.asarray(train_pixels, dtype=np.int64).reshape(-1, SEQUENCE)
+    train = np.asarray(donors, dtype=np.int64).reshape(-1, SEQUENCE)
     given = np.asarray(given_pixels, dtype=np.int64).reshape(-1, SEQUENCE)
     if num_samples < 1 or num_samples > len(train):
         raise ValueError(f"num_samples must be in 1..{len(train)}, got {num_samples}")

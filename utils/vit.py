@@ -679,7 +679,8 @@ def _one_blas_thread():
 def show_cls_attention(images, maps, *, titles=None, size=1.7, reference=None, save=None):
     """[CLS] attention maps (n, rows, cols) laid over their digits (n PIL images or 8 x 8 arrays):
     each patch coloured by its attention (viridis) on ONE colour scale shared by all panels, and the
-    digit's strokes drawn on top as white outlines, so that ink and attention cannot be confused.
+    digit's strokes drawn on top as white outlines around every pixel with any ink, so that ink and attention
+    cannot be confused.
     `reference`, a weight (e.g. what every patch would get if the attention were spread evenly),
     is marked on the colour bar as a red line, and every patch whose weight is above it is outlined
     in red dashes (the caller's text says so: the colour bar's label names only the weight)."""
@@ -698,8 +699,9 @@ def show_cls_attention(images, maps, *, titles=None, size=1.7, reference=None, s
         height, width = image.shape
         shown = ax.imshow(heat, cmap="viridis", vmin=0, vmax=vmax, extent=(0, width, height, 0),
                           interpolation="nearest")
-        if image.max() > 0:  # the strokes: half the digit's darkest grey level, as a white outline
-            ax.contour(np.arange(width) + 0.5, np.arange(height) + 0.5, image, levels=[image.max() / 2],
+        if image.max() > 0:  # the strokes as a white outline around every pixel with any ink (for the digits'
+            # grey levels 0-16 the level is 0.5): the ink `summarise_cls_attention` counts
+            ax.contour(np.arange(width) + 0.5, np.arange(height) + 0.5, image, levels=[image.max() / 32],
                        colors="white", linewidths=1.2)
         if reference is not None:  # the patches above the reference, outlined just inside their edges
             patch_h, patch_w = height / heat.shape[0], width / heat.shape[1]
