@@ -60,6 +60,23 @@ def test_registry_runs_suites_and_rejects_unknown(monkeypatch):
         benchmarks.run(["nope"])
 
 
+def test_run_and_on_threads_set_and_restore_the_threads(monkeypatch):
+    monkeypatch.setattr(benchmarks, "_REGISTRY", {})
+    before = torch.get_num_threads()
+
+    @benchmarks.register("toy")
+    def toy(long):
+        yield {"suite": "toy", "kernel": "k", "threads": torch.get_num_threads()}
+
+    assert benchmarks.run(["toy"], threads=1).threads.tolist() == [1]
+    assert torch.get_num_threads() == before
+    with benchmarks.on_threads(None):
+        assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="threads"):
+        with benchmarks.on_threads(0):
+            pass
+
+
 def test_every_listed_suite_registers_itself():
     for suite, module in benchmarks.SUITES.items():
         assert benchmarks._load(suite) is not None, module

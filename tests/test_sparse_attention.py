@@ -606,41 +606,25 @@ def test_recall_table_reads_the_record_and_scores_rules_that_ignore_the_query():
     assert f"over {len(placements)} placements x" in rows.loc[f"band + {p} random global", "test recall over seeds"]
 
 
-def test_flex_verdicts_and_thread_verdict_read_both_outcomes():
+def test_flex_verdicts_read_both_outcomes():
     import pandas as pd
 
-    split = pd.DataFrame({"skipping": [1.0, 0.7, 0.8], "skipping, lowest": [0.9, 0.6, 0.65],
-                          "skipping, highest": [1.1, 0.85, 1.1]}, index=["band", "dilated", "random 2%"])
+    split = pd.DataFrame({"tile speed vs SDPA": 0.75, "skipping": [0.8, 0.7, 0.8], "skipping, lowest": [0.7, 0.6, 0.65],
+                          "skipping, highest": [0.9, 0.65, 1.1]}, index=["band", "dilated", "random 2%"])
     lines = sa.flex_verdicts(split, pairs=[("band", "dilated"), ("dilated", "random 2%")])
-    assert "holds 1" in lines[0]
-    assert "dilated lower" in lines[1] and "overlap" in lines[2]
+    assert "holds 1" in lines[0] and "(rounds combined 0.91-1.54 x)" in lines[0]  # two decimals: 0.91 is not 1
+    # the smaller of the two factors, by the medians, named for each pattern
+    assert lines[1] == ("the smaller factor by the medians (tile speed 0.75): band the tile speed (skipping 0.80), "
+                        "dilated the skipping (skipping 0.70), random 2% the tile speed (skipping 0.80)")
+    # a highest combination above 1 is flagged even when the median is below 1
+    assert lines[2].startswith("skipping above 1 in some combination of rounds for random 2% (highest 1.10)")
+    assert "even the median" not in lines[2]
+    assert "dilated lower" in lines[3] and "overlap" in lines[4]
     split.loc["random 2%", ["skipping, lowest", "skipping, highest"]] = [0.6, 0.8]
     assert "more than a full one" in sa.flex_verdicts(split)[0]
     assert not any("above 1" in line for line in sa.flex_verdicts(split))
-    split.loc["band", "skipping"] = 1.3  # better than perfect skipping: the load dominates the split
-    assert sa.flex_verdicts(split)[-1].startswith("skipping above 1 for band: better than perfect skipping")
-    timing = pd.DataFrame({"n": [1024, 1024], "threads": [2, 1], "measured (median)": [1.2, 1.3],
-                           "dense / causal time, counted": [1.33, 1.33],
-                           "middle half of the rounds": ["below both", "holds counted"]})
-    assert "waiting" in sa.thread_verdict(timing)
-    timing.loc[0, "measured (median)"] = 1.40  # more threads at or above the count: no shortfall to explain
-    assert "on one thread and on more" in sa.thread_verdict(timing) and "waiting" not in sa.thread_verdict(timing)
-    timing.loc[0, ["measured (median)", "middle half of the rounds"]] = [1.2, "holds counted"]  # median short, rounds hold
-    assert "on one thread and on more" in sa.thread_verdict(timing)
-    timing.loc[0, "middle half of the rounds"] = "below both"
-    timing.loc[1, "middle half of the rounds"] = "below both"
-    assert "takes 2.3% longer than the count says, a cost the count misses" in sa.thread_verdict(timing)
-    timing["lowest"], timing["highest"] = [1.0, 1.2], [1.3, 1.4]  # the one-thread rounds include the count
-    assert "cannot say whether the count misses a cost" in sa.thread_verdict(timing)
-    with pytest.raises(ValueError, match="one thread"):
-        sa.thread_verdict(timing[timing.threads == 2])
-    # the middle half holds the count but one round found no saving at all: no verdict on what the kernel saves
-    timing = timing.assign(**{"middle half of the rounds": ["below both", "holds counted"],
-                              "measured (median)": [1.22, 1.03], "lowest": [1.09, 0.67], "highest": [1.38, 2.09]})
-    assert "includes no saving at all" in sa.thread_verdict(timing) and "saves what" not in sa.thread_verdict(timing)
-    assert "cannot say" in sa.thread_verdict(timing.assign(lowest=[1.09, 1.05]))  # median 1.03 a fifth below 1.33
-    timing.loc[1, ["lowest", "measured (median)"]] = [1.05, 1.2]  # within a tenth; more threads (1.22) beat one (1.2)
-    assert "no cost of waiting" in sa.thread_verdict(timing) and "is waiting" not in sa.thread_verdict(timing)
+    split.loc["band", ["skipping", "skipping, highest"]] = [1.3, 1.4]  # better than perfect skipping: the load
+    assert "for band even the median is above 1, so this run's split does not measure the mask" in sa.flex_verdicts(split)[-1]
 
 
 def test_kv_cache_table_windows_cap_the_cache():
@@ -651,7 +635,7 @@ def test_kv_cache_table_windows_cap_the_cache():
     assert table["all global (MiB)"].iloc[1] == 2 * table["all global (MiB)"].iloc[0]
 
 
-def test_thread_comparison_reads_both_tables_and_threads_are_restored():
+def test_benchmark_on_one_thread_restores_threads_and_window_reading_reads_the_table():
     import pandas as pd
 
     before = torch.get_num_threads()
@@ -662,35 +646,15 @@ def test_thread_comparison_reads_both_tables_and_threads_are_restored():
     from utils import benchmarks
 
     assert all(set(r) <= set(benchmarks.RECORD_FIELDS) for r in rows) and rows[0]["dense_ms"] == rows[0]["ms"]
-    bench = pd.DataFrame([{"kernel": "sdpa_dense", "pattern": "none", "n": 4096, "threads": t, "ms": ms,
-                           "density": 1.0, "speedup": 1.0, "speedup_low": 1.0, "speedup_high": 1.0}
-                          for t, ms in ((2, 220.0), (1, 200.0))]
-                         + [{"kernel": "block_sparse", "pattern": "band", "n": 4096, "threads": t, "ms": ms,
-                             "density": 0.15, "speedup": s, "speedup_low": s - 0.1, "speedup_high": s + 0.1}
-                            for t, ms, s in ((2, 80.0, 2.7), (1, 40.0, 5.0))])
-    line, = sa.thread_comparison(bench[bench.threads == 2], bench[bench.threads == 1])
-    assert "higher on one thread in every round" in line and "(40 ms on 1 thread, 80 ms on 2)" in line
-    assert "or a change in load" in line  # two separate runs: waiting and load cannot be told apart
-    # compiled flex gets its own line; dense SDPA's paired medians say whether more threads were faster
-    flex = bench[bench.kernel == "block_sparse"].assign(kernel="flex")
-    bench = pd.concat([bench, flex]).assign(dense_ms=[220.0, 200.0, 240.0, 205.0, 230.0, 210.0])
-    lines = sa.thread_comparison(bench[bench.threads == 2], bench[bench.threads == 1])
-    assert [line.split(" on 1 thread")[0] for line in lines] == ["band, n = 4096 (ideal 6.67 x): block-sparse",
-                                                                 "band, n = 4096 (ideal 6.67 x): compiled flex"]
-    line, = sa.dense_thread_line(bench[bench.threads == 2], bench[bench.threads == 1])
-    assert "200-210 ms on 1 thread, 220-240 ms on 2 threads" in line and "slower on 2 threads than on 1" in line
-    bench.loc[bench.threads == 2, "dense_ms"] = 190.0
-    assert "bought dense SDPA nothing" in line  # slower on more threads: the load, not the kernels, is measured
-    assert "faster on 2 threads" in sa.dense_thread_line(bench[bench.threads == 2], bench[bench.threads == 1])[0]
-    assert "bought" not in sa.dense_thread_line(bench[bench.threads == 2], bench[bench.threads == 1])[0]
-    bench.loc[bench.threads == 2, "dense_ms"] = [190.0, 207.0, 195.0]
-    assert "overlap" in sa.dense_thread_line(bench[bench.threads == 2], bench[bench.threads == 1])[0]
-    window = pd.DataFrame({"n": [1024, 1024], "threads": [2, 1], "pattern": ["w", "w"], "ideal": [1.6, 1.6],
-                           "speedup (median)": [1.2, 1.25], "lowest": [1.1, 1.15], "highest": [1.3, 1.35],
-                           "verdict": ["faster in every round"] * 2})
-    line, = sa.thread_comparison(window[window.threads == 2], window[window.threads == 1])
-    assert "the ranges overlap" in line and "1.25 x (faster in every round)" in line
-    assert "on 1 thread" in sa.share_trend(pd.concat([window[window.threads == 1]] * 2).assign(n=[1024, 4096]), "w")
+    window = pd.DataFrame({"n": [4096, 1024, 2048], "threads": [1, 1, 1], "pattern": ["w"] * 3, "ideal": [3.8, 1.6, 2.3],
+                           "speedup (median)": [3.0, 1.2, 0.9], "lowest": [2.8, 1.1, 0.8], "highest": [3.3, 1.3, 1.1],
+                           "verdict": ["faster in every round", "faster in every round", "rounds disagree"]})
+    beats, trend = sa.window_reading(window, "w")
+    assert beats == ("w on 1 thread, block-sparse against causal SDPA: faster in every round at n = 1024 (1.20 x, ideal "
+                     "1.60), n = 4096 (3.00 x, ideal 3.80); rounds disagree at n = 2048 (0.90 x, ideal 2.30)")
+    assert trend == sa.share_trend(window, "w") and "on 1 thread" in trend
+    with pytest.raises(ValueError, match="no rows"):
+        sa.window_reading(window, "other")
 
 
 def test_block_sparse_memory_counts_copies_only_where_tiles_are_gathered():

@@ -11,7 +11,6 @@ Rule for fully masked rows: a query that may attend no key at all gets an output
 every kernel here, as torch's SDPA and FlexAttention also do.
 """
 
-import contextlib
 import functools
 import math
 import numbers
@@ -21,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention.flex_attention import BlockMask, and_masks, flex_attention, or_masks
 
-from utils.benchmarks import paired_ratios, peak_mib, register, time_rounds
+from utils.benchmarks import on_threads, paired_ratios, peak_mib, register, time_rounds
 
 __all__ = [
     "BLOCK_SIZE", "and_masks", "or_masks",
@@ -35,7 +34,8 @@ __all__ = [
     "dense_mask", "block_table", "token_density", "block_density", "tiles", "tile_states", "show_tiles", "plot_speedup",
     "longformer_attended",
     "reference_attention", "naive_attention", "sdpa_attention", "flex_sparse_attention",
-    "block_sparse_attention", "block_sparse_memory", "KERNELS", "benchmark_patterns", "benchmark", "dense_thread_line",
+    "block_sparse_attention", "block_sparse_memory", "KERNELS", "benchmark_patterns", "benchmark", "window_reading",
+    "flex_verdicts",
 ]
 
 BLOCK_SIZE = 128  # the tile a kernel skips or computes: FlexAttention's default block
@@ -274,13 +274,15 @@ def bigbird(n, block_size=64, num_random_blocks=3, *, seed=0, heads=1, random_bl
 
 
 def atomic_patterns(n=64, seed=0):
-    """The five atomic patterns with parameters that read well at length ``n`` (for figures)."""
+    """The five atomic patterns with parameters that read well at length ``n`` (for figures), each named with its
+    parameters: the global positions, window w on each side, dilation d, r random keys per query, blocks of b."""
+    w, wd, r, b = max(1, n // 32), max(2, n // 8), max(1, n // 16), max(1, n // 8)
     return {
-        "global": global_tokens(0, n // 2),
-        "band": band(max(1, n // 32)),
-        "dilated": dilated(max(2, n // 8), 2),
-        "random": random_keys(n, max(1, n // 16), seed=seed),
-        "block-local": block_local(max(1, n // 8)),
+        f"global at 0, {n // 2}": global_tokens(0, n // 2),
+        f"band w={w}": band(w),
+        f"dilated w={wd} d=2": dilated(wd, 2),
+        f"random r={r}": random_keys(n, r, seed=seed),
+        f"block-local b={b}": block_local(b),
     }
 
 
@@ -463,7 +465,8 @@ def plot_speedup(results, *, n=None, ax=None, save=None):
         axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         axis.set_minor_formatter(FuncFormatter(lambda value, _: f"{value:g}" if round(value, 6) in (2, 3, 5, 0.2, 0.3, 0.5) else ""))
     ax.set_xlabel("ideal speedup = 1 / fraction of 128x128 tiles computed\n(kernels shifted slightly sideways)")
-    ax.set_ylabel("measured speedup over dense SDPA\n(on the same number of threads)")
+    ax.set_ylabel("measured speedup over dense SDPA\n" + (f"(both{_on_threads_text(most)})" if df.threads.nunique() == 1
+                                                          else "(on the same number of threads)"))
     ax.set_title(f"n = {n}: speedup against the ideal")
     _finish(fig, save)
     return ax
@@ -729,20 +732,6 @@ KERNELS = {
 # ---------------------------------------------------------------------------------------------------------
 # Benchmarks
 # ---------------------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def on_threads(threads=None):
-    """Run the block on ``threads`` of torch's intra-op threads (None: leave the number as it is), restored after."""
-    if threads is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(_check_int("threads", threads, 1))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def benchmark_patterns(n, heads=4, device=None):
     """The patterns the benchmark times at length n."""
     patterns = {
@@ -765,8 +754,14 @@ def benchmark(ns, *, patterns=None, kernels=None, heads=4, head_dim=64, repeat=3
     ``patterns`` picks names from ``benchmark_patterns``; kernels that materialise n x n are skipped above
     ``max_naive_n`` (naive) and ``max_dense_mask_n`` (SDPA with a mask). ``threads``: time on that many of torch's
     intra-op threads (``on_threads``, as ``time_windows`` does); each record stores the number in ``threads``, and
-    in ``dense_ms`` the median time of the dense SDPA calls paired with its rounds (``dense_thread_line`` compares
-    those between two thread counts). Only the forward pass is timed, on inputs that need no gradient."""
+    in ``dense_ms`` the median time of the dense SDPA calls paired with its rounds. Only the forward pass is timed,
+    on inputs that need no gradient.
+
+    Why one thread is the setting to report on a shared machine: torch splits a call among its threads and the call
+    ends only when its slowest thread does, so when other work holds the cores, a thread that waits for one delays
+    the whole call, and more often the short calls of the block-sparse kernels than dense SDPA's one long call.
+    Timings on several threads there measure the load as much as the kernels; on a quiet machine
+    ``python -m utils.benchmarks --suite sparse --threads N`` times N threads."""
     if threads is not None:
         with on_threads(threads):
             yield from benchmark(ns, patterns=patterns, kernels=kernels, heads=heads, head_dim=head_dim, repeat=repeat,
@@ -877,26 +872,25 @@ def tiny_bigbird(train, block_size=8, num_random_blocks=2, *, layers=2, max_posi
     return BigBirdModel(config).train(train)
 
 
-def kernel_summary(results, memory_ratio, patterns, results_one=None):
-    """One line per pattern of the ``benchmark`` records: each block-sparse kernel's speedup over dense SDPA and
-    fraction of the ideal (also on one thread when ``results_one`` holds the pattern), and the memory of naive and
-    masked SDPA as a multiple of compiled FlexAttention's."""
-    def speeds(table, pattern):
-        at = table[table.pattern == pattern].set_index("kernel")
-        return ", ".join(f"{label} {at.loc[kernel, 'speedup']:.1f} x ({at.loc[kernel, 'of_ideal']:.2f})"
-                         for kernel, label in (("flex", "compiled flex"), ("block_sparse", "plain block-sparse"))
-                         if kernel in at.index)
+def _on_threads_text(threads):
+    threads = int(threads)
+    return f" on {threads} thread{'s' * (threads > 1)}"
 
+
+def kernel_summary(results, memory_ratio, patterns):
+    """One line per pattern of the ``benchmark`` records: each block-sparse kernel's speedup over dense SDPA and
+    fraction of the ideal, and the memory of naive and masked SDPA as a multiple of compiled FlexAttention's."""
     lines = []
     for pattern in patterns:
-        flex = results[(results.pattern == pattern) & (results.kernel == "flex")].iloc[0]
-        where = f" on {int(flex.threads)} threads" if "threads" in flex else ""
-        one = ""
-        if results_one is not None and (results_one.pattern == pattern).any():
-            one = f"; on 1 thread {speeds(results_one, pattern)}"
+        at = results[results.pattern == pattern].set_index("kernel")
+        flex = at.loc["flex"]
+        where = _on_threads_text(flex.threads) if "threads" in at else ""
+        speeds = ", ".join(f"{label} {at.loc[kernel, 'speedup']:.1f} x ({at.loc[kernel, 'of_ideal']:.2f})"
+                           for kernel, label in (("flex", "compiled flex"), ("block_sparse", "plain block-sparse"))
+                           if kernel in at.index)
         lines.append(
             f"{pattern}, n = {int(flex.n)} (ideal {1 / flex.density:.1f} x), speedup over dense SDPA (share of ideal)"
-            f"{where}: {speeds(results, pattern)}{one}. Naive and masked SDPA need "
+            f"{where}: {speeds}. Naive and masked SDPA need "
             f"{memory_ratio.loc[pattern, 'naive']:.0f} x and {memory_ratio.loc[pattern, 'sdpa_mask']:.0f} x flex's "
             f"memory, the plain block-sparse kernel {memory_ratio.loc[pattern, 'block_sparse']:.1f} x.")
     return lines
@@ -1233,13 +1227,9 @@ def time_windows(patterns, ns, *, repeat=7, heads=4, head_dim=64, seed=0, span=4
     and the one skipping by 128-tiles would give, the measured ratio, which predictions its rounds hold, and which
     its middle half (first to third quartile) holds, or where that half lies against them. Each timing runs ``span // n`` calls (at least one), so that a round at a short
     length is not a single call of a few milliseconds, which the scheduler's noise swamps. ``threads``: run on that
-    many of torch's intra-op threads (restored afterwards); the tables record the number in a column.
-
-    Why a one-thread row: SDPA splits its query blocks among torch's threads and a call ends only when its last
-    thread does. When the machine has more runnable processes than cores, a thread that loses its core holds up the
-    dense and the causal call alike, a delay that does not shrink with the work and pulls their ratio towards 1, most
-    in calls of a few milliseconds. On one thread nobody waits, so if the ratio there holds the count, a shortfall on
-    more threads is waiting, not extra work (``thread_verdict`` prints which case a run shows).
+    many of torch's intra-op threads (restored afterwards); the tables record the number in a column. On a machine
+    whose cores also run other work, one thread is the setting that measures the kernels rather than the load
+    (``benchmark`` says why).
 
     The ideal of a pattern divides the same count by the pattern's share of 128-tiles, so it rests on the same
     assumption, that time follows the pairs computed; the causal table checks that assumption for SDPA itself.
@@ -1296,9 +1286,8 @@ def compare_of_ideal(timing, first, second):
     What it tests in notebook 02: four sink tokens beside a sliding window add a column of partial tiles (a lower
     ideal) and break the sliding structure, so the key tiles of a query tile are no longer one run that moves with
     it and ``block_sparse_attention`` gathers them, a copy on every call, instead of viewing them in place. That
-    predicts a lower share of its own ideal for the window with sinks. On threads that wait for cores held by other
-    work, the ranges can lie apart in either direction at different lengths, which is the load, not the copy; on
-    one thread they test the prediction, and where they overlap the copy costs less than the spread of the rounds."""
+    predicts a lower share of its own ideal for the window with sinks. Where the ranges overlap, whatever the copy
+    costs hides within the spread of the rounds."""
     lines, apart = [], []
     for n, rows in timing.groupby("n"):
         at = rows.set_index("pattern")
@@ -1328,12 +1317,11 @@ def share_trend(timing, pattern):
 
     The two costs, for a sliding window of four 128-tiles: the kernel makes the same five SDPA calls at every length
     (query tiles grouped by how many key tiles they need, one to five with the diagonal tile), so what each call
-    costs whatever its size (setting it up, its threads waiting for one another or for a core that other work
-    holds) stays fixed. What grows with the work: each kept tile costs more than causal SDPA pays for the same
-    pairs, because a call is a stack of short problems (128 queries against at most 640 keys), partial tiles carry
-    a float mask, and every output tile is copied into place. A share that climbs on several threads while its
-    ranges on one thread overlap is consistent with a fixed price of threads waiting (or a load that changed between
-    the runs); overlapping ranges show no change this run can see, not that the share is level."""
+    costs whatever its size (setting it up; on several threads, also its threads waiting for one another or for a
+    core that other work holds) stays fixed. What grows with the work: each kept tile costs more than causal SDPA
+    pays for the same pairs, because a call is a stack of short problems (128 queries against at most 640 keys),
+    partial tiles carry a float mask, and every output tile is copied into place. Overlapping ranges show no change
+    this run can see, not that the share is level."""
     rows = timing[timing.pattern == pattern].sort_values("n")
     if len(rows) < 2:
         raise ValueError(f"share_trend needs {pattern!r} at two lengths or more, got {len(rows)}")
@@ -1346,71 +1334,6 @@ def share_trend(timing, pattern):
     where = f" on {int(first.threads)} thread{'s' * (int(first.threads) > 1)}" if "threads" in rows else ""
     return (f"{pattern}{where}, speedup as a share of its own ideal from n = {int(first.n)} to n = {int(last.n)} (ideal "
             f"{first.ideal:.2f} to {last.ideal:.2f}): {low0:.2f}-{high0:.2f} to {low1:.2f}-{high1:.2f}, {verdict}")
-
-
-def thread_comparison(many, one):
-    """One line per (kernel, pattern, n) present in both tables: a kernel's speedup, from the lowest to the highest
-    round, as a share of its ideal, on one thread (``one``) and on more (``many``), and where the one-thread range
-    lies against the other. Both are ``benchmark`` tables (the block-sparse and the compiled flex rows against dense
-    SDPA, with the milliseconds of each) or both ``time_windows`` tables (the block-sparse kernel against causal SDPA).
-
-    Why the two can differ although each ratio is paired: a paired round cancels a slowdown that hits both kernels
-    alike, not one that hits them unequally. Dense SDPA is one long call; the block-sparse kernel is several short
-    calls, each split among the threads and each ending only when its last thread does, so on a machine with more
-    runnable processes than cores it waits at every call. On one thread no thread waits for another, though that
-    thread still shares the cores with the load. The two tables come from separate runs, minutes apart, so a
-    difference between them is threads waiting or a change in the load between the runs; these lines cannot tell
-    the two apart.
-    ``dense_thread_line`` says whether dense SDPA itself ran faster or slower on more threads."""
-    names = {"block_sparse": "block-sparse", "flex": "compiled flex"}
-
-    def shares(table):
-        if "speedup_low" in table:  # benchmark records
-            rows = table[table.kernel.isin(list(names)) & (table.pattern != "none")].assign(ideal=lambda t: 1 / t.density)
-            rows = rows.rename(columns={"speedup": "median", "speedup_low": "lowest", "speedup_high": "highest"})
-        else:
-            rows = table.rename(columns={"speedup (median)": "median"}).assign(kernel="block_sparse")
-        return rows.set_index(["kernel", "pattern", "n"])
-
-    a, b = shares(many), shares(one)
-    lines = []
-    for key in b.index.intersection(a.index):
-        m, o = a.loc[key], b.loc[key]
-        side = _ranges_apart(m.lowest / m.ideal, m.highest / m.ideal, o.lowest / o.ideal, o.highest / o.ideal)
-        verdict = {"higher": "higher on one thread in every round: threads waiting for one another, or a change in "
-                             "load between the two runs",
-                   "lower": "lower on one thread in every round",
-                   None: "the ranges overlap: no difference between one thread and more this run can see"}[side]
-        rounds = [f" ({r.verdict})" if "verdict" in r else "" for r in (o, m)]
-        line = (f"{key[1]}, n = {key[2]} (ideal {o.ideal:.2f} x): {names[key[0]]} on 1 thread {o['median']:.2f} x{rounds[0]}, "
-                f"{o.lowest / o.ideal:.2f}-{o.highest / o.ideal:.2f} of ideal; on {int(m.threads)} threads "
-                f"{m['median']:.2f} x{rounds[1]}, {m.lowest / m.ideal:.2f}-{m.highest / m.ideal:.2f} of ideal: {verdict}")
-        if "ms" in a:
-            line += f" ({o.ms:.0f} ms on 1 thread, {m.ms:.0f} ms on {int(m.threads)})"
-        lines.append(line)
-    return lines
-
-
-def dense_thread_line(many, one):
-    """One line per length present in two ``benchmark`` tables run on different numbers of threads: dense SDPA's
-    time on one thread and on more, from the lowest to the highest of the medians that each table holds (each
-    record stores, in ``dense_ms``, the median of the dense calls paired with its rounds), and whether the ranges
-    lie apart. More threads need not be faster: on a machine whose cores also run other work, a second thread often
-    waits for a core, and the call ends only when its slowest thread does."""
-    lines = []
-    for n in sorted(set(many.n) & set(one.n)):
-        (low_m, high_m, t), (low_o, high_o, _) = ((t.dense_ms.min(), t.dense_ms.max(), int(t.threads.max()))
-                                                  for t in (many[many.n == n], one[one.n == n]))
-        side = _ranges_apart(low_o, high_o, low_m, high_m)
-        verdict = {"higher": f"slower on {t} threads than on 1 in every record",
-                   "lower": f"faster on {t} threads than on 1 in every record",
-                   None: "the ranges overlap: no difference this run can see"}[side]
-        if side != "lower":
-            verdict += (f": the second thread bought dense SDPA nothing in this run, so the numbers on {t} threads "
-                        "mostly measure the load")
-        lines.append(f"dense SDPA, n = {n}: {low_o:.0f}-{high_o:.0f} ms on 1 thread, {low_m:.0f}-{high_m:.0f} ms on "
-                     f"{t} threads (medians of the calls paired with each kernel): {verdict}")
-    return lines
 
 
 def flex_skipping(results):
@@ -1453,10 +1376,8 @@ def reach(mask, layers):
 
 def notebook_summary(*, densities, bigbird_draws, bigbird_eval, kernels_agree, results, memory_ratio, flex_split,
                      window_timing, window, linformer_errors, rank, head_cache, lsh_tiles, causal_timing=None,
-                     reach_table=None, results_one=None, window_one=None):
+                     reach_table=None):
     """The closing lines of notebook 02, each computed from the tables the notebook made on the way."""
-    import pandas as pd
-
     at = densities[densities.n == densities.n.max()].set_index("pattern")
     once, repeated = bigbird_eval.values()
     pairs = at["token density"]
@@ -1469,28 +1390,29 @@ def notebook_summary(*, densities, bigbird_draws, bigbird_eval, kernels_agree, r
              f"n = {bigbird_draws[-1]['n']}; in eval mode all its random blocks are block 0 (output "
              f"{'within 1e-6' if repeated < 1e-6 else f'{repeated:.0e} away'} of block 0 counted 1 + r times, {once:.3f} from plain window + global attention).",
              f"All four kernels agree with the float64 reference to 1e-5 on every pattern: {bool(kernels_agree.all().all())}"]
-    lines += kernel_summary(results, memory_ratio, ["band w=256", "BigBird b=128 r=3"], results_one)
-    lines.append(f"Compiled flex computed a tile at {flex_split['tile speed vs SDPA'].iloc[0]:.2f} of dense SDPA's speed "
-                 f"and skipped, by the median of its rounds, at {flex_split.skipping.min():.2f}-{flex_split.skipping.max():.2f} "
-                 "of its own ideal across the patterns (each pattern's lowest and highest round are in its table).")
+    lines += kernel_summary(results, memory_ratio, ["band w=256", "BigBird b=128 r=3"])
+    flex_threads = results[results.kernel == "flex"].threads.iloc[0] if "threads" in results else None
+    lines.append(f"Compiled flex{_on_threads_text(flex_threads) if flex_threads is not None else ''} computed a tile at "
+                 f"{flex_split['tile speed vs SDPA'].iloc[0]:.2f} of dense SDPA's speed and skipped, by the median of its "
+                 f"rounds, at {flex_split.skipping.min():.2f}-{flex_split.skipping.max():.2f} of its own ideal across the "
+                 f"patterns; {_smaller_factor_text(flex_split)}"
+                 + (f"; above 1 for {', '.join(flex_split.index[flex_split.skipping > 1])}, where the split's premise "
+                    "(a tile costs the same in the dense and the sparse run) fails in this run" if (flex_split.skipping > 1).any()
+                    else "") + ".")
     if reach_table is not None:
         deepest = reach_table.index.max()
         lines.append(f"Pairs connected after {deepest} layers: " + ", ".join(
             f"{name} {share:.2f}" for name, share in reach_table.loc[deepest].items()) + ".")
     if causal_timing is not None:
         lines.append("Dense / causal SDPA time, counted at SDPA's own blocks vs measured: " + "; ".join(
-            f"n = {int(row.n)}" + (f" on {row.threads} thread{'s' * (int(row.threads) > 1)}" if "threads" in row else "")
+            f"n = {int(row.n)}" + (_on_threads_text(row.threads) if "threads" in row else "")
             + f": {row['dense / causal time, counted']:.2f} vs {row['measured (median)']:.2f}"
             + (f" (middle half of the rounds: {row['middle half of the rounds']})"
                if "middle half of the rounds" in row else "")
             + (f", but the rounds run {row['lowest']:.2f}-{row['highest']:.2f}, which includes no saving at all"
                if "lowest" in row and row["lowest"] <= 1.0 else "")
             for _, row in causal_timing.iterrows()) + ".")
-    windows = window_timing if window_one is None else pd.concat([window_timing, window_one], ignore_index=True)
-    for _, row in windows[windows.pattern == f"sliding window {window}"].iterrows():
-        where = f" on {int(row.threads)} thread{'s' * (int(row.threads) > 1)}" if "threads" in row else ""
-        lines.append(f"Sliding window {window} at n = {row.n}{where}, block-sparse against causal SDPA: {row.verdict} "
-                     f"({row['speedup (median)']:.2f} x, rounds {row.lowest:.2f}-{row.highest:.2f}; ideal {row.ideal:.2f}).")
+    lines += [line[0].upper() + line[1:] + "." for line in window_reading(window_timing, f"sliding window {window}")]
     lines.append(f"Linformer with segment means at k = {rank}: relative error {linformer_errors.loc[rank, 'random walk']:.3f} "
                  f"on a random walk, {linformer_errors.loc[rank, 'independent tokens']:.2f} on independent tokens.")
     cache = head_cache.set_index("model")["GiB at 131072 tokens"]
@@ -1617,11 +1539,24 @@ def _ranges_apart(a_low, a_high, b_low, b_high):
     return None
 
 
+def _smaller_factor_text(flex_split):
+    """Which of compiled flex's two factors (``flex_skipping``) is the smaller for each pattern, by the medians."""
+    tile = flex_split["tile speed vs SDPA"].iloc[0]
+    return (f"the smaller factor by the medians (tile speed {tile:.2f}): " + ", ".join(
+        f"{pattern} {'the skipping' if skipping < tile else 'the tile speed'} (skipping {skipping:.2f})"
+        for pattern, skipping in flex_split.skipping.items()))
+
+
 def flex_verdicts(flex_split, masked="random 2%", pairs=()):
     """Printed verdicts on a ``flex_skipping`` table. First, what masking costs: the pattern ``masked`` computes
     every tile, so 1 / its skipping factor is the cost of a partial tile (evaluated with the mask function) over a
     full one, and only a range from the combined rounds that lies wholly above 1 says that masking costs more.
-    Then, for each (a, b) in ``pairs``, whether b's skipping range lies wholly below or above a's, or overlaps it."""
+    Second, which of the two factors is the smaller for each pattern, by the medians. Third, every pattern whose
+    skipping reaches above 1 in some combination of rounds: the sparse run then cost less than its kept tiles at the
+    dense run's speed per tile. The split assumes that a tile costs the same in both runs; the load moving between
+    rounds breaks that, and so can the cache (a query row that keeps a few key tiles may find them in cache, where
+    the dense run streams all of them). Then, for each (a, b) in ``pairs``, whether b's skipping range lies wholly
+    below or above a's, or overlaps it."""
     at = flex_split
     low, high = 1 / at.loc[masked, "skipping, highest"], 1 / at.loc[masked, "skipping, lowest"]
     if low > 1:
@@ -1631,11 +1566,20 @@ def flex_verdicts(flex_split, masked="random 2%", pairs=()):
     else:
         verdict = "a range that holds 1: this run cannot say that masking costs flex anything"
     lines = [f"{masked} computes every tile: a partial tile with its mask function cost flex "
-             f"{1 / at.loc[masked, 'skipping']:.1f} x a full one (rounds combined {low:.1f}-{high:.1f} x), {verdict}"]
-    beyond = at.index[at.skipping > 1].tolist()
-    if beyond:  # the sparse run cannot cost less than its kept tiles at the dense run's speed per tile
-        lines.append(f"skipping above 1 for {', '.join(beyond)}: better than perfect skipping, which the kernel itself "
-                     "cannot do, so the load, not the mask, dominates this run's split for those patterns")
+             f"{1 / at.loc[masked, 'skipping']:.2f} x a full one (rounds combined {low:.2f}-{high:.2f} x), {verdict}",
+             _smaller_factor_text(at)]
+    beyond = at[at["skipping, highest"] > 1]
+    if len(beyond):
+        line = ("skipping above 1 in some combination of rounds for " + ", ".join(
+            f"{pattern} (highest {value:.2f})" for pattern, value in beyond["skipping, highest"].items())
+            + ": kept tiles that cost less each than the dense run's, against the split's premise that a tile costs "
+            "the same in both runs (the load moved between rounds, or a row that keeps few key tiles keeps them in "
+            "cache; this split cannot tell which)")
+        median_beyond = beyond.index[beyond.skipping > 1].tolist()
+        if median_beyond:
+            line += (f"; for {', '.join(median_beyond)} even the median is above 1, so this run's split does not "
+                     "measure the mask there")
+        lines.append(line)
     for a, b in pairs:
         side = _ranges_apart(at.loc[a, "skipping, lowest"], at.loc[a, "skipping, highest"],
                              at.loc[b, "skipping, lowest"], at.loc[b, "skipping, highest"])
@@ -1646,46 +1590,18 @@ def flex_verdicts(flex_split, masked="random 2%", pairs=()):
     return lines
 
 
-def thread_verdict(causal_timing):
-    """What the one-thread row of a ``time_windows`` causal table says, against the row at the same length on
-    more threads: whether the middle half of its rounds holds the count of ``sdpa_causal_work`` (the kernel does
-    the work the count says, so a shortfall on more threads points to threads waiting) or not (the count misses a
-    cost at that size)."""
-    one = causal_timing[causal_timing.threads == 1]
-    if one.empty:
-        raise ValueError("causal_timing has no row on one thread")
-    row = one.iloc[-1]
-    many = causal_timing[(causal_timing.n == row.n) & (causal_timing.threads > 1)]
-    head = (f"n = {int(row.n)} on one thread: dense / causal {row['measured (median)']:.2f} against the count's "
-            f"{row['dense / causal time, counted']:.2f}, middle half of the rounds {row['middle half of the rounds']}")
-    if not many.empty:
-        other = many.iloc[0]
-        head += (f" (on {int(other.threads)} threads {other['measured (median)']:.2f}, "
-                 f"{other['middle half of the rounds']})")
-    middle = row["middle half of the rounds"]
-    if "counted" in middle and middle.startswith("holds"):
-        counted = row["dense / causal time, counted"]
-        if "lowest" in row and row["lowest"] <= 1.0:  # some one-thread round found causal no faster than dense
-            return head + (f": the middle half of the rounds holds the count, but the rounds run {row['lowest']:.2f} to "
-                           f"{row['highest']:.2f}, which includes no saving at all, so this run cannot say what the "
-                           "kernel saves at this size")
-        if abs(row["measured (median)"] / counted - 1) > 0.1:
-            return head + (": the middle half of the rounds holds the count but the median is more than a tenth away "
-                           "from it, so this run cannot say whether the kernel saves what the count says")
-        if not many.empty and (many.iloc[0]["measured (median)"] >= row["dense / causal time, counted"]
-                               or str(many.iloc[0]["middle half of the rounds"]).startswith("holds")):
-            return head + ": at this size the kernel saves what the count says, on one thread and on more"
-        if not many.empty and many.iloc[0]["measured (median)"] < row["measured (median)"]:
-            return head + (": at this size the kernel saves what the count says; the shortfall on more threads is "
-                           "threads waiting or a change in load between the two runs")
-        return head + (": the middle half of the rounds holds the count on one thread, and the run on more threads falls "
-                       "short of it by no more than the one-thread median does: this run shows no cost of waiting")
-    if middle == "below both":
-        missing = row["dense / causal time, counted"] / row["measured (median)"] - 1
-        if "lowest" in row and row["lowest"] <= row["dense / causal time, counted"] <= row["highest"]:
-            return head + (f": the median takes {missing:.1%} longer than the count says, but the rounds, lowest to "
-                           "highest, include the count, so this run cannot say whether the count misses a cost")
-        return head + (f": even with no thread waiting the causal run takes {missing:.1%} longer than the count says, a "
-                       "cost the count misses at this size (it leaves out, for one, the causal masking inside the "
-                       "blocks on the diagonal)")
-    return head + ": the one-thread rounds do not hold the count, and this run does not say which cost is missing"
+def window_reading(timing, pattern):
+    """What a ``time_windows`` table shows for one pattern, in two lines: at which lengths the block-sparse kernel
+    beat causal SDPA in every round, lost in every round, or met rounds that disagree (median speedup and ideal at
+    each), then ``share_trend``'s line on how its share of its own ideal moves with n."""
+    rows = timing[timing.pattern == pattern].sort_values("n")
+    if rows.empty:
+        raise ValueError(f"window_reading: no rows for {pattern!r}")
+    by_verdict = {}
+    for _, row in rows.iterrows():
+        by_verdict.setdefault(row.verdict, []).append(
+            f"n = {int(row.n)} ({row['speedup (median)']:.2f} x, ideal {row.ideal:.2f})")
+    where = _on_threads_text(rows.threads.iloc[0]) if "threads" in rows else ""
+    return [f"{pattern}{where}, block-sparse against causal SDPA: "
+            + "; ".join(f"{verdict} at {', '.join(items)}" for verdict, items in by_verdict.items()),
+            share_trend(timing, pattern)]

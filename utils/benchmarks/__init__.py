@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 __all__ = ["RECORD_FIELDS", "SUITES", "register", "time_ms", "time_pair", "paired_ratios", "time_rounds", "peak_mib",
-           "in_fresh_process", "run", "suites"]
+           "on_threads", "in_fresh_process", "run", "suites"]
 
 RECORD_FIELDS = ("suite", "kernel", "pattern", "n", "ms", "peak_mib", "density",
                  # sparse suite: speedup over dense SDPA at the same n, and speedup / (1 / density)
@@ -102,6 +102,22 @@ def paired_ratios(fn, reference, warmup=1, repeat=5):
     (after `warmup` untimed calls of each): their spread shows how much one paired timing can be trusted."""
     fn_ms, reference_ms = time_rounds(fn, reference, warmup=warmup, repeat=repeat)
     return [r / f for f, r in zip(fn_ms, reference_ms)]
+
+
+@contextlib.contextmanager
+def on_threads(threads=None):
+    """Run the block on `threads` of torch's intra-op threads (None: leave the number as it is), restored after."""
+    if threads is None:
+        yield
+        return
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _walk(nodes):
@@ -198,15 +214,17 @@ def _load(suite):
     return _REGISTRY[suite]
 
 
-def run(suites_to_run=None, long=False):
-    """Run suites (all by default); returns a DataFrame with the columns RECORD_FIELDS."""
+def run(suites_to_run=None, long=False, threads=None):
+    """Run suites (all by default); returns a DataFrame with the columns RECORD_FIELDS. `threads`: run every
+    suite on that many of torch's intra-op threads (`on_threads`; None: torch's default)."""
     import pandas as pd
 
     records = []
-    for suite in suites_to_run or suites():
-        for record in _load(suite)(long):
-            unknown = set(record) - set(RECORD_FIELDS)
-            if unknown:
-                raise ValueError(f"suite {suite!r} produced unknown fields {sorted(unknown)}")
-            records.append({field: record.get(field) for field in RECORD_FIELDS})
+    with on_threads(threads):
+        for suite in suites_to_run or suites():
+            for record in _load(suite)(long):
+                unknown = set(record) - set(RECORD_FIELDS)
+                if unknown:
+                    raise ValueError(f"suite {suite!r} produced unknown fields {sorted(unknown)}")
+                records.append({field: record.get(field) for field in RECORD_FIELDS})
     return pd.DataFrame(records, columns=list(RECORD_FIELDS))
