@@ -326,7 +326,7 @@ def test_run_sweep_in_two_processes_gives_the_numbers_of_one_after_another():
     sizes = [(1, 8, 2), (2, 16, 2), (1, 12, 2)]
     one, one_histories, _ = sc.run_sweep(text, sizes, **settings)
     two, two_histories, two_models = sc.run_sweep(text, sizes, workers=2, **settings)
-    assert list(two.name) == ["L1-d8", "L2-d16", "L1-d12"]  # the order of `sizes`, though the largest ran first
+    assert list(two.name) == ["L1-d8", "L2-d16", "L1-d12"]  # the order of `sizes`, though the largest ran apart
     pd.testing.assert_frame_equal(one.drop(columns="seconds"), two.drop(columns="seconds"))
     for name, history in one_histories.items():
         pd.testing.assert_frame_equal(history.drop(columns="seconds"), two_histories[name].drop(columns="seconds"))

@@ -773,10 +773,11 @@ def run_sweep(text, sizes, *, steps, batch_size, block_size, lr, eval_every=None
     models: dict name -> the trained GPT2LMHeadModel.
     `threads`: torch CPU threads while training (models this small run faster on one thread
     than on two; the previous setting is restored afterwards).
-    `workers`: how many sizes train at once, each in its own process (largest first) with `threads`
-    threads. The runs are independent and seeded alike, so the numbers are those of one after
-    another; on two cores, two workers of one thread finish the "cpu" sweep in about two thirds
-    of the time.
+    `workers`: how many sizes train at once, each with `threads` threads: the workers - 1 largest
+    sizes each in a process of its own (started afresh, so it first imports torch and transformers,
+    a few seconds), the others one after another in this process meanwhile. The runs are independent
+    and seeded alike, so the numbers are those of one after another. For the "cpu" sweep the largest
+    size takes about as long as the other five together, which is what makes workers=2 pay on two cores.
     """
     if not sizes:
         raise ValueError("run_sweep: no sizes given")
@@ -788,19 +789,24 @@ def run_sweep(text, sizes, *, steps, batch_size, block_size, lr, eval_every=None
     shapes = [tuple(shape) for shape in sizes]
     if workers == 1:
         runs = [_train_size(shape, **settings) for shape in shapes]
-    else:
+    else:  # the workers - 1 largest sizes each in a process of its own, the rest here meanwhile
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
-        from functools import partial
 
-        largest_first = sorted(range(len(shapes)), key=lambda i: -shapes[i][0] * shapes[i][1] ** 2)
         from transformers.utils import logging as transformers_logging
 
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+        largest_first = sorted(range(len(shapes)), key=lambda i: -shapes[i][0] * shapes[i][1] ** 2)
+        away = set(largest_first[:workers - 1])
+        runs = [None] * len(shapes)
+        with ProcessPoolExecutor(len(away), mp_context=multiprocessing.get_context("spawn"),
                                  initializer=transformers_logging.set_verbosity,
                                  initargs=(transformers_logging.get_verbosity(),)) as pool:  # as quiet as this process
-            done = list(pool.map(partial(_train_size, **settings), [shapes[i] for i in largest_first]))
-        runs = [run for _, run in sorted(zip(largest_first, done))]
+            futures = {i: pool.submit(_train_size, shapes[i], **settings) for i in away}
+            for i in range(len(shapes)):
+                if i not in away:
+                    runs[i] = _train_size(shapes[i], **settings)
+            for i, future in futures.items():
+                runs[i] = future.result()
     rows = [row for row, _, _ in runs]
     histories = {row["name"]: history for row, history, _ in runs}
     models = {row["name"]: model for row, _, model in runs}
