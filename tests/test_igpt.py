@@ -77,6 +77,10 @@ def test_features_at_layer_zero_are_the_mean_input_embeddings(tiny):
     np.testing.assert_allclose(igpt.igpt_features(tiny, tokens, layer=0), embeddings[:, 1:].mean(1).numpy(),
                                rtol=1e-5, atol=1e-6)
     assert igpt.igpt_features(tiny, tokens).shape == (4, 16)  # default: the middle layer
+    by_layer = igpt.igpt_features(tiny, tokens, layer=range(3))  # one pass, every layer: the same numbers
+    assert list(by_layer) == [0, 1, 2]
+    for k, features in by_layer.items():
+        np.testing.assert_array_equal(features, igpt.igpt_features(tiny, tokens, layer=k))
     side_by_side = igpt.igpt_features(tiny, tokens, pool=False)
     assert side_by_side.shape == (4, 64 * 16)
     np.testing.assert_allclose(side_by_side.reshape(4, 64, 16).mean(1), igpt.igpt_features(tiny, tokens), rtol=1e-5, atol=1e-6)

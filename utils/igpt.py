@@ -140,23 +140,28 @@ def reference_completions(donors, given_pixels, *, rows_given: int = 4, num_samp
 
 
 @torch.no_grad()
-def igpt_features(model, tokens, layer: int | None = None, batch_size: int = 512, pool: bool = True) -> np.ndarray:
+def igpt_features(model, tokens, layer=None, batch_size: int = 512, pool: bool = True):
     """iGPT's linear-probe features: the hidden states after `layer` (default: the middle of the
     stack, where Chen et al. found the best features), averaged over the 64 pixel positions; with
     `pool=False`, the 64 positions' states side by side instead, (n, 64 * width), which keeps where
-    each state came from."""
+    each state came from. `layer` may also be several layers (a list or range): then one forward
+    pass gives them all, as {layer: features}."""
     n_layer = model.config.n_layer
-    layer = n_layer // 2 if layer is None else layer
-    if not 0 <= layer <= n_layer:
-        raise ValueError(f"layer must be in 0..{n_layer}, got {layer}")
+    several = not (layer is None or isinstance(layer, (int, np.integer)))
+    layers = list(layer) if several else [n_layer // 2 if layer is None else layer]
+    for k in layers:
+        if not 0 <= k <= n_layer:
+            raise ValueError(f"layer must be in 0..{n_layer}, got {k}")
     model.eval()
     transformer = getattr(model, "transformer", model)
-    chunks = []
+    chunks = {k: [] for k in layers}
     for start in range(0, len(tokens), batch_size):
         states = transformer(input_ids=tokens[start:start + batch_size], output_hidden_states=True).hidden_states
-        pixels = states[layer][:, 1:]
-        chunks.append((pixels.mean(dim=1) if pool else pixels.flatten(1)).numpy())
-    return np.concatenate(chunks)
+        for k in layers:
+            pixels = states[k][:, 1:]
+            chunks[k].append((pixels.mean(dim=1) if pool else pixels.flatten(1)).numpy())
+    features = {k: np.concatenate(parts) for k, parts in chunks.items()}
+    return features if several else features[layers[0]]
 
 
 def load_small_igpt(path=None):
