@@ -679,8 +679,8 @@ def _one_blas_thread():
 def show_cls_attention(images, maps, *, titles=None, size=1.7, reference=None, save=None):
     """[CLS] attention maps (n, rows, cols) laid over their digits (n PIL images or 8 x 8 arrays):
     each patch coloured by its attention (viridis) on ONE colour scale shared by all panels, and the
-    digit's strokes drawn on top as white outlines around every pixel with any ink, so that ink and attention
-    cannot be confused.
+    edge of each digit's ink (every pixel above 0) drawn on top in white along the pixels' edges, so that ink and
+    attention cannot be confused.
     `reference`, a weight (e.g. what every patch would get if the attention were spread evenly),
     is marked on the colour bar as a red line, and every patch whose weight is above it is outlined
     in red dashes (the caller's text says so: the colour bar's label names only the weight)."""
@@ -699,10 +699,11 @@ def show_cls_attention(images, maps, *, titles=None, size=1.7, reference=None, s
         height, width = image.shape
         shown = ax.imshow(heat, cmap="viridis", vmin=0, vmax=vmax, extent=(0, width, height, 0),
                           interpolation="nearest")
-        if image.max() > 0:  # the strokes as a white outline around every pixel with any ink (for the digits'
-            # grey levels 0-16 the level is 0.5): the ink `summarise_cls_attention` counts
-            ax.contour(np.arange(width) + 0.5, np.arange(height) + 0.5, image, levels=[image.max() / 32],
-                       colors="white", linewidths=1.2)
+        if image.max() > 0:  # the edge of the ink (any grey level above 0, as `summarise_cls_attention` counts it),
+            fine = 8  # drawn on the pixels' edges: the ink mask, each pixel made 8 x 8, padded with a blank border
+            ink = np.pad(np.kron(image > 0, np.ones((fine, fine))), 1)
+            ax.contour((np.arange(ink.shape[1]) - 0.5) / fine, (np.arange(ink.shape[0]) - 0.5) / fine, ink,
+                       levels=[0.5], colors="white", linewidths=1.2)
         if reference is not None:  # the patches above the reference, outlined just inside their edges
             patch_h, patch_w = height / heat.shape[0], width / heat.shape[1]
             for r, c in zip(*np.nonzero(heat > reference)):
@@ -1149,13 +1150,11 @@ def print_locality_runs(locality, runs):
     sizes = locality.groupby("model")["parameters"].first().to_dict()
     sizes.update({"CNN": sum(p.numel() for p in SmallCNN().parameters()),  # the seed study's models, as tuned
                   "ViT 2 x 2": sum(p.numel() for p in build_digits_model("ViT").parameters())})
-    print("test accuracy (the 360 test digits, all 1,149 training digits) over seeds; seconds per training run as "
-          "recorded (one thread, on a shared machine):")
+    print("test accuracy (the 360 test digits, all 1,149 training digits) over seeds:")
     width = max(len(m) for m in runs["model"].unique())
     for model, rows in runs.groupby("model", sort=False):
         size = f", {int(sizes[model]):,} parameters" if model in sizes else ""
-        print(f"  {model:{width}s} {evaluation.over_seeds(rows['test_accuracy'], percent=True, digits=1)}{size}, "
-              f"{rows['seconds'].mean():.0f} s per run")
+        print(f"  {model:{width}s} {evaluation.over_seeds(rows['test_accuracy'], percent=True, digits=1)}{size}")
 
 
 __all__ = [
