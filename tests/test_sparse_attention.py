@@ -625,6 +625,10 @@ def test_flex_verdicts_read_both_outcomes():
     assert not any("above 1" in line for line in sa.flex_verdicts(split))
     split.loc["band", ["skipping", "skipping, highest"]] = [1.3, 1.4]  # better than perfect skipping: the load
     assert "for band even the median is above 1, so this run's split does not measure the mask" in sa.flex_verdicts(split)[-1]
+    split.attrs["paired"] = True  # dense and sparse flex timed in the same rounds: ranges are single rounds
+    paired = sa.flex_verdicts(split)
+    assert "more than a full one in every round" in paired[0] and "(rounds 1.25-1.67 x)" in paired[0]
+    assert paired[-1].startswith("skipping above 1 in some round for band") and "more than one slow round" in paired[-1]
 
 
 def test_kv_cache_table_windows_cap_the_cache():
@@ -649,12 +653,34 @@ def test_benchmark_on_one_thread_restores_threads_and_window_reading_reads_the_t
     window = pd.DataFrame({"n": [4096, 1024, 2048], "threads": [1, 1, 1], "pattern": ["w"] * 3, "ideal": [3.8, 1.6, 2.3],
                            "speedup (median)": [3.0, 1.2, 0.9], "lowest": [2.8, 1.1, 0.8], "highest": [3.3, 1.3, 1.1],
                            "verdict": ["faster in every round", "faster in every round", "rounds disagree"]})
-    beats, trend = sa.window_reading(window, "w")
+    beats, trend, above = sa.window_reading(window, "w")
+    assert above == "w: no round above its own ideal"
     assert beats == ("w on 1 thread, block-sparse against causal SDPA: faster in every round at n = 1024 (1.20 x, ideal "
                      "1.60), n = 4096 (3.00 x, ideal 3.80); rounds disagree at n = 2048 (0.90 x, ideal 2.30)")
     assert trend == sa.share_trend(window, "w") and "on 1 thread" in trend
     with pytest.raises(ValueError, match="no rows"):
         sa.window_reading(window, "other")
+    # a causal calibration beyond 2n / (n + 1) is flagged as the load; a round above the ideal is named
+    causal = pd.DataFrame({"n": [1024, 4096], "measured (median)": [2.24, 1.74], "lowest": [0.79, 1.48],
+                           "highest": [2.31, 1.82], "middle half of the rounds": ["holds counted and 128-tiles",
+                                                                                   "holds counted"]})
+    window.loc[window.n == 1024, "highest"] = 2.0
+    lines = sa.window_reading(window, "w", causal=causal)
+    assert lines[0] == ("dense / causal SDPA: the count holds the middle half of the rounds at n = 1024, n = 4096; "
+                        "beyond what skipping every masked pair allows at n = 1024 (median 2.24 against at most 2.00, "
+                        "rounds 0.79-2.31): there the rounds measure the load, not the kernel")
+    assert lines[-1].startswith("w: a round above its own ideal at n = 1024 (1.25)")
+
+
+def test_benchmark_pairs_flex_with_its_own_dense_run_round_by_round():
+    import pandas as pd
+
+    rows = list(sa.benchmark([256], patterns=["band w=64"], kernels=["flex"], repeat=2, threads=1, window=64))
+    flex = [r for r in rows if r["kernel"] == "flex" and r["pattern"] == "band w=64"][0]
+    assert flex["skipping_low"] <= flex["skipping"] <= flex["skipping_high"]
+    split = sa.flex_skipping(pd.DataFrame(rows))
+    assert split.attrs["paired"] and split.loc["band w=64", "skipping"] == flex["skipping"]
+    assert "tile speed, lowest" in split
 
 
 def test_block_sparse_memory_counts_copies_only_where_tiles_are_gathered():
@@ -693,3 +719,15 @@ def test_plot_speedup_draws_one_thread_runs_hollow():
     hollow = [c for c in ax.collections if isinstance(c, PathCollection) and (c.get_facecolors()[:, :3] == 1).all()]
     assert len(hollow) == 3  # flex and block-sparse on the band, and flex's dense cross, on one thread
     plt.close(ax.figure)
+
+
+def test_sdpa_attention_takes_the_fused_cpu_kernel():
+    from torch.profiler import ProfilerActivity, profile
+
+    q, k, v = (torch.randn(1, 2, 256, 16) for _ in range(3))
+    for pattern in (sa.band(16), sa.bigbird(256, 32, 1, heads=2)):  # one mask for all heads, and one per head
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            sa.sdpa_attention(q, k, v, pattern)
+        names = {e.name for e in prof.events()}
+        assert "aten::_scaled_dot_product_flash_attention_for_cpu" in names
+        assert "aten::_scaled_dot_product_attention_math" not in names

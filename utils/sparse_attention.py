@@ -536,10 +536,13 @@ def naive_attention(q, k, v, mask_mod):
 
 
 def sdpa_attention(q, k, v, mask_mod):
-    """(2) torch's scaled_dot_product_attention with the pattern as a dense bool mask."""
+    """(2) torch's scaled_dot_product_attention with the pattern as a dense bool mask, shaped (1, 1 or heads, n, n):
+    SDPA's fused CPU kernel takes a mask of two or four dimensions only (``check_attn_mask_shape`` in
+    aten/src/ATen/native/transformers/sdp_utils_cpp.h); one of three dimensions would send it to the math path,
+    which materialises the n x n scores. SDPA converts the bool mask to a float one (-inf where masked) first."""
     _, heads, n, _ = _check_qkv(q, k, v, mask_mod)
     mask = dense_mask(mask_mod, n, heads=heads, device=str(q.device))
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask[None])
 
 
 @functools.cache
@@ -732,12 +735,14 @@ KERNELS = {
 # ---------------------------------------------------------------------------------------------------------
 # Benchmarks
 # ---------------------------------------------------------------------------------------------------------
-def benchmark_patterns(n, heads=4, device=None):
-    """The patterns the benchmark times at length n."""
+def benchmark_patterns(n, heads=4, device=None, window=256, random_blocks=3):
+    """The patterns the benchmark times at length n: a band of ``window``, a dilated window four times as wide with
+    dilation 4 (as many pairs), BigBird with blocks of 128 and ``random_blocks`` random blocks, and 2% random keys.
+    The defaults suit n = 4096 and above; notebook 02 halves the window and keeps one random block at n = 2048."""
     patterns = {
-        "band w=256": band(256),
-        "dilated w=1024 d=4": dilated(1024, 4),
-        "BigBird b=128 r=3": bigbird(n, 128, 3, heads=heads, seed=0, device=device),
+        f"band w={window}": band(window),
+        f"dilated w={4 * window} d=4": dilated(4 * window, 4),
+        f"BigBird b=128 r={random_blocks}": bigbird(n, 128, random_blocks, heads=heads, seed=0, device=device),
     }
     if n <= 16384:  # its table holds n x n booleans
         patterns["random 2%"] = random_keys(n, max(1, round(0.02 * n)), seed=0, device=device)
@@ -745,28 +750,33 @@ def benchmark_patterns(n, heads=4, device=None):
 
 
 def benchmark(ns, *, patterns=None, kernels=None, heads=4, head_dim=64, repeat=3, max_dense_mask_n=8192,
-              max_naive_n=4096, device="cpu", seed=0, dense_flex=True, threads=None):
+              max_naive_n=4096, device="cpu", seed=0, dense_flex=True, threads=None, window=256, random_blocks=3):
     """Time each kernel on each pattern (and, once per n, dense unmasked SDPA and, with ``dense_flex``,
     FlexAttention computing every tile); yields the suite's records. ``speedup`` is over dense SDPA at the
     same n, timed in turn with each kernel round by round (``time_rounds``): the median of the per-round
     ratios, with the lowest and highest round in ``speedup_low`` and ``speedup_high``; ``of_ideal`` is that
     speedup times the fraction of tiles computed (1 would be perfect skipping at SDPA's speed per tile).
-    ``patterns`` picks names from ``benchmark_patterns``; kernels that materialise n x n are skipped above
+    ``patterns`` picks names from ``benchmark_patterns`` (with ``window`` and ``random_blocks``); kernels that materialise n x n are skipped above
     ``max_naive_n`` (naive) and ``max_dense_mask_n`` (SDPA with a mask). ``threads``: time on that many of torch's
     intra-op threads (``on_threads``, as ``time_windows`` does); each record stores the number in ``threads``, and
     in ``dense_ms`` the median time of the dense SDPA calls paired with its rounds. Only the forward pass is timed,
-    on inputs that need no gradient.
+    on inputs that need no gradient. With ``dense_flex``, each round of FlexAttention on a pattern also times
+    FlexAttention computing every tile, right after the dense SDPA call: ``skipping`` is the median over rounds of
+    (dense flex time / sparse flex time) x density, its speed per kept tile against its own dense run's, with
+    ``skipping_low`` and ``skipping_high`` the lowest and highest round (``flex_skipping`` reads them).
 
     Why one thread is the setting to report on a shared machine: torch splits a call among its threads and the call
     ends only when its slowest thread does, so when other work holds the cores, a thread that waits for one delays
-    the whole call, and more often the short calls of the block-sparse kernels than dense SDPA's one long call.
-    Timings on several threads there measure the load as much as the kernels; on a quiet machine
-    ``python -m utils.benchmarks --suite sparse --threads N`` times N threads."""
+    the whole call, and more often the short calls of the block-sparse kernels than dense SDPA's one long call. One
+    thread removes that wait, not the load: with more runnable processes than cores, the one thread is itself
+    descheduled at times, which the spread of the rounds and of ``dense_ms`` across records shows; only the paired
+    ratios compare calls made moments apart. On a quiet machine ``python -m utils.benchmarks --suite sparse
+    --threads N`` times N threads."""
     if threads is not None:
         with on_threads(threads):
             yield from benchmark(ns, patterns=patterns, kernels=kernels, heads=heads, head_dim=head_dim, repeat=repeat,
                                  max_dense_mask_n=max_dense_mask_n, max_naive_n=max_naive_n, device=device, seed=seed,
-                                 dense_flex=dense_flex)
+                                 dense_flex=dense_flex, window=window, random_blocks=random_blocks)
         return
     kernels = list(KERNELS) if kernels is None else kernels
     unknown = set(kernels) - set(KERNELS)
@@ -781,30 +791,37 @@ def benchmark(ns, *, patterns=None, kernels=None, heads=4, head_dim=64, repeat=3
         def dense():
             return F.scaled_dot_product_attention(q, k, v)
 
-        def record(kernel, pattern, fn, density):
+        def record(kernel, pattern, fn, density, own_dense=None):
             # dense SDPA is timed in turn with each kernel, round by round: each ratio compares calls made
-            # moments apart; the speedup is their median, with the lowest and highest round beside it
+            # moments apart; the speedup is their median, with the lowest and highest round beside it.
+            # own_dense: the same kernel computing every tile, timed in the same rounds (the skipping factor)
+            skipping = {}
             if fn is dense:
                 ms, speedups = statistics.median(time_rounds(fn, lambda: None, warmup=1, repeat=repeat)[0]), [1.0]
                 paired_dense_ms = ms
             else:
-                fn_ms, dense_ms = time_rounds(fn, dense, warmup=1, repeat=repeat)
+                fn_ms, dense_ms, *own_ms = time_rounds(fn, dense, *[own_dense] * (own_dense is not None), warmup=1,
+                                                       repeat=repeat)
                 ms, speedups = statistics.median(fn_ms), [d / f for f, d in zip(fn_ms, dense_ms)]
                 paired_dense_ms = statistics.median(dense_ms)
+                if own_ms:
+                    rounds = [o / f * density for f, o in zip(fn_ms, own_ms[0])]
+                    skipping = {"skipping": statistics.median(rounds), "skipping_low": min(rounds),
+                                "skipping_high": max(rounds)}
             speedup = statistics.median(speedups)
             return {"suite": "sparse", "kernel": kernel, "pattern": pattern, "n": n, "threads": torch.get_num_threads(), "ms": ms,
                     "dense_ms": paired_dense_ms, "peak_mib": peak_mib(fn, device=str(device)), "density": density,
                     "speedup": speedup, "of_ideal": speedup * density, "speedup_low": min(speedups),
-                    "speedup_high": max(speedups)}
+                    "speedup_high": max(speedups), **skipping}
 
         yield record("sdpa_dense", "none", dense, 1.0)
         if "flex" in kernels and dense_flex:  # every tile computed: FlexAttention's speed per tile against SDPA's
             yield record("flex", "none", lambda: flex_sparse_attention(q, k, v, no_mask), 1.0)
-        available = benchmark_patterns(n, heads=heads, device=device)
+        available = benchmark_patterns(n, heads=heads, device=device, window=window, random_blocks=random_blocks)
         names = list(available) if patterns is None else patterns
         for name in names:
             if name not in available:
-                if name in benchmark_patterns(1024, heads=1):
+                if name in benchmark_patterns(1024, heads=1, window=window, random_blocks=random_blocks):
                     continue  # a pattern left out at this n
                 raise ValueError(f"unknown pattern {name!r}; choose from {sorted(available)}")
             mask_mod = available[name]
@@ -813,7 +830,8 @@ def benchmark(ns, *, patterns=None, kernels=None, heads=4, head_dim=64, repeat=3
                 if (kernel == "naive" and n > max_naive_n) or (kernel == "sdpa_mask" and n > max_dense_mask_n):
                     continue
                 fn = KERNELS[kernel]
-                yield record(kernel, name, lambda: fn(q, k, v, mask_mod), density)
+                own_dense = (lambda: flex_sparse_attention(q, k, v, no_mask)) if kernel == "flex" and dense_flex else None
+                yield record(kernel, name, lambda: fn(q, k, v, mask_mod), density, own_dense)
             dense_mask.cache_clear()  # the n x n masks are large: keep one pattern's at a time
         del q, k, v
 
@@ -1228,8 +1246,9 @@ def time_windows(patterns, ns, *, repeat=7, heads=4, head_dim=64, seed=0, span=4
     its middle half (first to third quartile) holds, or where that half lies against them. Each timing runs ``span // n`` calls (at least one), so that a round at a short
     length is not a single call of a few milliseconds, which the scheduler's noise swamps. ``threads``: run on that
     many of torch's intra-op threads (restored afterwards); the tables record the number in a column. On a machine
-    whose cores also run other work, one thread is the setting that measures the kernels rather than the load
-    (``benchmark`` says why).
+    whose cores also run other work, one thread spares each call the wait for its slowest thread, but not the load
+    itself: with more runnable processes than cores even one thread is descheduled at times, and the spread of the
+    rounds shows how much (``benchmark`` says more).
 
     The ideal of a pattern divides the same count by the pattern's share of 128-tiles, so it rests on the same
     assumption, that time follows the pairs computed; the causal table checks that assumption for SDPA itself.
@@ -1338,9 +1357,11 @@ def share_trend(timing, pattern):
 
 def flex_skipping(results):
     """Split compiled FlexAttention's ``of_ideal`` on each pattern of a ``benchmark`` table into its speed per
-    tile (the dense flex row's speedup over SDPA) and its skipping (of_ideal / that speed), with the range the
-    skipping factor can take when the lowest and highest rounds of both rows are combined: only differences
-    between patterns larger than that range say something about the mask.
+    tile (the dense flex row's speedup over SDPA, with its lowest and highest round) and its skipping. When the
+    table has ``benchmark``'s per-round skipping columns (dense and sparse flex timed in the same rounds), the
+    skipping is their median, lowest and highest round; otherwise it is of_ideal / tile speed, with the range it
+    can take when the extreme rounds of the two separate runs are combined. Only differences between patterns
+    larger than that range say something about the mask.
 
     Why the tile speed sits below 1 on a CPU: ``torch.compile`` turns FlexAttention into a C++ template
     (``torch/_inductor/codegen/cpp_flex_attention_template.py``) that computes q·kᵀ in a generated micro-kernel
@@ -1352,7 +1373,14 @@ def flex_skipping(results):
 
     dense = results[(results.kernel == "flex") & (results.pattern == "none")].iloc[0]
     at = results[(results.kernel == "flex") & (results.pattern != "none")].set_index("pattern")
-    return pd.DataFrame({"tile speed vs SDPA": dense.speedup, "skipping": at.of_ideal / dense.speedup,
+    tile = {"tile speed vs SDPA": dense.speedup, "tile speed, lowest": dense.speedup_low,
+            "tile speed, highest": dense.speedup_high}
+    if "skipping" in at and at.skipping.notna().all():  # dense and sparse flex paired round by round
+        split = pd.DataFrame({**tile, "skipping": at.skipping, "skipping, lowest": at.skipping_low,
+                              "skipping, highest": at.skipping_high, "of_ideal": at.of_ideal})
+        split.attrs["paired"] = True
+        return split
+    return pd.DataFrame({**tile, "skipping": at.of_ideal / dense.speedup,
                          "skipping, lowest": at.speedup_low * at.density / dense.speedup_high,
                          "skipping, highest": at.speedup_high * at.density / dense.speedup_low,
                          "of_ideal": at.of_ideal})
@@ -1390,15 +1418,17 @@ def notebook_summary(*, densities, bigbird_draws, bigbird_eval, kernels_agree, r
              f"n = {bigbird_draws[-1]['n']}; in eval mode all its random blocks are block 0 (output "
              f"{'within 1e-6' if repeated < 1e-6 else f'{repeated:.0e} away'} of block 0 counted 1 + r times, {once:.3f} from plain window + global attention).",
              f"All four kernels agree with the float64 reference to 1e-5 on every pattern: {bool(kernels_agree.all().all())}"]
-    lines += kernel_summary(results, memory_ratio, ["band w=256", "BigBird b=128 r=3"])
+    lines += kernel_summary(results, memory_ratio, [p for p in results.pattern.unique() if p in memory_ratio.index])
     flex_threads = results[results.kernel == "flex"].threads.iloc[0] if "threads" in results else None
+    highest_only = flex_split.index[(flex_split["skipping, highest"] > 1) & (flex_split.skipping <= 1)].tolist()
     lines.append(f"Compiled flex{_on_threads_text(flex_threads) if flex_threads is not None else ''} computed a tile at "
                  f"{flex_split['tile speed vs SDPA'].iloc[0]:.2f} of dense SDPA's speed and skipped, by the median of its "
                  f"rounds, at {flex_split.skipping.min():.2f}-{flex_split.skipping.max():.2f} of its own ideal across the "
                  f"patterns; {_smaller_factor_text(flex_split)}"
-                 + (f"; above 1 for {', '.join(flex_split.index[flex_split.skipping > 1])}, where the split's premise "
-                    "(a tile costs the same in the dense and the sparse run) fails in this run" if (flex_split.skipping > 1).any()
-                    else "") + ".")
+                 + (f"; above 1 in its median for {', '.join(flex_split.index[flex_split.skipping > 1])}, where the "
+                    "split's premise (a tile costs the same in the dense and the sparse run) fails in this run"
+                    if (flex_split.skipping > 1).any() else "")
+                 + (f"; above 1 in its highest round only for {', '.join(highest_only)}" if highest_only else "") + ".")
     if reach_table is not None:
         deepest = reach_table.index.max()
         lines.append(f"Pairs connected after {deepest} layers: " + ", ".join(
@@ -1412,7 +1442,8 @@ def notebook_summary(*, densities, bigbird_draws, bigbird_eval, kernels_agree, r
             + (f", but the rounds run {row['lowest']:.2f}-{row['highest']:.2f}, which includes no saving at all"
                if "lowest" in row and row["lowest"] <= 1.0 else "")
             for _, row in causal_timing.iterrows()) + ".")
-    lines += [line[0].upper() + line[1:] + "." for line in window_reading(window_timing, f"sliding window {window}")]
+    lines += [line[0].upper() + line[1:] + "." for line in window_reading(window_timing, f"sliding window {window}",
+                                                                          causal=causal_timing)]
     lines.append(f"Linformer with segment means at k = {rank}: relative error {linformer_errors.loc[rank, 'random walk']:.3f} "
                  f"on a random walk, {linformer_errors.loc[rank, 'independent tokens']:.2f} on independent tokens.")
     cache = head_cache.set_index("model")["GiB at 131072 tokens"]
@@ -1542,9 +1573,16 @@ def _ranges_apart(a_low, a_high, b_low, b_high):
 def _smaller_factor_text(flex_split):
     """Which of compiled flex's two factors (``flex_skipping``) is the smaller for each pattern, by the medians."""
     tile = flex_split["tile speed vs SDPA"].iloc[0]
-    return (f"the smaller factor by the medians (tile speed {tile:.2f}): " + ", ".join(
+    spread = (f", rounds {flex_split['tile speed, lowest'].iloc[0]:.2f}-{flex_split['tile speed, highest'].iloc[0]:.2f}"
+              if "tile speed, lowest" in flex_split else "")
+    return (f"the smaller factor by the medians (tile speed {tile:.2f}{spread}): " + ", ".join(
         f"{pattern} {'the skipping' if skipping < tile else 'the tile speed'} (skipping {skipping:.2f})"
         for pattern, skipping in flex_split.skipping.items()))
+
+
+def _paired(flex_split):
+    """Whether a ``flex_skipping`` table's skipping ranges come from dense and sparse flex timed in the same rounds."""
+    return bool(flex_split.attrs.get("paired", False))
 
 
 def flex_verdicts(flex_split, masked="random 2%", pairs=()):
@@ -1552,33 +1590,45 @@ def flex_verdicts(flex_split, masked="random 2%", pairs=()):
     every tile, so 1 / its skipping factor is the cost of a partial tile (evaluated with the mask function) over a
     full one, and only a range from the combined rounds that lies wholly above 1 says that masking costs more.
     Second, which of the two factors is the smaller for each pattern, by the medians. Third, every pattern whose
-    skipping reaches above 1 in some combination of rounds: the sparse run then cost less than its kept tiles at the
-    dense run's speed per tile. The split assumes that a tile costs the same in both runs; the load moving between
-    rounds breaks that, and so can the cache (a query row that keeps a few key tiles may find them in cache, where
-    the dense run streams all of them). Then, for each (a, b) in ``pairs``, whether b's skipping range lies wholly
+    skipping reaches above 1 in some round (or combination of rounds): the sparse run then cost less than its kept tiles at the
+    dense run's speed per tile. The split assumes that a tile costs the same in both runs. With the two flex runs
+    paired round by round (``benchmark``'s skipping columns) a round above 1 compares calls made moments apart, so
+    the cache is the likelier reason (a query row that keeps a few key tiles may find them in cache, where the dense
+    run streams all of them); with separate runs, an above-1 range can come from one slow round of the dense run,
+    and the line says so. Then, for each (a, b) in ``pairs``, whether b's skipping range lies wholly
     below or above a's, or overlaps it."""
     at = flex_split
     low, high = 1 / at.loc[masked, "skipping, highest"], 1 / at.loc[masked, "skipping, lowest"]
+    rounds = "round" if _paired(at) else "combination of rounds"
     if low > 1:
-        verdict = "more than a full one in every combination of rounds"
+        verdict = f"more than a full one in every {rounds}"
     elif high < 1:
-        verdict = "less than a full one in every combination of rounds"
+        verdict = f"less than a full one in every {rounds}"
     else:
         verdict = "a range that holds 1: this run cannot say that masking costs flex anything"
     lines = [f"{masked} computes every tile: a partial tile with its mask function cost flex "
-             f"{1 / at.loc[masked, 'skipping']:.2f} x a full one (rounds combined {low:.2f}-{high:.2f} x), {verdict}",
+             f"{1 / at.loc[masked, 'skipping']:.2f} x a full one ({'rounds' if _paired(at) else 'rounds combined'} "
+             f"{low:.2f}-{high:.2f} x), {verdict}",
              _smaller_factor_text(at)]
     beyond = at[at["skipping, highest"] > 1]
     if len(beyond):
-        line = ("skipping above 1 in some combination of rounds for " + ", ".join(
-            f"{pattern} (highest {value:.2f})" for pattern, value in beyond["skipping, highest"].items())
-            + ": kept tiles that cost less each than the dense run's, against the split's premise that a tile costs "
-            "the same in both runs (the load moved between rounds, or a row that keeps few key tiles keeps them in "
-            "cache; this split cannot tell which)")
+        line = ("skipping above 1 in some " + ("round" if _paired(at) else "combination of rounds") + " for "
+                + ", ".join(f"{pattern} (highest {value:.2f})" for pattern, value in beyond["skipping, highest"].items())
+                + ": kept tiles that cost less each than the dense run's, against the split's premise that a tile "
+                "costs the same in both runs" + (
+                    " (in one round the load alone can do that: one of the round's calls loses its core for a while)"
+                    if _paired(at) else
+                    f" (the dense run's rounds ran {at['tile speed, lowest'].iloc[0]:.2f}-"
+                    f"{at['tile speed, highest'].iloc[0]:.2f} x SDPA: a slow dense round, that is the load, can "
+                    "produce this alone)" if "tile speed, lowest" in at else
+                    " (the load moved between rounds, or a row that keeps few key tiles keeps them in cache; this "
+                    "split cannot tell which)"))
         median_beyond = beyond.index[beyond.skipping > 1].tolist()
         if median_beyond:
             line += (f"; for {', '.join(median_beyond)} even the median is above 1, so this run's split does not "
-                     "measure the mask there")
+                     "measure the mask there" + (" (more than one slow round: a row that keeps a few key tiles may keep "
+                                                 "them in cache, where the dense run streams them all)"
+                                                 if _paired(at) else ""))
         lines.append(line)
     for a, b in pairs:
         side = _ranges_apart(at.loc[a, "skipping, lowest"], at.loc[a, "skipping, highest"],
@@ -1590,18 +1640,38 @@ def flex_verdicts(flex_split, masked="random 2%", pairs=()):
     return lines
 
 
-def window_reading(timing, pattern):
-    """What a ``time_windows`` table shows for one pattern, in two lines: at which lengths the block-sparse kernel
-    beat causal SDPA in every round, lost in every round, or met rounds that disagree (median speedup and ideal at
-    each), then ``share_trend``'s line on how its share of its own ideal moves with n."""
+def window_reading(timing, pattern, causal=None):
+    """What a ``time_windows`` table shows for one pattern: at which lengths the block-sparse kernel beat causal SDPA
+    in every round, lost in every round, or met rounds that disagree (median speedup and ideal at each), then
+    ``share_trend``'s line on how its share of its own ideal moves with n, then the lengths where some round came
+    out above its own ideal. With the causal table (``causal``), a first line says at which lengths the count of
+    pairs causal SDPA computes holds the middle half of the dense / causal rounds, and at which the median exceeds
+    2n / (n + 1), what computing only the unmasked pairs would give: no kernel can do that, so at such a length the
+    rounds measure the load on the machine, and so do the window's rounds paired with the same causal calls."""
     rows = timing[timing.pattern == pattern].sort_values("n")
     if rows.empty:
         raise ValueError(f"window_reading: no rows for {pattern!r}")
+    lines = []
+    if causal is not None:
+        holds = [f"n = {int(r.n)}" for _, r in causal.iterrows() if "counted" in r["middle half of the rounds"]]
+        beyond = [f"n = {int(r.n)} (median {r['measured (median)']:.2f} against at most {2 * r.n / (r.n + 1):.2f}, "
+                  f"rounds {r['lowest']:.2f}-{r['highest']:.2f})"
+                  for _, r in causal.iterrows() if r["measured (median)"] > 2 * r.n / (r.n + 1)]
+        lines.append("dense / causal SDPA: the count holds the middle half of the rounds at "
+                     + (", ".join(holds) or "no length")
+                     + ("; beyond what skipping every masked pair allows at " + ", ".join(beyond)
+                        + ": there the rounds measure the load, not the kernel" if beyond else
+                        "; no median beyond what skipping every masked pair allows"))
     by_verdict = {}
     for _, row in rows.iterrows():
         by_verdict.setdefault(row.verdict, []).append(
             f"n = {int(row.n)} ({row['speedup (median)']:.2f} x, ideal {row.ideal:.2f})")
     where = _on_threads_text(rows.threads.iloc[0]) if "threads" in rows else ""
-    return [f"{pattern}{where}, block-sparse against causal SDPA: "
-            + "; ".join(f"{verdict} at {', '.join(items)}" for verdict, items in by_verdict.items()),
-            share_trend(timing, pattern)]
+    above = [f"n = {int(r.n)} ({r.highest / r.ideal:.2f})" for _, r in rows.iterrows() if r.highest > r.ideal]
+    return lines + [f"{pattern}{where}, block-sparse against causal SDPA: "
+                    + "; ".join(f"{verdict} at {', '.join(items)}" for verdict, items in by_verdict.items()),
+                    share_trend(timing, pattern),
+                    f"{pattern}: " + ("a round above its own ideal at " + ", ".join(above)
+                                      + ", faster than its ideal: that round's causal SDPA call was slowed (the load), or "
+                                      "the kernel computed its tiles faster than causal SDPA"
+                                      if above else "no round above its own ideal")]

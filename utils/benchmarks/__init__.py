@@ -26,7 +26,9 @@ RECORD_FIELDS = ("suite", "kernel", "pattern", "n", "ms", "peak_mib", "density",
                  # sparse suite: the lowest and highest per-round speedup of the paired rounds behind `speedup`
                  "speedup_low", "speedup_high",
                  # sparse suite: torch's intra-op threads, and the median of the dense SDPA calls paired with the record
-                 "threads", "dense_ms")
+                 "threads", "dense_ms",
+                 # sparse suite, flex on a pattern: (own dense time / sparse time) x density, per round, paired
+                 "skipping", "skipping_low", "skipping_high")
 
 # suite name -> module that registers it (imported only when the suite is asked for)
 SUITES = {
@@ -78,18 +80,19 @@ def time_pair(fn, reference, warmup=1, repeat=5):
     return medians[0], (medians[1] if reference is not None else None)
 
 
-def time_rounds(fn, reference, warmup=1, repeat=5):
-    """Wall times in milliseconds of `fn()` and of `reference()`, one of each per round, in turn, after `warmup`
-    untimed calls of each: two lists of `repeat` times, paired round by round."""
+def time_rounds(fn, reference, *others, warmup=1, repeat=5):
+    """Wall times in milliseconds of `fn()` and of `reference()` (and of each of `others`), one of each per round,
+    in turn, after `warmup` untimed calls of each: one list of `repeat` times per function, paired round by round."""
     if repeat < 1:
         raise ValueError(f"repeat must be >= 1, got {repeat}")
+    calls = (fn, reference, *others)
     for _ in range(warmup):
-        fn()
-        reference()
+        for call in calls:
+            call()
     _sync()
-    times = ([], [])
+    times = tuple([] for _ in calls)
     for _ in range(repeat):
-        for call, record in zip((fn, reference), times):
+        for call, record in zip(calls, times):
             start = time.perf_counter()
             call()
             _sync()
