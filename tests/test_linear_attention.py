@@ -576,7 +576,8 @@ def test_per_token_rise_and_block_size_reading():
             for kernel, rise in (("favor+", 1.5), ("linear", 1.0), ("causal linear", 0.9)) for n in (4096, 8192) for r in range(3)]
     reading = la.per_token_rise(pd.DataFrame(rows), ("favor+", "linear", "causal linear"), 8192)
     assert "favor+: 1.50 at 8192 (repeats within 0.10)" in reading
-    assert reading.endswith("more than their repeats disagree: favor+; rising within that: none; not rising: linear, causal linear")
+    assert reading.endswith("more than their repeats disagree: favor+ at 8192; rising within that: none; "
+                            "not rising: linear at 8192, causal linear at 8192")
     blocks = pd.DataFrame({"n": [2048, 4096, 8192, 16384], "4096-key / 1024-key blocks, median": [1.05, 1.5, 0.7, 1.0],
                            "lowest": [0.9, 1.4, 0.65, 0.94], "highest": [1.2, 1.6, 0.75, 1.03]})
     assert la.block_size_reading(blocks).splitlines() == [
@@ -607,6 +608,13 @@ def test_favor_chunk_times_pairs_chunks_with_one_chunk():
     (record,) = la.favor_chunk_times(96, chunk=32, repeat=2)
     assert record["n"] == 96 and 0 < record["lowest"] <= record["3 chunks / one chunk, median"] <= record["highest"]
     assert {"MiB faulted in per call, 3 chunks", "MiB faulted in per call, one chunk"} <= set(record)
+
+
+def test_favor_length_times_gives_time_per_token_and_milliseconds():
+    (record,) = la.favor_length_times(32, 96, repeat=3)
+    assert record["n"] == 96 and 0 < record["lowest"] <= record["per token, 96 / 32, median"] <= record["highest"]
+    assert record["ms at 32"] > 0 and record["ms at 96"] > 0
+    assert {"MiB faulted in per call, 96", "MiB faulted in per call, 32"} <= set(record)
 
 
 def test_measure_calls_a_slow_kernel_least_repeats_times_after_its_warm_up():

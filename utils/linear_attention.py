@@ -45,7 +45,7 @@ __all__ = [
     "naive_softmax_attention", "chunked_softmax_attention", "sdpa",
     "favor_error", "uniform_attention_error", "planted_keys", "plot_favor_error", "plot_quality", "quality_seeds", "quality_comparisons", "generation_times", "fit_slope", "crossover_n", "pass_crossovers", "bar_report", "BENCH_SHAPE",
     "sweep", "sweep_repeats", "repeat_summary", "causal_block_share", "causal_skip_times", "memory_records", "generation_records", "generation_summary", "NOTEBOOK_TOPS",
-    "per_token_rise", "block_size_times", "favor_chunk_times", "block_size_reading", "slopes", "allocator_summary", "LINEAR_IN_N",
+    "per_token_rise", "block_size_times", "favor_chunk_times", "favor_length_times", "block_size_reading", "slopes", "allocator_summary", "LINEAR_IN_N",
     "KEEP_FREED_MEMORY", "ALLOCATOR_CASES", "allocator_records", "allocator_test",
 ]
 
@@ -1072,8 +1072,9 @@ def repeat_summary(records, from_n=2048):
 def per_token_rise(records, kernels, from_n):
     """From `sweep_repeats` records (a DataFrame): each kernel's time per token at every length from
     `from_n` up over the length before it (the fastest repeat of each), beside how far the repeats of
-    those two points disagree, (max - min) / median, the larger of the two; then which kernels rise at
-    `from_n` by more than that. Returns the reading as lines of text."""
+    those two points disagree, (max - min) / median, the larger of the two; then, at every such length,
+    which kernels rise by more than that, which rise within it and which do not rise. Returns the reading
+    as lines of text."""
     fastest = records.groupby(["kernel", "n"]).ms.min()
     spread = records.groupby(["kernel", "n"]).ms.agg(lambda x: (x.max() - x.min()) / x.median())
     lines, beyond, within, falling = [], [], [], []
@@ -1086,24 +1087,23 @@ def per_token_rise(records, kernels, from_n):
             rise = (fastest[kernel, n] / n) / (fastest[kernel, before] / before)
             noise = max(spread[kernel, n], spread[kernel, before])
             steps.append(f"{rise:.2f} at {n} (repeats within {noise:.2f})")
-            if n == from_n:
-                (beyond if rise - 1 > noise else within if rise > 1 else falling).append(kernel)
+            (beyond if rise - 1 > noise else within if rise > 1 else falling).append(f"{kernel} at {n}")
         lines.append(f"{kernel}: " + ", ".join(steps))
-    lines.append(f"rising at {from_n} by more than their repeats disagree: {', '.join(beyond) or 'none'}; "
+    lines.append(f"rising by more than their repeats disagree: {', '.join(beyond) or 'none'}; "
                  f"rising within that: {', '.join(within) or 'none'}; not rising: {', '.join(falling) or 'none'}")
     return "time per token, over the length before:\n" + "\n".join(lines)
 
 
 def _paired_calls(first, second, repeat):
     """`first()` and `second()` called in turn `repeat` times after one untimed call of each, without autograd:
-    the ratio first / second of each pair of calls (sorted) and the MiB each call faulted in, on average (minor
-    page faults, pages the OS had to map in, times the page size; Linux and macOS)."""
+    the ratio first / second of each pair of calls (sorted), the MiB each call faulted in, on average (minor
+    page faults, pages the OS had to map in, times the page size; Linux and macOS), and each call's median ms."""
     import resource
 
     def minflt():
         return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
-    calls, ratios, faults = (first, second), [], [0, 0]
+    calls, ratios, faults, times = (first, second), [], [0, 0], ([], [])
     with torch.no_grad():
         for call in calls:
             call()
@@ -1114,9 +1114,10 @@ def _paired_calls(first, second, repeat):
                 call()
                 ms.append(time.perf_counter() - start)
                 faults[i] += minflt() - before
+                times[i].append(ms[-1] * 1e3)
             ratios.append(ms[0] / ms[1])
     mib = [f * resource.getpagesize() / 2**20 / repeat for f in faults]
-    return sorted(ratios), mib
+    return sorted(ratios), mib, [statistics.median(t) for t in times]
 
 
 def _paired_record(n, label, first, second, ratios, mib):
@@ -1128,14 +1129,23 @@ def block_size_times(sizes, *, large=4096, small=1024, repeat=5, seed=0):
     """Bidirectional chunked exact attention with keys in blocks of `large` against blocks of `small` (queries
     in chunks of `small` for both), called in turn on the same BENCH_SHAPE inputs after one untimed call of
     each: one record per n with the ratio large / small of each repeat's pair of calls, so that a machine
-    that slows down during the run weighs on both alike, and the MiB each block size faulted in per call."""
+    that slows down during the run weighs on both alike, and the MiB each block size faulted in per call.
+
+    Why fresh pages can follow the block size: a block of scores for four heads takes 16 MiB with 1024 keys,
+    32 MiB with 2048 and 64 MiB with 4096. glibc's malloc serves a request above its mmap threshold with a
+    fresh mapping and unmaps it when it is freed; by default it raises that threshold to the size of such a
+    block once freed, but no higher than 32 MiB on 64-bit systems. Below the threshold a freed block goes
+    back to the heap, whose top glibc trims (returns to the operating system) once more than the trim
+    threshold lies free there. Either way the next call may get pages the OS has to fault in one by one;
+    whether it does depends on the process's history, which is why the faults are counted in the very calls
+    that are timed (`man mallopt`: M_MMAP_THRESHOLD, M_TRIM_THRESHOLD; `KEEP_FREED_MEMORY` turns both off)."""
     b, h, d = BENCH_SHAPE["batch"], BENCH_SHAPE["heads"], BENCH_SHAPE["dim"]
     gen = torch.Generator().manual_seed(seed)
     for n in sizes:
         q, k, v = (torch.randn(b, h, n, d, generator=gen) for _ in range(3))
-        ratios, mib = _paired_calls(lambda: chunked_softmax_attention(q, k, v, query_chunk=small, key_chunk=large),
-                                    lambda: chunked_softmax_attention(q, k, v, query_chunk=small, key_chunk=small),
-                                    repeat)
+        ratios, mib, _ = _paired_calls(lambda: chunked_softmax_attention(q, k, v, query_chunk=small, key_chunk=large),
+                                       lambda: chunked_softmax_attention(q, k, v, query_chunk=small, key_chunk=small),
+                                       repeat)
         yield {"score block MiB": h * small * min(large, n) * 4 / 2**20,
                **_paired_record(n, f"{large}-key / {small}-key blocks", f"{large}-key", f"{small}-key", ratios, mib)}
 
@@ -1148,9 +1158,27 @@ def favor_chunk_times(n=8192, *, chunk=4096, repeat=3, seed=0):
     gen = torch.Generator().manual_seed(seed)
     q, k, v = (torch.randn(b, h, n, d, generator=gen) for _ in range(3))
     parts = -(-n // chunk)
-    ratios, mib = _paired_calls(lambda: linear_kernel_attention(q, k, v, _BENCH_FAVOR, chunk_size=chunk),
-                                lambda: linear_kernel_attention(q, k, v, _BENCH_FAVOR, chunk_size=n), repeat)
+    ratios, mib, _ = _paired_calls(lambda: linear_kernel_attention(q, k, v, _BENCH_FAVOR, chunk_size=chunk),
+                                   lambda: linear_kernel_attention(q, k, v, _BENCH_FAVOR, chunk_size=n), repeat)
     return [_paired_record(n, f"{parts} chunks / one chunk", f"{parts} chunks", "one chunk", ratios, mib)]
+
+
+def favor_length_times(short=4096, long=8192, *, repeat=3, seed=0):
+    """FAVOR+ (the benchmark's feature map) in one chunk through `linear_kernel_attention` on one BENCH_SHAPE
+    sequence of `long` tokens and on its first `short` tokens, called in turn after one untimed call of each, so
+    that load on the machine weighs on both lengths alike: one record with the time per token at `long` over
+    that at `short` for each pair of calls (1 for a kernel whose time grows like n), the median ms of each
+    length and the MiB each faulted in per call. Set beside the sweep's two points, it separates growth that
+    belongs to the kernel (both show it) from the sweep's own conditions (only the sweep shows it)."""
+    b, h, d = BENCH_SHAPE["batch"], BENCH_SHAPE["heads"], BENCH_SHAPE["dim"]
+    gen = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(b, h, long, d, generator=gen) for _ in range(3))
+    qs, ks, vs = (x[..., :short, :].contiguous() for x in (q, k, v))
+    ratios, mib, ms = _paired_calls(lambda: linear_kernel_attention(q, k, v, _BENCH_FAVOR, chunk_size=long),
+                                    lambda: linear_kernel_attention(qs, ks, vs, _BENCH_FAVOR, chunk_size=short), repeat)
+    ratios = [r * short / long for r in ratios]
+    return [{**_paired_record(long, f"per token, {long} / {short}", str(long), str(short), ratios, mib),
+             f"ms at {short}": ms[1], f"ms at {long}": ms[0]}]
 
 
 def block_size_reading(blocks, tight=0.1, first="the larger blocks"):
@@ -1265,7 +1293,14 @@ def allocator_test(cases=ALLOCATOR_CASES, *, repeat=5):
     faults per call show what is left of it. Each ratio of two calls of a few tens of milliseconds on a
     shared machine moves from run to run, so `allocator_summary` reads a ratio against the spread of the
     calls behind it. The test leaves out SDPA, and causes common to every kernel (the
-    processor's caches, other work on the machine) are not separated from the allocator here."""
+    processor's caches, other work on the machine) are not separated from the allocator here.
+
+    A fresh process faults where a long-running one, whose heap already holds blocks of the right size, may
+    not: what fresh pages cost a kernel depends on the history of the process that calls it. On a loaded
+    two-core machine the difference between the two settings' ratios moved between runs by more than the
+    effect (FAVOR+ from 2048 to 4096 tokens was far apart in one run and not apart in the next), so the
+    notebook counts faults in the calls it times (`block_size_times`, `favor_chunk_times`,
+    `favor_length_times`) instead of running this test."""
     cases = [list(case) for case in cases]
     return [{**record, "allocator": label}
             for label, env in (("default", {}), ("keeps freed memory", KEEP_FREED_MEMORY))
