@@ -591,10 +591,10 @@ def test_per_token_rise_and_block_size_reading():
     assert lines[1].endswith("the larger blocks cost more; faulted in per call: 200 MiB against 0 MiB")
     assert lines[-1] == ("fresh pages against the cost, the larger blocks: at 2048, more pages and cost unclear; "
                          "at 4096, more pages and dearer; at 8192, more pages and cheaper; at 16384, as many pages and "
-                         "no dearer: the pages do not follow the cost at every length")
+                         "no dearer: the pages do not follow the cost at every length with a verdict")
     follows = blocks.iloc[[1, 3]]
     assert la.block_size_reading(follows, first="two chunks").splitlines()[-1].endswith(
-        "at 16384, as many pages and no dearer: the pages follow the cost at every length")
+        "at 16384, as many pages and no dearer: the pages follow the cost at every length with a verdict")
 
 
 def test_block_size_times_pairs_the_two_block_sizes():
@@ -610,11 +610,17 @@ def test_favor_chunk_times_pairs_chunks_with_one_chunk():
     assert {"MiB faulted in per call, 3 chunks", "MiB faulted in per call, one chunk"} <= set(record)
 
 
-def test_favor_length_times_gives_time_per_token_and_milliseconds():
-    (record,) = la.favor_length_times(32, 96, repeat=3)
-    assert record["n"] == 96 and 0 < record["lowest"] <= record["per token, 96 / 32, median"] <= record["highest"]
-    assert record["ms at 32"] > 0 and record["ms at 96"] > 0
-    assert {"MiB faulted in per call, 96", "MiB faulted in per call, 32"} <= set(record)
+def test_length_times_gives_time_per_token_and_milliseconds():
+    (record,) = la.length_times("causal linear", 64, 192, repeat=3)
+    assert record["n"] == 192 and 0 < record["lowest"] <= record["per token, 192 / 64, median"] <= record["highest"]
+    assert record["ms at 64"] > 0 and record["ms at 192"] > 0
+    assert {"MiB faulted in per call, 192", "MiB faulted in per call, 64"} <= set(record)
+
+
+def test_causal_skip_times_pairs_causal_with_bidirectional():
+    (record,) = la.causal_skip_times([64], query_chunk=32, repeat=3)
+    assert record["share of blocks computed"] == 0.75 and record["bidirectional ms"] > 0 and record["causal ms"] > 0
+    assert 0 < record["lowest"] <= record["causal / bidirectional"] <= record["highest"]
 
 
 def test_measure_calls_a_slow_kernel_least_repeats_times_after_its_warm_up():

@@ -45,7 +45,7 @@ __all__ = [
     "naive_softmax_attention", "chunked_softmax_attention", "sdpa",
     "favor_error", "uniform_attention_error", "planted_keys", "plot_favor_error", "plot_quality", "quality_seeds", "quality_comparisons", "generation_times", "fit_slope", "crossover_n", "pass_crossovers", "bar_report", "BENCH_SHAPE",
     "sweep", "sweep_repeats", "repeat_summary", "causal_block_share", "causal_skip_times", "memory_records", "generation_records", "generation_summary", "NOTEBOOK_TOPS",
-    "per_token_rise", "block_size_times", "favor_chunk_times", "favor_length_times", "block_size_reading", "slopes", "allocator_summary", "LINEAR_IN_N",
+    "per_token_rise", "block_size_times", "favor_chunk_times", "length_times", "block_size_reading", "slopes", "allocator_summary", "LINEAR_IN_N",
     "KEEP_FREED_MEMORY", "ALLOCATOR_CASES", "allocator_records", "allocator_test",
 ]
 
@@ -1034,19 +1034,20 @@ def causal_block_share(n, *, query_chunk=1024, key_chunk=4096):
 
 def causal_skip_times(sizes, *, query_chunk=1024, repeat=3, seed=0):
     """Chunked exact attention, causal against bidirectional with the same blocks (query_chunk x query_chunk,
-    the causal kernel's), timed in turn on one sequence of BENCH_SHAPE (median ms): what the causal kernel
-    saves by skipping blocks, apart from the block size. One record per n, with the share of blocks computed."""
+    the causal kernel's), called in turn `repeat` times on one sequence of BENCH_SHAPE after one untimed call of
+    each: what the causal kernel saves by skipping blocks, apart from the block size. One record per n with the
+    share of blocks computed, each form's median ms, and the median, lowest and highest ratio causal /
+    bidirectional of the pairs of calls."""
     b, h, d = BENCH_SHAPE["batch"], BENCH_SHAPE["heads"], BENCH_SHAPE["dim"]
     gen = torch.Generator().manual_seed(seed)
     for n in sizes:
         q, k, v = (torch.randn(b, h, n, d, generator=gen) for _ in range(3))
-        with torch.no_grad():
-            causal, full = time_pair(
-                lambda: chunked_softmax_attention(q, k, v, causal=True, query_chunk=query_chunk),
-                lambda: chunked_softmax_attention(q, k, v, query_chunk=query_chunk, key_chunk=query_chunk),
-                warmup=1, repeat=repeat)
+        ratios, _, (causal, full) = _paired_calls(
+            lambda: chunked_softmax_attention(q, k, v, causal=True, query_chunk=query_chunk),
+            lambda: chunked_softmax_attention(q, k, v, query_chunk=query_chunk, key_chunk=query_chunk), repeat)
         yield {"n": n, "share of blocks computed": causal_block_share(n, query_chunk=query_chunk),
-               "bidirectional ms": full, "causal ms": causal, "causal / bidirectional": causal / full}
+               "bidirectional ms": full, "causal ms": causal, "causal / bidirectional": ratios[len(ratios) // 2],
+               "lowest": ratios[0], "highest": ratios[-1]}
 
 
 def repeat_summary(records, from_n=2048):
@@ -1163,19 +1164,19 @@ def favor_chunk_times(n=8192, *, chunk=4096, repeat=3, seed=0):
     return [_paired_record(n, f"{parts} chunks / one chunk", f"{parts} chunks", "one chunk", ratios, mib)]
 
 
-def favor_length_times(short=4096, long=8192, *, repeat=3, seed=0):
-    """FAVOR+ (the benchmark's feature map) in one chunk through `linear_kernel_attention` on one BENCH_SHAPE
-    sequence of `long` tokens and on its first `short` tokens, called in turn after one untimed call of each, so
-    that load on the machine weighs on both lengths alike: one record with the time per token at `long` over
-    that at `short` for each pair of calls (1 for a kernel whose time grows like n), the median ms of each
-    length and the MiB each faulted in per call. Set beside the sweep's two points, it separates growth that
-    belongs to the kernel (both show it) from the sweep's own conditions (only the sweep shows it)."""
+def length_times(kernel, short, long, *, repeat=3, seed=0):
+    """One kernel of KERNELS (as the sweep calls it) on one BENCH_SHAPE sequence of `long` tokens and on its
+    first `short` tokens, called in turn after one untimed call of each, so that load on the machine weighs on
+    both lengths alike: one record with the time per token at `long` over that at `short` for each pair of
+    calls (1 for a kernel whose time grows like n), the median ms of each length and the MiB each faulted in
+    per call. Set beside the sweep's two points of the same kernel, it separates growth that belongs to the
+    kernel (both show it) from the sweep's own conditions (only the sweep shows it)."""
+    fn = KERNELS[kernel][0]
     b, h, d = BENCH_SHAPE["batch"], BENCH_SHAPE["heads"], BENCH_SHAPE["dim"]
     gen = torch.Generator().manual_seed(seed)
     q, k, v = (torch.randn(b, h, long, d, generator=gen) for _ in range(3))
     qs, ks, vs = (x[..., :short, :].contiguous() for x in (q, k, v))
-    ratios, mib, ms = _paired_calls(lambda: linear_kernel_attention(q, k, v, _BENCH_FAVOR, chunk_size=long),
-                                    lambda: linear_kernel_attention(qs, ks, vs, _BENCH_FAVOR, chunk_size=short), repeat)
+    ratios, mib, ms = _paired_calls(lambda: fn(q, k, v), lambda: fn(qs, ks, vs), repeat)
     ratios = [r * short / long for r in ratios]
     return [{**_paired_record(long, f"per token, {long} / {short}", str(long), str(short), ratios, mib),
              f"ms at {short}": ms[1], f"ms at {long}": ms[0]}]
@@ -1213,8 +1214,8 @@ def block_size_reading(blocks, tight=0.1, first="the larger blocks"):
         follow = bool(judged) and all(pages == cost for pages, cost in judged)
         lines.append(f"fresh pages against the cost, {first}: "
                      + "; ".join(f"at {n}, {words[p]} pages and {costs[c]}" for n, p, c in pairs)
-                     + (": the pages follow the cost at every length" if follow else
-                        ": the pages do not follow the cost at every length" if judged else ": no cost to compare"))
+                     + (": the pages follow the cost at every length with a verdict" if follow else
+                        ": the pages do not follow the cost at every length with a verdict" if judged else ": no cost to compare"))
     return "\n".join(lines)
 
 
@@ -1300,7 +1301,7 @@ def allocator_test(cases=ALLOCATOR_CASES, *, repeat=5):
     two-core machine the difference between the two settings' ratios moved between runs by more than the
     effect (FAVOR+ from 2048 to 4096 tokens was far apart in one run and not apart in the next), so the
     notebook counts faults in the calls it times (`block_size_times`, `favor_chunk_times`,
-    `favor_length_times`) instead of running this test."""
+    `length_times`) instead of running this test."""
     cases = [list(case) for case in cases]
     return [{**record, "allocator": label}
             for label, env in (("default", {}), ("keeps freed memory", KEEP_FREED_MEMORY))
