@@ -616,19 +616,28 @@ def test_flex_verdicts_read_both_outcomes():
     # the smaller of the two factors, by the medians, named for each pattern
     assert lines[1] == ("the smaller factor by the medians (tile speed 0.75): band the tile speed (skipping 0.80), "
                         "dilated the skipping (skipping 0.70), random 2% the tile speed (skipping 0.80)")
-    # a highest combination above 1 is flagged even when the median is below 1
-    assert lines[2].startswith("skipping above 1 in some combination of rounds for random 2% (highest 1.10)")
-    assert "even the median" not in lines[2]
+    # a highest combination above 1 alone is not flagged: only a range wholly above 1, as for the masking cost
+    assert lines[2].startswith("no pattern's skipping lies above 1 in every combination of rounds")
     assert "dilated lower" in lines[3] and "overlap" in lines[4]
     split.loc["random 2%", ["skipping, lowest", "skipping, highest"]] = [0.6, 0.8]
     assert "more than a full one" in sa.flex_verdicts(split)[0]
-    assert not any("above 1" in line for line in sa.flex_verdicts(split))
-    split.loc["band", ["skipping", "skipping, highest"]] = [1.3, 1.4]  # better than perfect skipping: the load
-    assert "for band even the median is above 1, so this run's split does not measure the mask" in sa.flex_verdicts(split)[-1]
+    assert sa.flex_verdicts(split)[2].startswith("no pattern's skipping lies above 1")
+    split.loc["band", ["skipping", "skipping, highest"]] = [1.3, 1.4]  # a median above 1 whose range holds 1: no flag
+    assert sa.flex_verdicts(split)[-1].startswith("no pattern's skipping lies above 1")
+    split.loc["band", "skipping, lowest"] = 1.1  # every round above 1: flagged, as for the masking cost
     split.attrs["paired"] = True  # dense and sparse flex timed in the same rounds: ranges are single rounds
     paired = sa.flex_verdicts(split)
     assert "more than a full one in every round" in paired[0] and "(rounds 1.25-1.67 x)" in paired[0]
-    assert paired[-1].startswith("skipping above 1 in some round for band") and "more than one slow round" in paired[-1]
+    assert paired[-1].startswith("skipping above 1 in every round for band (1.10-1.40)")
+    # with each pattern's share of partial tiles: printed beside the median, and the masked pattern's cost per
+    # partial tile predicts the others' skipping (all full: 1; all partial: the masked pattern's own factor)
+    split["partial share"] = [0.0, 1.0, 1.0]
+    shares, predicted = sa.flex_verdicts(split)[2:4]
+    assert shares == ("share of kept tiles that are partial, and median skipping: band 0.00 (1.30), dilated 1.00 "
+                      "(0.70), random 2% 1.00 (0.80)")
+    assert predicted == ("skipping predicted from random 2%'s 1.25 x per partial tile, against the median: band 1.00 "
+                         "against 1.30 (rounds 1.10-1.40, outside them), dilated 0.80 against 0.70 (rounds 0.60-0.65, "
+                         "outside them)")
 
 
 def test_kv_cache_table_windows_cap_the_cache():
@@ -670,6 +679,12 @@ def test_benchmark_on_one_thread_restores_threads_and_window_reading_reads_the_t
                         "beyond what skipping every masked pair allows at n = 1024 (median 2.24 against at most 2.00, "
                         "rounds 0.79-2.31): there the rounds measure the load, not the kernel")
     assert lines[-1].startswith("w: a round above its own ideal at n = 1024 (1.25)")
+    # with the counted column, the largest gap between count and median across lengths comes first
+    causal["dense / causal time, counted"] = [1.33, 1.78]
+    assert sa.window_reading(window, "w", causal=causal)[0].startswith(
+        "dense / causal SDPA: the median lies within 68% of the count at every length (largest gap at n = 1024: 2.24 "
+        "against 1.33); the count holds the middle half")
+    assert sa.partial_share(sa.band(128), 512) == 0.6  # 4 full diagonal tiles, 6 partial and sa.partial_share(sa.full(), 512) == 0
 
 
 def test_benchmark_pairs_flex_with_its_own_dense_run_round_by_round():

@@ -31,7 +31,7 @@ __all__ = [
     "longformer_value_check", "bigbird_eval_value_check", "weighted_reference_attention", "lsh_buckets", "same_bucket", "bucket_attention_reference",
     "top_k_blocks", "needle_selection", "sdpa_causal_work", "time_windows", "compare_of_ideal", "share_trend", "flex_skipping", "reach", "attention_io", "sparse_transformer", "sparse_transformer_reference",
     "linformer_attention", "pooling_projection", "linformer_error",
-    "dense_mask", "block_table", "token_density", "block_density", "tiles", "tile_states", "show_tiles", "plot_speedup",
+    "dense_mask", "block_table", "partial_share", "token_density", "block_density", "tiles", "tile_states", "show_tiles", "plot_speedup",
     "longformer_attended",
     "reference_attention", "naive_attention", "sdpa_attention", "flex_sparse_attention",
     "block_sparse_attention", "block_sparse_memory", "KERNELS", "benchmark_patterns", "benchmark", "window_reading",
@@ -350,6 +350,13 @@ def block_table(mask_mod, n, *, heads=1, block_size=BLOCK_SIZE, device="cpu"):
     width = max(a.shape[0] for a in anys)
     return (torch.cat([a.expand(width, -1, -1) for a in anys], dim=1),
             torch.cat([f.expand(width, -1, -1) for f in fulls], dim=1))
+
+
+def partial_share(mask_mod, n, *, heads=1, block_size=BLOCK_SIZE):
+    """Of the tiles a block-sparse kernel computes (over all heads), the share that are partial: those where it must
+    evaluate the mask. 0 when every kept tile is full, 1 when none is."""
+    anys, fulls = block_table(mask_mod, n, heads=heads, block_size=block_size)
+    return (anys & ~fulls).sum().item() / max(anys.sum().item(), 1)
 
 
 def token_density(mask_mod, n, *, heads=1):
@@ -1420,15 +1427,20 @@ def notebook_summary(*, densities, bigbird_draws, bigbird_eval, kernels_agree, r
              f"All four kernels agree with the float64 reference to 1e-5 on every pattern: {bool(kernels_agree.all().all())}"]
     lines += kernel_summary(results, memory_ratio, [p for p in results.pattern.unique() if p in memory_ratio.index])
     flex_threads = results[results.kernel == "flex"].threads.iloc[0] if "threads" in results else None
-    highest_only = flex_split.index[(flex_split["skipping, highest"] > 1) & (flex_split.skipping <= 1)].tolist()
+    beyond = flex_split.index[flex_split["skipping, lowest"] > 1].tolist()
+    full_only = (flex_split.index[flex_split["partial share"] == 0].tolist() if "partial share" in flex_split else [])
     lines.append(f"Compiled flex{_on_threads_text(flex_threads) if flex_threads is not None else ''} computed a tile at "
                  f"{flex_split['tile speed vs SDPA'].iloc[0]:.2f} of dense SDPA's speed and skipped, by the median of its "
                  f"rounds, at {flex_split.skipping.min():.2f}-{flex_split.skipping.max():.2f} of its own ideal across the "
                  f"patterns; {_smaller_factor_text(flex_split)}"
-                 + (f"; above 1 in its median for {', '.join(flex_split.index[flex_split.skipping > 1])}, where the "
-                    "split's premise (a tile costs the same in the dense and the sparse run) fails in this run"
-                    if (flex_split.skipping > 1).any() else "")
-                 + (f"; above 1 in its highest round only for {', '.join(highest_only)}" if highest_only else "") + ".")
+                 + ("; share of partial tiles (median skipping): " + ", ".join(
+                     f"{p} {row['partial share']:.2f} ({row.skipping:.2f})"
+                     for p, row in flex_split.sort_values("partial share").iterrows()) if "partial share" in flex_split else "")
+                 + "".join(f"; {p} keeps only full tiles, so the split predicts skipping near 1: rounds "
+                           f"{flex_split.loc[p, 'skipping, lowest']:.2f}-{flex_split.loc[p, 'skipping, highest']:.2f}"
+                           for p in full_only)
+                 + (f"; above 1 in every round for {', '.join(beyond)}, against the split's premise (a tile costs the "
+                    "same in the dense and the sparse run)" if beyond else "") + ".")
     if reach_table is not None:
         deepest = reach_table.index.max()
         lines.append(f"Pairs connected after {deepest} layers: " + ", ".join(
@@ -1588,15 +1600,14 @@ def _paired(flex_split):
 def flex_verdicts(flex_split, masked="random 2%", pairs=()):
     """Printed verdicts on a ``flex_skipping`` table. First, what masking costs: the pattern ``masked`` computes
     every tile, so 1 / its skipping factor is the cost of a partial tile (evaluated with the mask function) over a
-    full one, and only a range from the combined rounds that lies wholly above 1 says that masking costs more.
-    Second, which of the two factors is the smaller for each pattern, by the medians. Third, every pattern whose
-    skipping reaches above 1 in some round (or combination of rounds): the sparse run then cost less than its kept tiles at the
-    dense run's speed per tile. The split assumes that a tile costs the same in both runs. With the two flex runs
-    paired round by round (``benchmark``'s skipping columns) a round above 1 compares calls made moments apart, so
-    the cache is the likelier reason (a query row that keeps a few key tiles may find them in cache, where the dense
-    run streams all of them); with separate runs, an above-1 range can come from one slow round of the dense run,
-    and the line says so. Then, for each (a, b) in ``pairs``, whether b's skipping range lies wholly
-    below or above a's, or overlaps it."""
+    full one, and only a range from the rounds that lies wholly above 1 says that masking costs more.
+    Second, which of the two factors is the smaller for each pattern, by the medians. With a ``partial share``
+    column (``partial_share`` per pattern), each pattern's share of partial tiles beside its median skipping, and
+    the skipping that ``masked``'s cost per partial tile predicts for each other pattern, 1 / (1 - s + s c), with
+    whether its rounds hold the prediction. Then the same rule as for the masking cost: a pattern is flagged only when
+    its skipping lies above 1 in every round (or combination of rounds), kept tiles that cost less each than in the
+    dense run, against the split's premise that a tile costs the same in both runs. Then, for each (a, b) in
+    ``pairs``, whether b's skipping range lies wholly below or above a's, or overlaps it."""
     at = flex_split
     low, high = 1 / at.loc[masked, "skipping, highest"], 1 / at.loc[masked, "skipping, lowest"]
     rounds = "round" if _paired(at) else "combination of rounds"
@@ -1606,30 +1617,27 @@ def flex_verdicts(flex_split, masked="random 2%", pairs=()):
         verdict = f"less than a full one in every {rounds}"
     else:
         verdict = "a range that holds 1: this run cannot say that masking costs flex anything"
+    cost = 1 / at.loc[masked, "skipping"]
     lines = [f"{masked} computes every tile: a partial tile with its mask function cost flex "
-             f"{1 / at.loc[masked, 'skipping']:.2f} x a full one ({'rounds' if _paired(at) else 'rounds combined'} "
+             f"{cost:.2f} x a full one ({'rounds' if _paired(at) else 'rounds combined'} "
              f"{low:.2f}-{high:.2f} x), {verdict}",
              _smaller_factor_text(at)]
-    beyond = at[at["skipping, highest"] > 1]
-    if len(beyond):
-        line = ("skipping above 1 in some " + ("round" if _paired(at) else "combination of rounds") + " for "
-                + ", ".join(f"{pattern} (highest {value:.2f})" for pattern, value in beyond["skipping, highest"].items())
-                + ": kept tiles that cost less each than the dense run's, against the split's premise that a tile "
-                "costs the same in both runs" + (
-                    " (in one round the load alone can do that: one of the round's calls loses its core for a while)"
-                    if _paired(at) else
-                    f" (the dense run's rounds ran {at['tile speed, lowest'].iloc[0]:.2f}-"
-                    f"{at['tile speed, highest'].iloc[0]:.2f} x SDPA: a slow dense round, that is the load, can "
-                    "produce this alone)" if "tile speed, lowest" in at else
-                    " (the load moved between rounds, or a row that keeps few key tiles keeps them in cache; this "
-                    "split cannot tell which)"))
-        median_beyond = beyond.index[beyond.skipping > 1].tolist()
-        if median_beyond:
-            line += (f"; for {', '.join(median_beyond)} even the median is above 1, so this run's split does not "
-                     "measure the mask there" + (" (more than one slow round: a row that keeps a few key tiles may keep "
-                                                 "them in cache, where the dense run streams them all)"
-                                                 if _paired(at) else ""))
-        lines.append(line)
+    if "partial share" in at:
+        by_share = at.sort_values("partial share")
+        lines.append("share of kept tiles that are partial, and median skipping: " + ", ".join(
+            f"{pattern} {row['partial share']:.2f} ({row.skipping:.2f})" for pattern, row in by_share.iterrows()))
+        predicted = 1 / (1 - by_share["partial share"] + by_share["partial share"] * cost)
+        lines.append(f"skipping predicted from {masked}'s {cost:.2f} x per partial tile, against the median: " + ", ".join(
+            f"{pattern} {predicted[pattern]:.2f} against {row.skipping:.2f} (rounds {row['skipping, lowest']:.2f}-"
+            f"{row['skipping, highest']:.2f}{'' if row['skipping, lowest'] <= predicted[pattern] <= row['skipping, highest'] else ', outside them'})"
+            for pattern, row in by_share.iterrows() if pattern != masked))
+    beyond = at[at["skipping, lowest"] > 1]
+    lines.append(("skipping above 1 in every " + rounds + " for " + ", ".join(
+        f"{pattern} ({row['skipping, lowest']:.2f}-{row['skipping, highest']:.2f})" for pattern, row in beyond.iterrows())
+        + ": kept tiles that cost less each than in the dense run, against the split's premise that a tile costs the "
+        "same in both runs") if len(beyond) else
+        f"no pattern's skipping lies above 1 in every {rounds}: nothing here contradicts the split's premise that a "
+        "tile costs the same in both runs")
     for a, b in pairs:
         side = _ranges_apart(at.loc[a, "skipping, lowest"], at.loc[a, "skipping, highest"],
                              at.loc[b, "skipping, lowest"], at.loc[b, "skipping, highest"])
@@ -1644,7 +1652,8 @@ def window_reading(timing, pattern, causal=None):
     """What a ``time_windows`` table shows for one pattern: at which lengths the block-sparse kernel beat causal SDPA
     in every round, lost in every round, or met rounds that disagree (median speedup and ideal at each), then
     ``share_trend``'s line on how its share of its own ideal moves with n, then the lengths where some round came
-    out above its own ideal. With the causal table (``causal``), a first line says at which lengths the count of
+    out above its own ideal. With the causal table (``causal``), a first line gives the largest gap between the
+    counted and the median dense / causal time across lengths, says at which lengths the count of
     pairs causal SDPA computes holds the middle half of the dense / causal rounds, and at which the median exceeds
     2n / (n + 1), what computing only the unmasked pairs would give: no kernel can do that, so at such a length the
     rounds measure the load on the machine, and so do the window's rounds paired with the same causal calls."""
@@ -1657,7 +1666,14 @@ def window_reading(timing, pattern, causal=None):
         beyond = [f"n = {int(r.n)} (median {r['measured (median)']:.2f} against at most {2 * r.n / (r.n + 1):.2f}, "
                   f"rounds {r['lowest']:.2f}-{r['highest']:.2f})"
                   for _, r in causal.iterrows() if r["measured (median)"] > 2 * r.n / (r.n + 1)]
-        lines.append("dense / causal SDPA: the count holds the middle half of the rounds at "
+        counted = "dense / causal time, counted"
+        gap = ""
+        if counted in causal:
+            gaps = (causal["measured (median)"] / causal[counted] - 1).abs()
+            worst = causal.loc[gaps.idxmax()]
+            gap = (f"the median lies within {gaps.max():.0%} of the count at every length (largest gap at "
+                   f"n = {int(worst.n)}: {worst['measured (median)']:.2f} against {worst[counted]:.2f}); ")
+        lines.append(f"dense / causal SDPA: {gap}the count holds the middle half of the rounds at "
                      + (", ".join(holds) or "no length")
                      + ("; beyond what skipping every masked pair allows at " + ", ".join(beyond)
                         + ": there the rounds measure the load, not the kernel" if beyond else
