@@ -619,6 +619,12 @@ def test_flex_verdicts_read_both_outcomes():
     # a highest combination above 1 alone is not flagged: only a range wholly above 1, as for the masking cost
     assert lines[2].startswith("no pattern's skipping lies above 1 in every combination of rounds")
     assert "dilated lower" in lines[3] and "overlap" in lines[4]
+    # with the tile speed's rounds, each pattern's skipping rounds, and whether the two factors' ranges overlap
+    ranged = split.assign(**{"tile speed, lowest": 0.7, "tile speed, highest": 0.78})
+    assert sa.flex_verdicts(ranged)[1] == (
+        "the smaller factor by the medians (tile speed 0.75, rounds 0.70-0.78): band the tile speed (skipping 0.80, "
+        "rounds 0.70-0.90, overlapping the tile speed's), dilated the skipping (skipping 0.70, rounds 0.60-0.65), "
+        "random 2% the tile speed (skipping 0.80, rounds 0.65-1.10, overlapping the tile speed's)")
     split.loc["random 2%", ["skipping, lowest", "skipping, highest"]] = [0.6, 0.8]
     assert "more than a full one" in sa.flex_verdicts(split)[0]
     assert sa.flex_verdicts(split)[2].startswith("no pattern's skipping lies above 1")
@@ -630,14 +636,17 @@ def test_flex_verdicts_read_both_outcomes():
     assert "more than a full one in every round" in paired[0] and "(rounds 1.25-1.67 x)" in paired[0]
     assert paired[-1].startswith("skipping above 1 in every round for band (1.10-1.40)")
     # with each pattern's share of partial tiles: printed beside the median, and the masked pattern's cost per
-    # partial tile predicts the others' skipping (all full: 1; all partial: the masked pattern's own factor)
+    # partial tile, from its cheapest to its costliest round, predicts a range for the others' skipping (all full: 1;
+    # all partial: the masked pattern's own range); "apart" only when the rounds lie wholly outside that range
     split["partial share"] = [0.0, 1.0, 1.0]
     shares, predicted = sa.flex_verdicts(split)[2:4]
     assert shares == ("share of kept tiles that are partial, and median skipping: band 0.00 (1.30), dilated 1.00 "
                       "(0.70), random 2% 1.00 (0.80)")
-    assert predicted == ("skipping predicted from random 2%'s 1.25 x per partial tile, against the median: band 1.00 "
-                         "against 1.30 (rounds 1.10-1.40, outside them), dilated 0.80 against 0.70 (rounds 0.60-0.65, "
-                         "outside them)")
+    assert predicted == ("skipping predicted from random 2%'s cost per partial tile (1.25-1.67 x), against the rounds: "
+                         "band 1.00 against 1.10-1.40 (rounds higher than predicted, apart), dilated 0.60-0.80 against "
+                         "0.60-0.65 (the ranges overlap)")
+    split.loc["dilated", ["skipping, lowest", "skipping, highest"]] = [0.4, 0.55]  # wholly below the range: apart
+    assert sa.flex_verdicts(split)[3].endswith("dilated 0.60-0.80 against 0.40-0.55 (rounds lower than predicted, apart)")
 
 
 def test_kv_cache_table_windows_cap_the_cache():
@@ -671,19 +680,20 @@ def test_benchmark_on_one_thread_restores_threads_and_window_reading_reads_the_t
         sa.window_reading(window, "other")
     # a causal calibration beyond 2n / (n + 1) is flagged as the load; a round above the ideal is named
     causal = pd.DataFrame({"n": [1024, 4096], "measured (median)": [2.24, 1.74], "lowest": [0.79, 1.48],
-                           "highest": [2.31, 1.82], "middle half of the rounds": ["holds counted and 128-tiles",
-                                                                                   "holds counted"]})
+                           "highest": [2.31, 1.82]})
     window.loc[window.n == 1024, "highest"] = 2.0
     lines = sa.window_reading(window, "w", causal=causal)
-    assert lines[0] == ("dense / causal SDPA: the count holds the middle half of the rounds at n = 1024, n = 4096; "
-                        "beyond what skipping every masked pair allows at n = 1024 (median 2.24 against at most 2.00, "
+    assert lines[0] == ("dense / causal SDPA: beyond what skipping every masked pair allows at n = 1024 (median 2.24 against at most 2.00, "
                         "rounds 0.79-2.31): there the rounds measure the load, not the kernel")
     assert lines[-1].startswith("w: a round above its own ideal at n = 1024 (1.25)")
     # with the counted column, the largest gap between count and median across lengths comes first
     causal["dense / causal time, counted"] = [1.33, 1.78]
     assert sa.window_reading(window, "w", causal=causal)[0].startswith(
-        "dense / causal SDPA: the median lies within 68% of the count at every length (largest gap at n = 1024: 2.24 "
-        "against 1.33); the count holds the middle half")
+        "dense / causal SDPA: the largest gap between the median and the count across lengths is 68.4% (n = 1024: 2.24 "
+        "against 1.33); beyond what")
+    # one decimal: a gap of 2.2% is not printed as "2%"
+    causal["measured (median)"], causal["dense / causal time, counted"] = [1.31, 1.8186], [1.33, 1.7778]
+    assert "is 2.3% (n = 4096: 1.82 against 1.78); no median beyond" in sa.window_reading(window, "w", causal=causal)[0]
     assert sa.partial_share(sa.band(128), 512) == 0.6  # 4 full diagonal tiles, 6 partial and sa.partial_share(sa.full(), 512) == 0
 
 

@@ -1249,8 +1249,7 @@ def time_windows(patterns, ns, *, repeat=7, heads=4, head_dim=64, seed=0, span=4
     causal SDPA computes at its own block sizes, ``sdpa_causal_work``, over the 128-tiles the block-sparse kernel
     computes), the median, lowest and highest round, the verdict and a check against SDPA with the dense mask;
     per n, the share of pairs causal SDPA computes, the time of dense over causal SDPA that this count predicts
-    and the one skipping by 128-tiles would give, the measured ratio, which predictions its rounds hold, and which
-    its middle half (first to third quartile) holds, or where that half lies against them. Each timing runs ``span // n`` calls (at least one), so that a round at a short
+    and the one skipping by 128-tiles would give, the measured ratio, and which predictions its rounds hold. Each timing runs ``span // n`` calls (at least one), so that a round at a short
     length is not a single call of a few milliseconds, which the scheduler's noise swamps. ``threads``: run on that
     many of torch's intra-op threads (restored afterwards); the tables record the number in a column. On a machine
     whose cores also run other work, one thread spares each call the wait for its slowest thread, but not the load
@@ -1282,16 +1281,11 @@ def time_windows(patterns, ns, *, repeat=7, heads=4, head_dim=64, seed=0, span=4
                                             repeated(lambda: F.scaled_dot_product_attention(q, k, v)), repeat=repeat))
         counted, by_tiles = 1 / sdpa_causal_work(n), 1 / block_density(causal(), n)
         low, high = saving.min().item(), saving.max().item()
-        q1, q3 = saving.quantile(0.25).item(), saving.quantile(0.75).item()
         holds = [name for name, x in (("counted", counted), ("128-tiles", by_tiles)) if low <= x <= high]
-        middle = [name for name, x in (("counted", counted), ("128-tiles", by_tiles)) if q1 <= x <= q3]
         causal_rows.append({"n": n, "threads": torch.get_num_threads(), "pairs causal SDPA computes": sdpa_causal_work(n),
                             "dense / causal time, counted": counted, "if it skipped 128-tiles": by_tiles,
                             "measured (median)": saving.median().item(), "lowest": low, "highest": high,
-                            "rounds hold": " and ".join(holds) or "neither",
-                            "middle half of the rounds": ("holds " + " and ".join(middle)) if middle else
-                            "below both" if q3 < min(counted, by_tiles) else
-                            "above both" if q1 > max(counted, by_tiles) else "between the two"})
+                            "rounds hold": " and ".join(holds) or "neither"})
         for name, pattern in patterns.items():
             ratios = torch.tensor(paired_ratios(repeated(lambda: block_sparse_attention(q, k, v, pattern)),
                                                 repeated(causal_sdpa), repeat=repeat))
@@ -1432,15 +1426,17 @@ def notebook_summary(*, densities, bigbird_draws, bigbird_eval, kernels_agree, r
     lines.append(f"Compiled flex{_on_threads_text(flex_threads) if flex_threads is not None else ''} computed a tile at "
                  f"{flex_split['tile speed vs SDPA'].iloc[0]:.2f} of dense SDPA's speed and skipped, by the median of its "
                  f"rounds, at {flex_split.skipping.min():.2f}-{flex_split.skipping.max():.2f} of its own ideal across the "
-                 f"patterns; {_smaller_factor_text(flex_split)}"
-                 + ("; share of partial tiles (median skipping): " + ", ".join(
+                 f"patterns; {_smaller_factor_text(flex_split)}.")
+    if "partial share" in flex_split:
+        lines.append("Compiled flex, share of partial tiles (median skipping): " + ", ".join(
                      f"{p} {row['partial share']:.2f} ({row.skipping:.2f})"
-                     for p, row in flex_split.sort_values("partial share").iterrows()) if "partial share" in flex_split else "")
-                 + "".join(f"; {p} keeps only full tiles, so the split predicts skipping near 1: rounds "
-                           f"{flex_split.loc[p, 'skipping, lowest']:.2f}-{flex_split.loc[p, 'skipping, highest']:.2f}"
-                           for p in full_only)
-                 + (f"; above 1 in every round for {', '.join(beyond)}, against the split's premise (a tile costs the "
-                    "same in the dense and the sparse run)" if beyond else "") + ".")
+                     for p, row in flex_split.sort_values("partial share").iterrows())
+                     + "".join(f"; {p} keeps only full tiles, so the split predicts skipping near 1: rounds "
+                               f"{flex_split.loc[p, 'skipping, lowest']:.2f}-{flex_split.loc[p, 'skipping, highest']:.2f}"
+                               for p in full_only) + ".")
+    if beyond:
+        lines.append(f"Compiled flex skipped above 1 in every round for {', '.join(beyond)}, against the split's premise "
+                     "(a tile costs the same in the dense and the sparse run).")
     if reach_table is not None:
         deepest = reach_table.index.max()
         lines.append(f"Pairs connected after {deepest} layers: " + ", ".join(
@@ -1449,8 +1445,6 @@ def notebook_summary(*, densities, bigbird_draws, bigbird_eval, kernels_agree, r
         lines.append("Dense / causal SDPA time, counted at SDPA's own blocks vs measured: " + "; ".join(
             f"n = {int(row.n)}" + (_on_threads_text(row.threads) if "threads" in row else "")
             + f": {row['dense / causal time, counted']:.2f} vs {row['measured (median)']:.2f}"
-            + (f" (middle half of the rounds: {row['middle half of the rounds']})"
-               if "middle half of the rounds" in row else "")
             + (f", but the rounds run {row['lowest']:.2f}-{row['highest']:.2f}, which includes no saving at all"
                if "lowest" in row and row["lowest"] <= 1.0 else "")
             for _, row in causal_timing.iterrows()) + ".")
@@ -1573,6 +1567,11 @@ def kv_cache_table(configs, tokens=(8192, 131072)):
     return pd.DataFrame(rows)
 
 
+def _range_text(low, high):
+    """'0.59-0.87', or one number where both ends print the same."""
+    return f"{low:.2f}" if f"{low:.2f}" == f"{high:.2f}" else f"{low:.2f}-{high:.2f}"
+
+
 def _ranges_apart(a_low, a_high, b_low, b_high):
     """'lower', 'higher' or None: where the range (b_low, b_high) lies against (a_low, a_high)."""
     if b_high < a_low:
@@ -1583,13 +1582,25 @@ def _ranges_apart(a_low, a_high, b_low, b_high):
 
 
 def _smaller_factor_text(flex_split):
-    """Which of compiled flex's two factors (``flex_skipping``) is the smaller for each pattern, by the medians."""
+    """Which of compiled flex's two factors (``flex_skipping``) is the smaller for each pattern, by the medians; with
+    the tile speed's rounds, each pattern's skipping rounds too, and where the two ranges overlap, which says that
+    this run cannot tell the two factors apart for that pattern."""
     tile = flex_split["tile speed vs SDPA"].iloc[0]
+    ranged = "tile speed, lowest" in flex_split and "skipping, lowest" in flex_split
     spread = (f", rounds {flex_split['tile speed, lowest'].iloc[0]:.2f}-{flex_split['tile speed, highest'].iloc[0]:.2f}"
-              if "tile speed, lowest" in flex_split else "")
+              if ranged else "")
+
+    def rounds(row):
+        if not ranged:
+            return ""
+        side = _ranges_apart(row["tile speed, lowest"], row["tile speed, highest"], row["skipping, lowest"],
+                             row["skipping, highest"])
+        return (f", rounds {row['skipping, lowest']:.2f}-{row['skipping, highest']:.2f}"
+                + ("" if side else ", overlapping the tile speed's"))
+
     return (f"the smaller factor by the medians (tile speed {tile:.2f}{spread}): " + ", ".join(
-        f"{pattern} {'the skipping' if skipping < tile else 'the tile speed'} (skipping {skipping:.2f})"
-        for pattern, skipping in flex_split.skipping.items()))
+        f"{pattern} {'the skipping' if row.skipping < tile else 'the tile speed'} (skipping {row.skipping:.2f}{rounds(row)})"
+        for pattern, row in flex_split.iterrows()))
 
 
 def _paired(flex_split):
@@ -1603,8 +1614,9 @@ def flex_verdicts(flex_split, masked="random 2%", pairs=()):
     full one, and only a range from the rounds that lies wholly above 1 says that masking costs more.
     Second, which of the two factors is the smaller for each pattern, by the medians. With a ``partial share``
     column (``partial_share`` per pattern), each pattern's share of partial tiles beside its median skipping, and
-    the skipping that ``masked``'s cost per partial tile predicts for each other pattern, 1 / (1 - s + s c), with
-    whether its rounds hold the prediction. Then the same rule as for the masking cost: a pattern is flagged only when
+    the skipping that ``masked``'s cost per partial tile predicts for each other pattern, 1 / (1 - s + s c), as a
+    range from ``masked``'s cheapest to its costliest round (or combination), and whether the pattern's rounds lie
+    wholly outside that range ("apart") or overlap it. Then the same rule as for the masking cost: a pattern is flagged only when
     its skipping lies above 1 in every round (or combination of rounds), kept tiles that cost less each than in the
     dense run, against the split's premise that a tile costs the same in both runs. Then, for each (a, b) in
     ``pairs``, whether b's skipping range lies wholly below or above a's, or overlaps it."""
@@ -1626,11 +1638,18 @@ def flex_verdicts(flex_split, masked="random 2%", pairs=()):
         by_share = at.sort_values("partial share")
         lines.append("share of kept tiles that are partial, and median skipping: " + ", ".join(
             f"{pattern} {row['partial share']:.2f} ({row.skipping:.2f})" for pattern, row in by_share.iterrows()))
-        predicted = 1 / (1 - by_share["partial share"] + by_share["partial share"] * cost)
-        lines.append(f"skipping predicted from {masked}'s {cost:.2f} x per partial tile, against the median: " + ", ".join(
-            f"{pattern} {predicted[pattern]:.2f} against {row.skipping:.2f} (rounds {row['skipping, lowest']:.2f}-"
-            f"{row['skipping, highest']:.2f}{'' if row['skipping, lowest'] <= predicted[pattern] <= row['skipping, highest'] else ', outside them'})"
-            for pattern, row in by_share.iterrows() if pattern != masked))
+        share = by_share["partial share"]
+        fewest, most = 1 / (1 - share + share * high), 1 / (1 - share + share * low)  # every partial tile at the costliest / cheapest round's price
+        readings = []
+        for pattern, row in by_share.iterrows():
+            if pattern == masked:
+                continue
+            rounds_low, rounds_high = row["skipping, lowest"], row["skipping, highest"]
+            side = _ranges_apart(fewest[pattern], most[pattern], rounds_low, rounds_high)
+            readings.append(f"{pattern} {_range_text(fewest[pattern], most[pattern])} against {rounds_low:.2f}-"
+                            f"{rounds_high:.2f} ({f'rounds {side} than predicted, apart' if side else 'the ranges overlap'})")
+        lines.append(f"skipping predicted from {masked}'s cost per partial tile ({low:.2f}-{high:.2f} x), against the "
+                     "rounds: " + ", ".join(readings))
     beyond = at[at["skipping, lowest"] > 1]
     lines.append(("skipping above 1 in every " + rounds + " for " + ", ".join(
         f"{pattern} ({row['skipping, lowest']:.2f}-{row['skipping, highest']:.2f})" for pattern, row in beyond.iterrows())
@@ -1653,8 +1672,8 @@ def window_reading(timing, pattern, causal=None):
     in every round, lost in every round, or met rounds that disagree (median speedup and ideal at each), then
     ``share_trend``'s line on how its share of its own ideal moves with n, then the lengths where some round came
     out above its own ideal. With the causal table (``causal``), a first line gives the largest gap between the
-    counted and the median dense / causal time across lengths, says at which lengths the count of
-    pairs causal SDPA computes holds the middle half of the dense / causal rounds, and at which the median exceeds
+    counted and the median dense / causal time across lengths (to one decimal of a percent), and the lengths where the
+    median exceeds
     2n / (n + 1), what computing only the unmasked pairs would give: no kernel can do that, so at such a length the
     rounds measure the load on the machine, and so do the window's rounds paired with the same causal calls."""
     rows = timing[timing.pattern == pattern].sort_values("n")
@@ -1662,7 +1681,6 @@ def window_reading(timing, pattern, causal=None):
         raise ValueError(f"window_reading: no rows for {pattern!r}")
     lines = []
     if causal is not None:
-        holds = [f"n = {int(r.n)}" for _, r in causal.iterrows() if "counted" in r["middle half of the rounds"]]
         beyond = [f"n = {int(r.n)} (median {r['measured (median)']:.2f} against at most {2 * r.n / (r.n + 1):.2f}, "
                   f"rounds {r['lowest']:.2f}-{r['highest']:.2f})"
                   for _, r in causal.iterrows() if r["measured (median)"] > 2 * r.n / (r.n + 1)]
@@ -1671,13 +1689,12 @@ def window_reading(timing, pattern, causal=None):
         if counted in causal:
             gaps = (causal["measured (median)"] / causal[counted] - 1).abs()
             worst = causal.loc[gaps.idxmax()]
-            gap = (f"the median lies within {gaps.max():.0%} of the count at every length (largest gap at "
-                   f"n = {int(worst.n)}: {worst['measured (median)']:.2f} against {worst[counted]:.2f}); ")
-        lines.append(f"dense / causal SDPA: {gap}the count holds the middle half of the rounds at "
-                     + (", ".join(holds) or "no length")
-                     + ("; beyond what skipping every masked pair allows at " + ", ".join(beyond)
+            gap = (f"the largest gap between the median and the count across lengths is {gaps.max():.1%} (n = "
+                   f"{int(worst.n)}: {worst['measured (median)']:.2f} against {worst[counted]:.2f}); ")
+        lines.append(f"dense / causal SDPA: {gap}"
+                     + ("beyond what skipping every masked pair allows at " + ", ".join(beyond)
                         + ": there the rounds measure the load, not the kernel" if beyond else
-                        "; no median beyond what skipping every masked pair allows"))
+                        "no median beyond what skipping every masked pair allows"))
     by_verdict = {}
     for _, row in rows.iterrows():
         by_verdict.setdefault(row.verdict, []).append(
