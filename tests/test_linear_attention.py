@@ -543,9 +543,12 @@ def test_generation_summary_is_not_tilted_by_one_first_window_and_reads_the_pass
     assert table.loc["recurrent linear", "growth us per 1k tokens"] == pytest.approx(0.0, abs=1e-9)
     assert table.loc["recurrent linear", "median of the others ms"] == pytest.approx(0.10)
     assert table.loc["recurrent linear", "passes' spread, others (largest)"] == pytest.approx(0.03)
-    assert cross is None and reading.startswith("recurrent linear: first window 1.40x the median of the others, a gap larger")
+    assert cross is None and reading.startswith("recurrent linear: first window 1.40x its trend line there (fitted to the others), a gap larger")
     records["passes_ms"] = [[ms, ms * 1.5, ms] for ms in flat]
     assert "a gap within the spread" in la.generation_summary(records)[2]
+    grows = pd.DataFrame([{"kernel": "softmax + KV cache", "n": n, "ms": 0.03 + 5e-5 * n,
+                           "passes_ms": [(0.03 + 5e-5 * n) * f for f in (1, 1.02, 0.99)]} for n in t])  # growth by design is on its own trend line, not a warm-up
+    assert "first window 1.00x its trend line there (fitted to the others), a gap within" in la.generation_summary(grows)[2]
 
 
 def test_generation_summary_gives_the_crossover_of_each_pass():
@@ -621,6 +624,7 @@ def test_causal_skip_times_pairs_causal_with_bidirectional():
     (record,) = la.causal_skip_times([64], query_chunk=32, repeat=3)
     assert record["share of blocks computed"] == 0.75 and record["bidirectional ms"] > 0 and record["causal ms"] > 0
     assert 0 < record["lowest"] <= record["causal / bidirectional"] <= record["highest"]
+    assert record["MiB faulted in per call, causal"] >= 0 and record["MiB faulted in per call, bidirectional"] >= 0
 
 
 def test_measure_calls_a_slow_kernel_least_repeats_times_after_its_warm_up():

@@ -1037,17 +1037,24 @@ def causal_skip_times(sizes, *, query_chunk=1024, repeat=3, seed=0):
     the causal kernel's), called in turn `repeat` times on one sequence of BENCH_SHAPE after one untimed call of
     each: what the causal kernel saves by skipping blocks, apart from the block size. One record per n with the
     share of blocks computed, each form's median ms, and the median, lowest and highest ratio causal /
-    bidirectional of the pairs of calls."""
+    bidirectional of the pairs of calls, and the MiB each form faulted in per call.
+
+    Why a masked block can cost more than its share of work: the causal form masks each diagonal block with
+    `masked_fill`, which returns a new block-sized tensor (16 MiB for four heads at 1024 x 1024 in float32) beside
+    the scores, so the masked block allocates one temporary more than an unmasked one; fresh pages for it (see
+    `block_size_times`) would show in its faults. It also makes passes over the block that an unmasked one does not
+    (the comparison that builds the mask, the copy in `masked_fill`), which cost time even without fresh pages."""
     b, h, d = BENCH_SHAPE["batch"], BENCH_SHAPE["heads"], BENCH_SHAPE["dim"]
     gen = torch.Generator().manual_seed(seed)
     for n in sizes:
         q, k, v = (torch.randn(b, h, n, d, generator=gen) for _ in range(3))
-        ratios, _, (causal, full) = _paired_calls(
+        ratios, mib, (causal, full) = _paired_calls(
             lambda: chunked_softmax_attention(q, k, v, causal=True, query_chunk=query_chunk),
             lambda: chunked_softmax_attention(q, k, v, query_chunk=query_chunk, key_chunk=query_chunk), repeat)
         yield {"n": n, "share of blocks computed": causal_block_share(n, query_chunk=query_chunk),
                "bidirectional ms": full, "causal ms": causal, "causal / bidirectional": ratios[len(ratios) // 2],
-               "lowest": ratios[0], "highest": ratios[-1]}
+               "lowest": ratios[0], "highest": ratios[-1], "MiB faulted in per call, causal": mib[0],
+               "MiB faulted in per call, bidirectional": mib[1]}
 
 
 def repeat_summary(records, from_n=2048):
@@ -1384,7 +1391,9 @@ def generation_summary(records):
     and the largest in the others. Also the token t from which the recurrent step stays the cheaper one
     (None if never in the range) and a reading of the run in words: how often the two curves cross,
     in how many windows before the last crossing the cached step is the cheaper one, and whether each
-    first window sits above the rest by more than the passes of one window disagree.
+    first window departs from its kernel's trend line (the Theil-Sen slope, through the median intercept of
+    the other windows) by more than the passes of one window disagree: a warm-up that the untimed tokens
+    did not absorb would show there, while a step that grows with t by design, as the cached one does, would not.
     With `passes_ms`, also the crossover of each pass on its own.
     Returns (DataFrame indexed by kernel, crossover t, reading)."""
     import pandas as pd
@@ -1405,8 +1414,10 @@ def generation_summary(records):
         if spread is not None:
             first, others = spread[kernel].iloc[0], spread[kernel].iloc[1:].max()
             rows[kernel].update({"passes' spread, first window": first, "passes' spread, others (largest)": others})
-            above = ms[0] / rest - 1
-            lines.append(f"{kernel}: first window {ms[0] / rest:.2f}x the median of the others, a gap "
+            slope = rows[kernel]["growth us per 1k tokens"] / 1e6  # the first window against the kernel's own trend,
+            trend = float(pd.Series([m - slope * x for x, m in zip(t[1:], ms[1:])]).median()) + slope * t[0]
+            above = ms[0] / trend - 1  # so that a step that grows with t by design is not read as warm-up
+            lines.append(f"{kernel}: first window {ms[0] / trend:.2f}x its trend line there (fitted to the others), a gap "
                          + ("larger than" if abs(above) > others else "within")
                          + f" the spread of the passes in any later window (up to {others:.0%})")
     cross = None
