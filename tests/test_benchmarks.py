@@ -98,14 +98,3 @@ def test_time_rounds_pairs_the_calls_round_by_round():
     assert order == ["f", "r"] * 5 and len(fn_ms) == len(reference_ms) == 3
     with pytest.raises(ValueError, match="repeat"):
         benchmarks.time_rounds(lambda: None, lambda: None, repeat=0)
-
-
-def test_in_fresh_process_passes_the_environment_and_returns_the_result():
-    from utils.benchmarks import in_fresh_process
-
-    assert in_fresh_process("os:getenv", {"key": "COURSE_FRESH_VAR"}, env={"COURSE_FRESH_VAR": "7"}) == "7"
-    assert in_fresh_process("os:getenv", {"key": "COURSE_FRESH_VAR"}) is None
-    with pytest.raises(ValueError):
-        in_fresh_process("os.getenv")
-    with pytest.raises(RuntimeError, match="no_such_function"):
-        in_fresh_process("os:no_such_function")

@@ -648,24 +648,6 @@ def test_slopes_fit_each_kernel_from_a_length_up():
     assert la.slopes(pd.DataFrame(rows), from_n=1024)["c"] < 0  # 5x at 1024 tilts it
 
 
-def test_allocator_summary_compares_each_ratio_with_the_growth_of_the_work():
-    import pandas as pd
-
-    records = pd.DataFrame([{"allocator": a, "kernel": k, "n": n, "ms": ms, "spread": sp, "page faults per call": f, "page KiB": 4.0}
-                            for a, k, n, ms, sp, f in (
-                                ("default", "naive", 1024, 1.0, 0.05, 10), ("default", "naive", 2048, 5.0, 0.05, 256),
-                                ("kept", "naive", 1024, 1.0, 0.05, 0), ("kept", "naive", 2048, 3.0, 0.05, 0),
-                                ("default", "causal linear", 2048, 1.0, 0.1, 5), ("default", "causal linear", 4096, 1.9, 0.1, 5),
-                                ("kept", "causal linear", 2048, 1.0, 0.0, 0), ("kept", "causal linear", 4096, 1.6, 0.0, 0))])
-    faults, lines = la.allocator_summary(records)
-    assert faults.loc[("naive", 2048), "default"] == 256 and faults.loc[("naive", 2048), "default, MiB"] == 1.0
-    assert lines.splitlines() == [
-        "naive, time at 2048 / at 1024: default 5.00 (calls within 10%), kept 3.00 (calls within 10%) (work: 4x); "
-        "below the growth of the work by more than the calls disagree: kept; the settings apart by more than that: yes",
-        "causal linear, time at 4096 / at 2048: default 1.90 (calls within 20%), kept 1.60 (calls within 0%) (work: 2x); "
-        "below the growth of the work by more than the calls disagree: kept; the settings apart by more than that: no"]
-
-
 def test_char_ngram_loss_by_hand():
     # bigrams of "abab": ab, ba, ab; contexts a, b, a. Test "ab": P(b | a) = (2 + k) / (2 + 2k), vocabulary {a, b}
     k = 0.5
@@ -802,10 +784,3 @@ def test_causal_block_share_counts_the_blocks_the_causal_kernel_computes():
     assert la.causal_block_share(12, query_chunk=4, key_chunk=2) == (4 * 4 + 4 * 8 + 4 * 12) / 144
     with pytest.raises(ValueError, match="n"):
         la.causal_block_share(0)
-
-
-def test_allocator_records_time_and_count_page_faults_per_case():
-    records = la.allocator_records([("naive", 64), ("chunked exact causal", 64)], repeat=2)
-    assert [(r["kernel"], r["n"]) for r in records] == [("naive", 64), ("chunked exact causal", 64)]
-    assert all(r["ms"] > 0 and r["spread"] >= 0 and r["page faults per call"] >= 0 for r in records)
-    assert la.KEEP_FREED_MEMORY["MALLOC_MMAP_MAX_"] == "0"

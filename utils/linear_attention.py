@@ -32,7 +32,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from .benchmarks import _sync, in_fresh_process, peak_mib, register, time_ms, time_pair
+from .benchmarks import _sync, peak_mib, register, time_ms, time_pair
 
 __all__ = [
     "elu_plus_one", "relu_features", "FavorPlus", "gaussian_projection",
@@ -45,8 +45,7 @@ __all__ = [
     "naive_softmax_attention", "chunked_softmax_attention", "sdpa",
     "favor_error", "uniform_attention_error", "planted_keys", "plot_favor_error", "plot_quality", "quality_seeds", "quality_comparisons", "generation_times", "fit_slope", "crossover_n", "pass_crossovers", "bar_report", "BENCH_SHAPE",
     "sweep", "sweep_repeats", "repeat_summary", "causal_block_share", "causal_skip_times", "memory_records", "generation_records", "generation_summary", "NOTEBOOK_TOPS",
-    "per_token_rise", "block_size_times", "favor_chunk_times", "length_times", "block_size_reading", "slopes", "allocator_summary", "LINEAR_IN_N",
-    "KEEP_FREED_MEMORY", "ALLOCATOR_CASES", "allocator_records", "allocator_test",
+    "per_token_rise", "block_size_times", "favor_chunk_times", "length_times", "block_size_reading", "slopes",
 ]
 
 
@@ -1146,7 +1145,7 @@ def block_size_times(sizes, *, large=4096, small=1024, repeat=5, seed=0):
     back to the heap, whose top glibc trims (returns to the operating system) once more than the trim
     threshold lies free there. Either way the next call may get pages the OS has to fault in one by one;
     whether it does depends on the process's history, which is why the faults are counted in the very calls
-    that are timed (`man mallopt`: M_MMAP_THRESHOLD, M_TRIM_THRESHOLD; `KEEP_FREED_MEMORY` turns both off)."""
+    that are timed (`man mallopt`: M_MMAP_THRESHOLD, M_TRIM_THRESHOLD)."""
     b, h, d = BENCH_SHAPE["batch"], BENCH_SHAPE["heads"], BENCH_SHAPE["dim"]
     gen = torch.Generator().manual_seed(seed)
     for n in sizes:
@@ -1240,112 +1239,6 @@ def memory_records(sizes, kernels=("naive", "chunked exact", "sdpa"), *, device=
             _, mib = _measure(KERNELS[kernel][0], q, k, v, device=device, time_it=False)
             yield {"kernel": kernel, "n": n, "peak_mib": mib, "scores_mib": n * n * 4 / 2**20}
         del q, k, v
-
-
-# glibc's malloc hands a large block back to the operating system when it is freed (it serves requests
-# above its mmap threshold, at most 32 MiB on 64-bit systems, with mmap; it trims the top of its heap
-# above the trim threshold), so the next call of a kernel gets fresh pages and faults them in one by
-# one. These two settings keep freed memory in the process: no mmap at all, no trimming. `man mallopt`.
-KEEP_FREED_MEMORY = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2 ** 40)}
-# (kernel, n): the time ratios of the sweep that exceed the growth of the work, and one masked block
-ALLOCATOR_CASES = (("naive", 1024), ("naive", 2048), ("chunked exact", 1024), ("chunked exact", 2048),
-                   ("chunked exact causal", 1024), ("favor+", 2048), ("favor+", 4096),
-                   ("causal linear", 4096), ("causal linear", 16384))
-LINEAR_IN_N = ("favor+", "linear", "causal linear")  # kernels whose work grows like n
-
-
-def allocator_records(cases=ALLOCATOR_CASES, *, repeat=5, seed=0):
-    """Median ms, the spread of the calls ((max - min) / median) and minor page faults per call (pages the
-    OS had to map in; Linux and macOS) of each (kernel, n) in this process, one thread, on BENCH_SHAPE
-    inputs, after one untimed call."""
-    import resource
-
-    b, h, d = BENCH_SHAPE["batch"], BENCH_SHAPE["heads"], BENCH_SHAPE["dim"]
-    threads, records = torch.get_num_threads(), []
-    torch.set_num_threads(1)
-    try:
-        for kernel, n in cases:
-            gen = torch.Generator().manual_seed(seed)
-            q, k, v = (torch.randn(b, h, n, d, generator=gen) for _ in range(3))
-            fn = KERNELS[kernel][0]
-
-            def call():
-                with torch.no_grad():
-                    fn(q, k, v)
-            call()
-            faults, ms = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, []
-            for _ in range(repeat):
-                start = time.perf_counter()
-                call()
-                ms.append((time.perf_counter() - start) * 1e3)
-            faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / repeat
-            ms.sort()
-            records.append({"kernel": kernel, "n": n, "ms": ms[len(ms) // 2], "spread": (ms[-1] - ms[0]) / ms[len(ms) // 2],
-                            "page faults per call": faults, "page KiB": resource.getpagesize() / 1024})
-    finally:
-        torch.set_num_threads(threads)
-    return records
-
-
-def allocator_test(cases=ALLOCATOR_CASES, *, repeat=5):
-    """`allocator_records` in two fresh processes, one with glibc's default allocator settings and one
-    with KEEP_FREED_MEMORY (such variables are read only when a process starts): records with a column
-    "allocator" ("default" or "keeps freed memory").
-
-    What it tests: glibc's malloc, the one PyTorch uses on Linux, serves a request above its mmap
-    threshold with mmap and unmaps the block when it is freed, and trims the top of its heap above the
-    trim threshold. A kernel whose temporaries are many MiB (the naive kernel's scores for 4 heads, 16 MiB
-    at 1024 tokens and 64 MiB at 2048; one chunk of FAVOR+'s features, 4096 tokens x 256 features x 4
-    heads, 16 MiB) then gets fresh pages on every call and the operating system faults them in one by one,
-    a cost on top of the arithmetic that grows with the temporaries. With freed memory kept, the page
-    faults per call show what is left of it. Each ratio of two calls of a few tens of milliseconds on a
-    shared machine moves from run to run, so `allocator_summary` reads a ratio against the spread of the
-    calls behind it. The test leaves out SDPA, and causes common to every kernel (the
-    processor's caches, other work on the machine) are not separated from the allocator here.
-
-    A fresh process faults where a long-running one, whose heap already holds blocks of the right size, may
-    not: what fresh pages cost a kernel depends on the history of the process that calls it. On a loaded
-    two-core machine the difference between the two settings' ratios moved between runs by more than the
-    effect (FAVOR+ from 2048 to 4096 tokens was far apart in one run and not apart in the next), so the
-    notebook counts faults in the calls it times (`block_size_times`, `favor_chunk_times`,
-    `length_times`) instead of running this test."""
-    cases = [list(case) for case in cases]
-    return [{**record, "allocator": label}
-            for label, env in (("default", {}), ("keeps freed memory", KEEP_FREED_MEMORY))
-            for record in in_fresh_process("utils.linear_attention:allocator_records",
-                                           {"cases": cases, "repeat": repeat}, env=env)]
-
-
-def allocator_summary(records):
-    """From `allocator_test` records (a DataFrame): the page faults per call of each (kernel, n) under each
-    allocator setting, with the MiB they map in by default; and for each kernel its time at the longer length
-    over the shorter beside the growth of the work (n^2 for the quadratic kernels, n for LINEAR_IN_N), with
-    the settings under which the ratio lies below that growth by more than the calls disagree (the two
-    lengths' spreads added), and whether the settings' ratios lie apart by more than that: each ratio r with
-    spread s covers r (1 - s) to r (1 + s), and two ratios are apart when these ranges do not overlap.
-    Returns (DataFrame, lines of text)."""
-    faults = records.pivot_table(index=["kernel", "n"], columns="allocator", values="page faults per call")
-    faults["default, MiB"] = faults["default"] * records["page KiB"].iloc[0] / 1024
-    by = records.set_index(["allocator", "kernel", "n"])
-    lines = []
-    for kernel, g in records.groupby("kernel", sort=False):
-        ns = sorted(g.n.unique())
-        if len(ns) < 2:
-            continue
-        work = (ns[-1] / ns[0]) ** (1 if kernel in LINEAR_IN_N else 2)
-        parts, below, ranges = [], [], []
-        for a in records.allocator.unique():
-            ratio = by.ms[a, kernel, ns[-1]] / by.ms[a, kernel, ns[0]]
-            noise = by.spread[a, kernel, ns[-1]] + by.spread[a, kernel, ns[0]]
-            parts.append(f"{a} {ratio:.2f} (calls within {noise:.0%})")
-            ranges.append((ratio * (1 - noise), ratio * (1 + noise)))
-            if ratio < work * (1 - noise):
-                below.append(a)
-        apart = all(hi < lo2 or hi2 < lo for (lo, hi), (lo2, hi2) in zip(ranges, ranges[1:]))
-        lines.append(f"{kernel}, time at {ns[-1]} / at {ns[0]}: " + ", ".join(parts) + f" (work: {work:.0f}x); "
-                     f"below the growth of the work by more than the calls disagree: {', '.join(below) or 'none'}; "
-                     f"the settings apart by more than that: {'yes' if apart else 'no'}")
-    return faults.round(1), "\n".join(lines)
 
 
 def generation_records(tokens, *, device="cpu", repeats=3, window=GENERATION_WINDOW, passes=False):

@@ -7,18 +7,15 @@ with `peak_mib`.
 """
 import contextlib
 import importlib
-import json
 import os
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
 
 __all__ = ["RECORD_FIELDS", "SUITES", "register", "time_ms", "time_pair", "paired_ratios", "time_rounds", "peak_mib",
-           "on_threads", "in_fresh_process", "run", "suites"]
+           "on_threads", "run", "suites"]
 
 RECORD_FIELDS = ("suite", "kernel", "pattern", "n", "ms", "peak_mib", "density",
                  # sparse suite: speedup over dense SDPA at the same n, and speedup / (1 / density)
@@ -175,31 +172,6 @@ def peak_mib(fn, device="cpu"):
     first = events[0].extra_fields
     baseline = first.total_allocated - first.alloc_size
     return max(0, max(e.extra_fields.total_allocated for e in events) - baseline) / 2**20
-
-
-_FRESH_PROCESS = """
-import importlib, json, sys
-module, name = sys.argv[1].split(":")
-result = getattr(importlib.import_module(module), name)(**json.loads(sys.stdin.read()))
-print(json.dumps(result))
-"""
-
-
-def in_fresh_process(target, kwargs=None, *, env=None, timeout=600):
-    """Call `target` ("package.module:function") with `kwargs` in a new Python process whose environment
-    adds `env`, and return what it returns (anything JSON carries). For settings that a process reads
-    only when it starts, such as glibc's allocator variables (MALLOC_MMAP_MAX_, MALLOC_TRIM_THRESHOLD_):
-    setting them in a running process changes nothing."""
-    if not isinstance(target, str) or target.count(":") != 1:
-        raise ValueError(f"in_fresh_process: target must be 'module:function', got {target!r}")
-    root = str(Path(__file__).resolve().parent.parent.parent)  # the folder that holds utils/
-    environment = {**os.environ, **(env or {})}
-    environment["PYTHONPATH"] = os.pathsep.join(p for p in (root, environment.get("PYTHONPATH")) if p)
-    done = subprocess.run([sys.executable, "-c", _FRESH_PROCESS, target], input=json.dumps(kwargs or {}),
-                          capture_output=True, text=True, env=environment, timeout=timeout)
-    if done.returncode:
-        raise RuntimeError(f"in_fresh_process({target!r}) failed:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def suites():
