@@ -773,11 +773,12 @@ def run_sweep(text, sizes, *, steps, batch_size, block_size, lr, eval_every=None
     models: dict name -> the trained GPT2LMHeadModel.
     `threads`: torch CPU threads while training (models this small run faster on one thread
     than on two; the previous setting is restored afterwards).
-    `workers`: how many sizes train at once, each with `threads` threads: the workers - 1 largest
-    sizes each in a process of its own (started afresh, so it first imports torch and transformers,
-    a few seconds), the others one after another in this process meanwhile. The runs are independent
-    and seeded alike, so the numbers are those of one after another. For the "cpu" sweep the largest
-    size takes about as long as the other five together, which is what makes workers=2 pay on two cores.
+    `workers`: how many sizes train at once, each with `threads` threads: this process and workers - 1
+    others (started afresh, so each first imports torch and transformers, a few seconds). Sizes are
+    ordered by n_layer d_model^2: the other processes take the largest sizes first, this one works down
+    from the next largest, and a process that comes free takes the smallest size left, so that they
+    end close together. The runs are independent and seeded
+    alike, so the numbers are those of one after another.
     """
     if not sizes:
         raise ValueError("run_sweep: no sizes given")
@@ -789,21 +790,23 @@ def run_sweep(text, sizes, *, steps, batch_size, block_size, lr, eval_every=None
     shapes = [tuple(shape) for shape in sizes]
     if workers == 1:
         runs = [_train_size(shape, **settings) for shape in shapes]
-    else:  # the workers - 1 largest sizes each in a process of its own, the rest here meanwhile
+    else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         from transformers.utils import logging as transformers_logging
 
-        largest_first = sorted(range(len(shapes)), key=lambda i: -shapes[i][0] * shapes[i][1] ** 2)
-        away = set(largest_first[:workers - 1])
-        runs = [None] * len(shapes)
-        with ProcessPoolExecutor(len(away), mp_context=multiprocessing.get_context("spawn"),
+        waiting = sorted(range(len(shapes)), key=lambda i: -shapes[i][0] * shapes[i][1] ** 2)
+        runs, futures = [None] * len(shapes), {}
+        with ProcessPoolExecutor(workers - 1, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=transformers_logging.set_verbosity,
                                  initargs=(transformers_logging.get_verbosity(),)) as pool:  # as quiet as this process
-            futures = {i: pool.submit(_train_size, shapes[i], **settings) for i in away}
-            for i in range(len(shapes)):
-                if i not in away:
+            while waiting:
+                while waiting and sum(not future.done() for future in futures.values()) < workers - 1:
+                    i = waiting.pop(-1 if futures else 0)  # a free process: the largest size first, then the smallest left
+                    futures[i] = pool.submit(_train_size, shapes[i], **settings)
+                if waiting:  # this one works down from the largest left
+                    i = waiting.pop(0)
                     runs[i] = _train_size(shapes[i], **settings)
             for i, future in futures.items():
                 runs[i] = future.result()
