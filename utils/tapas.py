@@ -709,11 +709,43 @@ _TEST = {  # themes of the test split only, written before any model was scored 
                   _col("acres", ["acres", "size in acres"], 3, 250, countable=True),
                   _col("planted", ["year planted", "planting year"], 1900, 2015, ops=NO_AGGREGATE)], None),
 }
+_TEST2 = {  # themes of the second test split only, written before any model was scored on it
+    "lighthouses": (("lighthouse", "lighthouses"), "lighthouse", ["lighthouse", "light", "name"],
+                    lambda rng: rng.choice(["Skerry", "Brannock", "Wexmoor", "Gullrock", "Penhallow", "Corbie", "Mizzen",
+                                            "Selkie", "Fastnet", "Dunvore"]) + " Light",
+                    ("coast", ["Atlantic", "Baltic", "Adriatic", "Irish Sea"]),
+                    [_col("keepers", ["keepers", "lighthouse keepers"], 0, 12, countable=True),
+                     _col("tower_height_m", ["tower height", "height of the tower"], 8, 60, ops=AVERAGE_ONLY),
+                     _col("first_lit", ["year first lit", "first lighting"], 1700, 1990, ops=NO_AGGREGATE)], None),
+    "vineyards": (("vineyard", "vineyards"), "vineyard", ["vineyard", "estate", "name"],
+                  lambda rng: rng.choice(["Castel", "Domaine", "Quinta", "Bodega"]) + " "
+                  + rng.choice(["Arnaud", "Ferreira", "Lorca", "Valier", "Montes", "Brivio", "Salgado"]),
+                  ("grape", ["Riesling", "Tempranillo", "Merlot", "Albarino", "Syrah"]),
+                  [_col("hectares", ["hectares", "area in hectares"], 2, 120),
+                   _col("bottles_per_year", ["bottles a year", "bottles produced"], 2000, 90000, countable=True),
+                   _col("first_vintage", ["first vintage", "year of the first vintage"], 1850, 2015, ops=NO_AGGREGATE)], None),
+    "trains": (("train", "trains"), "service", ["service", "train", "name"],
+               lambda rng: rng.choice(["Northern", "Coastal", "Alpine", "Midnight", "Capital", "Valley"]) + " "
+               + rng.choice(["Arrow", "Express", "Sleeper", "Flyer", "Shuttle"]),
+               ("terminus", ["Lyon", "Krakow", "Porto", "Bergen", "Graz"]),
+               [_col("carriages", ["carriages", "coaches"], 3, 16, countable=True),
+                _col("journey_minutes", ["journey time", "minutes per journey"], 25, 480, ops=AVERAGE_ONLY),
+                _col("daily_departures", ["daily departures", "departures a day"], 1, 30, countable=True)], "train_no"),
+    "parks": (("park", "parks"), "park", ["park", "name"],
+              lambda rng: rng.choice(["Elmstead", "Fernbrook", "Larkhill", "Willowmere", "Thornbury", "Ashcombe", "Brackenside", "Hollins", "Marlow", "Stanmoor"]) + " Park",
+              ("borough", ["Hackney", "Camden", "Lambeth", "Islington"]),
+              [_col("trees", ["trees", "number of trees"], 50, 4000, countable=True),
+               _col("area_ha", ["area", "size in hectares"], 2, 300),
+               _col("opened", ["opening year", "year opened"], 1840, 2020, ops=NO_AGGREGATE)], None),
+}
 VALIDATION_THEMES = {name: _spec_maker(spec) for name, spec in _VALIDATION.items()}
 """Themes of the validation split only: checkpoints are chosen on tables no training split draws."""
 
 TEST_THEMES = {name: _spec_maker(spec) for name, spec in _TEST.items()}
 """Themes of the test split only."""
+
+TEST2_THEMES = {name: _spec_maker(spec) for name, spec in _TEST2.items()}
+"""Themes of the second test split only (no model had been scored on it when it was written)."""
 
 RANDOM_SCHEMA = "random schema"
 RANDOM_SCHEMA_SHARE = 0.4
@@ -806,6 +838,8 @@ TEMPLATES = {
                      ("What does the table give as the {phrase} of {key}?", "")],
         "test": [("Please look up {key}'s {phrase}.", ""), ("What figure does the table show for the {phrase} of {key}?", ""),
                  ("{key} -- {phrase}?", ""), ("How many {phrase} are listed against {key}?", "countable")],
+        "test2": [("What value does the table record as {key}'s {phrase}?", ""), ("Read off the {phrase} of {key}.", ""),
+                  ("How many {phrase} belong to {key}?", "countable"), ("As for {key}, its {phrase} is what?", "")],
     },
     "lookup by id": {
         "train": [("What's the {phrase} in {singular} {id}?", ""), ("What is the {phrase} of {singular} {id}?", ""),
@@ -816,6 +850,7 @@ TEMPLATES = {
         "held out": [("Which {phrase} belongs to {singular} {id}?", ""), ("Tell me the {phrase} for {singular} {id}.", ""),
                      ("What {phrase} does {singular} {id} have?", "")],
         "test": [("Who or what is {singular} {id}, by {phrase}?", ""), ("{singular} {id} is which {phrase}?", "")],
+        "test2": [("Which {phrase} goes with {singular} {id}?", ""), ("Identify {singular} {id} by its {phrase}.", "")],
     },
     "sum": {
         "train": [("What is the total {phrase}?", ""), ("What is the total number of {phrase}?", "countable"),
@@ -833,6 +868,8 @@ TEMPLATES = {
                      ("Altogether, how many {phrase} do the {plural} have?", "countable")],
         "test": [("Adding every {singular} together, what is the {phrase}?", ""), ("Work out the {phrase} for all the {plural} put together.", ""),
                  ("What {phrase} do all the {plural} account for between them?", "")],
+        "test2": [("Tally up the {phrase} across every {singular}.", ""), ("What figure do you reach by totting up the {phrase}?", ""),
+                  ("How many {phrase} are there across the whole table?", "countable")],
     },
     "average": {
         "train": [("What is the average {phrase}?", ""), ("What is the mean {phrase}?", ""),
@@ -846,6 +883,9 @@ TEMPLATES = {
                      ("What is the arithmetic mean of the {phrase}?", "")],
         "test": [("Across the {plural}, what is the {phrase} on a typical average?", ""), ("Work out the mean {phrase}.", ""),
                  ("Averaging over every {singular}, what {phrase} do you get?", "")],
+        "test2": [("Taking every {singular} into account, what is the mean {phrase}?", ""),
+                  ("What is the {phrase} of a {singular}, on average across the table?", ""),
+                  ("Divide the combined {phrase} by the number of {plural}: what is it?", "")],
     },
     "count with condition": {
         "train": [("How many {plural} have more than {v} {phrase}?", ">"), ("How many {plural} have {phrase} above {v}?", ">"),
@@ -864,6 +904,8 @@ TEMPLATES = {
                      ("How many {plural} have a {phrase} of less than {v}?", "<")],
         "test": [("Which number of {plural} go beyond {v} in {phrase}?", ">"), ("Count every {singular} whose {phrase} tops {v}.", ">"),
                  ("How many {plural} stay below {v} in {phrase}?", "<"), ("Count every {singular} with {phrase} short of {v}.", "<")],
+        "test2": [("How many {plural} top {v} when it comes to {phrase}?", ">"), ("What count of {plural} have {phrase} above {v}?", ">"),
+                  ("How many {plural} come in under {v} for {phrase}?", "<"), ("For how many {plural} does the {phrase} not reach {v}?", "<")],
     },
     "count rows": {
         "train": [("How many {plural} are there?", ""), ("How many {plural} does the table list?", ""),
@@ -878,6 +920,8 @@ TEMPLATES = {
                      ("In total, how many {plural} appear?", "")],
         "test": [("How many {plural} make up this table?", ""), ("Count up the {plural}, please.", ""),
                  ("What is the tally of {plural}?", "")],
+        "test2": [("How many {plural} are recorded here?", ""), ("What is the size of this list of {plural}?", ""),
+                  ("How many entries for {plural} does the table contain?", "")],
     },
 }
 
@@ -888,6 +932,7 @@ SPLITS = {
     "unseen phrasings": (BROAD_THEMES, "held out", 104),
     "unseen themes": (HELD_OUT_THEMES, "train", 105),
     "test": ((BROAD_THEMES, TEST_THEMES), "test", 2061),
+    "test2": ((BROAD_THEMES, TEST2_THEMES), "test2", 3079),
 }
 """Split name -> (themes, template set, default seed). Training draws the thirteen themes and, for
 RANDOM_SCHEMA_SHARE of its tables, a random schema. "validation" asks, in a set of phrasings of its
@@ -897,7 +942,9 @@ while the generator and the training were designed: "in template" (new tables of
 the training templates), "unseen phrasings" (the thirteen themes, held-out templates), "unseen
 themes" (HELD_OUT_THEMES, training templates). "test" asks, in phrasings of its own ("test"
 templates), about tables drawn half from the thirteen themes and half from TEST_THEMES; it was
-written down before any model was scored on it, and is scored once. When themes is a pair of theme
+written down before any model was scored on it, and is scored once. "test2" does the same with
+TEST2_THEMES and "test2" templates; it was written after the first test had been looked at, before
+the fifth training stage's models (three seeds) were scored on anything but validation. When themes is a pair of theme
 dicts, each table first draws one of the two, then a theme from it."""
 
 
@@ -1010,6 +1057,10 @@ def generate_split(split, n_tables, *, seed=None):
 
 TEST_TABLES = 40
 """Tables in the test split as shipped in data/tapas/test_split.json (about 210 questions)."""
+
+TEST2_TABLES = 60
+"""Tables in the second test split, generate_split("test2", TEST2_TABLES) (about 310 questions): made
+from code, and pinned by a hash of its records in tests/test_tapas.py."""
 
 
 def split_records(examples):
