@@ -133,6 +133,28 @@ def score_test(folder):
     (folder / "test_metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
 
 
+def score_test2(folder):
+    """Write folder/test2_metrics.json: the model's answers on generate_split("test2", TEST2_TABLES), each
+    right or wrong with its kind, theme and table, and accuracy by kind on the split's own themes and on
+    the training themes with 95% intervals that resample whole tables. Run once per model."""
+    from transformers import TapasForQuestionAnswering, TapasTokenizer, pipeline
+
+    pipe = pipeline("table-question-answering", model=TapasForQuestionAnswering.from_pretrained(folder),
+                    tokenizer=TapasTokenizer.from_pretrained(folder))
+    examples = tapas.generate_split("test2", tapas.TEST2_TABLES)
+    results = tapas.evaluate(pipe, examples).assign(table=tapas.table_ids(examples))
+    results["part"] = ["new themes" if t in tapas.TEST2_THEMES else "training themes" for t in results["theme"]]
+    metrics = {"command": f"python scripts/train_tapas.py --test2 {utils.relative(folder)}", "parts": {},
+               "questions": results[["kind", "theme", "table", "executed", "correct"]].astype({"executed": str}).to_dict("list")}
+    for name, part in {"all": results, **dict(list(results.groupby("part")))}.items():
+        table = tapas.accuracy_by_kind(part, groups="table")
+        metrics["parts"][name] = {kind: dict(right=int(row.right), asked=int(row.asked), accuracy=round(float(row.accuracy), 4),
+                                             low=round(float(row.low), 4), high=round(float(row.high), 4))
+                                  for kind, row in table.iterrows()}
+    print(json.dumps(metrics["parts"], indent=1))
+    (folder / "test2_metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tables", type=int, default=700, help="training tables (about 6 questions each)")
@@ -157,6 +179,17 @@ def main(argv=None):
     parser.add_argument("--test", default=None, metavar="FOLDER",
                         help="train nothing: score the model in FOLDER once on data/tapas/test_split.json and write "
                              "FOLDER/test_metrics.json")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="broad generator: seed of the training loop and of the training tables' draw (0: the "
+                             "splits' own seeds)")
+    parser.add_argument("--keep-vocab", action="store_true",
+                        help="with --init: keep its tokenizer and vocabulary instead of learning a new one")
+    parser.add_argument("--choose-on", choices=["validation", "validation themes"], default="validation",
+                        help="broad generator: keep the weights that score best on all of validation, or on its "
+                             "tables of VALIDATION_THEMES only; with --init the starting weights are a candidate too")
+    parser.add_argument("--test2", default=None, metavar="FOLDER",
+                        help="train nothing: score the model in FOLDER once on generate_split('test2') and write "
+                             "FOLDER/test2_metrics.json")
     parser.add_argument("--out", default=str(utils.data_path("tapas", "small_tapas")))
     args = parser.parse_args(argv)
     if args.threads:
@@ -168,9 +201,13 @@ def main(argv=None):
         return score(Path(args.score), args)
     if args.test:
         return score_test(Path(args.test))
+    if args.test2:
+        return score_test2(Path(args.test2))
     utils.seed_everything(0)
     broad = args.generator == "broad"
-    if broad:  # a new vocabulary; an --init model gets its embeddings carried over below
+    if broad and args.init and args.keep_vocab:
+        tokenizer = TapasTokenizer.from_pretrained(args.init)
+    elif broad:  # a new vocabulary; an --init model gets its embeddings carried over below
         tokenizer = broad_tokenizer(args.vocab_size)
     elif args.init:  # its own vocabulary: tokenizers does not rebuild a WordPiece vocabulary token for token
         tokenizer = TapasTokenizer.from_pretrained(args.init)
@@ -180,9 +217,10 @@ def main(argv=None):
             tokenizer = TapasTokenizer(str(vocab))
     start = time.perf_counter()
     if broad:
-        train_examples = tapas.generate_split("train", args.tables)
+        offset = 1000 * args.seed  # seed 0: the splits' own seeds, as before --seed existed
+        train_examples = tapas.generate_split("train", args.tables, seed=tapas.SPLITS["train"][2] + offset)
         if args.lookup_tables:
-            train_examples += tapas.broad_lookups(args.lookup_tables, seed=BROAD_LOOKUP_SEED)
+            train_examples += tapas.broad_lookups(args.lookup_tables, seed=BROAD_LOOKUP_SEED + offset)
     else:
         train_examples = tapas.generate_examples(args.tables, seed=TRAIN_SEED)
         if args.lookup_tables:
@@ -195,7 +233,7 @@ def main(argv=None):
     )
     if args.init:
         model = TapasForQuestionAnswering.from_pretrained(args.init)
-        if broad:
+        if broad and not args.keep_vocab:
             kept = tapas.transplant_vocabulary(model, TapasTokenizer.from_pretrained(args.init), tokenizer)
             print(f"--init {args.init}: {kept} of {tokenizer.vocab_size} token embeddings carried over", flush=True)
         elif model.config.vocab_size != tokenizer.vocab_size:
@@ -204,7 +242,10 @@ def main(argv=None):
         model = TapasForQuestionAnswering(config)
     lookups = tapas.generate_lookups(10, seed=LOOKUP_EVAL_SEED)
     validation = tapas.generate_split("validation", args.val_tables) if broad else None
+    if broad and args.choose_on == "validation themes":
+        validation = [e for e in validation if e.theme in tapas.VALIDATION_THEMES]
     best = {"accuracy": -1.0, "step": 0, "state": None}
+    kept_steps = Path(args.out) / "evaluations"  # every evaluation's weights, beside the chosen ones (not shipped)
 
     def lookup_accuracy(model):  # watched during training: the skill the generator's mix teaches last
         pipe = pipeline("table-question-answering", model=model, tokenizer=tokenizer)
@@ -216,16 +257,25 @@ def main(argv=None):
         pipe = pipeline("table-question-answering", model=model, tokenizer=tokenizer)
         accuracy = float(tapas.evaluate(pipe, validation)["correct"].mean())
         best["step"] += args.eval_every or args.steps
+        if args.choose_on == "validation themes":
+            from safetensors.torch import save_file
+
+            kept_steps.mkdir(parents=True, exist_ok=True)
+            save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                      kept_steps / f"step{min(best['step'], args.steps)}.safetensors")
         if accuracy > best["accuracy"]:
             best.update(accuracy=accuracy, state={k: v.detach().clone() for k, v in model.state_dict().items()},
                         chosen=min(best["step"], args.steps))
         print(f"validation accuracy: {accuracy:.1%} (best {best['accuracy']:.1%})", flush=True)
         return {"validation_accuracy": accuracy}
 
+    if broad and args.init and args.choose_on == "validation themes":  # the starting weights are a candidate
+        best["step"] = -(args.eval_every or args.steps)
+        validation_accuracy(model)
     history = utils.train(
         model, train_data, collate_fn=tapas.collate, batch_size=args.batch_size, max_steps=args.steps, lr=args.lr,
         eval_fn=validation_accuracy if broad else (lookup_accuracy if args.eval_every else None),
-        eval_every=args.eval_every,
+        eval_every=args.eval_every, seed=args.seed,
     )
     if broad:
         model = model.cpu()
@@ -257,6 +307,8 @@ def main(argv=None):
             + (f" --init {utils.relative(args.init)}" if args.init else "")  # no machine path in a shipped record
             + (f" --generator broad --vocab-size {args.vocab_size} --val-tables {args.val_tables}"
                f" --split-tables {args.split_tables} --eval-every {args.eval_every}" if broad else "")
+            + (f" --seed {args.seed}" if args.seed else "") + (" --keep-vocab" if args.keep_vocab else "")
+            + (f" --choose-on '{args.choose_on}'" if args.choose_on != "validation" else "")
         ),
         "train_questions": len(train_data),
         "steps": args.steps,
@@ -269,6 +321,7 @@ def main(argv=None):
     }
     if broad:
         metrics["validation_accuracy"] = round(best["accuracy"], 4)
+        metrics["chosen_on"] = args.choose_on + (f" ({len(validation)} questions)" if validation else "")
         metrics["chosen_step"] = best["chosen"]
         metrics["splits"] = split_scores(pipe, args.split_tables)  # validation and the development splits
     print(json.dumps(metrics, indent=1))

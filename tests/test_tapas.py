@@ -843,3 +843,63 @@ def test_cutoff_drops_counts_the_questions_the_weak_loss_drops(tokenizer):
     assert drops.loc["sum", "dropped"] == drops.loc["sum", "questions"]
     with pytest.raises(ValueError, match="no example"):
         tapas.cutoff_drops(tokenizer, [])
+
+
+def test_masked_lm_collate_masks_as_bert_does_and_a_fresh_model_guesses_uniformly():
+    import math
+
+    import torch
+    from transformers import TapasForMaskedLM, TapasTokenizer
+
+    import utils
+
+    tokenizer = TapasTokenizer.from_pretrained(utils.data_path("tapas", "small_tapas"))
+    examples = tapas.generate_split("train", 40)
+    items = tapas.encode_examples(tokenizer, examples)
+    batch = tapas.masked_lm_collate(tokenizer, seed=0)(items)
+    plain = tapas.collate(items)
+    chosen = batch["labels"] != -100
+    special = torch.isin(plain["input_ids"], torch.tensor(tokenizer.all_special_ids))
+    assert not (chosen & special).any()  # no [CLS], [SEP] or padding is ever a target
+    assert torch.equal(batch["labels"][chosen], plain["input_ids"][chosen])  # the target is the original piece
+    share = chosen.sum().item() / (~special).sum().item()
+    assert 0.12 < share < 0.18
+    replaced = batch["input_ids"][chosen]
+    assert 0.72 < (replaced == tokenizer.mask_token_id).float().mean().item() < 0.88  # 80% [MASK]
+    assert torch.equal(batch["input_ids"][~chosen], plain["input_ids"][~chosen])
+    torch.manual_seed(0)
+    model = TapasForMaskedLM(tapas.small_config(tokenizer.vocab_size)).eval()
+    with torch.no_grad():
+        out = model(**batch)
+    by_hand = torch.nn.functional.cross_entropy(out.logits[chosen], batch["labels"][chosen])
+    assert abs(out.loss.item() - by_hand.item()) < 1e-5
+    assert abs(out.loss.item() - math.log(tokenizer.vocab_size)) < 0.3  # a fresh model is close to a uniform guess
+    with pytest.raises(ValueError, match="rate"):
+        tapas.masked_lm_collate(tokenizer, rate=1.5)
+
+
+def _record(answers, kinds, new, tables):
+    return {"questions": {"kind": kinds, "theme": ["t"] * len(kinds), "table": tables, "new theme": new},
+            "runs": {name: {"test2": a, **({"validation": 0.5, "chosen_step": 500} if name.startswith("stage 5") else {})}
+                     for name, a in answers.items()}}
+
+
+def test_seed_runs_and_comparisons_on_a_record():
+    kinds = ["lookup", "sum", "lookup", "sum"] * 5
+    new = [1, 1, 0, 0] * 5
+    tables = [i // 2 for i in range(20)]
+    shipped = [0, 1, 1, 1] * 5
+    seeds = {f"stage 5, seed {s}": [1, 1, 1, 1] * 5 if s else [1, 0, 1, 1] * 5 for s in range(3)}
+    record = _record({"stage 4 (shipped)": shipped, **seeds, "keyword rule": [1, 0, 0, 0] * 5}, kinds, new, tables)
+    table = tapas.seed_runs(record)
+    assert list(table.index) == ["stage 4 (shipped)", "stage 5, seed 0", "stage 5, seed 1", "stage 5, seed 2", "keyword rule"]
+    assert table.loc["stage 4 (shipped)", "test2, new-theme lookups"].startswith("0% ")
+    assert table.loc["stage 5, seed 1", "test2"].startswith("100% ") and table.loc["keyword rule", "chosen step"] == "-"
+    compared = tapas.seed_comparisons(record)
+    summary, versus = compared["test2, new-theme lookups"]
+    assert summary.values == (1.0, 1.0, 1.0) and versus["stage 5, seed 0"].difference == pytest.approx(1.0)
+    summary, versus = compared["test2"]
+    assert summary.mean == pytest.approx((0.75 + 1 + 1) / 3)
+    assert versus["stage 5, seed 0"].difference == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="at least two"):
+        tapas.seed_comparisons(_record({"stage 4 (shipped)": shipped}, kinds, new, tables))

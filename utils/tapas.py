@@ -1285,6 +1285,30 @@ def collate(batch):
     return out
 
 
+def masked_lm_collate(tokenizer, *, rate=0.15, seed=0):
+    """A collate function for TAPAS's pre-training objective, masked language modelling over a question or
+    text and a flattened table (Herzig et al. 2020, section 3): it pads :func:`encode_examples` items as
+    :func:`collate` does, then masks `rate` of the word pieces that are not special tokens as BERT does
+    (transformers' DataCollatorForLanguageModeling: of those, 80% become [MASK], 10% a random token,
+    10% stay), seeded with `seed`. The batch holds input_ids, attention_mask, token_type_ids, and
+    labels: the original id where a piece was chosen, -100 elsewhere."""
+    import torch
+    from transformers import DataCollatorForLanguageModeling
+
+    if not 0 < rate < 1:
+        raise ValueError(f"masked_lm_collate: rate must lie between 0 and 1, got {rate!r}")
+    masker = DataCollatorForLanguageModeling(tokenizer, mlm_probability=rate, seed=seed)
+    special = torch.tensor(sorted(tokenizer.all_special_ids))
+
+    def collate_fn(batch):
+        out = collate(batch)
+        ids, labels = masker.torch_mask_tokens(out["input_ids"].clone(), special_tokens_mask=torch.isin(out["input_ids"], special))
+        return {"input_ids": ids, "attention_mask": out["attention_mask"], "token_type_ids": out["token_type_ids"],
+                "labels": labels}
+
+    return collate_fn
+
+
 def small_config(vocab_size, **overrides):
     """A small TapasConfig for the WTQ operators with strong supervision of the aggregator."""
     from transformers import TapasConfig
@@ -2009,6 +2033,55 @@ def split_text(examples):
     tables = {id(e.table): e.table for e in examples}.values()
     return [e.question for e in examples] + [" ".join(t.columns) + " " + " ".join(t.astype(str).to_numpy().ravel())
                                              for t in tables]
+
+
+TEST2_PARTS = ("test2", "test2, new themes", "test2, training themes", "test2, new-theme lookups")
+"""The parts of the second test split that :func:`seed_runs` scores."""
+
+
+def _test2_parts(record):
+    questions = pd.DataFrame(record["questions"])
+    new = questions["new theme"] == 1
+    masks = dict(zip(TEST2_PARTS, [new | ~new, new, ~new, new & (questions["kind"] == "lookup")]))
+    return questions, masks
+
+
+def seed_runs(record):
+    """The record of scripts/tapas_seeds.py as one row per run (the shipped model, each seed of the fifth
+    stage, the keyword rule): the validation score its weights were chosen on (the validation split's
+    tables of its own themes), the step they come from (0: the shipped weights), and its accuracy on the
+    second test split, whole and in :data:`TEST2_PARTS`, as "84% [75%, 91%] of 30": 95% intervals that
+    resample whole tables, Wilson's (marked *) where all or none are right."""
+    questions, masks = _test2_parts(record)
+    rows = {}
+    for name, run in record["runs"].items():
+        answers = questions.assign(correct=run["test2"])
+        row = {"validation, own themes": f"{run['validation']:.0%}" if "validation" in run else "-",
+               "chosen step": f"{run['chosen_step']:,}" if "chosen_step" in run else "-"}
+        for part, mask in masks.items():
+            row[part] = score_text(accuracy_by_kind(answers[mask], groups="table").loc["all"])
+        rows[name] = row
+    return pd.DataFrame(rows).T
+
+
+def seed_comparisons(record, against="stage 4 (shipped)"):
+    """Per part of :data:`TEST2_PARTS`: the fifth stage's seeds summarised (:func:`utils.evaluation.over_seeds`,
+    the spread a rerun gives) and each seed minus `against` on the same questions (:func:`utils.evaluation.mcnemar`
+    with the tables as groups). Returns {part: (SeedSummary, {seed name: Comparison})}."""
+    from .evaluation import mcnemar, over_seeds
+
+    questions, masks = _test2_parts(record)
+    seeds = {name: run for name, run in record["runs"].items() if name.startswith("stage 5")}
+    if against not in record["runs"] or len(seeds) < 2:
+        raise ValueError(f"seed_comparisons needs a run {against!r} and at least two 'stage 5' seeds; "
+                         f"the record has {list(record['runs'])}")
+    base = pd.Series(record["runs"][against]["test2"])
+    out = {}
+    for part, mask in masks.items():
+        answers = {name: pd.Series(run["test2"])[mask] for name, run in seeds.items()}
+        summary = over_seeds([a.mean() for a in answers.values()], percent=True)
+        out[part] = (summary, {name: mcnemar(a, base[mask], groups=questions["table"][mask]) for name, a in answers.items()})
+    return out
 
 
 def table_ids(examples):
