@@ -2064,7 +2064,7 @@ def seed_runs(record):
     return pd.DataFrame(rows).T
 
 
-def seed_comparisons(record, against="stage 4 (shipped)"):
+def seed_comparisons(record, against="stage 4"):
     """Per part of :data:`TEST2_PARTS`: the fifth stage's seeds summarised (:func:`utils.evaluation.over_seeds`,
     the spread a rerun gives) and each seed minus `against` on the same questions (:func:`utils.evaluation.mcnemar`
     with the tables as groups). Returns {part: (SeedSummary, {seed name: Comparison})}."""
