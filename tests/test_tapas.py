@@ -903,3 +903,13 @@ def test_seed_runs_and_comparisons_on_a_record():
     assert versus["stage 5, seed 0"].difference == pytest.approx(0.0)
     with pytest.raises(ValueError, match="at least two"):
         tapas.seed_comparisons(_record({"stage 4": shipped}, kinds, new, tables))
+
+
+def test_schema_words_of_the_test_themes():
+    # the held-out, validation and first test themes' words are kept out of the random schemas; the second test's are not
+    for themes in (tapas.HELD_OUT_THEMES, tapas.VALIDATION_THEMES, tapas.TEST_THEMES):
+        assert tapas.schema_words_of(themes) == []
+    leaked = tapas.schema_words_of(tapas.TEST2_THEMES)
+    assert {"park", "journey", "carriages"} <= set(leaked) and "lighthouse" not in leaked
+    with pytest.raises(ValueError, match="no theme 'moon'"):
+        tapas.schema_words_of(["moon"])

@@ -754,6 +754,31 @@ notebook 01: no header can be memorised, so the model must match the question's 
 table's. The held-out themes' words and the held-out templates' words are never drawn."""
 
 
+def theme_words(specs):
+    """The lower-case words of themes given as their specs (as in _HELD_OUT): entity, key and its phrases,
+    text column and its values, id column, every header and phrase, and 50 drawn names."""
+    import re
+
+    words = set()
+    for entity, key, key_phrases, make_key, (text_header, text_values), pool, id_column in specs.values():
+        rng = random.Random(0)
+        phrases = [*entity, key, *key_phrases, text_header, *text_values, id_column or "", *(make_key(rng) for _ in range(50))]
+        for column in pool:
+            phrases += [column.header, *column.phrases]
+        words |= {w for phrase in phrases for w in re.findall(r"[a-z]+", phrase.lower())}
+    return words
+
+
+def schema_words_of(themes):
+    """The words of the named themes (:func:`theme_words`) that the training's random schemas may draw:
+    e.g. those of TEST2_THEMES, whose words were not kept out of the schemas."""
+    specs = {**_BROAD, **_HELD_OUT, **_VALIDATION, **_TEST, **_TEST2}
+    unknown = [name for name in themes if name not in specs]
+    if unknown:
+        raise ValueError(f"schema_words_of: no theme {unknown[0]!r}; it knows {sorted(specs)}")
+    return sorted(theme_words({name: specs[name] for name in themes}) & set(_schema_words()))
+
+
 def _schema_words():
     """Words of the novel (4-10 letters, seen at least 3 times) that no held-out theme, no template
     and no held-out phrasing uses; cached."""
@@ -766,15 +791,7 @@ def _schema_words():
 
         text = data_path("pride_and_prejudice.txt").read_text(encoding="utf-8").lower()
         counts = collections.Counter(w for w in re.findall(r"[a-z]+", text) if 4 <= len(w) <= 10)
-        banned = set()
-        for entity, key, key_phrases, make_key, (text_header, text_values), pool, id_column in [
-                *_HELD_OUT.values(), *_VALIDATION.values(), *_TEST.values()]:
-            rng = random.Random(0)
-            words = [*entity, key, *key_phrases, text_header, *text_values, id_column or "",
-                     *(make_key(rng) for _ in range(50))]
-            for column in pool:
-                words += [column.header, *column.phrases]
-            banned |= {w for phrase in words for w in re.findall(r"[a-z]+", phrase.lower())}
+        banned = theme_words({**_HELD_OUT, **_VALIDATION, **_TEST})
         for sets in TEMPLATES.values():
             banned |= {w for texts in sets.values() for t, _ in texts for w in re.findall(r"[a-z]+", t.lower())}
         _SCHEMA_WORDS = sorted(w for w, n in counts.items() if n >= 3 and w not in banned)
