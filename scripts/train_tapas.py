@@ -37,14 +37,21 @@ generator, and stage 4 before the generator stopped summing years, ratings and a
 validation split got themes of its own (stage 4's validation accuracy in metrics.json is on the
 earlier validation split: the 13 themes in the validation phrasings); rerunning their commands today
 trains on a slightly different mix. metrics.json writes stage 4's --init as <stage 3>, the folder
-stage 3 was saved to. Stage 4 took 55 minutes (3,289 s for 12,000 steps, history.csv).
+stage 3 was saved to. Stage 4 took 55 minutes (3,289 s for 12,000 steps).
+
+Stage 5, the shipped weights: stage 4 continued on today's generator with its own vocabulary (--keep-vocab), three
+times with seeds 0, 1 and 2, each keeping the weights best on the validation split's tables of its own themes
+(--choose-on "validation themes", stage 4's weights among the candidates); the commands are in
+scripts/tapas_seeds.py, which scores the three on the second test split. Seed 0, the best on validation, is the
+folder data/tapas/small_tapas (weights in half precision; metrics.json, history.csv; init_metrics.json and
+init_history.csv are stage 4's); stage 4's weights are in the git history (scripts/tapas_seeds.py says where).
 
 What each stage taught: stages 1 and 2 (original five-theme generator, 2,000-token vocabulary) the
 operators and the lookups by a number, then one lookup by name for every row of 4,000 more tables;
 stage 3 the 13 themes and training phrasings, its vocabulary enlarged to 8,000 tokens with
 utils.tapas.transplant_vocabulary keeping the vectors of the tokens both vocabularies hold
-(init_metrics.json, init_history.csv); stage 4 the random schemas too, keeping the weights of the
-best validation evaluation (metrics.json, history.csv). Copy a new folder over
+; stage 4 the random schemas too, keeping the weights of the best validation evaluation; stage 5 today's
+generator, which no longer totals years, ratings and ages. Copy a new folder over
 data/tapas/small_tapas only if it is better on validation and keeps the book's four and the original
 held-out set (tests/test_tapas.py checks both).
 

@@ -501,12 +501,14 @@ def test_ask_and_evaluate_with_a_stand_in_pipeline():
 def test_shipped_model_meets_the_bars():
     """The checkpoint in data/tapas/small_tapas, through the pipeline, as notebook 05 scores it.
 
-    Trained in four stages (scripts/train_tapas.py's docstring has the commands; init_metrics.json
-    records the third, metrics.json the fourth), its weights stored in half precision and loaded as
-    float32. Guarded here on regression and validation sets only: the book's four questions, the
+    Trained in five stages (scripts/train_tapas.py's docstring has the commands; the fifth, with three
+    seeds, in scripts/tapas_seeds.py; init_metrics.json records the fourth, metrics.json the fifth's
+    seed 0, kept as the best on validation's own themes), its weights stored in half precision and
+    loaded as float32. Guarded here on regression and validation sets only: the book's four questions, the
     original generator's 143 held-out questions, and the validation split re-scored exactly as
     split_metrics.json records it (python scripts/train_tapas.py --score). No threshold is set on
-    the development splits or on the test split (test_metrics.json, scored once).
+    the development splits (the first test split among them, test_metrics.json) or on the second test
+    split (data/tapas/stage5_runs.json).
     """
     import json
 
@@ -537,7 +539,7 @@ def test_shipped_model_meets_the_bars():
     assert splits["validation"]["all"]["accuracy"] >= VALIDATION_FLOOR
 
 
-VALIDATION_FLOOR = 0.8  # the shipped model: 132 of 155 (85.2%), split_metrics.json
+VALIDATION_FLOOR = 0.85  # the shipped model: 142 of 155 (91.6%), split_metrics.json
 
 
 # --- the loss terms, strong and weak supervision -----------------------------------------------
