@@ -915,3 +915,17 @@ def test_schema_words_of_the_test_themes():
     assert {"park", "journey", "carriages"} <= set(leaked) and "lighthouse" not in leaked
     with pytest.raises(ValueError, match="no theme 'moon'"):
         tapas.schema_words_of(["moon"])
+
+
+def test_row_order_test_reuses_the_answers_as_generated():
+    def first_row_pipe(table, query):  # answers every question with the first row's last cell: order matters
+        cell = table.iat[0, table.shape[1] - 1]
+        return {"answer": cell, "coordinates": [(0, table.shape[1] - 1)], "cells": [cell], "aggregator": "NONE"}
+
+    examples = tapas.generate_split("validation", 6)
+    asked = tapas.row_order_test(first_row_pipe, examples, seeds=(0, 1))
+    reused = tapas.row_order_test(first_row_pipe, examples, seeds=(0, 1), as_generated=tapas.evaluate(first_row_pipe, examples))
+    pd.testing.assert_frame_equal(asked, reused)
+    assert list(asked.columns) == ["kind", "table", "question", "as generated", "shuffled (seed 0)", "shuffled (seed 1)"]
+    with pytest.raises(ValueError, match="other questions"):
+        tapas.row_order_test(first_row_pipe, examples, as_generated=tapas.evaluate(first_row_pipe, examples[1:]))

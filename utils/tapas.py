@@ -2138,10 +2138,15 @@ def shuffled_rows(examples, *, seed=0):
     return out
 
 
-def row_order_test(pipe, examples, *, seeds=(0, 1, 2)):
+def row_order_test(pipe, examples, *, seeds=(0, 1, 2), as_generated=None):
     """Each question asked over its table as generated and over row-shuffled copies (one per seed): a frame of
-    kind, table and correct per order, for a paired comparison question by question."""
-    frame = evaluate(pipe, examples)[["kind", "question", "correct"]].rename(columns={"correct": "as generated"})
+    kind, table and correct per order, for a paired comparison question by question. `as_generated`: the
+    :func:`evaluate` frame of `pipe` on `examples` if it is at hand, so that they are not asked twice."""
+    if as_generated is None:
+        as_generated = evaluate(pipe, examples)
+    elif list(as_generated["question"]) != [e.question for e in examples]:
+        raise ValueError("row_order_test: as_generated holds other questions than examples")
+    frame = as_generated[["kind", "question", "correct"]].rename(columns={"correct": "as generated"})
     frame.insert(1, "table", table_ids(examples))
     for seed in seeds:
         frame[f"shuffled (seed {seed})"] = evaluate(pipe, shuffled_rows(examples, seed=seed))["correct"].to_numpy()
