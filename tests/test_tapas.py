@@ -903,6 +903,7 @@ def test_seed_runs_and_comparisons_on_a_record():
     summary, versus = compared["test2"]
     assert summary.mean == pytest.approx((0.75 + 1 + 1) / 3)
     assert versus["stage 5, seed 0"].difference == pytest.approx(0.0)
+    assert versus["mean over the seeds"].difference == pytest.approx((0.75 + 1 + 1) / 3 - 0.75)
     with pytest.raises(ValueError, match="at least two"):
         tapas.seed_comparisons(_record({"stage 4": shipped}, kinds, new, tables))
 

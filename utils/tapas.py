@@ -2083,9 +2083,11 @@ def seed_runs(record):
 
 def seed_comparisons(record, against="stage 4"):
     """Per part of :data:`TEST2_PARTS`: the fifth stage's seeds summarised (:func:`utils.evaluation.over_seeds`,
-    the spread a rerun gives) and each seed minus `against` on the same questions (:func:`utils.evaluation.mcnemar`
-    with the tables as groups). Returns {part: (SeedSummary, {seed name: Comparison})}."""
-    from .evaluation import mcnemar, over_seeds
+    the spread a rerun gives), each seed minus `against` on the same questions (:func:`utils.evaluation.mcnemar`
+    with the tables as groups), and, under "mean over the seeds", each question's share of seeds that answered it
+    right minus `against` (:func:`utils.evaluation.paired_bootstrap`, tables resampled): the one comparison of
+    the procedure rather than of a seed. Returns {part: (SeedSummary, {name: Comparison})}."""
+    from .evaluation import mcnemar, over_seeds, paired_bootstrap
 
     questions, masks = _test2_parts(record)
     seeds = {name: run for name, run in record["runs"].items() if name.startswith("stage 5")}
@@ -2097,7 +2099,10 @@ def seed_comparisons(record, against="stage 4"):
     for part, mask in masks.items():
         answers = {name: pd.Series(run["test2"])[mask] for name, run in seeds.items()}
         summary = over_seeds([a.mean() for a in answers.values()], percent=True)
-        out[part] = (summary, {name: mcnemar(a, base[mask], groups=questions["table"][mask]) for name, a in answers.items()})
+        versus = {name: mcnemar(a, base[mask], groups=questions["table"][mask]) for name, a in answers.items()}
+        versus["mean over the seeds"] = paired_bootstrap(pd.concat(answers, axis=1).mean(axis=1), base[mask],
+                                                         groups=questions["table"][mask], percent=True)
+        out[part] = (summary, versus)
     return out
 
 
