@@ -140,28 +140,6 @@ def score_test(folder):
     (folder / "test_metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
 
 
-def score_test2(folder):
-    """Write folder/test2_metrics.json: the model's answers on generate_split("test2", TEST2_TABLES), each
-    right or wrong with its kind, theme and table, and accuracy by kind on the split's own themes and on
-    the training themes with 95% intervals that resample whole tables. Run once per model."""
-    from transformers import TapasForQuestionAnswering, TapasTokenizer, pipeline
-
-    pipe = pipeline("table-question-answering", model=TapasForQuestionAnswering.from_pretrained(folder),
-                    tokenizer=TapasTokenizer.from_pretrained(folder))
-    examples = tapas.generate_split("test2", tapas.TEST2_TABLES)
-    results = tapas.evaluate(pipe, examples).assign(table=tapas.table_ids(examples))
-    results["part"] = ["new themes" if t in tapas.TEST2_THEMES else "training themes" for t in results["theme"]]
-    metrics = {"command": f"python scripts/train_tapas.py --test2 {utils.relative(folder)}", "parts": {},
-               "questions": results[["kind", "theme", "table", "executed", "correct"]].astype({"executed": str}).to_dict("list")}
-    for name, part in {"all": results, **dict(list(results.groupby("part")))}.items():
-        table = tapas.accuracy_by_kind(part, groups="table")
-        metrics["parts"][name] = {kind: dict(right=int(row.right), asked=int(row.asked), accuracy=round(float(row.accuracy), 4),
-                                             low=round(float(row.low), 4), high=round(float(row.high), 4))
-                                  for kind, row in table.iterrows()}
-    print(json.dumps(metrics["parts"], indent=1))
-    (folder / "test2_metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tables", type=int, default=700, help="training tables (about 6 questions each)")
@@ -194,9 +172,6 @@ def main(argv=None):
     parser.add_argument("--choose-on", choices=["validation", "validation themes"], default="validation",
                         help="broad generator: keep the weights that score best on all of validation, or on its "
                              "tables of VALIDATION_THEMES only; with --init the starting weights are a candidate too")
-    parser.add_argument("--test2", default=None, metavar="FOLDER",
-                        help="train nothing: score the model in FOLDER once on generate_split('test2') and write "
-                             "FOLDER/test2_metrics.json")
     parser.add_argument("--out", default=str(utils.data_path("tapas", "small_tapas")))
     args = parser.parse_args(argv)
     if args.threads:
@@ -208,8 +183,6 @@ def main(argv=None):
         return score(Path(args.score), args)
     if args.test:
         return score_test(Path(args.test))
-    if args.test2:
-        return score_test2(Path(args.test2))
     utils.seed_everything(0)
     broad = args.generator == "broad"
     if broad and args.init and args.keep_vocab:
