@@ -73,6 +73,8 @@ def test_notebook_shape(path):
             assert "image/svg+xml" not in out.get("data", {}), f"cell {i}: SVG output, use PNG"
         if cell.source.startswith("%%hub"):
             assert "nbval-ignore-output" in cell.metadata.get("tags", []), f"cell {i}: %%hub untagged"
+    # Saved widget state makes the site's page fetch require.js and the widget manager off-site.
+    assert "widgets" not in nb.metadata, "widget state saved: utils.notebooks run drops it"
     text = json.dumps(nb)
     assert str(REPO_ROOT) not in text and "site-packages" not in text
 

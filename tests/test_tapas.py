@@ -930,3 +930,19 @@ def test_row_order_test_reuses_the_answers_as_generated():
     assert list(asked.columns) == ["kind", "table", "question", "as generated", "shuffled (seed 0)", "shuffled (seed 1)"]
     with pytest.raises(ValueError, match="other questions"):
         tapas.row_order_test(first_row_pipe, examples, as_generated=tapas.evaluate(first_row_pipe, examples[1:]))
+
+
+def test_renamed_lookup_swaps_header_and_name_in_table_and_question():
+    examples = [e for e in tapas.generate_split("unseen themes", 30) if e.kind == "lookup"]
+    for e in examples:
+        both = tapas.renamed_lookup(e, header="pages", name="Ana Silva")
+        assert both.gold == e.gold and both.answer_text == e.answer_text  # the answer cell is untouched
+        assert "pages" in both.question and "Ana Silva" in both.question
+        assert list(both.table.columns).count("pages") == 1 and (both.table == "Ana Silva").sum().sum() == 1
+        assert e.question != both.question and "Ana Silva" not in e.question  # the original is not changed
+    planet = next(e for e in examples if e.question == "The width of kepler minor?")
+    renamed = tapas.renamed_lookup(planet, header="pages", name="Ana Silva")
+    assert renamed.question == "The pages of Ana Silva?" and "diameter_km" not in renamed.table.columns
+    assert tapas.renamed_lookup(planet, name="Ana Silva").question == "The width of Ana Silva?"
+    with pytest.raises(ValueError, match="not a lookup"):
+        tapas.renamed_lookup(next(e for e in tapas.generate_split("unseen themes", 5) if e.kind == "sum"), header="pages")

@@ -111,6 +111,7 @@ def execute(path, inplace=False, online=False, timeout=900, checks=()):
         status = f"FAILED: {type(err).__name__}: {str(err).strip().splitlines()[-1][:120]}"
     seconds = time.perf_counter() - start
     if inplace and status == "ok":
+        nb.metadata.pop("widgets", None)  # tqdm's bars: saved state makes a page load scripts off-site
         nbformat.write(nb, path)
     return status, seconds
 

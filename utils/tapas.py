@@ -769,10 +769,69 @@ def theme_words(specs):
     return words
 
 
+def renaming_test(pipe, lookups, *, numeric_header="pages", text_header="genre", name="Ana Silva"):
+    """Lookups by name asked four ways (:func:`renamed_lookup`): as generated; with the gold column renamed to a
+    training header (`numeric_header`, or `text_header` for a column of words); with the gold row renamed to a
+    training-style name; with both. A frame of kind, table and right or wrong per variant, paired question by
+    question."""
+    def header(e):
+        return numeric_header if _is_number(e.table.iat[e.coordinates[0]]) else text_header
+
+    variants = {"as generated": lookups,
+                "training header": [renamed_lookup(e, header=header(e)) for e in lookups],
+                "training-style name": [renamed_lookup(e, name=name) for e in lookups],
+                "both": [renamed_lookup(e, header=header(e), name=name) for e in lookups]}
+    frame = pd.DataFrame({"kind": [e.kind for e in lookups], "table": table_ids(lookups)})
+    for variant, examples in variants.items():
+        frame[variant] = evaluate(pipe, examples)["correct"].to_numpy()
+    return frame
+
+
+def _theme_specs():
+    return {**_BROAD, **_HELD_OUT, **_VALIDATION, **_TEST, **_TEST2}
+
+
+def renamed_lookup(example, *, header=None, name=None):
+    """A copy of a lookup by name with the words the model has to link swapped for words it was trained on.
+    `header` replaces the gold column's header in the table and, in the question, the words that name that
+    column (its header or one of its phrases); `name` replaces the gold row's name in the table and in the
+    question, in whichever spelling the question used (as written, lower case, hyphenated). The gold answer is
+    unchanged. Raises ValueError when the example is no lookup or its question names neither in a way found here."""
+    import re
+
+    if example.kind != "lookup" or len(example.coordinates) != 1:
+        raise ValueError(f"renamed_lookup: not a lookup of one cell: {example.question!r}")
+    (row, col), = example.coordinates
+    table, question = example.table.copy(), example.question
+    if header is not None:
+        old = table.columns[col]
+        phrases = [p for spec in _theme_specs().values() for column in spec[5] if column.header == old for p in column.phrases]
+        words = sorted({old.replace("_", " "), *phrases}, key=len, reverse=True)
+        found = next((w for w in words if re.search(rf"\b{re.escape(w)}\b", question, re.I)), None)
+        if found is None:
+            raise ValueError(f"renamed_lookup: the question {question!r} names column {old!r} by none of {words}")
+        question = re.sub(rf"\b{re.escape(found)}\b", header.replace("_", " "), question, count=1, flags=re.I)
+        table = table.rename(columns={old: header})
+    if name is not None:
+        for c in range(table.shape[1]):
+            value = str(table.iat[row, c])
+            lower, hyphenated = value.lower(), "-".join(value.lower().split())
+            spellings = [value, lower, hyphenated, lower.capitalize(), hyphenated.capitalize()]  # a question may start with it
+            found = next((v for v in spellings if not _is_number(v) and re.search(rf"(?<![\w-]){re.escape(v)}(?![\w-])", question)), None)
+            if found:
+                question = question.replace(found, name, 1)
+                table.iat[row, c] = name
+                break
+        else:
+            raise ValueError(f"renamed_lookup: the question {question!r} names no cell of row {row}")
+    return Example(table, question, example.aggregator, example.coordinates, example.pandas, example.gold,
+                   example.kind, example.theme)
+
+
 def schema_words_of(themes):
     """The words of the named themes (:func:`theme_words`) that the training's random schemas may draw:
     e.g. those of TEST2_THEMES, whose words were not kept out of the schemas."""
-    specs = {**_BROAD, **_HELD_OUT, **_VALIDATION, **_TEST, **_TEST2}
+    specs = _theme_specs()
     unknown = [name for name in themes if name not in specs]
     if unknown:
         raise ValueError(f"schema_words_of: no theme {unknown[0]!r}; it knows {sorted(specs)}")
