@@ -1,6 +1,6 @@
 """Train the small TAPAS of notebook 05 longer than the notebook can, and ship it.
 
-The shipped checkpoint (data/tapas/small_tapas) was trained in four stages, each continuing from the
+The shipped checkpoint (data/tapas/small_tapas) was trained in five stages, each continuing from the
 weights of the one before (--init). The first two use the original five-theme generator:
 
     python scripts/train_tapas.py --out /tmp/stage1              # 700 tables, 5,000 steps: the operators
@@ -49,8 +49,8 @@ init_history.csv are stage 4's); stage 4's weights are in the git history (scrip
 What each stage taught: stages 1 and 2 (original five-theme generator, 2,000-token vocabulary) the
 operators and the lookups by a number, then one lookup by name for every row of 4,000 more tables;
 stage 3 the 13 themes and training phrasings, its vocabulary enlarged to 8,000 tokens with
-utils.tapas.transplant_vocabulary keeping the vectors of the tokens both vocabularies hold
-; stage 4 the random schemas too, keeping the weights of the best validation evaluation; stage 5 today's
+utils.tapas.transplant_vocabulary keeping the vectors of the tokens both vocabularies hold;
+stage 4 the random schemas too, keeping the weights of the best validation evaluation; stage 5 today's
 generator, which no longer totals years, ratings and ages. Copy a new folder over
 data/tapas/small_tapas only if it is better on validation and keeps the book's four and the original
 held-out set (tests/test_tapas.py checks both).
@@ -60,7 +60,7 @@ tables and questions (seed 1; lookups seed 3), trains a TapasForQuestionAnswerin
 utils.tapas.small_config with the course's training loop (utils.train), scores it through
 pipeline("table-question-answering") on held-out tables (seed 2) and on the book's four questions,
 and saves model (safetensors), tokenizer, history.csv and metrics.json to --out (default
-data/tapas/small_tapas). With --init, the first stage's metrics.json and history.csv are kept
+data/tapas/small_tapas). With --init, the --init model's metrics.json and history.csv are kept
 beside them as init_metrics.json and init_history.csv.
 """
 import argparse

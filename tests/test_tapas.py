@@ -946,3 +946,23 @@ def test_renamed_lookup_swaps_header_and_name_in_table_and_question():
     assert tapas.renamed_lookup(planet, name="Ana Silva").question == "The width of Ana Silva?"
     with pytest.raises(ValueError, match="not a lookup"):
         tapas.renamed_lookup(next(e for e in tapas.generate_split("unseen themes", 5) if e.kind == "sum"), header="pages")
+
+
+def test_renamed_variants_swap_in_training_headers_chosen_by_the_gold_cell():
+    training_headers = {h for e in tapas.generate_split("train", 300) for h in e.table.columns}
+    assert {"pages", "genre"} <= training_headers  # the default swaps are words the model trained on
+    lookups = [e for e in tapas.generate_split("unseen themes", 30) if e.kind == "lookup"]
+    variants = tapas.renamed_variants(lookups)
+    assert list(variants) == ["as generated", "training header", "training-style name", "both", "both, with decoys"]
+    assert variants["as generated"] == lookups and all(len(v) == len(lookups) for v in variants.values())
+    for e, h, both in zip(lookups, variants["training header"], variants["both"]):
+        (row, col), = e.coordinates
+        expected = "pages" if tapas._is_number(e.table.iat[row, col]) else "genre"
+        assert h.table.columns[col] == both.table.columns[col] == expected
+        assert both.table.iat[row, col] == e.table.iat[row, col] and "Ana Silva" in both.question
+    for both, decoyed in zip(variants["both"], variants["both, with decoys"]):
+        (row, col), = both.coordinates
+        assert decoyed.question == both.question and decoyed.table.iat[row, col] == both.table.iat[row, col]
+        changed = [c for c in both.table.columns if c not in decoyed.table.columns]
+        assert len(changed) == 1 and set(decoyed.table.columns) & {"seats", "cuisine"}  # one column renamed
+        assert (decoyed.table == "Ben Meyer").sum().sum() == 1 and (decoyed.table == "Ana Silva").sum().sum() == 1

@@ -769,20 +769,46 @@ def theme_words(specs):
     return words
 
 
-def renaming_test(pipe, lookups, *, numeric_header="pages", text_header="genre", name="Ana Silva"):
-    """Lookups by name asked four ways (:func:`renamed_lookup`): as generated; with the gold column renamed to a
+def renamed_variants(lookups, *, numeric_header="pages", text_header="genre", name="Ana Silva",
+                     decoys=("seats", "cuisine", "Ben Meyer")):
+    """Lookups by name five ways (:func:`renamed_lookup`): as generated; with the gold column renamed to a
     training header (`numeric_header`, or `text_header` for a column of words); with the gold row renamed to a
-    training-style name; with both. A frame of kind, table and right or wrong per variant, paired question by
-    question."""
-    def header(e):
-        return numeric_header if _is_number(e.table.iat[e.coordinates[0]]) else text_header
+    training-style name (the employees theme's first and last names); with both; and with both plus decoys:
+    another column renamed to a second training header of the same type and another row's name to a second
+    training-style name (`decoys`: numeric header, text header, name), so that the familiar words are no
+    longer the only ones in the table. {variant: [Example]}."""
+    def header(e, numeric, text):
+        return numeric if _is_number(e.table.iat[e.coordinates[0]]) else text
 
-    variants = {"as generated": lookups,
-                "training header": [renamed_lookup(e, header=header(e)) for e in lookups],
-                "training-style name": [renamed_lookup(e, name=name) for e in lookups],
-                "both": [renamed_lookup(e, header=header(e), name=name) for e in lookups]}
+    both = [renamed_lookup(e, header=header(e, numeric_header, text_header), name=name) for e in lookups]
+    return {"as generated": list(lookups),
+            "training header": [renamed_lookup(e, header=header(e, numeric_header, text_header)) for e in lookups],
+            "training-style name": [renamed_lookup(e, name=name) for e in lookups],
+            "both": both,
+            "both, with decoys": [_with_decoys(e, name, header(e, *decoys[:2]), decoys[2]) for e in both]}
+
+
+def _with_decoys(example, name, decoy_header, decoy_name):
+    """`example` (a lookup whose gold row holds `name`) with a second column headed `decoy_header`, of the gold
+    cell's type where the table has one, and the next row's name changed to `decoy_name`."""
+    (row, col), = example.coordinates
+    table = example.table.copy()
+    name_col = next((c for c in range(table.shape[1]) if table.iat[row, c] == name), None)
+    others = [c for c in range(table.shape[1]) if c not in (col, name_col)]
+    if name_col is None or not others:
+        raise ValueError(f"_with_decoys: no row named {name!r} or no third column in {list(table.columns)}")
+    same = [c for c in others if _is_number(table.iat[row, c]) == _is_number(table.iat[row, col])]
+    table = table.rename(columns={table.columns[(same or others)[0]]: decoy_header})
+    table.iat[(row + 1) % len(table), name_col] = decoy_name
+    return Example(table, example.question, example.aggregator, example.coordinates, example.pandas, example.gold,
+                   example.kind, example.theme)
+
+
+def renaming_test(pipe, lookups, **words):
+    """The four variants of :func:`renamed_variants` (`words` passed on) asked of `pipe`: a frame of kind,
+    table and right or wrong per variant, paired question by question."""
     frame = pd.DataFrame({"kind": [e.kind for e in lookups], "table": table_ids(lookups)})
-    for variant, examples in variants.items():
+    for variant, examples in renamed_variants(lookups, **words).items():
         frame[variant] = evaluate(pipe, examples)["correct"].to_numpy()
     return frame
 
