@@ -775,9 +775,9 @@ def test_encode_weak_and_collate_pad_numbers_as_the_tokenizer_does(tokenizer):
 def test_supervision_runs_record_and_comparison(tokenizer):
     examples = tapas.generate_examples(2, seed=0)
     runs = tapas.supervision_runs(tokenizer, examples, examples[:4], seeds=(0, 1), steps=2, batch_size=4)
-    assert len(runs) == 2 * 2 * 4 and set(runs["supervision"]) == {"strong", "weak"}
+    assert len(runs) == 3 * 2 * 4 and set(runs["supervision"]) == set(tapas.SUPERVISION_ARMS)
     record = tapas.supervision_record(runs, command="python x", steps=2)
-    assert record["command"] == "python x" and len(record["runs"]) == 4
+    assert record["command"] == "python x" and len(record["runs"]) == 6
     back = tapas.read_supervision_record(record)
     columns = ["supervision", "seed", "question", "kind", "table", "correct"]
     pd.testing.assert_frame_equal(back[columns], runs.sort_values(["supervision", "seed", "question"])[columns]
@@ -786,9 +786,20 @@ def test_supervision_runs_record_and_comparison(tokenizer):
     made = dict(command="x", kinds=["sum", "lookup", "sum", "lookup"], tables=[0, 0, 1, 2],
                 runs=[dict(supervision=s, seed=k, seconds=1.0, correct=("1111" if s == "weak" else "0000"))
                       for s in ("strong", "weak") for k in (0, 1)])
-    by_kind, paired = tapas.compare_supervision(tapas.read_supervision_record(made))
+    by_kind, paired, (points, over_seeds) = tapas.compare_supervision(tapas.read_supervision_record(made), b="strong")
     assert by_kind.loc["all", "weak"].tolist() == [1.0, 1.0] and by_kind.loc["sum", "strong"].tolist() == [0.0, 0.0]
     assert paired.difference == pytest.approx(1.0) and str(paired).startswith("+100")
+    assert points == [100.0, 100.0] and over_seeds.value == pytest.approx(100.0)
+    # seed by seed: +50 and -25 points; t interval of the mean, 1 degree of freedom (t = 12.706)
+    uneven = dict(made, runs=[dict(supervision="weak", seed=0, seconds=1.0, correct="1100"),
+                              dict(supervision="strong", seed=0, seconds=1.0, correct="0000"),
+                              dict(supervision="weak", seed=1, seconds=1.0, correct="0100"),
+                              dict(supervision="strong", seed=1, seconds=1.0, correct="1100")])
+    _, _, (points, over_seeds) = tapas.compare_supervision(tapas.read_supervision_record(uneven), b="strong")
+    assert points == [50.0, -25.0] and over_seeds.value == pytest.approx(12.5)
+    assert over_seeds.high - over_seeds.value == pytest.approx(12.706 * 75 / 2 ** 0.5 / 2 ** 0.5, rel=1e-3)
+    with pytest.raises(ValueError, match="needs runs"):
+        tapas.compare_supervision(tapas.read_supervision_record(made))  # no 'strong, WTQ temperature' arm
     with pytest.raises(ValueError, match="outcomes"):
         tapas.read_supervision_record(dict(made, kinds=["sum"]))
 
@@ -906,6 +917,10 @@ def test_seed_runs_and_comparisons_on_a_record():
     assert versus["mean over the seeds"].difference == pytest.approx((0.75 + 1 + 1) / 3 - 0.75)
     with pytest.raises(ValueError, match="at least two"):
         tapas.seed_comparisons(_record({"stage 4": shipped}, kinds, new, tables))
+    lines = tapas.test2_lines(record)
+    assert len(lines) == len(tapas.TEST2_PARTS) and lines[0].split()[0] == "test2"
+    assert lines[0].split()[1] == table.loc["stage 5, seed 0", "test2"].split()[0] == "75%"
+    assert "stage 4 75%; keyword rule 25%" in lines[0] and "over 3 seeds" in lines[0]
 
 
 def test_schema_words_of_the_test_themes():
@@ -953,7 +968,8 @@ def test_renamed_variants_swap_in_training_headers_chosen_by_the_gold_cell():
     assert {"pages", "genre"} <= training_headers  # the default swaps are words the model trained on
     lookups = [e for e in tapas.generate_split("unseen themes", 30) if e.kind == "lookup"]
     variants = tapas.renamed_variants(lookups)
-    assert list(variants) == ["as generated", "training header", "training-style name", "both", "both, with decoys"]
+    assert list(variants) == ["as generated", "training header", "training-style name", "both", "both, with decoys",
+                             "random-schema words"]
     assert variants["as generated"] == lookups and all(len(v) == len(lookups) for v in variants.values())
     for e, h, both in zip(lookups, variants["training header"], variants["both"]):
         (row, col), = e.coordinates
@@ -966,3 +982,40 @@ def test_renamed_variants_swap_in_training_headers_chosen_by_the_gold_cell():
         changed = [c for c in both.table.columns if c not in decoyed.table.columns]
         assert len(changed) == 1 and set(decoyed.table.columns) & {"seats", "cuisine"}  # one column renamed
         assert (decoyed.table == "Ben Meyer").sum().sum() == 1 and (decoyed.table == "Ana Silva").sum().sum() == 1
+
+
+def test_never_trained_words_are_whole_tokens_that_no_training_question_or_table_holds():
+    from transformers import TapasTokenizer
+
+    from utils import data_path
+
+    shipped = TapasTokenizer.from_pretrained(data_path("tapas", "small_tapas"))
+    words = tapas.never_trained_words(shipped)
+    assert len(words) == 16 and all(shipped.tokenize(w) == [w] for w in words)
+    seen = set()
+    for e in tapas.generate_split("train", 400) + tapas.broad_lookups(200, seed=3):
+        text = " ".join([e.question, *map(str, e.table.columns), *e.table.astype(str).to_numpy().ravel()])
+        seen |= set(re.findall(r"[a-z]+", text.lower()))
+    assert not seen & set(words)
+    assert {"abode", "abroad", "absolutely", "accent"} <= set(tapas._schema_words())  # the schema variant's words
+    variants = tapas.renamed_variants([e for e in tapas.generate_split("unseen themes", 10) if e.kind == "lookup"],
+                                      never_trained=words[:8])
+    assert list(variants)[-3:] == ["random-schema words", "never-trained words 1", "never-trained words 2"]
+    assert all(words[2].title() in e.question for e in variants["never-trained words 1"])
+    with pytest.raises(ValueError, match="fours"):
+        tapas.renamed_variants([], never_trained=words[:3])
+
+
+def test_where_it_looks_reads_the_selected_column_and_the_gold_row():
+    from transformers import TapasForQuestionAnswering, TapasTokenizer
+
+    from utils import data_path
+
+    folder = data_path("tapas", "small_tapas")
+    model, tokenizer = TapasForQuestionAnswering.from_pretrained(folder), TapasTokenizer.from_pretrained(folder)
+    e = next(e for e in tapas.generate_split("unseen themes", 30) if e.question == "The width of kepler minor?")
+    probabilities, _ = tapas._cell_probabilities(model, tokenizer, e.table, e.question)
+    column = int(probabilities.max(axis=0).argmax())
+    line = tapas.where_it_looks(model, tokenizer, e)
+    assert line.startswith(f"gold column 'diameter_km', selected {e.table.columns[column]!r}")
+    assert line.endswith(f"Kepler Minor, has {probabilities[1, column]:.2f}") and e.coordinates == [(1, 3)]

@@ -769,23 +769,59 @@ def theme_words(specs):
     return words
 
 
+def never_trained_words(tokenizer, n=16):
+    """Words that are single tokens of `tokenizer`'s vocabulary but that no training table or question holds:
+    words of the novel of 11 letters or more (random schemas draw words of 4 to 10), in no theme and no
+    template. The `n` most frequent, most frequent first (ties alphabetical). Their rows of the embedding
+    matrix were never updated by question answering. Raises ValueError when fewer than `n` qualify."""
+    import collections
+    import re
+
+    from utils import data_path
+
+    text = data_path("pride_and_prejudice.txt").read_text(encoding="utf-8").lower()
+    counts = collections.Counter(w for w in re.findall(r"[a-z]+", text) if len(w) >= 11)
+    banned = theme_words(_theme_specs())
+    for sets in TEMPLATES.values():
+        banned |= {w for texts in sets.values() for t, _ in texts for w in re.findall(r"[a-z]+", t.lower())}
+    vocab = tokenizer.get_vocab()
+    words = [w for w, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0])) if w in vocab and w not in banned]
+    if len(words) < n:
+        raise ValueError(f"never_trained_words: only {len(words)} words qualify, {n} asked")
+    return words[:n]
+
+
 def renamed_variants(lookups, *, numeric_header="pages", text_header="genre", name="Ana Silva",
-                     decoys=("seats", "cuisine", "Ben Meyer")):
-    """Lookups by name five ways (:func:`renamed_lookup`): as generated; with the gold column renamed to a
-    training header (`numeric_header`, or `text_header` for a column of words); with the gold row renamed to a
-    training-style name (the employees theme's first and last names); with both; and with both plus decoys:
-    another column renamed to a second training header of the same type and another row's name to a second
-    training-style name (`decoys`: numeric header, text header, name), so that the familiar words are no
-    longer the only ones in the table. {variant: [Example]}."""
+                     decoys=("seats", "cuisine", "Ben Meyer"), schema=("abode", "abroad", "Absolutely Accent"),
+                     never_trained=()):
+    """Lookups by name asked several ways (:func:`renamed_lookup`): as generated; with the gold column renamed to
+    a training header (`numeric_header`, or `text_header` for a column of words); with the gold row renamed to a
+    training-style name (the employees theme's first and last names); with both; with both plus decoys: another
+    column renamed to a second training header of the same type and another row's name to a second
+    training-style name (`decoys`: numeric header, text header, name), so that the familiar words are no longer
+    the only ones in the table; with both words drawn from the random schemas' words (`schema`: numeric header,
+    text header, name), words that training tables use with no fixed meaning; and, for every four words of
+    `never_trained` (:func:`never_trained_words`), with both words never seen in training (numeric header, text
+    header, and a name of the last two, title-cased). {variant: [Example]}."""
     def header(e, numeric, text):
         return numeric if _is_number(e.table.iat[e.coordinates[0]]) else text
 
-    both = [renamed_lookup(e, header=header(e, numeric_header, text_header), name=name) for e in lookups]
-    return {"as generated": list(lookups),
-            "training header": [renamed_lookup(e, header=header(e, numeric_header, text_header)) for e in lookups],
-            "training-style name": [renamed_lookup(e, name=name) for e in lookups],
-            "both": both,
-            "both, with decoys": [_with_decoys(e, name, header(e, *decoys[:2]), decoys[2]) for e in both]}
+    def swap(numeric, text, new_name):
+        return [renamed_lookup(e, header=header(e, numeric, text), name=new_name) for e in lookups]
+
+    if len(never_trained) % 4:
+        raise ValueError(f"never_trained takes words in fours (numeric header, text header, name), got {len(never_trained)}")
+    both = swap(numeric_header, text_header, name)
+    variants = {"as generated": list(lookups),
+                "training header": [renamed_lookup(e, header=header(e, numeric_header, text_header)) for e in lookups],
+                "training-style name": [renamed_lookup(e, name=name) for e in lookups],
+                "both": both,
+                "both, with decoys": [_with_decoys(e, name, header(e, *decoys[:2]), decoys[2]) for e in both],
+                "random-schema words": swap(*schema)}
+    for k in range(0, len(never_trained), 4):
+        numeric, text, first, last = never_trained[k:k + 4]
+        variants[f"never-trained words {k // 4 + 1}"] = swap(numeric, text, f"{first.title()} {last.title()}")
+    return variants
 
 
 def _with_decoys(example, name, decoy_header, decoy_name):
@@ -804,13 +840,27 @@ def _with_decoys(example, name, decoy_header, decoy_name):
                    example.kind, example.theme)
 
 
-def renaming_test(pipe, lookups, **words):
-    """The four variants of :func:`renamed_variants` (`words` passed on) asked of `pipe`: a frame of kind,
-    table and right or wrong per variant, paired question by question."""
+def renaming_test(pipe, variants):
+    """The variants of :func:`renamed_variants` asked of `pipe`: a frame of kind, table and right or wrong per
+    variant, paired question by question."""
+    lookups = variants["as generated"]
     frame = pd.DataFrame({"kind": [e.kind for e in lookups], "table": table_ids(lookups)})
-    for variant, examples in renamed_variants(lookups, **words).items():
+    for variant, examples in variants.items():
         frame[variant] = evaluate(pipe, examples)["correct"].to_numpy()
     return frame
+
+
+def renaming_table(renamed, variants):
+    """One row per variant of :func:`renaming_test`'s frame: its first question, its share right, and its
+    difference from "as generated" on the same questions (:func:`utils.evaluation.mcnemar`, tables as groups)."""
+    from .evaluation import mcnemar
+
+    rows = {}
+    for variant, examples in variants.items():
+        paired = mcnemar(renamed[variant], renamed["as generated"], groups=renamed["table"])
+        rows[variant] = {"first question": examples[0].question, "right": f"{paired.a:.0%}",
+                         "minus as generated": "" if variant == "as generated" else str(paired)}
+    return pd.DataFrame(rows).T
 
 
 def _theme_specs():
@@ -1645,15 +1695,26 @@ def supervision_terms(tokenizer, table, questions, *, operators, strong_cells, a
 SUPERVISION_COMMAND = "python scripts/tapas_supervision.py --out data/tapas/supervision_runs.json"
 
 
+SUPERVISION_ARMS = {
+    "strong": ("strong", {}),
+    "strong, WTQ temperature": ("strong", {"temperature": WTQ_WEAK_SUPERVISION["temperature"]}),
+    "weak": ("weak", WTQ_WEAK_SUPERVISION),
+}
+"""The runs of :func:`supervision_runs`: name -> (what the training questions carry, config overrides). The weak
+arm takes every WTQ setting, the temperature that divides the cell logits among them; the second strong arm takes
+that temperature alone, so that weak against it changes the supervision only."""
+
+
 def supervision_runs(tokenizer, train_examples, eval_examples, *, seeds=(0, 1, 2), steps=100, lr=2e-3,
-                     batch_size=32):
-    """Strong against weak supervision at the same budget: for every seed, a fresh small model
-    (:func:`small_config`) trained for `steps` steps on `train_examples` from the labelled operator
-    and cells, and one trained from the answers alone (:data:`WTQ_WEAK_SUPERVISION`, :func:`weak_answer`),
-    both scored through the table-question-answering pipeline on `eval_examples`. The seed sets the
-    initial weights and the order of the batches, the same for both kinds. Returns one row per
-    (supervision, seed, question): kind, table (as :func:`table_ids`), whether it was answered right,
-    and the seconds the training took."""
+                     batch_size=32, arms=tuple(SUPERVISION_ARMS)):
+    """Strong against weak supervision at the same budget: for every seed and every arm of
+    :data:`SUPERVISION_ARMS` named in `arms`, a fresh small model (:func:`small_config` with the arm's
+    overrides) trained for `steps` steps on `train_examples`, from the labelled operator and cells (strong) or
+    from the answers alone (weak: :data:`WTQ_WEAK_SUPERVISION`, :func:`weak_answer`), scored through the
+    table-question-answering pipeline on `eval_examples`. The seed sets the initial weights and the order of the
+    batches, the same for every arm. Returns one row per (arm, seed, question), the arm in the column
+    ``supervision``: kind, table (as :func:`table_ids`), whether it was answered right, and the seconds the
+    training took."""
     from transformers import TapasForQuestionAnswering, pipeline
 
     from .core import seed_everything
@@ -1661,9 +1722,13 @@ def supervision_runs(tokenizer, train_examples, eval_examples, *, seeds=(0, 1, 2
 
     if len(seeds) < 1 or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct and at least one, got {seeds!r}")
+    unknown = set(arms) - set(SUPERVISION_ARMS)
+    if unknown or not arms:
+        raise ValueError(f"arms must be among {list(SUPERVISION_ARMS)}, got {list(arms)}")
     tables = table_ids(eval_examples)
     rows = []
-    for supervision, overrides in [("strong", {}), ("weak", WTQ_WEAK_SUPERVISION)]:
+    for arm in arms:
+        supervision, overrides = SUPERVISION_ARMS[arm]
         data = encode_examples(tokenizer, train_examples, supervision=supervision)
         for seed in seeds:
             seed_everything(seed)
@@ -1671,10 +1736,10 @@ def supervision_runs(tokenizer, train_examples, eval_examples, *, seeds=(0, 1, 2
             history = train(model, data, collate_fn=collate, batch_size=batch_size, max_steps=steps, lr=lr,
                             seed=seed, progress=False)
             if not history["loss"].notna().all():
-                raise RuntimeError(f"{supervision} supervision, seed {seed}: the loss became NaN")
+                raise RuntimeError(f"{arm} supervision, seed {seed}: the loss became NaN")
             pipe = pipeline("table-question-answering", model=model.eval(), tokenizer=tokenizer)
             results = evaluate(pipe, eval_examples)
-            rows += [dict(supervision=supervision, seed=seed, question=i, kind=r.kind, table=tables[i],
+            rows += [dict(supervision=arm, seed=seed, question=i, kind=r.kind, table=tables[i],
                           correct=bool(r.correct), seconds=float(history["seconds"].iloc[-1]))
                      for i, r in enumerate(results.itertuples())]
     return pd.DataFrame(rows)
@@ -1716,24 +1781,27 @@ def cutoff_drops(tokenizer, examples, *, seeds=(0, 1, 2), batch_size=64):
     return table
 
 
-def compare_supervision(runs):
-    """The record of :func:`supervision_runs` read two ways: accuracy per seed and kind (a DataFrame,
-    supervision and seed as columns, kinds and "all" as rows), and the paired comparison of the two
-    kinds of supervision on the same questions (:func:`utils.evaluation.paired_bootstrap` of each
-    question's share of seeds answered right, weak minus strong, resampling whole tables)."""
-    from .evaluation import paired_bootstrap
+def compare_supervision(runs, a="weak", b="strong, WTQ temperature"):
+    """The record of :func:`supervision_runs` read three ways: accuracy per seed and kind (a DataFrame, arm and
+    seed as columns, kinds and "all" as rows); arm `a` minus arm `b` on the same questions, each question's share
+    of seeds answered right (:func:`utils.evaluation.paired_bootstrap`, whole tables resampled: the spread of
+    the questions, for these seeds); and the same difference seed by seed, in points, with Student's t
+    interval of their mean (:func:`utils.evaluation.t_interval`: the spread over seeds, which a rerun meets).
+    Returns (by_kind, paired, (per-seed differences, t estimate))."""
+    from .evaluation import paired_bootstrap, t_interval
 
     missing = {"supervision", "seed", "question", "kind", "table", "correct"} - set(runs.columns)
     if missing:
         raise ValueError(f"compare_supervision: the runs lack the columns {sorted(missing)}")
-    if set(runs["supervision"]) != {"strong", "weak"}:
-        raise ValueError(f"compare_supervision needs strong and weak runs, got {sorted(set(runs['supervision']))}")
+    if not {a, b} <= set(runs["supervision"]):
+        raise ValueError(f"compare_supervision needs runs {a!r} and {b!r}, got {sorted(set(runs['supervision']))}")
     by_kind = runs.pivot_table(index="kind", columns=["supervision", "seed"], values="correct", aggfunc="mean")
     by_kind.loc["all"] = runs.groupby(["supervision", "seed"])["correct"].mean()
     share = runs.pivot_table(index=["question", "table"], columns="supervision", values="correct", aggfunc="mean")
-    paired = paired_bootstrap(share["weak"], share["strong"], groups=share.index.get_level_values("table"),
-                              percent=True)
-    return by_kind, paired
+    paired = paired_bootstrap(share[a], share[b], groups=share.index.get_level_values("table"), percent=True)
+    seeds = sorted(set(by_kind[a].columns) & set(by_kind[b].columns))
+    points = [100 * float(by_kind.loc["all", (a, k)] - by_kind.loc["all", (b, k)]) for k in seeds]
+    return by_kind, paired, (points, t_interval(points, digits=1) if len(points) > 1 else None)
 
 
 def supervision_record(runs, *, command, **settings):
@@ -2166,6 +2234,16 @@ def seed_runs(record):
     return pd.DataFrame(rows).T
 
 
+def test2_lines(record, shipped="stage 5, seed 0"):
+    """The second test split in a line per part of :data:`TEST2_PARTS`: the `shipped` run's score with its
+    interval (tables resampled), the fifth stage's seeds summarised (:func:`seed_comparisons`), and the shares
+    of the fourth stage and of the keyword rule."""
+    table, compared = seed_runs(record), seed_comparisons(record)
+    share = lambda run, part: table.loc[run, part].split(" [")[0]  # noqa: E731
+    return [f"  {part:25s} {table.loc[shipped, part]}; the seeds: {compared[part][0]}; "
+            f"stage 4 {share('stage 4', part)}; keyword rule {share('keyword rule', part)}" for part in TEST2_PARTS]
+
+
 def seed_comparisons(record, against="stage 4"):
     """Per part of :data:`TEST2_PARTS`: the fifth stage's seeds summarised (:func:`utils.evaluation.over_seeds`,
     the spread a rerun gives), each seed minus `against` on the same questions (:func:`utils.evaluation.mcnemar`
@@ -2243,23 +2321,42 @@ def row_order_test(pipe, examples, *, seeds=(0, 1, 2), as_generated=None):
     return frame
 
 
-def plot_cell_probabilities(model, tokenizer, table, question, ax, title=None):
-    """The model's mean cell probabilities for ``question`` over ``table`` (after its single-column selection),
-    as a heatmap on ``ax``; rows labelled by the first text column. Returns the predicted operator."""
+def _cell_probabilities(model, tokenizer, table, question):
     import torch
-
-    from .plotting import plot_heatmap
 
     inputs = tokenizer(table=table, queries=question, return_tensors="pt", truncation=True)
     with torch.no_grad():
         outputs = model(**inputs)
-    probabilities = cell_probabilities(inputs, outputs.logits, table.shape)
     operator = model.config.aggregation_labels[int(outputs.logits_aggregation.argmax())]
+    return cell_probabilities(inputs, outputs.logits, table.shape), operator
+
+
+def plot_cell_probabilities(model, tokenizer, table, question, ax, title=None):
+    """The model's mean cell probabilities for ``question`` over ``table`` (after its single-column selection),
+    as a heatmap on ``ax``; rows labelled by the first text column. Returns the predicted operator."""
+    from .plotting import plot_heatmap
+
+    probabilities, operator = _cell_probabilities(model, tokenizer, table, question)
     text = [c for c in table.columns if not all(_is_number(v) for v in table[c])]
     rows = list(table[text[0]]) if text else list(range(len(table)))
     plot_heatmap(probabilities, rows, list(table.columns), fmt=".2f", ax=ax, cbar_label="mean cell probability", vmin=0, vmax=1,
                  xlabel="column", title=f"{title or question}\n(operator {operator}; other columns forced to 0)")
     return operator
+
+
+def where_it_looks(model, tokenizer, example):
+    """One line on a lookup: the column the model selects against the gold one, the row it is surest of in that
+    column with its mean cell probability, and the probability of the gold row's cell in the same column (the
+    pipeline keeps cells above 0.5). Rows are named by the table's first text column."""
+    probabilities, _ = _cell_probabilities(model, tokenizer, example.table, example.question)
+    (gold_row, gold_col), = example.coordinates
+    column = int(probabilities.max(axis=0).argmax())
+    text = [c for c in example.table.columns if not all(_is_number(v) for v in example.table[c])]
+    name = (lambda r: example.table[text[0]].iloc[r]) if text else (lambda r: f"row {r}")
+    top = int(probabilities[:, column].argmax())
+    return (f"gold column {example.table.columns[gold_col]!r}, selected {example.table.columns[column]!r}; in it the surest "
+            f"row is {name(top)} ({probabilities[top, column]:.2f}), the row asked about, {name(gold_row)}, has "
+            f"{probabilities[gold_row, column]:.2f}")
 
 
 DATES_AND_POSITIONS = ("start_page", "end_page", "year", "founded", "first_ascent", "last_eruption", "launched",
