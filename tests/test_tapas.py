@@ -775,9 +775,9 @@ def test_encode_weak_and_collate_pad_numbers_as_the_tokenizer_does(tokenizer):
 def test_supervision_runs_record_and_comparison(tokenizer):
     examples = tapas.generate_examples(2, seed=0)
     runs = tapas.supervision_runs(tokenizer, examples, examples[:4], seeds=(0, 1), steps=2, batch_size=4)
-    assert len(runs) == 3 * 2 * 4 and set(runs["supervision"]) == set(tapas.SUPERVISION_ARMS)
+    assert len(runs) == 5 * 2 * 4 and set(runs["supervision"]) == set(tapas.SUPERVISION_ARMS)
     record = tapas.supervision_record(runs, command="python x", steps=2)
-    assert record["command"] == "python x" and len(record["runs"]) == 6
+    assert record["command"] == "python x" and len(record["runs"]) == 10
     back = tapas.read_supervision_record(record)
     columns = ["supervision", "seed", "question", "kind", "table", "correct"]
     pd.testing.assert_frame_equal(back[columns], runs.sort_values(["supervision", "seed", "question"])[columns]
@@ -1019,3 +1019,42 @@ def test_where_it_looks_reads_the_selected_column_and_the_gold_row():
     line = tapas.where_it_looks(model, tokenizer, e)
     assert line.startswith(f"gold column 'diameter_km', selected {e.table.columns[column]!r}")
     assert line.endswith(f"Kepler Minor, has {probabilities[1, column]:.2f}") and e.coordinates == [(1, 3)]
+
+
+def test_untrained_rows_share_and_redrawn_rows():
+    import torch
+    from transformers import TapasForQuestionAnswering, TapasTokenizer
+
+    from utils import data_path
+
+    torch.manual_seed(0)
+    model = TapasForQuestionAnswering(tapas.small_config(50))
+    weight = model.get_input_embeddings().weight
+    with torch.no_grad():
+        weight[:20] *= 3  # "trained": grown past the initialiser's norm
+        weight[:20] += torch.linspace(-1, 1, 128)  # and away from its mean
+    untrained = tapas.untrained_rows(model)
+    assert untrained[20:].all() and not untrained[:20].any()
+    before = weight.detach().clone()
+    redrawn = tapas.with_redrawn_rows(model, untrained, seed=0)
+    new = redrawn.get_input_embeddings().weight.detach()
+    assert torch.equal(new[:20], before[:20]) and torch.equal(weight.detach(), before)  # a copy; trained rows kept
+    assert (new[20:] - before[:20].mean(0)).norm(dim=1).mean() < (before[20:] - before[:20].mean(0)).norm(dim=1).mean()
+    again = tapas.with_redrawn_rows(model, untrained, seed=0).get_input_embeddings().weight.detach()
+    assert torch.equal(again, new)  # the seed fixes the draw
+    rescaled = tapas.with_redrawn_rows(model, untrained, how="rescaled").get_input_embeddings().weight.detach()
+    assert rescaled[20:].norm(dim=1) == pytest.approx(before[:20].norm(dim=1).median().item(), rel=1e-5)
+    cosine = torch.nn.functional.cosine_similarity(rescaled[20:], before[20:])
+    assert cosine.min() > 0.9999  # same directions
+    with pytest.raises(ValueError, match="how must be"):
+        tapas.with_redrawn_rows(model, untrained, how="zeros")
+    # on the shipped model: the in-template split's pieces are trained rows, the unseen themes' often not
+    folder = data_path("tapas", "small_tapas")
+    shipped = TapasForQuestionAnswering.from_pretrained(folder)
+    tokenizer = TapasTokenizer.from_pretrained(folder)
+    rows = tapas.untrained_rows(shipped)
+    in_template = tapas.untrained_share(tokenizer, tapas.generate_split("in template", 5), rows)
+    unseen = tapas.untrained_share(tokenizer, tapas.generate_split("unseen themes", 5), rows)
+    assert in_template["word pieces"] < 0.02 < 0.3 < unseen["word pieces"]
+    assert not rows[tokenizer.convert_tokens_to_ids(["pages", "genre", "seats", "abode"])].any()
+    assert rows[tokenizer.convert_tokens_to_ids(tapas.never_trained_words(tokenizer))].all()

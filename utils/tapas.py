@@ -1340,6 +1340,65 @@ def transplant_vocabulary(model, old_tokenizer, new_tokenizer):
     return kept
 
 
+def untrained_rows(model, margin=1.15):
+    """Rows of ``model``'s word embeddings still at their initialisation, as a boolean tensor over the vocabulary.
+
+    The initialiser draws every coordinate from N(0, initializer_range²), which gives a row of d coordinates a norm
+    near initializer_range·√d; a row that training never updates keeps that norm, or shrinks below it under AdamW's
+    weight decay, while the rows training used have grown well past it. A row counts as untrained when its norm is
+    below `margin` times initializer_range·√d."""
+    weight = model.get_input_embeddings().weight.detach().float()
+    return weight.norm(dim=1) < margin * model.config.initializer_range * weight.shape[1] ** 0.5
+
+
+def untrained_share(tokenizer, examples, untrained):
+    """The share of the word pieces of `examples` (question and table, as the tokenizer encodes them) whose
+    embedding row is untrained (:func:`untrained_rows`), overall and among the '##' pieces of split words:
+    {"word pieces": share, "'##' pieces": share}."""
+    total = hits = pieces = piece_hits = 0
+    for e in examples:
+        ids = tokenizer(table=e.table, queries=e.question, truncation=True)["input_ids"]
+        for token_id, token in zip(ids, tokenizer.convert_ids_to_tokens(ids)):
+            if token in tokenizer.all_special_tokens:
+                continue
+            total += 1
+            hits += bool(untrained[token_id])
+            if token.startswith("##"):
+                pieces += 1
+                piece_hits += bool(untrained[token_id])
+    if not total:
+        raise ValueError("untrained_share: the examples hold no word piece")
+    return {"word pieces": hits / total, "'##' pieces": piece_hits / pieces if pieces else float("nan")}
+
+
+def with_redrawn_rows(model, untrained, *, seed=0, how="trained distribution"):
+    """A copy of ``model`` whose untrained embedding rows (:func:`untrained_rows`) are replaced, with no training:
+    ``how="trained distribution"`` draws them from the Gaussian with the trained rows' mean and covariance (how
+    transformers' ``resize_token_embeddings(mean_resizing=True)`` starts new tokens, after Hewitt 2021);
+    ``how="rescaled"``, the control, keeps each row's direction and scales it to the trained rows' median norm."""
+    import copy
+
+    import torch
+
+    if how not in ("trained distribution", "rescaled"):
+        raise ValueError(f"how must be 'trained distribution' or 'rescaled', got {how!r}")
+    if not untrained.any() or untrained.all():
+        raise ValueError("with_redrawn_rows needs some untrained rows and some trained ones")
+    copied = copy.deepcopy(model)
+    weight = copied.get_input_embeddings().weight
+    with torch.no_grad():
+        trained = weight[~untrained].float()
+        if how == "rescaled":
+            rows = weight[untrained].float()
+            new = rows / rows.norm(dim=1, keepdim=True) * trained.norm(dim=1).median()
+        else:
+            covariance = torch.cov(trained.T) + 1e-6 * torch.eye(trained.shape[1])
+            noise = torch.randn(int(untrained.sum()), trained.shape[1], generator=torch.Generator().manual_seed(seed))
+            new = trained.mean(dim=0) + noise @ torch.linalg.cholesky(covariance).T
+        weight[untrained] = new.to(weight.dtype)
+    return copied
+
+
 def build_vocab(text_file, out_dir, *, vocab_size=2000):
     """Train a lower-cased WordPiece vocabulary on ``text_file`` (a path or a list of paths); write and
     return ``out_dir/vocab.txt``."""
@@ -1699,22 +1758,29 @@ SUPERVISION_ARMS = {
     "strong": ("strong", {}),
     "strong, WTQ temperature": ("strong", {"temperature": WTQ_WEAK_SUPERVISION["temperature"]}),
     "weak": ("weak", WTQ_WEAK_SUPERVISION),
+    "strong, then weak": ("weak", WTQ_WEAK_SUPERVISION),
+    "strong, then strong": ("strong", {"temperature": WTQ_WEAK_SUPERVISION["temperature"]}),
 }
 """The runs of :func:`supervision_runs`: name -> (what the training questions carry, config overrides). The weak
-arm takes every WTQ setting, the temperature that divides the cell logits among them; the second strong arm takes
-that temperature alone, so that weak against it changes the supervision only."""
+arm takes every WTQ setting, the temperature that divides the cell logits among them; "strong, WTQ temperature"
+takes that temperature alone, so that weak against it changes the supervision only. The two arms named "strong,
+then ..." start from the seed's "strong, WTQ temperature" model and train as many steps again, from the answers
+alone or from the labels: does weak supervision learn once the expected results lie near the answers?"""
 
 
 def supervision_runs(tokenizer, train_examples, eval_examples, *, seeds=(0, 1, 2), steps=100, lr=2e-3,
                      batch_size=32, arms=tuple(SUPERVISION_ARMS)):
     """Strong against weak supervision at the same budget: for every seed and every arm of
-    :data:`SUPERVISION_ARMS` named in `arms`, a fresh small model (:func:`small_config` with the arm's
-    overrides) trained for `steps` steps on `train_examples`, from the labelled operator and cells (strong) or
-    from the answers alone (weak: :data:`WTQ_WEAK_SUPERVISION`, :func:`weak_answer`), scored through the
-    table-question-answering pipeline on `eval_examples`. The seed sets the initial weights and the order of the
-    batches, the same for every arm. Returns one row per (arm, seed, question), the arm in the column
+    :data:`SUPERVISION_ARMS` named in `arms`, a small model (:func:`small_config` with the arm's overrides)
+    trained for `steps` steps on `train_examples`, from the labelled operator and cells (strong) or from the
+    answers alone (weak: :data:`WTQ_WEAK_SUPERVISION`, :func:`weak_answer`), scored through the
+    table-question-answering pipeline on `eval_examples`. Arms named "strong, then ..." start from the seed's
+    "strong, WTQ temperature" model instead of a fresh one. The seed sets the initial weights and the order of
+    the batches, the same for every arm. Returns one row per (arm, seed, question), the arm in the column
     ``supervision``: kind, table (as :func:`table_ids`), whether it was answered right, and the seconds the
-    training took."""
+    training took (the arm's own steps)."""
+    import copy
+
     from transformers import TapasForQuestionAnswering, pipeline
 
     from .core import seed_everything
@@ -1726,21 +1792,38 @@ def supervision_runs(tokenizer, train_examples, eval_examples, *, seeds=(0, 1, 2
     if unknown or not arms:
         raise ValueError(f"arms must be among {list(SUPERVISION_ARMS)}, got {list(arms)}")
     tables = table_ids(eval_examples)
+    data = {kind: encode_examples(tokenizer, train_examples, supervision=kind) for kind in ("strong", "weak")}
+    starts = {}  # seed -> the trained "strong, WTQ temperature" model
+
+    def trained(arm, seed, start=None):
+        supervision, overrides = SUPERVISION_ARMS[arm]
+        seed_everything(seed)
+        if start is None:
+            model = TapasForQuestionAnswering(small_config(tokenizer.vocab_size, **overrides))
+        else:
+            model = copy.deepcopy(start)
+            model.config.update(overrides)  # the forward pass reads these settings from the config
+        history = train(model, data[supervision], collate_fn=collate, batch_size=batch_size, max_steps=steps, lr=lr,
+                        seed=seed, progress=False)
+        if not history["loss"].notna().all():
+            raise RuntimeError(f"{arm} supervision, seed {seed}: the loss became NaN")
+        return model, float(history["seconds"].iloc[-1])
+
     rows = []
     for arm in arms:
-        supervision, overrides = SUPERVISION_ARMS[arm]
-        data = encode_examples(tokenizer, train_examples, supervision=supervision)
         for seed in seeds:
-            seed_everything(seed)
-            model = TapasForQuestionAnswering(small_config(tokenizer.vocab_size, **overrides))
-            history = train(model, data, collate_fn=collate, batch_size=batch_size, max_steps=steps, lr=lr,
-                            seed=seed, progress=False)
-            if not history["loss"].notna().all():
-                raise RuntimeError(f"{arm} supervision, seed {seed}: the loss became NaN")
+            start = None
+            if arm.startswith("strong, then"):
+                if seed not in starts:
+                    starts[seed] = trained("strong, WTQ temperature", seed)[0]
+                start = starts[seed]
+            model, seconds = trained(arm, seed, start)
+            if arm == "strong, WTQ temperature":
+                starts[seed] = copy.deepcopy(model)
             pipe = pipeline("table-question-answering", model=model.eval(), tokenizer=tokenizer)
             results = evaluate(pipe, eval_examples)
             rows += [dict(supervision=arm, seed=seed, question=i, kind=r.kind, table=tables[i],
-                          correct=bool(r.correct), seconds=float(history["seconds"].iloc[-1]))
+                          correct=bool(r.correct), seconds=seconds)
                      for i, r in enumerate(results.itertuples())]
     return pd.DataFrame(rows)
 
