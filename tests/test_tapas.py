@@ -775,9 +775,9 @@ def test_encode_weak_and_collate_pad_numbers_as_the_tokenizer_does(tokenizer):
 def test_supervision_runs_record_and_comparison(tokenizer):
     examples = tapas.generate_examples(2, seed=0)
     runs = tapas.supervision_runs(tokenizer, examples, examples[:4], seeds=(0, 1), steps=2, batch_size=4)
-    assert len(runs) == 5 * 2 * 4 and set(runs["supervision"]) == set(tapas.SUPERVISION_ARMS)
+    assert len(runs) == 6 * 2 * 4 and set(runs["supervision"]) == set(tapas.SUPERVISION_ARMS)
     record = tapas.supervision_record(runs, command="python x", steps=2)
-    assert record["command"] == "python x" and len(record["runs"]) == 10
+    assert record["command"] == "python x" and len(record["runs"]) == 12
     back = tapas.read_supervision_record(record)
     columns = ["supervision", "seed", "question", "kind", "table", "correct"]
     pd.testing.assert_frame_equal(back[columns], runs.sort_values(["supervision", "seed", "question"])[columns]
@@ -1058,3 +1058,28 @@ def test_untrained_rows_share_and_redrawn_rows():
     assert in_template["word pieces"] < 0.02 < 0.3 < unseen["word pieces"]
     assert not rows[tokenizer.convert_tokens_to_ids(["pages", "genre", "seats", "abode"])].any()
     assert rows[tokenizer.convert_tokens_to_ids(tapas.never_trained_words(tokenizer))].all()
+
+
+def test_redrawn_rows_scores_asks_every_set_of_every_model():
+    import torch
+    from transformers import TapasForQuestionAnswering, TapasTokenizer
+
+    from utils import data_path
+
+    folder = data_path("tapas", "small_tapas")
+    model, tokenizer = TapasForQuestionAnswering.from_pretrained(folder), TapasTokenizer.from_pretrained(folder)
+    lookups = [e for e in tapas.generate_split("unseen themes", 6) if e.kind == "lookup"]
+    before = model.get_input_embeddings().weight.detach().clone()
+    scores = tapas.redrawn_rows_scores(model, tokenizer, tapas.untrained_rows(model), {"lookups": lookups}, draws=2)
+    assert list(scores.index) == ["as shipped", "untrained rows rescaled", "untrained rows drawn like trained ones, draw 0",
+                                  "untrained rows drawn like trained ones, draw 1"]
+    assert list(scores.columns) == [f"lookups ({len(lookups)})"]
+    shipped = tapas.evaluate(pipeline_of(model, tokenizer), lookups)["correct"].mean()
+    assert scores.iloc[0, 0] == pytest.approx(shipped)
+    assert torch.equal(model.get_input_embeddings().weight.detach(), before)  # the edits are on copies
+
+
+def pipeline_of(model, tokenizer):
+    from transformers import pipeline
+
+    return pipeline("table-question-answering", model=model, tokenizer=tokenizer)

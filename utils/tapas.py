@@ -1399,6 +1399,24 @@ def with_redrawn_rows(model, untrained, *, seed=0, how="trained distribution"):
     return copied
 
 
+def redrawn_rows_scores(model, tokenizer, untrained, question_sets, *, draws=3):
+    """Each set of `question_sets` ({name: [Example]}) asked through the pipeline of `model` as it is, of the
+    control with its untrained rows rescaled, and of `draws` copies with those rows drawn like trained ones
+    (:func:`with_redrawn_rows`, seeds 0 to draws - 1): a DataFrame of shares right, one row per model, one
+    column per set, named with its number of questions. Nothing is trained."""
+    from transformers import pipeline
+
+    models = {"as shipped": model, "untrained rows rescaled": with_redrawn_rows(model, untrained, how="rescaled"),
+              **{f"untrained rows drawn like trained ones, draw {k}": with_redrawn_rows(model, untrained, seed=k)
+                 for k in range(draws)}}
+    scores = {}
+    for name, edited in models.items():
+        pipe = pipeline("table-question-answering", model=edited, tokenizer=tokenizer)
+        scores[name] = {f"{label} ({len(questions)})": evaluate(pipe, questions)["correct"].mean()
+                        for label, questions in question_sets.items()}
+    return pd.DataFrame(scores).T
+
+
 def build_vocab(text_file, out_dir, *, vocab_size=2000):
     """Train a lower-cased WordPiece vocabulary on ``text_file`` (a path or a list of paths); write and
     return ``out_dir/vocab.txt``."""
@@ -1758,12 +1776,14 @@ SUPERVISION_ARMS = {
     "strong": ("strong", {}),
     "strong, WTQ temperature": ("strong", {"temperature": WTQ_WEAK_SUPERVISION["temperature"]}),
     "weak": ("weak", WTQ_WEAK_SUPERVISION),
+    "weak, no cutoff": ("weak", {**WTQ_WEAK_SUPERVISION, "answer_loss_cutoff": None}),
     "strong, then weak": ("weak", WTQ_WEAK_SUPERVISION),
     "strong, then strong": ("strong", {"temperature": WTQ_WEAK_SUPERVISION["temperature"]}),
 }
 """The runs of :func:`supervision_runs`: name -> (what the training questions carry, config overrides). The weak
 arm takes every WTQ setting, the temperature that divides the cell logits among them; "strong, WTQ temperature"
-takes that temperature alone, so that weak against it changes the supervision only. The two arms named "strong,
+takes that temperature alone, so that weak against it changes the supervision only; "weak, no cutoff" drops
+`answer_loss_cutoff`, so that no question is left out of the answer loss. The two arms named "strong,
 then ..." start from the seed's "strong, WTQ temperature" model and train as many steps again, from the answers
 alone or from the labels: does weak supervision learn once the expected results lie near the answers?"""
 
