@@ -6,7 +6,7 @@ For each seed, three fresh two-layer models (utils.tapas.small_config) are train
 --lr on the original generator's training questions (seed 1, 100 tables): from the labelled operator
 and cells, the same at the WTQ config's temperature, and from the answers alone (use_answer_as_supervision
 with the settings of google/tapas-base-finetuned-wtq, utils.tapas.WTQ_WEAK_SUPERVISION, that temperature
-included, and the same without the answer-loss cutoff); and the model trained from labels at the WTQ temperature is trained --steps steps more, from the
+included, the same without the answer-loss cutoff, and with cell_selection_preference 0.9); and the model trained from labels at the WTQ temperature is trained --steps steps more, from the
 answers alone and, beside it, from the labels (utils.tapas.SUPERVISION_ARMS). All are scored through the
 table-question-answering pipeline on the 143 held-out questions (seed 2, 25 tables) that the
 notebook's live run is scored on. The vocabulary is the shipped checkpoint's (data/tapas/small_tapas/vocab.txt),

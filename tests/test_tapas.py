@@ -775,9 +775,9 @@ def test_encode_weak_and_collate_pad_numbers_as_the_tokenizer_does(tokenizer):
 def test_supervision_runs_record_and_comparison(tokenizer):
     examples = tapas.generate_examples(2, seed=0)
     runs = tapas.supervision_runs(tokenizer, examples, examples[:4], seeds=(0, 1), steps=2, batch_size=4)
-    assert len(runs) == 6 * 2 * 4 and set(runs["supervision"]) == set(tapas.SUPERVISION_ARMS)
+    assert len(runs) == 7 * 2 * 4 and set(runs["supervision"]) == set(tapas.SUPERVISION_ARMS)
     record = tapas.supervision_record(runs, command="python x", steps=2)
-    assert record["command"] == "python x" and len(record["runs"]) == 12
+    assert record["command"] == "python x" and len(record["runs"]) == 14
     back = tapas.read_supervision_record(record)
     columns = ["supervision", "seed", "question", "kind", "table", "correct"]
     pd.testing.assert_frame_equal(back[columns], runs.sort_values(["supervision", "seed", "question"])[columns]
@@ -1002,6 +1002,11 @@ def test_never_trained_words_are_whole_tokens_that_no_training_question_or_table
                                       never_trained=words[:8])
     assert list(variants)[-3:] == ["random-schema words", "never-trained words 1", "never-trained words 2"]
     assert all(words[2].title() in e.question for e in variants["never-trained words 1"])
+    decoyed = tapas.renamed_variants(variants["as generated"], never_trained=words[:8], never_trained_decoys=True)
+    for plain, with_decoys in zip(decoyed["never-trained words 1"], decoyed["never-trained words 1, with decoys"]):
+        assert with_decoys.question == plain.question
+        assert (with_decoys.table == f"{words[6].title()} {words[7].title()}").sum().sum() == 1  # the next set's name
+        assert {words[4], words[5]} & set(with_decoys.table.columns)  # and one of its headers
     with pytest.raises(ValueError, match="fours"):
         tapas.renamed_variants([], never_trained=words[:3])
 

@@ -793,7 +793,7 @@ def never_trained_words(tokenizer, n=16):
 
 def renamed_variants(lookups, *, numeric_header="pages", text_header="genre", name="Ana Silva",
                      decoys=("seats", "cuisine", "Ben Meyer"), schema=("abode", "abroad", "Absolutely Accent"),
-                     never_trained=()):
+                     never_trained=(), never_trained_decoys=False):
     """Lookups by name asked several ways (:func:`renamed_lookup`): as generated; with the gold column renamed to
     a training header (`numeric_header`, or `text_header` for a column of words); with the gold row renamed to a
     training-style name (the employees theme's first and last names); with both; with both plus decoys: another
@@ -802,7 +802,9 @@ def renamed_variants(lookups, *, numeric_header="pages", text_header="genre", na
     the only ones in the table; with both words drawn from the random schemas' words (`schema`: numeric header,
     text header, name), words that training tables use with no fixed meaning; and, for every four words of
     `never_trained` (:func:`never_trained_words`), with both words never seen in training (numeric header, text
-    header, and a name of the last two, title-cased). {variant: [Example]}."""
+    header, and a name of the last two, title-cased); with `never_trained_decoys`, each such set also with decoys
+    taken from the next set's words, so that the table holds two never-trained headers and two never-trained
+    names. {variant: [Example]}."""
     def header(e, numeric, text):
         return numeric if _is_number(e.table.iat[e.coordinates[0]]) else text
 
@@ -818,9 +820,17 @@ def renamed_variants(lookups, *, numeric_header="pages", text_header="genre", na
                 "both": both,
                 "both, with decoys": [_with_decoys(e, name, header(e, *decoys[:2]), decoys[2]) for e in both],
                 "random-schema words": swap(*schema)}
-    for k in range(0, len(never_trained), 4):
-        numeric, text, first, last = never_trained[k:k + 4]
-        variants[f"never-trained words {k // 4 + 1}"] = swap(numeric, text, f"{first.title()} {last.title()}")
+    sets = [never_trained[k:k + 4] for k in range(0, len(never_trained), 4)]
+    for k, (numeric, text, first, last) in enumerate(sets):
+        name_k = f"{first.title()} {last.title()}"
+        variants[f"never-trained words {k + 1}"] = swap(numeric, text, name_k)
+        if never_trained_decoys:
+            d_numeric, d_text, d_first, d_last = sets[(k + 1) % len(sets)]
+            variants[f"never-trained words {k + 1}, with decoys"] = [
+                _with_decoys(e, name_k, header(e, d_numeric, d_text), f"{d_first.title()} {d_last.title()}")
+                for e in variants[f"never-trained words {k + 1}"]]
+    if never_trained_decoys and len(sets) < 2:
+        raise ValueError("never_trained_decoys needs at least two sets of four never-trained words")
     return variants
 
 
@@ -1777,13 +1787,16 @@ SUPERVISION_ARMS = {
     "strong, WTQ temperature": ("strong", {"temperature": WTQ_WEAK_SUPERVISION["temperature"]}),
     "weak": ("weak", WTQ_WEAK_SUPERVISION),
     "weak, no cutoff": ("weak", {**WTQ_WEAK_SUPERVISION, "answer_loss_cutoff": None}),
+    "weak, selection preferred": ("weak", {**WTQ_WEAK_SUPERVISION, "cell_selection_preference": 0.9}),
     "strong, then weak": ("weak", WTQ_WEAK_SUPERVISION),
     "strong, then strong": ("strong", {"temperature": WTQ_WEAK_SUPERVISION["temperature"]}),
 }
 """The runs of :func:`supervision_runs`: name -> (what the training questions carry, config overrides). The weak
 arm takes every WTQ setting, the temperature that divides the cell logits among them; "strong, WTQ temperature"
 takes that temperature alone, so that weak against it changes the supervision only; "weak, no cutoff" drops
-`answer_loss_cutoff`, so that no question is left out of the answer loss. The two arms named "strong,
+`answer_loss_cutoff`, so that no question is left out of the answer loss; "weak, selection preferred" raises
+`cell_selection_preference` from WTQ's 0.208 to 0.9, above a fresh model's probability of any operator (about
+0.77), so that an answer found in a cell is selected, not aggregated. The two arms named "strong,
 then ..." start from the seed's "strong, WTQ temperature" model and train as many steps again, from the answers
 alone or from the labels: does weak supervision learn once the expected results lie near the answers?"""
 
