@@ -1051,6 +1051,8 @@ def test_untrained_rows_share_and_redrawn_rows():
     assert rescaled[20:].norm(dim=1) == pytest.approx(before[:20].norm(dim=1).median().item(), rel=1e-5)
     cosine = torch.nn.functional.cosine_similarity(rescaled[20:], before[20:])
     assert cosine.min() > 0.9999  # same directions
+    shifted = tapas.with_redrawn_rows(model, untrained, how="shifted").get_input_embeddings().weight.detach()
+    assert torch.allclose(shifted[20:] - before[20:], before[:20].mean(0).expand(30, -1), atol=1e-6)
     with pytest.raises(ValueError, match="how must be"):
         tapas.with_redrawn_rows(model, untrained, how="zeros")
     # on the shipped model: the in-template split's pieces are trained rows, the unseen themes' often not
@@ -1076,7 +1078,8 @@ def test_redrawn_rows_scores_asks_every_set_of_every_model():
     lookups = [e for e in tapas.generate_split("unseen themes", 6) if e.kind == "lookup"]
     before = model.get_input_embeddings().weight.detach().clone()
     scores = tapas.redrawn_rows_scores(model, tokenizer, tapas.untrained_rows(model), {"lookups": lookups}, draws=2)
-    assert list(scores.index) == ["as shipped", "untrained rows rescaled", "untrained rows drawn like trained ones, draw 0",
+    assert list(scores.index) == ["as shipped", "untrained rows rescaled", "untrained rows shifted to the trained mean",
+                                  "untrained rows drawn like trained ones, draw 0",
                                   "untrained rows drawn like trained ones, draw 1"]
     assert list(scores.columns) == [f"lookups ({len(lookups)})"]
     shipped = tapas.evaluate(pipeline_of(model, tokenizer), lookups)["correct"].mean()

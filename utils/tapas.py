@@ -1385,13 +1385,14 @@ def with_redrawn_rows(model, untrained, *, seed=0, how="trained distribution"):
     """A copy of ``model`` whose untrained embedding rows (:func:`untrained_rows`) are replaced, with no training:
     ``how="trained distribution"`` draws them from the Gaussian with the trained rows' mean and covariance (how
     transformers' ``resize_token_embeddings(mean_resizing=True)`` starts new tokens, after Hewitt 2021);
-    ``how="rescaled"``, the control, keeps each row's direction and scales it to the trained rows' median norm."""
+    ``how="rescaled"``, a control, keeps each row's direction and scales it to the trained rows' median norm;
+    ``how="shifted"``, another, adds the trained rows' mean to each row and keeps its isotropic spread."""
     import copy
 
     import torch
 
-    if how not in ("trained distribution", "rescaled"):
-        raise ValueError(f"how must be 'trained distribution' or 'rescaled', got {how!r}")
+    if how not in ("trained distribution", "rescaled", "shifted"):
+        raise ValueError(f"how must be 'trained distribution', 'rescaled' or 'shifted', got {how!r}")
     if not untrained.any() or untrained.all():
         raise ValueError("with_redrawn_rows needs some untrained rows and some trained ones")
     copied = copy.deepcopy(model)
@@ -1401,6 +1402,8 @@ def with_redrawn_rows(model, untrained, *, seed=0, how="trained distribution"):
         if how == "rescaled":
             rows = weight[untrained].float()
             new = rows / rows.norm(dim=1, keepdim=True) * trained.norm(dim=1).median()
+        elif how == "shifted":
+            new = weight[untrained].float() + trained.mean(dim=0)
         else:
             covariance = torch.cov(trained.T) + 1e-6 * torch.eye(trained.shape[1])
             noise = torch.randn(int(untrained.sum()), trained.shape[1], generator=torch.Generator().manual_seed(seed))
@@ -1411,12 +1414,13 @@ def with_redrawn_rows(model, untrained, *, seed=0, how="trained distribution"):
 
 def redrawn_rows_scores(model, tokenizer, untrained, question_sets, *, draws=3):
     """Each set of `question_sets` ({name: [Example]}) asked through the pipeline of `model` as it is, of the
-    control with its untrained rows rescaled, and of `draws` copies with those rows drawn like trained ones
+    two controls (untrained rows rescaled; shifted to the trained rows' mean), and of `draws` copies with those rows drawn like trained ones
     (:func:`with_redrawn_rows`, seeds 0 to draws - 1): a DataFrame of shares right, one row per model, one
     column per set, named with its number of questions. Nothing is trained."""
     from transformers import pipeline
 
     models = {"as shipped": model, "untrained rows rescaled": with_redrawn_rows(model, untrained, how="rescaled"),
+              "untrained rows shifted to the trained mean": with_redrawn_rows(model, untrained, how="shifted"),
               **{f"untrained rows drawn like trained ones, draw {k}": with_redrawn_rows(model, untrained, seed=k)
                  for k in range(draws)}}
     scores = {}
