@@ -1091,3 +1091,8 @@ def pipeline_of(model, tokenizer):
     from transformers import pipeline
 
     return pipeline("table-question-answering", model=model, tokenizer=tokenizer)
+
+
+def test_shown_command_hides_the_training_machines_folders():
+    command = "python scripts/tapas_seeds.py --stage4 /tmp/stage4 /tmp/stage5/seed0 --out data/tapas/x.json"
+    assert tapas.shown_command(command) == "python scripts/tapas_seeds.py --stage4 <stage 4> <stage 5/seed0> --out data/tapas/x.json"

@@ -1924,6 +1924,14 @@ def compare_supervision(runs, a="weak", b="strong, WTQ temperature"):
     return by_kind, paired, (points, t_interval(points, digits=1) if len(points) > 1 else None)
 
 
+def shown_command(command):
+    """A recorded command as a reader can use it: folders under /tmp, where the stages were saved on the machine
+    that trained them, written as <stage 4>, <stage 5/seed0> and so on."""
+    import re
+
+    return re.sub(r"/tmp/([\w.-]+(?:/[\w.-]+)*)", lambda m: f"<{m.group(1).replace('stage', 'stage ', 1)}>", command)
+
+
 def supervision_record(runs, *, command, **settings):
     """:func:`supervision_runs`' frame as a compact JSON-able record: the command that made it, its
     settings, the evaluation questions' kinds and tables once, and per run a string of 1s and 0s."""
