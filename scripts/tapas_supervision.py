@@ -35,6 +35,8 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--arms", nargs="+", default=list(tapas.SUPERVISION_ARMS), metavar="ARM",
+                        help="which of utils.tapas.SUPERVISION_ARMS to run (default: all)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     tokenizer = TapasTokenizer.from_pretrained(data_path("tapas", "small_tapas"))
@@ -42,18 +44,22 @@ def main(argv=None):
     eval_examples = tapas.generate_examples(25, seed=2)
     start = time.time()
     runs = tapas.supervision_runs(tokenizer, train_examples, eval_examples, seeds=tuple(args.seeds),
-                                  steps=args.steps, lr=args.lr)
+                                  steps=args.steps, lr=args.lr, arms=tuple(args.arms))
     command = "python scripts/tapas_supervision.py --out " + args.out.as_posix()
     for flag, value, default in [("--seeds", " ".join(map(str, args.seeds)), "0 1 2 3 4"), ("--steps", args.steps, 100),
                                  ("--lr", args.lr, 2e-3), ("--threads", args.threads, 1)]:
         if value != default:
             command += f" {flag} {value}"
+    if args.arms != list(tapas.SUPERVISION_ARMS):
+        command += " --arms " + " ".join(f"'{arm}'" for arm in args.arms)
     record = tapas.supervision_record(runs, command=command, steps=args.steps, lr=args.lr,
                                       train_questions=len(train_examples), total_seconds=time.time() - start)
     args.out.write_text(json.dumps(record, indent=1) + "\n")
-    by_kind, paired, (points, over_seeds) = tapas.compare_supervision(runs)
-    print(by_kind.round(2).to_string())
-    print("weak - strong at the WTQ temperature:", paired, "; seed by seed:", points, over_seeds)
+    print(runs.groupby(["supervision", "seed"])["correct"].mean().round(3).to_string())
+    if {"weak", "strong, WTQ temperature"} <= set(args.arms):
+        by_kind, paired, (points, over_seeds) = tapas.compare_supervision(runs)
+        print(by_kind.round(2).to_string())
+        print("weak - strong at the WTQ temperature:", paired, "; seed by seed:", points, over_seeds)
 
 
 if __name__ == "__main__":

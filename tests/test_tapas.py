@@ -219,12 +219,13 @@ def test_broad_generator_has_a_dozen_themes_and_many_phrasings():
     assert len(tapas.HELD_OUT_THEMES) >= 4 and not set(tapas.HELD_OUT_THEMES) & set(tapas.BROAD_THEMES)
     for kind, sets in tapas.TEMPLATES.items():
         assert len(sets["train"]) >= 6 and len(sets["held out"]) >= 3 and len(sets["validation"]) >= 2, kind
-        assert len(sets["test"]) >= 2 and len(sets["test2"]) >= 2, kind
-        train, held_out, validation, test, test2 = ({t.lower() for t, _ in sets[w]}
-                                                    for w in ("train", "held out", "validation", "test", "test2"))
+        assert len(sets["test"]) >= 2 and len(sets["test2"]) >= 2 and len(sets["test3"]) >= 2, kind
+        train, held_out, validation, test, test2, test3 = ({t.lower() for t, _ in sets[w]} for w in
+                                                           ("train", "held out", "validation", "test", "test2", "test3"))
         assert not train & held_out and not validation & (train | held_out), kind
         assert not test & (train | held_out | validation), kind
         assert not test2 & (train | held_out | validation | test), kind
+        assert not test3 & (train | held_out | validation | test | test2), kind
     lookups = [t for t, _ in tapas.TEMPLATES["lookup"]["train"]]
     assert any(t.startswith("How many") for t in lookups)  # "how many" is not always COUNT
     sums = " ".join(t for t, _ in tapas.TEMPLATES["sum"]["train"])
@@ -249,14 +250,16 @@ def test_splits_are_seeded_and_consistent(split):
         assert len({col for _, col in e.coordinates}) == 1
         # every question is in its split's templates and, for the unseen phrasings, in no training template
         assert e.kind in _matches(e.question, which), e.question
-        if which in ("held out", "validation", "test", "test2"):
+        if which in ("held out", "validation", "test", "test2", "test3"):
             assert e.kind not in _matches(e.question, "train"), e.question
-        if which in ("validation", "test", "test2"):
+        if which in ("validation", "test", "test2", "test3"):
             assert e.kind not in _matches(e.question, "held out"), e.question
-        if which in ("test", "test2"):
+        if which in ("test", "test2", "test3"):
             assert e.kind not in _matches(e.question, "validation"), e.question
-        if which == "test2":
+        if which in ("test2", "test3"):
             assert e.kind not in _matches(e.question, "test"), e.question
+        if which == "test3":
+            assert e.kind not in _matches(e.question, "test2"), e.question
 
 
 def test_splits_hold_out_what_they_say():
@@ -273,7 +276,8 @@ def test_splits_hold_out_what_they_say():
     book_questions, _ = tapas.book_examples()  # and so are the book's four
     assert [bool(_matches(question, "train")) for question, _, _ in book_questions] == [True] * 4
     # validation and test: half their tables from themes of their own, in phrasings of their own
-    for split, own in (("validation", tapas.VALIDATION_THEMES), ("test", tapas.TEST_THEMES), ("test2", tapas.TEST2_THEMES)):
+    for split, own in (("validation", tapas.VALIDATION_THEMES), ("test", tapas.TEST_THEMES), ("test2", tapas.TEST2_THEMES),
+                       ("test3", tapas.TEST3_THEMES)):
         examples = tapas.generate_split(split, 100)
         share = sum(e.theme in own for e in examples) / len(examples)
         assert {e.theme for e in examples if e.theme in own} == set(own) and 0.35 < share < 0.65, split
@@ -619,6 +623,22 @@ def test_second_test_split_is_pinned():
     records = json.dumps(tapas.split_records(examples), sort_keys=True).encode()
     assert hashlib.sha256(records).hexdigest() == "74ff11b9a62ef06f5dbce2782be9d22611a2aa5e3282dc7bb826f0aed5306cdc"
     assert {e.theme for e in examples} >= set(tapas.TEST2_THEMES) and len(examples) > 300
+
+
+def test_third_test_split_is_pinned():
+    """generate_split("test3", TEST3_TABLES) was written down, with scripts/tapas_test3.py's plan, before any model
+    was scored on it; adding it left the training's random-schema words, and so the training split, unchanged."""
+    import hashlib
+    import json
+
+    examples = tapas.generate_split("test3", tapas.TEST3_TABLES)
+    records = json.dumps(tapas.split_records(examples), sort_keys=True).encode()
+    assert hashlib.sha256(records).hexdigest() == "cff9f2809e8dd21a9c0ab932ca99dd4bfb7efbcd786dd5cc1c1ee8af9ba24e3c"
+    assert {e.theme for e in examples} >= set(tapas.TEST3_THEMES) and len(examples) > 300
+    assert not set(tapas.TEST3_THEMES) & (set(tapas.TEST2_THEMES) | set(tapas.TEST_THEMES) | set(tapas.HELD_OUT_THEMES)
+                                          | set(tapas.VALIDATION_THEMES) | set(tapas.BROAD_THEMES))
+    words = tapas._schema_words()
+    assert len(words) == 2481 and hashlib.sha256(" ".join(words).encode()).hexdigest()[:12] == "952529863c57"
 
 
 def test_keyword_rule_on_the_books_questions():
@@ -1077,13 +1097,24 @@ def test_redrawn_rows_scores_asks_every_set_of_every_model():
     model, tokenizer = TapasForQuestionAnswering.from_pretrained(folder), TapasTokenizer.from_pretrained(folder)
     lookups = [e for e in tapas.generate_split("unseen themes", 6) if e.kind == "lookup"]
     before = model.get_input_embeddings().weight.detach().clone()
-    scores = tapas.redrawn_rows_scores(model, tokenizer, tapas.untrained_rows(model), {"lookups": lookups}, draws=2)
-    assert list(scores.index) == ["as shipped", "untrained rows rescaled", "untrained rows shifted to the trained mean",
-                                  "untrained rows drawn like trained ones, draw 0",
-                                  "untrained rows drawn like trained ones, draw 1"]
-    assert list(scores.columns) == [f"lookups ({len(lookups)})"]
+    never, groups = tapas.never_trained_lookups(lookups[:2], tokenizer)
+    assert {name: len(q) for name, q in never.items()} == {"never-trained words": 8, "the same, with never-trained decoys": 8}
+    assert groups["never-trained words"] == tapas.table_ids(lookups[:2]) * 4
+    sets = {"lookups": lookups, "never-trained words": never["never-trained words"]}
+    with pytest.raises(ValueError, match="2 group ids for 8 questions"):
+        tapas.redrawn_rows_scores(model, tokenizer, tapas.untrained_rows(model), sets, groups={"never-trained words": [0, 1]})
+    scores, paired = tapas.redrawn_rows_scores(model, tokenizer, tapas.untrained_rows(model), sets, draws=2,
+                                               groups={"never-trained words": groups["never-trained words"]})
+    edited = ["untrained rows rescaled", "untrained rows shifted to the trained mean",
+              "untrained rows drawn like trained ones, draw 0", "untrained rows drawn like trained ones, draw 1"]
+    assert list(scores.index) == ["as shipped", *edited] and list(paired.index) == edited
+    assert list(scores.columns) == list(paired.columns) == [f"lookups ({len(lookups)})", "never-trained words (8)"]
     shipped = tapas.evaluate(pipeline_of(model, tokenizer), lookups)["correct"].mean()
     assert scores.iloc[0, 0] == pytest.approx(shipped)
+    for name in edited:  # the paired difference is the difference of the shares, in points
+        for column in scores.columns:
+            points = int(paired.loc[name, column].split(" ")[0])
+            assert points == round(100 * (scores.loc[name, column] - scores.loc["as shipped", column]))
     assert torch.equal(model.get_input_embeddings().weight.detach(), before)  # the edits are on copies
 
 

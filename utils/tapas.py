@@ -738,6 +738,36 @@ _TEST2 = {  # themes of the second test split only, written before any model was
                _col("area_ha", ["area", "size in hectares"], 2, 300),
                _col("opened", ["opening year", "year opened"], 1840, 2020, ops=NO_AGGREGATE)], None),
 }
+_TEST3 = {  # themes of the third test split only, written before any model was scored on it
+    "museums": (("museum", "museums"), "museum", ["museum", "gallery", "name"],
+                lambda rng: rng.choice(["Ashmole", "Horniman", "Whitworth", "Bowes", "Hunterian", "Fitzroy", "Brunel",
+                                        "Tullie"]) + rng.choice([" Museum", " Gallery"]),
+                ("collection", ["art", "science", "maritime", "folk life"]),
+                [_col("exhibits", ["exhibits", "objects on show"], 200, 9000, countable=True),
+                 _col("visitors_k", ["visitors in thousands", "yearly visitors"], 10, 900),
+                 _col("charter_year", ["charter year", "year of its charter"], 1750, 2010, ops=NO_AGGREGATE)], None),
+    "glaciers": (("glacier", "glaciers"), "glacier", ["glacier", "name"],
+                 lambda rng: rng.choice(["Aletsch", "Morteratsch", "Jostedal", "Pasterze", "Tasman", "Perito",
+                                         "Svinafell", "Breidamerkur", "Hubbard", "Baltoro"]) + " Glacier",
+                 ("continent", ["Europe", "Asia", "South America", "Oceania"]),
+                 [_col("ice_thickness_m", ["ice thickness", "thickness of the ice"], 50, 900, ops=AVERAGE_ONLY),
+                  _col("retreat_m", ["retreat", "metres of retreat"], 5, 120),
+                  _col("surveys", ["surveys", "survey expeditions"], 1, 40, countable=True)], None),
+    "libraries": (("library", "libraries"), "library", ["library", "branch", "name"],
+                  lambda rng: rng.choice(["Carnegie", "Mitchell", "Linen Hall", "Rylands", "Marsh", "Chetham",
+                                          "Gladstone", "Innerpeffray", "Armagh", "Leighton"]) + " Library",
+                  ("county", ["Cork", "Fife", "Devon", "Antrim"]),
+                  [_col("volumes", ["volumes", "volumes held"], 5000, 400000, countable=True),
+                   _col("reading_desks", ["reading desks", "desks"], 10, 200, countable=True),
+                   _col("weekly_loans", ["weekly loans", "loans a week"], 50, 3000)], None),
+    "ferries": (("ferry", "ferries"), "ferry", ["ferry", "boat", "name"],
+                lambda rng: rng.choice(["Island", "Harbour", "Sound", "Firth", "Strait"]) + " "
+                + rng.choice(["Rover", "Wanderer", "Clipper", "Runner", "Princess"]),
+                ("route", ["Oban to Mull", "Dover to Calais", "Helsinki to Tallinn", "Split to Hvar"]),
+                [_col("vehicle_spaces", ["vehicle spaces", "vehicles carried"], 10, 300, countable=True),
+                 _col("crossing_minutes", ["crossing time", "minutes per crossing"], 20, 240, ops=AVERAGE_ONLY),
+                 _col("sailings_per_day", ["sailings a day", "daily sailings"], 1, 20, countable=True)], "fleet_no"),
+}
 VALIDATION_THEMES = {name: _spec_maker(spec) for name, spec in _VALIDATION.items()}
 """Themes of the validation split only: checkpoints are chosen on tables no training split draws."""
 
@@ -746,6 +776,9 @@ TEST_THEMES = {name: _spec_maker(spec) for name, spec in _TEST.items()}
 
 TEST2_THEMES = {name: _spec_maker(spec) for name, spec in _TEST2.items()}
 """Themes of the second test split only (no model had been scored on it when it was written)."""
+
+TEST3_THEMES = {name: _spec_maker(spec) for name, spec in _TEST3.items()}
+"""Themes of the third test split only (no model had been scored on it when it was written)."""
 
 RANDOM_SCHEMA = "random schema"
 RANDOM_SCHEMA_SHARE = 0.4
@@ -874,7 +907,7 @@ def renaming_table(renamed, variants):
 
 
 def _theme_specs():
-    return {**_BROAD, **_HELD_OUT, **_VALIDATION, **_TEST, **_TEST2}
+    return {**_BROAD, **_HELD_OUT, **_VALIDATION, **_TEST, **_TEST2, **_TEST3}
 
 
 def renamed_lookup(example, *, header=None, name=None):
@@ -937,8 +970,9 @@ def _schema_words():
         text = data_path("pride_and_prejudice.txt").read_text(encoding="utf-8").lower()
         counts = collections.Counter(w for w in re.findall(r"[a-z]+", text) if 4 <= len(w) <= 10)
         banned = theme_words({**_HELD_OUT, **_VALIDATION, **_TEST})
-        for sets in TEMPLATES.values():
-            banned |= {w for texts in sets.values() for t, _ in texts for w in re.findall(r"[a-z]+", t.lower())}
+        for sets in TEMPLATES.values():  # the third test's phrasings came after the last training: not banned
+            banned |= {w for which, texts in sets.items() if which != "test3" for t, _ in texts
+                       for w in re.findall(r"[a-z]+", t.lower())}
         _SCHEMA_WORDS = sorted(w for w, n in counts.items() if n >= 3 and w not in banned)
     return _SCHEMA_WORDS
 
@@ -1002,6 +1036,8 @@ TEMPLATES = {
                  ("{key} -- {phrase}?", ""), ("How many {phrase} are listed against {key}?", "countable")],
         "test2": [("What value does the table record as {key}'s {phrase}?", ""), ("Read off the {phrase} of {key}.", ""),
                   ("How many {phrase} belong to {key}?", "countable"), ("As for {key}, its {phrase} is what?", "")],
+        "test3": [("What does the table list as the {phrase} of {key}?", ""), ("Report the {phrase} for {key}.", ""),
+                  ("How many {phrase} does {key} show?", "countable"), ("Regarding {key}, what {phrase} is given?", "")],
     },
     "lookup by id": {
         "train": [("What's the {phrase} in {singular} {id}?", ""), ("What is the {phrase} of {singular} {id}?", ""),
@@ -1013,6 +1049,7 @@ TEMPLATES = {
                      ("What {phrase} does {singular} {id} have?", "")],
         "test": [("Who or what is {singular} {id}, by {phrase}?", ""), ("{singular} {id} is which {phrase}?", "")],
         "test2": [("Which {phrase} goes with {singular} {id}?", ""), ("Identify {singular} {id} by its {phrase}.", "")],
+        "test3": [("Number {id} among the {plural}: which {phrase}?", ""), ("State the {phrase} of {singular} {id}.", "")],
     },
     "sum": {
         "train": [("What is the total {phrase}?", ""), ("What is the total number of {phrase}?", "countable"),
@@ -1032,6 +1069,8 @@ TEMPLATES = {
                  ("What {phrase} do all the {plural} account for between them?", "")],
         "test2": [("Tally up the {phrase} across every {singular}.", ""), ("What figure do you reach by totting up the {phrase}?", ""),
                   ("How many {phrase} are there across the whole table?", "countable")],
+        "test3": [("Summing over all the {plural}, what is the {phrase}?", ""), ("What is the {phrase} when every row is added?", ""),
+                  ("How many {phrase} do the listed {plural} amount to?", "countable")],
     },
     "average": {
         "train": [("What is the average {phrase}?", ""), ("What is the mean {phrase}?", ""),
@@ -1048,6 +1087,8 @@ TEMPLATES = {
         "test2": [("Taking every {singular} into account, what is the mean {phrase}?", ""),
                   ("What is the {phrase} of a {singular}, on average across the table?", ""),
                   ("Divide the combined {phrase} by the number of {plural}: what is it?", "")],
+        "test3": [("What {phrase} does the average {singular} have?", ""), ("Find the mean value of the {phrase}.", ""),
+                  ("Per {singular}, what is the typical {phrase} when averaged?", "")],
     },
     "count with condition": {
         "train": [("How many {plural} have more than {v} {phrase}?", ">"), ("How many {plural} have {phrase} above {v}?", ">"),
@@ -1068,6 +1109,8 @@ TEMPLATES = {
                  ("How many {plural} stay below {v} in {phrase}?", "<"), ("Count every {singular} with {phrase} short of {v}.", "<")],
         "test2": [("How many {plural} top {v} when it comes to {phrase}?", ">"), ("What count of {plural} have {phrase} above {v}?", ">"),
                   ("How many {plural} come in under {v} for {phrase}?", "<"), ("For how many {plural} does the {phrase} not reach {v}?", "<")],
+        "test3": [("How many {plural} exceed {v} in {phrase}?", ">"), ("Count the {plural} whose {phrase} is over {v}.", ">"),
+                  ("How many {plural} fall short of {v} {phrase}?", "<"), ("Give the number of {plural} recording {phrase} below {v}.", "<")],
     },
     "count rows": {
         "train": [("How many {plural} are there?", ""), ("How many {plural} does the table list?", ""),
@@ -1084,6 +1127,8 @@ TEMPLATES = {
                  ("What is the tally of {plural}?", "")],
         "test2": [("How many {plural} are recorded here?", ""), ("What is the size of this list of {plural}?", ""),
                   ("How many entries for {plural} does the table contain?", "")],
+        "test3": [("How many {plural} does this list hold?", ""), ("Give a count of the {plural}.", ""),
+                  ("How many {plural} appear in the table?", "")],
     },
 }
 
@@ -1095,6 +1140,7 @@ SPLITS = {
     "unseen themes": (HELD_OUT_THEMES, "train", 105),
     "test": ((BROAD_THEMES, TEST_THEMES), "test", 2061),
     "test2": ((BROAD_THEMES, TEST2_THEMES), "test2", 3079),
+    "test3": ((BROAD_THEMES, TEST3_THEMES), "test3", 5113),
 }
 """Split name -> (themes, template set, default seed). Training draws the thirteen themes and, for
 RANDOM_SCHEMA_SHARE of its tables, a random schema. "validation" asks, in a set of phrasings of its
@@ -1106,7 +1152,9 @@ themes" (HELD_OUT_THEMES, training templates). "test" asks, in phrasings of its 
 templates), about tables drawn half from the thirteen themes and half from TEST_THEMES; it was
 written down before any model was scored on it, and is scored once. "test2" does the same with
 TEST2_THEMES and "test2" templates; it was written after the first test had been looked at, before
-the fifth training stage's models (three seeds) were scored on anything but validation. When themes is a pair of theme
+the fifth training stage's models (three seeds) were scored on anything but validation. "test3" does the same
+with TEST3_THEMES and "test3" templates; it was written after the second test had been read, before any model, as
+shipped or with its untrained embedding rows redrawn (with_redrawn_rows), was scored on it. When themes is a pair of theme
 dicts, each table first draws one of the two, then a theme from it."""
 
 
@@ -1223,6 +1271,9 @@ TEST_TABLES = 40
 TEST2_TABLES = 60
 """Tables in the second test split, generate_split("test2", TEST2_TABLES) (about 310 questions): made
 from code, and pinned by a hash of its records in tests/test_tapas.py."""
+
+TEST3_TABLES = 60
+"""Tables in the third test split, generate_split("test3", TEST3_TABLES), pinned the same way."""
 
 
 def split_records(examples):
@@ -1412,23 +1463,59 @@ def with_redrawn_rows(model, untrained, *, seed=0, how="trained distribution"):
     return copied
 
 
-def redrawn_rows_scores(model, tokenizer, untrained, question_sets, *, draws=3):
+def never_trained_lookups(lookups, tokenizer):
+    """The `lookups` with both words swapped for never-trained ones (:func:`renamed_variants` with every set of
+    :func:`never_trained_words`), pooled over the sets, without and with never-trained decoys. Returns
+    ({name: [Example]}, {name: group ids}): the groups name each question's original table, so that an interval
+    resamples a table with all its renamed copies."""
+    variants = renamed_variants(lookups, never_trained=never_trained_words(tokenizer), never_trained_decoys=True)
+    names = {"never-trained words": lambda v: not v.endswith("decoys"),
+             "the same, with never-trained decoys": lambda v: v.endswith("decoys")}
+    sets = {name: [v for v in variants if v.startswith("never-trained") and keep(v)] for name, keep in names.items()}
+    return ({name: [e for v in chosen for e in variants[v]] for name, chosen in sets.items()},
+            {name: table_ids(lookups) * len(chosen) for name, chosen in sets.items()})
+
+
+def redrawn_rows_scores(model, tokenizer, untrained, question_sets, *, draws=3, groups=None):
     """Each set of `question_sets` ({name: [Example]}) asked through the pipeline of `model` as it is, of the
-    two controls (untrained rows rescaled; shifted to the trained rows' mean), and of `draws` copies with those rows drawn like trained ones
-    (:func:`with_redrawn_rows`, seeds 0 to draws - 1): a DataFrame of shares right, one row per model, one
-    column per set, named with its number of questions. Nothing is trained."""
+    two controls (untrained rows rescaled; shifted to the trained rows' mean), and of `draws` copies with those
+    rows drawn like trained ones (:func:`with_redrawn_rows`, seeds 0 to draws - 1). Nothing is trained.
+
+    Returns two DataFrames, one row per model and one column per set, named with its number of questions: the
+    shares right, and each edited model minus the model as it is on the same questions
+    (:func:`utils.evaluation.mcnemar`, whole groups resampled: `groups` maps a set's name to its questions' group
+    ids, by default their tables, :func:`table_ids`), as "+13 (+3 to +23)": points and the 95% interval."""
     from transformers import pipeline
 
+    from .evaluation import mcnemar
+
+    groups = dict(groups or {})
+    unknown = set(groups) - set(question_sets)
+    if unknown:
+        raise ValueError(f"groups names sets that are not among the question sets: {sorted(unknown)}")
+    for name, questions in question_sets.items():
+        groups.setdefault(name, table_ids(questions))
+        if len(groups[name]) != len(questions):
+            raise ValueError(f"{name}: {len(groups[name])} group ids for {len(questions)} questions")
     models = {"as shipped": model, "untrained rows rescaled": with_redrawn_rows(model, untrained, how="rescaled"),
               "untrained rows shifted to the trained mean": with_redrawn_rows(model, untrained, how="shifted"),
               **{f"untrained rows drawn like trained ones, draw {k}": with_redrawn_rows(model, untrained, seed=k)
                  for k in range(draws)}}
-    scores = {}
+    correct = {}
     for name, edited in models.items():
         pipe = pipeline("table-question-answering", model=edited, tokenizer=tokenizer)
-        scores[name] = {f"{label} ({len(questions)})": evaluate(pipe, questions)["correct"].mean()
-                        for label, questions in question_sets.items()}
-    return pd.DataFrame(scores).T
+        correct[name] = {f"{label} ({len(questions)})": evaluate(pipe, questions)["correct"].to_numpy()
+                         for label, questions in question_sets.items()}
+    column_groups = {f"{label} ({len(questions)})": groups[label] for label, questions in question_sets.items()}
+    shares = pd.DataFrame({name: {k: v.mean() for k, v in sets.items()} for name, sets in correct.items()}).T
+
+    def versus(name, column):
+        c = mcnemar(correct[name][column], correct["as shipped"][column], groups=column_groups[column])
+        return f"{100 * c.difference:+.0f} ({100 * c.low:+.0f} to {100 * c.high:+.0f})"
+
+    paired = pd.DataFrame({name: {column: versus(name, column) for column in shares.columns}
+                           for name in list(models)[1:]}).T
+    return shares, paired
 
 
 def build_vocab(text_file, out_dir, *, vocab_size=2000):
@@ -1922,6 +2009,45 @@ def compare_supervision(runs, a="weak", b="strong, WTQ temperature"):
     seeds = sorted(set(by_kind[a].columns) & set(by_kind[b].columns))
     points = [100 * float(by_kind.loc["all", (a, k)] - by_kind.loc["all", (b, k)]) for k in seeds]
     return by_kind, paired, (points, t_interval(points, digits=1) if len(points) > 1 else None)
+
+
+def row_count_floor(examples):
+    """The share of `examples` whose gold answer is their table's number of rows: what a system that answers
+    every question with COUNT over a whole column gets right."""
+    if not examples:
+        raise ValueError("row_count_floor: no example given")
+    return sum(_is_number(str(e.gold)) and float(e.gold) == len(e.table) for e in examples) / len(examples)
+
+
+def supervision_lines(runs, examples, comparisons):
+    """The record of :func:`supervision_runs` (scored on `examples`) in lines: the two references first (the
+    row-count floor, :func:`row_count_floor`, and the keyword rule, :func:`evaluate_rule`), every arm's accuracy
+    over its seeds, then each (a, b) of `comparisons` as :func:`compare_supervision` reads it."""
+    from .evaluation import over_seeds
+
+    if runs["question"].nunique() != len(examples):
+        raise ValueError(f"the runs are scored on {runs['question'].nunique()} questions, {len(examples)} examples given")
+    lines = [f"  {'floor: COUNT of a column':26s} {row_count_floor(examples):.1%}, the share whose answer is the table's number of rows",
+             f"  {'keyword rule':26s} {evaluate_rule(examples)['correct'].mean():.1%}, no training"]
+    for arm in [a for a in SUPERVISION_ARMS if a in set(runs["supervision"])]:
+        share = runs[runs["supervision"] == arm].groupby("seed")["correct"].mean()
+        lines.append(f"  {arm:26s} {over_seeds(share, percent=True)} of the {len(examples)} held-out questions")
+    for a, b in comparisons:
+        _, paired, (points, over_seed) = compare_supervision(runs, a, b)
+        lines += [f"{a} - {b}:", f"  questions' shares, tables resampled: {paired}",
+                  f"  seed by seed: {', '.join(f'{p:+.1f}' for p in points)} points; mean {over_seed} points "
+                  f"(t, {len(points) - 1} df)"]
+    return lines
+
+
+def supervision_by_kind(runs, examples):
+    """Accuracy by question kind of every arm in the record of :func:`supervision_runs` (means over its seeds),
+    beside the keyword rule on the same `examples`."""
+    by_kind = runs.pivot_table(index="kind", columns="supervision", values="correct", aggfunc="mean")
+    by_kind.loc["all"] = runs.groupby("supervision")["correct"].mean()
+    rule = evaluate_rule(examples)
+    by_kind["keyword rule"] = pd.concat([rule.groupby("kind")["correct"].mean(), pd.Series({"all": rule["correct"].mean()})])
+    return by_kind[[a for a in SUPERVISION_ARMS if a in by_kind.columns] + ["keyword rule"]]
 
 
 def shown_command(command):
