@@ -2463,11 +2463,41 @@ TEST2_PARTS = ("test2", "test2, new themes", "test2, training themes", "test2, n
 """The parts of the second test split that :func:`seed_runs` scores."""
 
 
-def _test2_parts(record):
+def _test2_parts(record, split="test2"):
     questions = pd.DataFrame(record["questions"])
     new = questions["new theme"] == 1
-    masks = dict(zip(TEST2_PARTS, [new | ~new, new, ~new, new & (questions["kind"] == "lookup")]))
+    parts = [f"{split}{part}" for part in ("", ", new themes", ", training themes", ", new-theme lookups")]
+    masks = dict(zip(parts, [new | ~new, new, ~new, new & (questions["kind"] == "lookup")]))
     return questions, masks
+
+
+TEST3_PLANNED = (("redrawn, draws 0-2", "as shipped"), ("stage 4, redrawn, draws 0-2", "stage 4"),
+                 ("rescaled", "as shipped"), ("as shipped", "keyword rule"), ("redrawn, draws 0-2", "keyword rule"))
+"""The comparisons of scripts/tapas_test3.py's plan, the first one planned, the others descriptive. A name ending in
+"draws 0-2" stands for each question's share of those draws answered right."""
+
+
+def test3_results(record):
+    """The record of scripts/tapas_test3.py read as its plan says: (scores, comparisons). Scores: one row per run,
+    one column per part of the third test split (whole, new themes, training themes, new-theme lookups), as
+    "84% [75%, 91%] of 30" with intervals that resample whole tables. Comparisons: {"part: a - b": Comparison} for
+    every (a, b) of :data:`TEST3_PLANNED` (:func:`utils.evaluation.paired_bootstrap`, tables resampled)."""
+    from .evaluation import paired_bootstrap
+
+    questions, masks = _test2_parts(record, split="test3")
+    runs = {name: pd.Series(run["test3"], dtype=float) for name, run in record["runs"].items()}
+    for prefix in ("", "stage 4, "):
+        draws = [runs[name] for name in runs if name.startswith(f"{prefix}redrawn, draw ")]
+        if len(draws) < 2:
+            raise ValueError(f"test3_results: the record has {len(draws)} '{prefix}redrawn' draws, the plan needs several")
+        runs[f"{prefix}redrawn, draws 0-2"] = pd.concat(draws, axis=1).mean(axis=1)
+    scores = pd.DataFrame({name: {part: score_text(accuracy_by_kind(questions.assign(correct=run["test3"])[mask],
+                                                                    groups="table").loc["all"])
+                                  for part, mask in masks.items()} for name, run in record["runs"].items()}).T
+    comparisons = {f"{part}: {a} - {b}": paired_bootstrap(runs[a][mask], runs[b][mask], groups=questions["table"][mask],
+                                                          percent=True)
+                   for a, b in TEST3_PLANNED for part, mask in masks.items()}
+    return scores, comparisons
 
 
 def seed_runs(record):
