@@ -1,6 +1,10 @@
 """Strong against weak supervision for the small TAPAS of notebook 05, at the same budget, over seeds.
 
     python scripts/tapas_supervision.py --out data/tapas/supervision_runs.json
+    python scripts/tapas_supervision.py --out data/tapas/supervision_runs_1000.json --steps 1000 --arms 'weak' 'strong, WTQ temperature'
+
+The second, ten times the budget for the planned pair of arms only, asks whether weak supervision catches up when
+both arms train longer (21 minutes on one thread).
 
 For each seed, three fresh two-layer models (utils.tapas.small_config) are trained for --steps steps at
 --lr on the original generator's training questions (seed 1, 100 tables): from the labelled operator
