@@ -824,6 +824,78 @@ def test_supervision_runs_record_and_comparison(tokenizer):
         tapas.read_supervision_record(dict(made, kinds=["sum"]))
 
 
+def test_supervision_lines_and_by_kind_put_the_references_beside_the_arms():
+    pool = tapas.generate_examples(4, seed=0)
+    ids = tapas.table_ids(pool)
+    examples = [pool[ids.index(k)] for k in range(4)]  # the first question of each of four tables
+    # weak right on every question in both seeds, strong on the first two in seed 0 and none in seed 1
+    made = dict(command="x", kinds=[e.kind for e in examples], tables=tapas.table_ids(examples),
+                runs=[dict(supervision="weak", seed=k, seconds=1.0, correct="1111") for k in (0, 1)]
+                + [dict(supervision="strong", seed=0, seconds=1.0, correct="1100"),
+                   dict(supervision="strong", seed=1, seconds=1.0, correct="0000")])
+    runs = tapas.read_supervision_record(made)
+    floor = sum(str(e.gold) == str(len(e.table)) for e in examples) / len(examples)
+    assert tapas.row_count_floor(examples) == pytest.approx(floor)
+    assert tapas.row_count_floor([e for e in pool if e.kind == "count rows"]) == 1.0  # their answer is the row count
+    assert tapas.row_count_floor([e for e in pool if e.kind == "lookup by id"]) == 0.0  # names are no counts
+    rule = tapas.evaluate_rule(examples)
+    lines = tapas.supervision_lines(runs, examples, [("weak", "strong")])
+    assert f" {floor:.1%}, the share" in lines[0] and lines[1].split()[2] == f"{rule['correct'].mean():.1%},"
+    assert lines[2].split()[1] == "25.0%" and lines[3].split()[1] == "100.0%"  # strong, then weak: the arms' order
+    assert lines[4] == "weak - strong:" and "+75.0 points" in lines[5] and lines[6].startswith("  seed by seed: +50.0, +100.0")
+    assert tapas.supervision_lines(runs, examples, [], references=False) == lines[2:4]
+    by_kind = tapas.supervision_by_kind(runs, examples)
+    assert list(by_kind.columns) == ["strong", "weak", "keyword rule"]
+    assert by_kind.loc["all", "weak"] == 1.0 and by_kind.loc["all", "strong"] == 0.25
+    assert by_kind.loc["all", "keyword rule"] == pytest.approx(rule["correct"].mean())
+    with pytest.raises(ValueError, match="scored on 4 questions, 3 examples"):
+        tapas.supervision_lines(runs, examples[:3], [])
+    with pytest.raises(ValueError, match="no example"):
+        tapas.row_count_floor([])
+
+
+def test_test3_results_follow_the_plan():
+    kinds = ["lookup", "sum"] * 6
+    new, tables = [1] * 6 + [0] * 6, [i // 2 for i in range(12)]
+    shipped = [0, 1] * 6
+    runs = {"as shipped": shipped, "redrawn, draw 0": [1, 1] * 6, "redrawn, draw 1": [1, 1] * 3 + [0, 1] * 3,
+            "redrawn, draw 2": [0, 1] * 6, "rescaled": shipped, "stage 4": [0] * 12,
+            **{f"stage 4, redrawn, draw {k}": [0] * 12 for k in range(3)}, "keyword rule": [1] * 12}
+    record = {"questions": {"kind": kinds, "theme": ["t"] * 12, "table": tables, "new theme": new},
+              "runs": {name: {"test3": a} for name, a in runs.items()}}
+    scores, compared = tapas.test3_results(record)
+    assert list(scores.columns) == ["test3", "test3, new themes", "test3, training themes", "test3, new-theme lookups"]
+    assert scores.loc["as shipped", "test3, new-theme lookups"].startswith("0% ")
+    assert scores.loc["redrawn, draw 1", "test3, new-theme lookups"].startswith("100% ")
+    # on the new themes' lookups draws 0 and 1 are right and draw 2 wrong: each question's share is 2/3
+    planned = compared["test3, new-theme lookups: redrawn, draws 0-2 - as shipped"]
+    assert planned.difference == pytest.approx(2 / 3)
+    # on the training themes only draw 0 gets the lookups (half the questions): 1/3 of a question each, 1/6 overall
+    assert compared["test3, training themes: redrawn, draws 0-2 - as shipped"].difference == pytest.approx(1 / 6)
+    assert compared["test3: rescaled - as shipped"].difference == 0
+    assert len(compared) == len(tapas.TEST3_PLANNED) * 4
+    lines = tapas.test3_lines(record)
+    assert len(lines) == 4 and "redrawn 100%, 100%, 0%" in lines[3] and "keyword rule 100%" in lines[3]
+    del record["runs"]["redrawn, draw 1"], record["runs"]["redrawn, draw 2"]
+    with pytest.raises(ValueError, match="1 'redrawn' draws"):
+        tapas.test3_results(record)
+
+
+def test_shipped_third_test_record_is_of_the_pinned_split():
+    import json
+
+    import utils
+
+    record = json.loads(utils.data_path("tapas", "test3_runs.json").read_text())
+    examples = tapas.generate_split("test3", tapas.TEST3_TABLES)
+    assert record["test3"].endswith("cff9f2809e8dd21a9c0ab932ca99dd4bfb7efbcd786dd5cc1c1ee8af9ba24e3c")
+    assert record["questions"]["kind"] == [e.kind for e in examples]
+    assert record["command"] == "python scripts/tapas_test3.py --stage4 /tmp/stage4"
+    assert all(len(run["test3"]) == len(examples) for run in record["runs"].values())
+    rule = tapas.evaluate_rule(examples)["correct"].astype(int).tolist()
+    assert record["runs"]["keyword rule"]["test3"] == rule  # the rule needs no model: the record repeats today
+
+
 def test_selection_outcome_and_crosstab_with_a_stand_in_pipeline():
     questions, table = tapas.book_examples()
     lookup = tapas.Example(table=table, question="What is the start page of Summarization?", aggregator="NONE",

@@ -947,14 +947,22 @@ def renamed_lookup(example, *, header=None, name=None):
                    example.kind, example.theme)
 
 
-def schema_words_of(themes):
-    """The words of the named themes (:func:`theme_words`) that the training's random schemas may draw:
-    e.g. those of TEST2_THEMES, whose words were not kept out of the schemas."""
+def schema_words_of(themes, templates=None):
+    """The words of the named themes (:func:`theme_words`), and of the `templates` set of :data:`TEMPLATES` if
+    one is named, that the training's random schemas may draw: e.g. those of TEST2_THEMES, whose words were not
+    kept out of the schemas, or of the "test3" phrasings, written after the last training."""
+    import re
+
     specs = _theme_specs()
     unknown = [name for name in themes if name not in specs]
     if unknown:
         raise ValueError(f"schema_words_of: no theme {unknown[0]!r}; it knows {sorted(specs)}")
-    return sorted(theme_words({name: specs[name] for name in themes}) & set(_schema_words()))
+    if templates is not None and templates not in TEMPLATES["lookup"]:
+        raise ValueError(f"schema_words_of: no template set {templates!r}; it knows {list(TEMPLATES['lookup'])}")
+    words = theme_words({name: specs[name] for name in themes})
+    if templates is not None:
+        words |= {w for sets in TEMPLATES.values() for t, _ in sets[templates] for w in re.findall(r"[a-z]+", t.lower())}
+    return sorted(words & set(_schema_words()))
 
 
 def _schema_words():
@@ -2019,16 +2027,16 @@ def row_count_floor(examples):
     return sum(_is_number(str(e.gold)) and float(e.gold) == len(e.table) for e in examples) / len(examples)
 
 
-def supervision_lines(runs, examples, comparisons):
-    """The record of :func:`supervision_runs` (scored on `examples`) in lines: the two references first (the
-    row-count floor, :func:`row_count_floor`, and the keyword rule, :func:`evaluate_rule`), every arm's accuracy
-    over its seeds, then each (a, b) of `comparisons` as :func:`compare_supervision` reads it."""
+def supervision_lines(runs, examples, comparisons, *, references=True):
+    """The record of :func:`supervision_runs` (scored on `examples`) in lines: with `references`, two that need no
+    training first (the row-count floor, :func:`row_count_floor`, and the keyword rule, :func:`evaluate_rule`),
+    every arm's accuracy over its seeds, then each (a, b) of `comparisons` as :func:`compare_supervision` reads it."""
     from .evaluation import over_seeds
 
     if runs["question"].nunique() != len(examples):
         raise ValueError(f"the runs are scored on {runs['question'].nunique()} questions, {len(examples)} examples given")
     lines = [f"  {'floor: COUNT of a column':26s} {row_count_floor(examples):.1%}, the share whose answer is the table's number of rows",
-             f"  {'keyword rule':26s} {evaluate_rule(examples)['correct'].mean():.1%}, no training"]
+             f"  {'keyword rule':26s} {evaluate_rule(examples)['correct'].mean():.1%}, no training"] if references else []
     for arm in [a for a in SUPERVISION_ARMS if a in set(runs["supervision"])]:
         share = runs[runs["supervision"] == arm].groupby("seed")["correct"].mean()
         lines.append(f"  {arm:26s} {over_seeds(share, percent=True)} of the {len(examples)} held-out questions")
@@ -2475,6 +2483,17 @@ TEST3_PLANNED = (("redrawn, draws 0-2", "as shipped"), ("stage 4, redrawn, draws
                  ("rescaled", "as shipped"), ("as shipped", "keyword rule"), ("redrawn, draws 0-2", "keyword rule"))
 """The comparisons of scripts/tapas_test3.py's plan, the first one planned, the others descriptive. A name ending in
 "draws 0-2" stands for each question's share of those draws answered right."""
+
+
+def test3_lines(record):
+    """The third test split in a line per part: the shipped model as it is, its three redrawn draws, the keyword
+    rule, and the planned comparison (the draws' mean minus as shipped, :func:`test3_results`)."""
+    scores, comparisons = test3_results(record)
+    share = lambda run, part: scores.loc[run, part].split(" [")[0]  # noqa: E731
+    draws = [name for name in scores.index if name.startswith("redrawn, draw ")]
+    return [f"  {part:25s} as shipped {scores.loc['as shipped', part]}; redrawn {', '.join(share(d, part) for d in draws)}; "
+            f"keyword rule {share('keyword rule', part)}; redrawn - as shipped "
+            f"{comparisons[f'{part}: redrawn, draws 0-2 - as shipped']}" for part in scores.columns]
 
 
 def test3_results(record):
