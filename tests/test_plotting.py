@@ -74,6 +74,15 @@ def test_heatmap_fixed_colour_scale():
         plotting.plot_heatmap(np.eye(2), ["a", "b"], ["x", "y"], per_row=True, vmin=0)
 
 
+def test_heatmap_colour_bar_can_be_left_to_a_neighbour():
+    fig, (left, right) = plt.subplots(1, 2)
+    plotting.plot_heatmap(np.eye(2), ["a", "b"], ["x", "y"], ax=left, vmin=0, vmax=1, colorbar=False)
+    assert len(fig.axes) == 2  # no colour bar axes added
+    plotting.plot_heatmap(np.eye(2), ["a", "b"], ["x", "y"], ax=right, vmin=0, vmax=1, cbar_label="p")
+    assert len(fig.axes) == 3 and fig.axes[2].get_ylabel() == "p"
+    plt.close(fig)
+
+
 def test_heatmap_per_row_colours_each_row_on_its_own_scale():
     ax = plotting.plot_heatmap(np.array([[0, 1000], [0, 1], [5, 5]]), ["ids", "bits", "flat"], ["x", "y"],
                                fmt=".0f", per_row=True)

@@ -641,6 +641,17 @@ def test_third_test_split_is_pinned():
     assert len(words) == 2481 and hashlib.sha256(" ".join(words).encode()).hexdigest()[:12] == "952529863c57"
 
 
+def test_recorded_pipeline_replays_the_books_answers():
+    questions, table = tapas.book_examples()
+    recorded = tapas.recorded_pipeline(tapas.BOOK_NOTEBOOK_ANSWERS)
+    rows = [tapas.ask(recorded, table, question, gold) for question, _, gold in questions]
+    assert [row["executed"] for row in rows] == ["Summarization", 138, 74, 3] and all(row["correct"] for row in rows)
+    assert recorded(table, "What is the total number of pages?")["cells"] == ["10", "36", "24", "46", "19", "3"]
+    assert recorded(table, "What's the topic in chapter 4?")["aggregator"] == "NONE"
+    with pytest.raises(KeyError, match="no recorded answer"):
+        recorded(table, "How many chapters are there?")
+
+
 def test_keyword_rule_on_the_books_questions():
     table = tapas.prepare_table(tapas.book_frame())
     answers = {q: tapas.keyword_rule(table, q) for q, _ in tapas.BOOK_QUESTIONS}
@@ -1130,6 +1141,7 @@ def test_untrained_rows_share_and_redrawn_rows():
     with torch.no_grad():
         weight[:20] *= 3  # "trained": grown past the initialiser's norm
         weight[:20] += torch.linspace(-1, 1, 128)  # and away from its mean
+        weight[:20] += torch.linspace(-2, 2, 20)[:, None] * torch.linspace(-1, 1, 128)  # spread along one direction
     untrained = tapas.untrained_rows(model)
     assert untrained[20:].all() and not untrained[:20].any()
     before = weight.detach().clone()
@@ -1143,8 +1155,15 @@ def test_untrained_rows_share_and_redrawn_rows():
     assert rescaled[20:].norm(dim=1) == pytest.approx(before[:20].norm(dim=1).median().item(), rel=1e-5)
     cosine = torch.nn.functional.cosine_similarity(rescaled[20:], before[20:])
     assert cosine.min() > 0.9999  # same directions
-    shifted = tapas.with_redrawn_rows(model, untrained, how="shifted").get_input_embeddings().weight.detach()
-    assert torch.allclose(shifted[20:] - before[20:], before[:20].mean(0).expand(30, -1), atol=1e-6)
+    # isotropic: the trained rows' mean and total variance, no preferred direction (the trained rows spread most
+    # along linspace(-1, 1), and so does the redraw; the isotropic draw does not)
+    isotropic = tapas.with_redrawn_rows(model, untrained, how="isotropic").get_input_embeddings().weight.detach()
+    trained_var = torch.cov(before[:20].T).trace()
+    spread = isotropic[20:] - before[:20].mean(0)
+    assert spread.pow(2).sum(1).mean() == pytest.approx(trained_var.item(), rel=0.35)
+    direction = torch.linspace(-1, 1, 128) / torch.linspace(-1, 1, 128).norm()
+    along = lambda rows: ((rows - before[:20].mean(0)) @ direction).pow(2).mean() / (rows - before[:20].mean(0)).pow(2).sum(1).mean()  # noqa: E731
+    assert along(isotropic[20:]) < 0.05 < along(new[20:])
     with pytest.raises(ValueError, match="how must be"):
         tapas.with_redrawn_rows(model, untrained, how="zeros")
     # on the shipped model: the in-template split's pieces are trained rows, the unseen themes' often not
@@ -1177,7 +1196,7 @@ def test_redrawn_rows_scores_asks_every_set_of_every_model():
         tapas.redrawn_rows_scores(model, tokenizer, tapas.untrained_rows(model), sets, groups={"never-trained words": [0, 1]})
     scores, paired = tapas.redrawn_rows_scores(model, tokenizer, tapas.untrained_rows(model), sets, draws=2,
                                                groups={"never-trained words": groups["never-trained words"]})
-    edited = ["untrained rows rescaled", "untrained rows shifted to the trained mean",
+    edited = ["untrained rows rescaled", "untrained rows drawn isotropically",
               "untrained rows drawn like trained ones, draw 0", "untrained rows drawn like trained ones, draw 1"]
     assert list(scores.index) == ["as shipped", *edited] and list(paired.index) == edited
     assert list(scores.columns) == list(paired.columns) == [f"lookups ({len(lookups)})", "never-trained words (8)"]

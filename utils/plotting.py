@@ -264,14 +264,15 @@ def log_mel_spectrogram(wave, sampling_rate, n_mels=80, hop_length=160, win_leng
 
 def plot_heatmap(matrix, row_labels, col_labels, *, title=None, fmt=".2f", cmap="viridis",
                  annotate=True, ax=None, save=None, xlabel=None, ylabel=None, per_row=False, cbar_label=None,
-                 vmin=None, vmax=None):
+                 vmin=None, vmax=None, colorbar=True):
     """A labelled heatmap (similarity matrices, confusion matrices, token channels).
 
     With `per_row`, every row gets a colour scale of its own, from its smallest value to its
     largest, for rows that measure different things (ids, ranks, bit fields): the colours then
     compare cells within a row only, there is no colour bar, and the numbers are written in the
     cells (`annotate` must stay on). `cbar_label` names what the colour bar measures. `vmin` and `vmax`
-    fix the colour scale (e.g. 0 and 1 for probabilities, so that panels side by side share it)."""
+    fix the colour scale (e.g. 0 and 1 for probabilities, so that panels side by side share it); with
+    `colorbar` False a panel leaves the colour bar to a neighbour that shares its scale."""
     matrix = np.asarray(matrix, dtype=float)
     if matrix.shape != (len(row_labels), len(col_labels)):
         raise ValueError(f"plot_heatmap: matrix shape {matrix.shape} does not match "
@@ -295,7 +296,7 @@ def plot_heatmap(matrix, row_labels, col_labels, *, title=None, fmt=".2f", cmap=
             r, g, b, _ = image.cmap(image.norm(shown[i, j]))
             ax.text(j, i, format(v, fmt), ha="center", va="center", fontsize=7,
                     color="white" if 0.299 * r + 0.587 * g + 0.114 * b < 0.5 else "black")
-    if not per_row:
+    if not per_row and colorbar:
         bar = ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
         if cbar_label:
             bar.set_label(cbar_label)
