@@ -794,6 +794,36 @@ _TEST3 = {  # themes of the third test split only, written before any model was 
                  _col("crossing_minutes", ["crossing time", "minutes per crossing"], 20, 240, ops=AVERAGE_ONLY),
                  _col("sailings_per_day", ["sailings a day", "daily sailings"], 1, 20, countable=True)], "fleet_no"),
 }
+_TEST4 = {  # themes of the fourth test split only, written before any model was scored on it
+    "castles": (("castle", "castles"), "castle", ["castle", "fortress", "name"],
+                lambda rng: rng.choice(["Harlech", "Bamburgh", "Conwy", "Dunnottar", "Kilkenny", "Alnwick", "Caerphilly",
+                                        "Raglan", "Tantallon", "Pembroke"]) + " Castle",
+                ("condition", ["ruined", "restored", "inhabited"]),
+                [_col("towers", ["towers", "defensive towers"], 1, 16, countable=True),
+                 _col("moat_width_m", ["moat width", "width of the moat"], 3, 40, ops=AVERAGE_ONLY),
+                 _col("built", ["year built", "building year"], 1050, 1600, ops=NO_AGGREGATE)], None),
+    "apiaries": (("apiary", "apiaries"), "apiary", ["apiary", "bee yard", "name"],
+                 lambda rng: rng.choice(["Clover", "Heathside", "Lindenhurst", "Marigold", "Thistledown", "Sorrel",
+                                         "Foxglove", "Bramblewick", "Yarrow", "Meadowsweet"]) + " Apiary",
+                 ("honey", ["heather", "clover", "acacia", "lime blossom"]),
+                 [_col("hives", ["hives", "beehives"], 4, 120, countable=True),
+                  _col("honey_kg", ["honey harvested", "kilograms of honey"], 20, 2500),
+                  _col("licensed", ["licence year", "year licensed"], 1950, 2020, ops=NO_AGGREGATE)], None),
+    "marathons": (("marathon", "marathons"), "marathon", ["marathon", "race", "name"],
+                  lambda rng: rng.choice(["Rotterdam", "Valencia", "Seville", "Turin", "Ljubljana", "Dublin", "Frankfurt",
+                                          "Kosice", "Tallinn", "Vilnius"]) + " Marathon",
+                  ("season", ["spring", "autumn", "winter"]),
+                  [_col("runners", ["runners", "finishers"], 500, 40000, countable=True),
+                   _col("winning_time_min", ["winning time", "minutes for the winner"], 125, 160, ops=AVERAGE_ONLY),
+                   _col("first_held", ["first edition", "year first held"], 1900, 2015, ops=NO_AGGREGATE)], None),
+    "airports": (("airport", "airports"), "airport", ["airport", "name"],
+                 lambda rng: rng.choice(["Gatwick", "Schiphol", "Linate", "Barajas", "Orly", "Kastrup", "Vantaa",
+                                         "Arlanda", "Gardermoen", "Keflavik"]) + " Airport",
+                 ("hub_airline", ["KLM", "Iberia", "SAS", "Finnair", "Icelandair"]),
+                 [_col("lounges", ["lounges", "passenger lounges"], 1, 14, countable=True),
+                  _col("gates", ["gates", "boarding gates"], 10, 220, countable=True),
+                  _col("daily_flights", ["daily flights", "flights a day"], 40, 1400)], "airport_no"),
+}
 VALIDATION_THEMES = {name: _spec_maker(spec) for name, spec in _VALIDATION.items()}
 """Themes of the validation split only: checkpoints are chosen on tables no training split draws."""
 
@@ -805,6 +835,9 @@ TEST2_THEMES = {name: _spec_maker(spec) for name, spec in _TEST2.items()}
 
 TEST3_THEMES = {name: _spec_maker(spec) for name, spec in _TEST3.items()}
 """Themes of the third test split only (no model had been scored on it when it was written)."""
+
+TEST4_THEMES = {name: _spec_maker(spec) for name, spec in _TEST4.items()}
+"""Themes of the fourth test split only (no model had been scored on it when it was written)."""
 
 RANDOM_SCHEMA = "random schema"
 RANDOM_SCHEMA_SHARE = 0.4
@@ -933,7 +966,7 @@ def renaming_table(renamed, variants):
 
 
 def _theme_specs():
-    return {**_BROAD, **_HELD_OUT, **_VALIDATION, **_TEST, **_TEST2, **_TEST3}
+    return {**_BROAD, **_HELD_OUT, **_VALIDATION, **_TEST, **_TEST2, **_TEST3, **_TEST4}
 
 
 def renamed_lookup(example, *, header=None, name=None):
@@ -1004,8 +1037,8 @@ def _schema_words():
         text = data_path("pride_and_prejudice.txt").read_text(encoding="utf-8").lower()
         counts = collections.Counter(w for w in re.findall(r"[a-z]+", text) if 4 <= len(w) <= 10)
         banned = theme_words({**_HELD_OUT, **_VALIDATION, **_TEST})
-        for sets in TEMPLATES.values():  # the third test's phrasings came after the last training: not banned
-            banned |= {w for which, texts in sets.items() if which != "test3" for t, _ in texts
+        for sets in TEMPLATES.values():  # the third and fourth tests' phrasings came after the last training
+            banned |= {w for which, texts in sets.items() if which not in ("test3", "test4") for t, _ in texts
                        for w in re.findall(r"[a-z]+", t.lower())}
         _SCHEMA_WORDS = sorted(w for w, n in counts.items() if n >= 3 and w not in banned)
     return _SCHEMA_WORDS
@@ -1072,6 +1105,8 @@ TEMPLATES = {
                   ("How many {phrase} belong to {key}?", "countable"), ("As for {key}, its {phrase} is what?", "")],
         "test3": [("What does the table list as the {phrase} of {key}?", ""), ("Report the {phrase} for {key}.", ""),
                   ("How many {phrase} does {key} show?", "countable"), ("Regarding {key}, what {phrase} is given?", "")],
+        "test4": [("Tell me {key}'s {phrase}, please.", ""), ("Which {phrase} is shown against {key}?", ""),
+                  ("What number of {phrase} is given for {key}?", "countable"), ("Look at {key}: what {phrase}?", "")],
     },
     "lookup by id": {
         "train": [("What's the {phrase} in {singular} {id}?", ""), ("What is the {phrase} of {singular} {id}?", ""),
@@ -1084,6 +1119,7 @@ TEMPLATES = {
         "test": [("Who or what is {singular} {id}, by {phrase}?", ""), ("{singular} {id} is which {phrase}?", "")],
         "test2": [("Which {phrase} goes with {singular} {id}?", ""), ("Identify {singular} {id} by its {phrase}.", "")],
         "test3": [("Number {id} among the {plural}: which {phrase}?", ""), ("State the {phrase} of {singular} {id}.", "")],
+        "test4": [("The {singular} numbered {id} has which {phrase}?", ""), ("Give the {phrase} belonging to {singular} {id}.", "")],
     },
     "sum": {
         "train": [("What is the total {phrase}?", ""), ("What is the total number of {phrase}?", "countable"),
@@ -1105,6 +1141,8 @@ TEMPLATES = {
                   ("How many {phrase} are there across the whole table?", "countable")],
         "test3": [("Summing over all the {plural}, what is the {phrase}?", ""), ("What is the {phrase} when every row is added?", ""),
                   ("How many {phrase} do the listed {plural} amount to?", "countable")],
+        "test4": [("What do all the {phrase} come to together?", ""), ("Combined across the table, how many {phrase} are there?", "countable"),
+                  ("Add every {singular}'s {phrase}: what total results?", "")],
     },
     "average": {
         "train": [("What is the average {phrase}?", ""), ("What is the mean {phrase}?", ""),
@@ -1123,6 +1161,8 @@ TEMPLATES = {
                   ("Divide the combined {phrase} by the number of {plural}: what is it?", "")],
         "test3": [("What {phrase} does the average {singular} have?", ""), ("Find the mean value of the {phrase}.", ""),
                   ("Per {singular}, what is the typical {phrase} when averaged?", "")],
+        "test4": [("What is the typical {phrase}, as a mean over the {plural}?", ""), ("Average out the {phrase}.", ""),
+                  ("What mean {phrase} do the {plural} have?", "")],
     },
     "count with condition": {
         "train": [("How many {plural} have more than {v} {phrase}?", ">"), ("How many {plural} have {phrase} above {v}?", ">"),
@@ -1145,6 +1185,8 @@ TEMPLATES = {
                   ("How many {plural} come in under {v} for {phrase}?", "<"), ("For how many {plural} does the {phrase} not reach {v}?", "<")],
         "test3": [("How many {plural} exceed {v} in {phrase}?", ">"), ("Count the {plural} whose {phrase} is over {v}.", ">"),
                   ("How many {plural} fall short of {v} {phrase}?", "<"), ("Give the number of {plural} recording {phrase} below {v}.", "<")],
+        "test4": [("How many {plural} have {phrase} exceeding {v}?", ">"), ("Count the {plural} that have more {phrase} than {v}.", ">"),
+                  ("How many {plural} have {phrase} that is less than {v}?", "<"), ("Count the {plural} with fewer {phrase} than {v}.", "<")],
     },
     "count rows": {
         "train": [("How many {plural} are there?", ""), ("How many {plural} does the table list?", ""),
@@ -1163,6 +1205,8 @@ TEMPLATES = {
                   ("How many entries for {plural} does the table contain?", "")],
         "test3": [("How many {plural} does this list hold?", ""), ("Give a count of the {plural}.", ""),
                   ("How many {plural} appear in the table?", "")],
+        "test4": [("How many {plural} are in this list?", ""), ("Count all the {plural} in the table.", ""),
+                  ("What number of {plural} does the table hold?", "")],
     },
 }
 
@@ -1175,6 +1219,7 @@ SPLITS = {
     "test": ((BROAD_THEMES, TEST_THEMES), "test", 2061),
     "test2": ((BROAD_THEMES, TEST2_THEMES), "test2", 3079),
     "test3": ((BROAD_THEMES, TEST3_THEMES), "test3", 5113),
+    "test4": ((BROAD_THEMES, TEST4_THEMES), "test4", 6427),  # of seeds 6421-6430, the one whose new themes are most even
 }
 """Split name -> (themes, template set, default seed). Training draws the thirteen themes and, for
 RANDOM_SCHEMA_SHARE of its tables, a random schema. "validation" asks, in a set of phrasings of its
@@ -1188,7 +1233,9 @@ written down before any model was scored on it, and is scored once. "test2" does
 TEST2_THEMES and "test2" templates; it was written after the first test had been looked at, before
 the fifth training stage's models (three seeds) were scored on anything but validation. "test3" does the same
 with TEST3_THEMES and "test3" templates; it was written after the second test had been read, before any model, as
-shipped or with its untrained embedding rows redrawn (with_redrawn_rows), was scored on it. When themes is a pair of theme
+shipped or with its untrained embedding rows redrawn (with_redrawn_rows), was scored on it. "test4", with
+TEST4_THEMES and "test4" templates, was written after the third had been scored, before any model pre-trained by
+scripts/tapas_pretrain.py was scored on anything. When themes is a pair of theme
 dicts, each table first draws one of the two, then a theme from it."""
 
 
@@ -1308,6 +1355,9 @@ from code, and pinned by a hash of its records in tests/test_tapas.py."""
 
 TEST3_TABLES = 60
 """Tables in the third test split, generate_split("test3", TEST3_TABLES), pinned the same way."""
+
+TEST4_TABLES = 60
+"""Tables in the fourth test split, generate_split("test4", TEST4_TABLES), pinned the same way."""
 
 
 def split_records(examples):
