@@ -632,7 +632,7 @@ def test_third_test_split_is_pinned():
     assert {e.theme for e in examples} >= set(tapas.TEST3_THEMES) and len(examples) > 300
     assert not set(tapas.TEST3_THEMES) & (set(tapas.TEST2_THEMES) | set(tapas.TEST_THEMES) | set(tapas.HELD_OUT_THEMES)
                                           | set(tapas.VALIDATION_THEMES) | set(tapas.BROAD_THEMES))
-    words = tapas._schema_words()
+    words = tapas.schema_words()
     assert len(words) == 2481 and hashlib.sha256(" ".join(words).encode()).hexdigest()[:12] == "952529863c57"
 
 
@@ -660,7 +660,7 @@ def test_fourth_test_split_is_pinned():
     others = [tapas.TEST3_THEMES, tapas.TEST2_THEMES, tapas.TEST_THEMES, tapas.HELD_OUT_THEMES, tapas.VALIDATION_THEMES,
               tapas.BROAD_THEMES]
     assert not set(tapas.TEST4_THEMES) & set().union(*map(set, others))
-    assert len(tapas._schema_words()) == 2481
+    assert len(tapas.schema_words()) == 2481
 
 
 def test_keyword_rule_on_the_books_questions():
@@ -817,9 +817,9 @@ def test_encode_weak_and_collate_pad_numbers_as_the_tokenizer_does(tokenizer):
 def test_supervision_runs_record_and_comparison(tokenizer):
     examples = tapas.generate_examples(2, seed=0)
     runs = tapas.supervision_runs(tokenizer, examples, examples[:4], seeds=(0, 1), steps=2, batch_size=4)
-    assert len(runs) == 7 * 2 * 4 and set(runs["supervision"]) == set(tapas.SUPERVISION_ARMS)
+    assert len(runs) == 9 * 2 * 4 and set(runs["supervision"]) == set(tapas.SUPERVISION_ARMS)
     record = tapas.supervision_record(runs, command="python x", steps=2)
-    assert record["command"] == "python x" and len(record["runs"]) == 14
+    assert record["command"] == "python x" and len(record["runs"]) == 18
     back = tapas.read_supervision_record(record)
     columns = ["supervision", "seed", "question", "kind", "table", "correct"]
     pd.testing.assert_frame_equal(back[columns], runs.sort_values(["supervision", "seed", "question"])[columns]
@@ -899,8 +899,25 @@ def test_test3_results_follow_the_plan():
     lines = tapas.test3_lines(record)
     assert len(lines) == 4 and "redrawn 100%, 100%, 0%" in lines[3] and "keyword rule 100%" in lines[3]
     del record["runs"]["redrawn, draw 1"], record["runs"]["redrawn, draw 2"]
-    with pytest.raises(ValueError, match="1 'redrawn' draws"):
+    with pytest.raises(ValueError, match="has 1 runs for 'redrawn, draws 0-2'"):
         tapas.test3_results(record)
+
+
+def test_test4_results_pool_the_seeds_of_each_procedure():
+    kinds, new, tables = ["lookup", "sum"] * 6, [1] * 6 + [0] * 6, [i // 2 for i in range(12)]
+    runs = {"no pre-training, seed 0": [0, 1] * 6, "no pre-training, seed 1": [0, 0] * 6,
+            "pre-trained, seed 0": [1, 1] * 6, "pre-trained, seed 1": [1, 0] * 6,
+            **{f"no pre-training, seed 0, redrawn, draw {k}": [0, 1] * 6 for k in range(3)}, "keyword rule": [1] * 12}
+    record = {"questions": {"kind": kinds, "theme": ["t"] * 12, "table": tables, "new theme": new},
+              "runs": {name: {"test4": a} for name, a in runs.items()}}
+    scores, compared = tapas.test4_results(record)
+    assert scores.loc["pre-trained, seed 0", "test4"].startswith("100% ")
+    # lookups: pre-trained right in both seeds, not pre-trained in neither: +100 points; sums: 1/2 against 1/2
+    assert compared["test4, new-theme lookups: pre-trained, seeds 0-1 - no pre-training, seeds 0-1"].difference == 1.0
+    assert compared["test4: pre-trained, seeds 0-1 - no pre-training, seeds 0-1"].difference == pytest.approx(0.5)
+    assert compared["test4: pre-trained, seed 1 - no pre-training, seed 1"].difference == pytest.approx(0.5)
+    lines = tapas.test4_lines(record)
+    assert len(lines) == 4 and "no pre-training 0%, 0%; pre-trained 100%, 100%" in lines[3]
 
 
 def test_shipped_third_test_record_is_of_the_pinned_split():
@@ -1111,7 +1128,7 @@ def test_never_trained_words_are_whole_tokens_that_no_training_question_or_table
         text = " ".join([e.question, *map(str, e.table.columns), *e.table.astype(str).to_numpy().ravel()])
         seen |= set(re.findall(r"[a-z]+", text.lower()))
     assert not seen & set(words)
-    assert {"abode", "abroad", "absolutely", "accent"} <= set(tapas._schema_words())  # the schema variant's words
+    assert {"abode", "abroad", "absolutely", "accent"} <= set(tapas.schema_words())  # the schema variant's words
     variants = tapas.renamed_variants([e for e in tapas.generate_split("unseen themes", 10) if e.kind == "lookup"],
                                       never_trained=words[:8])
     assert list(variants)[-3:] == ["random-schema words", "never-trained words 1", "never-trained words 2"]
@@ -1175,6 +1192,8 @@ def test_untrained_rows_share_and_redrawn_rows():
     direction = torch.linspace(-1, 1, 128) / torch.linspace(-1, 1, 128).norm()
     along = lambda rows: ((rows - before[:20].mean(0)) @ direction).pow(2).mean() / (rows - before[:20].mean(0)).pow(2).sum(1).mean()  # noqa: E731
     assert along(isotropic[20:]) < 0.05 < along(new[20:])
+    at_mean = tapas.with_redrawn_rows(model, untrained, how="mean").get_input_embeddings().weight.detach()
+    assert torch.allclose(at_mean[20:], before[:20].mean(0).expand(30, -1))  # every untrained row the same vector
     with pytest.raises(ValueError, match="how must be"):
         tapas.with_redrawn_rows(model, untrained, how="zeros")
     # on the shipped model: the in-template split's pieces are trained rows, the unseen themes' often not
@@ -1207,7 +1226,7 @@ def test_redrawn_rows_scores_asks_every_set_of_every_model():
         tapas.redrawn_rows_scores(model, tokenizer, tapas.untrained_rows(model), sets, groups={"never-trained words": [0, 1]})
     scores, paired = tapas.redrawn_rows_scores(model, tokenizer, tapas.untrained_rows(model), sets, draws=2,
                                                groups={"never-trained words": groups["never-trained words"]})
-    edited = ["untrained rows rescaled", "untrained rows drawn isotropically",
+    edited = ["untrained rows at the trained mean", "untrained rows rescaled", "untrained rows drawn isotropically",
               "untrained rows drawn like trained ones, draw 0", "untrained rows drawn like trained ones, draw 1"]
     assert list(scores.index) == ["as shipped", *edited] and list(paired.index) == edited
     assert list(scores.columns) == list(paired.columns) == [f"lookups ({len(lookups)})", "never-trained words (8)"]

@@ -1021,10 +1021,10 @@ def schema_words_of(themes, templates=None):
     words = theme_words({name: specs[name] for name in themes})
     if templates is not None:
         words |= {w for sets in TEMPLATES.values() for t, _ in sets[templates] for w in re.findall(r"[a-z]+", t.lower())}
-    return sorted(words & set(_schema_words()))
+    return sorted(words & set(schema_words()))
 
 
-def _schema_words():
+def schema_words():
     """Words of the novel (4-10 letters, seen at least 3 times) that no held-out theme, no template
     and no held-out phrasing uses; cached."""
     global _SCHEMA_WORDS
@@ -1058,7 +1058,7 @@ def _plural(word):
 def _random_schema(rng, n_rows):
     """A table of the random schema: an entity, a key, one text column and two or three numeric ones,
     all named by random words of the novel."""
-    words = _schema_words()
+    words = schema_words()
     singular = rng.choice([w for w in words if not w.endswith("s")])
     headers = rng.sample([w for w in words if w != singular], 6)
     key = rng.choice([singular, "name"])
@@ -1518,9 +1518,10 @@ def untrained_share(tokenizer, examples, untrained):
 
 def with_redrawn_rows(model, untrained, *, seed=0, how="trained distribution"):
     """A copy of ``model`` whose untrained embedding rows (:func:`untrained_rows`) are replaced, with no training:
-    ``how="trained distribution"`` draws them from the Gaussian with the trained rows' mean and covariance (how
-    transformers' ``resize_token_embeddings(mean_resizing=True)`` starts new tokens, after Hewitt 2021);
-    ``how="rescaled"``, a control, keeps each row's direction and scales it to the trained rows' median norm;
+    ``how="trained distribution"`` draws them from the Gaussian with the trained rows' mean and covariance (this
+    course's choice: distinct rows shaped like trained ones); ``how="mean"`` puts every one at the trained rows'
+    mean, as transformers' ``resize_token_embeddings(mean_resizing=True)`` starts added tokens (it samples with
+    1e-9 times the covariance) and as Hewitt (2021) recommends; ``how="rescaled"``, a control, keeps each row's direction and scales it to the trained rows' median norm;
     ``how="isotropic"``, another, draws them from a Gaussian with the trained rows' mean and the same total variance
     spread equally over all directions: rows of a trained length and centre whose directions carry nothing of the
     trained rows' covariance."""
@@ -1528,15 +1529,17 @@ def with_redrawn_rows(model, untrained, *, seed=0, how="trained distribution"):
 
     import torch
 
-    if how not in ("trained distribution", "rescaled", "isotropic"):
-        raise ValueError(f"how must be 'trained distribution', 'rescaled' or 'isotropic', got {how!r}")
+    if how not in ("trained distribution", "mean", "rescaled", "isotropic"):
+        raise ValueError(f"how must be 'trained distribution', 'mean', 'rescaled' or 'isotropic', got {how!r}")
     if not untrained.any() or untrained.all():
         raise ValueError("with_redrawn_rows needs some untrained rows and some trained ones")
     copied = copy.deepcopy(model)
     weight = copied.get_input_embeddings().weight
     with torch.no_grad():
         trained = weight[~untrained].float()
-        if how == "rescaled":
+        if how == "mean":
+            new = trained.mean(dim=0).expand(int(untrained.sum()), -1)
+        elif how == "rescaled":
             rows = weight[untrained].float()
             new = rows / rows.norm(dim=1, keepdim=True) * trained.norm(dim=1).median()
         else:
@@ -1565,8 +1568,9 @@ def never_trained_lookups(lookups, tokenizer):
 
 def redrawn_rows_scores(model, tokenizer, untrained, question_sets, *, draws=3, groups=None):
     """Each set of `question_sets` ({name: [Example]}) asked through the pipeline of `model` as it is, of the
-    two controls (untrained rows rescaled to a trained length; drawn isotropically at the trained rows' mean and
-    total variance, seed 0), and of `draws` copies with those
+    three controls (untrained rows all at the trained rows' mean, as transformers starts added tokens; rescaled to
+    a trained length; drawn isotropically at the trained rows' mean and total variance, seed 0), and of `draws`
+    copies with those
     rows drawn like trained ones (:func:`with_redrawn_rows`, seeds 0 to draws - 1). Nothing is trained.
 
     Returns two DataFrames, one row per model and one column per set, named with its number of questions: the
@@ -1585,7 +1589,8 @@ def redrawn_rows_scores(model, tokenizer, untrained, question_sets, *, draws=3, 
         groups.setdefault(name, table_ids(questions))
         if len(groups[name]) != len(questions):
             raise ValueError(f"{name}: {len(groups[name])} group ids for {len(questions)} questions")
-    models = {"as shipped": model, "untrained rows rescaled": with_redrawn_rows(model, untrained, how="rescaled"),
+    models = {"as shipped": model, "untrained rows at the trained mean": with_redrawn_rows(model, untrained, how="mean"),
+              "untrained rows rescaled": with_redrawn_rows(model, untrained, how="rescaled"),
               "untrained rows drawn isotropically": with_redrawn_rows(model, untrained, how="isotropic"),
               **{f"untrained rows drawn like trained ones, draw {k}": with_redrawn_rows(model, untrained, seed=k)
                  for k in range(draws)}}
@@ -1842,6 +1847,18 @@ WTQ_WEAK_SUPERVISION = dict(
 """The weak-supervision settings in google/tapas-base-finetuned-wtq's config.json (the same values
 as the transformers TAPAS guide's WTQ example)."""
 
+WIKISQL_WEAK_SUPERVISION = dict(
+    use_answer_as_supervision=True,
+    answer_loss_cutoff=0.185567,
+    cell_selection_preference=0.611754,
+    huber_loss_delta=1265.74,
+    temperature=0.107515,
+)
+"""The answer-loss settings google-research/tapas tuned for weak supervision on WikiSQL (tapas/utils/hparam_utils.py,
+task WIKISQL). Like :data:`WTQ_WEAK_SUPERVISION` it leaves out init_cell_selection_weights_to_zero, and it keeps
+the small model's one-column selection: WikiSQL's select_one_column=False fails in transformers' loss on the
+integer cell labels the tokenizer returns."""
+
 
 def loss_terms(model, inputs, *, aggregation_labels=None, float_answer=None):
     """The terms of ``TapasForQuestionAnswering``'s loss for a batch, one value per example.
@@ -1969,6 +1986,8 @@ SUPERVISION_ARMS = {
     "weak, selection preferred": ("weak", {**WTQ_WEAK_SUPERVISION, "cell_selection_preference": 0.9}),
     "strong, then weak": ("weak", WTQ_WEAK_SUPERVISION),
     "strong, then strong": ("strong", {"temperature": WTQ_WEAK_SUPERVISION["temperature"]}),
+    "weak, normalised answer loss": ("weak", {**WTQ_WEAK_SUPERVISION, "use_normalized_answer_loss": True}),
+    "weak, WikiSQL settings": ("weak", WIKISQL_WEAK_SUPERVISION),
 }
 """The runs of :func:`supervision_runs`: name -> (what the training questions carry, config overrides). The weak
 arm takes every WTQ setting, the temperature that divides the cell logits among them; "strong, WTQ temperature"
@@ -1977,7 +1996,12 @@ takes that temperature alone, so that weak against it changes the supervision on
 `cell_selection_preference` from WTQ's 0.208 to 0.9, above a fresh model's probability of any operator (about
 0.77), so that an answer found in a cell is selected, not aggregated. The two arms named "strong,
 then ..." start from the seed's "strong, WTQ temperature" model and train as many steps again, from the answers
-alone or from the labels: does weak supervision learn once the expected results lie near the answers?"""
+alone or from the labels: does weak supervision learn once the expected results lie near the answers? The last two,
+:data:`SETTINGS_ARMS`, try other answer-loss settings: WTQ's with the answer loss normalised by the answer's size
+(`use_normalized_answer_loss`), and Google's settings for WikiSQL."""
+
+SETTINGS_ARMS = ("weak, normalised answer loss", "weak, WikiSQL settings")
+"""Arms added after the others had been read; scripts/tapas_supervision.py runs them only when asked (--arms)."""
 
 
 def supervision_runs(tokenizer, train_examples, eval_examples, *, seeds=(0, 1, 2), steps=100, lr=2e-3,
@@ -2590,27 +2614,63 @@ def test3_lines(record):
             f"{recovered[part]:.0%} recovered" for part in scores.columns]
 
 
+def _planned_results(record, split, planned, pooled):
+    """A record of runs scored once on `split` (0/1 per question), read by its plan: (scores, comparisons) as
+    :func:`test3_results` describes; `pooled` maps a name to the runs whose answers it averages per question."""
+    from .evaluation import paired_bootstrap
+
+    questions, masks = _test2_parts(record, split=split)
+    runs = {name: pd.Series(run[split], dtype=float) for name, run in record["runs"].items()}
+    for name, members in pooled.items():
+        if len(members) < 2:
+            raise ValueError(f"{split}: the record has {len(members)} runs for {name!r}, the plan needs several")
+        runs[name] = pd.concat([runs[m] for m in members], axis=1).mean(axis=1)
+    scores = pd.DataFrame({name: {part: score_text(accuracy_by_kind(questions.assign(correct=run[split])[mask],
+                                                                    groups="table").loc["all"])
+                                  for part, mask in masks.items()} for name, run in record["runs"].items()}).T
+    comparisons = {f"{part}: {a} - {b}": paired_bootstrap(runs[a][mask], runs[b][mask], groups=questions["table"][mask],
+                                                          percent=True)
+                   for a, b in planned for part, mask in masks.items()}
+    return scores, comparisons
+
+
 def test3_results(record):
     """The record of scripts/tapas_test3.py read as its plan says: (scores, comparisons). Scores: one row per run,
     one column per part of the third test split (whole, new themes, training themes, new-theme lookups), as
     "84% [75%, 91%] of 30" with intervals that resample whole tables. Comparisons: {"part: a - b": Comparison} for
     every (a, b) of :data:`TEST3_PLANNED` (:func:`utils.evaluation.paired_bootstrap`, tables resampled)."""
-    from .evaluation import paired_bootstrap
+    pooled = {f"{prefix}redrawn, draws 0-2": [name for name in record["runs"] if name.startswith(f"{prefix}redrawn, draw ")]
+              for prefix in ("", "stage 4, ")}
+    return _planned_results(record, "test3", TEST3_PLANNED, pooled)
 
-    questions, masks = _test2_parts(record, split="test3")
-    runs = {name: pd.Series(run["test3"], dtype=float) for name, run in record["runs"].items()}
-    for prefix in ("", "stage 4, "):
-        draws = [runs[name] for name in runs if name.startswith(f"{prefix}redrawn, draw ")]
-        if len(draws) < 2:
-            raise ValueError(f"test3_results: the record has {len(draws)} '{prefix}redrawn' draws, the plan needs several")
-        runs[f"{prefix}redrawn, draws 0-2"] = pd.concat(draws, axis=1).mean(axis=1)
-    scores = pd.DataFrame({name: {part: score_text(accuracy_by_kind(questions.assign(correct=run["test3"])[mask],
-                                                                    groups="table").loc["all"])
-                                  for part, mask in masks.items()} for name, run in record["runs"].items()}).T
-    comparisons = {f"{part}: {a} - {b}": paired_bootstrap(runs[a][mask], runs[b][mask], groups=questions["table"][mask],
-                                                          percent=True)
-                   for a, b in TEST3_PLANNED for part, mask in masks.items()}
-    return scores, comparisons
+
+TEST4_PLANNED = (("pre-trained, seeds 0-1", "no pre-training, seeds 0-1"), ("pre-trained, seed 0", "no pre-training, seed 0"),
+                 ("pre-trained, seed 1", "no pre-training, seed 1"), ("pre-trained, seeds 0-1", "redrawn, draws 0-2"),
+                 ("pre-trained, seeds 0-1", "keyword rule"))
+"""The comparisons of scripts/tapas_pretrain.py's plan, the first one planned, the others descriptive; "seeds 0-1"
+and "draws 0-2" stand for each question's share of those runs answered right."""
+
+
+def test4_results(record):
+    """The record of scripts/tapas_pretrain.py read as its plan says, as :func:`test3_results` reads the third
+    test split's: (scores, comparisons), the comparisons those of :data:`TEST4_PLANNED`."""
+    runs = list(record["runs"])
+    pooled = {"pre-trained, seeds 0-1": [n for n in runs if n.startswith("pre-trained, seed ")],
+              "no pre-training, seeds 0-1": ["no pre-training, seed 0", "no pre-training, seed 1"],
+              "redrawn, draws 0-2": [n for n in runs if n.startswith("no pre-training, seed 0, redrawn, draw ")]}
+    return _planned_results(record, "test4", TEST4_PLANNED, pooled)
+
+
+def test4_lines(record):
+    """The fourth test split in a line per part: each procedure's two seeds, the keyword rule, and the planned
+    comparison (:func:`test4_results`)."""
+    scores, comparisons = test4_results(record)
+    share = lambda run, part: scores.loc[run, part].split(" [")[0]  # noqa: E731
+    pretrained = [name for name in scores.index if name.startswith("pre-trained, seed ")]
+    return [f"  {part:25s} no pre-training {share('no pre-training, seed 0', part)}, {share('no pre-training, seed 1', part)}; "
+            f"pre-trained {', '.join(share(n, part) for n in pretrained)}; keyword rule {share('keyword rule', part)}; "
+            f"pre-trained - not {comparisons[f'{part}: pre-trained, seeds 0-1 - no pre-training, seeds 0-1']}"
+            for part in scores.columns]
 
 
 def seed_runs(record):
