@@ -129,7 +129,7 @@ def score(args):
         seed = int(metrics["command"].split("--seed ")[1].split()[0]) if "--seed " in metrics["command"] else 0
         answers(f"pre-trained, seed {seed}", *load(folder), command=metrics["command"], chosen_step=metrics["chosen_step"],
                 validation=metrics["validation_accuracy"],
-                pretrain=json.loads((Path(metrics["command"].split("--init ")[1].split()[0]) / "metrics.json").read_text()))
+                pretrain=json.loads((folder / "init_metrics.json").read_text()))  # train_tapas.py keeps the --init folder's metrics
     model, tokenizer = load(shipped)
     untrained = tapas.untrained_rows(model)
     for draw in range(3):

@@ -866,6 +866,7 @@ def test_supervision_lines_and_by_kind_put_the_references_beside_the_arms():
     assert lines[2].split()[1] == "25.0%" and lines[3].split()[1] == "100.0%"  # strong, then weak: the arms' order
     assert lines[4] == "weak - strong:" and "+75.0 points" in lines[5] and lines[6].startswith("  seed by seed: +50.0, +100.0")
     assert tapas.supervision_lines(runs, examples, [], references=False) == lines[2:4]
+    assert tapas.supervision_lines(runs, examples, [], references=False, arms=["weak"]) == lines[3:4]
     by_kind = tapas.supervision_by_kind(runs, examples)
     assert list(by_kind.columns) == ["strong", "weak", "keyword rule"]
     assert by_kind.loc["all", "weak"] == 1.0 and by_kind.loc["all", "strong"] == 0.25

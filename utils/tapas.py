@@ -2131,17 +2131,18 @@ def row_count_floor(examples):
     return sum(_is_number(str(e.gold)) and float(e.gold) == len(e.table) for e in examples) / len(examples)
 
 
-def supervision_lines(runs, examples, comparisons, *, references=True):
+def supervision_lines(runs, examples, comparisons, *, references=True, arms=None):
     """The record of :func:`supervision_runs` (scored on `examples`) in lines: with `references`, two that need no
     training first (the row-count floor, :func:`row_count_floor`, and the keyword rule, :func:`evaluate_rule`),
-    every arm's accuracy over its seeds, then each (a, b) of `comparisons` as :func:`compare_supervision` reads it."""
+    the accuracy over its seeds of every arm in `arms` (default: every arm of the runs), then each (a, b) of
+    `comparisons` as :func:`compare_supervision` reads it."""
     from .evaluation import over_seeds
 
     if runs["question"].nunique() != len(examples):
         raise ValueError(f"the runs are scored on {runs['question'].nunique()} questions, {len(examples)} examples given")
     lines = [f"  {'floor: COUNT of a column':26s} {row_count_floor(examples):.1%}, the share whose answer is the table's number of rows",
              f"  {'keyword rule':26s} {evaluate_rule(examples)['correct'].mean():.1%}, no training"] if references else []
-    for arm in [a for a in SUPERVISION_ARMS if a in set(runs["supervision"])]:
+    for arm in [a for a in SUPERVISION_ARMS if a in set(runs["supervision"]) and (arms is None or a in arms)]:
         share = runs[runs["supervision"] == arm].groupby("seed")["correct"].mean()
         lines.append(f"  {arm:26s} {over_seeds(share, percent=True)} of the {len(examples)} held-out questions")
     for a, b in comparisons:
