@@ -133,6 +133,17 @@ def test_sum_guard_judge():
     assert "function" in judge("goals")[1]
 
 
+def test_relation_rule_judge():
+    judge = ex.EXERCISES["05.relation_rule"].expected.judge
+    right = lambda cell, numbers: sum({1 if n == cell else 2 if n < cell else 4 for n in numbers})  # noqa: E731
+    assert judge(right) == (True, "")
+    every_number = lambda cell, numbers: sum(1 if n == cell else 2 if n < cell else 4 for n in numbers)  # noqa: E731
+    assert "the tokenizer gives" in judge(every_number)[1]  # two numbers below the cell set the bit once, not twice
+    swapped = lambda cell, numbers: sum({1 if n == cell else 4 if n < cell else 2 for n in numbers})  # noqa: E731
+    assert "the tokenizer gives" in judge(swapped)[1]
+    assert "raised" in judge(lambda cell: 0)[1] and "function" in judge(6)[1]
+
+
 def test_causal_top_k_judge():
     from utils import sparse_attention as sa
 

@@ -1227,7 +1227,7 @@ def test_redrawn_rows_scores_asks_every_set_of_every_model():
         tapas.redrawn_rows_scores(model, tokenizer, tapas.untrained_rows(model), sets, groups={"never-trained words": [0, 1]})
     scores, paired = tapas.redrawn_rows_scores(model, tokenizer, tapas.untrained_rows(model), sets, draws=2,
                                                groups={"never-trained words": groups["never-trained words"]})
-    edited = ["untrained rows at the trained mean", "untrained rows rescaled", "untrained rows drawn isotropically",
+    edited = ["untrained rows at the trained mean", "untrained rows drawn isotropically",
               "untrained rows drawn like trained ones, draw 0", "untrained rows drawn like trained ones, draw 1"]
     assert list(scores.index) == ["as shipped", *edited] and list(paired.index) == edited
     assert list(scores.columns) == list(paired.columns) == [f"lookups ({len(lookups)})", "never-trained words (8)"]
@@ -1249,3 +1249,4 @@ def pipeline_of(model, tokenizer):
 def test_shown_command_hides_the_training_machines_folders():
     command = "python scripts/tapas_seeds.py --stage4 /tmp/stage4 /tmp/stage5/seed0 --out data/tapas/x.json"
     assert tapas.shown_command(command) == "python scripts/tapas_seeds.py --stage4 <stage 4> <stage 5/seed0> --out data/tapas/x.json"
+    assert tapas.shown_command("x --out /tmp/stage4_mlm /tmp/stage5_mlm/seed1") == "x --out <stage 4, pre-trained> <stage 5, pre-trained/seed1>"

@@ -569,6 +569,40 @@ def _two_number_relations():
     return [relations[row] for row in range(1, len(table) + 1)]
 
 
+def _relation_rule_problem(rule, cases=40):
+    """None when ``rule(cell, numbers)`` gives the numeric-relation id that TapasTokenizer gives a numeric cell for a
+    question holding ``numbers`` (one to three ints), on `cases` seeded tables and questions, some with a number
+    equal to a cell."""
+    import random
+
+    import pandas as pd
+    from transformers import TapasTokenizer
+
+    from .core import data_path
+
+    if not callable(rule):
+        return f"relation_id must be a function of a cell's number and the question's numbers, got a {type(rule).__name__}"
+    tokenizer = TapasTokenizer.from_pretrained(data_path("tapas", "small_tapas"))
+    rng = random.Random(5)
+    for _ in range(cases):
+        cells = rng.sample(range(1, 200), 5)
+        numbers = sorted(rng.sample(range(1, 200), rng.randint(1, 3)))
+        if rng.random() < 0.5:
+            numbers[rng.randrange(len(numbers))] = rng.choice(cells)  # a number equal to a cell
+        table = pd.DataFrame({"name": ["Ann", "Bob", "Cy", "Di", "Ed"], "points": [str(c) for c in cells]})
+        question = "How do the points compare with " + ", ".join(map(str, numbers)) + "?"
+        encoded = tokenizer(table=table, queries=question)
+        by_row = {types[2]: types[6] for types in encoded["token_type_ids"] if types[0] == 1 and types[1] == 2}
+        for row, cell in enumerate(cells, start=1):
+            try:
+                said = rule(cell, list(numbers))
+            except Exception as error:  # noqa: BLE001 - the reader's code may fail in any way
+                return f"relation_id({cell}, {numbers}) raised {type(error).__name__}: {error}"
+            if said != by_row[row]:
+                return f"relation_id({cell}, {numbers}) returned {said!r}; the tokenizer gives {by_row[row]}"
+    return None
+
+
 def _cutoff_reach():
     from . import tapas
 
@@ -735,6 +769,11 @@ EXERCISES: dict[str, Exercise] = {
         Values(_two_number_relations, atol=0),
         "a cell compared with two numbers of the question gets both relations in one id, each relation a bit of its "
         "own; a number equal to the cell has a bit too."),
+    "05.relation_rule": Exercise(
+        "relation_id, a function (cell, numbers) -> the numeric-relation id a numeric cell gets for a question holding "
+        "the ints in numbers (one to three of them)", Passes(_relation_rule_problem),
+        "start from 0; for every number of the question, add the bit of its comparison with the cell (equal, the "
+        "question's number smaller, larger), once per kind of comparison."),
     "05.cutoff_reach": Exercise(
         "reach, how far (in pages) an answer may lie from the model's expected result and still be kept, "
         "from the Huber loss and the WTQ settings", Number(_cutoff_reach, rel=0.005),

@@ -1568,9 +1568,8 @@ def never_trained_lookups(lookups, tokenizer):
 
 def redrawn_rows_scores(model, tokenizer, untrained, question_sets, *, draws=3, groups=None):
     """Each set of `question_sets` ({name: [Example]}) asked through the pipeline of `model` as it is, of the
-    three controls (untrained rows all at the trained rows' mean, as transformers starts added tokens; rescaled to
-    a trained length; drawn isotropically at the trained rows' mean and total variance, seed 0), and of `draws`
-    copies with those
+    two controls (untrained rows all at the trained rows' mean, as transformers starts added tokens; drawn
+    isotropically at the trained rows' mean and total variance, seed 0), and of `draws` copies with those
     rows drawn like trained ones (:func:`with_redrawn_rows`, seeds 0 to draws - 1). Nothing is trained.
 
     Returns two DataFrames, one row per model and one column per set, named with its number of questions: the
@@ -1590,7 +1589,6 @@ def redrawn_rows_scores(model, tokenizer, untrained, question_sets, *, draws=3, 
         if len(groups[name]) != len(questions):
             raise ValueError(f"{name}: {len(groups[name])} group ids for {len(questions)} questions")
     models = {"as shipped": model, "untrained rows at the trained mean": with_redrawn_rows(model, untrained, how="mean"),
-              "untrained rows rescaled": with_redrawn_rows(model, untrained, how="rescaled"),
               "untrained rows drawn isotropically": with_redrawn_rows(model, untrained, how="isotropic"),
               **{f"untrained rows drawn like trained ones, draw {k}": with_redrawn_rows(model, untrained, seed=k)
                  for k in range(draws)}}
@@ -2165,10 +2163,11 @@ def supervision_by_kind(runs, examples):
 
 def shown_command(command):
     """A recorded command as a reader can use it: folders under /tmp, where the stages were saved on the machine
-    that trained them, written as <stage 4>, <stage 5/seed0> and so on."""
+    that trained them, written as <stage 4>, <stage 5/seed0>, <stage 5, pre-trained/seed0> and so on."""
     import re
 
-    return re.sub(r"/tmp/([\w.-]+(?:/[\w.-]+)*)", lambda m: f"<{m.group(1).replace('stage', 'stage ', 1)}>", command)
+    return re.sub(r"/tmp/([\w.-]+(?:/[\w.-]+)*)",
+                  lambda m: f"<{m.group(1).replace('stage', 'stage ', 1).replace('_mlm', ', pre-trained')}>", command)
 
 
 def supervision_record(runs, *, command, **settings):
