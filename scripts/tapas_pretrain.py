@@ -32,7 +32,9 @@ anything. The plan, fixed before the first score:
 - The planned comparison: pre-trained minus not, each question's share of the two seeds answered right in each
   procedure, on the new themes' lookups and on the new themes, tables resampled (utils.evaluation.paired_bootstrap).
   Secondary, descriptive: each seed's own difference; pre-trained against the redraw and against the rule.
-Two seeds per procedure are few: the comparison is of these runs, and a rerun could differ.
+Two seeds per procedure are few: the comparison is of these runs, and a rerun could differ. Each run also records
+how many of its embedding rows are still at their initial length (tapas.untrained_rows) and the share of the new
+themes' word pieces that falls on them.
 """
 import argparse
 import json
@@ -116,7 +118,12 @@ def score(args):
     def load(folder):  # weights rounded to half precision and back, as data/tapas/small_tapas stores them
         return TapasForQuestionAnswering.from_pretrained(folder).half().float(), TapasTokenizer.from_pretrained(folder)
 
+    new_themes = [e for e in test4 if e.theme in tapas.TEST4_THEMES]
+
     def answers(name, model, tokenizer, **extra):
+        untrained = tapas.untrained_rows(model)  # rows still at their initial length, and the new themes' pieces on them
+        extra.update(untrained_rows=int(untrained.sum()),
+                     untrained_share=round(tapas.untrained_share(tokenizer, new_themes, untrained)["word pieces"], 4))
         pipe = pipeline("table-question-answering", model=model.eval(), tokenizer=tokenizer)
         record["runs"][name] = {"test4": [int(c) for c in tapas.evaluate(pipe, test4)["correct"]], **extra}
         print(f"{name:36s} {sum(record['runs'][name]['test4']) / len(test4):.1%}", flush=True)
