@@ -2575,7 +2575,9 @@ TEST2_PARTS = ("test2", "test2, new themes", "test2, training themes", "test2, n
 """The parts of the second test split that :func:`seed_runs` scores."""
 
 
-def _test2_parts(record, split="test2"):
+def _split_parts(record, split="test2"):
+    """A scored test split's questions (a frame) and a mask per part: whole, new themes, training themes, new themes'
+    lookups by name, named after `split`."""
     questions = pd.DataFrame(record["questions"])
     new = questions["new theme"] == 1
     parts = [f"{split}{part}" for part in ("", ", new themes", ", training themes", ", new-theme lookups")]
@@ -2592,7 +2594,7 @@ TEST3_PLANNED = (("redrawn, draws 0-2", "as shipped"), ("stage 4, redrawn, draws
 def test3_recovered(record):
     """Per part of the third test split: the share of the questions that the shipped model as it is gets wrong
     which the redraw gets right, on average over its draws (the planned comparison's gain over what was missing)."""
-    _, masks = _test2_parts(record, split="test3")
+    _, masks = _split_parts(record, split="test3")
     shipped = pd.Series(record["runs"]["as shipped"]["test3"], dtype=float)
     draws = pd.concat([pd.Series(run["test3"], dtype=float) for name, run in record["runs"].items()
                        if name.startswith("redrawn, draw ")], axis=1).mean(axis=1)
@@ -2619,7 +2621,7 @@ def _planned_results(record, split, planned, pooled):
     :func:`test3_results` describes; `pooled` maps a name to the runs whose answers it averages per question."""
     from .evaluation import paired_bootstrap
 
-    questions, masks = _test2_parts(record, split=split)
+    questions, masks = _split_parts(record, split=split)
     runs = {name: pd.Series(run[split], dtype=float) for name, run in record["runs"].items()}
     for name, members in pooled.items():
         if len(members) < 2:
@@ -2679,7 +2681,7 @@ def seed_runs(record):
     tables of its own themes), the step they come from (0: the shipped weights), and its accuracy on the
     second test split, whole and in :data:`TEST2_PARTS`, as "84% [75%, 91%] of 30": 95% intervals that
     resample whole tables, Wilson's (marked *) where all or none are right."""
-    questions, masks = _test2_parts(record)
+    questions, masks = _split_parts(record)
     rows = {}
     for name, run in record["runs"].items():
         answers = questions.assign(correct=run["test2"])
@@ -2709,7 +2711,7 @@ def seed_comparisons(record, against="stage 4"):
     the procedure rather than of a seed. Returns {part: (SeedSummary, {name: Comparison})}."""
     from .evaluation import mcnemar, over_seeds, paired_bootstrap
 
-    questions, masks = _test2_parts(record)
+    questions, masks = _split_parts(record)
     seeds = {name: run for name, run in record["runs"].items() if name.startswith("stage 5")}
     if against not in record["runs"] or len(seeds) < 2:
         raise ValueError(f"seed_comparisons needs a run {against!r} and at least two 'stage 5' seeds; "
