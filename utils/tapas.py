@@ -1455,14 +1455,6 @@ def broad_corpus_lines(n_tables=2000, seed=1234):
     return lines
 
 
-def whole_word_share(tokenizer, texts):
-    """The share of the words in ``texts`` (as the tokenizer splits words) that are one vocabulary token."""
-    words = [word for text in texts for word in tokenizer.basic_tokenizer.tokenize(text)]
-    if not words:
-        raise ValueError("no words in texts")
-    return sum(word in tokenizer.vocab for word in words) / len(words)
-
-
 def transplant_vocabulary(model, old_tokenizer, new_tokenizer):
     """Give ``model`` the input embeddings of ``new_tokenizer``'s vocabulary, in place.
 
@@ -2562,13 +2554,6 @@ def closest_template(question, templates=None):
         if best is None or (follows, similarity) > best[0]:
             best = ((follows, similarity), (kind, text, follows, similarity))
     return best[1]
-
-
-def split_text(examples):
-    """The text a vocabulary meets in a split: every question, and the header and cells of every table once."""
-    tables = {id(e.table): e.table for e in examples}.values()
-    return [e.question for e in examples] + [" ".join(t.columns) + " " + " ".join(t.astype(str).to_numpy().ravel())
-                                             for t in tables]
 
 
 TEST2_PARTS = ("test2", "test2, new themes", "test2, training themes", "test2, new-theme lookups")
