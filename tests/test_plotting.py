@@ -235,3 +235,26 @@ def test_benchmark_legend_outside_guides_labelled_and_band_shaded():
     assert "a: range of the passes" in [t.get_text() for t in ax.get_legend().get_texts()]
     with pytest.raises(ValueError, match="columns"):
         plotting.plot_benchmark(df, band="missing")
+
+
+def test_plot_differences_draws_each_comparison_in_points_top_to_bottom():
+    from utils.evaluation import Comparison
+
+    def comparison(d, low, high):
+        return Comparison(d, low, high, 0.5, 0.0, 0.0, 10, "test", percent=True)
+
+    panels = {"first": {"a: x": comparison(0.10, 0.05, 0.20), "b: y": comparison(-0.30, -0.40, -0.10)},
+              "second": {"a: x": comparison(0.0, -0.1, 0.1), "b: y": comparison(0.02, 0.01, 0.03)}}
+    fig = plotting.plot_differences(panels)
+    first = fig.axes[0]
+    points = first.lines[0].get_data()  # the errorbar's markers: x = difference in points, y = row (top row highest)
+    np.testing.assert_allclose(points[0], [10.0, -30.0])
+    assert points[1][0] > points[1][1]
+    bars = first.collections[0].get_segments()  # one horizontal bar per row, from low to high
+    np.testing.assert_allclose(sorted(seg[:, 0].tolist() for seg in bars), [[-40.0, -10.0], [5.0, 20.0]])
+    heights = {t.get_text(): t.get_position()[1] for t in first.get_yticklabels()}
+    assert heights["a: x"] > heights["b: y"]  # the first row on top
+    with pytest.raises(ValueError, match="rows"):
+        plotting.plot_differences({"first": panels["first"], "other": {"a: x": comparison(0, 0, 0)}})
+    with pytest.raises(TypeError, match="not a Comparison"):
+        plotting.plot_differences({"first": {"a: x": 0.1}})

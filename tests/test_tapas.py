@@ -1250,3 +1250,49 @@ def test_shown_command_hides_the_training_machines_folders():
     command = "python scripts/tapas_seeds.py --stage4 /tmp/stage4 /tmp/stage5/seed0 --out data/tapas/x.json"
     assert tapas.shown_command(command) == "python scripts/tapas_seeds.py --stage4 <stage 4> <stage 5/seed0> --out data/tapas/x.json"
     assert tapas.shown_command("x --out /tmp/stage4_mlm /tmp/stage5_mlm/seed1") == "x --out <stage 4, pre-trained> <stage 5, pre-trained/seed1>"
+
+
+def test_test_split_differences_take_each_splits_own_comparison_and_the_rule():
+    import json
+
+    from utils import data_path
+
+    records = [json.loads(data_path("tapas", name).read_text()) for name in ("stage5_runs.json", "test3_runs.json", "test4_runs.json")]
+    written_for, against_rule = tapas.test_split_differences(*records).values()
+    assert list(written_for) == list(against_rule) and len(written_for) == 12
+    test3 = tapas.test3_results(records[1])[1]
+    assert written_for["test3: new-theme lookups"].difference == test3["test3, new-theme lookups: redrawn, draws 0-2 - as shipped"].difference
+    # the shipped model minus the rule on test4's new themes, counted from the record by hand
+    record = records[2]
+    new = [bool(n) for n in record["questions"]["new theme"]]
+    shipped, rule = (record["runs"][name]["test4"] for name in ("no pre-training, seed 0", "keyword rule"))
+    by_hand = (sum(s for s, n in zip(shipped, new) if n) - sum(r for r, n in zip(rule, new) if n)) / sum(new)
+    assert against_rule["test4: new themes"].difference == pytest.approx(by_hand)
+    assert against_rule["test2: whole split"].difference == tapas.seed_comparisons(records[0], against="keyword rule")["test2"][1]["stage 5, seed 0"].difference
+
+
+def test_novel_chapters_count_the_shipped_text():
+    import re
+
+    from utils import data_path
+
+    frame = tapas.novel_chapters()
+    assert list(frame.columns) == ["chapter", "opening", "words", "paragraphs", "mentions_of_elizabeth",
+                                   "mentions_of_darcy", "mentions_of_bingley"]
+    assert frame["chapter"].tolist() == list(range(1, 9)) and frame["opening"][0] == "It is a truth"
+    text = data_path("pride_and_prejudice.txt").read_text(encoding="utf-8")
+    second = text[text.index("\nChapter 2\n") + len("\nChapter 2\n"):text.index("\nChapter 3\n")]  # sliced another way
+    assert frame.loc[1, "words"] == len(re.findall(r"[A-Za-z']+", second))
+    assert frame.loc[1, "mentions_of_bingley"] == second.count("Bingley")
+    assert frame.loc[1, "paragraphs"] == len([b for b in second.strip().split("\n\n") if b.strip()])
+    examples = tapas.novel_examples()
+    assert len(examples) == len(tapas.NOVEL_QUESTIONS) == 12
+    golds = {e.question: e.gold for e in examples}
+    assert golds["Which chapter opens with the words It is a truth?"] == 1
+    assert golds["How many chapters does the table list?"] == 8
+    assert golds["How many words do these chapters have in all?"] == frame["words"].sum()
+    for e in examples:  # every count with a condition separates the chapters: neither none nor all
+        if e.kind == "count with condition":
+            assert 0 < e.gold < 8
+    with pytest.raises(ValueError, match="61 chapters"):
+        tapas.novel_chapters(0)

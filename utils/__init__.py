@@ -1,6 +1,6 @@
 """The small library behind the course's notebooks."""
 from .core import REPO_ROOT, REPO_URL, data_path, images_path, relative, seed_everything, setup
-from .plotting import (label_points, plot_benchmark, plot_heatmap, plot_power_law, plot_training,
+from .plotting import (label_points, plot_benchmark, plot_differences, plot_heatmap, plot_power_law, plot_training,
                        plot_waveform_spectrogram, set_figsize, show_images, show_masks)
 from .source import print_source, show_source, source_text
 from .training import train
@@ -8,7 +8,7 @@ from .training import train
 __all__ = [
     "REPO_ROOT", "REPO_URL", "data_path", "images_path", "relative", "seed_everything", "setup",
     "CHECKPOINTS", "hub_available", "print_source", "show_source", "source_text", "train",
-    "label_points", "plot_benchmark", "plot_heatmap", "plot_power_law", "plot_training",
+    "label_points", "plot_benchmark", "plot_differences", "plot_heatmap", "plot_power_law", "plot_training",
     "plot_waveform_spectrogram",
     "set_figsize", "show_images", "show_masks",
 ]

@@ -12,7 +12,7 @@ from matplotlib.transforms import Bbox
 
 from .core import images_path
 
-__all__ = ["set_figsize", "label_points", "plot_power_law", "show_masks", "show_images",
+__all__ = ["set_figsize", "plot_differences", "label_points", "plot_power_law", "show_masks", "show_images",
            "plot_waveform_spectrogram", "plot_heatmap", "plot_benchmark", "plot_training",
            "save_figure", "figure_description", "describe_inline_figures", "plot_wav2vec_u"]
 
@@ -406,6 +406,44 @@ def plot_training(history, metric=None, *, loss_label="training loss", metric_la
     fig.tight_layout()
     _finish(fig, save)
     return ax
+
+
+def plot_differences(panels, *, xlabel="difference (percentage points)", title=None, save=None):
+    """Paired differences with their intervals, a dot and a bar per row, one panel per kind of comparison.
+
+    `panels` maps a panel title to {row label: utils.evaluation.Comparison}; every panel has the same rows, drawn
+    top to bottom in the first panel's order, and a thin line separates rows whose labels differ before ":".
+    A dashed line marks zero, no difference. Comparisons made with ``percent=True`` are drawn in points.
+    Returns the figure."""
+    if not panels:
+        raise ValueError("plot_differences: no panels")
+    rows = list(next(iter(panels.values())))
+    for name, comparisons in panels.items():
+        if list(comparisons) != rows:
+            raise ValueError(f"plot_differences: panel {name!r} has the rows {list(comparisons)}, the first panel {rows}")
+        for label, c in comparisons.items():
+            if not all(hasattr(c, a) for a in ("difference", "low", "high", "percent")):
+                raise TypeError(f"plot_differences: {label!r} in panel {name!r} is a {type(c).__name__}, not a Comparison")
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.0 * len(panels) + 2.4, 0.3 * len(rows) + 1.5),
+                             sharey=True, squeeze=False)
+    y = np.arange(len(rows))[::-1]
+    groups = [label.split(":")[0] for label in rows]
+    breaks = [y[k] + 0.5 for k in range(1, len(rows)) if groups[k] != groups[k - 1]]
+    for ax, (name, comparisons) in zip(axes[0], panels.items()):
+        scale = np.array([100.0 if c.percent else 1.0 for c in comparisons.values()])
+        mid, low, high = (scale * np.array([getattr(c, a) for c in comparisons.values()]) for a in ("difference", "low", "high"))
+        ax.errorbar(mid, y, xerr=[mid - low, high - mid], fmt="o", ms=4, capsize=3, color="tab:blue")
+        ax.axvline(0, color="grey", ls="--", lw=1)
+        for b in breaks:
+            ax.axhline(b, color="lightgrey", lw=0.8)
+        ax.set(title=name, xlabel=xlabel, ylim=(-0.6, len(rows) - 0.4))
+        ax.grid(axis="x", alpha=0.3)
+    axes[0][0].set_yticks(y, rows)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    _finish(fig, save)
+    return fig
 
 
 def plot_wav2vec_u(save=None):

@@ -558,6 +558,56 @@ def generate_lookups(n_tables, *, seed=0):
     return examples
 
 
+NOVEL_QUESTIONS = (
+    ("How many words are there in chapter 3?", 'df.loc[df["chapter"] == 3, "words"].item()', "lookup by id"),
+    ("How many paragraphs does the fifth chapter have?", 'df.loc[df["chapter"] == 5, "paragraphs"].item()', "lookup by id"),
+    ("How often is Darcy named in chapter 4?", 'df.loc[df["chapter"] == 4, "mentions_of_darcy"].item()', "lookup by id"),
+    ("Which chapter opens with the words It is a truth?", 'df.loc[df["opening"] == "It is a truth", "chapter"].item()', "lookup"),
+    ("Which chapter begins with Mr. Bennet was among?", 'df.loc[df["opening"] == "Mr. Bennet was among", "chapter"].item()',
+     "lookup"),
+    ("How many words do these chapters have in all?", 'df["words"].sum()', "sum"),
+    ("How many times is Elizabeth mentioned altogether?", 'df["mentions_of_elizabeth"].sum()', "sum"),
+    ("On average, how many words does a chapter have?", 'df["words"].mean()', "average"),
+    ("What is the mean number of paragraphs per chapter?", 'df["paragraphs"].mean()', "average"),
+    ("In how many chapters is Bingley mentioned more than 10 times?", '(df["mentions_of_bingley"] > 10).sum()',
+     "count with condition"),
+    ("How many chapters have fewer than 30 paragraphs?", '(df["paragraphs"] < 30).sum()', "count with condition"),
+    ("How many chapters does the table list?", "len(df)", "count rows"),
+)
+"""Twelve questions written by hand about :func:`novel_chapters`, as a reader might ask them, each with the pandas that
+answers it and its kind; fixed before any model or rule was scored on them."""
+
+
+def novel_chapters(n=8):
+    """A real table: the first `n` chapters of the shipped *Pride and Prejudice*, counted from its text. Columns:
+    chapter, opening (its first four words), words (runs of letters and apostrophes), paragraphs (blocks between
+    blank lines), and how often the words Elizabeth, Darcy and Bingley occur in it."""
+    import re
+
+    from .core import data_path
+
+    if not 1 <= n <= 61:
+        raise ValueError(f"n must be between 1 and 61 (the novel has 61 chapters), got {n}")
+    text = data_path("pride_and_prejudice.txt").read_text(encoding="utf-8")
+    parts = re.split(r"^Chapter (\d+)\s*$", text, flags=re.M)
+    rows = []
+    for number, body in zip(parts[1:2 * n:2], parts[2:2 * n + 1:2]):
+        rows.append({"chapter": int(number), "opening": " ".join(body.split()[:4]),
+                     "words": len(re.findall(r"[A-Za-z']+", body)),
+                     "paragraphs": sum(1 for block in re.split(r"\n\s*\n", body) if block.strip()),
+                     **{f"mentions_of_{name.lower()}": len(re.findall(rf"\b{name}\b", body))
+                        for name in ("Elizabeth", "Darcy", "Bingley")}})
+    return pd.DataFrame(rows)
+
+
+def novel_examples():
+    """:data:`NOVEL_QUESTIONS` as examples over :func:`novel_chapters`, each gold the value of its pandas."""
+    frame = novel_chapters()
+    table = prepare_table(frame)
+    return [Example(table, question, "", [], code, run_pandas(code, frame), kind, "novel chapters")
+            for question, code, kind in NOVEL_QUESTIONS]
+
+
 def book_examples():
     """The book's table and four questions as :class:`Example` objects, gold from pandas."""
     frame = book_frame()
@@ -2601,9 +2651,10 @@ def test3_lines(record):
             f"{recovered[part]:.0%} recovered" for part in scores.columns]
 
 
-def _planned_results(record, split, planned, pooled):
+def _planned_results(record, split, planned, pooled, with_scores=True):
     """A record of runs scored once on `split` (0/1 per question), read by its plan: (scores, comparisons) as
-    :func:`test3_results` describes; `pooled` maps a name to the runs whose answers it averages per question."""
+    :func:`test3_results` describes; `pooled` maps a name to the runs whose answers it averages per question.
+    ``with_scores=False`` skips the scores (None in their place), which resample every run."""
     from .evaluation import paired_bootstrap
 
     questions, masks = _split_parts(record, split=split)
@@ -2614,7 +2665,7 @@ def _planned_results(record, split, planned, pooled):
         runs[name] = pd.concat([runs[m] for m in members], axis=1).mean(axis=1)
     scores = pd.DataFrame({name: {part: score_text(accuracy_by_kind(questions.assign(correct=run[split])[mask],
                                                                     groups="table").loc["all"])
-                                  for part, mask in masks.items()} for name, run in record["runs"].items()}).T
+                                  for part, mask in masks.items()} for name, run in record["runs"].items()}).T if with_scores else None
     comparisons = {f"{part}: {a} - {b}": paired_bootstrap(runs[a][mask], runs[b][mask], groups=questions["table"][mask],
                                                           percent=True)
                    for a, b in planned for part, mask in masks.items()}
@@ -2711,6 +2762,45 @@ def seed_comparisons(record, against="stage 4"):
                                                          groups=questions["table"][mask], percent=True)
         out[part] = (summary, versus)
     return out
+
+
+def test_split_differences(seed_record, test3_record, test4_record):
+    """The second, third and fourth test splits side by side, for :func:`utils.plot_differences`: two panels of
+    {"split: part": Comparison}. The first holds the comparison each split was scored for (test2's last stage, each
+    question's share of its seeds, minus the fourth stage, chosen after the per-seed rows had been read; test3's and
+    test4's planned comparisons); the second the shipped model (seed 0 without pre-training) minus the keyword rule.
+    Parts: whole split, new themes, new-theme lookups, training themes."""
+    parts = {"": "whole split", ", new themes": "new themes", ", new-theme lookups": "new-theme lookups",
+             ", training themes": "training themes"}
+    from .evaluation import mcnemar
+
+    seeds = [name for name in seed_record["runs"] if name.startswith("stage 5")]
+    test2 = _planned_results(seed_record, "test2", (("mean over the seeds", "stage 4"),), {"mean over the seeds": seeds},
+                             with_scores=False)[1]
+    questions, masks = _split_parts(seed_record)
+    shipped, rule = (pd.Series(seed_record["runs"][name]["test2"]) for name in ("stage 5, seed 0", "keyword rule"))
+    test2.update({f"{part}: seed 0 - keyword rule": mcnemar(shipped[mask], rule[mask], groups=questions["table"][mask])
+                  for part, mask in masks.items()})  # as seed_comparisons pairs a seed with the rule
+    redrawn = [name for name in test3_record["runs"] if name.startswith("redrawn, draw ")]
+    test3 = _planned_results(test3_record, "test3", (("redrawn, draws 0-2", "as shipped"), ("as shipped", "keyword rule")),
+                             {"redrawn, draws 0-2": redrawn}, with_scores=False)[1]
+    pretrained = [name for name in test4_record["runs"] if name.startswith("pre-trained, seed ")]
+    test4 = _planned_results(test4_record, "test4", (("pre-trained, seeds 0-1", "no pre-training, seeds 0-1"),
+                                                      ("no pre-training, seed 0", "keyword rule")),
+                             {"pre-trained, seeds 0-1": pretrained,
+                              "no pre-training, seeds 0-1": ["no pre-training, seed 0", "no pre-training, seed 1"]},
+                             with_scores=False)[1]
+    written_for, against_rule = {}, {}
+    for split, changed, versus_rule in [(test2, "mean over the seeds - stage 4", "seed 0 - keyword rule"),
+                                        (test3, "redrawn, draws 0-2 - as shipped", "as shipped - keyword rule"),
+                                        (test4, "pre-trained, seeds 0-1 - no pre-training, seeds 0-1",
+                                         "no pre-training, seed 0 - keyword rule")]:
+        name = next(iter(split)).split(":")[0].split(",")[0]
+        for suffix, part in parts.items():
+            written_for[f"{name}: {part}"] = split[f"{name}{suffix}: {changed}"]
+            against_rule[f"{name}: {part}"] = split[f"{name}{suffix}: {versus_rule}"]
+    return {"the change each split was scored for": written_for,
+            "the shipped model minus the keyword rule": against_rule}
 
 
 def table_ids(examples):
