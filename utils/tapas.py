@@ -2034,7 +2034,7 @@ arm takes every WTQ setting, the temperature that divides the cell logits among 
 takes that temperature alone, so that weak against it changes the supervision only; "weak, no cutoff" drops
 `answer_loss_cutoff`, so that no question is left out of the answer loss; "weak, selection preferred" raises
 `cell_selection_preference` from WTQ's 0.208 to 0.9, above a fresh model's probability of any operator (about
-0.77), so that an answer found in a cell is selected, not aggregated. The two arms named "strong,
+0.77: a near-uniform aggregation head gives its three operators about three quarters), so that an answer found in a cell is selected, not aggregated. The two arms named "strong,
 then ..." start from the seed's "strong, WTQ temperature" model and train as many steps again, from the answers
 alone or from the labels: does weak supervision learn once the expected results lie near the answers? The last two,
 :data:`SETTINGS_ARMS`, try other answer-loss settings: WTQ's with the answer loss normalised by the answer's size
