@@ -9,6 +9,12 @@ supervision (utils.tapas.SETTINGS_ARMS) at the first budget:
 
     python scripts/tapas_supervision.py --out data/tapas/supervision_runs_settings.json --arms 'weak, normalised answer loss' 'weak, WikiSQL settings'
 
+and the fourth and fifth, added after the others had been read, the planned pair at a lower and a higher learning
+rate, three seeds each (is the weak arm's gap a matter of the rate chosen?):
+
+    python scripts/tapas_supervision.py --out data/tapas/supervision_runs_lr0.0005.json --seeds 0 1 2 --lr 0.0005 --arms 'weak' 'strong, WTQ temperature'
+    python scripts/tapas_supervision.py --out data/tapas/supervision_runs_lr0.008.json --seeds 0 1 2 --lr 0.008 --arms 'weak' 'strong, WTQ temperature'
+
 For each seed, three fresh two-layer models (utils.tapas.small_config) are trained for --steps steps at
 --lr on the original generator's training questions (seed 1, 100 tables): from the labelled operator
 and cells, the same at the WTQ config's temperature, and from the answers alone (use_answer_as_supervision

@@ -839,6 +839,14 @@ def test_supervision_runs_record_and_comparison(tokenizer):
                               dict(supervision="strong", seed=1, seconds=1.0, correct="1100")])
     _, _, (points, over_seeds) = tapas.compare_supervision(tapas.read_supervision_record(uneven), b="strong")
     assert points == [50.0, -25.0] and over_seeds.value == pytest.approx(12.5)
+    rates = tapas.learning_rate_table({0.01: tapas.read_supervision_record(uneven), 0.001: tapas.read_supervision_record(made)},
+                                      arms=("weak", "strong"))
+    assert list(rates.columns) == ["lr 0.001", "lr 0.01"]
+    assert rates.loc["weak", "lr 0.01"] == "37.5% (25.0% to 50.0%)" and rates.loc["strong", "lr 0.001"] == "0.0% (0.0% to 0.0%)"
+    with pytest.raises(ValueError, match="no runs"):
+        tapas.learning_rate_table({0.01: tapas.read_supervision_record(made)})
+    line, = tapas.supervision_summary([(tapas.read_supervision_record(uneven), dict(uneven, steps=7), ("weak", "strong"))])
+    assert line.startswith("  weak minus strong, 7 steps: +50.0, -25.0 points; mean 12.5")
     assert over_seeds.high - over_seeds.value == pytest.approx(12.706 * 75 / 2 ** 0.5 / 2 ** 0.5, rel=1e-3)
     with pytest.raises(ValueError, match="needs runs"):
         tapas.compare_supervision(tapas.read_supervision_record(made))  # no 'strong, WTQ temperature' arm
@@ -1268,7 +1276,7 @@ def test_test_split_differences_take_each_splits_own_comparison_and_the_rule():
     shipped, rule = (record["runs"][name]["test4"] for name in ("no pre-training, seed 0", "keyword rule"))
     by_hand = (sum(s for s, n in zip(shipped, new) if n) - sum(r for r, n in zip(rule, new) if n)) / sum(new)
     assert against_rule["test4: new themes"].difference == pytest.approx(by_hand)
-    assert against_rule["test2: whole split"].difference == tapas.seed_comparisons(records[0], against="keyword rule")["test2"][1]["stage 5, seed 0"].difference
+    assert against_rule["test2 (no plan): whole split"].difference == tapas.seed_comparisons(records[0], against="keyword rule")["test2"][1]["stage 5, seed 0"].difference
 
 
 def test_novel_chapters_count_the_shipped_text():

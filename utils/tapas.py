@@ -2104,6 +2104,32 @@ def supervision_runs(tokenizer, train_examples, eval_examples, *, seeds=(0, 1, 2
     return pd.DataFrame(rows)
 
 
+def supervision_summary(pairs):
+    """One line per (runs, record, (arm a, arm b)) of `pairs`: a minus b seed by seed, in points, and Student's t
+    interval of their mean (:func:`compare_supervision`), with the record's number of steps."""
+    lines = []
+    for runs, record, (a, b) in pairs:
+        points, over_seeds = compare_supervision(runs, a, b)[2]
+        lines.append(f"  {a} minus {b}, {record['steps']} steps: {', '.join(f'{p:+.1f}' for p in points)} points; "
+                     f"mean {over_seeds}")
+    return lines
+
+
+def learning_rate_table(by_rate, arms=("weak", "strong, WTQ temperature")):
+    """Each arm's accuracy at each learning rate: `by_rate` maps a rate to runs as :func:`read_supervision_record`
+    returns them. One row per arm, one column per rate (ascending), as "mean (lowest to highest)" over the seeds."""
+    columns = {}
+    for rate in sorted(by_rate):
+        runs = by_rate[rate]
+        missing = set(arms) - set(runs["supervision"])
+        if missing:
+            raise ValueError(f"learning rate {rate:g}: no runs of {sorted(missing)}")
+        per_seed = runs[runs["supervision"].isin(arms)].groupby(["supervision", "seed"])["correct"].mean()
+        columns[f"lr {rate:g}"] = {arm: f"{per_seed[arm].mean():.1%} ({per_seed[arm].min():.1%} to {per_seed[arm].max():.1%})"
+                                   for arm in arms}
+    return pd.DataFrame(columns).rename_axis("supervision")
+
+
 def cutoff_drops(tokenizer, examples, *, seeds=(0, 1, 2), batch_size=64):
     """What the answer-loss cutoff does at the first step of weak supervision: for every seed, the
     fresh model that :func:`supervision_runs` starts its weak run from (the same seed, the same
@@ -2799,6 +2825,8 @@ def test_split_differences(seed_record, test3_record, test4_record):
         for suffix, part in parts.items():
             written_for[f"{name}: {part}"] = split[f"{name}{suffix}: {changed}"]
             against_rule[f"{name}: {part}"] = split[f"{name}{suffix}: {versus_rule}"]
+    label = lambda key: key.replace("test2:", "test2 (no plan):")  # noqa: E731 - its comparisons were chosen after reading
+    written_for, against_rule = ({label(k): v for k, v in panel.items()} for panel in (written_for, against_rule))
     return {"the change each split was scored for": written_for,
             "the shipped model minus the keyword rule": against_rule}
 
