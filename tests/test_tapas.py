@@ -570,7 +570,7 @@ def test_loss_terms_add_up_to_the_models_loss(tokenizer, weak):
         assert terms["cell_selection"][1] == 0 and terms["answer"][0] == 0
         assert terms["answer"][1] > 0
     else:
-        assert terms["aggregate"].tolist() == [0, 0, 0] and terms["answer"].tolist() == [0, 0, 0]
+        assert terms["aggregate"].isnan().all() and terms["answer"].tolist() == [0, 0, 0]  # no aggregate mask
         assert (terms["cell_selection"] > 0).all() and (terms["aggregation"] > 0).all()
     with pytest.raises(ValueError, match="needs float_answer" if weak else "needs aggregation_labels"):
         tapas.loss_terms(model, inputs)
@@ -587,7 +587,7 @@ def test_supervision_terms_both_kinds_and_the_ambiguous_three(tokenizer):
                                     answers=[float("nan"), 138, 3], answer_cells=[[(4, 1)], [], [(3, 0), (5, 4)]])
     assert list(terms.columns) == ["aggregate", "cell_selection", "aggregation", "answer", "kept"]
     strong, weak = terms.loc["strong: operator and cells"], terms.loc["weak: the answer alone"]
-    assert (strong["aggregate"] == 0).all() and (strong["answer"] == 0).all() and (strong["kept"] == 1).all()
+    assert strong["aggregate"].isna().all() and (strong["answer"] == 0).all() and (strong["kept"] == 1).all()
     assert weak.loc[queries[0], "aggregate"] == 0 and weak.loc[queries[1], "aggregate"] == 1
     assert weak.loc[queries[1], "cell_selection"] == 0 and weak.loc[queries[1], "answer"] > 0
     with pytest.raises(ValueError, match="equally long"):
@@ -1304,3 +1304,31 @@ def test_novel_chapters_count_the_shipped_text():
             assert 0 < e.gold < 8
     with pytest.raises(ValueError, match="61 chapters"):
         tapas.novel_chapters(0)
+
+
+def test_ask_model_directly_takes_the_reply_as_the_answer():
+    frame = tapas.book_frame()
+    seen = []
+
+    def generate(messages, **kwargs):
+        seen.append(messages)
+        return [{"generated_text": [*messages, {"role": "assistant", "content": " 138.\nThe pages add up to 138."}]}]
+
+    row = tapas.ask_model_directly(generate, frame, "What is the total number of pages?", 138)
+    assert row["executed"] == "138" and row["correct"] and row["code"] == ""
+    assert "Summarization" in seen[0][1]["content"] and "answer only" in seen[0][0]["content"]
+    wrong = tapas.ask_model_directly(lambda m, **k: [{"generated_text": [{"content": "Chapter four"}]}], frame, "x", "Summarization")
+    assert not wrong["correct"]
+    empty = tapas.ask_model_directly(lambda m, **k: [{"generated_text": [{"content": "  "}]}], frame, "x", 3)
+    assert empty["problem"] == "empty reply" and not empty["correct"]
+
+
+def test_truncation_report_counts_trimmed_cells_and_dropped_rows(tokenizer):
+    frame = pd.DataFrame({"name": ["alpha beta gamma delta epsilon"] * 30, "pages": [str(10 + i) for i in range(30)]})
+    report = tapas.truncation_report(tokenizer, frame, "How many pages in all?", max_length=128)
+    assert report["tokens_kept"] <= 128 < report["tokens_all"]
+    assert 0 < report["rows_kept"] < 30 and report["cells_kept"] == 2 * report["rows_kept"]
+    # the names are cut to fewer pieces before rows are dropped; the two-piece page numbers are not
+    assert report["cells_trimmed"] >= report["rows_kept"]
+    untouched = tapas.truncation_report(tokenizer, frame.head(2), "How many pages in all?")
+    assert untouched["cells_trimmed"] == 0 and untouched["rows_kept"] == 2 and untouched["tokens_kept"] == untouched["tokens_all"]

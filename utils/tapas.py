@@ -1895,7 +1895,8 @@ WIKISQL_WEAK_SUPERVISION = dict(
     temperature=0.107515,
 )
 """The answer-loss settings google-research/tapas tuned for weak supervision on WikiSQL (tapas/utils/hparam_utils.py,
-task WIKISQL). Like :data:`WTQ_WEAK_SUPERVISION` it leaves out init_cell_selection_weights_to_zero, and it keeps
+task WIKISQL). Like :data:`WTQ_WEAK_SUPERVISION` it does not set init_cell_selection_weights_to_zero, which
+:func:`small_config` sets for every arm as Google's settings do, and it keeps
 the small model's one-column selection: WikiSQL's select_one_column=False fails in transformers' loss on the
 integer cell labels the tokenizer returns."""
 
@@ -1907,8 +1908,9 @@ def loss_terms(model, inputs, *, aggregation_labels=None, float_answer=None):
     ``aggregation_labels``; with it true (weak supervision, the answer alone) pass ``float_answer``
     (NaN where the answer is text) and ``inputs`` from the tokenizer called with the answer, which
     holds ``numeric_values`` and ``numeric_values_scale``. Returns a dict of tensors:
-    ``aggregate`` (1 where the model must aggregate, 0 where it must select the answer's cells),
-    ``cell_selection`` (its likelihood loss, counted only where aggregate is 0), ``aggregation``
+    ``aggregate`` (1 where the model must aggregate, 0 where it must select the answer's cells; NaN under strong
+    supervision, which has no such mask), ``cell_selection`` (its likelihood loss, counted for every question under
+    strong supervision and only where aggregate is 0 under weak), ``aggregation``
     (cross-entropy to the label, or under weak supervision -log P(NONE) or -log P(any operator)),
     ``answer`` (Huber loss between the expected result of the soft selection and the answer),
     ``kept`` (0 where the answer loss is above the cutoff and the example is dropped) and
@@ -1940,7 +1942,7 @@ def loss_terms(model, inputs, *, aggregation_labels=None, float_answer=None):
     aggregation_logits = model.aggregation_classifier(pooled)
     selection, logits = mt._single_column_cell_selection_loss(logits, column_logits, labels, cells, columns, cell_mask)
     if not weak:
-        aggregate = torch.zeros(labels.shape[0])
+        aggregate = torch.full((labels.shape[0],), float("nan"))  # strong supervision has no such mask
         aggregation = mt._calculate_aggregation_loss(aggregation_logits, None, aggregation_labels, False,
                                                      config.num_aggregation_labels, config.aggregation_loss_weight)
         answer, kept, cell_selection = torch.zeros_like(aggregation), torch.ones_like(aggregation), selection
@@ -1959,6 +1961,29 @@ def loss_terms(model, inputs, *, aggregation_labels=None, float_answer=None):
     return dict(aggregate=aggregate, cell_selection=cell_selection, aggregation=aggregation, answer=answer, kept=kept,
                 total=total)
 
+
+
+def truncation_report(tokenizer, table, question, *, max_length=512):
+    """What ``truncation="drop_rows_to_fit"`` does to `table` for `question`: TapasTokenizer first trims every cell
+    to the largest common number of word pieces with which rows still fit (``cell_trim_length=-1``, its default) and
+    drops rows from the end only when even that is not enough. Returns dict(tokens_all, tokens_kept, rows_kept,
+    cells_kept, cells_trimmed): the sequence's length untruncated and truncated, the rows kept, and how many of their
+    cells (header excluded) reach the model with fewer word pieces than the table holds."""
+    import collections
+
+    import numpy as np
+
+    def pieces(encoding):  # (column, row) -> word pieces, for every body cell of the sequence
+        types = np.array(encoding["token_type_ids"])
+        return collections.Counter((int(c), int(r)) for segment, c, r in types[:, :3] if segment == 1 and r > 0)
+
+    whole = tokenizer(table=table, queries=question)
+    kept = tokenizer(table=table, queries=question, truncation="drop_rows_to_fit", max_length=max_length)
+    full, cut = pieces(whole), pieces(kept)
+    if not cut:
+        raise ValueError(f"no cell of the table fits in {max_length} tokens beside the question")
+    return dict(tokens_all=len(whole["input_ids"]), tokens_kept=len(kept["input_ids"]), rows_kept=max(r for _, r in cut),
+                cells_kept=len(cut), cells_trimmed=sum(cut[cell] < full[cell] for cell in cut))
 
 
 def kept_answers(model, tokenizer, table, question, answers):
@@ -2561,6 +2586,27 @@ def ask_code_model(generate, frame, question, gold=None, *, max_new_tokens=60):
     if gold is not None:
         row.update(gold=gold, correct=value is not None and not isinstance(value, (pd.Series, pd.DataFrame))
                    and denotation_match(value if not isinstance(value, list) else value, gold))
+    return row
+
+
+def answer_prompt(frame, question):
+    """Chat messages asking a language model for the answer itself, with no program: the table as text, the question."""
+    return [
+        {"role": "system", "content": "You answer questions about a table. Reply with the answer only: one number or one "
+                                      "cell's text, no explanation."},
+        {"role": "user", "content": f"The table is:\n{frame.to_string(index=False)}\n\nQuestion: {question}"},
+    ]
+
+
+def ask_model_directly(generate, frame, question, gold=None, *, max_new_tokens=20):
+    """One question to a text-generation pipeline ``generate`` that answers from the table as text, with no program
+    (:func:`answer_prompt`): the first line of its reply, stripped of a final full stop, as the answer, and the check
+    against `gold` (:func:`denotation_match`), as :func:`ask_code_model` reports a program's."""
+    reply = generate(answer_prompt(frame, question), max_new_tokens=max_new_tokens, do_sample=False)[0]["generated_text"][-1]["content"]
+    answer = (reply.strip().splitlines() or [""])[0].strip().rstrip(".")
+    row = dict(question=question, code="", executed=answer, problem="" if answer else "empty reply")
+    if gold is not None:
+        row.update(gold=gold, correct=bool(answer) and denotation_match(answer, gold))
     return row
 
 
