@@ -709,6 +709,8 @@ def test_run_restricted_answers_the_books_questions_as_pandas_does():
     ("import os", "not one Python expression"),
     ("x = 1", "not one Python expression"),
     ('"a" * 1000000000', "repeating a string"),
+    ("str(df) * 1000000000000", "more than 1000"),
+    ("df['name'].tolist() * 1000 * 1000", "more than 1000"),
     ("df['chapter'] ** 999999", "Pow is not allowed"),
     ("10 ** 10 ** 10", "Pow is not allowed"),
     ("123456789012345678", "too large"),
@@ -1330,5 +1332,6 @@ def test_truncation_report_counts_trimmed_cells_and_dropped_rows(tokenizer):
     assert 0 < report["rows_kept"] < 30 and report["cells_kept"] == 2 * report["rows_kept"]
     # the names are cut to fewer pieces before rows are dropped; the two-piece page numbers are not
     assert report["cells_trimmed"] >= report["rows_kept"]
+    assert report["pieces_per_cell"] < 5  # "alpha beta gamma delta epsilon" is at least five pieces
     untouched = tapas.truncation_report(tokenizer, frame.head(2), "How many pages in all?")
     assert untouched["cells_trimmed"] == 0 and untouched["rows_kept"] == 2 and untouched["tokens_kept"] == untouched["tokens_all"]

@@ -1894,9 +1894,10 @@ WIKISQL_WEAK_SUPERVISION = dict(
     huber_loss_delta=1265.74,
     temperature=0.107515,
 )
-"""The answer-loss settings google-research/tapas tuned for weak supervision on WikiSQL (tapas/utils/hparam_utils.py,
-task WIKISQL). Like :data:`WTQ_WEAK_SUPERVISION` it does not set init_cell_selection_weights_to_zero, which
-:func:`small_config` sets for every arm as Google's settings do, and it keeps
+"""The answer-loss values google-research/tapas tuned for weak supervision on WikiSQL (tapas/utils/hparam_utils.py,
+task WIKISQL): cutoff, cell-selection preference, Huber delta and temperature. Two of that task's other settings are
+not taken: it sets init_cell_selection_weights_to_zero False, while :func:`small_config` sets it True for every arm
+(as Google's WTQ settings do), and it keeps
 the small model's one-column selection: WikiSQL's select_one_column=False fails in transformers' loss on the
 integer cell labels the tokenizer returns."""
 
@@ -1967,8 +1968,9 @@ def truncation_report(tokenizer, table, question, *, max_length=512):
     """What ``truncation="drop_rows_to_fit"`` does to `table` for `question`: TapasTokenizer first trims every cell
     to the largest common number of word pieces with which rows still fit (``cell_trim_length=-1``, its default) and
     drops rows from the end only when even that is not enough. Returns dict(tokens_all, tokens_kept, rows_kept,
-    cells_kept, cells_trimmed): the sequence's length untruncated and truncated, the rows kept, and how many of their
-    cells (header excluded) reach the model with fewer word pieces than the table holds."""
+    cells_kept, cells_trimmed, pieces_per_cell): the sequence's length untruncated and truncated, the rows kept, how
+    many of their cells (header excluded) reach the model with fewer word pieces than the table holds, and the most
+    word pieces any kept cell keeps."""
     import collections
 
     import numpy as np
@@ -1983,7 +1985,8 @@ def truncation_report(tokenizer, table, question, *, max_length=512):
     if not cut:
         raise ValueError(f"no cell of the table fits in {max_length} tokens beside the question")
     return dict(tokens_all=len(whole["input_ids"]), tokens_kept=len(kept["input_ids"]), rows_kept=max(r for _, r in cut),
-                cells_kept=len(cut), cells_trimmed=sum(cut[cell] < full[cell] for cell in cut))
+                cells_kept=len(cut), cells_trimmed=sum(cut[cell] < full[cell] for cell in cut),
+                pieces_per_cell=max(cut.values()))
 
 
 def kept_answers(model, tokenizer, table, question, answers):
@@ -2506,7 +2509,20 @@ def _check_expression(code):
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult) and any(
                 isinstance(side, ast.Constant) and isinstance(side.value, (str, bytes)) for side in (node.left, node.right)):
             raise UnsafeCode("repeating a string is not allowed")
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult) and _int_factor(node) > 1000:
+            raise UnsafeCode("multiplying by more than 1000 is not allowed (a str or list would be repeated that often)")
     return compile(tree, "<generated>", "eval")
+
+
+def _int_factor(node):
+    """The product of the int constants a chain of multiplications applies: str(df) * 1000 * 1000 gives 10**6."""
+    import ast
+
+    if isinstance(node, ast.Constant) and isinstance(node.value, int) and not isinstance(node.value, bool):
+        return abs(node.value)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
+        return _int_factor(node.left) * _int_factor(node.right)
+    return 1
 
 
 def run_restricted(code, frame, *, timeout=2.0):
