@@ -2587,11 +2587,16 @@ def extract_expression(reply):
     return text.splitlines()[0].strip() if text else ""
 
 
+def _reply(generate, messages, max_new_tokens):
+    """The text a chat text-generation pipeline answers to `messages`, greedily."""
+    return generate(messages, max_new_tokens=max_new_tokens, do_sample=False)[0]["generated_text"][-1]["content"]
+
+
 def ask_code_model(generate, frame, question, gold=None, *, max_new_tokens=60):
     """One question to a text-generation pipeline ``generate`` that writes pandas: its expression, the value
     the restricted evaluator gives (None, with the reason, when it refuses or the code fails), the check."""
     messages = pandas_prompt(frame, question)
-    reply = generate(messages, max_new_tokens=max_new_tokens, do_sample=False)[0]["generated_text"][-1]["content"]
+    reply = _reply(generate, messages, max_new_tokens)
     code, value, problem = extract_expression(reply), None, ""
     try:
         value = run_restricted(code, frame)
@@ -2619,7 +2624,7 @@ def ask_model_directly(generate, frame, question, gold=None, *, max_new_tokens=2
     """One question to a text-generation pipeline ``generate`` that answers from the table as text, with no program
     (:func:`answer_prompt`): the first line of its reply, stripped of a final full stop, as the answer, and the check
     against `gold` (:func:`denotation_match`), as :func:`ask_code_model` reports a program's."""
-    reply = generate(answer_prompt(frame, question), max_new_tokens=max_new_tokens, do_sample=False)[0]["generated_text"][-1]["content"]
+    reply = _reply(generate, answer_prompt(frame, question), max_new_tokens)
     answer = (reply.strip().splitlines() or [""])[0].strip().rstrip(".")
     row = dict(question=question, code="", executed=answer, problem="" if answer else "empty reply")
     if gold is not None:
