@@ -107,6 +107,7 @@ def score(args):
 
     test4 = tapas.generate_split("test4", tapas.TEST4_TABLES)
     record = {
+        "provenance": utils.core.run_provenance(),  # when the scoring began, and the commit of the code it ran
         "command": "python scripts/tapas_pretrain.py score --stage4 /tmp/stage4 "
                    + " ".join(f"/tmp/stage5_mlm/seed{i}" for i in range(len(args.runs))),
         "test4": f"generate_split('test4', {tapas.TEST4_TABLES})",

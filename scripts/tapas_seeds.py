@@ -57,6 +57,7 @@ def main(argv=None):
     validation = [e for e in tapas.generate_split("validation", 60) if e.theme in tapas.VALIDATION_THEMES]
     test2 = tapas.generate_split("test2", tapas.TEST2_TABLES)
     record = {
+        "provenance": utils.core.run_provenance(),  # when the scoring began, and the commit of the code it ran
         "command": "python scripts/tapas_seeds.py --stage4 /tmp/stage4 " + " ".join(f"/tmp/stage5/seed{i}" for i in range(len(args.runs))),
         "stage 4": f"data/tapas/small_tapas at commit {STAGE4_COMMIT}",
         "validation": "the tables of VALIDATION_THEMES among generate_split('validation', 60)",

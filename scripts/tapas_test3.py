@@ -55,6 +55,7 @@ def main(argv=None):
     test3 = tapas.generate_split("test3", tapas.TEST3_TABLES)
     digest = hashlib.sha256(json.dumps(tapas.split_records(test3), sort_keys=True).encode()).hexdigest()
     record = {
+        "provenance": utils.core.run_provenance(),  # when the scoring began, and the commit of the code it ran
         "command": "python scripts/tapas_test3.py --stage4 /tmp/stage4"
                    + ("" if Path(args.out) == utils.data_path("tapas", "test3_runs.json") else f" --out {args.out}"),
         "stage 4": f"data/tapas/small_tapas at commit {STAGE4_COMMIT}",

@@ -53,3 +53,17 @@ def test_the_setup_cell_says_in_one_line_when_torch_is_older(monkeypatch, capsys
         assert out == f"torch {version} is older than {core.TORCH_OLDEST}, the oldest version this notebook supports: a cell may fail.\n"
     else:
         assert out == ""
+
+
+def test_run_provenance_names_the_start_and_the_commit(monkeypatch, tmp_path):
+    import datetime
+    import re
+
+    record = core.run_provenance()
+    started = datetime.datetime.fromisoformat(record["started"])
+    assert started.tzinfo is not None and abs(datetime.datetime.now(datetime.timezone.utc) - started).total_seconds() < 60
+    if (core.REPO_ROOT / ".git").exists():
+        assert re.fullmatch(r"[0-9a-f]{40}", record["code commit"]) and isinstance(record["uncommitted changes"], bool)
+    monkeypatch.setattr(core, "REPO_ROOT", tmp_path)  # no git checkout there
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    assert core.run_provenance()["code commit"] is None

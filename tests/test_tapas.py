@@ -688,6 +688,58 @@ def test_keyword_rule_cue_words_are_whole_words():
         tapas.keyword_rule("not a table", "What?")
 
 
+def test_training_synonyms_hold_the_generators_phrases_and_nothing_of_the_held_out_themes():
+    synonyms = tapas.training_synonyms()
+    assert synonyms["games"] == ["appearances", "games", "matches"]  # players' own phrases and the broad synonym
+    assert "items on the menu" in synonyms["dishes"] and "page count" in synonyms["number_of_pages"]
+    assert synonyms["name"] and "topic" in synonyms["name"]  # chapters' key phrases
+    for themes in (tapas.TEST2_THEMES, tapas.TEST3_THEMES, tapas.TEST4_THEMES, tapas.HELD_OUT_THEMES):
+        headers = {h for make in themes.values() for seed in range(40) for h in make(random.Random(seed), 3)[0].columns}
+        assert not headers & set(synonyms), sorted(headers & set(synonyms))  # no new theme's header has a synonym
+
+
+def test_keyword_rule_with_synonyms_finds_a_column_by_another_name():
+    table = pd.DataFrame({"player": ["Ana Silva", "Ben Meyer"], "games": ["12", "30"], "goals": ["4", "9"]})
+    question = "How many appearances did Ben Meyer make?"
+    assert tapas.keyword_rule(table, question) == ("NONE", [(1, 2)])  # no header word in the question: the last column
+    assert tapas.keyword_rule(table, question, synonyms=tapas.training_synonyms()) == ("NONE", [(1, 1)])
+    assert tapas.keyword_rule(table, "What is the total of appearances?", synonyms={"games": ["appearances"]}) == \
+        ("SUM", [(0, 1), (1, 1)])
+    # without synonyms, and with synonyms for none of the table's headers, the rule answers alike
+    book = tapas.prepare_table(tapas.book_frame())
+    for q, _ in tapas.BOOK_QUESTIONS:
+        assert tapas.keyword_rule(book, q, synonyms={"unrelated": ["pages"]}) == tapas.keyword_rule(book, q)
+
+
+def test_synonym_rule_runs_regenerate_each_split_and_check_it_against_its_record():
+    import json
+
+    from utils import data_path
+
+    records = [json.loads(data_path("tapas", name).read_text()) for name in ("stage5_runs.json", "test3_runs.json", "test4_runs.json")]
+    runs = tapas.synonym_rule_runs(*records)
+    assert list(runs) == ["test2", "test3", "test4"]
+    for (split, frame), record in zip(runs.items(), records):
+        assert frame["keyword rule"].tolist() == record["runs"]["keyword rule"][split]
+        new = frame["new theme"] == 1  # no new theme's header has a synonym: the rule answers them alike
+        assert (frame.loc[new, "rule, training synonyms"] == frame.loc[new, "keyword rule"]).all()
+    table = tapas.synonym_rule_table(runs)
+    assert table.loc["test4, training themes", "rule, training synonyms"] == table.loc["test4, training themes", "shipped model"]
+    panels = tapas.test_split_differences(*records, runs)
+    assert len(panels) == 3 and list(panels)[2].endswith("rule given training synonyms")
+    frame = runs["test3"]
+    trained = frame["new theme"] == 0
+    by_hand = frame.loc[trained, "shipped model"].mean() - frame.loc[trained, "rule, training synonyms"].mean()
+    assert list(panels.values())[2]["test3: training themes"].difference == pytest.approx(by_hand)
+    broken = json.loads(json.dumps(records[1]))
+    broken["runs"]["keyword rule"]["test3"][0] ^= 1
+    with pytest.raises(ValueError, match="test3: generated again"):
+        tapas.synonym_rule_runs(records[0], broken, records[2])
+    broken["test3"] = "somewhere else"
+    with pytest.raises(ValueError, match="does not name the generate_split call"):
+        tapas.synonym_rule_runs(records[0], broken, records[2])
+
+
 def test_run_restricted_answers_the_books_questions_as_pandas_does():
     frame = tapas.book_frame()
     for _, code in tapas.BOOK_QUESTIONS:

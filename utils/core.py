@@ -49,6 +49,22 @@ def script_command(script, argv=None):
     return " ".join(["python", f"scripts/{Path(script).name}", shlex.join(args)]).strip()
 
 
+def run_provenance():
+    """When a scoring run started (UTC, ISO 8601) and the code it ran: the repository's commit, and whether files
+    tracked by git had uncommitted changes. A test record stores it, so that its history shows the split's plan was
+    committed before the run began. Outside a git checkout the commit is None."""
+    import datetime
+    import subprocess
+
+    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    try:
+        git = lambda *args: subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout  # noqa: E731
+        commit, changed = git("rev-parse", "HEAD").strip(), bool(git("status", "--porcelain", "--untracked-files=no").strip())
+    except (OSError, subprocess.CalledProcessError):
+        commit, changed = None, None
+    return {"started": started, "code commit": commit, "uncommitted changes": changed}
+
+
 def seed_everything(seed=0):
     """Seed Python, NumPy and torch (CPU and every GPU)."""
     import numpy as np

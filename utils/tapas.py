@@ -2362,15 +2362,41 @@ def _rule_words(text):
     return {w[:-1] if len(w) > 3 and w.endswith("s") else w for w in re.findall(r"[a-z]+", text.lower())}
 
 
-def _rule_column(question, table, columns, skip=()):
-    """The column among ``columns`` whose header shares most words with the question (less the words in
-    ``skip``); on a tie, the one with fewest header words the question lacks, then the last."""
+_TRAINING_SYNONYMS = None
+
+
+def training_synonyms():
+    """Every header of the training themes (the random schema aside) -> the phrases training questions name its
+    column by: the column's own phrases, the broad generator's synonyms, and for a key column the key phrases.
+    What a keyword rule would be given to follow the training vocabulary ("appearances" for games)."""
+    global _TRAINING_SYNONYMS
+    if _TRAINING_SYNONYMS is None:
+        names = {}
+        for theme, make in BROAD_THEMES.items():
+            for seed in range(60):  # every column a theme's pool can draw
+                frame, schema, numeric = make(random.Random(seed), 3)
+                names.setdefault(schema["key"], set()).update(schema["key_phrases"])
+                for header, column in numeric.items():
+                    names.setdefault(header, set()).update([*column.phrases, *_SYNONYMS.get(header, [])])
+        _TRAINING_SYNONYMS = {header: sorted(phrases) for header, phrases in sorted(names.items())}
+    return _TRAINING_SYNONYMS
+
+
+def _rule_column(question, table, columns, skip=(), synonyms=None):
+    """The column among ``columns`` whose header (or, with ``synonyms``, one of the header's phrases) shares most
+    words with the question (less the words in ``skip``); on a tie, the one with fewest words the question lacks,
+    then the last."""
     asked = _rule_words(question) - _rule_words(" ".join(skip))
-    header = {c: _rule_words(table.columns[c].replace("_", " ")) for c in columns}
-    return max(columns, key=lambda c: (len(asked & header[c]), -len(header[c] - asked), c))
+
+    def fit(c):
+        header = table.columns[c]
+        names = [header.replace("_", " "), *(synonyms or {}).get(header, [])]
+        return max((len(asked & words), -len(words - asked)) for words in map(_rule_words, names))
+
+    return max(columns, key=lambda c: (*fit(c), c))
 
 
-def keyword_rule(table, question):
+def keyword_rule(table, question, *, synonyms=None):
     """Answer ``question`` over ``table`` (every cell a str) with cue words and string matching only.
 
     Returns (operator, cells) as the pipeline would: the operator is COUNT when the question says
@@ -2378,7 +2404,8 @@ def keyword_rule(table, question):
     else; SUM or AVERAGE on their cue words; otherwise NONE, a lookup. The column is the one whose
     header shares most words with the question (numeric columns for SUM, AVERAGE and conditions);
     a lookup's row is the one whose cell text appears in the question (spaces or hyphens alike),
-    else the one holding a number of the question. No learning, no synonyms: a baseline.
+    else the one holding a number of the question. No learning: a baseline. With ``synonyms`` (header -> phrases,
+    as :func:`training_synonyms` gives) a column is also found by any of its header's phrases.
     """
     import re
 
@@ -2403,7 +2430,7 @@ def keyword_rule(table, question):
     more, less = said(_RULE_MORE), said(_RULE_LESS)
     if counting and numbers and (more or less) and numeric:
         counted = re.findall(r"\b(?:how many|number of|count the|count)\s+(?:of the\s+)?(\w+)", text)  # the rows' noun
-        column = _rule_column(question, table, numeric, skip=counted)
+        column = _rule_column(question, table, numeric, skip=counted, synonyms=synonyms)
         v, greater = numbers[-1], more and not less
         return "COUNT", [(r, column) for r in rows
                          if (parse_number(table.iat[r, column]) > v if greater else parse_number(table.iat[r, column]) < v)]
@@ -2418,22 +2445,23 @@ def keyword_rule(table, question):
                 break
     if found is not None and not said(_RULE_SUM + _RULE_AVERAGE):
         row, key = found
-        return "NONE", [(row, _rule_column(question, table, [c for c in range(table.shape[1]) if c != key]))]
+        return "NONE", [(row, _rule_column(question, table, [c for c in range(table.shape[1]) if c != key], synonyms=synonyms))]
     for operator, cues in (("SUM", _RULE_SUM), ("AVERAGE", _RULE_AVERAGE)):
         if said(cues) and numeric:
-            column = _rule_column(question, table, numeric)
+            column = _rule_column(question, table, numeric, synonyms=synonyms)
             return operator, [(r, column) for r in rows]
     if counting:
         return "COUNT", [(r, 0) for r in rows]
-    return "NONE", [(0, _rule_column(question, table, range(table.shape[1])))]
+    return "NONE", [(0, _rule_column(question, table, range(table.shape[1]), synonyms=synonyms))]
 
 
-def evaluate_rule(examples):
+def evaluate_rule(examples, *, synonyms=None):
     """:func:`keyword_rule` on every example: a DataFrame like :func:`evaluate`'s (column ``rule``
-    instead of ``tapas``), with the executed answer and whether it is right."""
+    instead of ``tapas``), with the executed answer and whether it is right. ``synonyms`` as
+    :func:`keyword_rule` takes them."""
     rows = []
     for e in examples:
-        operator, cells = keyword_rule(e.table, e.question)
+        operator, cells = keyword_rule(e.table, e.question, synonyms=synonyms)
         try:
             value = execute_answer(operator, [e.table.iat[r, c] for r, c in cells])
         except ValueError:
@@ -2858,12 +2886,52 @@ def seed_comparisons(record, against="stage 4"):
     return out
 
 
-def test_split_differences(seed_record, test3_record, test4_record):
-    """The second, third and fourth test splits side by side, for :func:`utils.plot_differences`: two panels of
+_SHIPPED_RUN = {"test2": "stage 5, seed 0", "test3": "as shipped", "test4": "no pre-training, seed 0"}
+"""The run of each scored test split's record whose weights are the shipped checkpoint's."""
+
+
+def synonym_rule_runs(seed_record, test3_record, test4_record):
+    """The keyword rule given the training synonyms (:func:`training_synonyms`), scored afterwards on the second,
+    third and fourth test splits: {split: frame of the record's questions with 0/1 columns "keyword rule" (as the
+    record has it), "rule, training synonyms" and "shipped model"}. Each split is generated again from the call its
+    record names, and must give the record's question kinds and its rule's answers, or a ValueError says so."""
+    import re
+
+    runs = {}
+    for split, record in (("test2", seed_record), ("test3", test3_record), ("test4", test4_record)):
+        made = re.match(r"generate_split\('(\w+)', (\d+)\)", record.get(split, ""))
+        if made is None or made.group(1) != split:
+            raise ValueError(f"{split}: the record does not name the generate_split call that made it: {record.get(split)!r}")
+        examples = generate_split(split, int(made.group(2)))
+        questions = pd.DataFrame(record["questions"])
+        plain = evaluate_rule(examples)["correct"].astype(int)
+        if [e.kind for e in examples] != list(questions["kind"]) or list(plain) != list(record["runs"]["keyword rule"][split]):
+            raise ValueError(f"{split}: generated again, the split no longer matches its record (kinds or rule answers)")
+        runs[split] = questions.assign(**{
+            "keyword rule": plain, "rule, training synonyms": evaluate_rule(examples, synonyms=training_synonyms())["correct"].astype(int),
+            "shipped model": record["runs"][_SHIPPED_RUN[split]][split]})
+    return runs
+
+
+def synonym_rule_table(runs):
+    """Accuracy of the keyword rule, the rule given the training synonyms and the shipped model on every part of
+    each split of :func:`synonym_rule_runs`, as "57% of 148"."""
+    rows = {}
+    for split, frame in runs.items():
+        _, masks = _split_parts({"questions": frame}, split=split)
+        for part, mask in masks.items():
+            rows[part] = {system: f"{frame.loc[mask, system].mean():.0%} of {int(mask.sum())}"
+                          for system in ("keyword rule", "rule, training synonyms", "shipped model")}
+    return pd.DataFrame(rows).T
+
+
+def test_split_differences(seed_record, test3_record, test4_record, synonym_runs=None):
+    """The second, third and fourth test splits side by side, for :func:`utils.plot_differences`: panels of
     {"split: part": Comparison}. The first holds the comparison each split was scored for (test2's last stage, each
     question's share of its seeds, minus the fourth stage, chosen after the per-seed rows had been read; test3's and
-    test4's planned comparisons); the second the shipped model (seed 0 without pre-training) minus the keyword rule.
-    Parts: whole split, new themes, new-theme lookups, training themes."""
+    test4's planned comparisons); the second the shipped model (seed 0 without pre-training) minus the keyword rule;
+    with ``synonym_runs`` (:func:`synonym_rule_runs`) a third, the shipped model minus the rule given the training
+    synonyms. Parts: whole split, new themes, new-theme lookups, training themes."""
     parts = {"": "whole split", ", new themes": "new themes", ", new-theme lookups": "new-theme lookups",
              ", training themes": "training themes"}
     from .evaluation import mcnemar
@@ -2893,10 +2961,17 @@ def test_split_differences(seed_record, test3_record, test4_record):
         for suffix, part in parts.items():
             written_for[f"{name}: {part}"] = split[f"{name}{suffix}: {changed}"]
             against_rule[f"{name}: {part}"] = split[f"{name}{suffix}: {versus_rule}"]
+    panels = {"the change each split was scored for": written_for, "the shipped model minus the keyword rule": against_rule}
+    if synonym_runs is not None:
+        panels["... minus the rule given training synonyms"] = with_synonyms = {}
+        for split, frame in synonym_runs.items():
+            _, masks = _split_parts({"questions": frame}, split=split)
+            for suffix, part in parts.items():
+                mask = masks[f"{split}{suffix}"]
+                with_synonyms[f"{split}: {part}"] = mcnemar(frame["shipped model"][mask], frame["rule, training synonyms"][mask],
+                                                            groups=frame["table"][mask])
     label = lambda key: key.replace("test2:", "test2 (no plan):")  # noqa: E731 - its comparisons were chosen after reading
-    written_for, against_rule = ({label(k): v for k, v in panel.items()} for panel in (written_for, against_rule))
-    return {"the change each split was scored for": written_for,
-            "the shipped model minus the keyword rule": against_rule}
+    return {name: {label(k): v for k, v in panel.items()} for name, panel in panels.items()}
 
 
 def table_ids(examples):
