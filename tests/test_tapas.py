@@ -726,7 +726,7 @@ def test_synonym_rule_runs_regenerate_each_split_and_check_it_against_its_record
     table = tapas.synonym_rule_table(runs)
     assert table.loc["test4, training themes", "rule, training synonyms"] == table.loc["test4, training themes", "shipped model"]
     panels = tapas.test_split_differences(*records, runs)
-    assert len(panels) == 3 and list(panels)[2].endswith("rule given training synonyms")
+    assert len(panels) == 3 and list(panels)[2].endswith("rule + synonyms")
     frame = runs["test3"]
     trained = frame["new theme"] == 0
     by_hand = frame.loc[trained, "shipped model"].mean() - frame.loc[trained, "rule, training synonyms"].mean()
@@ -866,6 +866,34 @@ def test_encode_weak_and_collate_pad_numbers_as_the_tokenizer_does(tokenizer):
     assert batch["float_answer"].tolist() == pytest.approx([tapas.weak_answer(e)[2] for e in examples], nan_ok=True)
     with pytest.raises(ValueError, match="supervision must be"):
         tapas.encode_examples(tokenizer, examples, supervision="answers")
+
+
+def test_fresh_model_keeps_a_trained_encoder_under_fresh_heads(tokenizer):
+    import torch
+    from transformers import TapasForQuestionAnswering
+
+    torch.manual_seed(0)
+    trained = TapasForQuestionAnswering(tapas.small_config(tokenizer.vocab_size, num_hidden_layers=1))
+    with torch.no_grad():
+        trained.output_weights.add_(1.0)  # heads no fresh model has
+        trained.aggregation_classifier.weight.add_(1.0)
+    model = tapas.fresh_model(tokenizer.vocab_size, tapas.WTQ_WEAK_SUPERVISION, encoder=trained)
+    for name, value in trained.tapas.state_dict().items():
+        assert torch.equal(model.tapas.state_dict()[name], value), name
+    assert not torch.equal(model.output_weights, trained.output_weights)
+    assert not torch.equal(model.aggregation_classifier.weight, trained.aggregation_classifier.weight)
+    assert model.config.use_answer_as_supervision and not trained.config.use_answer_as_supervision
+    assert model.config.num_hidden_layers == 1  # the encoder's own shape, not small_config's
+    assert tapas.fresh_model(tokenizer.vocab_size, {}).config.num_hidden_layers == 2
+
+
+def test_supervision_runs_from_an_encoder_check_its_vocabulary(tokenizer, tmp_path):
+    from transformers import TapasForQuestionAnswering
+
+    TapasForQuestionAnswering(tapas.small_config(tokenizer.vocab_size + 1, num_hidden_layers=1)).save_pretrained(tmp_path)
+    examples = tapas.generate_examples(1, seed=0)
+    with pytest.raises(ValueError, match="vocabulary"):
+        tapas.supervision_runs(tokenizer, examples, examples[:2], seeds=(0,), steps=1, arms=("weak",), encoder=tmp_path)
 
 
 def test_supervision_runs_record_and_comparison(tokenizer):

@@ -2073,17 +2073,36 @@ SETTINGS_ARMS = ("weak, normalised answer loss", "weak, WikiSQL settings")
 """Arms added after the others had been read; scripts/tapas_supervision.py runs them only when asked (--arms)."""
 
 
+def fresh_model(vocab_size, overrides, *, encoder=None):
+    """A TapasForQuestionAnswering to train: :func:`small_config` with ``overrides``, every weight fresh; or, given
+    ``encoder`` (a trained TapasForQuestionAnswering), its configuration with ``overrides`` and a copy of its encoder,
+    under fresh heads (cell selection, column and operator; drawn from the current random state)."""
+    import copy
+
+    from transformers import TapasForQuestionAnswering
+
+    if encoder is None:
+        return TapasForQuestionAnswering(small_config(vocab_size, **overrides))
+    config = copy.deepcopy(encoder.config)
+    config.update(overrides)
+    model = TapasForQuestionAnswering(config)
+    model.tapas.load_state_dict(encoder.tapas.state_dict())
+    return model
+
+
 def supervision_runs(tokenizer, train_examples, eval_examples, *, seeds=(0, 1, 2), steps=100, lr=2e-3,
-                     batch_size=32, arms=tuple(SUPERVISION_ARMS)):
+                     batch_size=32, arms=tuple(SUPERVISION_ARMS), encoder=None):
     """Strong against weak supervision at the same budget: for every seed and every arm of
     :data:`SUPERVISION_ARMS` named in `arms`, a small model (:func:`small_config` with the arm's overrides)
     trained for `steps` steps on `train_examples`, from the labelled operator and cells (strong) or from the
     answers alone (weak: :data:`WTQ_WEAK_SUPERVISION`, :func:`weak_answer`), scored through the
     table-question-answering pipeline on `eval_examples`. Arms named "strong, then ..." start from the seed's
     "strong, WTQ temperature" model instead of a fresh one. The seed sets the initial weights and the order of
-    the batches, the same for every arm. Returns one row per (arm, seed, question), the arm in the column
-    ``supervision``: kind, table (as :func:`table_ids`), whether it was answered right, and the seconds the
-    training took (the arm's own steps)."""
+    the batches, the same for every arm. With ``encoder`` (the folder of a TapasForQuestionAnswering checkpoint
+    read by ``tokenizer``'s vocabulary) every fresh model takes that checkpoint's configuration and encoder weights
+    instead, with fresh heads (cell selection, column and operator) drawn under the seed: an encoder that already
+    reads cells. Returns one row per (arm, seed, question), the arm in the column ``supervision``: kind, table (as
+    :func:`table_ids`), whether it was answered right, and the seconds the training took (the arm's own steps)."""
     import copy
 
     from transformers import TapasForQuestionAnswering, pipeline
@@ -2096,6 +2115,12 @@ def supervision_runs(tokenizer, train_examples, eval_examples, *, seeds=(0, 1, 2
     unknown = set(arms) - set(SUPERVISION_ARMS)
     if unknown or not arms:
         raise ValueError(f"arms must be among {list(SUPERVISION_ARMS)}, got {list(arms)}")
+    source = None
+    if encoder is not None:
+        source = TapasForQuestionAnswering.from_pretrained(encoder)
+        if source.config.vocab_size != tokenizer.vocab_size:
+            raise ValueError(f"the encoder at {encoder} has a vocabulary of {source.config.vocab_size:,}, "
+                             f"the tokenizer {tokenizer.vocab_size:,}: they must be the same")
     tables = table_ids(eval_examples)
     data = {kind: encode_examples(tokenizer, train_examples, supervision=kind) for kind in ("strong", "weak")}
     starts = {}  # seed -> the trained "strong, WTQ temperature" model
@@ -2104,7 +2129,7 @@ def supervision_runs(tokenizer, train_examples, eval_examples, *, seeds=(0, 1, 2
         supervision, overrides = SUPERVISION_ARMS[arm]
         seed_everything(seed)
         if start is None:
-            model = TapasForQuestionAnswering(small_config(tokenizer.vocab_size, **overrides))
+            model = fresh_model(tokenizer.vocab_size, overrides, encoder=source)
         else:
             model = copy.deepcopy(start)
             model.config.update(overrides)  # the forward pass reads these settings from the config
@@ -2963,7 +2988,7 @@ def test_split_differences(seed_record, test3_record, test4_record, synonym_runs
             against_rule[f"{name}: {part}"] = split[f"{name}{suffix}: {versus_rule}"]
     panels = {"the change each split was scored for": written_for, "the shipped model minus the keyword rule": against_rule}
     if synonym_runs is not None:
-        panels["... minus the rule given training synonyms"] = with_synonyms = {}
+        panels["the shipped model minus the rule + synonyms"] = with_synonyms = {}
         for split, frame in synonym_runs.items():
             _, masks = _split_parts({"questions": frame}, split=split)
             for suffix, part in parts.items():
