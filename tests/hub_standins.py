@@ -58,18 +58,74 @@ def _dinov2(path):
                       image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]).save_pretrained(path)
 
 
-def _tapas(path):
-    from transformers import TapasConfig, TapasForQuestionAnswering, TapasTokenizer
+def _tapas_repo(path, model_class, **config):
+    """A TAPAS checkpoint at toy size: `model_class` from a small TapasConfig, and the shipped small WordPiece
+    vocabulary as its TapasTokenizer."""
+    from transformers import TapasConfig, TapasTokenizer
 
     from utils.core import data_path
 
     tokenizer = TapasTokenizer(str(data_path("tapas", "small_tapas", "vocab.txt")))
-    config = TapasConfig(**_small(), vocab_size=tokenizer.vocab_size, num_aggregation_labels=4,
-                         aggregation_labels={0: "NONE", 1: "SUM", 2: "AVERAGE", 3: "COUNT"},
-                         use_answer_as_supervision=True, select_one_column=True,
-                         allow_empty_column_selection=False, max_position_embeddings=1024)
-    TapasForQuestionAnswering(config).save_pretrained(path)
+    model_class(TapasConfig(**_small(), vocab_size=tokenizer.vocab_size, max_position_embeddings=1024,
+                            **config)).save_pretrained(path)
     tokenizer.save_pretrained(path)
+
+
+def _tapas(path):
+    from transformers import TapasForQuestionAnswering
+
+    _tapas_repo(path, TapasForQuestionAnswering, num_aggregation_labels=4,
+                aggregation_labels={0: "NONE", 1: "SUM", 2: "AVERAGE", 3: "COUNT"}, use_answer_as_supervision=True,
+                select_one_column=True, allow_empty_column_selection=False)
+
+
+def _tapas_sqa(path):
+    """TAPAS fine-tuned on SQA: cell selection only (no aggregation head), one column at a time."""
+    from transformers import TapasForQuestionAnswering
+
+    _tapas_repo(path, TapasForQuestionAnswering, num_aggregation_labels=0, select_one_column=True,
+                allow_empty_column_selection=False)
+
+
+def _tapas_tabfact(path):
+    """TAPAS fine-tuned on TabFact: a two-class sequence classifier over the statement and the table."""
+    from transformers import TapasForSequenceClassification
+
+    _tapas_repo(path, TapasForSequenceClassification, num_labels=2)
+
+
+def _tapex(path):
+    """TAPEX (BART fine-tuned on WikiTableQuestions) at toy size: a BartForConditionalGeneration and a byte-level BPE
+    tokenizer saved as vocab.json and merges.txt, whose tokenizer_config.json names TapexTokenizer, as the real
+    repository's does (transformers 5 has no such class; BartTokenizer reads the two files)."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import BartConfig, BartForConditionalGeneration, GenerationConfig
+
+    from utils.tapas import book_examples, book_frame, tapex_input
+
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    texts = [tapex_input(book_frame(), question) for question, _, _ in book_examples()[0]]
+    backend = ByteLevelBPETokenizer()
+    backend.train_from_iterator(texts, vocab_size=400, min_frequency=1, special_tokens=specials)
+    path.mkdir(parents=True, exist_ok=True)
+    backend.save_model(str(path))
+    tokens = dict(zip(["bos_token", "pad_token", "eos_token", "unk_token", "mask_token"], specials))
+    (path / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "TapexTokenizer", "do_lower_case": True, "max_cell_length": 15, "add_prefix_space": False,
+         "errors": "replace", "model_max_length": 1024, "sep_token": "</s>", "cls_token": "<s>", **tokens}))
+    (path / "special_tokens_map.json").write_text(json.dumps({"sep_token": "</s>", "cls_token": "<s>", **tokens}))
+    ids = {name: specials.index(token) for name, token in tokens.items()}
+    config = BartConfig(vocab_size=backend.get_vocab_size(), d_model=32, encoder_layers=2, decoder_layers=2,
+                        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                        max_position_embeddings=1024, bos_token_id=ids["bos_token"], pad_token_id=ids["pad_token"],
+                        eos_token_id=ids["eos_token"], decoder_start_token_id=ids["eos_token"],
+                        forced_bos_token_id=ids["bos_token"], forced_eos_token_id=ids["eos_token"])
+    model = BartForConditionalGeneration(config)
+    model.generation_config = GenerationConfig(bos_token_id=ids["bos_token"], pad_token_id=ids["pad_token"],
+                                               eos_token_id=ids["eos_token"], decoder_start_token_id=ids["eos_token"],
+                                               forced_bos_token_id=ids["bos_token"],
+                                               forced_eos_token_id=ids["eos_token"])
+    model.save_pretrained(path)
 
 
 def _wav2vec2(path):
@@ -327,7 +383,8 @@ def _librispeech(path, checkpoint):
 
 BUILDERS = {"vit": _vit, "tapas": _tapas, "wav2vec2": _wav2vec2, "whisper": _whisper, "clip": _clip,
             "gpt2": _gpt2, "longformer": _longformer, "bigbird": _bigbird, "dinov2": _dinov2,
-            "coder": _coder, "docqa": _docqa, "donut": _donut, "siglip": _siglip, "llava": _llava, "mamba": _mamba}
+            "coder": _coder, "docqa": _docqa, "donut": _donut, "siglip": _siglip, "llava": _llava, "mamba": _mamba,
+            "tapas_sqa": _tapas_sqa, "tapas_tabfact": _tapas_tabfact, "tapex": _tapex}
 
 
 def repo_dir(root, checkpoint):

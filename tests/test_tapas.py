@@ -1415,3 +1415,129 @@ def test_truncation_report_counts_trimmed_cells_and_dropped_rows(tokenizer):
     assert report["pieces_per_cell"] < 5  # "alpha beta gamma delta epsilon" is at least five pieces
     untouched = tapas.truncation_report(tokenizer, frame.head(2), "How many pages in all?")
     assert untouched["cells_trimmed"] == 0 and untouched["rows_kept"] == 2 and untouched["tokens_kept"] == untouched["tokens_all"]
+
+
+# --- TabFact and TAPEX ----------------------------------------------------------------------
+
+
+SMALL_TABLE = pd.DataFrame({"Chapter": [1, 2], "Name": ["Text Classification", "NER"], "Pages": [36, 24]})
+
+
+def test_tapex_input_flattens_as_tapex_tokenizer_did():
+    expected = ("how many pages? col : chapter | name | pages "
+                "row 1 : 1 | text classification | 36 row 2 : 2 | ner | 24")
+    assert tapas.tapex_input(SMALL_TABLE, "How many pages?") == expected
+    # the row numbers count from 1 whatever the index; the frame itself is left as it was
+    shuffled = SMALL_TABLE.iloc[::-1]
+    assert tapas.tapex_input(shuffled, "  x ").startswith("x col : chapter | name | pages row 1 : 2 | ner | 24 row 2 : 1")
+    assert list(SMALL_TABLE["Name"]) == ["Text Classification", "NER"]
+
+
+def test_tapex_input_is_lower_case_throughout():
+    text = tapas.tapex_input(pd.DataFrame({"TEAM": ["Rovers FC"], "Goals": ["12"]}), "Which TEAM scored?")
+    assert text == text.lower() and "which team scored? col : team | goals row 1 : rovers fc | 12" == text
+
+
+def test_tapex_input_cuts_long_cells_with_a_tokenizer_as_truncate_cell_did():
+    class Words:  # one piece per word
+        def tokenize(self, text):
+            return text.split()
+
+        def convert_tokens_to_string(self, pieces):
+            return " ".join(pieces)
+
+    frame = pd.DataFrame({"a": ["one two three four", "one two three", "one two", " "]})
+    text = tapas.tapex_input(frame, "q", tokenizer=Words(), max_cell_length=3)
+    assert text == "q col : a row 1 : one two three row 2 : one two three row 3 : one two row 4 :  "
+    assert tapas.tapex_input(frame, "q").startswith("q col : a row 1 : one two three four row 2")  # no tokenizer: whole
+
+
+@pytest.mark.parametrize("table, question, error, message", [
+    ([["a", "b"]], "q", TypeError, "DataFrame"),
+    (pd.DataFrame(), "q", ValueError, "empty"),
+    (SMALL_TABLE, "", ValueError, "question is empty"),
+    (SMALL_TABLE, "   ", ValueError, "question is empty"),
+    (SMALL_TABLE, None, TypeError, "question must be a str"),
+])
+def test_tapex_input_bad_input(table, question, error, message):
+    with pytest.raises(error, match=message):
+        tapas.tapex_input(table, question)
+
+
+def test_verify_statements_gives_each_statement_a_distribution_over_the_labels(tokenizer):
+    import torch
+    from transformers import TapasForSequenceClassification
+
+    torch.manual_seed(0)
+    config = tapas.small_config(tokenizer.vocab_size, num_hidden_layers=1, max_position_embeddings=512,
+                                num_labels=2, id2label={0: "refuted", 1: "entailed"},
+                                label2id={"refuted": 0, "entailed": 1})
+    model = TapasForSequenceClassification(config)
+    table = tapas.book_frame()
+    statements = ["Summarization has 19 pages.", "There are ten chapters.", "Conclusion ends on page 144."]
+    scores = tapas.verify_statements(model, tokenizer, table, statements)
+    assert list(scores.columns) == ["statement", "refuted", "entailed", "predicted"]
+    assert scores.shape == (3, 4) and list(scores["statement"]) == statements
+    assert ((scores[["refuted", "entailed"]] >= 0) & (scores[["refuted", "entailed"]] <= 1)).all().all()
+    assert scores[["refuted", "entailed"]].sum(axis=1).tolist() == pytest.approx([1.0] * 3)
+    assert list(scores["predicted"]) == scores[["refuted", "entailed"]].idxmax(axis=1).tolist()
+    one = tapas.verify_statements(model, tokenizer, table, statements[0])  # one statement as a str
+    assert one.shape == (1, 4) and one.loc[0, "entailed"] == pytest.approx(scores.loc[0, "entailed"], abs=1e-5)
+    with pytest.raises(ValueError, match="statement is empty"):
+        tapas.verify_statements(model, tokenizer, table, ["Summarization has 19 pages.", " "])
+    with pytest.raises(ValueError, match="no statement"):
+        tapas.verify_statements(model, tokenizer, table, [])
+    with pytest.raises(TypeError, match="DataFrame"):
+        tapas.verify_statements(model, tokenizer, table.to_dict(), statements)
+
+
+@pytest.fixture(scope="module")
+def tiny_bart(tmp_path_factory):
+    """A random BART of two layers and a byte-level BPE tokenizer (vocab.json + merges.txt), as TAPEX has."""
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import BartConfig, BartForConditionalGeneration, BartTokenizer
+
+    folder = tmp_path_factory.mktemp("bart")
+    backend = ByteLevelBPETokenizer()
+    backend.train_from_iterator([tapas.tapex_input(tapas.book_frame(), "what is the total number of pages? 138")],
+                                vocab_size=300, min_frequency=1, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    backend.save_model(str(folder))
+    tokenizer = BartTokenizer.from_pretrained(folder)  # reads vocab.json and merges.txt
+    torch.manual_seed(0)
+    config = BartConfig(vocab_size=backend.get_vocab_size(), d_model=16, encoder_layers=1, decoder_layers=1,
+                        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
+                        max_position_embeddings=256, bos_token_id=0, pad_token_id=1, eos_token_id=2,
+                        decoder_start_token_id=2)
+    return BartForConditionalGeneration(config), tokenizer
+
+
+def test_ask_tapex_reads_the_generated_answer_and_checks_it(tiny_bart, monkeypatch):
+    model, tokenizer = tiny_bart
+    table, question = tapas.prepare_table(tapas.book_frame()), "What is the total number of pages?"
+    seen = []
+
+    def generate(input_ids, attention_mask, **kwargs):
+        seen.append(input_ids)
+        return tokenizer(" 138.0", return_tensors="pt")["input_ids"]  # <s> 138.0 </s>, as BART writes it
+
+    monkeypatch.setattr(model, "generate", generate)
+    row = tapas.ask_tapex(model, tokenizer, table, question, 138)
+    assert set(row) == {"question", "tapex", "executed", "gold", "correct"}
+    assert row["tapex"] == "138.0" and row["executed"] == 138 and row["correct"] is True
+    expected = tokenizer(tapas.tapex_input(table, question, tokenizer=tokenizer), return_tensors="pt")["input_ids"]
+    assert seen[0].tolist() == expected.tolist()
+    assert tapas.ask_tapex(model, tokenizer, table, question, 139)["correct"] is False  # denotation_match, by value
+    assert set(tapas.ask_tapex(model, tokenizer, table, question)) == {"question", "tapex", "executed"}
+    monkeypatch.setattr(model, "generate", lambda **kw: tokenizer(" summarization", return_tensors="pt")["input_ids"])
+    assert tapas.ask_tapex(model, tokenizer, table, "What's the topic in chapter 4?", "Summarization")["correct"]
+
+
+def test_ask_tapex_generates_with_a_real_model_and_refuses_an_input_too_long(tiny_bart):
+    model, tokenizer = tiny_bart
+    table = tapas.prepare_table(tapas.book_frame())
+    row = tapas.ask_tapex(model, tokenizer, table, "What is the total number of pages?", 138, max_new_tokens=4)
+    assert isinstance(row["tapex"], str) and isinstance(row["correct"], bool)
+    long_table = pd.concat([table] * 20, ignore_index=True)
+    with pytest.raises(ValueError, match=r"take \d+ tokens, more than the 256 positions"):
+        tapas.ask_tapex(model, tokenizer, long_table, "What is the total number of pages?")

@@ -75,9 +75,16 @@ class Checkpoint:
 # facebook/dinov2-small (150c8e7...), openai/whisper-tiny (169d4a4...), google/siglip2-base-patch16-224 (75de2d5...)
 # and Qwen/Qwen2.5-Coder-0.5B-Instruct (ea3f247...) that other public projects pin, so that their outputs cannot
 # change under the notebooks.
+# Notebook 05's SQA and TabFact checkpoints (google/tapas-base-finetuned-sqa, -tabfact) are read at main: no
+# public source that pins a commit of theirs was found. TAPEX (microsoft/tapex-base-finetuned-wtq) is pinned to
+# 88a9933, the commit the Hub's own file listing of its main branch shows ("Adding `safetensors` variant of this
+# model (#1)", the one that adds model.safetensors); no other project was found pinning it.
 CHECKPOINTS = {
     "vit": Checkpoint("google/vit-base-patch16-224", "3f49326"),
     "tapas": Checkpoint("google/tapas-base-finetuned-wtq", "e3dde19"),
+    "tapas_sqa": Checkpoint("google/tapas-base-finetuned-sqa"),
+    "tapas_tabfact": Checkpoint("google/tapas-base-finetuned-tabfact"),
+    "tapex": Checkpoint("microsoft/tapex-base-finetuned-wtq", "88a9933"),
     "wav2vec2": Checkpoint("facebook/wav2vec2-base-960h", "22aad52"),
     "clip": Checkpoint("openai/clip-vit-base-patch32", "3d74acf"),
     "gpt2": Checkpoint("openai-community/gpt2", files=("config.json",)),

@@ -2686,6 +2686,115 @@ def ask_model_directly(generate, frame, question, gold=None, *, max_new_tokens=2
 
 
 # ---------------------------------------------------------------------------------------------
+# Two other tasks on the same table: TabFact's entailment (TAPAS) and TAPEX's generated answers
+# ---------------------------------------------------------------------------------------------
+
+def _checked_question(question, what="question"):
+    if not isinstance(question, str):
+        raise TypeError(f"the {what} must be a str, got {type(question).__name__}: {question!r}")
+    if not question.strip():
+        raise ValueError(f"the {what} is empty: there is nothing to ask of the table")
+    return question.strip()
+
+
+def verify_statements(model, tokenizer, table, statements):
+    """TabFact's task: how likely ``model`` (a TapasForSequenceClassification) finds each statement about ``table``.
+
+    Each statement is encoded with the table by ``tokenizer`` (a TapasTokenizer; rows that do not fit in its 512
+    tokens are dropped, as ``truncation=True`` does), and the classifier's logits become probabilities. Returns a
+    DataFrame with one row per statement: the statement, the probability of every class under the name
+    ``model.config.id2label`` gives it (the probabilities of a row sum to 1), and the most likely class.
+    """
+    import torch
+
+    if isinstance(statements, str):
+        statements = [statements]
+    statements = [_checked_question(s, "statement") for s in statements]
+    if not statements:
+        raise ValueError("no statement to verify")
+    table = prepare_table(table)
+    encoded = tokenizer(table=table, queries=statements, padding="longest", truncation=True, return_tensors="pt")
+    model.eval()
+    with torch.no_grad():
+        logits = model(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"],
+                       token_type_ids=encoded["token_type_ids"]).logits
+    labels = [model.config.id2label[i] for i in range(logits.shape[-1])]
+    scores = pd.DataFrame(logits.softmax(-1).numpy(), columns=labels)
+    scores.insert(0, "statement", statements)
+    scores["predicted"] = [labels[i] for i in logits.argmax(-1).tolist()]
+    return scores
+
+
+TAPEX_MAX_CELL_LENGTH = 15
+"""TapexTokenizer's ``max_cell_length``: a cell of this many BPE pieces or more kept its first 15 pieces."""
+
+
+def tapex_input(table, question, *, tokenizer=None, max_cell_length=TAPEX_MAX_CELL_LENGTH):
+    """The text a TAPEX model reads: the question, a space, then the table flattened row by row, all lower-cased.
+
+    ``"how many? col : chapter | name row 1 : 0 | introduction row 2 : 1 | text classification"``: the header after
+    ``col :``, each row after ``row i :`` (counted from 1), cells joined by `` | ``. This is the format of the
+    ``TapexTokenizer`` that transformers removed in version 5 (``prepare_table_query`` and
+    ``IndexedRowTableLinearize`` in src/transformers/models/deprecated/tapex/tokenization_tapex.py, transformers
+    4.x; its ``do_lower_case=True`` lower-cased the whole text). With a ``tokenizer`` (BART's byte-level BPE),
+    a cell that it splits into ``max_cell_length`` pieces or more keeps its first ``max_cell_length`` pieces, as
+    TapexTokenizer's ``truncate_cell`` did; without one, cells are kept whole. Rows are never dropped here:
+    :func:`ask_tapex` refuses an input longer than the model reads.
+    """
+    question = _checked_question(question)
+    table = prepare_table(table)
+
+    def cell(text):
+        if tokenizer is None or not text.strip():
+            return text
+        pieces = tokenizer.tokenize(text)
+        return tokenizer.convert_tokens_to_string(pieces[:max_cell_length]) if len(pieces) >= max_cell_length else text
+
+    header = "col : " + " | ".join(str(name) for name in table.columns)
+    rows = [f"row {i} : " + " | ".join(cell(text) for text in values)
+            for i, values in enumerate(table.itertuples(index=False, name=None), start=1)]
+    return " ".join([question, header, *rows]).lower()
+
+
+def _read_value(text):
+    """A generated answer as a value: a number where the text is one (an int when whole), else the text."""
+    try:
+        return _as_int_if_whole(parse_number(text))
+    except ValueError:
+        return text
+
+
+def ask_tapex(model, tokenizer, table, question, gold=None, *, max_new_tokens=32):
+    """One question to a TAPEX model (a BartForConditionalGeneration fine-tuned on table QA): the answer it writes.
+
+    The input is :func:`tapex_input`, encoded by ``tokenizer`` (BART's byte-level BPE; ``BartTokenizer`` loads a
+    TAPEX repository whose tokenizer_config.json still names ``TapexTokenizer``). An input longer than the model's
+    ``max_position_embeddings`` (1,024 for BART) raises ValueError naming both lengths, rather than being cut: a
+    table cut silently gives sums and counts over the rows that were kept. Returns, as :func:`ask` does, the
+    question, the generated text (``tapex``), its value (``executed``: a number where the text is one) and, given
+    ``gold``, whether the two agree by :func:`denotation_match`.
+    """
+    import torch
+
+    text = tapex_input(table, question, tokenizer=tokenizer)
+    encoded = tokenizer(text, return_tensors="pt")
+    limit = model.config.max_position_embeddings
+    length = encoded["input_ids"].shape[-1]
+    if length > limit:
+        raise ValueError(f"the question and the flattened table take {length} tokens, more than the {limit} "
+                         f"positions the model reads: ask about fewer rows or columns (table.head(n), a filter)")
+    model.eval()
+    with torch.no_grad():
+        generated = model.generate(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"],
+                                   max_new_tokens=max_new_tokens)
+    answer = tokenizer.batch_decode(generated, skip_special_tokens=True)[0].strip()
+    row = dict(question=question, tapex=answer, executed=_read_value(answer) if answer else None)
+    if gold is not None:
+        row.update(gold=gold, correct=bool(answer) and denotation_match(row["executed"], gold))
+    return row
+
+
+# ---------------------------------------------------------------------------------------------
 # Reading the splits: how literally a question names its column, which template it follows
 # ---------------------------------------------------------------------------------------------
 
