@@ -2160,11 +2160,13 @@ def supervision_runs(tokenizer, train_examples, eval_examples, *, seeds=(0, 1, 2
 
 def supervision_summary(pairs):
     """One line per (runs, record, (arm a, arm b)) of `pairs`: a minus b seed by seed, in points, and Student's t
-    interval of their mean (:func:`compare_supervision`), with the record's number of steps."""
+    interval of their mean (:func:`compare_supervision`), with the record's number of steps and, for a record that
+    started from a trained encoder, that start."""
     lines = []
     for runs, record, (a, b) in pairs:
         points, over_seeds = compare_supervision(runs, a, b)[2]
-        lines.append(f"  {a} minus {b}, {record['steps']} steps: {', '.join(f'{p:+.1f}' for p in points)} points; "
+        start = ", from a trained encoder" if record.get("encoder") else ""
+        lines.append(f"  {a} minus {b}, {record['steps']} steps{start}: {', '.join(f'{p:+.1f}' for p in points)} points; "
                      f"mean {over_seeds}")
     return lines
 
