@@ -23,7 +23,7 @@ over the five seeds) and pooled with tables resampled. TAPAS met weak supervisio
 encoder that already reads cells let the answers alone teach the heads? It is a favourable start, not a
 pre-training: the encoder learnt these question kinds from labels.
 
-    python scripts/tapas_supervision.py --out data/tapas/supervision_runs_encoder.json --encoder data/tapas/small_tapas --lr 0.0005 --arms 'weak' 'strong, WTQ temperature'
+    python scripts/tapas_supervision.py --out data/tapas/supervision_runs_encoder.json --lr 0.0005 --encoder data/tapas/small_tapas --arms 'weak' 'strong, WTQ temperature'
 
 For each seed, three fresh two-layer models (utils.tapas.small_config) are trained for --steps steps at
 --lr on the original generator's training questions (seed 1, 100 tables): from the labelled operator
