@@ -25,6 +25,14 @@ pre-training: the encoder learnt these question kinds from labels.
 
     python scripts/tapas_supervision.py --out data/tapas/supervision_runs_encoder.json --lr 0.0005 --encoder data/tapas/small_tapas --arms 'weak' 'strong, WTQ temperature'
 
+The seventh, planned after the sixth had been read, asks why the answers alone still taught no sum there: at the
+first step fresh heads give every cell the same probability, so the expected result of a sum lies far from its
+answer and the answer-loss cutoff drops the question (utils.tapas.cutoff_drops shows it). Its plan: the weak arm
+without the cutoff, from the same encoder, seeds and rate; one comparison, "weak, no cutoff" minus the sixth
+record's "weak" (the same seeds and start, only the cutoff differs), seed by seed and pooled, and on the sums.
+
+    python scripts/tapas_supervision.py --out data/tapas/supervision_runs_encoder_no_cutoff.json --lr 0.0005 --encoder data/tapas/small_tapas --arms 'weak, no cutoff'
+
 For each seed, three fresh two-layer models (utils.tapas.small_config) are trained for --steps steps at
 --lr on the original generator's training questions (seed 1, 100 tables): from the labelled operator
 and cells, the same at the WTQ config's temperature, and from the answers alone (use_answer_as_supervision

@@ -2186,15 +2186,15 @@ def learning_rate_table(by_rate, arms=("weak", "strong, WTQ temperature")):
     return pd.DataFrame(columns).rename_axis("supervision")
 
 
-def cutoff_drops(tokenizer, examples, *, seeds=(0, 1, 2), batch_size=64):
+def cutoff_drops(tokenizer, examples, *, seeds=(0, 1, 2), batch_size=64, encoder=None):
     """What the answer-loss cutoff does at the first step of weak supervision: for every seed, the
     fresh model that :func:`supervision_runs` starts its weak run from (the same seed, the same
-    :data:`WTQ_WEAK_SUPERVISION`), and :func:`loss_terms` of `examples` given their answers alone.
+    :data:`WTQ_WEAK_SUPERVISION`, and the same ``encoder``: a trained TapasForQuestionAnswering under fresh heads,
+    or None for a model fresh throughout), and :func:`loss_terms` of `examples` given their answers alone.
     Returns one row per question kind and "all": the questions, and, as means over the seeds, how
     many the model must aggregate (an answer that is no cell, or an ambiguous one it would aggregate)
     and how many of those the cutoff drops (``kept`` 0: no aggregation or answer term)."""
     import torch
-    from transformers import TapasForQuestionAnswering
 
     from .core import seed_everything
 
@@ -2205,7 +2205,7 @@ def cutoff_drops(tokenizer, examples, *, seeds=(0, 1, 2), batch_size=64):
     counts = []
     for seed in seeds:
         seed_everything(seed)
-        model = TapasForQuestionAnswering(small_config(tokenizer.vocab_size, **WTQ_WEAK_SUPERVISION)).eval()
+        model = fresh_model(tokenizer.vocab_size, WTQ_WEAK_SUPERVISION, encoder=encoder).eval()
         aggregate, kept = [], []
         with torch.no_grad():
             for start in range(0, len(data), batch_size):
