@@ -133,6 +133,21 @@ def test_sum_guard_judge():
     assert "function" in judge("goals")[1]
 
 
+def test_sql_difference_judge_runs_the_query_on_tables_with_other_page_counts():
+    judge = ex.EXERCISES["05.sql_difference"].expected.judge
+    right = ("SELECT (SELECT number_of_pages FROM chapters WHERE chapter = 3) "
+             "- (SELECT number_of_pages FROM chapters WHERE chapter = 1)")
+    assert judge(right) == (True, "")
+    assert judge(right.lower())[0]
+    typed, why = judge("SELECT 10")  # the book's answer, typed: right on the book, wrong on the copies
+    assert not typed and "other page counts" in why and "10" in why
+    assert "syntax error" in judge("SELEC 1")[1]
+    assert "6 row(s)" in judge("SELECT number_of_pages FROM chapters")[1]
+    assert "as a str" in judge(None)[1] and "as a str" in judge("  ")[1]
+    swapped = right.replace("= 3", "= 9").replace("= 1", "= 3").replace("= 9", "= 1")
+    assert not judge(swapped)[0]  # chapter 1 minus chapter 3: the wrong sign
+
+
 def test_relation_rule_judge():
     judge = ex.EXERCISES["05.relation_rule"].expected.judge
     right = lambda cell, numbers: sum({1 if n == cell else 2 if n < cell else 4 for n in numbers})  # noqa: E731

@@ -654,6 +654,38 @@ def _sum_guard_problem(guard, agreement=0.85):
     return None
 
 
+def _sql_difference_problem(query, copies=4):
+    """None when ``query``, run by SQLite on the book's table as ``chapters`` and on ``copies`` copies of it with other
+    page counts, returns one value: chapter 3's pages minus chapter 1's, as pandas computes it on each."""
+    import random
+    import sqlite3
+
+    from . import tapas
+
+    if not isinstance(query, str) or not query.strip():
+        return f"sql must be one SQL query, as a str, got {type(query).__name__}"
+    tables = [tapas.book_frame()]
+    for seed in range(copies):  # the same chapters, other page counts: a query must read them
+        pages = random.Random(seed).sample(range(2, 90), len(tables[0]))
+        tables.append(tables[0].assign(number_of_pages=pages))
+    for k, frame in enumerate(tables):
+        which = "the book's table" if k == 0 else f"a copy of the table with other page counts ({frame['number_of_pages'].tolist()})"
+        database = sqlite3.connect(":memory:")
+        try:
+            frame.to_sql("chapters", database, index=False)
+            rows = database.execute(query).fetchall()
+        except (sqlite3.Error, sqlite3.Warning) as error:
+            return f"SQLite refused the query on {which}: {error}"
+        finally:
+            database.close()
+        if len(rows) != 1 or len(rows[0]) != 1:
+            return f"on {which} it returned {len(rows)} row(s) of {len(rows[0]) if rows else 0} value(s); one value is asked"
+        expected = int(frame.loc[frame["chapter"] == 3, "number_of_pages"].item() - frame.loc[frame["chapter"] == 1, "number_of_pages"].item())
+        if rows[0][0] != expected:
+            return f"on {which} it returned {rows[0][0]!r}, not chapter 3's pages minus chapter 1's"
+    return None
+
+
 EXERCISES: dict[str, Exercise] = {
     # 01 scaling laws
     "01.approach3_a": Exercise(
@@ -792,6 +824,10 @@ EXERCISES: dict[str, Exercise] = {
         Passes(_sum_guard_problem),
         "counts and amounts add up (goals, pages, crew, tonnes); dates, positions, prices, ratings, ages, speeds and "
         "sizes of one thing do not. Split the header at '_' and look for such words."),
+    "05.sql_difference": Exercise(
+        "sql, one SQL query over the table chapters whose single value is how many more pages chapter 3 has than "
+        "chapter 1", Passes(_sql_difference_problem),
+        "a scalar subquery, (SELECT number_of_pages FROM chapters WHERE chapter = ...), gives one cell; subtract two."),
     # 06 speech
     "06.ctc_paths": Exercise(
         "paths_ll, the number of distinct 6-frame strings over {blank, L, O} that collapse to 'LL'", Number(35, rel=0),

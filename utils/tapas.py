@@ -2275,6 +2275,30 @@ def supervision_lines(runs, examples, comparisons, *, references=True, arms=None
     return lines
 
 
+def supervision_overview(records, examples, arms=("strong, WTQ temperature", "weak")):
+    """Accuracy by question kind (rows, "all" last) of the `arms` of several records of :func:`supervision_runs`,
+    all scored on `examples` (`records` maps a name to its runs, as :func:`read_supervision_record` gives them), as
+    means over each record's seeds, beside two references that need no training: the keyword rule and the row-count
+    floor (the share of each kind whose answer is its table's number of rows). Columns "name: arm"; a record that
+    lacks one of the arms leaves it out. For :func:`utils.plot_heatmap`."""
+    if not records:
+        raise ValueError("supervision_overview: no record given")
+    columns = {}
+    for name, runs in records.items():
+        by_kind = supervision_by_kind(runs, examples)
+        for arm in arms:
+            if arm in by_kind.columns:
+                columns[f"{name}: {arm}"] = by_kind[arm]
+    if not columns:
+        raise ValueError(f"supervision_overview: none of the records has the arms {list(arms)}")
+    kinds = pd.Series([e.kind for e in examples])
+    floor = {kind: row_count_floor([e for e, k in zip(examples, kinds) if k == kind]) for kind in sorted(set(kinds))}
+    columns["keyword rule"] = by_kind["keyword rule"]
+    columns["floor: COUNT of a column"] = pd.Series({**floor, "all": row_count_floor(examples)})
+    table = pd.DataFrame(columns)
+    return table.loc[[k for k in table.index if k != "all"] + ["all"]]
+
+
 def supervision_by_kind(runs, examples):
     """Accuracy by question kind of every arm in the record of :func:`supervision_runs` (means over its seeds),
     beside the keyword rule on the same `examples`."""
