@@ -868,6 +868,22 @@ def test_encode_weak_and_collate_pad_numbers_as_the_tokenizer_does(tokenizer):
         tapas.encode_examples(tokenizer, examples, supervision="answers")
 
 
+def test_supervision_overview_reads_each_records_arms_by_kind_beside_the_references():
+    examples = tapas.generate_examples(2, seed=0)[:4]
+    kinds = [e.kind for e in examples]
+    made = lambda arm, bits: dict(supervision=arm, seed=0, seconds=1.0, correct=bits)  # noqa: E731
+    first = tapas.read_supervision_record(dict(command="x", kinds=kinds, tables=[0, 0, 0, 0],
+                                               runs=[made("weak", "1000"), made("strong, WTQ temperature", "1111")]))
+    second = tapas.read_supervision_record(dict(command="y", kinds=kinds, tables=[0, 0, 0, 0], runs=[made("weak", "0101")]))
+    table = tapas.supervision_overview({"a": first, "b": second}, examples)
+    assert list(table.columns) == ["a: strong, WTQ temperature", "a: weak", "b: weak", "keyword rule", "floor: COUNT of a column"]
+    assert table.index[-1] == "all" and table.loc["all", "a: weak"] == 0.25 and table.loc["all", "b: weak"] == 0.5
+    assert table.loc[kinds[0], "a: weak"] == 1.0 and table.loc["all", "a: strong, WTQ temperature"] == 1.0
+    assert table.loc["all", "floor: COUNT of a column"] == tapas.row_count_floor(examples)
+    with pytest.raises(ValueError, match="none of the records"):
+        tapas.supervision_overview({"b": second}, examples, arms=("strong",))
+
+
 def test_fresh_model_keeps_a_trained_encoder_under_fresh_heads(tokenizer):
     import torch
     from transformers import TapasForQuestionAnswering
