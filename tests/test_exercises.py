@@ -22,6 +22,15 @@ def exercise_cells(path):
             if cell.cell_type == "code" and cell.metadata.get("jupyter", {}).get("source_hidden")]
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_solutions_are_hidden_in_colab_too(path):
+    """JupyterLab collapses a cell by `jupyter.source_hidden`; Colab shows a cell whose metadata has `cellView: form` as
+    a form, its code hidden under the `# @title` line until the reader opens it."""
+    for _, solution in exercise_cells(path):
+        assert solution.metadata.get("cellView") == "form", (path.name, solution.source[:60])
+        assert solution.source.startswith("# @title Solution"), (path.name, solution.source[:60])
+
+
 def test_every_key_used_in_a_notebook_is_in_the_table_and_every_entry_is_used():
     used = {}
     for path in NOTEBOOKS:
@@ -133,19 +142,20 @@ def test_sum_guard_judge():
     assert "function" in judge("goals")[1]
 
 
-def test_sql_difference_judge_runs_the_query_on_tables_with_other_page_counts():
-    judge = ex.EXERCISES["05.sql_difference"].expected.judge
-    right = ("SELECT (SELECT number_of_pages FROM chapters WHERE chapter = 3) "
-             "- (SELECT number_of_pages FROM chapters WHERE chapter = 1)")
+def test_sql_growth_judge_runs_the_query_on_shuffled_tables_with_other_page_counts():
+    judge = ex.EXERCISES["05.sql_growth"].expected.judge
+    right = ("SELECT name FROM (SELECT name, number_of_pages - LAG(number_of_pages) OVER (ORDER BY chapter) AS growth "
+             "FROM chapters) ORDER BY growth DESC LIMIT 1")
     assert judge(right) == (True, "")
-    assert judge(right.lower())[0]
-    typed, why = judge("SELECT 10")  # the book's answer, typed: right on the book, wrong on the copies
-    assert not typed and "other page counts" in why and "10" in why
+    typed, why = judge("SELECT 'Text classification'")  # the book's answer, typed: wrong on the copies
+    assert not typed and "other page counts" in why
+    unordered = right.replace("OVER (ORDER BY chapter)", "OVER ()")  # the rows' stored order, shuffled by the judge
+    assert not judge(unordered)[0]
+    assert not judge(right.replace("DESC", "ASC"))[0]  # the largest fall, not the largest growth
     assert "syntax error" in judge("SELEC 1")[1]
-    assert "6 row(s)" in judge("SELECT number_of_pages FROM chapters")[1]
+    assert "6 row(s)" in judge("SELECT name FROM chapters")[1]
     assert "as a str" in judge(None)[1] and "as a str" in judge("  ")[1]
-    swapped = right.replace("= 3", "= 9").replace("= 1", "= 3").replace("= 9", "= 1")
-    assert not judge(swapped)[0]  # chapter 1 minus chapter 3: the wrong sign
+    assert ex._largest_growth(__import__("utils").tapas.book_frame()) == "Text classification"  # 36 - 10 = 26 pages
 
 
 def test_relation_rule_judge():

@@ -1557,3 +1557,10 @@ def test_ask_tapex_generates_with_a_real_model_and_refuses_an_input_too_long(tin
     long_table = pd.concat([table] * 20, ignore_index=True)
     with pytest.raises(ValueError, match=r"take \d+ tokens, more than the 256 positions"):
         tapas.ask_tapex(model, tokenizer, long_table, "What is the total number of pages?")
+
+
+def test_book_statements_are_true_or_false_by_the_books_table():
+    frame = tapas.book_frame()
+    assert [tapas.run_pandas(code, frame) for _, code in tapas.BOOK_STATEMENTS] == [True, False, False]
+    bigger = frame.assign(number_of_pages=frame["number_of_pages"].replace({24: 40}))  # NER now longer than text classification
+    assert tapas.run_pandas(tapas.BOOK_STATEMENTS[1][1], bigger) is True

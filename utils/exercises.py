@@ -654,9 +654,19 @@ def _sum_guard_problem(guard, agreement=0.85):
     return None
 
 
-def _sql_difference_problem(query, copies=4):
+def _largest_growth(frame):
+    """The name of the chapter whose page count exceeds the previous chapter's (by chapter number) by the most, or
+    None when two chapters tie for it."""
+    ordered = frame.sort_values("chapter")
+    growth = ordered["number_of_pages"].diff()
+    best = growth.max()
+    return ordered.loc[growth.idxmax(), "name"] if (growth == best).sum() == 1 else None
+
+
+def _sql_growth_problem(query, copies=4):
     """None when ``query``, run by SQLite on the book's table as ``chapters`` and on ``copies`` copies of it with other
-    page counts, returns one value: chapter 3's pages minus chapter 1's, as pandas computes it on each."""
+    page counts (copies with a tie left out), returns one value: the name of the chapter that grew most over the
+    chapter before it, as pandas finds it on each."""
     import random
     import sqlite3
 
@@ -664,15 +674,17 @@ def _sql_difference_problem(query, copies=4):
 
     if not isinstance(query, str) or not query.strip():
         return f"sql must be one SQL query, as a str, got {type(query).__name__}"
-    tables = [tapas.book_frame()]
-    for seed in range(copies):  # the same chapters, other page counts: a query must read them
-        pages = random.Random(seed).sample(range(2, 90), len(tables[0]))
-        tables.append(tables[0].assign(number_of_pages=pages))
+    tables, seed = [tapas.book_frame()], 0
+    while len(tables) < copies + 1:  # the same chapters, other page counts: a query must read them
+        copy = tables[0].assign(number_of_pages=random.Random(seed).sample(range(2, 90), len(tables[0])))
+        seed += 1
+        if _largest_growth(copy) is not None:
+            tables.append(copy)
     for k, frame in enumerate(tables):
         which = "the book's table" if k == 0 else f"a copy of the table with other page counts ({frame['number_of_pages'].tolist()})"
         database = sqlite3.connect(":memory:")
         try:
-            frame.to_sql("chapters", database, index=False)
+            frame.sample(frac=1, random_state=k).to_sql("chapters", database, index=False)  # rows in no particular order
             rows = database.execute(query).fetchall()
         except (sqlite3.Error, sqlite3.Warning) as error:
             return f"SQLite refused the query on {which}: {error}"
@@ -680,9 +692,8 @@ def _sql_difference_problem(query, copies=4):
             database.close()
         if len(rows) != 1 or len(rows[0]) != 1:
             return f"on {which} it returned {len(rows)} row(s) of {len(rows[0]) if rows else 0} value(s); one value is asked"
-        expected = int(frame.loc[frame["chapter"] == 3, "number_of_pages"].item() - frame.loc[frame["chapter"] == 1, "number_of_pages"].item())
-        if rows[0][0] != expected:
-            return f"on {which} it returned {rows[0][0]!r}, not chapter 3's pages minus chapter 1's"
+        if rows[0][0] != _largest_growth(frame):
+            return f"on {which} it returned {rows[0][0]!r}, not the chapter that grew most over the one before it"
     return None
 
 
@@ -824,10 +835,11 @@ EXERCISES: dict[str, Exercise] = {
         Passes(_sum_guard_problem),
         "counts and amounts add up (goals, pages, crew, tonnes); dates, positions, prices, ratings, ages, speeds and "
         "sizes of one thing do not. Split the header at '_' and look for such words."),
-    "05.sql_difference": Exercise(
-        "sql, one SQL query over the table chapters whose single value is how many more pages chapter 3 has than "
-        "chapter 1", Passes(_sql_difference_problem),
-        "a scalar subquery, (SELECT number_of_pages FROM chapters WHERE chapter = ...), gives one cell; subtract two."),
+    "05.sql_growth": Exercise(
+        "sql, one SQL query over the table chapters whose single value is the name of the chapter with the most pages "
+        "more than the chapter before it (by chapter number)", Passes(_sql_growth_problem),
+        "a window function gives each row the previous row's value: LAG(number_of_pages) OVER (ORDER BY chapter); "
+        "order by the difference and keep one row."),
     # 06 speech
     "06.ctc_paths": Exercise(
         "paths_ll, the number of distinct 6-frame strings over {blank, L, O} that collapse to 'LL'", Number(35, rel=0),

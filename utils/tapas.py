@@ -206,6 +206,17 @@ BOOK_QUESTIONS = [
 """The book's four questions with the pandas one-liner that answers each."""
 
 
+BOOK_STATEMENTS = (
+    ("Question Answering is the longest chapter, with 46 pages.",
+     'df.loc[df["number_of_pages"].idxmax(), "name"] == "Question Answering" and df["number_of_pages"].max() == 46'),
+    ("Named Entity Recognition has more pages than Text classification.",
+     'df.loc[df["name"] == "Named Entity Recognition", "number_of_pages"].item() > '
+     'df.loc[df["name"] == "Text classification", "number_of_pages"].item()'),
+    ("The chapters add up to 150 pages.", 'df["number_of_pages"].sum() == 150'),
+)
+"""Three statements about the book's table, TabFact's kind of question, each with the pandas that is True when it holds."""
+
+
 def run_pandas(code, frame):
     """Evaluate one of our pandas one-liners on ``frame`` (named ``df`` in the code)."""
     value = eval(code, {"__builtins__": {"len": len}}, {"df": frame})  # noqa: S307 - our own generated code
