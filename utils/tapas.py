@@ -1976,10 +1976,10 @@ def loss_terms(model, inputs, *, aggregation_labels=None, float_answer=None):
 
 
 def truncation_report(tokenizer, table, question, *, max_length=512):
-    """What ``truncation="drop_rows_to_fit"`` does to `table` for `question`: TapasTokenizer first trims every cell
-    to the largest common number of word pieces with which rows still fit (``cell_trim_length=-1``, its default),
-    keeping whole any word that starts within that number, and
-    drops rows from the end only when even that is not enough. Returns dict(tokens_all, tokens_kept, rows_kept,
+    """What ``truncation="drop_rows_to_fit"`` does to `table` for `question`: TapasTokenizer keeps as many rows as fit
+    with every cell cut to a common number of word pieces (dropping rows from the end while even one piece per cell
+    does not fit), then takes the largest such number with which those rows fit (``cell_trim_length=-1``, its
+    default), keeping whole any word that starts within it. Returns dict(tokens_all, tokens_kept, rows_kept,
     cells_kept, cells_trimmed, pieces_per_cell): the sequence's length untruncated and truncated, the rows kept, how
     many of their cells (header excluded) reach the model with fewer word pieces than the table holds, and the most
     word pieces any kept cell keeps."""
