@@ -1564,3 +1564,14 @@ def test_book_statements_are_true_or_false_by_the_books_table():
     assert [tapas.run_pandas(code, frame) for _, code in tapas.BOOK_STATEMENTS] == [True, False, False]
     bigger = frame.assign(number_of_pages=frame["number_of_pages"].replace({24: 40}))  # NER now longer than text classification
     assert tapas.run_pandas(tapas.BOOK_STATEMENTS[1][1], bigger) is True
+
+
+def test_senseless_aggregates_finds_the_original_generators_totals_of_years_and_positions():
+    held = tapas.generate_examples(25, seed=2)
+    odd = tapas.senseless_aggregates(held)
+    assert len(odd) == 19 and {e.kind for e in odd} == {"sum", "average"}
+    allowed = tapas.column_operations()
+    assert allowed["start_page"] == () and allowed["age"] == ("average",) and allowed["goals"] == ("sum", "average")
+    assert all(("sum" if e.kind == "sum" else "average") not in allowed[e.pandas.split('"')[1]] for e in odd)
+    assert tapas.senseless_aggregates(tapas.generate_split("train", 100)) == []  # the broad generator asks none
+    assert tapas.summable_headers() == {h: "sum" in ops for h, ops in allowed.items()}

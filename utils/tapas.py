@@ -3242,14 +3242,35 @@ DATES_AND_POSITIONS = ("start_page", "end_page", "year", "founded", "first_ascen
 """Numeric headers of the generator that hold a date or a position: their total is meaningless."""
 
 
-def summable_headers(draws=30):
+def column_operations(draws=30):
     """Every numeric header of every theme the generator has (training, held-out, validation and test themes),
-    mapped to whether the generator asks for its total (its column lists "sum" among its operations).
-    Headers are collected over ``draws`` seeded tables per theme, since a table keeps only some columns."""
+    mapped to the aggregations its column allows (a subset of "sum" and "average"). Headers are collected over
+    ``draws`` seeded tables per theme, since a table keeps only some columns."""
     labels = {}
     for themes in (BROAD_THEMES, HELD_OUT_THEMES, VALIDATION_THEMES, TEST_THEMES):
         for maker in themes.values():
             for seed in range(draws):
                 _, _, numeric = maker(random.Random(seed), 8)
-                labels.update({header: "sum" in column.operations for header, column in numeric.items()})
+                labels.update({header: tuple(column.operations) for header, column in numeric.items()})
     return dict(sorted(labels.items()))
+
+
+def summable_headers(draws=30):
+    """:func:`column_operations` read for sums: every numeric header mapped to whether the generator asks for its
+    total (its column lists "sum" among its operations)."""
+    return {header: "sum" in operations for header, operations in column_operations(draws).items()}
+
+
+def senseless_aggregates(examples):
+    """The examples that sum or average a column whose own labels say that aggregation means nothing (the total of
+    founding years, the mean of start pages), by :func:`column_operations`. The broad generator never asks them;
+    the original one, :func:`generate_examples`, predates those labels and still does."""
+    import re
+
+    allowed = column_operations()
+    found = []
+    for e in examples:
+        asked = re.fullmatch(r'df\["(\w+)"\]\.(sum|mean)\(\)', e.pandas)
+        if asked and {"sum": "sum", "mean": "average"}[asked.group(2)] not in allowed.get(asked.group(1), ("sum", "average")):
+            found.append(e)
+    return found
