@@ -2424,6 +2424,15 @@ def _rule_words(text):
     return {w[:-1] if len(w) > 3 and w.endswith("s") else w for w in re.findall(r"[a-z]+", text.lower())}
 
 
+def _theme_tables(themes, draws=30):
+    """(schema, numeric columns) of ``draws`` seeded tables of every theme in ``themes``: enough draws to meet every
+    column a theme's pool can draw, since a table keeps only some of them."""
+    for make in themes.values():
+        for seed in range(draws):
+            _, schema, numeric = make(random.Random(seed), 8)
+            yield schema, numeric
+
+
 _TRAINING_SYNONYMS = None
 
 
@@ -2434,12 +2443,10 @@ def training_synonyms():
     global _TRAINING_SYNONYMS
     if _TRAINING_SYNONYMS is None:
         names = {}
-        for theme, make in BROAD_THEMES.items():
-            for seed in range(60):  # every column a theme's pool can draw
-                frame, schema, numeric = make(random.Random(seed), 3)
-                names.setdefault(schema["key"], set()).update(schema["key_phrases"])
-                for header, column in numeric.items():
-                    names.setdefault(header, set()).update([*column.phrases, *_SYNONYMS.get(header, [])])
+        for schema, numeric in _theme_tables(BROAD_THEMES):
+            names.setdefault(schema["key"], set()).update(schema["key_phrases"])
+            for header, column in numeric.items():
+                names.setdefault(header, set()).update([*column.phrases, *_SYNONYMS.get(header, [])])
         _TRAINING_SYNONYMS = {header: sorted(phrases) for header, phrases in sorted(names.items())}
     return _TRAINING_SYNONYMS
 
@@ -3247,11 +3254,8 @@ def column_operations(draws=30):
     mapped to the aggregations its column allows (a subset of "sum" and "average"). Headers are collected over
     ``draws`` seeded tables per theme, since a table keeps only some columns."""
     labels = {}
-    for themes in (BROAD_THEMES, HELD_OUT_THEMES, VALIDATION_THEMES, TEST_THEMES):
-        for maker in themes.values():
-            for seed in range(draws):
-                _, _, numeric = maker(random.Random(seed), 8)
-                labels.update({header: tuple(column.operations) for header, column in numeric.items()})
+    for _, numeric in _theme_tables({**BROAD_THEMES, **HELD_OUT_THEMES, **VALIDATION_THEMES, **TEST_THEMES}, draws):
+        labels.update({header: tuple(column.operations) for header, column in numeric.items()})
     return dict(sorted(labels.items()))
 
 
