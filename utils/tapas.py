@@ -459,8 +459,13 @@ def _lookup_by_name(frame, schema, name, column, row, rng):
     return question, "NONE", [(row, list(frame.columns).index(name))], code, "lookup"
 
 
-def questions_for_table(frame, schema, numeric, rng):
-    """Every question family once for this table, as :class:`Example` objects (gold by pandas)."""
+def questions_for_table(frame, schema, numeric, rng, *, sensible=True):
+    """Every question family once for this table, as :class:`Example` objects (gold by pandas).
+
+    A sum or an average is asked only of a column whose ``operations`` allow it (no total of founding years or start
+    pages, no total of ages or prices); a table with no such column gets no question of that kind.
+    ``sensible=False`` draws the column from all numeric ones, as the generator did before its columns were labelled:
+    the shipped checkpoint's first two stages trained on that, and its held-out record (metrics.json) is scored on it."""
     table = prepare_table(frame)
     col = {name: i for i, name in enumerate(frame.columns)}
     singular, plural = schema["entity"]
@@ -484,23 +489,22 @@ def questions_for_table(frame, schema, numeric, rng):
         question = template.format(phrase=rng.choice(schema["key_phrases"]), entity=singular, id=ident)
         add(question, "NONE", [(row, col[key])], f'df.loc[df["{schema["id"]}"] == {ident}, "{key}"].item()', "lookup by id")
 
-    name, column = rng.choice(sorted(numeric.items()))
-    phrase = rng.choice(column.phrases)
-    template = rng.choice(
-        ["What is the total {phrase}?", "What is the total number of {phrase}?", "What is the sum of the {phrase}?",
-         "How many {phrase} are there in total?", "What are the {phrase} of all {plural} added up?"]
-    )
-    cells = [(r, col[name]) for r in range(len(frame))]
-    add(template.format(phrase=phrase, plural=plural), "SUM", cells, f'df["{name}"].sum()', "sum")
-
-    name, column = rng.choice(sorted(numeric.items()))
-    phrase = rng.choice(column.phrases)
-    template = rng.choice(
-        ["What is the average {phrase}?", "What is the mean {phrase}?", "What is the average {phrase} per {singular}?",
-         "On average, what is the {phrase} of a {singular}?"]
-    )
-    cells = [(r, col[name]) for r in range(len(frame))]
-    add(template.format(phrase=phrase, singular=singular), "AVERAGE", cells, f'df["{name}"].mean()', "average")
+    templates = {
+        "sum": ["What is the total {phrase}?", "What is the total number of {phrase}?", "What is the sum of the {phrase}?",
+                "How many {phrase} are there in total?", "What are the {phrase} of all {plural} added up?"],
+        "average": ["What is the average {phrase}?", "What is the mean {phrase}?",
+                    "What is the average {phrase} per {singular}?", "On average, what is the {phrase} of a {singular}?"],
+    }
+    for kind, aggregator, method in (("sum", "SUM", "sum"), ("average", "AVERAGE", "mean")):
+        eligible = sorted((n, c) for n, c in numeric.items() if kind in c.operations or not sensible)
+        if not eligible:  # only start or end pages here: nothing one would add up or average
+            continue
+        name, column = rng.choice(eligible)
+        phrase = rng.choice(column.phrases)
+        template = rng.choice(templates[kind])
+        cells = [(r, col[name]) for r in range(len(frame))]
+        add(template.format(phrase=phrase, plural=plural, singular=singular), aggregator, cells,
+            f'df["{name}"].{method}()', kind)
 
     name, column = rng.choice(sorted(numeric.items()))
     threshold = _threshold(rng, frame[name].tolist())
@@ -525,10 +529,11 @@ def questions_for_table(frame, schema, numeric, rng):
     return out
 
 
-def generate_examples(n_tables, *, seed=0, questions_per_table=None, themes=None):
+def generate_examples(n_tables, *, seed=0, questions_per_table=None, themes=None, sensible=True):
     """Examples from ``n_tables`` seeded synthetic tables (one per question family, or a sample).
 
-    Different seeds give different tables, so training and test sets come from two seeds.
+    Different seeds give different tables, so training and test sets come from two seeds. ``sensible``: see
+    :func:`questions_for_table` (False reproduces the sets the shipped checkpoint's first stages saw).
     """
     if not isinstance(n_tables, int) or n_tables < 1:
         raise ValueError(f"n_tables must be a positive int, got {n_tables!r}")
@@ -540,7 +545,7 @@ def generate_examples(n_tables, *, seed=0, questions_per_table=None, themes=None
     examples = []
     for _ in range(n_tables):
         frame, schema, numeric = _make_table(rng, rng.choice(chosen))
-        questions = questions_for_table(frame, schema, numeric, rng)
+        questions = questions_for_table(frame, schema, numeric, rng, sensible=sensible)
         if questions_per_table is not None:
             questions = rng.sample(questions, min(questions_per_table, len(questions)))
         examples.extend(questions)
@@ -1492,7 +1497,8 @@ def broad_lookups(n_tables, *, seed=0):
 
 
 def corpus_lines(n_tables=400, seed=1234):
-    """Text to learn the vocabulary from: generated tables (header and rows) and their questions."""
+    """Text to learn the vocabulary from: generated tables (header and rows) and their questions (the original
+    generator's, ``sensible=False``, as when data/tapas/corpus.txt was written)."""
     lines = []
     for frame_seed in range(seed, seed + n_tables):
         rng = random.Random(frame_seed)
@@ -1500,7 +1506,7 @@ def corpus_lines(n_tables=400, seed=1234):
         table = prepare_table(frame)
         lines.append(" ".join(table.columns))
         lines.extend(" ".join(row) for row in table.itertuples(index=False))
-        lines.extend(example.question for example in questions_for_table(frame, schema, numeric, rng))
+        lines.extend(example.question for example in questions_for_table(frame, schema, numeric, rng, sensible=False))
     return lines
 
 
