@@ -1579,3 +1579,20 @@ def test_senseless_aggregates_finds_the_unlabelled_generators_totals_of_years_an
     assert all(("sum" if e.kind == "sum" else "average") not in allowed[e.pandas.split('"')[1]] for e in odd)
     assert tapas.senseless_aggregates(tapas.generate_split("train", 100)) == []  # the broad generator asks none
     assert tapas.summable_headers() == {h: "sum" in ops for h, ops in allowed.items()}
+
+
+def test_supervision_seed_counts_count_seeds_at_or_above_the_share():
+    rows = []
+    for seed, flags in enumerate([[1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]]):  # kind "sum": 1, 1/2, 0 of 2; "lookup": 1/2, 0, 0
+        rows += [dict(supervision="weak", seed=seed, question=i, kind=("sum" if i < 2 else "lookup"), table=i,
+                      correct=bool(f)) for i, f in enumerate(flags[:2] + flags[2:])]
+    runs = pd.DataFrame(rows)
+    runs.loc[(runs.seed == 0) & (runs.question == 2), "correct"] = True
+    table = tapas.supervision_seed_counts({"r": runs}, arms=("weak", "strong"))
+    assert list(table.columns) == ["r: weak"] and list(table.index)[-1] == "all"
+    assert table.loc["sum", "r: weak"] == "2 of 3" and table.loc["lookup", "r: weak"] == "1 of 3"
+    assert table.loc["all", "r: weak"] == "1 of 3"  # seed 0: 3 of 4; seed 1: 1 of 4, below one half
+    with pytest.raises(ValueError, match="share"):
+        tapas.supervision_seed_counts({"r": runs}, share=0)
+    with pytest.raises(ValueError, match="none of the records"):
+        tapas.supervision_seed_counts({"r": runs}, arms=("strong",))

@@ -666,7 +666,8 @@ def _largest_growth(frame):
 def _sql_growth_problem(query, copies=4):
     """None when ``query``, run by SQLite on the book's table as ``chapters`` and on ``copies`` copies of it with other
     page counts (copies with a tie left out), returns one value: the name of the chapter that grew most over the
-    chapter before it, as pandas finds it on each."""
+    chapter before it, as pandas finds it on each. Each copy keeps the book's layout: a chapter ends its number of pages
+    after it starts, and the next starts on the page after."""
     import random
     import sqlite3
 
@@ -676,7 +677,10 @@ def _sql_growth_problem(query, copies=4):
         return f"sql must be one SQL query, as a str, got {type(query).__name__}"
     tables, seed = [tapas.book_frame()], 0
     while len(tables) < copies + 1:  # the same chapters, other page counts: a query must read them
-        copy = tables[0].assign(number_of_pages=random.Random(seed).sample(range(2, 90), len(tables[0])))
+        pages = random.Random(seed).sample(range(2, 90), len(tables[0]))
+        ends = [sum(pages[: i + 1]) + i + 1 for i in range(len(pages))]  # the book's layout: end - start = pages,
+        copy = tables[0].assign(start_page=[end - n for end, n in zip(ends, pages)], end_page=ends,  # the next chapter
+                                number_of_pages=pages)  # starts a page after
         seed += 1
         if _largest_growth(copy) is not None:
             tables.append(copy)

@@ -2316,6 +2316,26 @@ def supervision_overview(records, examples, arms=("strong, WTQ temperature", "we
     return table.loc[[k for k in table.index if k != "all"] + ["all"]]
 
 
+def supervision_seed_counts(records, arms=("strong, WTQ temperature", "weak"), share=0.5):
+    """How many seeds of each arm answer at least ``share`` of a question kind right: the per-seed reading behind
+    :func:`supervision_overview`'s means, with its rows and columns (less the two references). Cells read "k of n"."""
+    if not 0 < share <= 1:
+        raise ValueError(f"share must be in (0, 1], got {share!r}")
+    columns = {}
+    for name, runs in records.items():
+        for arm in arms:
+            rows = runs[runs["supervision"] == arm]
+            if rows.empty:
+                continue
+            by_seed = rows.pivot_table(index="kind", columns="seed", values="correct", aggfunc="mean")
+            by_seed.loc["all"] = rows.groupby("seed")["correct"].mean()
+            columns[f"{name}: {arm}"] = (by_seed >= share).sum(axis=1).astype(str) + f" of {by_seed.shape[1]}"
+    if not columns:
+        raise ValueError(f"supervision_seed_counts: none of the records has the arms {list(arms)}")
+    table = pd.DataFrame(columns)
+    return table.loc[[k for k in table.index if k != "all"] + ["all"]]
+
+
 def supervision_by_kind(runs, examples):
     """Accuracy by question kind of every arm in the record of :func:`supervision_runs` (means over its seeds),
     beside the keyword rule on the same `examples`."""
