@@ -35,6 +35,12 @@ anything. The plan, fixed before the first score:
 Two seeds per procedure are few: the comparison is of these runs, and a rerun could differ. Each run also records
 how many of its embedding rows are still at their initial length (tapas.untrained_rows) and the share of the new
 themes' word pieces that falls on them.
+
+The same pre-training from nothing, for TAPAS's own order (masked-language pre-training first, then the answers
+alone; scripts/tapas_supervision.py's eighth record reads it):
+
+    python scripts/tapas_pretrain.py fresh --out /tmp/fresh
+    python scripts/tapas_pretrain.py pretrain --init /tmp/fresh --out /tmp/fresh_mlm
 """
 import argparse
 import json
@@ -90,7 +96,7 @@ def pretrain(args):
     out = Path(args.out)
     qa.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    command = (f"python scripts/tapas_pretrain.py pretrain --init /tmp/stage4 --out {args.out}"
+    command = (f"python scripts/tapas_pretrain.py pretrain --init {args.init} --out {args.out}"
                + "".join(f" --{k} {getattr(args, k)}" for k, d in (("tables", 4000), ("steps", 1500), ("lr", 5e-4),
                                                                    ("seed", 0), ("threads", 2)) if getattr(args, k) != d))
     losses = history["loss"].rolling(100, min_periods=1).mean()
@@ -100,6 +106,23 @@ def pretrain(args):
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     history.to_csv(out / "pretrain_history.csv", index=False)
     print(json.dumps(metrics, indent=1))
+
+
+def fresh(args):
+    """A freshly initialised two-layer question-answering TAPAS (utils.tapas.small_config, the shape of the notebook's
+    live run) with the shipped checkpoint's vocabulary, saved for `pretrain --init`: a start that has learnt nothing."""
+    import torch
+    from transformers import TapasForQuestionAnswering, TapasTokenizer
+
+    torch.manual_seed(args.seed)
+    tokenizer = TapasTokenizer.from_pretrained(utils.data_path("tapas", "small_tapas"))
+    model = TapasForQuestionAnswering(tapas.small_config(tokenizer.vocab_size))
+    out = Path(args.out)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    command = f"python scripts/tapas_pretrain.py fresh --out {args.out}" + (f" --seed {args.seed}" if args.seed else "")
+    (out / "metrics.json").write_text(json.dumps({"command": command}, indent=1) + "\n")
+    print(command)
 
 
 def score(args):
@@ -150,19 +173,22 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="what", required=True)
     pre = commands.add_parser("pretrain", help="masked-language pre-training of the fourth stage's encoder")
-    pre.add_argument("--init", required=True, help="the fourth stage's folder")
+    pre.add_argument("--init", required=True, help="the fourth stage's folder, or a `fresh` one")
     pre.add_argument("--out", required=True)
     pre.add_argument("--tables", type=int, default=4000)
     pre.add_argument("--steps", type=int, default=1500)
     pre.add_argument("--lr", type=float, default=5e-4)
     pre.add_argument("--seed", type=int, default=0)
     pre.add_argument("--threads", type=int, default=2)
+    fr = commands.add_parser("fresh", help="save a freshly initialised two-layer model to pre-train from")
+    fr.add_argument("--out", required=True)
+    fr.add_argument("--seed", type=int, default=0)
     sc = commands.add_parser("score", help="score the runs once on the fourth test split")
     sc.add_argument("runs", nargs="+", help="train_tapas.py folders of the fifth stage after pre-training")
     sc.add_argument("--stage4", required=True)
     sc.add_argument("--out", default=str(utils.data_path("tapas", "test4_runs.json")))
     args = parser.parse_args(argv)
-    pretrain(args) if args.what == "pretrain" else score(args)
+    {"pretrain": pretrain, "fresh": fresh, "score": score}[args.what](args)
 
 
 if __name__ == "__main__":

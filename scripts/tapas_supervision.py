@@ -33,6 +33,23 @@ record's "weak" (the same seeds and start, only the cutoff differs), seed by see
 
     python scripts/tapas_supervision.py --out data/tapas/supervision_runs_encoder_no_cutoff.json --lr 0.0005 --encoder data/tapas/small_tapas --arms 'weak, no cutoff'
 
+The eighth asks what the paper's order gives: an encoder pre-trained by masked language modelling alone, with no
+question or label ever, then the answers alone. Its encoder is the live run's two-layer shape, freshly initialised
+and then pre-trained as scripts/tapas_pretrain.py describes (1,500 steps over 4,000 generated tables of the training
+generator, each after a window of the novel); both arms of the planned pair train from it under fresh heads at the
+first record's budget and rate, five seeds:
+
+    python scripts/tapas_pretrain.py fresh --out /tmp/fresh
+    python scripts/tapas_pretrain.py pretrain --init /tmp/fresh --out /tmp/fresh_mlm
+    python scripts/tapas_supervision.py --out data/tapas/supervision_runs_mlm.json --encoder /tmp/fresh_mlm --arms 'weak' 'strong, WTQ temperature'
+
+Its plan, written before the pre-training ran: one comparison, "weak" from the pre-trained encoder minus "weak" from
+scratch (the first record's arm: same shape, vocabulary, questions, budget, rate and seeds; only the start differs),
+seed by seed (Student's t over the five seeds) and pooled with tables resampled, on all the held-out questions.
+Descriptive beside it: weak minus strong from the pre-trained encoder, by kind, against the same gap from scratch.
+A few minutes of pre-training on generated tables is a tiny fraction of TAPAS's, so a null result says little about
+TAPAS's scale; a gain would say the order matters even here.
+
 All seven were run again, in this order and two at a time, after the original generator stopped asking for
 totals and means that its columns' own labels rule out (the sum of founding years or of start pages, the total
 of ages or prices: utils.tapas.questions_for_table now reads each column's operations). Its sets shrink from
@@ -99,6 +116,8 @@ def main(argv=None):
     if args.arms != DEFAULT_ARMS:
         command += " --arms " + " ".join(f"'{arm}'" for arm in args.arms)
     settings = {"encoder": args.encoder.as_posix()} if args.encoder is not None else {}
+    if args.encoder is not None and (args.encoder / "metrics.json").is_file():  # how the encoder was made
+        settings["encoder_metrics"] = json.loads((args.encoder / "metrics.json").read_text())
     settings["provenance"] = provenance
     record = tapas.supervision_record(runs, command=command, steps=args.steps, lr=args.lr, **settings,
                                       train_questions=len(train_examples), total_seconds=time.time() - start)
