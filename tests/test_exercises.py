@@ -140,6 +140,10 @@ def test_sum_guard_judge():
     assert "agrees with the generator" in judge(lambda header: header in ("start_page",) and False)[1]  # refuses everything
     assert "True or False" in judge(lambda header: 1)[1]
     assert "function" in judge("goals")[1]
+    from utils import tapas  # a guard that only refuses dates and positions is not enough
+    assert "agrees with the generator on 84%" in judge(lambda header: header not in tapas.DATES_AND_POSITIONS)[1]
+    flipped = set(tapas.EITHER_WAY_HEADERS)  # headers a sound judgement may call either way are not scored
+    assert judge(lambda header: (not no_total & set(header.split("_"))) != (header in flipped)) == (True, "")
 
 
 def test_sql_growth_judge_runs_the_query_on_shuffled_tables_with_other_page_counts():

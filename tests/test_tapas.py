@@ -814,16 +814,6 @@ def test_closest_template_finds_the_template_a_question_follows():
         tapas.closest_template("  ")
 
 
-def test_shuffled_rows_keep_every_answer():
-    examples = tapas.generate_split("validation", 4)
-    shuffled = tapas.shuffled_rows(examples, seed=3)
-    assert any(not a.table.equals(b.table) for a, b in zip(examples, shuffled))
-    for a, b in zip(examples, shuffled):
-        assert sorted(a.answer_text) == sorted(b.answer_text) and a.gold == b.gold
-        assert tapas.run_pandas(b.pandas, tapas.numeric_frame(b.table)) == a.gold
-    assert tapas.table_ids(examples) == tapas.table_ids(shuffled)
-
-
 def test_score_text_falls_back_to_wilson_at_the_ends():
     assert tapas.score_text(dict(right=30, asked=30, accuracy=1.0, low=1.0, high=1.0)) == "100% [89%, 100%]* of 30"
     assert tapas.score_text(dict(right=15, asked=30, accuracy=0.5, low=0.3, high=0.7)) == "50% [30%, 70%] of 30"
@@ -945,6 +935,11 @@ def test_supervision_runs_record_and_comparison(tokenizer):
         tapas.learning_rate_table({0.01: tapas.read_supervision_record(made)})
     line, = tapas.supervision_summary([(tapas.read_supervision_record(uneven), dict(uneven, steps=7), ("weak", "strong"))])
     assert line.startswith("  weak minus strong, 7 steps: +50.0, -25.0 points; mean 12.5")
+    for extra, start in [(dict(encoder="x"), "from a trained encoder"),
+                         (dict(encoder="x", encoder_metrics={"command": "python scripts/tapas_pretrain.py pretrain --init a"}),
+                          "from a masked-language pre-trained encoder")]:
+        line, = tapas.supervision_summary([(tapas.read_supervision_record(uneven), dict(uneven, steps=7, **extra), ("weak", "strong"))])
+        assert line.startswith(f"  weak minus strong, 7 steps, {start}: +50.0")
     assert over_seeds.high - over_seeds.value == pytest.approx(12.706 * 75 / 2 ** 0.5 / 2 ** 0.5, rel=1e-3)
     with pytest.raises(ValueError, match="needs runs"):
         tapas.compare_supervision(tapas.read_supervision_record(made))  # no 'strong, WTQ temperature' arm
@@ -973,6 +968,11 @@ def test_supervision_lines_and_by_kind_put_the_references_beside_the_arms():
     assert lines[4] == "weak - strong:" and "+75.0 points" in lines[5] and lines[6].startswith("  seed by seed: +50.0, +100.0")
     assert tapas.supervision_lines(runs, examples, [], references=False) == lines[2:4]
     assert tapas.supervision_lines(runs, examples, [], references=False, arms=["weak"]) == lines[3:4]
+    renamed = pd.concat([runs, runs[runs["supervision"] == "weak"].assign(supervision="weak, from a much longer start name")])
+    shown = tapas.supervision_lines(renamed, examples, [("weak, from a much longer start name", "weak")], references=False,
+                                    arms=["weak, from a much longer start name", "weak"])
+    assert [line.split(" 100.0%")[0].strip() for line in shown[:2]] == ["weak", "weak, from a much longer start name"]
+    assert shown[0].index("100.0%") == shown[1].index("100.0%")  # one column, however long the names
     by_kind = tapas.supervision_by_kind(runs, examples)
     assert list(by_kind.columns) == ["strong", "weak", "keyword rule"]
     assert by_kind.loc["all", "weak"] == 1.0 and by_kind.loc["all", "strong"] == 0.25
@@ -1169,20 +1169,6 @@ def test_schema_words_of_the_test_themes():
     assert {"park", "journey", "carriages"} <= set(leaked) and "lighthouse" not in leaked
     with pytest.raises(ValueError, match="no theme 'moon'"):
         tapas.schema_words_of(["moon"])
-
-
-def test_row_order_test_reuses_the_answers_as_generated():
-    def first_row_pipe(table, query):  # answers every question with the first row's last cell: order matters
-        cell = table.iat[0, table.shape[1] - 1]
-        return {"answer": cell, "coordinates": [(0, table.shape[1] - 1)], "cells": [cell], "aggregator": "NONE"}
-
-    examples = tapas.generate_split("validation", 6)
-    asked = tapas.row_order_test(first_row_pipe, examples, seeds=(0, 1))
-    reused = tapas.row_order_test(first_row_pipe, examples, seeds=(0, 1), as_generated=tapas.evaluate(first_row_pipe, examples))
-    pd.testing.assert_frame_equal(asked, reused)
-    assert list(asked.columns) == ["kind", "table", "question", "as generated", "shuffled (seed 0)", "shuffled (seed 1)"]
-    with pytest.raises(ValueError, match="other questions"):
-        tapas.row_order_test(first_row_pipe, examples, as_generated=tapas.evaluate(first_row_pipe, examples[1:]))
 
 
 def test_renamed_lookup_swaps_header_and_name_in_table_and_question():

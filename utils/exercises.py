@@ -629,14 +629,15 @@ def _highest_kept_answer():
     return int(answers[kept == 1].max())
 
 
-def _sum_guard_problem(guard, agreement=0.85):
+def _sum_guard_problem(guard, agreement=0.9):
     """None when ``guard`` (header -> bool) refuses every date and page position and agrees with the
-    generator's own choice of summable columns on at least ``agreement`` of all its headers."""
+    generator's own choice of summable columns on at least ``agreement`` of its headers, leaving out those whose
+    total is a matter of judgement (``tapas.EITHER_WAY_HEADERS``)."""
     from . import tapas
 
     if not callable(guard):
         return f"sum_makes_sense must be a function of a column header (a str), got a {type(guard).__name__}"
-    labels = tapas.summable_headers()
+    labels = {h: v for h, v in tapas.summable_headers().items() if h not in tapas.EITHER_WAY_HEADERS}
     try:
         said = {header: guard(header) for header in labels}
     except Exception as error:  # noqa: BLE001 - the reader's code may fail in any way
@@ -650,7 +651,7 @@ def _sum_guard_problem(guard, agreement=0.85):
     share = float(np.mean([said[h] == labels[h] for h in labels]))
     if share < agreement:
         return (f"it agrees with the generator on {share:.0%} of its {len(labels)} numeric headers; "
-                f"at least {agreement:.0%} is asked")
+                f"at least {agreement:.0%} is asked (a price, a weight or a running time counts either way)")
     return None
 
 
@@ -835,7 +836,8 @@ EXERCISES: dict[str, Exercise] = {
         "the reach is in the answer's own units, whatever its size: divide it by the answer."),
     "05.sum_guard": Exercise(
         "sum_makes_sense, a function of a column header (str) that returns True when a total of that column means "
-        "something; it must refuse every date and page position and agree with the generator on 85% of its headers",
+        "something; it must refuse every date and page position and agree with the generator on 90% of its headers (those whose total "
+        "is a matter of judgement, such as a price or a running time, count either way)",
         Passes(_sum_guard_problem),
         "counts and amounts add up (goals, pages, crew, tonnes); dates, positions, prices, ratings, ages, speeds and "
         "sizes of one thing do not. Split the header at '_' and look for such words."),

@@ -2178,11 +2178,13 @@ def supervision_runs(tokenizer, train_examples, eval_examples, *, seeds=(0, 1, 2
 def supervision_summary(pairs):
     """One line per (runs, record, (arm a, arm b)) of `pairs`: a minus b seed by seed, in points, and Student's t
     interval of their mean (:func:`compare_supervision`), with the record's number of steps and, for a record that
-    started from a trained encoder, that start."""
+    started from an encoder (trained with labels, or pre-trained by masked language modelling), that start."""
     lines = []
     for runs, record, (a, b) in pairs:
         points, over_seeds = compare_supervision(runs, a, b)[2]
-        start = ", from a trained encoder" if record.get("encoder") else ""
+        pretrained = "tapas_pretrain.py pretrain" in record.get("encoder_metrics", {}).get("command", "")
+        start = (", from a masked-language pre-trained encoder" if pretrained
+                 else ", from a trained encoder" if record.get("encoder") else "")
         lines.append(f"  {a} minus {b}, {record['steps']} steps{start}: {', '.join(f'{p:+.1f}' for p in points)} points; "
                      f"mean {over_seeds}")
     return lines
@@ -2273,17 +2275,21 @@ def row_count_floor(examples):
 def supervision_lines(runs, examples, comparisons, *, references=True, arms=None):
     """The record of :func:`supervision_runs` (scored on `examples`) in lines: with `references`, two that need no
     training first (the row-count floor, :func:`row_count_floor`, and the keyword rule, :func:`evaluate_rule`),
-    the accuracy over its seeds of every arm in `arms` (default: every arm of the runs), then each (a, b) of
-    `comparisons` as :func:`compare_supervision` reads it."""
+    the accuracy over its seeds of every arm in `arms` (default: every arm of the runs; arms of
+    :data:`SUPERVISION_ARMS` in its order, others, such as arms renamed for their start, after them as given), then
+    each (a, b) of `comparisons` as :func:`compare_supervision` reads it."""
     from .evaluation import over_seeds
 
     if runs["question"].nunique() != len(examples):
         raise ValueError(f"the runs are scored on {runs['question'].nunique()} questions, {len(examples)} examples given")
     lines = [f"  {'floor: COUNT of a column':26s} {row_count_floor(examples):.1%}, the share whose answer is the table's number of rows",
              f"  {'keyword rule':26s} {evaluate_rule(examples)['correct'].mean():.1%}, no training"] if references else []
-    for arm in [a for a in SUPERVISION_ARMS if a in set(runs["supervision"]) and (arms is None or a in arms)]:
+    present = set(runs["supervision"])
+    shown = [a for a in SUPERVISION_ARMS if a in present and (arms is None or a in arms)]
+    shown += [a for a in (arms or []) if a in present and a not in SUPERVISION_ARMS]  # renamed arms, as given
+    for arm in shown:
         share = runs[runs["supervision"] == arm].groupby("seed")["correct"].mean()
-        lines.append(f"  {arm:26s} {over_seeds(share, percent=True)} of the {len(examples)} held-out questions")
+        lines.append(f"  {arm:{max(26, *map(len, shown))}s} {over_seeds(share, percent=True)} of the {len(examples)} held-out questions")
     for a, b in comparisons:
         _, paired, (points, over_seed) = compare_supervision(runs, a, b)
         lines += [f"{a} - {b}:", f"  questions' shares, tables resampled: {paired}",
@@ -3198,38 +3204,6 @@ def score_text(score):
     return f"{score['accuracy']:.0%} [{low:.0%}, {high:.0%}]{mark} of {asked}"
 
 
-def shuffled_rows(examples, *, seed=0):
-    """The same questions over tables whose rows are shuffled (each table once, with one seeded generator).
-    Every answer of the generators is a lookup by a name or id, a sum, an average or a count, so the gold
-    stays the same."""
-    rng = random.Random(seed)
-    tables, out = {}, []
-    for e in examples:
-        if id(e.table) not in tables:
-            order = list(range(len(e.table)))
-            rng.shuffle(order)
-            tables[id(e.table)] = (e.table.iloc[order].reset_index(drop=True), order)
-        table, order = tables[id(e.table)]
-        moved = sorted((order.index(row), column) for row, column in e.coordinates)
-        out.append(Example(table, e.question, e.aggregator, moved, e.pandas, e.gold, e.kind, e.theme))
-    return out
-
-
-def row_order_test(pipe, examples, *, seeds=(0, 1, 2), as_generated=None):
-    """Each question asked over its table as generated and over row-shuffled copies (one per seed): a frame of
-    kind, table and correct per order, for a paired comparison question by question. `as_generated`: the
-    :func:`evaluate` frame of `pipe` on `examples` if it is at hand, so that they are not asked twice."""
-    if as_generated is None:
-        as_generated = evaluate(pipe, examples)
-    elif list(as_generated["question"]) != [e.question for e in examples]:
-        raise ValueError("row_order_test: as_generated holds other questions than examples")
-    frame = as_generated[["kind", "question", "correct"]].rename(columns={"correct": "as generated"})
-    frame.insert(1, "table", table_ids(examples))
-    for seed in seeds:
-        frame[f"shuffled (seed {seed})"] = evaluate(pipe, shuffled_rows(examples, seed=seed))["correct"].to_numpy()
-    return frame
-
-
 def _cell_probabilities(model, tokenizer, table, question):
     import torch
 
@@ -3273,6 +3247,13 @@ def where_it_looks(model, tokenizer, example):
 DATES_AND_POSITIONS = ("start_page", "end_page", "year", "founded", "first_ascent", "last_eruption", "launched",
                        "planted", "year_established")
 """Numeric headers of the generator that hold a date or a position: their total is meaningless."""
+
+
+EITHER_WAY_HEADERS = ("bread_price", "clear_nights", "days_to_ship", "floors", "horsepower", "length_km", "length_seconds",
+                      "offspring", "price", "price_per_night", "runtime", "salary", "ticket_price", "weight_g",
+                      "weight_kg", "years_employed")
+"""Numeric headers whose total a reader may or may not ask for (an album's length, a basket's price, a payroll):
+the generator decides one way, a sound judgement could go the other, so exercise 3 does not score them."""
 
 
 def column_operations(draws=30):
