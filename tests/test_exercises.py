@@ -53,6 +53,8 @@ def test_each_exercise_has_a_reader_cell_that_checks_none_and_a_solution_that_as
             assert (not line.strip() or line.startswith(("#", "check(", "from utils.exercises import check"))
                     or re.match(r"\w+ = None\b", line)), f"{path.name}: the reader cell for {keys} prefills more than None: {line!r}"
         assert solution.metadata["jupyter"].get("outputs_hidden"), f"{path.name}: {keys}' solution shows its output"
+        assert solution.outputs == [] and "nbval-ignore-output" in solution.metadata.get("tags", []), (
+            f"{path.name}: {keys}' solution is saved with its output (Colab and GitHub would show the answer)")
         last = solution.source.strip().splitlines()[-1]
         assert last.startswith("assert ") and set(CHECK.findall(last)) == set(keys), (path.name, keys, last)
 

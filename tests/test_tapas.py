@@ -1582,3 +1582,28 @@ def test_supervision_seed_counts_count_seeds_at_or_above_the_share():
         tapas.supervision_seed_counts({"r": runs}, share=0)
     with pytest.raises(ValueError, match="none of the records"):
         tapas.supervision_seed_counts({"r": runs}, arms=("strong",))
+
+
+def test_theme_level_rule_gap_resamples_the_twelve_new_themes():
+    import json
+
+    from utils import data_path
+
+    records = [json.loads(data_path("tapas", f"{name}_runs.json").read_text()) for name in ("stage5", "test3", "test4")]
+    themes, gap = tapas.theme_level_rule_gap(*records)
+    assert len(themes) == 12 and set(themes["split"]) == {"test2", "test3", "test4"}
+    assert themes.groupby("split").size().tolist() == [4, 4, 4] and int((themes["difference"] > 0).sum()) == 1
+    assert gap.difference == pytest.approx(themes["difference"].mean()) and gap.low < gap.difference < gap.high < 0
+    parks = themes.set_index("theme").loc["parks"]  # the one theme where the model is ahead
+    assert parks["questions"] == 65 and parks["model"] > parks["rule"]
+
+
+def test_load_supervision_records_reads_every_planned_record_on_the_same_questions():
+    records = tapas.load_supervision_records()
+    assert list(records) == list(tapas.SUPERVISION_RECORDS)
+    held = tapas.generate_examples(25, seed=2)
+    for name, record in records.items():
+        assert record["kinds"] == [e.kind for e in held], name  # every record scores the live run's held-out questions
+        assert record["train_questions"] == len(tapas.generate_examples(100, seed=1)), name
+        assert record["command"].startswith("python scripts/tapas_supervision.py --out data/tapas/supervision_runs"), name
+    assert records["masked-LM encoder"]["encoder_metrics"]["command"].startswith("python scripts/tapas_pretrain.py pretrain")

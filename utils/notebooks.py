@@ -112,8 +112,21 @@ def execute(path, inplace=False, online=False, timeout=900, checks=()):
     seconds = time.perf_counter() - start
     if inplace and status == "ok":
         nb.metadata.pop("widgets", None)  # tqdm's bars: saved state makes a page load scripts off-site
-        nbformat.write(nb, path)
+        nbformat.write(hide_solution_outputs(nb), path)
     return status, seconds
+
+
+def hide_solution_outputs(nb):
+    """Saved without the outputs of its worked solutions (code cells collapsed by `jupyter.source_hidden`), since an
+    output states the answer and Colab and GitHub show outputs under a collapsed form. The cells still run under
+    nbval, which ignores their output (the `nbval-ignore-output` tag) and fails on their closing assert. Returns nb."""
+    for cell in nb.cells:
+        if cell.cell_type == "code" and cell.metadata.get("jupyter", {}).get("source_hidden"):
+            cell.outputs = []
+            tags = cell.metadata.setdefault("tags", [])
+            if "nbval-ignore-output" not in tags:
+                tags.append("nbval-ignore-output")
+    return nb
 
 
 def main(argv=None):

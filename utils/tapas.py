@@ -2175,6 +2175,21 @@ def supervision_runs(tokenizer, train_examples, eval_examples, *, seeds=(0, 1, 2
     return pd.DataFrame(rows)
 
 
+SUPERVISION_RECORDS = {"from scratch": "supervision_runs.json", "from scratch, 1,000 steps": "supervision_runs_1000.json",
+                       "masked-LM encoder": "supervision_runs_mlm.json", "trained encoder": "supervision_runs_encoder.json",
+                       "trained encoder, no cutoff": "supervision_runs_encoder_no_cutoff.json"}
+"""The records of the planned supervision comparisons (scripts/tapas_supervision.py), by name: their files in data/tapas."""
+
+
+def load_supervision_records():
+    """Every record of :data:`SUPERVISION_RECORDS`, read, in that order."""
+    import json
+
+    from .core import data_path
+
+    return {name: json.loads(data_path("tapas", file).read_text()) for name, file in SUPERVISION_RECORDS.items()}
+
+
 def supervision_summary(pairs):
     """One line per (runs, record, (arm a, arm b)) of `pairs`: a minus b seed by seed, in points, and Student's t
     interval of their mean (:func:`compare_supervision`), with the record's number of steps and, for a record that
@@ -3133,6 +3148,29 @@ def synonym_rule_table(runs):
             rows[part] = {system: f"{frame.loc[mask, system].mean():.0%} of {int(mask.sum())}"
                           for system in ("keyword rule", "rule, training synonyms", "shipped model")}
     return pd.DataFrame(rows).T
+
+
+SHIPPED_RUNS = {"test2": "stage 5, seed 0", "test3": "as shipped", "test4": "no pre-training, seed 0"}
+"""The run of the shipped model in the record of each later test split."""
+
+
+def theme_level_rule_gap(seed_record, test3_record, test4_record):
+    """The shipped model against the keyword rule theme by theme, over the new themes of the second, third and fourth
+    test splits: a frame of each theme's accuracy for both and their difference, and the mean difference over the
+    themes with an interval that resamples themes (:func:`utils.evaluation.paired_bootstrap`, each theme one item) and
+    a sign-flip p-value. The split-level intervals resample tables within four themes each; this one speaks, a little,
+    for new themes in general."""
+    from .evaluation import paired_bootstrap
+
+    rows = []
+    for split, record in (("test2", seed_record), ("test3", test3_record), ("test4", test4_record)):
+        questions = pd.DataFrame(record["questions"])
+        new = questions["new theme"] == 1
+        model, rule = (pd.Series(record["runs"][name][split]) for name in (SHIPPED_RUNS[split], "keyword rule"))
+        for theme, index in questions[new].groupby("theme").groups.items():
+            rows.append(dict(split=split, theme=theme, questions=len(index), model=model[index].mean(), rule=rule[index].mean()))
+    themes = pd.DataFrame(rows).assign(difference=lambda t: t["model"] - t["rule"])
+    return themes, paired_bootstrap(themes["model"], themes["rule"], percent=True)
 
 
 def test_split_differences(seed_record, test3_record, test4_record, synonym_runs=None):
