@@ -1094,6 +1094,10 @@ def test_cutoff_drops_counts_the_questions_the_weak_loss_drops(tokenizer):
     assert drops.loc["sum", "dropped"] == drops.loc["sum", "questions"]
     with pytest.raises(ValueError, match="no example"):
         tapas.cutoff_drops(tokenizer, [])
+    encoded = tapas.encode_examples(tokenizer, examples, supervision="weak")  # encoded once, read as if encoded inside
+    pd.testing.assert_frame_equal(tapas.cutoff_drops(tokenizer, examples, seeds=(0, 1), encoded=encoded), drops)
+    with pytest.raises(ValueError, match="encoded questions"):
+        tapas.cutoff_drops(tokenizer, examples, encoded=encoded[:2])
 
 
 def test_masked_lm_collate_masks_as_bert_does_and_a_fresh_model_guesses_uniformly():

@@ -2220,21 +2220,24 @@ def learning_rate_table(by_rate, arms=("weak", "strong, WTQ temperature")):
     return pd.DataFrame(columns).rename_axis("supervision")
 
 
-def cutoff_drops(tokenizer, examples, *, seeds=(0, 1, 2), batch_size=64, encoder=None):
+def cutoff_drops(tokenizer, examples, *, seeds=(0, 1, 2), batch_size=64, encoder=None, encoded=None):
     """What the answer-loss cutoff does at the first step of weak supervision: for every seed, the
     fresh model that :func:`supervision_runs` starts its weak run from (the same seed, the same
     :data:`WTQ_WEAK_SUPERVISION`, and the same ``encoder``: a trained TapasForQuestionAnswering under fresh heads,
     or None for a model fresh throughout), and :func:`loss_terms` of `examples` given their answers alone.
     Returns one row per question kind and "all": the questions, and, as means over the seeds, how
     many the model must aggregate (an answer that is no cell, or an ambiguous one it would aggregate)
-    and how many of those the cutoff drops (``kept`` 0: no aggregation or answer term)."""
+    and how many of those the cutoff drops (``kept`` 0: no aggregation or answer term). ``encoded``: the examples as
+    ``encode_examples(tokenizer, examples, supervision="weak")`` gives them, when at hand (encoding is the slow part)."""
     import torch
 
     from .core import seed_everything
 
     if not examples:
         raise ValueError("cutoff_drops: no example given")
-    data = encode_examples(tokenizer, examples, supervision="weak")
+    data = encode_examples(tokenizer, examples, supervision="weak") if encoded is None else encoded
+    if len(data) != len(examples):
+        raise ValueError(f"cutoff_drops: {len(data)} encoded questions for {len(examples)} examples")
     kinds = pd.Series([e.kind for e in examples])
     counts = []
     for seed in seeds:
