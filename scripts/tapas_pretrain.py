@@ -111,12 +111,11 @@ def pretrain(args):
 def fresh(args):
     """A freshly initialised two-layer question-answering TAPAS (utils.tapas.small_config, the shape of the notebook's
     live run) with the shipped checkpoint's vocabulary, saved for `pretrain --init`: a start that has learnt nothing."""
-    import torch
-    from transformers import TapasForQuestionAnswering, TapasTokenizer
+    from transformers import TapasTokenizer
 
-    torch.manual_seed(args.seed)
+    utils.seed_everything(args.seed)
     tokenizer = TapasTokenizer.from_pretrained(utils.data_path("tapas", "small_tapas"))
-    model = TapasForQuestionAnswering(tapas.small_config(tokenizer.vocab_size))
+    model = tapas.fresh_model(tokenizer.vocab_size, {})  # what supervision_runs trains from scratch
     out = Path(args.out)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)

@@ -3315,8 +3315,8 @@ def summable_headers(draws=30):
 
 def senseless_aggregates(examples):
     """The examples that sum or average a column whose own labels say that aggregation means nothing (the total of
-    founding years, the mean of start pages), by :func:`column_operations`. The broad generator never asks them;
-    the original one, :func:`generate_examples`, predates those labels and still does."""
+    founding years, the mean of start pages), by :func:`column_operations`. Neither generator asks them now; the
+    original one, :func:`generate_examples`, did before it read those labels, and still does with ``sensible=False``."""
     import re
 
     allowed = column_operations()
