@@ -59,6 +59,16 @@ history at 25e5bff) and the planned comparisons above are read as planned. Those
 before on the earlier sets, so these reruns check whether they survive the cleaner data; they are not
 fresh tests.
 
+Four of these records were run a third time, with the same commands, to store what each run answered with: per
+question the operator chosen and the number of cells selected (record["runs"][i]["operators"], one letter of
+utils.tapas.OPERATOR_LETTERS per question, and ["cells"]). Why: two weak arms' failures were left unexplained, the
+1,000-step seeds with no right answer at all and the masked-LM start's seeds below the row-count floor, and the
+records kept only right or wrong. The records rerun: supervision_runs.json, supervision_runs_1000.json,
+supervision_runs_mlm.json (after the same two tapas_pretrain.py commands) and supervision_runs_encoder.json. Plan,
+written before they ran: every run's string of right and wrong must come out as before (same commands, seeds and
+machine; a run that differs is reported, and the records' numbers are then those of the new run); the new strings
+are read descriptively only, each weak arm's share of each operator and of answers with no cell, seed by seed.
+
 For each seed, three fresh two-layer models (utils.tapas.small_config) are trained for --steps steps at
 --lr on the original generator's training questions (seed 1, 100 tables, 547 questions): from the labelled operator
 and cells, the same at the WTQ config's temperature, and from the answers alone (use_answer_as_supervision

@@ -488,10 +488,14 @@ def test_ask_and_evaluate_with_a_stand_in_pipeline():
     row = tapas.ask(pipe, table, questions[0][0], "Summarization")
     assert row["executed"] is None and row["correct"] is False
     assert "correct" not in tapas.ask(pipe, table, questions[1][0])
+    detailed = tapas.ask(pipe, table, questions[1][0], 46, details=True)
+    assert (detailed["operator"], detailed["cells"]) == ("SUM", 2)
+    assert tapas.ask(pipe, table, questions[0][0], details=True)["cells"] == 0
     examples = [e for e in tapas.generate_examples(1, seed=0) if e.kind == "sum"]
     replies[examples[0].question] = {"answer": "", "cells": examples[0].answer_text, "aggregator": "SUM"}
     results = tapas.evaluate(pipe, examples)
     assert results["correct"].tolist() == [True] and results["kind"].tolist() == ["sum"]
+    assert tapas.evaluate(pipe, examples, details=True)["operator"].tolist() == ["SUM"]
 
 
 # --- the shipped checkpoint -------------------------------------------------------------------
@@ -909,9 +913,12 @@ def test_supervision_runs_record_and_comparison(tokenizer):
     record = tapas.supervision_record(runs, command="python x", steps=2)
     assert record["command"] == "python x" and len(record["runs"]) == 18
     back = tapas.read_supervision_record(record)
-    columns = ["supervision", "seed", "question", "kind", "table", "correct"]
+    columns = ["supervision", "seed", "question", "kind", "table", "correct", "operator", "cells"]
     pd.testing.assert_frame_equal(back[columns], runs.sort_values(["supervision", "seed", "question"])[columns]
                                   .reset_index(drop=True), check_dtype=False)
+    assert set(runs["operator"]) <= set(tapas.OPERATOR_LETTERS) and (runs["cells"] >= 0).all()
+    with pytest.raises(ValueError, match="operators"):  # a record whose strings disagree in length is refused
+        tapas.read_supervision_record(dict(record, runs=[dict(record["runs"][0], operators="N")]))
     # a made-up record where weak gets every question right and strong none: the difference is +100 points
     made = dict(command="x", kinds=["sum", "lookup", "sum", "lookup"], tables=[0, 0, 1, 2],
                 runs=[dict(supervision=s, seed=k, seconds=1.0, correct=("1111" if s == "weak" else "0000"))

@@ -1835,11 +1835,12 @@ def cell_probabilities(inputs, logits, shape):
         return total / count
 
 
-def ask(pipe, table, question, gold=None):
+def ask(pipe, table, question, gold=None, *, details=False):
     """One question through a table-question-answering pipeline: its answer, the executed value, the check.
 
     An answer that cannot be executed (NONE or AVERAGE over no cell, SUM over text) gets the value
-    None and counts as wrong.
+    None and counts as wrong. With ``details``, also the operator the model chose (``operator``: NONE when
+    its config has no aggregation head) and how many cells it selected (``cells``).
     """
     answer = pipe(table=table, query=question)
     try:
@@ -1847,14 +1848,18 @@ def ask(pipe, table, question, gold=None):
     except ValueError:
         value = None
     row = dict(question=question, tapas=answer["answer"], executed=value)
+    if details:
+        row.update(operator=answer.get("aggregator", "NONE"), cells=len(answer["cells"]))
     if gold is not None:
         row.update(gold=gold, correct=value is not None and denotation_match(value, gold))
     return row
 
 
-def evaluate(pipe, examples):
-    """Ask ``pipe`` every example's question; a DataFrame with the executed answers and whether each is right."""
-    rows = [dict(kind=e.kind, theme=e.theme, **ask(pipe, e.table, e.question, e.gold)) for e in examples]
+def evaluate(pipe, examples, *, details=False):
+    """Ask ``pipe`` every example's question; a DataFrame with the executed answers and whether each is right
+    (with ``details``, also each answer's operator and number of cells: :func:`ask`)."""
+    rows = [dict(kind=e.kind, theme=e.theme, **ask(pipe, e.table, e.question, e.gold, details=details))
+            for e in examples]
     return pd.DataFrame(rows)
 
 
@@ -2119,7 +2124,8 @@ def supervision_runs(tokenizer, train_examples, eval_examples, *, seeds=(0, 1, 2
     read by ``tokenizer``'s vocabulary) every fresh model takes that checkpoint's configuration and encoder weights
     instead, with fresh heads (cell selection, column and operator) drawn under the seed: an encoder that already
     reads cells. Returns one row per (arm, seed, question), the arm in the column ``supervision``: kind, table (as
-    :func:`table_ids`), whether it was answered right, and the seconds the training took (the arm's own steps)."""
+    :func:`table_ids`), whether it was answered right, the operator chosen, the number of cells selected, and the
+    seconds the training took (the arm's own steps)."""
     import copy
 
     from transformers import TapasForQuestionAnswering, pipeline
@@ -2168,9 +2174,9 @@ def supervision_runs(tokenizer, train_examples, eval_examples, *, seeds=(0, 1, 2
             if arm == "strong, WTQ temperature":
                 starts[seed] = copy.deepcopy(model)
             pipe = pipeline("table-question-answering", model=model.eval(), tokenizer=tokenizer)
-            results = evaluate(pipe, eval_examples)
+            results = evaluate(pipe, eval_examples, details=True)
             rows += [dict(supervision=arm, seed=seed, question=i, kind=r.kind, table=tables[i],
-                          correct=bool(r.correct), seconds=seconds)
+                          correct=bool(r.correct), operator=r.operator, cells=int(r.cells), seconds=seconds)
                      for i, r in enumerate(results.itertuples())]
     return pd.DataFrame(rows)
 
@@ -2379,15 +2385,25 @@ def shown_command(command):
                   lambda m: f"<{m.group(1).replace('stage', 'stage ', 1).replace('_mlm', ', pre-trained')}>", command)
 
 
+OPERATOR_LETTERS = {"NONE": "N", "SUM": "S", "AVERAGE": "A", "COUNT": "C"}
+"""How :func:`supervision_record` writes each answer's operator: one letter per question."""
+
+
 def supervision_record(runs, *, command, **settings):
     """:func:`supervision_runs`' frame as a compact JSON-able record: the command that made it, its
-    settings, the evaluation questions' kinds and tables once, and per run a string of 1s and 0s."""
+    settings, the evaluation questions' kinds and tables once, and per run a string of 1s and 0s and, where the
+    frame has them, a string of operator letters (:data:`OPERATOR_LETTERS`) and the list of selected-cell counts."""
     first = runs[(runs["supervision"] == runs["supervision"].iloc[0]) & (runs["seed"] == runs["seed"].iloc[0])]
     record = dict(command=command, **settings, kinds=first["kind"].tolist(), tables=[int(t) for t in first["table"]],
                   runs=[])
     for (supervision, seed), run in runs.groupby(["supervision", "seed"], sort=True):
-        record["runs"].append(dict(supervision=supervision, seed=int(seed), seconds=round(float(run["seconds"].iloc[0]), 1),
-                                   correct="".join("1" if c else "0" for c in run.sort_values("question")["correct"])))
+        run = run.sort_values("question")
+        entry = dict(supervision=supervision, seed=int(seed), seconds=round(float(run["seconds"].iloc[0]), 1),
+                     correct="".join("1" if c else "0" for c in run["correct"]))
+        if "operator" in run:
+            entry.update(operators="".join(OPERATOR_LETTERS[o] for o in run["operator"]),
+                         cells=[int(n) for n in run["cells"]])
+        record["runs"].append(entry)
     return record
 
 
@@ -2402,9 +2418,17 @@ def read_supervision_record(record):
         if len(run["correct"]) != len(record["kinds"]):
             raise ValueError(f"run {run['supervision']}/{run['seed']} has {len(run['correct'])} outcomes "
                              f"for {len(record['kinds'])} questions")
-        rows += [dict(supervision=run["supervision"], seed=run["seed"], question=i, kind=kind, table=table,
-                      correct=flag == "1", seconds=run["seconds"])
-                 for i, (kind, table, flag) in enumerate(zip(record["kinds"], record["tables"], run["correct"]))]
+        part = [dict(supervision=run["supervision"], seed=run["seed"], question=i, kind=kind, table=table,
+                     correct=flag == "1", seconds=run["seconds"])
+                for i, (kind, table, flag) in enumerate(zip(record["kinds"], record["tables"], run["correct"]))]
+        if "operators" in run:
+            names = {letter: name for name, letter in OPERATOR_LETTERS.items()}
+            if not len(run["operators"]) == len(run["cells"]) == len(part):
+                raise ValueError(f"run {run['supervision']}/{run['seed']} has {len(run['operators'])} operators and "
+                                 f"{len(run['cells'])} cell counts for {len(part)} questions")
+            for row, letter, cells in zip(part, run["operators"], run["cells"]):
+                row.update(operator=names[letter], cells=cells)
+        rows += part
     return pd.DataFrame(rows)
 
 
