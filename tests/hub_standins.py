@@ -94,6 +94,14 @@ def _tapas_tabfact(path):
     _tapas_repo(path, TapasForSequenceClassification, num_labels=2)
 
 
+def _tapas_tiny(path):
+    """TAPAS's smallest pre-trained encoder as its repository holds it: a TapasModel (pooler included) whose config
+    has no question-answering settings (no aggregation head: TapasConfig's defaults)."""
+    from transformers import TapasModel
+
+    _tapas_repo(path, TapasModel)
+
+
 def _tapex(path):
     """TAPEX (BART fine-tuned on WikiTableQuestions) at toy size: a BartForConditionalGeneration and a byte-level BPE
     tokenizer saved as vocab.json and merges.txt, whose tokenizer_config.json names TapexTokenizer, as the real
@@ -384,7 +392,8 @@ def _librispeech(path, checkpoint):
 BUILDERS = {"vit": _vit, "tapas": _tapas, "wav2vec2": _wav2vec2, "whisper": _whisper, "clip": _clip,
             "gpt2": _gpt2, "longformer": _longformer, "bigbird": _bigbird, "dinov2": _dinov2,
             "coder": _coder, "docqa": _docqa, "donut": _donut, "siglip": _siglip, "llava": _llava, "mamba": _mamba,
-            "tapas_sqa": _tapas_sqa, "tapas_tabfact": _tapas_tabfact, "tapex": _tapex}
+            "tapas_sqa": _tapas_sqa, "tapas_tabfact": _tapas_tabfact, "tapex": _tapex,
+            "tapas_tiny": _tapas_tiny}
 
 
 def repo_dir(root, checkpoint):

@@ -878,6 +878,24 @@ def test_supervision_overview_reads_each_records_arms_by_kind_beside_the_referen
         tapas.supervision_overview({"b": second}, examples, arms=("strong",))
 
 
+def test_answer_patterns_count_each_seeds_operators_and_empty_selections():
+    kinds = ["sum", "count rows", "lookup", "average"]
+    made = dict(command="x", kinds=kinds, tables=[0, 0, 1, 1], runs=[
+        dict(supervision="weak", seed=0, seconds=1.0, correct="0100", operators="CCCC", cells=[3, 3, 0, 0]),
+        dict(supervision="weak", seed=1, seconds=1.0, correct="0010", operators="NNNS", cells=[0, 0, 1, 2]),
+        dict(supervision="strong", seed=0, seconds=1.0, correct="1111", operators="SCNA", cells=[2, 3, 1, 2])])
+    table = tapas.answer_patterns({"made": tapas.read_supervision_record(made)})
+    assert list(table.index) == [("made", 0), ("made", 1)]  # the weak arm only
+    assert table.loc[("made", 0)].to_dict() == {"right": 0.25, "NONE": 0.0, "SUM": 0.0, "AVERAGE": 0.0, "COUNT": 1.0,
+                                                "no cell": 0.5}
+    assert table.loc[("made", 1), "NONE"] == 0.75 and table.loc[("made", 1), "no cell"] == 0.5
+    old = dict(made, runs=[{k: v for k, v in run.items() if k not in ("operators", "cells")} for run in made["runs"]])
+    with pytest.raises(ValueError, match="stores no operators"):
+        tapas.answer_patterns({"old": tapas.read_supervision_record(old)})
+    with pytest.raises(ValueError, match="arm"):
+        tapas.answer_patterns({"made": tapas.read_supervision_record(made)}, arm="weak, no cutoff")
+
+
 def test_fresh_model_keeps_a_trained_encoder_under_fresh_heads(tokenizer):
     import torch
     from transformers import TapasForQuestionAnswering
@@ -895,6 +913,44 @@ def test_fresh_model_keeps_a_trained_encoder_under_fresh_heads(tokenizer):
     assert model.config.use_answer_as_supervision and not trained.config.use_answer_as_supervision
     assert model.config.num_hidden_layers == 1  # the encoder's own shape, not small_config's
     assert tapas.fresh_model(tokenizer.vocab_size, {}).config.num_hidden_layers == 2
+
+
+def test_fresh_model_gives_a_bare_pre_trained_encoder_the_small_models_heads(tokenizer):
+    """google/tapas-tiny is a TapasModel whose config has TapasConfig's defaults (no operator head): under
+    fresh_model it gets the four WTQ operators of small_config and keeps every encoder weight, the pooler's too;
+    the shipped checkpoint's head settings are left as they were (its records' commands still mean the same)."""
+    import torch
+    from transformers import TapasConfig, TapasForQuestionAnswering, TapasModel
+
+    import utils
+
+    bare = TapasModel(TapasConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
+                                  num_attention_heads=2, intermediate_size=64))
+    assert bare.config.num_aggregation_labels == 0
+    model = tapas.fresh_model(tokenizer.vocab_size, tapas.WTQ_WEAK_SUPERVISION, encoder=bare)
+    assert model.config.num_aggregation_labels == 4 and model.config.aggregation_labels == tapas.AGGREGATION_LABELS
+    assert model.config.use_answer_as_supervision and model.config.hidden_size == 32
+    for name, value in bare.state_dict().items():
+        assert torch.equal(model.tapas.state_dict()[name], value), name
+    assert any(name.startswith("pooler.") for name in bare.state_dict())
+    with pytest.raises(ValueError, match="vocabulary"):
+        tapas.fresh_model(tokenizer.vocab_size + 1, {}, encoder=bare)
+    shipped = TapasForQuestionAnswering.from_pretrained(utils.data_path("tapas", "small_tapas"))
+    again = tapas.fresh_model(shipped.config.vocab_size, {}, encoder=shipped)
+    assert {k: getattr(again.config, k) for k in tapas.HEAD_SETTINGS} == {k: getattr(shipped.config, k) for k in tapas.HEAD_SETTINGS}
+
+
+def test_supervision_runs_from_a_bare_pre_trained_encoder(tokenizer):
+    """The notebook's google/tapas-tiny cell: a loaded TapasModel with no operator head, both planned arms."""
+    from transformers import TapasConfig, TapasModel
+
+    bare = TapasModel(TapasConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1,
+                                  num_attention_heads=2, intermediate_size=64))
+    examples = tapas.generate_examples(2, seed=0)
+    runs = tapas.supervision_runs(tokenizer, examples, examples[:3], seeds=(0,), steps=2, batch_size=4,
+                                  arms=("weak", "strong, WTQ temperature"), encoder=bare)
+    assert sorted(set(runs["supervision"])) == ["strong, WTQ temperature", "weak"] and len(runs) == 6
+    assert bare.config.num_aggregation_labels == 0  # the encoder given is left as it was
 
 
 def test_supervision_runs_from_an_encoder_check_its_vocabulary(tokenizer, tmp_path):

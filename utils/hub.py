@@ -75,8 +75,9 @@ class Checkpoint:
 # facebook/dinov2-small (150c8e7...), openai/whisper-tiny (169d4a4...), google/siglip2-base-patch16-224 (75de2d5...)
 # and Qwen/Qwen2.5-Coder-0.5B-Instruct (ea3f247...) that other public projects pin, so that their outputs cannot
 # change under the notebooks.
-# Notebook 05's SQA and TabFact checkpoints (google/tapas-base-finetuned-sqa, -tabfact) are read at main: no
-# public source that pins a commit of theirs was found. TAPEX (microsoft/tapex-base-finetuned-wtq) is pinned to
+# Notebook 05's SQA and TabFact checkpoints (google/tapas-base-finetuned-sqa, -tabfact) and TAPAS's smallest
+# pre-trained encoder (google/tapas-tiny, masked-LM and intermediate pre-training, no fine-tuning) are read at main:
+# no public source that pins a commit of theirs was found. TAPEX (microsoft/tapex-base-finetuned-wtq) is pinned to
 # 88a9933, the commit the Hub's own file listing of its main branch shows ("Adding `safetensors` variant of this
 # model (#1)", the one that adds model.safetensors); no other project was found pinning it.
 CHECKPOINTS = {
@@ -84,6 +85,7 @@ CHECKPOINTS = {
     "tapas": Checkpoint("google/tapas-base-finetuned-wtq", "e3dde19"),
     "tapas_sqa": Checkpoint("google/tapas-base-finetuned-sqa"),
     "tapas_tabfact": Checkpoint("google/tapas-base-finetuned-tabfact"),
+    "tapas_tiny": Checkpoint("google/tapas-tiny"),
     "tapex": Checkpoint("microsoft/tapex-base-finetuned-wtq", "88a9933"),
     "wav2vec2": Checkpoint("facebook/wav2vec2-base-960h", "22aad52"),
     "clip": Checkpoint("openai/clip-vit-base-patch32", "3d74acf"),

@@ -2095,20 +2095,34 @@ SETTINGS_ARMS = ("weak, normalised answer loss", "weak, WikiSQL settings")
 """Arms added after the others had been read; scripts/tapas_supervision.py runs them only when asked (--arms)."""
 
 
+HEAD_SETTINGS = ("num_aggregation_labels", "aggregation_labels", "no_aggregation_label_index",
+                 "use_answer_as_supervision", "select_one_column", "init_cell_selection_weights_to_zero")
+"""The settings of :func:`small_config` that shape the question-answering heads. :func:`fresh_model` gives them to
+an encoder's configuration, so that a pre-trained encoder whose checkpoint has no such heads (google/tapas-tiny,
+a TapasModel) gets the same operator head as the small models; the course's own checkpoints already hold them."""
+
+
 def fresh_model(vocab_size, overrides, *, encoder=None):
     """A TapasForQuestionAnswering to train: :func:`small_config` with ``overrides``, every weight fresh; or, given
-    ``encoder`` (a trained TapasForQuestionAnswering), its configuration with ``overrides`` and a copy of its encoder,
-    under fresh heads (cell selection, column and operator; drawn from the current random state)."""
+    ``encoder`` (a TapasForQuestionAnswering or TapasModel, trained or pre-trained), its configuration with
+    :data:`HEAD_SETTINGS` and ``overrides`` and a copy of its encoder weights (the pooler included), under fresh
+    heads (cell selection, column and operator; drawn from the current random state)."""
     import copy
 
     from transformers import TapasForQuestionAnswering
 
     if encoder is None:
         return TapasForQuestionAnswering(small_config(vocab_size, **overrides))
-    config = copy.deepcopy(encoder.config)
+    body = getattr(encoder, "tapas", encoder)  # a TapasForQuestionAnswering holds its TapasModel as .tapas
+    if body.config.vocab_size != vocab_size:
+        raise ValueError(f"the encoder has a vocabulary of {body.config.vocab_size:,}, the tokenizer {vocab_size:,}: "
+                         "they must be the same")
+    config = copy.deepcopy(body.config)
+    heads = small_config(vocab_size)
+    config.update({key: getattr(heads, key) for key in HEAD_SETTINGS})
     config.update(overrides)
     model = TapasForQuestionAnswering(config)
-    model.tapas.load_state_dict(encoder.tapas.state_dict())
+    model.tapas.load_state_dict(body.state_dict())
     return model
 
 
@@ -2121,7 +2135,7 @@ def supervision_runs(tokenizer, train_examples, eval_examples, *, seeds=(0, 1, 2
     table-question-answering pipeline on `eval_examples`. Arms named "strong, then ..." start from the seed's
     "strong, WTQ temperature" model instead of a fresh one. The seed sets the initial weights and the order of
     the batches, the same for every arm. With ``encoder`` (the folder of a TapasForQuestionAnswering checkpoint
-    read by ``tokenizer``'s vocabulary) every fresh model takes that checkpoint's configuration and encoder weights
+    read by ``tokenizer``'s vocabulary, or a loaded TapasForQuestionAnswering or TapasModel) every fresh model takes that checkpoint's configuration and encoder weights
     instead, with fresh heads (cell selection, column and operator) drawn under the seed: an encoder that already
     reads cells. Returns one row per (arm, seed, question), the arm in the column ``supervision``: kind, table (as
     :func:`table_ids`), whether it was answered right, the operator chosen, the number of cells selected, and the
@@ -2138,12 +2152,12 @@ def supervision_runs(tokenizer, train_examples, eval_examples, *, seeds=(0, 1, 2
     unknown = set(arms) - set(SUPERVISION_ARMS)
     if unknown or not arms:
         raise ValueError(f"arms must be among {list(SUPERVISION_ARMS)}, got {list(arms)}")
-    source = None
-    if encoder is not None:
+    source = encoder
+    if encoder is not None and not hasattr(encoder, "config"):  # a folder, not a model
         source = TapasForQuestionAnswering.from_pretrained(encoder)
-        if source.config.vocab_size != tokenizer.vocab_size:
-            raise ValueError(f"the encoder at {encoder} has a vocabulary of {source.config.vocab_size:,}, "
-                             f"the tokenizer {tokenizer.vocab_size:,}: they must be the same")
+    if source is not None and source.config.vocab_size != tokenizer.vocab_size:
+        raise ValueError(f"the encoder at {encoder} has a vocabulary of {source.config.vocab_size:,}, "
+                         f"the tokenizer {tokenizer.vocab_size:,}: they must be the same")
     tables = table_ids(eval_examples)
     data = {kind: encode_examples(tokenizer, train_examples, supervision=kind) for kind in ("strong", "weak")}
     starts = {}  # seed -> the trained "strong, WTQ temperature" model
@@ -2364,6 +2378,31 @@ def supervision_seed_counts(records, arms=("strong, WTQ temperature", "weak"), s
         raise ValueError(f"supervision_seed_counts: none of the records has the arms {list(arms)}")
     table = pd.DataFrame(columns)
     return table.loc[[k for k in table.index if k != "all"] + ["all"]]
+
+
+def answer_patterns(records, arm="weak"):
+    """What each seed of ``arm`` answered with, record by record (runs as :func:`read_supervision_record` gives them,
+    from records that store operators: :func:`supervision_record`): the share of the held-out questions it got
+    right, the share answered with each operator, and the share where it selected no cell at all (an answer that
+    executes to nothing and is wrong). One row per (record, seed)."""
+    rows = {}
+    for name, runs in records.items():
+        runs = runs[runs["supervision"] == arm]
+        if runs.empty:
+            continue
+        if "operator" not in runs:
+            raise ValueError(f"answer_patterns: the record {name!r} stores no operators (rerun it with today's "
+                             "scripts/tapas_supervision.py)")
+        for seed, run in runs.groupby("seed"):
+            shares = run["operator"].value_counts(normalize=True)
+            rows[(name, seed)] = {"right": run["correct"].mean(),
+                                  **{op: shares.get(op, 0.0) for op in OPERATOR_LETTERS},
+                                  "no cell": (run["cells"] == 0).mean()}
+    if not rows:
+        raise ValueError(f"answer_patterns: none of the records has the arm {arm!r}")
+    table = pd.DataFrame(rows).T
+    table.index.names = ["record", "seed"]
+    return table
 
 
 def supervision_by_kind(runs, examples):
