@@ -61,7 +61,8 @@ fresh tests.
 
 Four of these records were run a third time, with the same commands, to store what each run answered with: per
 question the operator chosen and the number of cells selected (record["runs"][i]["operators"], one letter of
-utils.tapas.OPERATOR_LETTERS per question, and ["cells"]). Why: two weak arms' failures were left unexplained, the
+utils.tapas.OPERATOR_LETTERS per question, and ["cells"], the counts separated by spaces; the first runs wrote them as
+lists, rewritten as strings, the same numbers, to fit the course's data budget). Why: two weak arms' failures were left unexplained, the
 1,000-step seeds with no right answer at all and the masked-LM start's seeds below the row-count floor, and the
 records kept only right or wrong. The records rerun: supervision_runs.json, supervision_runs_1000.json,
 supervision_runs_mlm.json (after the same two tapas_pretrain.py commands) and supervision_runs_encoder.json. Plan,

@@ -591,7 +591,7 @@ def test_supervision_terms_both_kinds_and_the_ambiguous_three(tokenizer):
                                     answers=[float("nan"), 138, 3], answer_cells=[[(4, 1)], [], [(3, 0), (5, 4)]])
     assert list(terms.columns) == ["aggregate", "cell_selection", "aggregation", "answer", "kept"]
     strong, weak = terms.loc["strong: operator and cells"], terms.loc["weak: the answer alone"]
-    assert strong["aggregate"].isna().all() and (strong["answer"] == 0).all() and (strong["kept"] == 1).all()
+    assert strong[["aggregate", "answer", "kept"]].isna().all().all()  # weak-only terms, shown as NaN
     assert weak.loc[queries[0], "aggregate"] == 0 and weak.loc[queries[1], "aggregate"] == 1
     assert weak.loc[queries[1], "cell_selection"] == 0 and weak.loc[queries[1], "answer"] > 0
     with pytest.raises(ValueError, match="equally long"):
@@ -878,12 +878,38 @@ def test_supervision_overview_reads_each_records_arms_by_kind_beside_the_referen
         tapas.supervision_overview({"b": second}, examples, arms=("strong",))
 
 
+def test_planned_comparisons_read_each_start_as_planned():
+    kinds = ["sum", "count rows", "lookup", "average"]
+
+    def record(steps=100, **arms):
+        return dict(command="x", steps=steps, kinds=kinds, tables=[0, 0, 1, 1],
+                    runs=[dict(supervision=arm, seed=seed, seconds=1.0, correct=flags)
+                          for arm, by_seed in arms.items() for seed, flags in enumerate(by_seed)])
+
+    records = {"from scratch": record(**{"weak": ["1000", "1100"], "strong, WTQ temperature": ["1111", "1111"]}),
+               "from scratch, 1,000 steps": record(1000, **{"weak": ["0000", "0000"], "strong, WTQ temperature": ["1111", "1110"]}),
+               "masked-LM encoder": record(**{"weak": ["0000", "0000"], "strong, WTQ temperature": ["1100", "1100"]}),
+               "trained encoder": record(**{"weak": ["1110", "1111"], "strong, WTQ temperature": ["1111", "1111"]}),
+               "trained encoder, no cutoff": record(**{"weak, no cutoff": ["1111", "1111"]})}
+    records["masked-LM encoder"]["encoder_metrics"] = {"command": "python scripts/tapas_pretrain.py pretrain --init a --out b"}
+    records["trained encoder"]["encoder"] = records["trained encoder, no cutoff"]["encoder"] = "data/tapas/small_tapas"
+    lines = tapas.planned_summary(records)
+    assert len(lines) == 5
+    assert lines[0].startswith("  weak minus strong, WTQ temperature, 100 steps: -75.0, -50.0 points")
+    assert lines[2].startswith("  weak, pre-trained minus weak, 100 steps, from a masked-language pre-trained encoder: -25.0, -50.0")
+    assert lines[4].startswith("  weak, no cutoff minus weak, 100 steps, from a trained encoder: +25.0, +0.0")
+    starts = tapas.supervision_starts(records)
+    assert set(starts["masked-LM encoder, 100 steps"]["supervision"]) == {"weak", "weak, pre-trained", "strong, WTQ temperature, pre-trained"}
+    with pytest.raises(ValueError, match="seeds 2 and 7"):
+        tapas.load_supervision_records(eval_seed=3)
+
+
 def test_answer_patterns_count_each_seeds_operators_and_empty_selections():
     kinds = ["sum", "count rows", "lookup", "average"]
     made = dict(command="x", kinds=kinds, tables=[0, 0, 1, 1], runs=[
-        dict(supervision="weak", seed=0, seconds=1.0, correct="0100", operators="CCCC", cells=[3, 3, 0, 0]),
-        dict(supervision="weak", seed=1, seconds=1.0, correct="0010", operators="NNNS", cells=[0, 0, 1, 2]),
-        dict(supervision="strong", seed=0, seconds=1.0, correct="1111", operators="SCNA", cells=[2, 3, 1, 2])])
+        dict(supervision="weak", seed=0, seconds=1.0, correct="0100", operators="CCCC", cells="3 3 0 0"),
+        dict(supervision="weak", seed=1, seconds=1.0, correct="0010", operators="NNNS", cells="0 0 1 2"),
+        dict(supervision="strong", seed=0, seconds=1.0, correct="1111", operators="SCNA", cells="2 3 1 2")])
     table = tapas.answer_patterns({"made": tapas.read_supervision_record(made)})
     assert list(table.index) == [("made", 0), ("made", 1)]  # the weak arm only
     assert table.loc[("made", 0)].to_dict() == {"right": 0.25, "NONE": 0.0, "SUM": 0.0, "AVERAGE": 0.0, "COUNT": 1.0,

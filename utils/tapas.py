@@ -2062,8 +2062,10 @@ def supervision_terms(tokenizer, table, questions, *, operators, strong_cells, a
             own = float(fresh(**inputs, **supervision).loss)
         if abs(float(terms["total"]) - own) > 1e-4:
             raise AssertionError(f"loss terms add up to {float(terms['total'])}, the model's loss is {own}")
-        for i, question in enumerate(questions):
-            rows[(name, question)] = {k: float(v[i]) for k, v in terms.items() if k != "total"}
+        weak_only = ("answer", "kept") if supervision.get("aggregation_labels") is not None else ()
+        for i, question in enumerate(questions):  # terms that strong supervision does not have are shown as NaN
+            rows[(name, question)] = {k: float("nan") if k in weak_only else float(v[i])
+                                      for k, v in terms.items() if k != "total"}
     return pd.DataFrame(rows).T
 
 SUPERVISION_COMMAND = "python scripts/tapas_supervision.py --out data/tapas/supervision_runs.json"
@@ -2201,13 +2203,61 @@ SUPERVISION_RECORDS = {"from scratch": "supervision_runs.json", "from scratch, 1
 """The records of the planned supervision comparisons (scripts/tapas_supervision.py), by name: their files in data/tapas."""
 
 
-def load_supervision_records():
-    """Every record of :data:`SUPERVISION_RECORDS`, read, in that order."""
+def load_supervision_records(eval_seed=2):
+    """Every record of :data:`SUPERVISION_RECORDS`, read, in that order: as scored on the live run's held-out questions
+    (``eval_seed`` 2), or the same planned arms scored on fresh held-out questions (7: the files ending ``_eval7``)."""
     import json
 
     from .core import data_path
 
-    return {name: json.loads(data_path("tapas", file).read_text()) for name, file in SUPERVISION_RECORDS.items()}
+    if eval_seed not in (2, 7):
+        raise ValueError(f"the supervision records were scored on held-out seeds 2 and 7, not {eval_seed!r}")
+    suffix = "" if eval_seed == 2 else f"_eval{eval_seed}"
+    return {name: json.loads(data_path("tapas", file.replace(".json", suffix + ".json")).read_text())
+            for name, file in SUPERVISION_RECORDS.items()}
+
+
+PLANNED_COMPARISONS = {
+    "from scratch, 100 steps": ("from scratch", [("weak", "strong, WTQ temperature")]),
+    "from scratch, 1,000 steps": ("from scratch, 1,000 steps", [("weak", "strong, WTQ temperature")]),
+    "masked-LM encoder, 100 steps": ("masked-LM encoder", [("weak, pre-trained", "weak")]),
+    "trained encoder, 100 steps": ("trained encoder", [("weak", "strong, WTQ temperature")]),
+    "trained encoder, no cutoff": ("trained encoder, no cutoff", [("weak, no cutoff", "weak")]),
+}
+"""The five planned comparisons of scripts/tapas_supervision.py: name -> (the record that planned it, [(arm a, arm b)],
+a minus b), read in :func:`supervision_starts`' frames."""
+
+
+def supervision_starts(records):
+    """The runs of :func:`load_supervision_records`' records by start, as the planned comparisons read them: from
+    scratch at 100 and 1,000 steps; the masked-LM start's arms renamed ", pre-trained", beside the weak arm from
+    scratch (its planned comparison's other side); the trained encoder's two records together (one start, seeds and
+    rate)."""
+    runs = {name: read_supervision_record(record) for name, record in records.items()}
+    scratch, mlm = runs["from scratch"], runs["masked-LM encoder"]
+    after_mlm = pd.concat([scratch[scratch["supervision"] == "weak"],
+                           mlm.assign(supervision=mlm["supervision"] + ", pre-trained")])
+    encoder = pd.concat([runs["trained encoder"], runs["trained encoder, no cutoff"]])
+    return {"from scratch, 100 steps": scratch, "from scratch, 1,000 steps": runs["from scratch, 1,000 steps"],
+            "masked-LM encoder, 100 steps": after_mlm, "trained encoder, 100 steps": encoder,
+            "trained encoder, no cutoff": encoder}
+
+
+def planned_lines(records, examples):
+    """The planned comparisons (:data:`PLANNED_COMPARISONS`) as :func:`supervision_lines` prints them, start by start:
+    each arm's accuracy over the seeds, then a minus b pooled (tables resampled) and seed by seed (Student's t)."""
+    starts, lines = supervision_starts(records), []
+    for name, (_, pairs) in PLANNED_COMPARISONS.items():
+        arms = list(dict.fromkeys(arm for pair in pairs for arm in pair))
+        lines += [f"{name}:", *supervision_lines(starts[name], examples, pairs, references=False, arms=arms)]
+    return lines
+
+
+def planned_summary(records):
+    """One line per planned comparison (:data:`PLANNED_COMPARISONS`), seed by seed: :func:`supervision_summary`."""
+    starts = supervision_starts(records)
+    return supervision_summary([(starts[name], records[record], pair)
+                                for name, (record, pairs) in PLANNED_COMPARISONS.items() for pair in pairs])
 
 
 def supervision_summary(pairs):
@@ -2431,7 +2481,8 @@ OPERATOR_LETTERS = {"NONE": "N", "SUM": "S", "AVERAGE": "A", "COUNT": "C"}
 def supervision_record(runs, *, command, **settings):
     """:func:`supervision_runs`' frame as a compact JSON-able record: the command that made it, its
     settings, the evaluation questions' kinds and tables once, and per run a string of 1s and 0s and, where the
-    frame has them, a string of operator letters (:data:`OPERATOR_LETTERS`) and the list of selected-cell counts."""
+    frame has them, a string of operator letters (:data:`OPERATOR_LETTERS`) and the selected-cell counts, separated by
+    spaces."""
     first = runs[(runs["supervision"] == runs["supervision"].iloc[0]) & (runs["seed"] == runs["seed"].iloc[0])]
     record = dict(command=command, **settings, kinds=first["kind"].tolist(), tables=[int(t) for t in first["table"]],
                   runs=[])
@@ -2441,7 +2492,7 @@ def supervision_record(runs, *, command, **settings):
                      correct="".join("1" if c else "0" for c in run["correct"]))
         if "operator" in run:
             entry.update(operators="".join(OPERATOR_LETTERS[o] for o in run["operator"]),
-                         cells=[int(n) for n in run["cells"]])
+                         cells=" ".join(str(int(n)) for n in run["cells"]))
         record["runs"].append(entry)
     return record
 
@@ -2462,10 +2513,11 @@ def read_supervision_record(record):
                 for i, (kind, table, flag) in enumerate(zip(record["kinds"], record["tables"], run["correct"]))]
         if "operators" in run:
             names = {letter: name for name, letter in OPERATOR_LETTERS.items()}
-            if not len(run["operators"]) == len(run["cells"]) == len(part):
+            counts = [int(n) for n in run["cells"].split()]
+            if not len(run["operators"]) == len(counts) == len(part):
                 raise ValueError(f"run {run['supervision']}/{run['seed']} has {len(run['operators'])} operators and "
-                                 f"{len(run['cells'])} cell counts for {len(part)} questions")
-            for row, letter, cells in zip(part, run["operators"], run["cells"]):
+                                 f"{len(counts)} cell counts for {len(part)} questions")
+            for row, letter, cells in zip(part, run["operators"], counts):
                 row.update(operator=names[letter], cells=cells)
         rows += part
     return pd.DataFrame(rows)
