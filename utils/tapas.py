@@ -3229,10 +3229,6 @@ def seed_comparisons(record, against="stage 4"):
     return out
 
 
-_SHIPPED_RUN = {"test2": "stage 5, seed 0", "test3": "as shipped", "test4": "no pre-training, seed 0"}
-"""The run of each scored test split's record whose weights are the shipped checkpoint's."""
-
-
 def synonym_rule_runs(seed_record, test3_record, test4_record):
     """The keyword rule given the training synonyms (:func:`training_synonyms`), scored afterwards on the second,
     third and fourth test splits: {split: frame of the record's questions with 0/1 columns "keyword rule" (as the
@@ -3252,7 +3248,7 @@ def synonym_rule_runs(seed_record, test3_record, test4_record):
             raise ValueError(f"{split}: generated again, the split no longer matches its record (kinds or rule answers)")
         runs[split] = questions.assign(**{
             "keyword rule": plain, "rule, training synonyms": evaluate_rule(examples, synonyms=training_synonyms())["correct"].astype(int),
-            "shipped model": record["runs"][_SHIPPED_RUN[split]][split]})
+            "shipped model": record["runs"][SHIPPED_RUNS[split]][split]})
     return runs
 
 
