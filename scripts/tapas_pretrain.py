@@ -36,6 +36,11 @@ Two seeds per procedure are few: the comparison is of these runs, and a rerun co
 how many of its embedding rows are still at their initial length (tapas.untrained_rows) and the share of the new
 themes' word pieces that falls on them.
 
+Until 2026-12-08 tapas.masked_lm_collate's seed took no effect (transformers' collator seeds its generator only in
+__call__, and the masking called torch_mask_tokens directly), so the masking drew from torch's global random state;
+both shipped records that used this pre-training (test4_runs.json and supervision_runs_mlm.json) were made that way,
+which is why a rerun did not repeat them bit for bit. The commands now mask by their seed.
+
 The same pre-training from nothing, for TAPAS's own order (masked-language pre-training first, then the answers
 alone; scripts/tapas_supervision.py's eighth record reads it):
 

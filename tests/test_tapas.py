@@ -1201,6 +1201,10 @@ def test_masked_lm_collate_masks_as_bert_does_and_a_fresh_model_guesses_uniforml
     examples = tapas.generate_split("train", 40)
     items = tapas.encode_examples(tokenizer, examples)
     batch = tapas.masked_lm_collate(tokenizer, seed=0)(items)
+    torch.manual_seed(123)  # the global random state must not matter: the seed alone decides the masking
+    again = tapas.masked_lm_collate(tokenizer, seed=0)(items)
+    assert torch.equal(batch["labels"], again["labels"]) and torch.equal(batch["input_ids"], again["input_ids"])
+    assert not torch.equal(tapas.masked_lm_collate(tokenizer, seed=1)(items)["labels"], batch["labels"])
     plain = tapas.collate(items)
     chosen = batch["labels"] != -100
     special = torch.isin(plain["input_ids"], torch.tensor(tokenizer.all_special_ids))

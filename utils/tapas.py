@@ -1778,6 +1778,7 @@ def masked_lm_collate(tokenizer, *, rate=0.15, seed=0):
     if not 0 < rate < 1:
         raise ValueError(f"masked_lm_collate: rate must lie between 0 and 1, got {rate!r}")
     masker = DataCollatorForLanguageModeling(tokenizer, mlm_probability=rate, seed=seed)
+    masker.create_rng()  # the collator seeds its generator only inside __call__; torch_mask_tokens alone would use torch's global one
     special = torch.tensor(sorted(tokenizer.all_special_ids))
 
     def collate_fn(batch):
